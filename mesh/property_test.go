@@ -1,0 +1,333 @@
+package mesh
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestIncrementalEqualsRebuild drives the engine with long random sequences of object changes
+// over a small universe of names (so changes collide and relations form and break), and after
+// every step checks that:
+//   - the snapshot equals the oracle's from-scratch build of the same objects;
+//   - replaying the emitted changes onto an empty replica reproduces the snapshot;
+//   - sequence numbers are consecutive and every op is valid for the replica's state.
+func TestIncrementalEqualsRebuild(t *testing.T) {
+	t.Parallel()
+	const seeds, steps = 24, 500 // 12,000 steps in all
+	for seed := range uint64(seeds) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			runProperty(t, seed, steps)
+		})
+	}
+}
+
+func runProperty(t *testing.T, seed uint64, steps int) {
+	g := &generator{rnd: rand.New(rand.NewPCG(seed, 0x5eed))}
+	engine := NewEngine("prop")
+	objects := map[ObjectRef]*unstructured.Unstructured{}
+	replica := map[string]json.RawMessage{} // "kind key" → JSON
+	var lastSeq uint64
+
+	apply := func(step int, desc string, changes []Change) {
+		for _, c := range changes {
+			if c.Sequence != lastSeq+1 || c.Epoch != "prop" {
+				t.Fatalf("step %d (%s): change %v: sequence %d in epoch %q, want %d in prop", step, desc, c, c.Sequence, c.Epoch, lastSeq+1)
+			}
+			lastSeq = c.Sequence
+			k := c.Kind.String() + " " + c.Key
+			_, had := replica[k]
+			switch {
+			case c.Op == OpAdded && had, c.Op != OpAdded && !had:
+				t.Fatalf("step %d (%s): %v but replica has it: %v", step, desc, c, had)
+			case c.Op == OpUpdated && string(replica[k]) != string(c.Previous):
+				t.Fatalf("step %d (%s): %v: previous %s, replica %s", step, desc, c, c.Previous, replica[k])
+			case c.Op == OpDeleted:
+				delete(replica, k)
+			default:
+				replica[k] = c.Entity
+			}
+		}
+	}
+
+	for step := range steps {
+		var desc string
+		switch r := g.rnd.IntN(100); {
+		case r < 2 && len(objects) > 0:
+			// A relist that lost some objects: Replace must delete them.
+			var keep []*unstructured.Unstructured
+			for ref, u := range objects {
+				if g.rnd.IntN(4) == 0 {
+					delete(objects, ref)
+				} else {
+					keep = append(keep, u)
+				}
+			}
+			desc = "replace"
+			changes, _ := engine.Replace(keep)
+			apply(step, desc, changes)
+		case r < 30 && len(objects) > 0:
+			ref := g.pick(objects)
+			delete(objects, ref)
+			desc = "delete " + ref.String()
+			apply(step, desc, engine.Delete(ref))
+		default:
+			u := g.object()
+			objects[RefOf(u)] = u
+			desc = "upsert " + RefOf(u).String()
+			changes, _ := engine.Upsert(u)
+			apply(step, desc, changes)
+		}
+
+		all := make([]*unstructured.Unstructured, 0, len(objects))
+		for _, u := range objects {
+			all = append(all, u)
+		}
+		want := rebuild(all)
+		snap := engine.Snapshot()
+		got, err := snap.EventMesh()
+		if err != nil {
+			t.Fatalf("step %d (%s): snapshot: %v", step, desc, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			gj, _ := json.MarshalIndent(got, "", " ")
+			wj, _ := json.MarshalIndent(want, "", " ")
+			t.Fatalf("step %d (%s): incremental mesh differs from rebuild\n--- incremental\n%s\n--- rebuild\n%s", step, desc, gj, wj)
+		}
+		if snap.Sequence != lastSeq {
+			t.Fatalf("step %d: snapshot sequence %d, last change %d", step, snap.Sequence, lastSeq)
+		}
+		if snap.Len() != len(replica) {
+			t.Fatalf("step %d (%s): snapshot has %d entities, replica %d", step, desc, snap.Len(), len(replica))
+		}
+		snap.Each(func(en Entity) bool {
+			if r := replica[en.Kind.String()+" "+en.Key]; string(r) != string(en.JSON) {
+				t.Fatalf("step %d (%s): replica %s %s = %s, snapshot %s", step, desc, en.Kind, en.Key, r, en.JSON)
+			}
+			return true
+		})
+	}
+}
+
+// generator makes random objects over a small universe of names.
+type generator struct{ rnd *rand.Rand }
+
+func (g *generator) pick(objects map[ObjectRef]*unstructured.Unstructured) ObjectRef {
+	n := g.rnd.IntN(len(objects))
+	for ref := range objects {
+		if n == 0 {
+			return ref
+		}
+		n--
+	}
+	panic("unreachable")
+}
+
+func (g *generator) one(options ...string) string { return options[g.rnd.IntN(len(options))] }
+func (g *generator) chance(percent int) bool     { return g.rnd.IntN(100) < percent }
+
+var (
+	propNamespaces = []string{"a", "b"}
+	propNames      = []string{"x", "y", "z"}
+	propTypes      = []string{"com.ex.order.created", "com.ex.order.paid", "com.ex.payment.failed", "ping", ""}
+	propIDs        = []string{"svc-1", "svc-2", "svc-3"}
+)
+
+func (g *generator) meta(ns, name string) map[string]any {
+	m := map[string]any{"name": name, "namespace": ns, "uid": g.one("u1", "u2")}
+	labels := map[string]any{}
+	if g.chance(50) {
+		labels[LabelBackstageID] = g.one(propIDs...)
+	}
+	if g.chance(30) {
+		labels["team"] = g.one("red", "blue")
+	}
+	if len(labels) > 0 {
+		m["labels"] = labels
+	}
+	if g.chance(30) {
+		m["annotations"] = map[string]any{annotationLastApplied: "{}", "note": g.one("n1", "n2")}
+	}
+	return m
+}
+
+func (g *generator) ref(kind string) map[string]any {
+	r := map[string]any{"name": g.one(propNames...)}
+	switch kind {
+	case "Broker":
+		r["apiVersion"], r["kind"] = "eventing.knative.dev/v1", "Broker"
+	case "TestChannel":
+		r["apiVersion"], r["kind"] = "messaging.example.dev/v1", "TestChannel"
+	default: // a subscriber
+		r["apiVersion"], r["kind"] = g.one("v1", "serving.knative.dev/v1", "eventing.knative.dev/v1"), g.one("Service", "Broker")
+	}
+	if g.chance(30) {
+		r["namespace"] = g.one(propNamespaces...)
+	}
+	return r
+}
+
+func (g *generator) object() *unstructured.Unstructured {
+	ns, name := g.one(propNamespaces...), g.one(propNames...)
+	var o map[string]any
+	switch g.rnd.IntN(11) {
+	case 0:
+		o = map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": g.meta(ns, name)}
+	case 1, 2:
+		o = g.eventType(ns, name)
+	case 3, 4:
+		o = map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": g.meta(ns, name), "spec": g.triggerSpec()}
+	case 5:
+		spec := map[string]any{"channel": g.ref("TestChannel")}
+		if g.chance(85) {
+			spec["subscriber"] = map[string]any{"ref": g.ref("subscriber")}
+		}
+		o = map[string]any{"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription", "metadata": g.meta(ns, name), "spec": spec}
+	case 6:
+		o = map[string]any{"apiVersion": "messaging.example.dev/v1", "kind": "TestChannel", "metadata": g.meta(ns, name)}
+	case 7:
+		o = map[string]any{"apiVersion": "sources.example.dev/v1", "kind": "TestSource", "metadata": g.meta(ns, name)}
+		if g.chance(70) {
+			o["spec"] = map[string]any{"sink": map[string]any{"ref": g.ref("Broker")}}
+		}
+	case 8:
+		o = map[string]any{"apiVersion": g.one("v1", "serving.knative.dev/v1"), "kind": "Service", "metadata": g.meta(ns, name)}
+	default:
+		o = g.crd()
+	}
+	return &unstructured.Unstructured{Object: o}
+}
+
+func (g *generator) eventType(ns, name string) map[string]any {
+	spec := map[string]any{}
+	typ := g.one(propTypes...)
+	switch r := g.rnd.IntN(10); {
+	case r < 7:
+		spec["reference"] = g.ref(g.one("Broker", "Broker", "TestChannel"))
+	case r < 8:
+		spec["broker"] = g.one(propNames...)
+	}
+	if g.chance(40) {
+		spec["description"] = g.one("d1", "d2")
+	}
+	if g.chance(50) {
+		if typ != "" {
+			spec["type"] = typ
+		}
+		if g.chance(50) {
+			spec["source"] = g.one("/src/1", "/src/2")
+		}
+		if g.chance(30) {
+			spec["schema"] = "https://schema.example/" + g.one("a", "b")
+		}
+		if g.chance(20) {
+			spec["schemaData"] = "{}"
+		}
+		return map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType", "metadata": g.meta(ns, name), "spec": spec}
+	}
+	if g.chance(15) {
+		typ = "com.ex.{kind}.created"
+	}
+	attrs := []any{map[string]any{"name": "type", "value": typ, "required": true}}
+	if g.chance(50) {
+		attrs = append(attrs, map[string]any{"name": "source", "value": g.one("/src/1", "/src/2", "/src/{name}")})
+	}
+	if g.chance(30) {
+		attrs = append(attrs, map[string]any{"name": "dataschema", "value": "https://schema.example/c"})
+	}
+	if g.chance(20) {
+		attrs = append(attrs, map[string]any{"name": "region", "value": g.one("eu", "us")})
+	}
+	spec["attributes"] = attrs
+	return map[string]any{"apiVersion": "eventing.knative.dev/v1beta3", "kind": "EventType", "metadata": g.meta(ns, name), "spec": spec}
+}
+
+func (g *generator) triggerSpec() map[string]any {
+	spec := map[string]any{"broker": g.one(propNames...)}
+	switch r := g.rnd.IntN(10); {
+	case r < 8:
+		spec["subscriber"] = map[string]any{"ref": g.ref("subscriber")}
+	case r < 9:
+		spec["subscriber"] = map[string]any{"uri": "http://example.com"}
+	}
+	switch g.rnd.IntN(4) {
+	case 0:
+		spec["filter"] = map[string]any{"attributes": map[string]any{"type": g.one(propTypes...)}}
+	case 1, 2:
+		n := 1 + g.rnd.IntN(2)
+		fs := make([]any, n)
+		for i := range fs {
+			fs[i] = g.filter(2)
+		}
+		spec["filters"] = fs
+	}
+	return spec
+}
+
+var propCESQL = []string{
+	"type = 'com.ex.order.created'",
+	"type LIKE 'com.ex.order.%'",
+	"source = '/src/1' AND type = 'ping'",
+	"region = 'eu'",
+	"EXISTS region",
+	"NOT EXISTS subject",
+	"LENGTH(type) > 10",
+	"type = ", // invalid: skipped
+}
+
+func (g *generator) filter(depth int) map[string]any {
+	attr := g.one("type", "type", "source", "region")
+	switch r := g.rnd.IntN(8); {
+	case r == 0:
+		return map[string]any{"exact": map[string]any{attr: g.one("com.ex.order.created", "ping", "/src/1", "eu")}}
+	case r == 1:
+		return map[string]any{"prefix": map[string]any{attr: g.one("com.ex.order", "com.ex.", "/src", "x")}}
+	case r == 2:
+		return map[string]any{"suffix": map[string]any{attr: g.one("created", "failed", "1")}}
+	case r == 3:
+		return map[string]any{"cesql": g.one(propCESQL...)}
+	case depth > 0 && r == 4:
+		return map[string]any{"not": g.filter(depth - 1)}
+	case depth > 0 && r < 7:
+		list := []any{g.filter(depth - 1), g.filter(depth - 1)}
+		return map[string]any{g.one("all", "any"): list}
+	}
+	return map[string]any{"exact": map[string]any{"type": g.one(propTypes[:4]...)}}
+}
+
+func (g *generator) crd() map[string]any {
+	group, kind, plural := "messaging.example.dev", "TestChannel", "testchannels"
+	if g.chance(50) {
+		group, kind, plural = "sources.example.dev", "TestSource", "testsources"
+	}
+	labels := map[string]any{}
+	if g.chance(60) {
+		labels[LabelSubscribable] = "true"
+	}
+	if g.chance(60) {
+		labels[LabelSource] = g.one("true", "false")
+	}
+	meta := map[string]any{"name": plural + "." + group, "labels": labels}
+	if g.chance(70) {
+		types := []map[string]string{}
+		for _, t := range propTypes {
+			if g.chance(40) {
+				types = append(types, map[string]string{"type": t})
+			}
+		}
+		raw, _ := json.Marshal(types)
+		if g.chance(10) {
+			raw = []byte("[not json")
+		}
+		meta["annotations"] = map[string]any{AnnotationEventType: string(raw)}
+	}
+	return map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta,
+		"spec": map[string]any{"group": group, "names": map[string]any{"kind": kind, "plural": plural}, "scope": "Namespaced"},
+	}
+}
