@@ -28,7 +28,7 @@ func TestIncrementalEqualsRebuild(t *testing.T) {
 }
 
 func runProperty(t *testing.T, seed uint64, steps int) {
-	g := &generator{rnd: rand.New(rand.NewPCG(seed, 0x5eed))}
+	g := &generator{rnd: newRand(seed)}
 	engine := NewEngine("prop")
 	objects := map[ObjectRef]*unstructured.Unstructured{}
 	replica := map[string]json.RawMessage{} // "kind key" → JSON
@@ -113,6 +113,8 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		})
 	}
 }
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x5eed)) }
 
 // generator makes random objects over a small universe of names.
 type generator struct{ rnd *rand.Rand }
