@@ -131,7 +131,7 @@ func (g *generator) pick(objects map[ObjectRef]*unstructured.Unstructured) Objec
 }
 
 func (g *generator) one(options ...string) string { return options[g.rnd.IntN(len(options))] }
-func (g *generator) chance(percent int) bool     { return g.rnd.IntN(100) < percent }
+func (g *generator) chance(percent int) bool      { return g.rnd.IntN(100) < percent }
 
 var (
 	propNamespaces = []string{"a", "b"}

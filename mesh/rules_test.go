@@ -19,16 +19,16 @@ import (
 // absent lists keys that must not exist; changes lists every change a step must emit, in order,
 // as "kind op key".
 type ruleCase struct {
-	Name    string           `json:"name"`
-	Objects []map[string]any `json:"objects"`
+	Name    string                       `json:"name"`
+	Objects []map[string]any             `json:"objects"`
 	Want    map[string]map[string]string `json:"want"`
-	Absent  []string                              `json:"absent"`
+	Absent  []string                     `json:"absent"`
 	Steps   []struct {
-		Apply   []map[string]any                      `json:"apply"`
-		Delete  []string                              `json:"delete"`
-		Changes []string                              `json:"changes"`
+		Apply   []map[string]any             `json:"apply"`
+		Delete  []string                     `json:"delete"`
+		Changes []string                     `json:"changes"`
 		Want    map[string]map[string]string `json:"want"`
-		Absent  []string                              `json:"absent"`
+		Absent  []string                     `json:"absent"`
 	} `json:"steps"`
 	Problems []string `json:"problems"` // substrings the problems reported for objects must contain
 }
