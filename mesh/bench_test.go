@@ -1,0 +1,144 @@
+package mesh
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// benchMesh builds a realistic mesh of about n entities: namespaces of 10 brokers, each broker
+// with 10 EventTypes and 3 Triggers (an old-style type filter, a new-style prefix filter and
+// no filter) whose subscribers are 5 labelled services per namespace. It returns the objects
+// and a cycle of single-object changes that each alter the mesh.
+func benchMesh(n int) (objects, changes []*unstructured.Unstructured) {
+	const brokersPerNS, typesPerBroker, servicesPerNS = 10, 10, 5
+	brokers := max(1, n/(typesPerBroker+1))
+	obj := func(o map[string]any) *unstructured.Unstructured { return &unstructured.Unstructured{Object: o} }
+	meta := func(ns, name string, labels map[string]any) map[string]any {
+		m := map[string]any{"namespace": ns, "name": name, "uid": ns + "-" + name}
+		if labels != nil {
+			m["labels"] = labels
+		}
+		return m
+	}
+	brokerRef := func(name string) map[string]any {
+		return map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": name}
+	}
+	eventType := func(ns, broker string, i int, typ string) *unstructured.Unstructured {
+		return obj(map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType",
+			"metadata": meta(ns, fmt.Sprintf("%s-et-%d", broker, i), map[string]any{"app": "shop"}),
+			"spec": map[string]any{"type": typ, "source": "/apis/" + ns, "reference": brokerRef(broker),
+				"description": "an event type"}})
+	}
+	service := func(ns string, i int, id string) *unstructured.Unstructured {
+		labels := map[string]any{"app": "svc"}
+		if id != "" {
+			labels[LabelBackstageID] = id
+		}
+		return obj(map[string]any{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+			"metadata": meta(ns, fmt.Sprintf("svc-%d", i), labels)})
+	}
+	trigger := func(ns, broker string, i int, spec map[string]any) *unstructured.Unstructured {
+		spec["broker"] = broker
+		spec["subscriber"] = map[string]any{"ref": map[string]any{"apiVersion": "serving.knative.dev/v1",
+			"kind": "Service", "name": fmt.Sprintf("svc-%d", i%servicesPerNS)}}
+		return obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+			"metadata": meta(ns, fmt.Sprintf("%s-t-%d", broker, i), nil), "spec": spec})
+	}
+	typeName := func(b, i int) string { return fmt.Sprintf("com.example.b%d.type%d", b, i) }
+
+	for b := range brokers {
+		ns, name := fmt.Sprintf("ns-%d", b/brokersPerNS), fmt.Sprintf("broker-%d", b%brokersPerNS)
+		if b%brokersPerNS == 0 {
+			for s := range servicesPerNS {
+				objects = append(objects, service(ns, s, fmt.Sprintf("%s-svc-%d", ns, s)))
+			}
+		}
+		objects = append(objects, obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": meta(ns, name, nil)}))
+		for i := range typesPerBroker {
+			objects = append(objects, eventType(ns, name, i, typeName(b, i)))
+		}
+		objects = append(objects,
+			trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 0)}}}),
+			trigger(ns, name, b+1, map[string]any{"filters": []any{map[string]any{"prefix": map[string]any{"type": fmt.Sprintf("com.example.b%d.type1", b)}}}}),
+			trigger(ns, name, b+2, map[string]any{}),
+		)
+
+		// Changes, spread over the mesh: an EventType renamed and back, a filter edited,
+		// a subscriber relabelled, a broker relabelled, an EventType deleted and re-created.
+		if b%max(1, brokers/50) == 0 {
+			changes = append(changes,
+				eventType(ns, name, 3, typeName(b, 0)), eventType(ns, name, 3, typeName(b, 3)),
+				trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 2)}}}),
+				trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 0)}}}),
+				service(ns, b%servicesPerNS, "renamed"), service(ns, b%servicesPerNS, fmt.Sprintf("%s-svc-%d", ns, b%servicesPerNS)),
+				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, map[string]any{"tier": "gold"})}),
+				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, nil)}),
+				nil, eventType(ns, name, 9, typeName(b, 9)), // nil: delete the EventType above
+			)
+		}
+	}
+	return objects, changes
+}
+
+func BenchmarkApply(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("entities=%d", n), func(b *testing.B) {
+			objects, changes := benchMesh(n)
+			before := heapInUse()
+			e := NewEngine("bench")
+			for _, u := range objects {
+				e.Upsert(u)
+			}
+			entities := e.Snapshot().Len()
+			heapPerEntity := float64(heapInUse()-before) / float64(entities)
+			emitted := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				k := i % len(changes)
+				if u := changes[k]; u != nil {
+					c, _ := e.Upsert(u)
+					emitted += len(c)
+				} else {
+					emitted += len(e.Delete(RefOf(changes[k+1])))
+				}
+			}
+			b.ReportMetric(float64(emitted)/float64(b.N), "changes/op")
+			b.ReportMetric(heapPerEntity, "heapB/entity") // ResetTimer would drop it: report last
+			b.ReportMetric(float64(entities), "entities")
+			runtime.KeepAlive(e)
+		})
+	}
+}
+
+func BenchmarkSnapshot(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("entities=%d", n), func(b *testing.B) {
+			objects, _ := benchMesh(n)
+			e := NewEngine("bench")
+			for _, u := range objects {
+				e.Upsert(u)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := e.Snapshot().WriteEventMesh(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
