@@ -1,0 +1,151 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the broadcaster's whole configuration.
+type Config struct {
+	// Manifests is the directory of manifests to watch.
+	Manifests string `json:"manifests,omitempty"`
+	// Listen is the address of the resync endpoints.
+	Listen string `json:"listen,omitempty"`
+	// TokensFile holds static bearer tokens, one per line; none means the endpoints are open.
+	TokensFile string `json:"tokensFile,omitempty"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel,omitempty"`
+
+	// Tokens are read from TokensFile by Load.
+	Tokens []string `json:"-"`
+}
+
+// DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
+const DefaultListen = "127.0.0.1:8080"
+
+// ErrUsage marks errors in the command line or settings (exit status 2).
+var ErrUsage = errors.New("usage")
+
+// Load reads args (without the program name). The file named by --config is read first, then
+// flags override it. Help output goes to out.
+func Load(args []string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var (
+		cfgFile = fs.String("config", "", "YAML `file` with settings (flags win over it)")
+		flags   Config
+	)
+	fs.StringVar(&flags.Manifests, "manifests", "", "watch this `dir`ectory of YAML/JSON manifests")
+	fs.StringVar(&flags.Listen, "listen", "", "serve the resync endpoints on `addr`ess (default "+DefaultListen+")")
+	fs.StringVar(&flags.TokensFile, "tokens-file", "", "require a bearer token listed in this `file` (one per line)")
+	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	cfg := Config{Listen: DefaultListen, LogLevel: "info"}
+	if *cfgFile != "" {
+		fromFile, err := readFile(*cfgFile)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.merge(fromFile)
+	}
+	cfg.merge(flags)
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) merge(o Config) {
+	for _, f := range []struct{ dst, src *string }{
+		{&c.Manifests, &o.Manifests}, {&c.Listen, &o.Listen}, {&c.TokensFile, &o.TokensFile}, {&c.LogLevel, &o.LogLevel},
+	} {
+		if *f.src != "" {
+			*f.dst = *f.src
+		}
+	}
+}
+
+func readFile(path string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: config file: %w", ErrUsage, err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("%w: config file %s: %w", ErrUsage, path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if c.Manifests == "" {
+		return fmt.Errorf("%w: no source: pass --manifests DIR (or manifests: in the config file)", ErrUsage)
+	}
+	if info, err := os.Stat(c.Manifests); err != nil {
+		return fmt.Errorf("%w: --manifests: %w", ErrUsage, err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("%w: --manifests %s: not a directory", ErrUsage, c.Manifests)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: --listen %q: %w", ErrUsage, c.Listen, err)
+	}
+	if _, err := c.Level(); err != nil {
+		return err
+	}
+	if c.TokensFile != "" {
+		tokens, err := readTokens(c.TokensFile)
+		if err != nil {
+			return err
+		}
+		c.Tokens = tokens
+	}
+	return nil
+}
+
+// Level is LogLevel as a slog level.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
+	}
+	return l, nil
+}
+
+// readTokens reads one token per line; blank lines and # comments are skipped.
+func readTokens(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --tokens-file: %w", ErrUsage, err)
+	}
+	var tokens []string
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for line := 1; sc.Scan(); line++ {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if strings.ContainsAny(t, " \t") {
+			return nil, fmt.Errorf("%w: --tokens-file %s:%d: a token cannot contain spaces", ErrUsage, path, line)
+		}
+		tokens = append(tokens, t)
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%w: --tokens-file %s: no tokens (an empty file would leave the endpoints open)", ErrUsage, path)
+	}
+	return tokens, nil
+}

@@ -1,0 +1,110 @@
+package hub
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Listener receives each batch of changes, in order. It must not block.
+type Listener func([]mesh.Change)
+
+// Hub owns an engine for concurrent use.
+type Hub struct {
+	log *slog.Logger
+
+	mu        sync.Mutex
+	engine    *mesh.Engine
+	listeners []Listener
+	synced    func() bool
+}
+
+var _ cache.ResourceEventHandler = (*Hub)(nil)
+
+// New returns a hub around engine. synced reports whether the source has delivered its initial
+// listing; until then the hub is not Ready.
+func New(engine *mesh.Engine, synced func() bool, log *slog.Logger) *Hub {
+	return &Hub{engine: engine, synced: synced, log: log}
+}
+
+// Listen adds a listener for every later batch of changes.
+func (h *Hub) Listen(l Listener) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.listeners = append(h.listeners, l)
+}
+
+// Ready reports whether the mesh is complete (the source's initial listing is applied).
+func (h *Hub) Ready() bool { return h.synced() }
+
+// Snapshot returns the current mesh; it is cheap and consistent.
+func (h *Hub) Snapshot() mesh.Snapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.engine.Snapshot()
+}
+
+// OnAdd applies a new object.
+func (h *Hub) OnAdd(obj any, _ bool) { h.upsert(obj) }
+
+// OnUpdate applies a changed object.
+func (h *Hub) OnUpdate(_, obj any) { h.upsert(obj) }
+
+// OnDelete applies a deletion, including one only learnt of by a relist.
+func (h *Hub) OnDelete(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		h.log.Error("hub: deleted object of unexpected type ignored", "type", typeName(obj))
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.emit(h.engine.Delete(mesh.RefOf(u)))
+}
+
+func (h *Hub) upsert(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		h.log.Error("hub: object of unexpected type ignored", "type", typeName(obj))
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changes, problems := h.engine.Upsert(u)
+	if problems != nil {
+		h.log.Warn("object partly ignored", "object", mesh.RefOf(u).String(), "problems", problems.Error())
+	}
+	h.emit(changes)
+}
+
+func (h *Hub) emit(changes []mesh.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	for _, l := range h.listeners {
+		l(changes)
+	}
+}
+
+// LogChanges is a listener that logs one readable line per change.
+func LogChanges(log *slog.Logger) Listener {
+	return func(changes []mesh.Change) {
+		for _, c := range changes {
+			attrs := []any{"seq", c.Sequence, "key", c.Key}
+			if s := c.Summary(); s != "" {
+				attrs = append(attrs, "diff", s)
+			}
+			log.Info(c.Kind.String()+" "+c.Op.String(), attrs...)
+		}
+	}
+}
+
+func typeName(v any) string { return fmt.Sprintf("%T", v) }

@@ -1,0 +1,307 @@
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Object is one decoded manifest and the line it starts on.
+type Object struct {
+	*unstructured.Unstructured
+	Line int
+}
+
+// SyntaxError is a manifest that cannot be read, at a 1-based line (0 when unknown).
+type SyntaxError struct {
+	Line int
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+}
+
+// clusterScoped lists the kinds that keep an empty namespace; others default to "default",
+// as kubectl apply does.
+var clusterScoped = map[string]bool{
+	"CustomResourceDefinition": true, "Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+}
+
+// Decode reads every object of a YAML or JSON stream: several documents separated by ---, and
+// the items of any kind: List. Values keep Kubernetes' YAML reading: timestamps and other
+// special scalars stay strings, integers are int64. The first error stops decoding and names
+// its line.
+func Decode(data []byte) ([]Object, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var objects []Object
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return objects, nil
+		}
+		if err != nil {
+			return nil, yamlError(err)
+		}
+		if len(doc.Content) == 0 {
+			continue // empty document
+		}
+		root := doc.Content[0]
+		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+			continue // "---" followed by nothing but comments
+		}
+		objs, err := documentObjects(root)
+		if err != nil {
+			return nil, err
+		}
+		objects = append(objects, objs...)
+	}
+}
+
+func documentObjects(root *yaml.Node) ([]Object, error) {
+	v, err := value(root)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, &SyntaxError{root.Line, fmt.Sprintf("a manifest must be a mapping, not %s", describe(root))}
+	}
+	kind, _ := m["kind"].(string)
+	if items, isList := m["items"]; isList && strings.HasSuffix(kind, "List") {
+		list, ok := items.([]any)
+		itemsNode := mappingValue(root, "items")
+		if !ok || itemsNode == nil || len(itemsNode.Content) != len(list) {
+			return nil, &SyntaxError{root.Line, kind + ": items must be a list"}
+		}
+		var objects []Object
+		for i, item := range list {
+			obj, err := object(item, itemsNode.Content[i].Line)
+			if err != nil {
+				return nil, err
+			}
+			objects = append(objects, obj)
+		}
+		return objects, nil
+	}
+	obj, err := object(m, root.Line)
+	if err != nil {
+		return nil, err
+	}
+	return []Object{obj}, nil
+}
+
+func object(v any, line int) (Object, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return Object{}, &SyntaxError{line, fmt.Sprintf("a manifest must be a mapping, not %T", v)}
+	}
+	u := &unstructured.Unstructured{Object: m}
+	apiVersion, _ := m["apiVersion"].(string)
+	kind, _ := m["kind"].(string)
+	meta, _ := m["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	namespace, nsOK := meta["namespace"].(string)
+	switch {
+	case apiVersion == "":
+		return Object{}, &SyntaxError{line, "apiVersion is required (a non-empty string)"}
+	case kind == "":
+		return Object{}, &SyntaxError{line, "kind is required (a non-empty string)"}
+	case name == "":
+		return Object{}, &SyntaxError{line, kind + ": metadata.name is required (a non-empty string)"}
+	case meta["namespace"] != nil && !nsOK:
+		return Object{}, &SyntaxError{line, kind + " " + name + ": metadata.namespace must be a string"}
+	case namespace == "" && !clusterScoped[kind]:
+		meta["namespace"] = "default"
+	}
+	for _, f := range []string{"labels", "annotations"} {
+		if err := checkStringMap(meta, f); err != nil {
+			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.%s: %v", kind, name, f, err)}
+		}
+	}
+	return Object{Unstructured: u, Line: line}, nil
+}
+
+func checkStringMap(meta map[string]any, field string) error {
+	raw, ok := meta[field]
+	if !ok || raw == nil {
+		return nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want a map of strings, got %T", raw)
+	}
+	for k, v := range m {
+		if _, ok := v.(string); !ok {
+			return fmt.Errorf("%s: want a string, got %T (quote it)", k, v)
+		}
+	}
+	return nil
+}
+
+// value converts a YAML node to the JSON-compatible values unstructured objects hold.
+func value(n *yaml.Node) (any, error) {
+	w := walker{budget: maxNodes}
+	return w.value(n)
+}
+
+// maxNodes bounds the values one document may expand to, so aliases cannot multiply a small
+// file into an exponential one.
+const maxNodes = 1 << 20
+
+type walker struct{ budget int }
+
+func (w *walker) value(n *yaml.Node) (any, error) {
+	if w.budget--; w.budget < 0 {
+		return nil, &SyntaxError{n.Line, "document expands to too many values (alias loop or bomb?)"}
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		return w.value(n.Alias)
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return w.value(n.Content[0])
+	case yaml.SequenceNode:
+		list := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := w.value(c)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		return list, nil
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, vn := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				if err := w.merge(m, vn); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if k.Kind != yaml.ScalarNode {
+				return nil, &SyntaxError{k.Line, fmt.Sprintf("mapping keys must be strings, not %s", describe(k))}
+			}
+			v, err := w.value(vn)
+			if err != nil {
+				return nil, err
+			}
+			m[k.Value] = v
+		}
+		return m, nil
+	case yaml.ScalarNode:
+		return scalar(n)
+	}
+	return nil, &SyntaxError{n.Line, "unsupported YAML node"}
+}
+
+func (w *walker) merge(into map[string]any, n *yaml.Node) error {
+	sources := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		sources = n.Content
+	}
+	for _, s := range sources {
+		v, err := w.value(s)
+		if err != nil {
+			return err
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return &SyntaxError{s.Line, "a merge key (<<) must point at a mapping"}
+		}
+		for k, v := range m {
+			if _, exists := into[k]; !exists {
+				into[k] = v
+			}
+		}
+	}
+	return nil
+}
+
+func scalar(n *yaml.Node) (any, error) {
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, &SyntaxError{n.Line, err.Error()}
+		}
+		return b, nil
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			return nil, &SyntaxError{n.Line, fmt.Sprintf("integer %q out of range", n.Value)}
+		}
+		return i, nil
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return nil, &SyntaxError{n.Line, err.Error()}
+		}
+		if f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
+			return nil, &SyntaxError{n.Line, fmt.Sprintf("%q is not a JSON number", n.Value)}
+		}
+		return f, nil
+	}
+	return n.Value, nil // strings, timestamps, binary: the text as written
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.ScalarNode:
+		return strconv.Quote(n.Value)
+	}
+	return "an alias"
+}
+
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	for m.Kind == yaml.AliasNode {
+		m = m.Alias
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			n := m.Content[i+1]
+			for n.Kind == yaml.AliasNode {
+				n = n.Alias
+			}
+			return n
+		}
+	}
+	return nil
+}
+
+// yamlError turns the YAML library's "yaml: line N: msg" into a SyntaxError.
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.IndexByte(rest, ':'); i > 0 {
+			if line, convErr := strconv.Atoi(rest[:i]); convErr == nil {
+				return &SyntaxError{line, strings.TrimSpace(rest[i+1:])}
+			}
+		}
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return &SyntaxError{0, strings.Join(te.Errors, "; ")}
+	}
+	return &SyntaxError{0, msg}
+}

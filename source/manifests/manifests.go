@@ -1,0 +1,331 @@
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
+)
+
+// Source watches a directory of manifests.
+type Source struct {
+	dir      string
+	log      *slog.Logger
+	quiet    time.Duration
+	maxDelay time.Duration
+	synced   atomic.Bool
+
+	files   map[string]*file                // by path
+	current map[mesh.ObjectRef]*definition // what the handler has been given
+}
+
+var _ source.Source = (*Source)(nil)
+
+type file struct {
+	stat    fileStat
+	objects []definition // the last good parse
+	failed  bool         // the latest content did not parse (objects are older)
+}
+
+type fileStat struct {
+	size    int64
+	modTime time.Time
+}
+
+type definition struct {
+	obj  *unstructured.Unstructured
+	json []byte // canonical form, to tell real edits from rewrites
+	path string
+	line int
+}
+
+// ErrInvalidOption wraps every rejected option.
+var ErrInvalidOption = errors.New("invalid option")
+
+// Option configures a Source.
+type Option func(*Source) error
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Source) error {
+		if l == nil {
+			return fmt.Errorf("%w: logger is nil", ErrInvalidOption)
+		}
+		s.log = l
+		return nil
+	}
+}
+
+// WithDebounce sets how long the directory must stay quiet before a rescan, and the longest a
+// rescan may wait under continuous writes (defaults: 50ms and 300ms).
+func WithDebounce(quiet, maxDelay time.Duration) Option {
+	return func(s *Source) error {
+		if quiet <= 0 || maxDelay < quiet {
+			return fmt.Errorf("%w: debounce: want 0 < quiet (%v) <= max delay (%v)", ErrInvalidOption, quiet, maxDelay)
+		}
+		s.quiet, s.maxDelay = quiet, maxDelay
+		return nil
+	}
+}
+
+// New returns a source for dir, which must be a readable directory.
+// Defaults: slog.Default(), debounce 50ms quiet / 300ms max.
+func New(dir string, opts ...Option) (*Source, error) {
+	s := &Source{dir: dir, log: slog.Default(), quiet: 50 * time.Millisecond, maxDelay: 300 * time.Millisecond,
+		files: map[string]*file{}, current: map[mesh.ObjectRef]*definition{}}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifests directory: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("manifests directory %s: not a directory", dir)
+	}
+	return s, nil
+}
+
+// HasSynced reports whether the first full read of the directory has been delivered.
+func (s *Source) HasSynced() bool { return s.synced.Load() }
+
+// Run reads the directory, delivers its objects, then delivers every change until ctx ends.
+func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", s.dir, err)
+	}
+	defer w.Close()
+
+	s.rescan(w, nil, h, true)
+	s.synced.Store(true)
+
+	var (
+		timer    = time.NewTimer(time.Hour)
+		pending  = map[string]bool{}
+		deadline time.Time
+	)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("manifests watcher closed")
+			}
+			pending[ev.Name] = true
+			now := time.Now()
+			if deadline.IsZero() {
+				deadline = now.Add(s.maxDelay)
+			}
+			timer.Reset(min(s.quiet, max(0, deadline.Sub(now))))
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("manifests watcher closed")
+			}
+			// An overflow loses events: a rescan of everything catches up.
+			s.log.Warn("manifests watcher error; rescanning", "dir", s.dir, "err", err)
+			pending[s.dir] = true
+			timer.Reset(s.quiet)
+		case <-timer.C:
+			s.rescan(w, pending, h, false)
+			pending, deadline = map[string]bool{}, time.Time{}
+		}
+	}
+}
+
+// rescan walks the directory, re-reads files that changed (or that events named), and hands
+// the handler the difference between the new merged view and the last one.
+func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.ResourceEventHandler, initial bool) {
+	seen := map[string]bool{}
+	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			s.log.Warn("cannot read manifests path", "path", path, "err", err)
+			if d != nil && d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if path != s.dir && ignored(d.Name()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if err := w.Add(path); err != nil {
+				s.log.Warn("cannot watch manifests folder", "path", path, "err", err)
+			}
+			return nil
+		}
+		if !isManifest(d.Name()) {
+			return nil
+		}
+		seen[path] = true
+		info, err := d.Info()
+		if err != nil {
+			return nil // vanished since listed: treated as deleted
+		}
+		st := fileStat{size: info.Size(), modTime: info.ModTime()}
+		if f := s.files[path]; f != nil && f.stat == st && !touched[path] {
+			return nil
+		}
+		s.load(path, st)
+		return nil
+	})
+	if err != nil {
+		s.log.Error("cannot walk manifests directory", "dir", s.dir, "err", err)
+		return // keep everything as it was
+	}
+	for path := range s.files {
+		if !seen[path] {
+			delete(s.files, path)
+			s.log.Info("manifest file removed", "file", s.rel(path))
+		}
+	}
+	s.deliver(h, initial)
+}
+
+func (s *Source) load(path string, st fileStat) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		s.log.Warn("cannot read manifest file", "file", s.rel(path), "err", err)
+		return
+	}
+	f := s.files[path]
+	if f == nil {
+		f = &file{}
+		s.files[path] = f
+	}
+	f.stat = st
+	objs, err := Decode(data)
+	if err != nil {
+		f.failed = true
+		kept := "no objects"
+		if n := len(f.objects); n > 0 {
+			kept = fmt.Sprintf("its %d objects as last read", n)
+		}
+		s.log.Error("manifest does not parse; keeping "+kept, "file", s.rel(path)+location(err), "err", err)
+		return
+	}
+	if f.failed {
+		s.log.Info("manifest parses again", "file", s.rel(path))
+	}
+	f.failed = false
+	f.objects = f.objects[:0:0]
+	for _, o := range objs {
+		canonical, err := json.Marshal(o.Object)
+		if err != nil { // decoded values are JSON-safe; this is a bug, not bad input
+			s.log.Error("manifest object does not encode", "file", fmt.Sprintf("%s:%d", s.rel(path), o.Line), "err", err)
+			continue
+		}
+		f.objects = append(f.objects, definition{obj: o.Unstructured, json: canonical, path: path, line: o.Line})
+	}
+}
+
+func location(err error) string {
+	var se *SyntaxError
+	if errors.As(err, &se) && se.Line > 0 {
+		return fmt.Sprintf(":%d", se.Line)
+	}
+	return ""
+}
+
+// deliver merges the files (first definition in path order wins) and hands h the difference.
+func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
+	paths := make([]string, 0, len(s.files))
+	for p := range s.files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	next := map[mesh.ObjectRef]*definition{}
+	for _, p := range paths {
+		for i := range s.files[p].objects {
+			d := &s.files[p].objects[i]
+			ref := mesh.RefOf(d.obj)
+			if first, dup := next[ref]; dup {
+				s.log.Warn("object defined twice; using the first", "object", ref.String(),
+					"used", fmt.Sprintf("%s:%d", s.rel(first.path), first.line),
+					"ignored", fmt.Sprintf("%s:%d", s.rel(d.path), d.line))
+				continue
+			}
+			next[ref] = d
+		}
+	}
+	// Deletes first, in a stable order, so a rename (delete + add) reads naturally in logs.
+	var gone []mesh.ObjectRef
+	for ref := range s.current {
+		if _, ok := next[ref]; !ok {
+			gone = append(gone, ref)
+		}
+	}
+	slices.SortFunc(gone, func(a, b mesh.ObjectRef) int { return strings.Compare(a.String(), b.String()) })
+	for _, ref := range gone {
+		h.OnDelete(s.current[ref].obj)
+	}
+	refs := make([]mesh.ObjectRef, 0, len(next))
+	for ref := range next {
+		refs = append(refs, ref)
+	}
+	// CRDs first, so kinds are known before their objects arrive.
+	slices.SortFunc(refs, func(a, b mesh.ObjectRef) int {
+		ac, bc := a.Kind == mesh.KindCRDObject, b.Kind == mesh.KindCRDObject
+		if ac != bc {
+			if ac {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.String(), b.String())
+	})
+	for _, ref := range refs {
+		d, old := next[ref], s.current[ref]
+		switch {
+		case old == nil:
+			h.OnAdd(d.obj, initial)
+		case !bytes.Equal(old.json, d.json):
+			h.OnUpdate(old.obj, d.obj)
+		}
+	}
+	s.current = next
+}
+
+func (s *Source) rel(path string) string {
+	if r, err := filepath.Rel(s.dir, path); err == nil {
+		return filepath.Join(filepath.Base(s.dir), r)
+	}
+	return path
+}
+
+// ignored skips hidden files and folders and editor backups.
+func ignored(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.HasPrefix(name, "#")
+}
+
+func isManifest(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}

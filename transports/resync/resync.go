@@ -1,0 +1,139 @@
+package resync
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Headers carrying a snapshot's position (design.md §3).
+const (
+	HeaderEpoch    = "Mesh-Epoch"
+	HeaderSequence = "Mesh-Sequence"
+)
+
+// Mesh is what the endpoints read: mesh/hub.Hub implements it.
+type Mesh interface {
+	Snapshot() mesh.Snapshot
+	Ready() bool
+}
+
+// Handler serves the resync endpoints.
+type Handler struct {
+	mesh   Mesh
+	log    *slog.Logger
+	tokens [][]byte
+	mux    *http.ServeMux
+}
+
+// ErrInvalidOption wraps every rejected option.
+var ErrInvalidOption = errors.New("invalid option")
+
+// Option configures a Handler.
+type Option func(*Handler) error
+
+// WithStaticTokens requires callers to present one of tokens as a bearer token.
+func WithStaticTokens(tokens []string) Option {
+	return func(h *Handler) error {
+		for i, t := range tokens {
+			if strings.TrimSpace(t) == "" {
+				return fmt.Errorf("%w: token %d is empty", ErrInvalidOption, i+1)
+			}
+			h.tokens = append(h.tokens, []byte(t))
+		}
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(h *Handler) error {
+		if l == nil {
+			return fmt.Errorf("%w: logger is nil", ErrInvalidOption)
+		}
+		h.log = l
+		return nil
+	}
+}
+
+// New returns the resync handler. Defaults: no tokens (open), slog.Default().
+func New(m Mesh, opts ...Option) (*Handler, error) {
+	h := &Handler{mesh: m, log: slog.Default(), mux: http.NewServeMux()}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, err
+		}
+	}
+	h.mux.HandleFunc("GET /v1/getEventMesh", h.snapshot(false))
+	h.mux.HandleFunc("GET /v1/mesh", h.snapshot(true))
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.mesh.Ready() {
+			http.Error(w, "mesh not loaded yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)
+		writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) authorized(r *http.Request) bool {
+	if len(h.tokens) == 0 {
+		return true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	match := 0
+	for _, t := range h.tokens {
+		match |= subtle.ConstantTimeCompare([]byte(token), t)
+	}
+	return match == 1
+}
+
+func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.mesh.Ready() {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "the mesh is still loading")
+			return
+		}
+		snap := h.mesh.Snapshot()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(HeaderEpoch, snap.Epoch)
+		w.Header().Set(HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
+		w.Header().Set("Cache-Control", "no-cache")
+		if withPosition {
+			fmt.Fprintf(w, `{"epoch":%s,"sequence":%d,"mesh":`, strconv.Quote(snap.Epoch), snap.Sequence)
+		}
+		if err := snap.WriteEventMesh(w); err != nil {
+			h.log.Debug("snapshot response cut short", "err", err, "remote", r.RemoteAddr)
+			return
+		}
+		if withPosition {
+			fmt.Fprint(w, "}")
+		}
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "{\"error\":%s}\n", strconv.Quote(reason))
+}
