@@ -31,7 +31,7 @@ type Source struct {
 	maxDelay time.Duration
 	synced   atomic.Bool
 
-	files   map[string]*file                // by path
+	files   map[string]*file               // by path
 	current map[mesh.ObjectRef]*definition // what the handler has been given
 }
 
