@@ -196,6 +196,9 @@ func (w *walker) value(n *yaml.Node) (any, error) {
 			if k.Kind != yaml.ScalarNode {
 				return nil, &SyntaxError{k.Line, fmt.Sprintf("mapping keys must be strings, not %s", describe(k))}
 			}
+			if _, dup := m[k.Value]; dup {
+				return nil, &SyntaxError{k.Line, fmt.Sprintf("key %q appears twice in one mapping", k.Value)}
+			}
 			v, err := w.value(vn)
 			if err != nil {
 				return nil, err
@@ -295,7 +298,11 @@ func yamlError(err error) error {
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if i := strings.IndexByte(rest, ':'); i > 0 {
 			if line, convErr := strconv.Atoi(rest[:i]); convErr == nil {
-				return &SyntaxError{line, strings.TrimSpace(rest[i+1:])}
+				text := strings.TrimSpace(rest[i+1:])
+				if strings.HasPrefix(text, "did not find expected") {
+					line++ // the library counts parser (not scanner) error lines from 0
+				}
+				return &SyntaxError{line, text}
 			}
 		}
 	}

@@ -1,0 +1,229 @@
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+)
+
+const (
+	brokerAndType = `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: orders, namespace: shop}
+---
+apiVersion: eventing.knative.dev/v1beta2
+kind: EventType
+metadata: {name: created, namespace: shop}
+spec: {type: %TYPE%, reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: orders}}
+`
+	consumer = `apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: shop, labels: {backstage.io/kubernetes-id: %ID%}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: shop}
+spec: {broker: orders, subscriber: {ref: {apiVersion: v1, kind: Service, name: svc}}}
+`
+)
+
+// harness runs a Source on a temporary directory into a hub, recording changes and logs.
+type harness struct {
+	t    *testing.T
+	dir  string
+	hub  *hub.Hub
+	src  *Source
+	mu   sync.Mutex
+	got  []string
+	logs lockedBuffer
+}
+
+func newHarness(t *testing.T, files map[string]string) *harness {
+	h := &harness{t: t, dir: t.TempDir()}
+	for name, content := range files {
+		h.write(name, content)
+	}
+	log := slog.New(slog.NewTextHandler(&h.logs, nil))
+	src, err := New(h.dir, WithLogger(log), WithDebounce(20*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.src = src
+	h.hub = hub.New(mesh.NewEngine("e"), src.HasSynced, log)
+	h.hub.Listen(func(changes []mesh.Change) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range changes {
+			h.got = append(h.got, c.Kind.String()+" "+c.Op.String()+" "+c.Key)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Run(ctx, h.hub) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	})
+	h.waitFor("initial sync", src.HasSynced)
+	return h
+}
+
+func (h *harness) write(name, content string) {
+	h.t.Helper()
+	path := filepath.Join(h.dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s; changes %q; logs:\n%s", what, h.take(), h.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	got := h.got
+	h.got = nil
+	return got
+}
+
+// expect waits for exactly want (in order), then checks nothing more arrives for a while.
+func (h *harness) expect(step string, want ...string) {
+	h.t.Helper()
+	var got []string
+	h.waitFor(step, func() bool {
+		got = append(got, h.take()...)
+		return len(got) >= len(want)
+	})
+	time.Sleep(250 * time.Millisecond) // longer than the debounce: a late extra change would show
+	got = append(got, h.take()...)
+	if !reflect.DeepEqual(got, want) {
+		h.t.Fatalf("%s: changes\n got %q\nwant %q", step, got, want)
+	}
+}
+
+func TestManifestsFollowEdits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{
+		"a.yaml":              strings.ReplaceAll(brokerAndType, "%TYPE%", "order.created"),
+		"nested/deeper/b.yml": strings.ReplaceAll(consumer, "%ID%", "shipping"),
+		"notes.txt":           "not a manifest",
+		".hidden/x.yaml":      "{broken",
+	})
+	snap := h.hub.Snapshot()
+	if snap.Len() != 2 {
+		t.Fatalf("initial mesh has %d entities, want 2", snap.Len())
+	}
+	h.take()
+	const et = "eventing.knative.dev/EventType/shop/created"
+
+	h.write("nested/deeper/b.yml", strings.ReplaceAll(consumer, "%ID%", "billing"))
+	h.expect("relabel the subscriber", "eventtype updated "+et)
+
+	h.write("a.yaml", "apiVersion: v1\nkind: [broken\n")
+	h.expect("break a file") // nothing is lost
+	h.waitFor("the parse error in the log", func() bool {
+		return strings.Contains(h.logs.String(), "a.yaml:2")
+	})
+	if got := h.hub.Snapshot().Len(); got != 2 {
+		t.Fatalf("broken file dropped entities: %d left", got)
+	}
+
+	h.write("a.yaml", strings.ReplaceAll(brokerAndType, "%TYPE%", "order.made"))
+	h.expect("fix it with a new type", "eventtype updated "+et)
+
+	// An editor's atomic save of identical content changes nothing.
+	h.write("a.yaml.tmp~", strings.ReplaceAll(brokerAndType, "%TYPE%", "order.made"))
+	if err := os.Rename(filepath.Join(h.dir, "a.yaml.tmp~"), filepath.Join(h.dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("atomic save, same content")
+
+	if err := os.RemoveAll(filepath.Join(h.dir, "nested")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("remove the folder of the consumer", "eventtype updated "+et)
+
+	h.write("new/dir/c.json", `{"apiVersion":"eventing.knative.dev/v1","kind":"Broker","metadata":{"name":"more","namespace":"shop"}}`)
+	h.expect("a new folder and file", "broker added eventing.knative.dev/Broker/shop/more")
+
+	// A second definition is ignored until the first goes away.
+	h.write("z.yaml", strings.ReplaceAll(brokerAndType, "%TYPE%", "order.other"))
+	h.expect("duplicate definitions")
+	if err := os.Remove(filepath.Join(h.dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("first definition removed", "eventtype updated "+et)
+	if err := os.Remove(filepath.Join(h.dir, "z.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("all definitions removed", "broker deleted eventing.knative.dev/Broker/shop/orders", "eventtype deleted "+et)
+	if !strings.Contains(h.logs.String(), "object defined twice") {
+		t.Errorf("duplicate not logged:\n%s", h.logs.String())
+	}
+}
+
+func TestManifestsBrokenAtStartContributeNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"bad.yaml": "kind: Broker\nmetadata: {name: x}\n"})
+	if n := h.hub.Snapshot().Len(); n != 0 {
+		t.Fatalf("mesh has %d entities, want 0", n)
+	}
+	if !strings.Contains(h.logs.String(), "bad.yaml:1") || !strings.Contains(h.logs.String(), "apiVersion is required") {
+		t.Errorf("log does not name file, line and problem:\n%s", h.logs.String())
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o644)
+	for name, dir := range map[string]string{"missing": filepath.Join(file, "nope"), "file": file} {
+		if _, err := New(dir); err == nil {
+			t.Errorf("%s: New(%s) accepted", name, dir)
+		}
+	}
+	if _, err := New(t.TempDir(), WithDebounce(0, time.Second)); err == nil {
+		t.Error("zero debounce accepted")
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
