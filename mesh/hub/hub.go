@@ -27,8 +27,11 @@ type Hub struct {
 var _ cache.ResourceEventHandler = (*Hub)(nil)
 
 // New returns a hub around engine. synced reports whether the source has delivered its initial
-// listing; until then the hub is not Ready.
+// listing; until then the hub is not Ready. A nil log discards.
 func New(engine *mesh.Engine, synced func() bool, log *slog.Logger) *Hub {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Hub{engine: engine, synced: synced, log: log}
 }
 

@@ -1,0 +1,107 @@
+package resync
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+)
+
+func newServer(t *testing.T, opts ...Option) (*httptest.Server, *hub.Hub, *atomic.Bool) {
+	t.Helper()
+	var ready atomic.Bool
+	h := hub.New(mesh.NewEngine("ep1"), ready.Load, nil)
+	handler, err := New(h, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	return srv, h, &ready
+}
+
+func get(t *testing.T, url, token string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func TestSnapshotEndpoints(t *testing.T) {
+	t.Parallel()
+	srv, h, ready := newServer(t)
+	for _, path := range []string{"/v1/getEventMesh", "/v1/mesh", "/readyz"} {
+		if resp, _ := get(t, srv.URL+path, ""); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("%s before the first full load: %d, want 503", path, resp.StatusCode)
+		}
+	}
+	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": "orders", "namespace": "shop"}}}, true)
+	ready.Store(true)
+
+	resp, body := get(t, srv.URL+"/v1/getEventMesh", "")
+	if resp.StatusCode != 200 || resp.Header.Get(HeaderEpoch) != "ep1" || resp.Header.Get(HeaderSequence) != "1" ||
+		resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("getEventMesh: %d %v", resp.StatusCode, resp.Header)
+	}
+	var m mesh.EventMesh
+	if err := json.Unmarshal([]byte(body), &m); err != nil || len(m.Brokers) != 1 || m.Brokers[0].Name != "orders" ||
+		m.EventTypes == nil || m.Sources == nil || m.Subscribables == nil {
+		t.Fatalf("getEventMesh body %s (%v)", body, err)
+	}
+
+	_, body = get(t, srv.URL+"/v1/mesh", "")
+	var wrapped struct {
+		Epoch    string         `json:"epoch"`
+		Sequence uint64         `json:"sequence"`
+		Mesh     mesh.EventMesh `json:"mesh"`
+	}
+	if err := json.Unmarshal([]byte(body), &wrapped); err != nil || wrapped.Epoch != "ep1" || wrapped.Sequence != 1 ||
+		len(wrapped.Mesh.Brokers) != 1 {
+		t.Fatalf("mesh body %s (%v)", body, err)
+	}
+	if resp, _ := get(t, srv.URL+"/v1/nothing", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown path: %d", resp.StatusCode)
+	}
+}
+
+func TestStaticTokens(t *testing.T) {
+	t.Parallel()
+	srv, _, ready := newServer(t, WithStaticTokens([]string{"s3cret", "other"}))
+	ready.Store(true)
+	tests := []struct {
+		token string
+		want  int
+	}{{"", 401}, {"wrong", 401}, {"s3cre", 401}, {"s3cret", 200}, {"other", 200}}
+	for _, tt := range tests {
+		resp, body := get(t, srv.URL+"/v1/getEventMesh", tt.token)
+		if resp.StatusCode != tt.want {
+			t.Errorf("token %q: %d, want %d", tt.token, resp.StatusCode, tt.want)
+		}
+		if tt.want == 401 && (!strings.Contains(body, `"error"`) || resp.Header.Get("WWW-Authenticate") == "") {
+			t.Errorf("token %q: 401 without a reason: %s %v", tt.token, body, resp.Header)
+		}
+	}
+	if resp, _ := get(t, srv.URL+"/healthz", ""); resp.StatusCode != 200 {
+		t.Errorf("healthz needs no token, got %d", resp.StatusCode)
+	}
+	if _, err := New(nil, WithStaticTokens([]string{" "})); err == nil {
+		t.Error("blank token accepted")
+	}
+}
