@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json from the current output")
+
+// startRun runs the broadcaster on dir and returns its base URL and its log.
+func startRun(t *testing.T, dir string) (string, *syncBuffer) {
+	t.Helper()
+	cfg, err := config.Load([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- run(ctx, cfg, logs, func(a net.Addr) { addr <- a }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a.String(), logs
+	case err := <-done:
+		t.Fatalf("run ended early: %v", err)
+	}
+	return "", nil
+}
+
+func getMesh(t *testing.T, base string) (mesh.EventMesh, bool) {
+	t.Helper()
+	resp, err := http.Get(base + "/v1/getEventMesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return mesh.EventMesh{}, false
+	}
+	var m mesh.EventMesh
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/getEventMesh: %d %v", resp.StatusCode, err)
+	}
+	return m, true
+}
+
+func poll(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestExamples runs on a copy of examples/mesh, checks the whole mesh against a golden file,
+// then edits a manifest and waits for the change to be served and logged.
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	dir := copyDir(t, "../../examples/mesh")
+	base, logs := startRun(t, dir)
+	var m mesh.EventMesh
+	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+
+	got, _ := json.MarshalIndent(m, "", "  ")
+	golden := "testdata/examples-mesh.json"
+	if *update {
+		os.WriteFile(golden, append(got, '\n'), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
+		t.Fatalf("mesh of examples/mesh differs from %s (run with -update after checking):\n%s", golden, got)
+	}
+
+	edit := filepath.Join(dir, "shop", "zz-added-by-test.yaml")
+	os.WriteFile(edit, []byte(`apiVersion: eventing.knative.dev/v1beta2
+kind: EventType
+metadata: {name: order-refunded, namespace: shop}
+spec: {type: com.example.shop.order.refunded, reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: orders}}
+`), 0o644)
+	took := poll(t, "the new event type to be served", func() bool {
+		m, _ := getMesh(t, base)
+		for _, et := range m.EventTypes {
+			if et.Name == "order-refunded" {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("edit served after %v", took)
+	poll(t, "the change to be logged", func() bool {
+		return strings.Contains(logs.String(), `msg="eventtype added"`) &&
+			strings.Contains(logs.String(), "key=eventing.knative.dev/EventType/shop/order-refunded")
+	})
+}
+
+func TestRunFailsOnBusyAddress(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), cfg, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Fatalf("run on a busy address: %v", err)
+	}
+}
+
+func copyDir(t *testing.T, from string) string {
+	t.Helper()
+	to := t.TempDir()
+	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
