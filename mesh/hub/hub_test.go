@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"bytes"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+func broker(name string, labels map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": name, "namespace": "ns", "labels": labels}}}
+}
+
+func TestHubAppliesHandlerEvents(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	synced := false
+	h := New(mesh.NewEngine("e"), func() bool { return synced }, log)
+	var got []string
+	h.Listen(func(cs []mesh.Change) {
+		for _, c := range cs {
+			got = append(got, c.String())
+		}
+	})
+	h.Listen(LogChanges(log))
+
+	if h.Ready() {
+		t.Fatal("ready before the source synced")
+	}
+	h.OnAdd(broker("a", nil), true)
+	h.OnUpdate(broker("a", nil), broker("a", map[string]any{"tier": "gold"}))
+	h.OnUpdate(broker("a", nil), broker("a", map[string]any{"tier": "gold"})) // no change
+	h.OnAdd(broker("b", nil), false)
+	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/b", Obj: broker("b", nil)}) // missed during a watch gap
+	h.OnDelete("not an object")
+	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta3",
+		"kind": "EventType", "metadata": map[string]any{"name": "x", "namespace": "ns"},
+		"spec": map[string]any{"attributes": "oops"}}}, false)
+	synced = true
+
+	want := []string{
+		"#1 broker added eventing.knative.dev/Broker/ns/a",
+		"#2 broker updated eventing.knative.dev/Broker/ns/a",
+		"#3 broker added eventing.knative.dev/Broker/ns/b",
+		"#4 broker deleted eventing.knative.dev/Broker/ns/b",
+		"#5 eventtype added eventing.knative.dev/EventType/ns/x",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("changes\n got %q\nwant %q", got, want)
+	}
+	if s := h.Snapshot(); s.Sequence != 5 || s.Len() != 2 || !h.Ready() {
+		t.Fatalf("snapshot at %d with %d entities, ready %v", s.Sequence, s.Len(), h.Ready())
+	}
+	for _, line := range []string{
+		`msg="broker updated" seq=2 key=eventing.knative.dev/Broker/ns/a diff="labels: null → {\"tier\":\"gold\"}"`,
+		`object of unexpected type ignored" type=string`,
+		`object partly ignored" object=eventing.knative.dev/EventType/ns/x problems="eventing.knative.dev/EventType/ns/x: spec.attributes: want a list, got string"`,
+	} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("log lacks %s\n%s", line, logs.String())
+		}
+	}
+}
