@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -13,4 +14,12 @@ type Source interface {
 	Run(ctx context.Context, h cache.ResourceEventHandler) error
 	// HasSynced reports whether the initial listing has been delivered in full.
 	HasSynced() bool
+}
+
+// ListHandler is a handler that can also take a whole listing at once. Sources deliver their
+// initial listing through Replace when the handler has it, so the listing becomes one batch: a
+// new epoch then opens with each entity added exactly once (design.md §2).
+type ListHandler interface {
+	cache.ResourceEventHandler
+	Replace(objs []*unstructured.Unstructured)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -85,6 +86,14 @@ func TestExamples(t *testing.T) {
 	base, logs := startRun(t, dir)
 	var m mesh.EventMesh
 	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+
+	// The epoch opens with the whole mesh as added events, one per entity, seq 1..N.
+	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
+	opened := logs.String()
+	if added := strings.Count(opened, ` added"`); added != entities || strings.Contains(opened, ` updated"`) ||
+		!strings.Contains(opened, fmt.Sprintf(" seq=%d ", entities)) {
+		t.Errorf("the epoch did not open with %d added events (found %d):\n%s", entities, added, opened)
+	}
 
 	got, _ := json.MarshalIndent(m, "", "  ")
 	golden := "testdata/examples-mesh.json"

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
 // Listener receives each batch of changes, in order. It must not block.
@@ -24,7 +25,7 @@ type Hub struct {
 	synced    func() bool
 }
 
-var _ cache.ResourceEventHandler = (*Hub)(nil)
+var _ source.ListHandler = (*Hub)(nil)
 
 // New returns a hub around engine. synced reports whether the source has delivered its initial
 // listing; until then the hub is not Ready. A nil log discards.
@@ -71,6 +72,21 @@ func (h *Hub) OnDelete(obj any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.emit(h.engine.Delete(mesh.RefOf(u)))
+}
+
+// Replace applies a whole listing as one batch: objects the hub holds that the list lacks are
+// deleted. The initial listing through Replace makes the epoch open with one added event per
+// entity.
+func (h *Hub) Replace(objs []*unstructured.Unstructured) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changes, problems := h.engine.Replace(objs)
+	if joined, ok := problems.(interface{ Unwrap() []error }); ok {
+		for _, p := range joined.Unwrap() {
+			h.log.Warn("object partly ignored", "problems", p.Error())
+		}
+	}
+	h.emit(changes)
 }
 
 func (h *Hub) upsert(obj any) {

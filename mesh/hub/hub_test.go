@@ -69,3 +69,25 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 		}
 	}
 }
+
+func TestHubReplaceIsOneBatch(t *testing.T) {
+	t.Parallel()
+	h := New(mesh.NewEngine("e"), func() bool { return true }, nil)
+	var batches [][]string
+	h.Listen(func(cs []mesh.Change) {
+		var b []string
+		for _, c := range cs {
+			b = append(b, c.String())
+		}
+		batches = append(batches, b)
+	})
+	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+	h.Replace([]*unstructured.Unstructured{broker("b", nil)})
+	want := [][]string{
+		{"#1 broker added eventing.knative.dev/Broker/ns/a", "#2 broker added eventing.knative.dev/Broker/ns/b"},
+		{"#3 broker deleted eventing.knative.dev/Broker/ns/a"},
+	}
+	if !reflect.DeepEqual(batches, want) {
+		t.Fatalf("batches\n got %q\nwant %q", batches, want)
+	}
+}

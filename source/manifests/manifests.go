@@ -298,6 +298,15 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		}
 		return strings.Compare(a.String(), b.String())
 	})
+	if lh, ok := h.(source.ListHandler); ok && initial {
+		list := make([]*unstructured.Unstructured, len(refs))
+		for i, ref := range refs {
+			list[i] = next[ref].obj
+		}
+		lh.Replace(list)
+		s.current = next
+		return
+	}
 	for _, ref := range refs {
 		d, old := next[ref], s.current[ref]
 		switch {
