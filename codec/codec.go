@@ -1,0 +1,207 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Fixed names of the mesh-delta contract.
+const (
+	TypePrefix         = "dev.knative.eventmesh."
+	ExtensionEpoch     = "meshepoch"
+	ExtensionSequence  = "meshseq"
+	DefaultSource      = "/event-mesh-broadcaster"
+	MaxSequence        = math.MaxInt32 // meshseq is a CloudEvents Integer (32-bit signed)
+	contentTypeJSON    = cloudevents.ApplicationJSON
+	contentTypeJSONUTF = "application/json; charset=utf-8"
+)
+
+// Data is the event payload: everything a consumer needs, even when a carrier drops the
+// CloudEvents attributes.
+type Data struct {
+	Key      string          `json:"key"`
+	Kind     string          `json:"kind"`
+	Op       string          `json:"op"`
+	Epoch    string          `json:"epoch"`
+	Sequence uint64          `json:"sequence"`
+	Entity   json.RawMessage `json:"entity"`
+}
+
+// ErrInvalidEvent marks events that are not valid mesh deltas; errors say which part is wrong.
+var ErrInvalidEvent = errors.New("invalid mesh-delta event")
+
+// Encoder builds mesh-delta events for one source.
+type Encoder struct{ source string }
+
+// NewEncoder returns an encoder whose events carry source (a URI-reference naming the cluster;
+// empty means DefaultSource).
+func NewEncoder(source string) (*Encoder, error) {
+	if source == "" {
+		source = DefaultSource
+	}
+	if _, err := url.Parse(source); err != nil {
+		return nil, fmt.Errorf("event source %q is not a URI-reference: %w", source, err)
+	}
+	return &Encoder{source: source}, nil
+}
+
+// Type is the event type of an entity change, dev.knative.eventmesh.<kind>.<op>.
+func Type(kind mesh.EntityKind, op mesh.Op) string { return TypePrefix + kind.String() + "." + op.String() }
+
+// ID is the event id of a change: stable across retries, unique across epochs.
+func ID(epoch string, seq uint64) string { return epoch + "-" + strconv.FormatUint(seq, 10) }
+
+// Event encodes c.
+func (e *Encoder) Event(c mesh.Change) (cloudevents.Event, error) {
+	if c.Sequence == 0 || c.Sequence > MaxSequence {
+		return cloudevents.Event{}, fmt.Errorf("change %s: sequence %d outside 1..%d", c.Key, c.Sequence, MaxSequence)
+	}
+	data, err := json.Marshal(Data{Key: c.Key, Kind: c.Kind.String(), Op: c.Op.String(), Epoch: c.Epoch,
+		Sequence: c.Sequence, Entity: c.Entity})
+	if err != nil {
+		return cloudevents.Event{}, fmt.Errorf("change %s: %w", c.Key, err)
+	}
+	ev := cloudevents.NewEvent()
+	ev.SetID(ID(c.Epoch, c.Sequence))
+	ev.SetType(Type(c.Kind, c.Op))
+	ev.SetSource(e.source)
+	ev.SetSubject(c.Key)
+	ev.SetExtension(ExtensionEpoch, c.Epoch)
+	ev.SetExtension(ExtensionSequence, int32(c.Sequence))
+	ev.SetDataContentType(contentTypeJSON)
+	ev.DataEncoded = data
+	return ev, nil
+}
+
+// Decode reads a mesh-delta event back into a change, checking every attribute against the
+// payload. The change's Previous is always nil (events carry only the new state).
+func Decode(ev cloudevents.Event) (mesh.Change, error) {
+	if err := ev.Validate(); err != nil {
+		return mesh.Change{}, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	fail := func(format string, args ...any) (mesh.Change, error) {
+		return mesh.Change{}, fmt.Errorf("%w: event %s: %s", ErrInvalidEvent, ev.ID(), fmt.Sprintf(format, args...))
+	}
+	rest, ok := strings.CutPrefix(ev.Type(), TypePrefix)
+	kindName, opName, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 {
+		return fail("type %q is not %s<kind>.<op>", ev.Type(), TypePrefix)
+	}
+	kind, err := mesh.ParseEntityKind(kindName)
+	if err != nil {
+		return fail("type %q: %v", ev.Type(), err)
+	}
+	op, err := mesh.ParseOp(opName)
+	if err != nil {
+		return fail("type %q: %v", ev.Type(), err)
+	}
+	if ct := ev.DataContentType(); ct != contentTypeJSON && ct != contentTypeJSONUTF && ct != "" {
+		return fail("datacontenttype %q, want %s", ct, contentTypeJSON)
+	}
+	var d Data
+	if err := json.Unmarshal(ev.Data(), &d); err != nil {
+		return fail("data: %v", err)
+	}
+	epoch, err := extensionString(ev, ExtensionEpoch)
+	if err != nil {
+		return fail("%v", err)
+	}
+	seq, err := extensionSequence(ev)
+	if err != nil {
+		return fail("%v", err)
+	}
+	ref, err := mesh.ParseKey(d.Key)
+	switch {
+	case err != nil:
+		return fail("data.key: %v", err)
+	case d.Kind != kindName || d.Op != opName:
+		return fail("data kind/op %s/%s disagree with type %q", d.Kind, d.Op, ev.Type())
+	case d.Key != ev.Subject():
+		return fail("data.key %q disagrees with subject %q", d.Key, ev.Subject())
+	case d.Epoch != epoch || d.Epoch == "":
+		return fail("data.epoch %q disagrees with %s %q", d.Epoch, ExtensionEpoch, epoch)
+	case d.Sequence != seq || seq == 0:
+		return fail("data.sequence %d disagrees with %s %d", d.Sequence, ExtensionSequence, seq)
+	}
+	if err := checkEntity(d.Entity, ref); err != nil {
+		return fail("data.entity: %v", err)
+	}
+	var entity bytes.Buffer
+	if err := json.Compact(&entity, d.Entity); err != nil {
+		return fail("data.entity: %v", err)
+	}
+	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: d.Key, Entity: entity.Bytes()}, nil
+}
+
+func extensionString(ev cloudevents.Event, name string) (string, error) {
+	v, ok := ev.Extensions()[name]
+	if !ok {
+		return "", fmt.Errorf("extension %s is missing", name)
+	}
+	s, err := types.ToString(v)
+	if err != nil {
+		return "", fmt.Errorf("extension %s: %w", name, err)
+	}
+	return s, nil
+}
+
+func extensionSequence(ev cloudevents.Event) (uint64, error) {
+	v, ok := ev.Extensions()[ExtensionSequence]
+	if !ok {
+		return 0, fmt.Errorf("extension %s is missing", ExtensionSequence)
+	}
+	if s, isString := v.(string); isString { // binary modes carry extensions as text
+		n, err := types.ParseInteger(s)
+		if err != nil {
+			return 0, fmt.Errorf("extension %s: %w", ExtensionSequence, err)
+		}
+		v = n
+	}
+	n, err := types.ToInteger(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("extension %s: want a positive integer, got %v", ExtensionSequence, v)
+	}
+	return uint64(n), nil
+}
+
+// checkEntity requires a JSON object naming the same namespace and name as the key.
+func checkEntity(raw json.RawMessage, ref mesh.ObjectRef) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return errors.New("missing")
+	}
+	var e struct {
+		Namespace *string `json:"namespace"`
+		Name      *string `json:"name"`
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return err
+	}
+	if e.Namespace == nil || e.Name == nil || *e.Namespace != ref.Namespace || *e.Name != ref.Name {
+		return fmt.Errorf("namespace/name do not match key %s", ref)
+	}
+	return nil
+}
+
+// EncodeStructured is the structured-mode JSON form of an event (one self-contained document).
+func EncodeStructured(ev cloudevents.Event) ([]byte, error) { return json.Marshal(ev) }
+
+// DecodeStructured reads a structured-mode JSON event and decodes it.
+func DecodeStructured(data []byte) (mesh.Change, error) {
+	ev := event.New()
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return mesh.Change{}, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	return Decode(ev)
+}
