@@ -58,7 +58,9 @@ func NewEncoder(source string) (*Encoder, error) {
 }
 
 // Type is the event type of an entity change, dev.knative.eventmesh.<kind>.<op>.
-func Type(kind mesh.EntityKind, op mesh.Op) string { return TypePrefix + kind.String() + "." + op.String() }
+func Type(kind mesh.EntityKind, op mesh.Op) string {
+	return TypePrefix + kind.String() + "." + op.String()
+}
 
 // ID is the event id of a change: stable across retries, unique across epochs.
 func ID(epoch string, seq uint64) string { return epoch + "-" + strconv.FormatUint(seq, 10) }
