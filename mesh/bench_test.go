@@ -124,6 +124,9 @@ func BenchmarkSnapshot(b *testing.B) {
 			for _, u := range objects {
 				e.Upsert(u)
 			}
+			var size countingWriter
+			e.Snapshot().WriteEventMesh(&size)
+			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -142,3 +145,7 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+type countingWriter int
+
+func (c *countingWriter) Write(p []byte) (int, error) { *c += countingWriter(len(p)); return len(p), nil }
