@@ -3,6 +3,8 @@ package mesh
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // The JSON shapes below are fixed by design.md §1: they are the upstream Knative Event Mesh
@@ -87,23 +89,13 @@ const (
 	KindSubscribable
 )
 
-var entityKindNames = [...]string{"broker", "eventtype", "source", "subscribable"}
+var entityKindNames = []string{"broker", "eventtype", "source", "subscribable"}
 
-func (k EntityKind) String() string {
-	if int(k) < len(entityKindNames) {
-		return entityKindNames[k]
-	}
-	return fmt.Sprintf("EntityKind(%d)", k)
-}
+func (k EntityKind) String() string { return enumName(entityKindNames, k, "EntityKind") }
 
 // ParseEntityKind is the inverse of EntityKind.String.
 func ParseEntityKind(s string) (EntityKind, error) {
-	for i, n := range entityKindNames {
-		if n == s {
-			return EntityKind(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown entity kind %q (want broker, eventtype, subscribable or source)", s)
+	return parseEnum[EntityKind](entityKindNames, s, "entity kind")
 }
 
 // Op says what happened to an entity.
@@ -116,23 +108,25 @@ const (
 	OpDeleted
 )
 
-var opNames = [...]string{"added", "updated", "deleted"}
+var opNames = []string{"added", "updated", "deleted"}
 
-func (o Op) String() string {
-	if int(o) < len(opNames) {
-		return opNames[o]
-	}
-	return fmt.Sprintf("Op(%d)", o)
-}
+func (o Op) String() string { return enumName(opNames, o, "Op") }
 
 // ParseOp is the inverse of Op.String.
-func ParseOp(s string) (Op, error) {
-	for i, n := range opNames {
-		if n == s {
-			return Op(i), nil
-		}
+func ParseOp(s string) (Op, error) { return parseEnum[Op](opNames, s, "op") }
+
+func enumName[T ~uint8](names []string, v T, typeName string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return 0, fmt.Errorf("unknown op %q (want added, updated or deleted)", s)
+	return fmt.Sprintf("%s(%d)", typeName, v)
+}
+
+func parseEnum[T ~uint8](names []string, s, what string) (T, error) {
+	if i := slices.Index(names, s); i >= 0 {
+		return T(i), nil
+	}
+	return 0, fmt.Errorf("unknown %s %q (want one of %s)", what, s, strings.Join(names, ", "))
 }
 
 // Change is one entity change, numbered in the engine's epoch.
