@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -25,6 +26,15 @@ type Config struct {
 	TokensFile string `json:"tokensFile,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+	// Sink is a CloudEvents HTTP target for mesh deltas (default $K_SINK).
+	Sink string `json:"sink,omitempty"`
+	// EventSource is the CloudEvents source attribute of mesh deltas.
+	EventSource string `json:"eventSource,omitempty"`
+	// QueueSize bounds each transport's queue of undelivered changes.
+	QueueSize int `json:"queueSize,omitempty"`
+
+	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
+	CEOverrides string `json:"-"`
 
 	// Tokens are read from TokensFile by Load.
 	Tokens []string `json:"-"`
@@ -33,12 +43,18 @@ type Config struct {
 // DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
 const DefaultListen = "127.0.0.1:8080"
 
+const defaultEventSource = "/event-mesh-broadcaster"
+
 // ErrUsage marks errors in the command line or settings (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// Load reads args (without the program name). The file named by --config is read first, then
-// flags override it. Help output goes to out.
-func Load(args []string, out io.Writer) (Config, error) {
+// DefaultQueueSize is the default bound of each transport's queue.
+const DefaultQueueSize = 10000
+
+// Load reads args (without the program name) and the environment through getenv (K_SINK,
+// K_CE_OVERRIDES). The file named by --config is read first, then flags override it. Help
+// output goes to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
 	fs.SetOutput(out)
 	var (
@@ -49,13 +65,17 @@ func Load(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&flags.Listen, "listen", "", "serve the resync endpoints on `addr`ess (default "+DefaultListen+")")
 	fs.StringVar(&flags.TokensFile, "tokens-file", "", "require a bearer token listed in this `file` (one per line)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&flags.Sink, "sink", "", "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
+	fs.StringVar(&flags.EventSource, "event-source", "", "CloudEvents source of mesh deltas (default "+defaultEventSource+")")
+	fs.IntVar(&flags.QueueSize, "queue-size", 0, "changes each transport may hold undelivered (default 10000)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	cfg := Config{Listen: DefaultListen, LogLevel: "info"}
+	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"),
+		EventSource: defaultEventSource, QueueSize: DefaultQueueSize, CEOverrides: getenv("K_CE_OVERRIDES")}
 	if *cfgFile != "" {
 		fromFile, err := readFile(*cfgFile)
 		if err != nil {
@@ -72,11 +92,15 @@ func Load(args []string, out io.Writer) (Config, error) {
 
 func (c *Config) merge(o Config) {
 	for _, f := range []struct{ dst, src *string }{
-		{&c.Manifests, &o.Manifests}, {&c.Listen, &o.Listen}, {&c.TokensFile, &o.TokensFile}, {&c.LogLevel, &o.LogLevel},
+		{&c.Manifests, &o.Manifests}, {&c.Listen, &o.Listen}, {&c.TokensFile, &o.TokensFile},
+		{&c.LogLevel, &o.LogLevel}, {&c.Sink, &o.Sink}, {&c.EventSource, &o.EventSource},
 	} {
 		if *f.src != "" {
 			*f.dst = *f.src
 		}
+	}
+	if o.QueueSize != 0 {
+		c.QueueSize = o.QueueSize
 	}
 }
 
@@ -106,6 +130,14 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.Level(); err != nil {
 		return err
+	}
+	if c.QueueSize < 1 {
+		return fmt.Errorf("%w: --queue-size %d: want at least 1", ErrUsage, c.QueueSize)
+	}
+	if c.Sink != "" {
+		if u, err := url.Parse(c.Sink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: --sink %q (or K_SINK): want an absolute http(s) URL", ErrUsage, c.Sink)
+		}
 	}
 	if c.TokensFile != "" {
 		tokens, err := readTokens(c.TokensFile)

@@ -9,6 +9,14 @@ import (
 	"testing"
 )
 
+type loadCase struct {
+	name    string
+	args    []string
+	env     map[string]string
+	want    Config
+	wantErr string
+}
+
 func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -21,30 +29,33 @@ func TestLoad(t *testing.T) {
 	}
 	file := write("cfg.yaml", "manifests: "+dir+"\nlisten: 127.0.0.1:9999\nlogLevel: debug\n")
 	tokens := write("tokens", "# comment\n\nabc\n  def  \n")
-	tests := []struct {
-		name    string
-		args    []string
-		want    Config
-		wantErr string
-	}{
-		{"defaults", []string{"--manifests", dir}, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info"}, ""},
-		{"file", []string{"--config", file}, Config{Manifests: dir, Listen: "127.0.0.1:9999", LogLevel: "debug"}, ""},
-		{"flags win over file", []string{"--config", file, "--listen", ":1234"}, Config{Manifests: dir, Listen: ":1234", LogLevel: "debug"}, ""},
-		{"tokens", []string{"--manifests", dir, "--tokens-file", tokens}, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", TokensFile: tokens, Tokens: []string{"abc", "def"}}, ""},
-		{"no source", nil, Config{}, "no source"},
-		{"missing dir", []string{"--manifests", filepath.Join(dir, "nope")}, Config{}, "--manifests"},
-		{"file as dir", []string{"--manifests", file}, Config{}, "not a directory"},
-		{"bad listen", []string{"--manifests", dir, "--listen", "nope"}, Config{}, `--listen "nope"`},
-		{"bad level", []string{"--manifests", dir, "--log-level", "loud"}, Config{}, "--log-level"},
-		{"unknown flag", []string{"--manifest", dir}, Config{}, "flag provided but not defined"},
-		{"stray arg", []string{"--manifests", dir, "extra"}, Config{}, `unexpected argument "extra"`},
-		{"unknown field", []string{"--config", write("bad.yaml", "manifests: x\nlisten2: y\n")}, Config{}, `unknown field "listen2"`},
-		{"empty tokens", []string{"--manifests", dir, "--tokens-file", write("empty", "# none\n")}, Config{}, "no tokens"},
-		{"token with space", []string{"--manifests", dir, "--tokens-file", write("sp", "a b\n")}, Config{}, "sp:1: a token cannot contain spaces"},
+	tests := []loadCase{
+		{"defaults", []string{"--manifests", dir}, nil, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info"}, ""},
+		{"file", []string{"--config", file}, nil, Config{Manifests: dir, Listen: "127.0.0.1:9999", LogLevel: "debug"}, ""},
+		{"flags win over file", []string{"--config", file, "--listen", ":1234"}, nil, Config{Manifests: dir, Listen: ":1234", LogLevel: "debug"}, ""},
+		{"tokens", []string{"--manifests", dir, "--tokens-file", tokens}, nil, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", TokensFile: tokens, Tokens: []string{"abc", "def"}}, ""},
+		{"no source", nil, nil, Config{}, "no source"},
+		{"missing dir", []string{"--manifests", filepath.Join(dir, "nope")}, nil, Config{}, "--manifests"},
+		{"file as dir", []string{"--manifests", file}, nil, Config{}, "not a directory"},
+		{"bad listen", []string{"--manifests", dir, "--listen", "nope"}, nil, Config{}, `--listen "nope"`},
+		{"bad level", []string{"--manifests", dir, "--log-level", "loud"}, nil, Config{}, "--log-level"},
+		{"unknown flag", []string{"--manifest", dir}, nil, Config{}, "flag provided but not defined"},
+		{"stray arg", []string{"--manifests", dir, "extra"}, nil, Config{}, `unexpected argument "extra"`},
+		{"unknown field", []string{"--config", write("bad.yaml", "manifests: x\nlisten2: y\n")}, nil, Config{}, `unknown field "listen2"`},
+		{"empty tokens", []string{"--manifests", dir, "--tokens-file", write("empty", "# none\n")}, nil, Config{}, "no tokens"},
+		{"token with space", []string{"--manifests", dir, "--tokens-file", write("sp", "a b\n")}, nil, Config{}, "sp:1: a token cannot contain spaces"},
 	}
+	tests = append(tests,
+		loadCase{"sink from env", []string{"--manifests", dir}, map[string]string{"K_SINK": "http://broker.example/ns/b", "K_CE_OVERRIDES": `{"extensions":{"a":"b"}}`},
+			Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", Sink: "http://broker.example/ns/b", CEOverrides: `{"extensions":{"a":"b"}}`}, ""},
+		loadCase{"sink flag wins over env", []string{"--manifests", dir, "--sink", "https://other/"}, map[string]string{"K_SINK": "http://broker.example/"},
+			Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", Sink: "https://other/"}, ""},
+		loadCase{"bad sink", []string{"--manifests", dir, "--sink", "broker"}, nil, Config{}, `--sink "broker"`},
+		loadCase{"bad queue size", []string{"--manifests", dir, "--queue-size", "-1"}, nil, Config{}, "--queue-size"},
+	)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Load(tt.args, io.Discard)
+			got, err := Load(tt.args, env(tt.env), io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrUsage) {
 					t.Fatalf("error %v, want a usage error containing %q", err, tt.wantErr)
@@ -55,9 +66,14 @@ func TestLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Manifests != tt.want.Manifests || got.Listen != tt.want.Listen || got.LogLevel != tt.want.LogLevel ||
-				strings.Join(got.Tokens, ",") != strings.Join(tt.want.Tokens, ",") {
+				strings.Join(got.Tokens, ",") != strings.Join(tt.want.Tokens, ",") || got.Sink != tt.want.Sink ||
+				got.CEOverrides != tt.want.CEOverrides || got.QueueSize != DefaultQueueSize {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}
+}
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
 }

@@ -14,10 +14,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
@@ -37,6 +40,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	epoch := newEpoch()
 	meshHub := hub.New(mesh.NewEngine(epoch), src.HasSynced, log)
 	meshHub.Listen(hub.LogChanges(log.With("epoch", epoch)))
+
+	transportQueues, err := startTransports(cfg, meshHub, log)
+	if err != nil {
+		return err
+	}
 
 	var opts []resync.Option
 	if len(cfg.Tokens) > 0 {
@@ -70,6 +78,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		}
 		return nil
 	})
+	for _, q := range transportQueues {
+		g.Go(func() error { q.Run(ctx); return nil })
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -77,8 +88,48 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return server.Shutdown(shutdown)
 	})
 	err = g.Wait()
+	flush(transportQueues, log)
 	log.Info("broadcaster stopped")
 	return err
+}
+
+// startTransports builds a queued publisher per configured destination and subscribes it to
+// the hub before the source starts, so every change of the epoch reaches it.
+func startTransports(cfg config.Config, meshHub *hub.Hub, log *slog.Logger) ([]*queue.Queue, error) {
+	enc, err := codec.NewEncoder(cfg.EventSource)
+	if err != nil {
+		return nil, fmt.Errorf("--event-source: %w", err)
+	}
+	var queues []*queue.Queue
+	if cfg.Sink != "" {
+		sink, err := httpsink.New(cfg.Sink, enc, httpsink.WithOverrides(cfg.CEOverrides))
+		if err != nil {
+			return nil, err
+		}
+		q, err := queue.New("http "+cfg.Sink, sink, cfg.QueueSize, log)
+		if err != nil {
+			return nil, err
+		}
+		queues = append(queues, q)
+		log.Info("publishing mesh deltas", "transport", "http", "sink", cfg.Sink)
+	}
+	for _, q := range queues {
+		meshHub.Listen(q.Enqueue)
+	}
+	return queues, nil
+}
+
+// flush gives each transport a last chance to deliver what is queued, within a deadline.
+func flush(queues []*queue.Queue, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, q := range queues {
+		if err := q.Flush(ctx); err != nil {
+			log.Error("shutdown", "err", err)
+		}
+		delivered, dropped, rejected := q.Stats()
+		log.Info("transport stopped", "delivered", delivered, "dropped", dropped, "rejected", rejected)
+	}
 }
 
 // newEpoch names a new sequence space: nothing is persisted, so every start is a new epoch.

@@ -9,13 +9,19 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
@@ -23,9 +29,9 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json from the current output")
 
 // startRun runs the broadcaster on dir and returns its base URL and its log.
-func startRun(t *testing.T, dir string) (string, *syncBuffer) {
+func startRun(t *testing.T, dir string, extra ...string) (string, *syncBuffer) {
 	t.Helper()
-	cfg, err := config.Load([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, io.Discard)
+	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +143,7 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, io.Discard)
+	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,4 +190,98 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func noEnv(string) string { return "" }
+
+// TestExamplesToSink runs on the examples with --sink: the sink receives the epoch's opening
+// (every entity added, meshseq 1..N) and then each edit, and a replica built from the events
+// equals the served snapshot.
+func TestExamplesToSink(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	replica := map[string]string{}
+	var seqs []uint64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c, err := codec.Decode(*ev)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seqs = append(seqs, c.Sequence)
+		if c.Op == mesh.OpDeleted {
+			delete(replica, c.Key)
+		} else {
+			replica[c.Key] = string(c.Entity)
+		}
+	}))
+	defer sink.Close()
+
+	dir := copyDir(t, "../../examples/mesh")
+	base, logs := startRun(t, dir, "--sink", sink.URL)
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	var m mesh.EventMesh
+	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
+	poll(t, "the opening events", func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) >= entities })
+
+	os.Remove(filepath.Join(dir, "shop", "heartbeat.yaml"))
+	poll(t, "the source deletion to reach the sink", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		_, ok := replica["sources.knative.dev/PingSource/shop/heartbeat"]
+		return !ok
+	})
+
+	resp, err := http.Get(base + "/v1/mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap struct {
+		Sequence uint64         `json:"sequence"`
+		Mesh     mesh.EventMesh `json:"mesh"`
+	}
+	json.NewDecoder(resp.Body).Decode(&snap)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("sink got meshseq %d at position %d", s, i)
+		}
+	}
+	if uint64(len(seqs)) != snap.Sequence {
+		t.Fatalf("sink got %d events, snapshot is at %d", len(seqs), snap.Sequence)
+	}
+	want := map[string]string{}
+	for _, b := range snap.Mesh.Brokers {
+		j, _ := json.Marshal(b)
+		want["eventing.knative.dev/Broker/"+b.Namespace+"/"+b.Name] = string(j)
+	}
+	for _, e := range snap.Mesh.EventTypes {
+		j, _ := json.Marshal(e)
+		want["eventing.knative.dev/EventType/"+e.Namespace+"/"+e.Name] = string(j)
+	}
+	for _, s := range snap.Mesh.Sources {
+		j, _ := json.Marshal(s)
+		want[s.Group+"/"+s.Kind+"/"+s.Namespace+"/"+s.Name] = string(j)
+	}
+	for _, s := range snap.Mesh.Subscribables {
+		j, _ := json.Marshal(s)
+		want[s.Group+"/"+s.Kind+"/"+s.Namespace+"/"+s.Name] = string(j)
+	}
+	if !reflect.DeepEqual(replica, want) {
+		t.Fatalf("replica from the sink differs from the snapshot:\n%v\n%v", replica, want)
+	}
 }

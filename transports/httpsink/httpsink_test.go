@@ -1,0 +1,205 @@
+package httpsink
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
+)
+
+func changes(from, to uint64) []mesh.Change {
+	var cs []mesh.Change
+	for seq := from; seq <= to; seq++ {
+		name := fmt.Sprintf("b%d", seq)
+		cs = append(cs, mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
+			Key:    "eventing.knative.dev/Broker/ns/" + name,
+			Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `","uid":"","labels":null,"annotations":null,"providedEventTypes":[]}`)})
+	}
+	return cs
+}
+
+// recordingSink is a real HTTP sink that decodes what it accepts; answer decides each reply.
+type recordingSink struct {
+	mu       sync.Mutex
+	accepted []uint64
+	attempts map[string]int
+	headers  []http.Header
+	answer   func(seq uint64, attempt int, w http.ResponseWriter) bool // true: accepted
+}
+
+func (s *recordingSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c, err := codec.Decode(*ev)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[ev.ID()]++
+	s.headers = append(s.headers, r.Header.Clone())
+	if s.answer == nil || s.answer(c.Sequence, s.attempts[ev.ID()], w) {
+		s.accepted = append(s.accepted, c.Sequence)
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
+func newSink(t *testing.T, answer func(uint64, int, http.ResponseWriter) bool) (*recordingSink, *httptest.Server) {
+	rs := &recordingSink{attempts: map[string]int{}, answer: answer}
+	srv := httptest.NewServer(rs)
+	t.Cleanup(srv.Close)
+	return rs, srv
+}
+
+func encoder(t *testing.T) *codec.Encoder {
+	enc, err := codec.NewEncoder("https://cluster.example/mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
+}
+
+func TestRetriesUntilAccepted(t *testing.T) {
+	t.Parallel()
+	rs, srv := newSink(t, func(seq uint64, attempt int, w http.ResponseWriter) bool {
+		switch {
+		case seq == 2 && attempt == 1:
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case seq == 2 && attempt == 2:
+			w.WriteHeader(http.StatusTooManyRequests)
+		case seq == 4 && attempt < 4:
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			return true
+		}
+		return false
+	})
+	var waits []time.Duration
+	s, err := New(srv.URL, encoder(t), WithSleep(func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Publish(context.Background(), changes(1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{1, 2, 3, 4, 5}; !reflect.DeepEqual(rs.accepted, want) {
+		t.Fatalf("accepted %v, want %v", rs.accepted, want)
+	}
+	if rs.attempts["ep-2"] != 3 || rs.attempts["ep-4"] != 4 {
+		t.Fatalf("attempts %v", rs.attempts)
+	}
+	if len(waits) != 5 || waits[0] != 2*time.Second {
+		t.Fatalf("waits %v: want 5, the first the sink's Retry-After of 2s", waits)
+	}
+	// Full jitter under Base·2ⁿ: event 2's second retry, then event 4's first three.
+	for i, ceiling := range []time.Duration{200, 100, 200, 400} {
+		if w := waits[i+1]; w < 0 || w > ceiling*time.Millisecond {
+			t.Errorf("wait %d = %v beyond the backoff ceiling %vms", i+1, w, ceiling)
+		}
+	}
+	h := rs.headers[0]
+	if h.Get("Ce-Type") != "dev.knative.eventmesh.broker.added" || h.Get("Ce-Meshseq") != "1" ||
+		h.Get("Ce-Meshepoch") != "ep" || h.Get("Ce-Source") != "https://cluster.example/mesh" {
+		t.Errorf("binary-mode headers: %v", h)
+	}
+}
+
+func TestRejectedEventsAreSkipped(t *testing.T) {
+	t.Parallel()
+	rs, srv := newSink(t, func(seq uint64, _ int, w http.ResponseWriter) bool {
+		if seq == 2 {
+			w.WriteHeader(http.StatusBadRequest)
+			return false
+		}
+		return true
+	})
+	s, _ := New(srv.URL, encoder(t))
+	err := s.Publish(context.Background(), changes(1, 3))
+	if !errors.Is(err, transports.ErrRejected) || !strings.Contains(err.Error(), "ep-2") {
+		t.Fatalf("error %v, want ErrRejected naming ep-2", err)
+	}
+	if !reflect.DeepEqual(rs.accepted, []uint64{1, 3}) {
+		t.Fatalf("accepted %v", rs.accepted)
+	}
+}
+
+func TestStructuredModeAndOverrides(t *testing.T) {
+	t.Parallel()
+	rs, srv := newSink(t, nil)
+	s, err := New(srv.URL, encoder(t), WithStructured(), WithOverrides(`{"extensions":{"cluster":"prod-eu"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(context.Background(), changes(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if ct := rs.headers[0].Get("Content-Type"); !strings.HasPrefix(ct, "application/cloudevents+json") {
+		t.Errorf("structured mode content type %q", ct)
+	}
+	for _, bad := range []string{`{"extensions":{"meshseq":"1"}}`, `{"extensions":{"Bad-Name":"x"}}`, `{not json`} {
+		if _, err := New(srv.URL, encoder(t), WithOverrides(bad)); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("overrides %s: %v, want ErrInvalidOption", bad, err)
+		}
+	}
+	for _, bad := range []string{"", "ftp://x", "/relative", "http://"} {
+		if _, err := New(bad, encoder(t)); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("target %q accepted", bad)
+		}
+	}
+}
+
+func TestTLSWithCustomCA(t *testing.T) {
+	t.Parallel()
+	rs := &recordingSink{attempts: map[string]int{}}
+	srv := httptest.NewUnstartedServer(rs)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusted client's handshake failure
+	srv.StartTLS()
+	defer srv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	untrusted, _ := New(srv.URL, encoder(t), WithSleep(func(context.Context, time.Duration) error {
+		return errors.New("gave up")
+	}))
+	if err := untrusted.Publish(context.Background(), changes(1, 1)); err == nil {
+		t.Fatal("a sink with an unknown CA was trusted")
+	}
+	trusted, err := New(srv.URL, encoder(t), WithCACertificates(caPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusted.Publish(context.Background(), changes(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.accepted) != 2 {
+		t.Fatalf("accepted %v", rs.accepted)
+	}
+	if _, err := New(srv.URL, encoder(t), WithCACertificates([]byte("nope"))); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("bad PEM: %v", err)
+	}
+}

@@ -1,0 +1,140 @@
+package queue_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
+)
+
+func change(seq uint64) mesh.Change {
+	name := fmt.Sprintf("b%d", seq)
+	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
+		Key:    "eventing.knative.dev/Broker/ns/" + name,
+		Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A sink that never answers must not hold up another transport, nor the caller of Enqueue,
+// nor grow without bound; what it drops is counted.
+func TestHangingSinkDoesNotStallOthers(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hanging.Close()
+	defer close(release)
+
+	var mu sync.Mutex
+	var got []string
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get("Ce-Meshseq"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer fast.Close()
+
+	enc, _ := codec.NewEncoder("")
+	slowSink, _ := httpsink.New(hanging.URL, enc, httpsink.WithTimeout(time.Hour))
+	fastSink, _ := httpsink.New(fast.URL, enc)
+	slowQ, _ := queue.New("slow", slowSink, 50, nil)
+	fastQ, _ := queue.New("fast", fastSink, 2000, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, q := range []*queue.Queue{slowQ, fastQ} {
+		wg.Add(1)
+		go func() { defer wg.Done(); q.Run(ctx) }()
+	}
+
+	const n = 1000
+	for seq := uint64(1); seq <= n; seq++ {
+		batch := []mesh.Change{change(seq)}
+		slowQ.Enqueue(batch) // never blocks, however stuck the sink is
+		fastQ.Enqueue(batch)
+	}
+	waitFor(t, "the fast sink to get everything", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == n
+	})
+	for i, seq := range got {
+		if seq != fmt.Sprint(i+1) {
+			t.Fatalf("fast sink got meshseq %s at position %d: out of order", seq, i)
+		}
+	}
+	if l := slowQ.Len(); l > 50 {
+		t.Fatalf("the hanging transport's queue holds %d, beyond its capacity 50", l)
+	}
+	delivered, dropped, _ := slowQ.Stats()
+	// Held at most: a full queue plus the batch stuck in flight.
+	if delivered != 0 || dropped < n-2*50 || dropped+uint64(slowQ.Len()) > n {
+		t.Fatalf("hanging transport: delivered %d, dropped %d, queued %d", delivered, dropped, slowQ.Len())
+	}
+
+	cancel()
+	wg.Wait()
+	flushCtx, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer stop()
+	if err := slowQ.Flush(flushCtx); err == nil || !strings.Contains(err.Error(), "not delivered before the deadline") {
+		t.Fatalf("flush of a dead transport: %v", err)
+	}
+	if err := fastQ.Flush(context.Background()); err != nil {
+		t.Fatalf("flush of an empty queue: %v", err)
+	}
+}
+
+// What is queued when the run stops is delivered by Flush, in order.
+func TestFlushDeliversTheRest(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get("Ce-Meshseq"))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	enc, _ := codec.NewEncoder("")
+	sink, _ := httpsink.New(srv.URL, enc)
+	q, _ := queue.New("q", sink, 10, nil)
+	for seq := uint64(1); seq <= 5; seq++ {
+		q.Enqueue([]mesh.Change{change(seq)})
+	}
+	if err := q.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "1,2,3,4,5" {
+		t.Fatalf("got %v", got)
+	}
+	if d, _, _ := q.Stats(); d != 5 {
+		t.Fatalf("delivered %d", d)
+	}
+	if _, err := queue.New("bad", sink, 0, nil); err == nil {
+		t.Error("capacity 0 accepted")
+	}
+}
