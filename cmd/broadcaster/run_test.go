@@ -236,7 +236,7 @@ func TestExamplesToSink(t *testing.T) {
 	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
 	poll(t, "the opening events", func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) >= entities })
 
-	os.Remove(filepath.Join(dir, "shop", "heartbeat.yaml"))
+	os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml"))
 	poll(t, "the source deletion to reach the sink", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
