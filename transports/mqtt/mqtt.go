@@ -1,0 +1,187 @@
+package mqtt
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
+)
+
+// ContentType of every payload.
+const ContentType = "application/cloudevents+json"
+
+// DefaultTopicPrefix is where events go unless configured otherwise.
+const DefaultTopicPrefix = "knative/eventmesh"
+
+// Config says how to reach the broker.
+type Config struct {
+	// URL is mqtt://host:port, or mqtts:// / tls:// for TLS; user:password@ in the URL is used
+	// when Username is empty.
+	URL      string
+	ClientID string // default "event-mesh-broadcaster"
+	Username string
+	Password string
+	TLS      *tls.Config
+	// TopicPrefix defaults to DefaultTopicPrefix.
+	TopicPrefix string
+	// SessionExpiry keeps the session (and unacknowledged messages) across reconnects (default 1h).
+	SessionExpiry time.Duration
+}
+
+// Publisher publishes to one broker.
+type Publisher struct {
+	cm     *autopaho.ConnectionManager
+	cancel context.CancelFunc
+	prefix string
+	enc    *codec.Encoder
+	log    *slog.Logger
+}
+
+var _ transports.Publisher = (*Publisher)(nil)
+
+// Dial starts connecting to the broker (in the background: Publish waits for the connection)
+// and returns the publisher, which owns the connection.
+func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt url %q: want mqtt://host:port", cfg.URL)
+	}
+	switch u.Scheme {
+	case "mqtt", "tcp":
+		u.Scheme = "mqtt"
+	case "mqtts", "tls", "ssl":
+		u.Scheme = "tls"
+	default:
+		return nil, fmt.Errorf("mqtt url %q: scheme must be mqtt, mqtts or tls", cfg.URL)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prefix := strings.TrimSuffix(cmp.Or(cfg.TopicPrefix, DefaultTopicPrefix), "/")
+	if strings.ContainsAny(prefix, "#+") {
+		return nil, fmt.Errorf("mqtt topic prefix %q: wildcards are not allowed", prefix)
+	}
+	username, password := cfg.Username, cfg.Password
+	if username == "" && u.User != nil {
+		username = u.User.Username()
+		password, _ = u.User.Password()
+	}
+	u.User = nil
+	expiry := cfg.SessionExpiry
+	if expiry == 0 {
+		expiry = time.Hour
+	}
+	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "mqtt", "broker", u.Host)}
+	pc := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        cfg.TLS,
+		KeepAlive:                     20,
+		CleanStartOnInitialConnection: true,
+		SessionExpiryInterval:         uint32(expiry / time.Second),
+		ConnectRetryDelay:             time.Second,
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
+		ConnectTimeout:                10 * time.Second,
+		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
+			p.log.Info("mqtt connected")
+		},
+		OnConnectError: func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
+		ClientConfig:   paho.ClientConfig{ClientID: cmp.Or(cfg.ClientID, "event-mesh-broadcaster")},
+	}
+	if username != "" {
+		pc.ConnectUsername, pc.ConnectPassword = username, []byte(password)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cm, err := autopaho.NewConnection(ctx, pc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("mqtt %s: %w", u.Host, err)
+	}
+	p.cm, p.cancel = cm, cancel
+	return p, nil
+}
+
+// Topic is where the events of an entity go.
+func (p *Publisher) Topic(key string) string { return p.prefix + "/" + key }
+
+// Publish sends changes in order, each retried until the broker acknowledges it.
+func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
+	var rejected []error
+	for _, c := range changes {
+		ev, err := p.enc.Event(c)
+		if err == nil {
+			var payload []byte
+			if payload, err = codec.EncodeStructured(ev); err == nil {
+				err = p.publishChange(ctx, c, payload)
+			}
+		}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
+		}
+	}
+	return errors.Join(rejected...)
+}
+
+func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []byte) error {
+	topic := p.Topic(c.Key)
+	if c.Op != mesh.OpDeleted {
+		return p.publish(ctx, topic, payload, true)
+	}
+	if err := p.publish(ctx, topic, payload, false); err != nil {
+		return err
+	}
+	return p.publish(ctx, topic, nil, true) // clears the retained state
+}
+
+// publish retries until the broker acks, waiting for reconnection in between. A broker's
+// refusal (a reason code ≥ 0x80) is final.
+func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, retain bool) error {
+	msg := &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Retain: retain,
+		Properties: &paho.PublishProperties{ContentType: ContentType}}
+	for {
+		if err := p.cm.AwaitConnection(ctx); err != nil {
+			return err
+		}
+		resp, err := p.cm.Publish(ctx, msg)
+		if err == nil {
+			return nil
+		}
+		if resp != nil && resp.ReasonCode >= 0x80 {
+			return fmt.Errorf("broker refused %s: reason code 0x%x", topic, resp.ReasonCode)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn("mqtt publish failed; retrying after reconnect", "topic", topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close disconnects from the broker.
+func (p *Publisher) Close(ctx context.Context) error {
+	defer p.cancel()
+	err := p.cm.Disconnect(ctx)
+	if errors.Is(err, autopaho.ConnectionDownError) {
+		return nil
+	}
+	return err
+}

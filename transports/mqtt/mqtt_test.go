@@ -1,0 +1,211 @@
+package mqtt_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+)
+
+// stream makes a random but consistent sequence of changes over a few keys, and the state
+// it leaves.
+func stream(rnd *rand.Rand, epoch string, n int) ([]mesh.Change, map[string]string) {
+	state := map[string]string{}
+	var out []mesh.Change
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		name := fmt.Sprintf("b%d", rnd.IntN(12))
+		key := "eventing.knative.dev/Broker/ns/" + name
+		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
+		c := mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
+		_, exists := state[key]
+		switch {
+		case !exists:
+			c.Op = mesh.OpAdded
+			state[key] = entity
+		case rnd.IntN(4) == 0:
+			c.Op, c.Entity = mesh.OpDeleted, json.RawMessage(state[key])
+			delete(state, key)
+		default:
+			c.Op = mesh.OpUpdated
+			state[key] = entity
+		}
+		out = append(out, c)
+	}
+	return out, state
+}
+
+// replica subscribes to a prefix and keeps what it receives.
+type replica struct {
+	mu       sync.Mutex
+	entities map[string]string
+	seqs     []uint64
+	cleared  int
+}
+
+func subscribe(t *testing.T, brokerURL, prefix string) *replica {
+	t.Helper()
+	r := &replica{entities: map[string]string{}}
+	u, _ := url.Parse(brokerURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var once sync.Once
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/#", QoS: 1}}}); err == nil {
+				once.Do(func() { close(ready) })
+			}
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: fmt.Sprintf("test-sub-%d", rand.Int()),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if len(pr.Packet.Payload) == 0 {
+					r.cleared++
+					return true, nil
+				}
+				c, err := codec.DecodeStructured(pr.Packet.Payload)
+				if err != nil {
+					t.Errorf("undecodable message on %s: %v", pr.Packet.Topic, err)
+					return true, nil
+				}
+				if pr.Packet.Properties == nil || pr.Packet.Properties.ContentType != mqtt.ContentType {
+					t.Errorf("content type %+v", pr.Packet.Properties)
+				}
+				r.seqs = append(r.seqs, c.Sequence)
+				if c.Op == mesh.OpDeleted {
+					delete(r.entities, c.Key)
+				} else {
+					r.entities[c.Key] = string(c.Entity)
+				}
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dctx, stop := context.WithTimeout(context.Background(), time.Second)
+		defer stop()
+		cm.Disconnect(dctx)
+		cancel()
+	})
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscriber did not connect")
+	}
+	return r
+}
+
+func (r *replica) equals(want map[string]string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return reflect.DeepEqual(r.entities, want)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, brokerURL, prefix string) *mqtt.Publisher {
+	t.Helper()
+	enc, _ := codec.NewEncoder("")
+	p, err := mqtt.Dial(mqtt.Config{URL: brokerURL, TopicPrefix: prefix, ClientID: "pub-" + prefix}, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
+		defer stop()
+		p.Close(ctx)
+	})
+	return p
+}
+
+// A live subscriber's replica follows the stream; a late subscriber gets the whole mesh from
+// retained messages, and nothing for deleted entities.
+func TestStreamAndRetainedState(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartMQTT(t)
+	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
+	live := subscribe(t, broker.URL, prefix)
+	p := dial(t, broker.URL, prefix)
+
+	changes, state := stream(rand.New(rand.NewPCG(1, 2)), "ep", 300)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < len(changes); i += 7 {
+		if err := p.Publish(ctx, changes[i:min(i+7, len(changes))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the live replica to converge", func() bool { return live.equals(state) })
+	live.mu.Lock()
+	for i, s := range live.seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("live subscriber got meshseq %d at %d: out of order or missing", s, i)
+		}
+	}
+	live.mu.Unlock()
+
+	late := subscribe(t, broker.URL, prefix)
+	waitFor(t, "the late subscriber to receive the retained mesh", func() bool { return late.equals(state) })
+}
+
+// Publishing waits out a broker outage and goes on where it stopped.
+func TestBrokerRestart(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTT(t) // stopped and restarted: never the shared one
+	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
+	p := dial(t, broker.URL, prefix)
+	changes, state := stream(rand.New(rand.NewPCG(3, 4)), "ep", 200)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, changes[:100]); err != nil {
+		t.Fatal(err)
+	}
+	broker.Stop()
+	done := make(chan error, 1)
+	go func() { done <- p.Publish(ctx, changes[100:]) }()
+	time.Sleep(300 * time.Millisecond) // let the publisher hit the outage
+	broker.Start()
+	if err := <-done; err != nil {
+		t.Fatalf("publishing across the restart: %v", err)
+	}
+	// The restarted broker kept nothing, so the retained state is what was published since;
+	// republishing the current state (as a new epoch's opening would) restores it all.
+	late := subscribe(t, broker.URL, prefix)
+	var opening []mesh.Change
+	seq := uint64(0)
+	for key, entity := range state {
+		seq++
+		opening = append(opening, mesh.Change{Epoch: "ep2", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: key, Entity: json.RawMessage(entity)})
+	}
+	if err := p.Publish(ctx, opening); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retained mesh after the restart", func() bool { return late.equals(state) })
+}
