@@ -1,0 +1,287 @@
+package nats
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
+)
+
+// Defaults.
+const (
+	DefaultSubjectPrefix = "knative.eventmesh"
+	DefaultStream        = "EVENTMESH"
+	DefaultBucket        = "eventmesh"
+	ContentType          = "application/cloudevents+json"
+)
+
+// Config says where and how to publish.
+type Config struct {
+	URL string // nats://host:4222 (user:password@ or a token in the URL work)
+	// CoreOnly publishes plain NATS messages: no stream, no KV bucket.
+	CoreOnly      bool
+	SubjectPrefix string        // default DefaultSubjectPrefix
+	Stream        string        // default DefaultStream
+	Bucket        string        // default DefaultBucket
+	MaxAge        time.Duration // how long the stream keeps events (default 24h)
+	CredsFile     string        // NATS credentials (JWT + nkey)
+	TLS           *tls.Config
+}
+
+// Publisher publishes to one NATS server or cluster.
+type Publisher struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	prefix string
+	enc    *codec.Encoder
+	log    *slog.Logger
+}
+
+var _ transports.Publisher = (*Publisher)(nil)
+
+// Dial connects (reconnecting forever afterwards) and, unless CoreOnly, creates or updates the
+// stream and the KV bucket. The Publisher owns the connection.
+func Dial(ctx context.Context, cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prefix := cmp.Or(cfg.SubjectPrefix, DefaultSubjectPrefix)
+	if strings.ContainsAny(prefix, "*> \t") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
+		return nil, fmt.Errorf("nats subject prefix %q: want dot-separated tokens without wildcards", prefix)
+	}
+	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "nats")}
+	opts := []nats.Option{
+		nats.Name("event-mesh-broadcaster"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { p.log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", cfg.URL, err)
+	}
+	p.nc = nc
+	if cfg.CoreOnly {
+		return p, nil
+	}
+	if err := p.setUpJetStream(ctx, cfg); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
+	js, err := jetstream.New(p.nc)
+	if err != nil {
+		return fmt.Errorf("nats jetstream: %w", err)
+	}
+	stream := cmp.Or(cfg.Stream, DefaultStream)
+	maxAge := cmp.Or(cfg.MaxAge, 24*time.Hour)
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: stream, Subjects: []string{p.prefix + ".>"}, Storage: jetstream.FileStorage,
+		MaxAge: maxAge, Duplicates: 2 * time.Minute,
+		Description: "Knative event mesh deltas (one CloudEvent per entity change)",
+	}); err != nil {
+		return fmt.Errorf("nats stream %s: %w", stream, err)
+	}
+	bucket := cmp.Or(cfg.Bucket, DefaultBucket)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket, History: 1, Storage: jetstream.FileStorage,
+		Description: "latest mesh-delta event of each entity",
+	})
+	if err != nil {
+		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
+	}
+	p.js, p.kv = js, kv
+	return nil
+}
+
+// Subject is where the events of an entity go.
+func (p *Publisher) Subject(key string) (string, error) {
+	tokens, err := KeyTokens(key)
+	if err != nil {
+		return "", err
+	}
+	return p.prefix + "." + tokens, nil
+}
+
+type outgoing struct {
+	change mesh.Change
+	msg    *nats.Msg
+}
+
+// Publish sends changes in order and, with JetStream, waits for every ack and updates the KV
+// bucket; see the package doc.
+func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
+	var rejected []error
+	out := make([]outgoing, 0, len(changes))
+	for _, c := range changes {
+		msg, err := p.message(c)
+		if err != nil {
+			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
+			continue
+		}
+		out = append(out, outgoing{c, msg})
+	}
+	if p.js == nil {
+		if err := p.publishCore(ctx, out); err != nil {
+			return err
+		}
+		return errors.Join(rejected...)
+	}
+	more, err := p.publishJetStream(ctx, out)
+	if err != nil {
+		return err
+	}
+	return errors.Join(append(rejected, more...)...)
+}
+
+func (p *Publisher) message(c mesh.Change) (*nats.Msg, error) {
+	ev, err := p.enc.Event(c)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := codec.EncodeStructured(ev)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := p.Subject(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID())
+	msg.Header.Set("Content-Type", ContentType)
+	msg.Data = payload
+	return msg, nil
+}
+
+func (p *Publisher) publishCore(ctx context.Context, out []outgoing) error {
+	for _, o := range out {
+		if err := p.nc.PublishMsg(o.msg); err != nil {
+			return fmt.Errorf("nats publish %s: %w", o.change, err)
+		}
+	}
+	return p.nc.FlushWithContext(ctx)
+}
+
+// publishJetStream returns the changes rejected for good, or an error when ctx ended.
+func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejected []error, err error) {
+	futures := make([]jetstream.PubAckFuture, len(out))
+	for i, o := range out {
+		f, err := p.js.PublishMsgAsync(o.msg)
+		if err != nil {
+			futures[i] = nil // published again below, in order
+			continue
+		}
+		futures[i] = f
+	}
+	for i, o := range out {
+		acked := false
+		if f := futures[i]; f != nil {
+			select {
+			case <-f.Ok():
+				acked = true
+			case <-f.Err():
+			case <-ctx.Done():
+				return rejected, ctx.Err()
+			}
+		}
+		if !acked {
+			// A lost ack (server restarting): publish again, synchronously; Nats-Msg-Id drops
+			// the copy if the first one was stored after all.
+			if err := p.retry(ctx, "publish "+o.change.String(), func(ctx context.Context) error {
+				_, err := p.js.PublishMsg(ctx, o.msg)
+				return err
+			}); err != nil {
+				if errors.Is(err, transports.ErrRejected) {
+					rejected = append(rejected, err)
+					continue
+				}
+				return rejected, err
+			}
+		}
+		if err := p.retry(ctx, "kv "+o.change.String(), func(ctx context.Context) error {
+			return p.updateKV(ctx, o)
+		}); err != nil {
+			if errors.Is(err, transports.ErrRejected) {
+				rejected = append(rejected, err)
+				continue
+			}
+			return rejected, err
+		}
+	}
+	return rejected, nil
+}
+
+func (p *Publisher) updateKV(ctx context.Context, o outgoing) error {
+	key, err := KeyTokens(o.change.Key)
+	if err != nil {
+		return err
+	}
+	if o.change.Op == mesh.OpDeleted {
+		err = p.kv.Delete(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	}
+	_, err = p.kv.Put(ctx, key, o.msg.Data)
+	return err
+}
+
+// retry runs op until it succeeds or ctx ends, each attempt bounded by 5s.
+func (p *Publisher) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return fmt.Errorf("%w: %s: %w", transports.ErrRejected, what, err)
+		}
+		if attempt == 0 || attempt%20 == 0 {
+			p.log.Warn("nats: retrying", "op", what, "attempt", attempt+1, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(2*time.Second, 50*time.Millisecond<<min(attempt, 6))):
+		}
+	}
+}
+
+// Close drains and closes the connection.
+func (p *Publisher) Close(context.Context) error {
+	if err := p.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		p.nc.Close()
+		return err
+	}
+	return nil
+}

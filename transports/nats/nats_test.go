@@ -1,0 +1,317 @@
+package nats_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+)
+
+func TestEscaping(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ key, tokens string }{
+		{"eventing.knative.dev/Broker/shop/orders", "eventing_2Eknative_2Edev.Broker.shop.orders"},
+		{"eventing.knative.dev/EventType/shop/order.created.v1", "eventing_2Eknative_2Edev.EventType.shop.order_2Ecreated_2Ev1"},
+		{"messaging.knative.dev/InMemoryChannel/ops/a_b", "messaging_2Eknative_2Edev.InMemoryChannel.ops.a_5Fb"},
+		{"/Service/ns/x", "_.Service.ns.x"},
+	}
+	for _, tt := range tests {
+		got, err := natspub.KeyTokens(tt.key)
+		if err != nil || got != tt.tokens {
+			t.Errorf("KeyTokens(%q) = %q, %v; want %q", tt.key, got, err, tt.tokens)
+		}
+		back, err := natspub.KeyFromTokens(got)
+		if err != nil || back != tt.key {
+			t.Errorf("KeyFromTokens(%q) = %q, %v; want %q", got, back, err, tt.key)
+		}
+	}
+	// Names that differ only in where their dots are never share a subject.
+	a, _ := natspub.KeyTokens("a.b/K/ns/c")
+	b, _ := natspub.KeyTokens("a/K/ns/b.c")
+	if a == b {
+		t.Errorf("ambiguous: %q", a)
+	}
+	for _, bad := range []string{"x", "a.b.c", "a_Z.b.c.d", "a_4.b.c.d"} {
+		if _, err := natspub.KeyFromTokens(bad); err == nil {
+			t.Errorf("KeyFromTokens(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzEscapeToken(f *testing.F) {
+	for _, s := range []string{"", "a.b", "_", "_2E", "é", "a b>*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := natspub.EscapeToken(s)
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c == '.' || c == '*' || c == '>' || c <= ' ' || c >= 0x7f {
+				t.Fatalf("token %q has %q", tok, c)
+			}
+		}
+		back, err := natspub.UnescapeToken(tok)
+		if err != nil || back != s {
+			t.Fatalf("round trip %q → %q → %q, %v", s, tok, back, err)
+		}
+	})
+}
+
+func stream(rnd *rand.Rand, n int) ([]mesh.Change, map[string]string) {
+	state := map[string]string{}
+	var out []mesh.Change
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		name := fmt.Sprintf("b.%d", rnd.IntN(12)) // dotted names on purpose
+		key := "eventing.knative.dev/Broker/ns/" + name
+		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
+		c := mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
+		_, exists := state[key]
+		switch {
+		case !exists:
+			c.Op = mesh.OpAdded
+			state[key] = entity
+		case rnd.IntN(4) == 0:
+			c.Op, c.Entity = mesh.OpDeleted, json.RawMessage(state[key])
+			delete(state, key)
+		default:
+			c.Op = mesh.OpUpdated
+			state[key] = entity
+		}
+		out = append(out, c)
+	}
+	return out, state
+}
+
+type names struct{ prefix, stream, bucket string }
+
+func unique() names {
+	n := rand.Int32()
+	return names{fmt.Sprintf("test.n%d.mesh", n), fmt.Sprintf("TEST_%d", n), fmt.Sprintf("test_%d", n)}
+}
+
+func dial(t *testing.T, url string, n names, coreOnly bool) *natspub.Publisher {
+	t.Helper()
+	enc, _ := codec.NewEncoder("")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := natspub.Dial(ctx, natspub.Config{URL: url, CoreOnly: coreOnly, SubjectPrefix: n.prefix, Stream: n.stream, Bucket: n.bucket}, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if !coreOnly {
+		t.Cleanup(func() { // leave a shared server as it was
+			nc, err := nats.Connect(url)
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			js.DeleteStream(ctx, n.stream)
+			js.DeleteKeyValue(ctx, n.bucket)
+		})
+	}
+	return p
+}
+
+// replay reads the whole stream from the start, decoding each event.
+func replay(t *testing.T, url string, n names, want int) []mesh.Change {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, n.stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []mesh.Change
+	for len(got) < want {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d of %d events: %v", len(got), want, err)
+		}
+		c, err := codec.DecodeStructured(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := msg.Headers().Get(jetstream.MsgIDHeader); id != codec.ID(c.Epoch, c.Sequence) {
+			t.Fatalf("Nats-Msg-Id %q for event %d", id, c.Sequence)
+		}
+		if subj, _ := natspub.KeyTokens(c.Key); msg.Subject() != n.prefix+"."+subj {
+			t.Fatalf("subject %q for key %q", msg.Subject(), c.Key)
+		}
+		got = append(got, c)
+	}
+	if extra, err := cons.Next(jetstream.FetchMaxWait(200 * time.Millisecond)); err == nil {
+		c, _ := codec.DecodeStructured(extra.Data())
+		t.Fatalf("the stream holds more than %d events: %v", want, c)
+	}
+	return got
+}
+
+// kvState rebuilds the mesh from the KV bucket, as a late consumer would.
+func kvState(t *testing.T, url string, n names) map[string]string {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, n.bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := map[string]string{}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range lister.Keys() {
+		entry, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := codec.DecodeStructured(entry.Value())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tokens, _ := natspub.KeyTokens(c.Key); tokens != k {
+			t.Fatalf("kv key %q holds %q", k, c.Key)
+		}
+		state[c.Key] = string(c.Entity)
+	}
+	return state
+}
+
+func applyAll(t *testing.T, changes []mesh.Change) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	for i, c := range changes {
+		if c.Sequence != uint64(i+1) {
+			t.Fatalf("event %d has meshseq %d: out of order or duplicated", i, c.Sequence)
+		}
+		if c.Op == mesh.OpDeleted {
+			delete(state, c.Key)
+		} else {
+			state[c.Key] = string(c.Entity)
+		}
+	}
+	return state
+}
+
+func publishAll(t *testing.T, p *natspub.Publisher, changes []mesh.Change) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < len(changes); i += 9 {
+		if err := p.Publish(ctx, changes[i:min(i+9, len(changes))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestJetStreamReplayAndKV(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	n := unique()
+	p := dial(t, srv.URL, n, false)
+	changes, state := stream(rand.New(rand.NewPCG(5, 6)), 400)
+	publishAll(t, p, changes)
+	publishAll(t, p, changes[390:]) // a retry of already stored events: deduplicated
+	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {
+		t.Fatalf("replayed stream differs from the state")
+	}
+	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, state) {
+		t.Fatalf("kv bucket differs from the state:\n%v\n%v", got, state)
+	}
+}
+
+// Publishing waits out a server restart; the stream and the bucket end up exact.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartEmbeddedNATS(t) // stopped and restarted: never the shared one
+	n := unique()
+	p := dial(t, srv.URL, n, false)
+	changes, state := stream(rand.New(rand.NewPCG(7, 8)), 300)
+	publishAll(t, p, changes[:150])
+	srv.Stop()
+	done := make(chan struct{})
+	go func() { defer close(done); publishAll(t, p, changes[150:]) }()
+	time.Sleep(300 * time.Millisecond) // let the publisher run into the outage
+	srv.Start()
+	<-done
+	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {
+		t.Fatalf("replayed stream differs from the state")
+	}
+	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, state) {
+		t.Fatalf("kv bucket differs from the state")
+	}
+}
+
+func TestCoreOnly(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	n := unique()
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	var got []mesh.Change
+	sub, err := nc.Subscribe(n.prefix+".>", func(m *nats.Msg) {
+		c, err := codec.DecodeStructured(m.Data)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		got = append(got, c)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	p := dial(t, srv.URL, n, true)
+	changes, state := stream(rand.New(rand.NewPCG(9, 10)), 100)
+	publishAll(t, p, changes)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		l := len(got)
+		mu.Unlock()
+		if l == len(changes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d of %d events", l, len(changes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := applyAll(t, got); !reflect.DeepEqual(s, state) {
+		t.Fatal("core subscriber's state differs")
+	}
+}
