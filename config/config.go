@@ -28,6 +28,16 @@ type Config struct {
 	LogLevel string `json:"logLevel,omitempty"`
 	// Sink is a CloudEvents HTTP target for mesh deltas (default $K_SINK).
 	Sink string `json:"sink,omitempty"`
+	// MQTT is an MQTT v5 broker URL (mqtt://, mqtts://) for mesh deltas.
+	MQTT string `json:"mqtt,omitempty"`
+	// MQTTTopicPrefix is the topic prefix of MQTT deltas.
+	MQTTTopicPrefix string `json:"mqttTopicPrefix,omitempty"`
+	// NATS is a NATS server URL for mesh deltas.
+	NATS string `json:"nats,omitempty"`
+	// NATSCoreOnly publishes plain NATS messages instead of JetStream + KV.
+	NATSCoreOnly bool `json:"natsCoreOnly,omitempty"`
+	// NATSSubjectPrefix is the subject prefix of NATS deltas.
+	NATSSubjectPrefix string `json:"natsSubjectPrefix,omitempty"`
 	// EventSource is the CloudEvents source attribute of mesh deltas.
 	EventSource string `json:"eventSource,omitempty"`
 	// QueueSize bounds each transport's queue of undelivered changes.
@@ -66,6 +76,11 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&flags.TokensFile, "tokens-file", "", "require a bearer token listed in this `file` (one per line)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&flags.Sink, "sink", "", "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
+	fs.StringVar(&flags.MQTT, "mqtt", "", "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
+	fs.StringVar(&flags.MQTTTopicPrefix, "mqtt-topic-prefix", "", "MQTT topic prefix (default knative/eventmesh)")
+	fs.StringVar(&flags.NATS, "nats", "", "publish mesh deltas to this NATS `url` (JetStream stream EVENTMESH + KV bucket eventmesh)")
+	fs.BoolVar(&flags.NATSCoreOnly, "nats-core", false, "publish plain NATS messages (no JetStream stream or KV bucket)")
+	fs.StringVar(&flags.NATSSubjectPrefix, "nats-subject-prefix", "", "NATS subject prefix (default knative.eventmesh)")
 	fs.StringVar(&flags.EventSource, "event-source", "", "CloudEvents source of mesh deltas (default "+defaultEventSource+")")
 	fs.IntVar(&flags.QueueSize, "queue-size", 0, "changes each transport may hold undelivered (default 10000)")
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +89,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"),
+	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
+		NATSSubjectPrefix: "knative.eventmesh",
 		EventSource: defaultEventSource, QueueSize: DefaultQueueSize, CEOverrides: getenv("K_CE_OVERRIDES")}
 	if *cfgFile != "" {
 		fromFile, err := readFile(*cfgFile)
@@ -94,11 +110,14 @@ func (c *Config) merge(o Config) {
 	for _, f := range []struct{ dst, src *string }{
 		{&c.Manifests, &o.Manifests}, {&c.Listen, &o.Listen}, {&c.TokensFile, &o.TokensFile},
 		{&c.LogLevel, &o.LogLevel}, {&c.Sink, &o.Sink}, {&c.EventSource, &o.EventSource},
+		{&c.MQTT, &o.MQTT}, {&c.MQTTTopicPrefix, &o.MQTTTopicPrefix},
+		{&c.NATS, &o.NATS}, {&c.NATSSubjectPrefix, &o.NATSSubjectPrefix},
 	} {
 		if *f.src != "" {
 			*f.dst = *f.src
 		}
 	}
+	c.NATSCoreOnly = c.NATSCoreOnly || o.NATSCoreOnly
 	if o.QueueSize != 0 {
 		c.QueueSize = o.QueueSize
 	}
@@ -133,6 +152,24 @@ func (c *Config) validate() error {
 	}
 	if c.QueueSize < 1 {
 		return fmt.Errorf("%w: --queue-size %d: want at least 1", ErrUsage, c.QueueSize)
+	}
+	if c.MQTT != "" {
+		if u, err := url.Parse(c.MQTT); err != nil || u.Host == "" ||
+			(u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "tcp" && u.Scheme != "tls" && u.Scheme != "ssl") {
+			return fmt.Errorf("%w: --mqtt %q: want mqtt://host:port or mqtts://host:port", ErrUsage, c.MQTT)
+		}
+	}
+	if strings.ContainsAny(c.MQTTTopicPrefix, "#+") || c.MQTTTopicPrefix == "" {
+		return fmt.Errorf("%w: --mqtt-topic-prefix %q: want a topic without wildcards", ErrUsage, c.MQTTTopicPrefix)
+	}
+	if c.NATS != "" {
+		if u, err := url.Parse(c.NATS); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+			return fmt.Errorf("%w: --nats %q: want nats://host:port or tls://host:port", ErrUsage, c.NATS)
+		}
+	}
+	if strings.ContainsAny(c.NATSSubjectPrefix, "*> \t") || c.NATSSubjectPrefix == "" ||
+		strings.HasPrefix(c.NATSSubjectPrefix, ".") || strings.HasSuffix(c.NATSSubjectPrefix, ".") {
+		return fmt.Errorf("%w: --nats-subject-prefix %q: want dot-separated tokens without wildcards", ErrUsage, c.NATSSubjectPrefix)
 	}
 	if c.Sink != "" {
 		if u, err := url.Parse(c.Sink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

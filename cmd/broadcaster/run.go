@@ -19,7 +19,10 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
@@ -41,7 +44,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	meshHub := hub.New(mesh.NewEngine(epoch), src.HasSynced, log)
 	meshHub.Listen(hub.LogChanges(log.With("epoch", epoch)))
 
-	transportQueues, err := startTransports(cfg, meshHub, log)
+	transportQueues, err := startTransports(ctx, cfg, meshHub, log)
 	if err != nil {
 		return err
 	}
@@ -95,23 +98,55 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 
 // startTransports builds a queued publisher per configured destination and subscribes it to
 // the hub before the source starts, so every change of the epoch reaches it.
-func startTransports(cfg config.Config, meshHub *hub.Hub, log *slog.Logger) ([]*queue.Queue, error) {
+func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, log *slog.Logger) (queues []*queue.Queue, err error) {
 	enc, err := codec.NewEncoder(cfg.EventSource)
 	if err != nil {
 		return nil, fmt.Errorf("--event-source: %w", err)
 	}
-	var queues []*queue.Queue
+	defer func() {
+		if err != nil { // close what was opened before the failure
+			for _, q := range queues {
+				q.Close(context.Background())
+			}
+		}
+	}()
+	add := func(name string, p transports.Publisher) error {
+		q, err := queue.New(name, p, cfg.QueueSize, log)
+		if err != nil {
+			return err
+		}
+		queues = append(queues, q)
+		log.Info("publishing mesh deltas", "transport", name)
+		return nil
+	}
 	if cfg.Sink != "" {
 		sink, err := httpsink.New(cfg.Sink, enc, httpsink.WithOverrides(cfg.CEOverrides))
 		if err != nil {
 			return nil, err
 		}
-		q, err := queue.New("http "+cfg.Sink, sink, cfg.QueueSize, log)
+		if err := add("http "+cfg.Sink, sink); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MQTT != "" {
+		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix}, enc, log)
 		if err != nil {
 			return nil, err
 		}
-		queues = append(queues, q)
-		log.Info("publishing mesh deltas", "transport", "http", "sink", cfg.Sink)
+		if err := add("mqtt "+p.Topic("#"), p); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.NATS != "" {
+		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		p, err := nats.Dial(dialCtx, nats.Config{URL: cfg.NATS, CoreOnly: cfg.NATSCoreOnly, SubjectPrefix: cfg.NATSSubjectPrefix}, enc, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := add("nats "+cfg.NATSSubjectPrefix+".>", p); err != nil {
+			return nil, err
+		}
 	}
 	for _, q := range queues {
 		meshHub.Listen(q.Enqueue)
@@ -128,7 +163,10 @@ func flush(queues []*queue.Queue, log *slog.Logger) {
 			log.Error("shutdown", "err", err)
 		}
 		delivered, dropped, rejected := q.Stats()
-		log.Info("transport stopped", "delivered", delivered, "dropped", dropped, "rejected", rejected)
+		log.Info("transport stopped", "transport", q.Name(), "delivered", delivered, "dropped", dropped, "rejected", rejected)
+		if err := q.Close(ctx); err != nil {
+			log.Warn("closing transport", "transport", q.Name(), "err", err)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,10 +21,16 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json from the current output")
@@ -284,4 +291,117 @@ func TestExamplesToSink(t *testing.T) {
 	if !reflect.DeepEqual(replica, want) {
 		t.Fatalf("replica from the sink differs from the snapshot:\n%v\n%v", replica, want)
 	}
+}
+
+// TestAllTransportsDeliverTheSameEvents runs on the examples with --sink, --mqtt and --nats
+// together, edits a manifest, and checks that the three carriers delivered the same events.
+func TestAllTransportsDeliverTheSameEvents(t *testing.T) {
+	t.Parallel()
+	mqttBroker, natsServer := brokers.StartMQTT(t), brokers.StartNATS(t)
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	mqttPrefix, natsPrefix := "test/"+suffix, "test.n"+suffix
+
+	var mu sync.Mutex
+	got := map[string][]string{}
+	record := func(carrier string, c mesh.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		got[carrier] = append(got[carrier], fmt.Sprintf("%d %s %s", c.Sequence, c.Op, c.Key))
+	}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+		if err == nil {
+			var c mesh.Change
+			if c, err = codec.Decode(*ev); err == nil {
+				record("http", c)
+				return
+			}
+		}
+		t.Errorf("http sink: %v", err)
+	}))
+	defer sink.Close()
+
+	mqttURL, _ := url.Parse(mqttBroker.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subscribed := make(chan struct{})
+	var once sync.Once
+	sub, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{mqttURL}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: mqttPrefix + "/#", QoS: 1}}}); err == nil {
+				once.Do(func() { close(subscribed) })
+			}
+		},
+		ClientConfig: paho.ClientConfig{ClientID: "sub-" + suffix, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) {
+				if len(pr.Packet.Payload) > 0 { // empty: a deleted entity's retained state cleared
+					c, err := codec.DecodeStructured(pr.Packet.Payload)
+					if err != nil {
+						t.Errorf("mqtt: %v", err)
+					}
+					record("mqtt", c)
+				}
+				return true, nil
+			}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(context.Background())
+	<-subscribed
+
+	nc, err := natsgo.Connect(natsServer.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	natsSub, err := nc.Subscribe(natsPrefix+".>", func(m *natsgo.Msg) {
+		c, err := codec.DecodeStructured(m.Data)
+		if err != nil {
+			t.Errorf("nats: %v", err)
+		}
+		record("nats", c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer natsSub.Unsubscribe()
+	nc.Flush()
+
+	dir := copyDir(t, "../../examples/mesh")
+	base, _ := startRun(t, dir, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
+		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
+	defer cleanUpJetStream(t, natsServer.URL)
+	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml"))
+
+	var want []string
+	poll(t, "every carrier to deliver the same events", func() bool {
+		resp, err := http.Get(base + "/v1/mesh")
+		if err != nil {
+			return false
+		}
+		seq := resp.Header.Get("Mesh-Sequence")
+		resp.Body.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		want = got["http"]
+		return len(want) > 0 && fmt.Sprint(len(want)) == seq && strings.Contains(strings.Join(want, "\n"), "deleted sources.knative.dev/PingSource/shop/heartbeat") &&
+			reflect.DeepEqual(got["mqtt"], want) && reflect.DeepEqual(got["nats"], want)
+	})
+}
+
+// cleanUpJetStream removes the default stream and bucket the run created on a shared server.
+func cleanUpJetStream(t *testing.T, url string) {
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js.DeleteStream(ctx, natspub.DefaultStream)
+	js.DeleteKeyValue(ctx, natspub.DefaultBucket)
 }
