@@ -64,6 +64,12 @@ func (q *Queue) Stats() (delivered, dropped, rejected uint64) {
 	return q.delivered.Load(), q.dropped.Load(), q.rejected.Load()
 }
 
+// Name labels the transport in logs.
+func (q *Queue) Name() string { return q.name }
+
+// Close closes the publisher behind the queue.
+func (q *Queue) Close(ctx context.Context) error { return q.publisher.Close(ctx) }
+
 // Len is the number of changes waiting.
 func (q *Queue) Len() int {
 	q.mu.Lock()
