@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -16,6 +17,23 @@ type EventMesh struct {
 	EventTypes    []EventType    `json:"eventTypes"`
 	Sources       []Source       `json:"sources"`
 	Subscribables []Subscribable `json:"subscribables"`
+}
+
+// Sort puts every list in the order of GET /v1/getEventMesh: by namespace, name, group, kind.
+func (m *EventMesh) Sort() {
+	byName := func(ns1, n1, g1, k1, ns2, n2, g2, k2 string) int {
+		return cmp.Or(cmp.Compare(ns1, ns2), cmp.Compare(n1, n2), cmp.Compare(g1, g2), cmp.Compare(k1, k2))
+	}
+	slices.SortFunc(m.Brokers, func(a, b Broker) int { return byName(a.Namespace, a.Name, "", "", b.Namespace, b.Name, "", "") })
+	slices.SortFunc(m.EventTypes, func(a, b EventType) int {
+		return byName(a.Namespace, a.Name, "", "", b.Namespace, b.Name, "", "")
+	})
+	slices.SortFunc(m.Sources, func(a, b Source) int {
+		return byName(a.Namespace, a.Name, a.Group, a.Kind, b.Namespace, b.Name, b.Group, b.Kind)
+	})
+	slices.SortFunc(m.Subscribables, func(a, b Subscribable) int {
+		return byName(a.Namespace, a.Name, a.Group, a.Kind, b.Namespace, b.Name, b.Group, b.Kind)
+	})
 }
 
 // Broker is a Knative Broker with the EventTypes that reference it.

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
@@ -404,4 +405,139 @@ func cleanUpJetStream(t *testing.T, url string) {
 	defer cancel()
 	js.DeleteStream(ctx, natspub.DefaultStream)
 	js.DeleteKeyValue(ctx, natspub.DefaultBucket)
+}
+
+// churn rewrites one manifest with EventTypes and a subscriber whose types and label change
+// every round, so each round produces several entity changes.
+func churn(t *testing.T, dir string, round int) {
+	t.Helper()
+	var b strings.Builder
+	for i := range 4 {
+		fmt.Fprintf(&b, `---
+apiVersion: eventing.knative.dev/v1beta2
+kind: EventType
+metadata: {name: churn-%d, namespace: shop}
+spec: {type: com.example.churn.t%d, reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: orders}}
+`, i, (round+i)%3)
+	}
+	if round%3 != 2 {
+		fmt.Fprintf(&b, `---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: churner, namespace: shop, labels: {backstage.io/kubernetes-id: churner-%d}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: churner, namespace: shop}
+spec:
+  broker: orders
+  filter: {attributes: {type: com.example.churn.t%d}}
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: churner}}
+`, round%2, round%3)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "shop", "zz-churn.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// converged waits until the replica equals the served mesh at the served sequence.
+func converged(t *testing.T, base string, r *consumer.Replica) {
+	t.Helper()
+	poll(t, "the replica to converge", func() bool {
+		resp, err := http.Get(base + "/v1/mesh")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s consumer.Snapshot
+		if json.NewDecoder(resp.Body).Decode(&s) != nil {
+			return false
+		}
+		got, err := r.Mesh()
+		epoch, seq := r.Position()
+		return err == nil && epoch == s.Epoch && seq == s.Sequence && reflect.DeepEqual(got, s.Mesh)
+	})
+}
+
+// The consumer library over MQTT keeps an exact replica while the broker restarts mid-stream.
+func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTT(t)
+	dir := copyDir(t, "../../examples/mesh")
+	base, _ := startRun(t, dir, "--mqtt", broker.URL)
+	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+
+	replica := consumer.NewReplica(consumer.HTTPSnapshots(base, "", nil))
+	mqttURL, _ := url.Parse(broker.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{mqttURL}, KeepAlive: 5, CleanStartOnInitialConnection: true,
+		ConnectRetryDelay: 100 * time.Millisecond,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "knative/eventmesh/#", QoS: 1}}})
+		},
+		ClientConfig: paho.ClientConfig{ClientID: "replica", OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) {
+				if err := replica.ApplyStructured(ctx, pr.Packet.Payload); err != nil && ctx.Err() == nil {
+					t.Errorf("replica: %v", err)
+				}
+				return true, nil
+			}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(context.Background())
+
+	for round := range 30 {
+		churn(t, dir, round)
+		time.Sleep(30 * time.Millisecond)
+		if round == 10 {
+			broker.Stop()
+		}
+		if round == 20 {
+			broker.Start()
+		}
+	}
+	converged(t, base, replica)
+	t.Logf("converged after %d snapshot(s)", replica.Resyncs())
+}
+
+// The consumer library over NATS (core subscription, no replay) keeps an exact replica while
+// the server restarts mid-stream.
+func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartEmbeddedNATS(t)
+	dir := copyDir(t, "../../examples/mesh")
+	base, _ := startRun(t, dir, "--nats", srv.URL)
+	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+
+	replica := consumer.NewReplica(consumer.HTTPSnapshots(base, "", nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nc, err := natsgo.Connect(srv.URL, natsgo.MaxReconnects(-1), natsgo.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe(natspub.DefaultSubjectPrefix+".>", func(m *natsgo.Msg) {
+		if err := replica.ApplyStructured(ctx, m.Data); err != nil && ctx.Err() == nil {
+			t.Errorf("replica: %v", err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 30 {
+		churn(t, dir, round)
+		time.Sleep(30 * time.Millisecond)
+		if round == 10 {
+			srv.Stop()
+		}
+		if round == 20 {
+			srv.Start()
+		}
+	}
+	converged(t, base, replica)
+	t.Logf("converged after %d snapshot(s)", replica.Resyncs())
 }

@@ -1,0 +1,274 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Snapshot is the whole mesh at one position, as GET /v1/mesh serves it.
+type Snapshot struct {
+	Epoch    string         `json:"epoch"`
+	Sequence uint64         `json:"sequence"`
+	Mesh     mesh.EventMesh `json:"mesh"`
+}
+
+// Snapshotter fetches the current snapshot.
+type Snapshotter interface {
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// HTTPSnapshots reads snapshots from a broadcaster's GET /v1/mesh at baseURL. token, when not
+// empty, is sent as a bearer token. A nil client means one with a 30s timeout.
+func HTTPSnapshots(baseURL, token string, client *http.Client) Snapshotter {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return httpSnapshots{url: strings.TrimSuffix(baseURL, "/") + "/v1/mesh", token: token, client: client}
+}
+
+type httpSnapshots struct {
+	url, token string
+	client     *http.Client
+}
+
+func (h httpSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return Snapshot{}, fmt.Errorf("snapshot: %s answered %d: %s", h.url, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	var s Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return s, nil
+}
+
+// EntityID names an entity in a replica.
+type EntityID struct {
+	Kind mesh.EntityKind
+	Key  string
+}
+
+// Replica is a consumer's copy of the mesh. It is safe for concurrent use.
+type Replica struct {
+	snapshots Snapshotter
+
+	mu       sync.Mutex
+	epoch    string
+	seq      uint64
+	entities map[EntityID]json.RawMessage
+	resyncs  int
+}
+
+// NewReplica returns an empty replica that resyncs from snapshots.
+func NewReplica(s Snapshotter) *Replica {
+	return &Replica{snapshots: s, entities: map[EntityID]json.RawMessage{}}
+}
+
+// ErrSnapshotBehind means snapshots kept lagging behind the events received.
+var ErrSnapshotBehind = errors.New("snapshot behind the events")
+
+// Apply applies one change: in order it is applied, seen before it is dropped, and after a gap
+// or in a new epoch the replica resyncs from a snapshot first.
+func (r *Replica) Apply(ctx context.Context, c mesh.Change) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.Epoch == r.epoch && c.Sequence <= r.seq {
+		return nil // a duplicate (at-least-once delivery) or already in the snapshot
+	}
+	if c.Epoch != r.epoch || c.Sequence != r.seq+1 {
+		if err := r.resync(ctx, c); err != nil {
+			return err
+		}
+		if c.Sequence <= r.seq {
+			return nil
+		}
+	}
+	r.apply(c)
+	return nil
+}
+
+// ApplyEvent decodes and applies a mesh-delta CloudEvent.
+func (r *Replica) ApplyEvent(ctx context.Context, ev cloudevents.Event) error {
+	c, err := codec.Decode(ev)
+	if err != nil {
+		return err
+	}
+	return r.Apply(ctx, c)
+}
+
+// ApplyStructured decodes and applies a structured-mode event (MQTT and NATS payloads). An
+// empty payload (an MQTT topic cleared after a delete) is ignored.
+func (r *Replica) ApplyStructured(ctx context.Context, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	c, err := codec.DecodeStructured(payload)
+	if err != nil {
+		return err
+	}
+	return r.Apply(ctx, c)
+}
+
+func (r *Replica) apply(c mesh.Change) {
+	id := EntityID{c.Kind, c.Key}
+	if c.Op == mesh.OpDeleted {
+		delete(r.entities, id)
+	} else {
+		r.entities[id] = c.Entity
+	}
+	r.seq = c.Sequence
+}
+
+// resync replaces the state with a snapshot that includes at least everything before c,
+// retrying while the snapshot lags behind (the event may arrive before the snapshot has it).
+func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
+	var s Snapshot
+	for attempt := 0; ; attempt++ {
+		var err error
+		s, err = r.snapshots.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		if s.Epoch == c.Epoch && s.Sequence+1 >= c.Sequence {
+			break
+		}
+		if attempt == 20 {
+			return fmt.Errorf("%w: event %s-%d, snapshot %s-%d", ErrSnapshotBehind, c.Epoch, c.Sequence, s.Epoch, s.Sequence)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		}
+	}
+	r.entities = entitiesOf(s.Mesh)
+	r.epoch, r.seq = s.Epoch, s.Sequence
+	r.resyncs++
+	return nil
+}
+
+// Resync takes a snapshot now (a consumer's cold start).
+func (r *Replica) Resync(ctx context.Context) error {
+	s, err := r.snapshots.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entities = entitiesOf(s.Mesh)
+	r.epoch, r.seq = s.Epoch, s.Sequence
+	r.resyncs++
+	return nil
+}
+
+func entitiesOf(m mesh.EventMesh) map[EntityID]json.RawMessage {
+	out := map[EntityID]json.RawMessage{}
+	put := func(kind mesh.EntityKind, ref mesh.ObjectRef, v any) {
+		data, _ := json.Marshal(v) // the mesh types marshal the same bytes the broadcaster sent
+		out[EntityID{kind, ref.String()}] = data
+	}
+	for _, b := range m.Brokers {
+		put(mesh.KindBroker, mesh.ObjectRef{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject, Namespace: b.Namespace, Name: b.Name}, b)
+	}
+	for _, e := range m.EventTypes {
+		put(mesh.KindEventType, mesh.ObjectRef{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject, Namespace: e.Namespace, Name: e.Name}, e)
+	}
+	for _, s := range m.Sources {
+		put(mesh.KindSource, mesh.ObjectRef{Group: s.Group, Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}, s)
+	}
+	for _, s := range m.Subscribables {
+		put(mesh.KindSubscribable, mesh.ObjectRef{Group: s.Group, Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}, s)
+	}
+	return out
+}
+
+// Position is the epoch and sequence the replica is at.
+func (r *Replica) Position() (epoch string, sequence uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch, r.seq
+}
+
+// Resyncs counts the snapshots taken.
+func (r *Replica) Resyncs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resyncs
+}
+
+// Entities is a copy of the replica's entities.
+func (r *Replica) Entities() map[EntityID]json.RawMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[EntityID]json.RawMessage, len(r.entities))
+	for k, v := range r.entities {
+		out[k] = v
+	}
+	return out
+}
+
+// Mesh is the replica as an EventMesh (sorted like GET /v1/getEventMesh).
+func (r *Replica) Mesh() (mesh.EventMesh, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
+	ids := make([]EntityID, 0, len(r.entities))
+	for id := range r.entities {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b EntityID) int { return strings.Compare(a.Key, b.Key) })
+	for _, id := range ids {
+		var err error
+		data := r.entities[id]
+		switch id.Kind {
+		case mesh.KindBroker:
+			err = appendDecoded(data, &m.Brokers)
+		case mesh.KindEventType:
+			err = appendDecoded(data, &m.EventTypes)
+		case mesh.KindSource:
+			err = appendDecoded(data, &m.Sources)
+		case mesh.KindSubscribable:
+			err = appendDecoded(data, &m.Subscribables)
+		}
+		if err != nil {
+			return mesh.EventMesh{}, fmt.Errorf("entity %s: %w", id.Key, err)
+		}
+	}
+	m.Sort()
+	return m, nil
+}
+
+func appendDecoded[T any](data []byte, list *[]T) error {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*list = append(*list, v)
+	return nil
+}

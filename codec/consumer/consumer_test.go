@@ -1,0 +1,114 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// scriptedSnapshots answers snapshots from a list, repeating the last.
+type scriptedSnapshots struct {
+	answers []Snapshot
+	calls   int
+}
+
+func (s *scriptedSnapshots) Snapshot(context.Context) (Snapshot, error) {
+	a := s.answers[min(s.calls, len(s.answers)-1)]
+	s.calls++
+	return a, nil
+}
+
+func broker(name string) mesh.Broker {
+	return mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}}
+}
+
+func snapshot(epoch string, seq uint64, names ...string) Snapshot {
+	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
+	for _, n := range names {
+		m.Brokers = append(m.Brokers, broker(n))
+	}
+	return Snapshot{Epoch: epoch, Sequence: seq, Mesh: m}
+}
+
+func change(epoch string, seq uint64, op mesh.Op, name string) mesh.Change {
+	data, _ := json.Marshal(broker(name))
+	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: op,
+		Key: "eventing.knative.dev/Broker/ns/" + name, Entity: data}
+}
+
+func names(t *testing.T, r *Replica) []string {
+	t.Helper()
+	m, err := r.Mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{}
+	for _, b := range m.Brokers {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+func TestReplicaOrdering(t *testing.T) {
+	t.Parallel()
+	snaps := &scriptedSnapshots{answers: []Snapshot{
+		snapshot("A", 5, "a", "b"),                             // cold start
+		snapshot("A", 8, "b", "c", "e"),                        // after the gap before 9
+		snapshot("B", 0),                                       // the new epoch, before its first event
+		snapshot("B", 1, "x"), snapshot("B", 3, "x", "y", "z"), // lagging, then caught up
+	}}
+	r := NewReplica(snaps)
+	ctx := context.Background()
+	steps := []struct {
+		c       mesh.Change
+		want    []string
+		seq     uint64
+		resyncs int
+	}{
+		{change("A", 4, mesh.OpAdded, "b"), []string{"a", "b"}, 5, 1},      // cold: snapshot includes it
+		{change("A", 6, mesh.OpAdded, "c"), []string{"a", "b", "c"}, 6, 1}, // in order
+		{change("A", 6, mesh.OpAdded, "c"), []string{"a", "b", "c"}, 6, 1}, // duplicate dropped
+		{change("A", 7, mesh.OpDeleted, "a"), []string{"b", "c"}, 7, 1},
+		{change("A", 9, mesh.OpAdded, "d"), []string{"b", "c", "d", "e"}, 9, 2}, // gap: snapshot at 8, then 9
+		{change("B", 1, mesh.OpAdded, "x"), []string{"x"}, 1, 3},                // new epoch
+		{change("B", 4, mesh.OpAdded, "w"), []string{"w", "x", "y", "z"}, 4, 4}, // gap, snapshot lags once
+	}
+	for i, s := range steps {
+		if err := r.Apply(ctx, s.c); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		epoch, seq := r.Position()
+		if got := names(t, r); !reflect.DeepEqual(got, s.want) || seq != s.seq || epoch != s.c.Epoch || r.Resyncs() != s.resyncs {
+			t.Fatalf("step %d (%s-%d): replica %v at %s-%d after %d resyncs; want %v at %d after %d",
+				i, s.c.Epoch, s.c.Sequence, got, epoch, seq, r.Resyncs(), s.want, s.seq, s.resyncs)
+		}
+	}
+}
+
+func TestHTTPSnapshots(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/mesh" || r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, `{"error":"no"}`, http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(snapshot("E", 3, "a"))
+	}))
+	defer srv.Close()
+	s, err := HTTPSnapshots(srv.URL+"/", "tok", nil).Snapshot(context.Background())
+	if err != nil || s.Epoch != "E" || s.Sequence != 3 || len(s.Mesh.Brokers) != 1 {
+		t.Fatalf("snapshot %+v, %v", s, err)
+	}
+	if _, err := HTTPSnapshots(srv.URL, "", nil).Snapshot(context.Background()); err == nil {
+		t.Fatal("a 401 was taken for a snapshot")
+	} else if want := fmt.Sprint(http.StatusUnauthorized); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v does not say %s", err, want)
+	}
+}
