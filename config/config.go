@@ -91,7 +91,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
 		NATSSubjectPrefix: "knative.eventmesh",
-		EventSource: defaultEventSource, QueueSize: DefaultQueueSize, CEOverrides: getenv("K_CE_OVERRIDES")}
+		EventSource:       defaultEventSource, QueueSize: DefaultQueueSize, CEOverrides: getenv("K_CE_OVERRIDES")}
 	if *cfgFile != "" {
 		fromFile, err := readFile(*cfgFile)
 		if err != nil {
