@@ -43,7 +43,7 @@ type Config struct {
 type Publisher struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	kv     jetstream.KeyValue
+	bucket string
 	prefix string
 	enc    *codec.Encoder
 	log    *slog.Logger
@@ -113,7 +113,7 @@ func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 	}
-	p.js, p.kv = js, kv
+	p.js, p.bucket = js, kv.Bucket()
 	return nil
 }
 
@@ -186,20 +186,27 @@ func (p *Publisher) publishCore(ctx context.Context, out []outgoing) error {
 	return p.nc.FlushWithContext(ctx)
 }
 
-// publishJetStream returns the changes rejected for good, or an error when ctx ended.
+// publishJetStream sends, for every change in order, the event to the stream and its KV
+// update (a publish to the bucket's subject, as kv.Put does), all pipelined; then it waits for
+// the acks. It returns the changes rejected for good, or an error when ctx ended.
 func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejected []error, err error) {
-	futures := make([]jetstream.PubAckFuture, len(out))
-	for i, o := range out {
-		f, err := p.js.PublishMsgAsync(o.msg)
+	msgs := make([]*nats.Msg, 0, 2*len(out))
+	for _, o := range out {
+		kvMsg, err := p.kvMessage(o)
 		if err != nil {
-			futures[i] = nil // published again below, in order
+			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, o.change, err))
 			continue
 		}
-		futures[i] = f
+		msgs = append(msgs, o.msg, kvMsg)
 	}
-	for i, o := range out {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		futures[i], _ = p.js.PublishMsgAsync(m) // a nil future is a loss, handled below
+	}
+	lostFrom := -1
+	for i, f := range futures {
 		acked := false
-		if f := futures[i]; f != nil {
+		if f != nil {
 			select {
 			case <-f.Ok():
 				acked = true
@@ -208,47 +215,44 @@ func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejec
 				return rejected, ctx.Err()
 			}
 		}
-		if !acked {
-			// A lost ack (server restarting): publish again, synchronously; Nats-Msg-Id drops
-			// the copy if the first one was stored after all.
-			if err := p.retry(ctx, "publish "+o.change.String(), func(ctx context.Context) error {
-				_, err := p.js.PublishMsg(ctx, o.msg)
-				return err
-			}); err != nil {
-				if errors.Is(err, transports.ErrRejected) {
-					rejected = append(rejected, err)
-					continue
-				}
+		if !acked && lostFrom < 0 {
+			lostFrom = i
+		}
+	}
+	if lostFrom < 0 {
+		return rejected, nil
+	}
+	// Something was lost (a server restarting): publish everything from the first loss again,
+	// synchronously and in order. Nats-Msg-Id drops the stream copies already stored, and the
+	// KV writes land in order again, so the bucket ends with each entity's latest event.
+	for _, m := range msgs[lostFrom:] {
+		if err := p.retry(ctx, "publish "+m.Subject, func(ctx context.Context) error {
+			_, err := p.js.PublishMsg(ctx, m)
+			return err
+		}); err != nil {
+			if !errors.Is(err, transports.ErrRejected) {
 				return rejected, err
 			}
-		}
-		if err := p.retry(ctx, "kv "+o.change.String(), func(ctx context.Context) error {
-			return p.updateKV(ctx, o)
-		}); err != nil {
-			if errors.Is(err, transports.ErrRejected) {
-				rejected = append(rejected, err)
-				continue
-			}
-			return rejected, err
+			rejected = append(rejected, err)
 		}
 	}
 	return rejected, nil
 }
 
-func (p *Publisher) updateKV(ctx context.Context, o outgoing) error {
+// kvMessage is the KV bucket update of a change: the event under the entity's key, or a
+// delete marker (ADR-8's KV-Operation: DEL).
+func (p *Publisher) kvMessage(o outgoing) (*nats.Msg, error) {
 	key, err := KeyTokens(o.change.Key)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	m := nats.NewMsg("$KV." + p.bucket + "." + key)
 	if o.change.Op == mesh.OpDeleted {
-		err = p.kv.Delete(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil
-		}
-		return err
+		m.Header.Set("KV-Operation", "DEL")
+		return m, nil
 	}
-	_, err = p.kv.Put(ctx, key, o.msg.Data)
-	return err
+	m.Data = o.msg.Data
+	return m, nil
 }
 
 // retry runs op until it succeeds or ctx ends, each attempt bounded by 5s.
