@@ -42,8 +42,11 @@ type Data struct {
 // ErrInvalidEvent marks events that are not valid mesh deltas; errors say which part is wrong.
 var ErrInvalidEvent = errors.New("invalid mesh-delta event")
 
-// Encoder builds mesh-delta events for one source.
-type Encoder struct{ source string }
+// Encoder builds mesh-delta events for one source. It is on every transport's hot path, so it
+// assembles the data and the event context directly instead of going through reflection.
+type Encoder struct {
+	source types.URIRef // parsed once
+}
 
 // NewEncoder returns an encoder whose events carry source (a URI-reference naming the cluster;
 // empty means DefaultSource).
@@ -51,10 +54,11 @@ func NewEncoder(source string) (*Encoder, error) {
 	if source == "" {
 		source = DefaultSource
 	}
-	if _, err := url.Parse(source); err != nil {
+	u, err := url.Parse(source)
+	if err != nil {
 		return nil, fmt.Errorf("event source %q is not a URI-reference: %w", source, err)
 	}
-	return &Encoder{source: source}, nil
+	return &Encoder{source: types.URIRef{URL: *u}}, nil
 }
 
 // Type is the event type of an entity change, dev.knative.eventmesh.<kind>.<op>.
@@ -70,20 +74,31 @@ func (e *Encoder) Event(c mesh.Change) (cloudevents.Event, error) {
 	if c.Sequence == 0 || c.Sequence > MaxSequence {
 		return cloudevents.Event{}, fmt.Errorf("change %s: sequence %d outside 1..%d", c.Key, c.Sequence, MaxSequence)
 	}
-	data, err := json.Marshal(Data{Key: c.Key, Kind: c.Kind.String(), Op: c.Op.String(), Epoch: c.Epoch,
-		Sequence: c.Sequence, Entity: c.Entity})
-	if err != nil {
-		return cloudevents.Event{}, fmt.Errorf("change %s: %w", c.Key, err)
+	if !json.Valid(c.Entity) {
+		return cloudevents.Event{}, fmt.Errorf("change %s: entity is not valid JSON", c.Key)
 	}
-	ev := cloudevents.NewEvent()
-	ev.SetID(ID(c.Epoch, c.Sequence))
-	ev.SetType(Type(c.Kind, c.Op))
-	ev.SetSource(e.source)
-	ev.SetSubject(c.Key)
-	ev.SetExtension(ExtensionEpoch, c.Epoch)
-	ev.SetExtension(ExtensionSequence, int32(c.Sequence))
-	ev.SetDataContentType(contentTypeJSON)
-	ev.DataEncoded = data
+	// The same bytes json.Marshal(Data{...}) gives, without reflection or re-compacting the entity.
+	data := make([]byte, 0, len(c.Entity)+len(c.Key)+len(c.Epoch)+96)
+	data = append(data, `{"key":`...)
+	data = appendString(data, c.Key)
+	data = append(data, `,"kind":"`...)
+	data = append(data, c.Kind.String()...)
+	data = append(data, `","op":"`...)
+	data = append(data, c.Op.String()...)
+	data = append(data, `","epoch":`...)
+	data = appendString(data, c.Epoch)
+	data = append(data, `,"sequence":`...)
+	data = strconv.AppendUint(data, c.Sequence, 10)
+	data = append(data, `,"entity":`...)
+	data = append(data, bytes.TrimSpace(c.Entity)...)
+	data = append(data, '}')
+
+	contentType, subject := contentTypeJSON, c.Key
+	ev := cloudevents.Event{Context: &event.EventContextV1{
+		ID: ID(c.Epoch, c.Sequence), Type: Type(c.Kind, c.Op), Source: e.source,
+		Subject: &subject, DataContentType: &contentType,
+		Extensions: map[string]any{ExtensionEpoch: c.Epoch, ExtensionSequence: int32(c.Sequence)},
+	}, DataEncoded: data}
 	return ev, nil
 }
 
@@ -197,7 +212,14 @@ func checkEntity(raw json.RawMessage, ref mesh.ObjectRef) error {
 }
 
 // EncodeStructured is the structured-mode JSON form of an event (one self-contained document).
-func EncodeStructured(ev cloudevents.Event) ([]byte, error) { return json.Marshal(ev) }
+// It calls the event's own MarshalJSON: json.Marshal would re-scan its output.
+func EncodeStructured(ev cloudevents.Event) ([]byte, error) { return ev.MarshalJSON() }
+
+// appendString appends s as a JSON string (json.Marshal's escaping, HTML-safe).
+func appendString(dst []byte, s string) []byte {
+	q, _ := json.Marshal(s) // strings always marshal
+	return append(dst, q...)
+}
 
 // DecodeStructured reads a structured-mode JSON event and decodes it.
 func DecodeStructured(data []byte) (mesh.Change, error) {

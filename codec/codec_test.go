@@ -145,3 +145,31 @@ func FuzzDecodeStructured(f *testing.F) {
 		}
 	})
 }
+
+// The hand-assembled data must be exactly what json.Marshal(Data) produces for entities the
+// engine makes (themselves from json.Marshal).
+func TestEventDataMatchesMarshal(t *testing.T) {
+	t.Parallel()
+	enc, _ := NewEncoder("")
+	tricky, _ := json.Marshal(map[string]string{"namespace": "a<b>", "name": "c&d\u2028"})
+	for _, c := range []mesh.Change{
+		change(mesh.KindEventType, mesh.OpAdded, 1),
+		{Epoch: `e"<&>\u2028é`, Sequence: MaxSequence, Kind: mesh.KindSource, Op: mesh.OpDeleted,
+			Key: "sources.knative.dev/PingSource/a<b>/c&d\u2028", Entity: tricky},
+	} {
+		ev, err := enc.Event(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(Data{Key: c.Key, Kind: c.Kind.String(), Op: c.Op.String(), Epoch: c.Epoch, Sequence: c.Sequence, Entity: c.Entity})
+		if string(ev.Data()) != string(want) {
+			t.Errorf("data\n got %s\nwant %s", ev.Data(), want)
+		}
+		if err := ev.Validate(); err != nil {
+			t.Errorf("event invalid: %v", err)
+		}
+	}
+	if _, err := enc.Event(mesh.Change{Epoch: "e", Sequence: 1, Key: "g/K/ns/n", Entity: json.RawMessage("{")}); err == nil {
+		t.Error("an entity that is not JSON was encoded")
+	}
+}

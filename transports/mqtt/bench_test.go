@@ -1,0 +1,61 @@
+package mqtt_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/benchstat"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+)
+
+// BenchmarkPublish: the MQTT transport beside a bare autopaho client publishing the same
+// payloads (QoS 1, retained, same topics) to the same broker in the same run.
+func BenchmarkPublish(b *testing.B) {
+	broker := brokers.StartMQTT(b)
+	enc, _ := codec.NewEncoder("")
+	prefix := fmt.Sprintf("bench/%d", time.Now().UnixNano())
+	b.Run("mode=transport", func(b *testing.B) {
+		p, err := mqtt.Dial(mqtt.Config{URL: broker.URL, TopicPrefix: prefix, ClientID: prefix + "-t"}, enc, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close(context.Background())
+		benchstat.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
+	})
+	b.Run("mode=raw", func(b *testing.B) {
+		u, _ := url.Parse(broker.URL)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 20,
+			CleanStartOnInitialConnection: true, ClientConfig: paho.ClientConfig{ClientID: prefix + "-r"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cm.AwaitConnection(ctx); err != nil {
+			b.Fatal(err)
+		}
+		payloads := map[uint64][]byte{}
+		for _, c := range benchstat.Changes(benchstat.Batch * 16) {
+			ev, _ := enc.Event(c)
+			payloads[c.Sequence], _ = codec.EncodeStructured(ev)
+		}
+		benchstat.Run(b, func(batch []mesh.Change) error {
+			for _, c := range batch {
+				if _, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Retain: true, Topic: prefix + "/raw/" + c.Key,
+					Payload: payloads[c.Sequence], Properties: &paho.PublishProperties{ContentType: mqtt.ContentType}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
