@@ -68,6 +68,8 @@ type record struct {
 	id   entityID
 	key  string
 	json []byte
+	seq  uint64 // the change that made this JSON
+	op   Op     // added or updated
 }
 
 func recordLess(a, b *record) bool {
@@ -602,24 +604,24 @@ func (e *Engine) flush() []Change {
 		var c Change
 		switch {
 		case exists && old == nil:
-			rec := &record{id: id, key: id.ref.String(), json: data}
-			e.entities[id] = rec
-			e.tree.ReplaceOrInsert(rec)
-			c = Change{Op: OpAdded, Key: rec.key, Entity: data}
+			c = Change{Op: OpAdded, Key: id.ref.String(), Entity: data}
 		case exists && !bytes.Equal(old.json, data):
-			rec := &record{id: id, key: old.key, json: data}
-			e.entities[id] = rec
-			e.tree.ReplaceOrInsert(rec)
-			c = Change{Op: OpUpdated, Key: rec.key, Entity: data, Previous: old.json}
+			c = Change{Op: OpUpdated, Key: old.key, Entity: data, Previous: old.json}
 		case !exists && old != nil:
-			delete(e.entities, id)
-			e.tree.Delete(old)
 			c = Change{Op: OpDeleted, Key: old.key, Entity: old.json}
 		default:
 			continue
 		}
 		e.seq++
 		c.Epoch, c.Sequence, c.Kind = e.epoch, e.seq, id.kind
+		if c.Op == OpDeleted {
+			delete(e.entities, id)
+			e.tree.Delete(old)
+		} else {
+			rec := &record{id: id, key: c.Key, json: data, seq: c.Sequence, op: c.Op}
+			e.entities[id] = rec
+			e.tree.ReplaceOrInsert(rec)
+		}
 		changes = append(changes, c)
 	}
 	return changes

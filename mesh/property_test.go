@@ -32,6 +32,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	engine := NewEngine("prop")
 	objects := map[ObjectRef]*unstructured.Unstructured{}
 	replica := map[string]json.RawMessage{} // "kind key" → JSON
+	last := map[string]Change{}             // "kind key" → its latest change
 	var lastSeq uint64
 
 	apply := func(step int, desc string, changes []Change) {
@@ -51,6 +52,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				delete(replica, k)
 			default:
 				replica[k] = c.Entity
+				last[k] = c
 			}
 		}
 	}
@@ -106,8 +108,13 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			t.Fatalf("step %d (%s): snapshot has %d entities, replica %d", step, desc, snap.Len(), len(replica))
 		}
 		snap.Each(func(en Entity) bool {
-			if r := replica[en.Kind.String()+" "+en.Key]; string(r) != string(en.JSON) {
+			k := en.Kind.String() + " " + en.Key
+			if r := replica[k]; string(r) != string(en.JSON) {
 				t.Fatalf("step %d (%s): replica %s %s = %s, snapshot %s", step, desc, en.Kind, en.Key, r, en.JSON)
+			}
+			if l := last[k]; en.Sequence != l.Sequence || en.Op != l.Op {
+				t.Fatalf("step %d (%s): snapshot says %s %s last changed by #%d %s, the stream by #%d %s",
+					step, desc, en.Kind, en.Key, en.Sequence, en.Op, l.Sequence, l.Op)
 			}
 			return true
 		})

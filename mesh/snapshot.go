@@ -36,6 +36,24 @@ type Entity struct {
 	Kind EntityKind
 	Key  string
 	JSON json.RawMessage
+	// Sequence and Op are those of the change that produced JSON.
+	Sequence uint64
+	Op       Op
+}
+
+// Change is the entity's latest change (what a retained message or a KV entry holds).
+func (en Entity) Change(epoch string) Change {
+	return Change{Epoch: epoch, Sequence: en.Sequence, Kind: en.Kind, Op: en.Op, Key: en.Key, Entity: en.JSON}
+}
+
+// Latest lists each entity's latest change, in EventMesh order.
+func (s Snapshot) Latest() []Change {
+	out := make([]Change, 0, s.Len())
+	s.Each(func(en Entity) bool {
+		out = append(out, en.Change(s.Epoch))
+		return true
+	})
+	return out
 }
 
 // Each calls fn for every entity in EventMesh order (brokers, event types, sources,
@@ -45,7 +63,7 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 		return
 	}
 	s.tree.Ascend(func(r *record) bool {
-		return fn(Entity{Kind: r.id.kind, Key: r.key, JSON: r.json})
+		return fn(Entity{Kind: r.id.kind, Key: r.key, JSON: r.json, Sequence: r.seq, Op: r.op})
 	})
 }
 

@@ -129,7 +129,8 @@ func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, l
 		}
 	}
 	if cfg.MQTT != "" {
-		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix}, enc, log)
+		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix,
+			Latest: func() []mesh.Change { return meshHub.Snapshot().Latest() }}, enc, log)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -38,6 +40,10 @@ type Config struct {
 	TopicPrefix string
 	// SessionExpiry keeps the session (and unacknowledged messages) across reconnects (default 1h).
 	SessionExpiry time.Duration
+	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, and the
+	// broker comes back without our session (it restarted and may have lost its retained
+	// messages), every entity's latest event is published retained again.
+	Latest func() []mesh.Change
 }
 
 // Publisher publishes to one broker.
@@ -47,6 +53,10 @@ type Publisher struct {
 	prefix string
 	enc    *codec.Encoder
 	log    *slog.Logger
+
+	mu        sync.Mutex // one writer at a time: a republish and live changes never interleave
+	republish chan struct{}
+	done      sync.WaitGroup
 }
 
 var _ transports.Publisher = (*Publisher)(nil)
@@ -83,7 +93,9 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 	if expiry == 0 {
 		expiry = time.Hour
 	}
-	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "mqtt", "broker", u.Host)}
+	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "mqtt", "broker", u.Host),
+		republish: make(chan struct{}, 1)}
+	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        cfg.TLS,
@@ -93,8 +105,15 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 		ConnectRetryDelay:             time.Second,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
-		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
-			p.log.Info("mqtt connected")
+		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
+			n := connections.Add(1)
+			p.log.Info("mqtt connected", "sessionPresent", ack.SessionPresent)
+			if n > 1 && !ack.SessionPresent && cfg.Latest != nil {
+				select {
+				case p.republish <- struct{}{}:
+				default:
+				}
+			}
 		},
 		OnConnectError: func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
 		ClientConfig:   paho.ClientConfig{ClientID: cmp.Or(cfg.ClientID, "event-mesh-broadcaster")},
@@ -109,7 +128,28 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 		return nil, fmt.Errorf("mqtt %s: %w", u.Host, err)
 	}
 	p.cm, p.cancel = cm, cancel
+	if cfg.Latest != nil {
+		p.done.Add(1)
+		go p.republishLoop(ctx, cfg.Latest)
+	}
 	return p, nil
+}
+
+// republishLoop restores the retained state after the broker lost it.
+func (p *Publisher) republishLoop(ctx context.Context, latest func() []mesh.Change) {
+	defer p.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.republish:
+		}
+		changes := latest()
+		p.log.Info("mqtt broker lost our session; republishing the retained state", "entities", len(changes))
+		if err := p.Publish(ctx, changes); err != nil && ctx.Err() == nil {
+			p.log.Error("mqtt republish", "err", err)
+		}
+	}
 }
 
 // Topic is where the events of an entity go.
@@ -117,6 +157,8 @@ func (p *Publisher) Topic(key string) string { return p.prefix + "/" + key }
 
 // Publish sends changes in order, each retried until the broker acknowledges it.
 func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var rejected []error
 	for _, c := range changes {
 		ev, err := p.enc.Event(c)
@@ -178,6 +220,7 @@ func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, r
 
 // Close disconnects from the broker.
 func (p *Publisher) Close(ctx context.Context) error {
+	defer p.done.Wait()
 	defer p.cancel()
 	err := p.cm.Disconnect(ctx)
 	if errors.Is(err, autopaho.ConnectionDownError) {
