@@ -3,6 +3,8 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +40,10 @@ type Config struct {
 	NATSCoreOnly bool `json:"natsCoreOnly,omitempty"`
 	// NATSSubjectPrefix is the subject prefix of NATS deltas.
 	NATSSubjectPrefix string `json:"natsSubjectPrefix,omitempty"`
+	// CAFile holds PEM CA certificates trusted (beside the system's) by every TLS transport.
+	CAFile string `json:"caFile,omitempty"`
+	// NATSCreds is a NATS credentials file (JWT and NKey seed).
+	NATSCreds string `json:"natsCreds,omitempty"`
 	// EventSource is the CloudEvents source attribute of mesh deltas.
 	EventSource string `json:"eventSource,omitempty"`
 	// QueueSize bounds each transport's queue of undelivered changes.
@@ -48,6 +54,8 @@ type Config struct {
 
 	// Tokens are read from TokensFile by Load.
 	Tokens []string `json:"-"`
+	// CAPEM is read from CAFile by Load.
+	CAPEM []byte `json:"-"`
 }
 
 // DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
@@ -81,6 +89,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&flags.NATS, "nats", "", "publish mesh deltas to this NATS `url` (JetStream stream EVENTMESH + KV bucket eventmesh)")
 	fs.BoolVar(&flags.NATSCoreOnly, "nats-core", false, "publish plain NATS messages (no JetStream stream or KV bucket)")
 	fs.StringVar(&flags.NATSSubjectPrefix, "nats-subject-prefix", "", "NATS subject prefix (default knative.eventmesh)")
+	fs.StringVar(&flags.CAFile, "ca-file", "", "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
+	fs.StringVar(&flags.NATSCreds, "nats-creds", "", "NATS credentials `file`")
 	fs.StringVar(&flags.EventSource, "event-source", "", "CloudEvents source of mesh deltas (default "+defaultEventSource+")")
 	fs.IntVar(&flags.QueueSize, "queue-size", 0, "changes each transport may hold undelivered (default 10000)")
 	if err := fs.Parse(args); err != nil {
@@ -112,6 +122,7 @@ func (c *Config) merge(o Config) {
 		{&c.LogLevel, &o.LogLevel}, {&c.Sink, &o.Sink}, {&c.EventSource, &o.EventSource},
 		{&c.MQTT, &o.MQTT}, {&c.MQTTTopicPrefix, &o.MQTTTopicPrefix},
 		{&c.NATS, &o.NATS}, {&c.NATSSubjectPrefix, &o.NATSSubjectPrefix},
+		{&c.CAFile, &o.CAFile}, {&c.NATSCreds, &o.NATSCreds},
 	} {
 		if *f.src != "" {
 			*f.dst = *f.src
@@ -176,6 +187,21 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: --sink %q (or K_SINK): want an absolute http(s) URL", ErrUsage, c.Sink)
 		}
 	}
+	if c.CAFile != "" {
+		raw, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return fmt.Errorf("%w: --ca-file: %w", ErrUsage, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(raw) {
+			return fmt.Errorf("%w: --ca-file %s: no PEM certificate in it", ErrUsage, c.CAFile)
+		}
+		c.CAPEM = raw
+	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			return fmt.Errorf("%w: --nats-creds: %w", ErrUsage, err)
+		}
+	}
 	if c.TokensFile != "" {
 		tokens, err := readTokens(c.TokensFile)
 		if err != nil {
@@ -184,6 +210,16 @@ func (c *Config) validate() error {
 		c.Tokens = tokens
 	}
 	return nil
+}
+
+// TLS is the client TLS configuration of the transports: the system's CAs plus CAFile's.
+func (c Config) TLS() *tls.Config {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pool.AppendCertsFromPEM(c.CAPEM)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // Level is LogLevel as a slog level.

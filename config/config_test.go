@@ -51,6 +51,13 @@ func TestLoad(t *testing.T) {
 		loadCase{"sink flag wins over env", []string{"--manifests", dir, "--sink", "https://other/"}, map[string]string{"K_SINK": "http://broker.example/"},
 			Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", Sink: "https://other/"}, ""},
 		loadCase{"bad sink", []string{"--manifests", dir, "--sink", "broker"}, nil, Config{}, `--sink "broker"`},
+		loadCase{"ca file without a certificate", []string{"--manifests", dir, "--ca-file", tokens}, nil, Config{}, "no PEM certificate"},
+		loadCase{"missing ca file", []string{"--manifests", dir, "--ca-file", filepath.Join(dir, "nope.pem")}, nil, Config{}, "--ca-file"},
+		loadCase{"missing nats creds", []string{"--manifests", dir, "--nats-creds", filepath.Join(dir, "nope.creds")}, nil, Config{}, "--nats-creds"},
+		loadCase{"bad mqtt url", []string{"--manifests", dir, "--mqtt", "http://broker"}, nil, Config{}, "--mqtt"},
+		loadCase{"bad nats url", []string{"--manifests", dir, "--nats", "broker:4222"}, nil, Config{}, "--nats"},
+		loadCase{"mqtt wildcard prefix", []string{"--manifests", dir, "--mqtt-topic-prefix", "a/#"}, nil, Config{}, "--mqtt-topic-prefix"},
+		loadCase{"nats wildcard prefix", []string{"--manifests", dir, "--nats-subject-prefix", "a.>"}, nil, Config{}, "--nats-subject-prefix"},
 		loadCase{"bad queue size", []string{"--manifests", dir, "--queue-size", "-1"}, nil, Config{}, "--queue-size"},
 	)
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -120,7 +122,11 @@ func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, l
 		return nil
 	}
 	if cfg.Sink != "" {
-		sink, err := httpsink.New(cfg.Sink, enc, httpsink.WithOverrides(cfg.CEOverrides))
+		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides)}
+		if cfg.CAPEM != nil {
+			opts = append(opts, httpsink.WithCACertificates(cfg.CAPEM))
+		}
+		sink, err := httpsink.New(cfg.Sink, enc, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +135,7 @@ func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, l
 		}
 	}
 	if cfg.MQTT != "" {
-		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix,
+		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix, TLS: cfg.TLS(),
 			Latest: func() []mesh.Change { return meshHub.Snapshot().Latest() }}, enc, log)
 		if err != nil {
 			return nil, err
@@ -141,7 +147,8 @@ func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, l
 	if cfg.NATS != "" {
 		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		p, err := nats.Dial(dialCtx, nats.Config{URL: cfg.NATS, CoreOnly: cfg.NATSCoreOnly, SubjectPrefix: cfg.NATSSubjectPrefix}, enc, log)
+		p, err := nats.Dial(dialCtx, nats.Config{URL: cfg.NATS, CoreOnly: cfg.NATSCoreOnly,
+			SubjectPrefix: cfg.NATSSubjectPrefix, CredsFile: cfg.NATSCreds, TLS: natsTLS(cfg)}, enc, log)
 		if err != nil {
 			return nil, err
 		}
@@ -153,6 +160,15 @@ func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, l
 		meshHub.Listen(q.Enqueue)
 	}
 	return queues, nil
+}
+
+// natsTLS is the TLS configuration for a tls:// NATS URL; for nats:// the client negotiates TLS
+// only when the server requires it, with the system's CAs unless --ca-file adds some.
+func natsTLS(cfg config.Config) *tls.Config {
+	if strings.HasPrefix(cfg.NATS, "tls://") || cfg.CAPEM != nil {
+		return cfg.TLS()
+	}
+	return nil
 }
 
 // flush gives each transport a last chance to deliver what is queued, within a deadline.

@@ -541,3 +541,51 @@ func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
 	converged(t, base, replica)
 	t.Logf("converged after %d snapshot(s)", replica.Resyncs())
 }
+
+// TestTransportsOverTLS: --ca-file makes the sink (https), MQTT (mqtts) and NATS (tls) trust
+// servers whose certificates come from a private CA, and the epoch opening reaches all three.
+func TestTransportsOverTLS(t *testing.T) {
+	t.Parallel()
+	certs := brokers.NewTLS(t)
+	mqttBroker := brokers.StartEmbeddedMQTTTLS(t, certs.Server)
+	natsServer := brokers.StartEmbeddedNATSTLS(t, certs.Server)
+	var mu sync.Mutex
+	httpEvents := 0
+	sink := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		httpEvents++
+		mu.Unlock()
+	}))
+	sink.TLS = certs.Server
+	sink.StartTLS()
+	defer sink.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, certs.CAPEM, 0o644)
+
+	dir := copyDir(t, "../../examples/mesh")
+	base, logs := startRun(t, dir, "--ca-file", caFile, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--nats", natsServer.URL)
+	var m mesh.EventMesh
+	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
+
+	nc, err := natsgo.Connect(natsServer.URL, natsgo.Secure(certs.ClientConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	poll(t, "the events over https, mqtts and tls", func() bool {
+		mu.Lock()
+		n := httpEvents
+		mu.Unlock()
+		info, err := js.Stream(context.Background(), natspub.DefaultStream)
+		if err != nil {
+			return false
+		}
+		state := info.CachedInfo().State
+		return n == entities && state.Msgs == uint64(entities) && strings.Contains(logs.String(), `msg="mqtt connected"`)
+	})
+	if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "connection attempt failed") {
+		t.Fatalf("TLS trouble:\n%s", logs.String())
+	}
+}

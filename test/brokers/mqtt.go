@@ -1,6 +1,7 @@
 package brokers
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"os"
 	"testing"
@@ -18,6 +19,16 @@ type MQTT struct {
 	server   *mochi.Server
 	address  string
 	external bool
+	tls      *tls.Config
+}
+
+// StartEmbeddedMQTTTLS starts an embedded broker that only speaks TLS (URL is mqtts://).
+func StartEmbeddedMQTTTLS(t testing.TB, server *tls.Config) *MQTT {
+	t.Helper()
+	b := &MQTT{t: t, address: "127.0.0.1:0", tls: server}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 // StartMQTT returns the broker at MQTT_URL, or an embedded one stopped at the end of the test.
@@ -62,13 +73,16 @@ func (b *MQTT) start() {
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		b.t.Fatal(err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.address})
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.address, TLSConfig: b.tls})
 	if err := s.AddListener(tcp); err != nil {
 		b.t.Fatalf("mqtt broker on %s: %v", b.address, err)
 	}
 	go s.Serve()
 	b.server, b.address = s, tcp.Address()
 	b.URL = "mqtt://" + b.address
+	if b.tls != nil {
+		b.URL = "mqtts://" + b.address
+	}
 }
 
 func (b *MQTT) stop() {

@@ -1,8 +1,10 @@
 package brokers
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,17 @@ func StartEmbeddedNATS(t testing.TB) *NATS {
 	b.start()
 	b.opts.Port = b.server.Addr().(*net.TCPAddr).Port // a restart comes back on the same port
 	t.Cleanup(b.Stop)
+	return b
+}
+
+// StartEmbeddedNATSTLS starts an embedded server that requires TLS (URL is tls://).
+func StartEmbeddedNATSTLS(t testing.TB, server *tls.Config) *NATS {
+	t.Helper()
+	b := &NATS{t: t, opts: natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, TLSConfig: server, TLS: true}}
+	b.start()
+	t.Cleanup(b.Stop)
+	b.URL = strings.Replace(b.URL, "nats://", "tls://", 1)
 	return b
 }
 
