@@ -20,6 +20,17 @@ type MQTT struct {
 	address  string
 	external bool
 	tls      *tls.Config
+	users    map[string]string
+}
+
+// StartEmbeddedMQTTWithUsers starts an embedded broker that admits only these users
+// (username → password).
+func StartEmbeddedMQTTWithUsers(t testing.TB, users map[string]string) *MQTT {
+	t.Helper()
+	b := &MQTT{t: t, address: "127.0.0.1:0", users: users}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 // StartEmbeddedMQTTTLS starts an embedded broker that only speaks TLS (URL is mqtts://).
@@ -70,7 +81,18 @@ func (b *MQTT) Start() { b.start() }
 func (b *MQTT) start() {
 	b.t.Helper()
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	var err error
+	if b.users == nil {
+		err = s.AddHook(new(auth.AllowHook), nil)
+	} else {
+		var rules auth.AuthRules
+		for user, password := range b.users {
+			rules = append(rules, auth.AuthRule{Username: auth.RString(user), Password: auth.RString(password), Allow: true})
+		}
+		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{Auth: rules,
+			ACL: auth.ACLRules{{Filters: auth.Filters{"#": auth.ReadWrite}}}}})
+	}
+	if err != nil {
 		b.t.Fatal(err)
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.address, TLSConfig: b.tls})

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,4 +254,32 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 	broker.Restart() // comes back with no retained messages and no sessions
 	late := subscribe(t, broker.URL, prefix)
 	waitFor(t, "the retained state to be restored", func() bool { return late.equals(state) })
+}
+
+// Credentials come from the URL (or Config.Username/Password); wrong ones never connect.
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTTWithUsers(t, map[string]string{"mesh": "s3cret"})
+	host := strings.TrimPrefix(broker.URL, "mqtt://")
+	enc, _ := codec.NewEncoder("")
+	for _, tt := range []struct {
+		name, url string
+		ok        bool
+	}{
+		{"right", "mqtt://mesh:s3cret@" + host, true},
+		{"wrong password", "mqtt://mesh:nope@" + host, false},
+	} {
+		p, err := mqtt.Dial(mqtt.Config{URL: tt.url, ClientID: "cred-" + tt.name}, enc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = p.Publish(ctx, []mesh.Change{{Epoch: "e", Sequence: 1, Kind: mesh.KindBroker, Op: mesh.OpAdded,
+			Key: "eventing.knative.dev/Broker/ns/b", Entity: json.RawMessage(`{"namespace":"ns","name":"b"}`)}})
+		cancel()
+		p.Close(context.Background())
+		if (err == nil) != tt.ok {
+			t.Errorf("%s credentials: publish error %v", tt.name, err)
+		}
+	}
 }
