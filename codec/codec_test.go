@@ -173,3 +173,38 @@ func TestEventDataMatchesMarshal(t *testing.T) {
 		t.Error("an entity that is not JSON was encoded")
 	}
 }
+
+// Structured is EncodeStructured(Event(c)) without the event: same members, same values.
+func TestStructuredMatchesSDK(t *testing.T) {
+	t.Parallel()
+	enc, _ := NewEncoder("https://cluster.example/a b?x=<y>")
+	tricky, _ := json.Marshal(map[string]string{"namespace": "a<b>", "name": "c&d\u2028"})
+	for _, c := range []mesh.Change{
+		change(mesh.KindSubscribable, mesh.OpDeleted, 9),
+		{Epoch: `e"<&>é`, Sequence: 77, Kind: mesh.KindSource, Op: mesh.OpAdded, Key: "g/K/a<b>/c&d\u2028", Entity: tricky},
+	} {
+		ev, _ := enc.Event(c)
+		viaSDK, err := EncodeStructured(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, err := enc.Structured(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b map[string]any
+		if err := json.Unmarshal(viaSDK, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(direct, &b); err != nil {
+			t.Fatalf("direct encoding is not JSON: %v\n%s", err, direct)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("members differ:\n sdk    %s\n direct %s", viaSDK, direct)
+		}
+		back, err := DecodeStructured(direct)
+		if err != nil || !reflect.DeepEqual(back, c) {
+			t.Errorf("round trip: %v\n%+v\n%+v", err, back, c)
+		}
+	}
+}

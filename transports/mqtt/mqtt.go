@@ -161,12 +161,9 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	defer p.mu.Unlock()
 	var rejected []error
 	for _, c := range changes {
-		ev, err := p.enc.Event(c)
+		payload, err := p.enc.Structured(c)
 		if err == nil {
-			var payload []byte
-			if payload, err = codec.EncodeStructured(ev); err == nil {
-				err = p.publishChange(ctx, c, payload)
-			}
+			err = p.publishChange(ctx, c, payload)
 		}
 		switch {
 		case err == nil:

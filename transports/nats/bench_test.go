@@ -51,10 +51,9 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		msgs := map[uint64]prepared{}
 		for _, c := range benchstat.Changes(benchstat.Batch * 16) {
-			ev, _ := enc.Event(c)
-			payload, _ := codec.EncodeStructured(ev)
+			payload, _ := enc.Structured(c)
 			tokens, _ := natspub.KeyTokens(c.Key)
-			msgs[c.Sequence] = prepared{n.prefix + "." + tokens, "$KV." + n.bucket + "." + tokens, ev.ID(), payload}
+			msgs[c.Sequence] = prepared{n.prefix + "." + tokens, "$KV." + n.bucket + "." + tokens, codec.ID(c.Epoch, c.Sequence), payload}
 		}
 		benchstat.Run(b, func(batch []mesh.Change) error {
 			futures := make([]jetstream.PubAckFuture, 0, 2*len(batch))

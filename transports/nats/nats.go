@@ -158,11 +158,7 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 }
 
 func (p *Publisher) message(c mesh.Change) (*nats.Msg, error) {
-	ev, err := p.enc.Event(c)
-	if err != nil {
-		return nil, err
-	}
-	payload, err := codec.EncodeStructured(ev)
+	payload, err := p.enc.Structured(c)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +167,7 @@ func (p *Publisher) message(c mesh.Change) (*nats.Msg, error) {
 		return nil, err
 	}
 	msg := nats.NewMsg(subject)
-	msg.Header.Set(jetstream.MsgIDHeader, ev.ID())
+	msg.Header.Set(jetstream.MsgIDHeader, codec.ID(c.Epoch, c.Sequence))
 	msg.Header.Set("Content-Type", ContentType)
 	msg.Data = payload
 	return msg, nil
