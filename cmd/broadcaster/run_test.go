@@ -440,6 +440,22 @@ spec:
 	}
 }
 
+// churnThroughRestart churns the manifests for 30 rounds, stopping the broker after the 10th
+// and starting it again after the 20th.
+func churnThroughRestart(t *testing.T, dir string, stop, start func()) {
+	t.Helper()
+	for round := range 30 {
+		churn(t, dir, round)
+		time.Sleep(30 * time.Millisecond)
+		switch round {
+		case 10:
+			stop()
+		case 20:
+			start()
+		}
+	}
+}
+
 // converged waits until the replica equals the served mesh at the served sequence.
 func converged(t *testing.T, base string, r *consumer.Replica) {
 	t.Helper()
@@ -457,6 +473,7 @@ func converged(t *testing.T, base string, r *consumer.Replica) {
 		epoch, seq := r.Position()
 		return err == nil && epoch == s.Epoch && seq == s.Sequence && reflect.DeepEqual(got, s.Mesh)
 	})
+	t.Logf("converged after %d snapshot(s)", r.Resyncs())
 }
 
 // The consumer library over MQTT keeps an exact replica while the broker restarts mid-stream.
@@ -490,18 +507,8 @@ func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
 	}
 	defer sub.Disconnect(context.Background())
 
-	for round := range 30 {
-		churn(t, dir, round)
-		time.Sleep(30 * time.Millisecond)
-		if round == 10 {
-			broker.Stop()
-		}
-		if round == 20 {
-			broker.Start()
-		}
-	}
+	churnThroughRestart(t, dir, broker.Stop, broker.Start)
 	converged(t, base, replica)
-	t.Logf("converged after %d snapshot(s)", replica.Resyncs())
 }
 
 // The consumer library over NATS (core subscription, no replay) keeps an exact replica while
@@ -528,18 +535,8 @@ func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 30 {
-		churn(t, dir, round)
-		time.Sleep(30 * time.Millisecond)
-		if round == 10 {
-			srv.Stop()
-		}
-		if round == 20 {
-			srv.Start()
-		}
-	}
+	churnThroughRestart(t, dir, srv.Stop, srv.Start)
 	converged(t, base, replica)
-	t.Logf("converged after %d snapshot(s)", replica.Resyncs())
 }
 
 // TestTransportsOverTLS: --ca-file makes the sink (https), MQTT (mqtts) and NATS (tls) trust

@@ -13,7 +13,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/benchstat"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 )
 
 // BenchmarkPublish: the sink transport beside a bare http.Client sending the same requests
@@ -29,12 +29,12 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("mode=transport", func(b *testing.B) {
 		s, _ := New(srv.URL, enc)
 		defer s.Close(context.Background())
-		benchstat.Run(b, func(batch []mesh.Change) error { return s.Publish(context.Background(), batch) })
+		transporttest.Run(b, func(batch []mesh.Change) error { return s.Publish(context.Background(), batch) })
 	})
 	b.Run("mode=transport-structured", func(b *testing.B) {
 		s, _ := New(srv.URL, enc, WithStructured())
 		defer s.Close(context.Background())
-		benchstat.Run(b, func(batch []mesh.Change) error { return s.Publish(context.Background(), batch) })
+		transporttest.Run(b, func(batch []mesh.Change) error { return s.Publish(context.Background(), batch) })
 	})
 	b.Run("mode=raw", func(b *testing.B) {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -44,14 +44,14 @@ func BenchmarkPublish(b *testing.B) {
 			body   []byte
 		}
 		requests := map[uint64]prepared{}
-		for _, c := range benchstat.Changes(benchstat.Batch * 16) {
+		for _, c := range transporttest.Changes(transporttest.Batch * 16) {
 			ev, _ := enc.Event(c)
 			req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
 			cehttp.WriteRequest(context.Background(), binding.ToMessage(&ev), req)
 			body, _ := io.ReadAll(req.Body)
 			requests[c.Sequence] = prepared{req.Header, body}
 		}
-		benchstat.Run(b, func(batch []mesh.Change) error {
+		transporttest.Run(b, func(batch []mesh.Change) error {
 			for _, c := range batch {
 				p := requests[c.Sequence]
 				req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(p.body))

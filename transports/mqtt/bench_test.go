@@ -13,7 +13,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/benchstat"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 )
 
@@ -29,7 +29,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer p.Close(context.Background())
-		benchstat.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
+		transporttest.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
 	})
 	b.Run("mode=raw", func(b *testing.B) {
 		u, _ := url.Parse(broker.URL)
@@ -44,10 +44,10 @@ func BenchmarkPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		payloads := map[uint64][]byte{}
-		for _, c := range benchstat.Changes(benchstat.Batch * 16) {
+		for _, c := range transporttest.Changes(transporttest.Batch * 16) {
 			payloads[c.Sequence], _ = enc.Structured(c)
 		}
-		benchstat.Run(b, func(batch []mesh.Change) error {
+		transporttest.Run(b, func(batch []mesh.Change) error {
 			for _, c := range batch {
 				if _, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Retain: true, Topic: prefix + "/raw/" + c.Key,
 					Payload: payloads[c.Sequence], Properties: &paho.PublishProperties{ContentType: mqtt.ContentType}}); err != nil {

@@ -18,35 +18,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 )
-
-// stream makes a random but consistent sequence of changes over a few keys, and the state
-// it leaves.
-func stream(rnd *rand.Rand, epoch string, n int) ([]mesh.Change, map[string]string) {
-	state := map[string]string{}
-	var out []mesh.Change
-	for seq := uint64(1); seq <= uint64(n); seq++ {
-		name := fmt.Sprintf("b%d", rnd.IntN(12))
-		key := "eventing.knative.dev/Broker/ns/" + name
-		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
-		c := mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
-		_, exists := state[key]
-		switch {
-		case !exists:
-			c.Op = mesh.OpAdded
-			state[key] = entity
-		case rnd.IntN(4) == 0:
-			c.Op, c.Entity = mesh.OpDeleted, json.RawMessage(state[key])
-			delete(state, key)
-		default:
-			c.Op = mesh.OpUpdated
-			state[key] = entity
-		}
-		out = append(out, c)
-	}
-	return out, state
-}
 
 // replica subscribes to a prefix and keeps what it receives.
 type replica struct {
@@ -155,7 +129,7 @@ func TestStreamAndRetainedState(t *testing.T) {
 	live := subscribe(t, broker.URL, prefix)
 	p := dial(t, broker.URL, prefix)
 
-	changes, state := stream(rand.New(rand.NewPCG(1, 2)), "ep", 300)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(1, 2)), "ep", "b%d", 300)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := 0; i < len(changes); i += 7 {
@@ -182,7 +156,7 @@ func TestBrokerRestart(t *testing.T) {
 	broker := brokers.StartEmbeddedMQTT(t) // stopped and restarted: never the shared one
 	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
 	p := dial(t, broker.URL, prefix)
-	changes, state := stream(rand.New(rand.NewPCG(3, 4)), "ep", 200)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(3, 4)), "ep", "b%d", 200)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, changes[:100]); err != nil {
@@ -216,7 +190,7 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 	t.Parallel()
 	broker := brokers.StartEmbeddedMQTT(t)
 	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
-	changes, state := stream(rand.New(rand.NewPCG(11, 12)), "ep", 150)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(11, 12)), "ep", "b%d", 150)
 	var mu sync.Mutex
 	published := 0
 	latest := func() []mesh.Change { // what the hub's snapshot would list

@@ -10,7 +10,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/benchstat"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		defer cleanUp(srv.URL, n)
 		defer p.Close(context.Background())
-		benchstat.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
+		transporttest.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
 	})
 	b.Run("mode=raw", func(b *testing.B) {
 		n := unique()
@@ -50,12 +50,12 @@ func BenchmarkPublish(b *testing.B) {
 			payload                []byte
 		}
 		msgs := map[uint64]prepared{}
-		for _, c := range benchstat.Changes(benchstat.Batch * 16) {
+		for _, c := range transporttest.Changes(transporttest.Batch * 16) {
 			payload, _ := enc.Structured(c)
 			tokens, _ := natspub.KeyTokens(c.Key)
 			msgs[c.Sequence] = prepared{n.prefix + "." + tokens, "$KV." + n.bucket + "." + tokens, codec.ID(c.Epoch, c.Sequence), payload}
 		}
-		benchstat.Run(b, func(batch []mesh.Change) error {
+		transporttest.Run(b, func(batch []mesh.Change) error {
 			futures := make([]jetstream.PubAckFuture, 0, 2*len(batch))
 			for _, c := range batch {
 				m := msgs[c.Sequence]

@@ -2,7 +2,6 @@ package nats_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -16,6 +15,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
@@ -66,31 +66,6 @@ func FuzzEscapeToken(f *testing.F) {
 			t.Fatalf("round trip %q → %q → %q, %v", s, tok, back, err)
 		}
 	})
-}
-
-func stream(rnd *rand.Rand, n int) ([]mesh.Change, map[string]string) {
-	state := map[string]string{}
-	var out []mesh.Change
-	for seq := uint64(1); seq <= uint64(n); seq++ {
-		name := fmt.Sprintf("b.%d", rnd.IntN(12)) // dotted names on purpose
-		key := "eventing.knative.dev/Broker/ns/" + name
-		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
-		c := mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
-		_, exists := state[key]
-		switch {
-		case !exists:
-			c.Op = mesh.OpAdded
-			state[key] = entity
-		case rnd.IntN(4) == 0:
-			c.Op, c.Entity = mesh.OpDeleted, json.RawMessage(state[key])
-			delete(state, key)
-		default:
-			c.Op = mesh.OpUpdated
-			state[key] = entity
-		}
-		out = append(out, c)
-	}
-	return out, state
 }
 
 type names struct{ prefix, stream, bucket string }
@@ -236,7 +211,7 @@ func TestJetStreamReplayAndKV(t *testing.T) {
 	srv := brokers.StartNATS(t)
 	n := unique()
 	p := dial(t, srv.URL, n, false)
-	changes, state := stream(rand.New(rand.NewPCG(5, 6)), 400)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(5, 6)), "ep", "b.%d", 400)
 	publishAll(t, p, changes)
 	publishAll(t, p, changes[390:]) // a retry of already stored events: deduplicated
 	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {
@@ -253,7 +228,7 @@ func TestServerRestart(t *testing.T) {
 	srv := brokers.StartEmbeddedNATS(t) // stopped and restarted: never the shared one
 	n := unique()
 	p := dial(t, srv.URL, n, false)
-	changes, state := stream(rand.New(rand.NewPCG(7, 8)), 300)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(7, 8)), "ep", "b.%d", 300)
 	publishAll(t, p, changes[:150])
 	srv.Stop()
 	done := make(chan struct{})
@@ -296,7 +271,7 @@ func TestCoreOnly(t *testing.T) {
 	defer sub.Unsubscribe()
 	nc.Flush()
 	p := dial(t, srv.URL, n, true)
-	changes, state := stream(rand.New(rand.NewPCG(9, 10)), 100)
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(9, 10)), "ep", "b.%d", 100)
 	publishAll(t, p, changes)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

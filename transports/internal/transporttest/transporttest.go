@@ -1,11 +1,13 @@
-// Package benchstat measures transport benchmarks the same way for every transport: batches of
-// changes timed one by one, reported as events per second and the p99 batch latency (the time
-// until the last event of a batch is acknowledged: an upper bound on any event's latency).
-package benchstat
+// Package transporttest holds what the transports' tests share: a random but consistent stream
+// of changes, and the benchmark harness that measures every transport the same way (batches of
+// changes timed one by one, reported as events per second and the p99 batch latency: the time
+// until the last event of a batch is acknowledged, an upper bound on any event's latency).
+package transporttest
 
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -50,4 +52,32 @@ func Run(b *testing.B, publish func(batch []mesh.Change) error) {
 	slices.Sort(latencies)
 	b.ReportMetric(float64(b.N*Batch)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs/batch")
+}
+
+// Stream makes n changes over a dozen Broker keys (names from nameFormat, e.g. "b%d" or
+// "b.%d") that add, update and delete consistently, and returns them with the state (key →
+// entity JSON) they leave.
+func Stream(rnd *rand.Rand, epoch, nameFormat string, n int) ([]mesh.Change, map[string]string) {
+	state := map[string]string{}
+	var out []mesh.Change
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		name := fmt.Sprintf(nameFormat, rnd.IntN(12))
+		key := "eventing.knative.dev/Broker/ns/" + name
+		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
+		c := mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
+		_, exists := state[key]
+		switch {
+		case !exists:
+			c.Op = mesh.OpAdded
+			state[key] = entity
+		case rnd.IntN(4) == 0:
+			c.Op, c.Entity = mesh.OpDeleted, json.RawMessage(state[key])
+			delete(state, key)
+		default:
+			c.Op = mesh.OpUpdated
+			state[key] = entity
+		}
+		out = append(out, c)
+	}
+	return out, state
 }
