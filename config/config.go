@@ -48,6 +48,8 @@ type Config struct {
 	EventSource string `json:"eventSource,omitempty"`
 	// QueueSize bounds each transport's queue of undelivered changes.
 	QueueSize int `json:"queueSize,omitempty"`
+	// DeltaLogSize is how many recent changes GET /v1/deltas can serve.
+	DeltaLogSize int `json:"deltaLogSize,omitempty"`
 
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
 	CEOverrides string `json:"-"`
@@ -68,6 +70,9 @@ var ErrUsage = errors.New("usage")
 
 // DefaultQueueSize is the default bound of each transport's queue.
 const DefaultQueueSize = 10000
+
+// DefaultDeltaLogSize keeps minutes of heavy churn for GET /v1/deltas.
+const DefaultDeltaLogSize = 65536
 
 // Load reads args (without the program name) and the environment through getenv (K_SINK,
 // K_CE_OVERRIDES). The file named by --config is read first, then flags override it. Help
@@ -92,6 +97,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&flags.CAFile, "ca-file", "", "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
 	fs.StringVar(&flags.NATSCreds, "nats-creds", "", "NATS credentials `file`")
 	fs.StringVar(&flags.EventSource, "event-source", "", "CloudEvents source of mesh deltas (default "+defaultEventSource+")")
+	fs.IntVar(&flags.DeltaLogSize, "delta-log-size", 0, "recent changes kept for GET /v1/deltas (default 65536)")
 	fs.IntVar(&flags.QueueSize, "queue-size", 0, "changes each transport may hold undelivered (default 10000)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
@@ -101,7 +107,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
 		NATSSubjectPrefix: "knative.eventmesh",
-		EventSource:       defaultEventSource, QueueSize: DefaultQueueSize, CEOverrides: getenv("K_CE_OVERRIDES")}
+		EventSource:       defaultEventSource, QueueSize: DefaultQueueSize, DeltaLogSize: DefaultDeltaLogSize, CEOverrides: getenv("K_CE_OVERRIDES")}
 	if *cfgFile != "" {
 		fromFile, err := readFile(*cfgFile)
 		if err != nil {
@@ -132,6 +138,9 @@ func (c *Config) merge(o Config) {
 	if o.QueueSize != 0 {
 		c.QueueSize = o.QueueSize
 	}
+	if o.DeltaLogSize != 0 {
+		c.DeltaLogSize = o.DeltaLogSize
+	}
 }
 
 func readFile(path string) (Config, error) {
@@ -160,6 +169,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.Level(); err != nil {
 		return err
+	}
+	if c.DeltaLogSize < 1 {
+		return fmt.Errorf("%w: --delta-log-size %d: want at least 1", ErrUsage, c.DeltaLogSize)
 	}
 	if c.QueueSize < 1 {
 		return fmt.Errorf("%w: --queue-size %d: want at least 1", ErrUsage, c.QueueSize)

@@ -46,12 +46,21 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	meshHub := hub.New(mesh.NewEngine(epoch), src.HasSynced, log)
 	meshHub.Listen(hub.LogChanges(log.With("epoch", epoch)))
 
-	transportQueues, err := startTransports(ctx, cfg, meshHub, log)
+	enc, err := codec.NewEncoder(cfg.EventSource)
+	if err != nil {
+		return fmt.Errorf("--event-source: %w", err)
+	}
+	transportQueues, err := startTransports(ctx, cfg, enc, meshHub, log)
 	if err != nil {
 		return err
 	}
+	deltaLog, err := resync.NewLog(epoch, cfg.DeltaLogSize)
+	if err != nil {
+		return err
+	}
+	meshHub.Listen(deltaLog.Append)
 
-	var opts []resync.Option
+	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc)}
 	if len(cfg.Tokens) > 0 {
 		opts = append(opts, resync.WithStaticTokens(cfg.Tokens))
 	}
@@ -100,11 +109,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 
 // startTransports builds a queued publisher per configured destination and subscribes it to
 // the hub before the source starts, so every change of the epoch reaches it.
-func startTransports(ctx context.Context, cfg config.Config, meshHub *hub.Hub, log *slog.Logger) (queues []*queue.Queue, err error) {
-	enc, err := codec.NewEncoder(cfg.EventSource)
-	if err != nil {
-		return nil, fmt.Errorf("--event-source: %w", err)
-	}
+func startTransports(ctx context.Context, cfg config.Config, enc *codec.Encoder, meshHub *hub.Hub, log *slog.Logger) (queues []*queue.Queue, err error) {
 	defer func() {
 		if err != nil { // close what was opened before the failure
 			for _, q := range queues {

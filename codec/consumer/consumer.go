@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,42 +32,89 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context) (Snapshot, error)
 }
 
-// HTTPSnapshots reads snapshots from a broadcaster's GET /v1/mesh at baseURL. token, when not
+// Catcher is a Snapshotter that can also serve the changes after a sequence (GET /v1/deltas),
+// so a small gap costs a few events instead of a whole snapshot.
+type Catcher interface {
+	Snapshotter
+	// Deltas returns the changes of epoch after sequence since; ErrGone when they are no longer
+	// available (the replica then takes a snapshot).
+	Deltas(ctx context.Context, epoch string, since uint64) ([]mesh.Change, error)
+}
+
+// ErrGone means the broadcaster no longer has the changes asked for (410 Gone).
+var ErrGone = errors.New("changes no longer available")
+
+// HTTPSnapshots reads snapshots from a broadcaster's GET /v1/mesh at baseURL, and catches up
+// through GET /v1/deltas. token, when not
 // empty, is sent as a bearer token. A nil client means one with a 30s timeout.
 func HTTPSnapshots(baseURL, token string, client *http.Client) Snapshotter {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	return httpSnapshots{url: strings.TrimSuffix(baseURL, "/") + "/v1/mesh", token: token, client: client}
+	return httpSnapshots{base: strings.TrimSuffix(baseURL, "/"), token: token, client: client}
 }
 
 type httpSnapshots struct {
-	url, token string
-	client     *http.Client
+	base, token string
+	client      *http.Client
 }
 
-func (h httpSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+var _ Catcher = httpSnapshots{}
+
+func (h httpSnapshots) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
 	if err != nil {
-		return Snapshot{}, err
+		return nil, err
 	}
 	if h.token != "" {
 		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		err := fmt.Errorf("%s answered %d: %s", h.base+path, resp.StatusCode, strings.TrimSpace(string(body)))
+		if resp.StatusCode == http.StatusGone {
+			err = fmt.Errorf("%w: %w", ErrGone, err)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (h httpSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
+	resp, err := h.get(ctx, "/v1/mesh")
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return Snapshot{}, fmt.Errorf("snapshot: %s answered %d: %s", h.url, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
 	var s Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	return s, nil
+}
+
+func (h httpSnapshots) Deltas(ctx context.Context, epoch string, since uint64) ([]mesh.Change, error) {
+	resp, err := h.get(ctx, "/v1/deltas?epoch="+url.QueryEscape(epoch)+"&since="+strconv.FormatUint(since, 10))
+	if err != nil {
+		return nil, fmt.Errorf("deltas: %w", err)
+	}
+	defer resp.Body.Close()
+	var batch []json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&batch); err != nil {
+		return nil, fmt.Errorf("deltas: %w", err)
+	}
+	out := make([]mesh.Change, len(batch))
+	for i, raw := range batch {
+		if out[i], err = codec.DecodeStructured(raw); err != nil {
+			return nil, fmt.Errorf("deltas: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // EntityID names an entity in a replica.
@@ -83,6 +132,7 @@ type Replica struct {
 	seq      uint64
 	entities map[EntityID]json.RawMessage
 	resyncs  int
+	catchUps int
 }
 
 // NewReplica returns an empty replica that resyncs from snapshots.
@@ -100,6 +150,9 @@ func (r *Replica) Apply(ctx context.Context, c mesh.Change) error {
 	defer r.mu.Unlock()
 	if c.Epoch == r.epoch && c.Sequence <= r.seq {
 		return nil // a duplicate (at-least-once delivery) or already in the snapshot
+	}
+	if c.Epoch == r.epoch && c.Sequence > r.seq+1 && r.catchUp(ctx, c) {
+		return nil
 	}
 	if c.Epoch != r.epoch || c.Sequence != r.seq+1 {
 		if err := r.resync(ctx, c); err != nil {
@@ -143,6 +196,36 @@ func (r *Replica) apply(c mesh.Change) {
 		r.entities[id] = c.Entity
 	}
 	r.seq = c.Sequence
+}
+
+// catchUp fills a gap from the delta log when the snapshotter offers one; false when it
+// could not (no log, the changes expired, or they have not reached it yet), so resync.
+func (r *Replica) catchUp(ctx context.Context, c mesh.Change) bool {
+	catcher, ok := r.snapshots.(Catcher)
+	if !ok {
+		return false
+	}
+	missed, err := catcher.Deltas(ctx, r.epoch, r.seq)
+	if err != nil {
+		return false
+	}
+	for _, m := range missed {
+		if m.Epoch != r.epoch || m.Sequence != r.seq+1 {
+			return false // not what was asked for: start over from a snapshot
+		}
+		r.apply(m)
+		if m.Sequence == c.Sequence {
+			break
+		}
+	}
+	if r.seq+1 == c.Sequence {
+		r.apply(c)
+	}
+	if r.seq < c.Sequence {
+		return false
+	}
+	r.catchUps++
+	return true
 }
 
 // resync replaces the state with a snapshot that includes at least everything before c,
@@ -220,6 +303,13 @@ func (r *Replica) Resyncs() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.resyncs
+}
+
+// CatchUps counts the gaps filled from the delta log.
+func (r *Replica) CatchUps() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.catchUps
 }
 
 // Entities is a copy of the replica's entities.

@@ -2,6 +2,7 @@ package resync
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
@@ -26,10 +28,12 @@ type Mesh interface {
 
 // Handler serves the resync endpoints.
 type Handler struct {
-	mesh   Mesh
-	log    *slog.Logger
-	tokens [][]byte
-	mux    *http.ServeMux
+	mesh    Mesh
+	log     *slog.Logger
+	tokens  [][]byte
+	mux     *http.ServeMux
+	deltas  *Log
+	encoder *codec.Encoder
 }
 
 // ErrInvalidOption wraps every rejected option.
@@ -62,6 +66,17 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithDeltaLog serves GET /v1/deltas from l, encoding events with enc.
+func WithDeltaLog(l *Log, enc *codec.Encoder) Option {
+	return func(h *Handler) error {
+		if l == nil || enc == nil {
+			return fmt.Errorf("%w: delta log and encoder are required", ErrInvalidOption)
+		}
+		h.deltas, h.encoder = l, enc
+		return nil
+	}
+}
+
 // New returns the resync handler. Defaults: no tokens (open), slog.Default().
 func New(m Mesh, opts ...Option) (*Handler, error) {
 	h := &Handler{mesh: m, log: slog.Default(), mux: http.NewServeMux()}
@@ -72,6 +87,9 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	}
 	h.mux.HandleFunc("GET /v1/getEventMesh", h.snapshot(false))
 	h.mux.HandleFunc("GET /v1/mesh", h.snapshot(true))
+	if h.deltas != nil {
+		h.mux.HandleFunc("GET /v1/deltas", h.catchUp)
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !h.mesh.Ready() {
@@ -115,12 +133,18 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		snap := h.mesh.Snapshot()
-		w.Header().Set("Content-Type", "application/json")
+		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + `"`
+		w.Header().Set("ETag", etag)
 		w.Header().Set(HeaderEpoch, snap.Epoch)
 		w.Header().Set(HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
 		w.Header().Set("Cache-Control", "no-cache")
+		if etagMatches(r.Header.Get("If-None-Match"), etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
 		if withPosition {
-			fmt.Fprintf(w, `{"epoch":%s,"sequence":%d,"mesh":`, strconv.Quote(snap.Epoch), snap.Sequence)
+			fmt.Fprintf(w, `{"epoch":%s,"sequence":%d,"mesh":`, jsonString(snap.Epoch), snap.Sequence)
 		}
 		if err := snap.WriteEventMesh(w); err != nil {
 			h.log.Debug("snapshot response cut short", "err", err, "remote", r.RemoteAddr)
@@ -132,8 +156,77 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 	}
 }
 
+// etagMatches implements If-None-Match's weak comparison: "*", or any listed tag.
+func etagMatches(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp serves GET /v1/deltas?epoch=E&since=N: the events after N as a CloudEvents batch.
+func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	epoch, sinceText := q.Get("epoch"), q.Get("since")
+	since, err := strconv.ParseUint(sinceText, 10, 64)
+	if epoch == "" || err != nil {
+		writeError(w, http.StatusBadRequest, "want ?epoch=E&since=N (N a sequence number)")
+		return
+	}
+	changes, last, err := h.deltas.Since(epoch, since)
+	switch {
+	case errors.Is(err, ErrOtherEpoch), errors.Is(err, ErrExpired):
+		w.Header().Set(HeaderEpoch, h.deltas.Epoch())
+		writeGone(w, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body := make([]byte, 0, 512*len(changes)+2)
+	body = append(body, '[')
+	for i, c := range changes {
+		ev, err := h.encoder.Structured(c)
+		if err != nil {
+			h.log.Error("delta log: change does not encode", "change", c.String(), "err", err)
+			writeError(w, http.StatusInternalServerError, "a change does not encode")
+			return
+		}
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, ev...)
+	}
+	body = append(body, ']')
+	w.Header().Set("Content-Type", "application/cloudevents-batch+json")
+	w.Header().Set(HeaderEpoch, epoch)
+	w.Header().Set(HeaderSequence, strconv.FormatUint(last, 10))
+	w.Write(body)
+}
+
+func writeGone(w http.ResponseWriter, err error) {
+	reason := "expired"
+	if errors.Is(err, ErrOtherEpoch) {
+		reason = "epoch"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusGone)
+	fmt.Fprintf(w, "{\"error\":%s,\"reason\":%q}\n", jsonString(err.Error()+"; take a snapshot (GET /v1/mesh)"), reason)
+}
+
 func writeError(w http.ResponseWriter, status int, reason string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "{\"error\":%s}\n", strconv.Quote(reason))
+	fmt.Fprintf(w, "{\"error\":%s}\n", jsonString(reason))
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s) // strings always marshal
+	return string(b)
 }

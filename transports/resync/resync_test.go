@@ -2,6 +2,7 @@ package resync
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
@@ -103,5 +105,71 @@ func TestStaticTokens(t *testing.T) {
 	}
 	if _, err := New(nil, WithStaticTokens([]string{" "})); err == nil {
 		t.Error("blank token accepted")
+	}
+}
+
+func TestDeltasAndETag(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	ready.Store(true)
+	h := hub.New(mesh.NewEngine("ep1"), ready.Load, nil)
+	deltaLog, _ := NewLog("ep1", 3)
+	h.Listen(deltaLog.Append)
+	enc, _ := codec.NewEncoder("")
+	handler, err := New(h, WithDeltaLog(deltaLog, enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	for i := range 5 {
+		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, false)
+	}
+
+	resp, body := get(t, srv.URL+"/v1/deltas?epoch=ep1&since=3", "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/cloudevents-batch+json" ||
+		resp.Header.Get(HeaderSequence) != "5" {
+		t.Fatalf("deltas: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	var batch []json.RawMessage
+	if err := json.Unmarshal([]byte(body), &batch); err != nil || len(batch) != 2 {
+		t.Fatalf("batch %s: %v", body, err)
+	}
+	for i, raw := range batch {
+		c, err := codec.DecodeStructured(raw)
+		if err != nil || c.Sequence != uint64(4+i) {
+			t.Fatalf("batch[%d]: %+v %v", i, c, err)
+		}
+	}
+	for query, want := range map[string]string{
+		"epoch=ep1&since=1": `"reason":"expired"`,
+		"epoch=old&since=4": `"reason":"epoch"`,
+	} {
+		if resp, body := get(t, srv.URL+"/v1/deltas?"+query, ""); resp.StatusCode != http.StatusGone || !strings.Contains(body, want) {
+			t.Errorf("%s: %d %s, want 410 with %s", query, resp.StatusCode, body, want)
+		}
+	}
+	for _, query := range []string{"epoch=ep1&since=9", "since=1", "epoch=ep1&since=x"} {
+		if resp, _ := get(t, srv.URL+"/v1/deltas?"+query, ""); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", query, resp.StatusCode)
+		}
+	}
+
+	// Snapshots: ETag from epoch+sequence; If-None-Match → 304 until the mesh changes.
+	resp, _ = get(t, srv.URL+"/v1/getEventMesh", "")
+	etag := resp.Header.Get("ETag")
+	if etag != `"ep1-5"` {
+		t.Fatalf("ETag %q", etag)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/getEventMesh", nil)
+	req.Header.Set("If-None-Match", etag)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("unchanged snapshot: %v %v, want 304", resp.StatusCode, err)
+	}
+	h.OnDelete(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": "b0", "namespace": "shop"}}})
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != `"ep1-6"` {
+		t.Fatalf("changed snapshot: %v %v", resp.StatusCode, err)
 	}
 }
