@@ -59,8 +59,13 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return err
 	}
 	meshHub.Listen(deltaLog.Append)
+	watchers, err := resync.NewWatchers(watchBuffer)
+	if err != nil {
+		return err
+	}
+	meshHub.Listen(watchers.Publish)
 
-	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc)}
+	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat)}
 	if len(cfg.Tokens) > 0 {
 		opts = append(opts, resync.WithStaticTokens(cfg.Tokens))
 	}
@@ -106,6 +111,13 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	log.Info("broadcaster stopped")
 	return err
 }
+
+// Watch defaults: a watcher may lag by this many batches of changes before it is cut off, and
+// idle streams get a comment this often (below common proxy idle timeouts of 30-60 s).
+const (
+	watchBuffer    = 4096
+	watchHeartbeat = 15 * time.Second
+)
 
 // startTransports builds a queued publisher per configured destination and subscribes it to
 // the hub before the source starts, so every change of the epoch reaches it.

@@ -250,10 +250,14 @@ func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
 		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
 		}
 	}
+	r.load(s)
+	return nil
+}
+
+func (r *Replica) load(s Snapshot) {
 	r.entities = entitiesOf(s.Mesh)
 	r.epoch, r.seq = s.Epoch, s.Sequence
 	r.resyncs++
-	return nil
 }
 
 // Resync takes a snapshot now (a consumer's cold start).
@@ -262,11 +266,7 @@ func (r *Replica) Resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.entities = entitiesOf(s.Mesh)
-	r.epoch, r.seq = s.Epoch, s.Sequence
-	r.resyncs++
+	r.Load(s)
 	return nil
 }
 

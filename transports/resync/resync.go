@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
@@ -34,6 +35,9 @@ type Handler struct {
 	mux     *http.ServeMux
 	deltas  *Log
 	encoder *codec.Encoder
+
+	watchers  *Watchers
+	heartbeat time.Duration
 }
 
 // ErrInvalidOption wraps every rejected option.
@@ -89,6 +93,12 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /v1/mesh", h.snapshot(true))
 	if h.deltas != nil {
 		h.mux.HandleFunc("GET /v1/deltas", h.catchUp)
+	}
+	if h.watchers != nil {
+		if h.encoder == nil {
+			return nil, fmt.Errorf("%w: the watch endpoint needs WithDeltaLog too", ErrInvalidOption)
+		}
+		h.mux.HandleFunc("GET /v1/watch", h.watch)
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

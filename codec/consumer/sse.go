@@ -1,0 +1,133 @@
+package consumer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrCutOff means the broadcaster closed the watch because the consumer fell behind.
+var ErrCutOff = errors.New("watch cut off: the consumer fell behind")
+
+// Load replaces the replica's state with a snapshot.
+func (r *Replica) Load(s Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.load(s)
+}
+
+// Watch follows GET /v1/watch at baseURL (Server-Sent Events) into the replica until ctx
+// ends, reconnecting with Last-Event-ID so that a short break costs no snapshot. client should
+// have no overall timeout (nil: one without).
+func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http.Client) error {
+	if client == nil {
+		client = &http.Client{}
+	}
+	for attempt := 0; ; attempt++ {
+		err := r.watchOnce(ctx, strings.TrimSuffix(baseURL, "/")+"/v1/watch", token, client)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			attempt = 0
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(5*time.Second, time.Duration(attempt)*100*time.Millisecond)):
+		}
+	}
+}
+
+func (r *Replica) watchOnce(ctx context.Context, url, token string, client *http.Client) error {
+	epoch, seq := r.Position()
+	if epoch != "" {
+		url += "?epoch=" + epoch
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if epoch != "" {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(seq, 10))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("watch: %s answered %d", url, resp.StatusCode)
+	}
+	return ReadSSE(resp.Body, func(ev SSEEvent) error {
+		switch ev.Type {
+		case "snapshot":
+			var s Snapshot
+			if err := json.Unmarshal(ev.Data, &s); err != nil {
+				return fmt.Errorf("watch: snapshot: %w", err)
+			}
+			r.Load(s)
+		case "delta":
+			return r.ApplyStructured(ctx, ev.Data)
+		case "cutoff":
+			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
+		}
+		return nil
+	})
+}
+
+// SSEEvent is one Server-Sent Event.
+type SSEEvent struct {
+	Type string
+	ID   string
+	Data []byte
+}
+
+// ReadSSE calls fn for each event of a text/event-stream until the stream ends (nil) or fn
+// fails. Comments (heartbeats) are skipped.
+func ReadSSE(body io.Reader, fn func(SSEEvent) error) error {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 1<<30) // a snapshot event is one long line
+	var ev SSEEvent
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				ev.Data = []byte(strings.Join(data, "\n"))
+				if ev.Type == "" {
+					ev.Type = "message"
+				}
+				if err := fn(ev); err != nil {
+					return err
+				}
+			}
+			ev, data = SSEEvent{}, nil
+		case strings.HasPrefix(line, ":"):
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "event":
+				ev.Type = value
+			case "id":
+				ev.ID = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+	return sc.Err()
+}

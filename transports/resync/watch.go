@@ -1,0 +1,195 @@
+package resync
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Watchers fans changes out to the GET /v1/watch connections. Each has its own bounded buffer:
+// a watcher that falls behind is cut off (with a final event saying so) instead of slowing the
+// engine or the other watchers.
+type Watchers struct {
+	buffer int
+
+	mu    sync.Mutex
+	conns map[*watcher]struct{}
+}
+
+type watcher struct {
+	changes chan []mesh.Change
+	cut     chan struct{} // closed when the watcher fell behind
+	once    sync.Once
+}
+
+// NewWatchers returns a fan-out whose watchers may each lag by buffer batches of changes.
+func NewWatchers(buffer int) (*Watchers, error) {
+	if buffer < 1 {
+		return nil, fmt.Errorf("watch buffer %d: want at least 1", buffer)
+	}
+	return &Watchers{buffer: buffer, conns: map[*watcher]struct{}{}}, nil
+}
+
+// Publish hands a batch to every watcher without waiting; it is a mesh/hub Listener.
+func (ws *Watchers) Publish(changes []mesh.Change) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for w := range ws.conns {
+		select {
+		case w.changes <- changes:
+		default:
+			w.once.Do(func() { close(w.cut) })
+			delete(ws.conns, w)
+		}
+	}
+}
+
+// Len is the number of connected watchers.
+func (ws *Watchers) Len() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.conns)
+}
+
+func (ws *Watchers) add() *watcher {
+	w := &watcher{changes: make(chan []mesh.Change, ws.buffer), cut: make(chan struct{})}
+	ws.mu.Lock()
+	ws.conns[w] = struct{}{}
+	ws.mu.Unlock()
+	return w
+}
+
+func (ws *Watchers) remove(w *watcher) {
+	ws.mu.Lock()
+	delete(ws.conns, w)
+	ws.mu.Unlock()
+}
+
+// WithWatch serves GET /v1/watch from ws, sending a comment every heartbeat while idle.
+func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
+	return func(h *Handler) error {
+		if ws == nil || heartbeat <= 0 {
+			return fmt.Errorf("%w: watch needs watchers and a heartbeat > 0", ErrInvalidOption)
+		}
+		h.watchers, h.heartbeat = ws, heartbeat
+		return nil
+	}
+}
+
+// watch serves Server-Sent Events: first the snapshot (one `snapshot` event, unless a
+// Last-Event-ID can be resumed from the delta log), then one `delta` event per change with the
+// meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
+// final `cutoff` event.
+func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
+	if !h.mesh.Ready() {
+		rw.Header().Set("Retry-After", "1")
+		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
+		return
+	}
+	// Register first: every change after the snapshot (or the resume point) is then in w.changes.
+	w := h.watchers.add()
+	defer h.watchers.remove(w)
+
+	rc := http.NewResponseController(rw)
+	rw.Header().Set("Content-Type", "text/event-stream")
+	rw.Header().Set("Cache-Control", "no-cache")
+	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	rw.WriteHeader(http.StatusOK)
+	out := bufio.NewWriterSize(rw, 32<<10)
+	send := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second)) // a dead peer cannot hold us
+		return out.Flush() == nil && rc.Flush() == nil
+	}
+
+	epoch, last, ok := h.resumePoint(r)
+	var resumed []mesh.Change
+	if ok {
+		var err error
+		if resumed, last, err = h.deltas.Since(epoch, last); err != nil {
+			ok = false
+		}
+	}
+	if !ok {
+		snap := h.mesh.Snapshot()
+		epoch, last = snap.Epoch, snap.Sequence
+		fmt.Fprintf(out, "event: snapshot\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d,\"mesh\":", last, jsonString(epoch), last)
+		if err := snap.WriteEventMesh(out); err != nil {
+			return
+		}
+		out.WriteString("}\n\n")
+	}
+	for _, c := range resumed {
+		if !h.writeDelta(out, c) {
+			return
+		}
+	}
+	if !send() {
+		return
+	}
+
+	beat := time.NewTicker(h.heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-w.cut:
+			fmt.Fprintf(out, "event: cutoff\ndata: {\"reason\":\"too slow: the watcher fell more than its buffer behind\",\"sequence\":%d}\n\n", last)
+			send()
+			return
+		case <-beat.C:
+			out.WriteString(": heartbeat\n\n")
+			if !send() {
+				return
+			}
+		case batch := <-w.changes:
+			for _, c := range batch {
+				if c.Epoch != epoch || c.Sequence <= last {
+					continue // already in the snapshot or the resumed deltas
+				}
+				if !h.writeDelta(out, c) {
+					return
+				}
+				last = c.Sequence
+			}
+			if !send() {
+				return
+			}
+		}
+	}
+}
+
+// resumePoint reads Last-Event-ID (and the optional ?epoch= the client saw): ok when the
+// stream can go on from the delta log without a snapshot.
+func (h *Handler) resumePoint(r *http.Request) (epoch string, last uint64, ok bool) {
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" || h.deltas == nil {
+		return "", 0, false
+	}
+	last, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	epoch = h.deltas.Epoch()
+	if e := r.URL.Query().Get("epoch"); e != "" && e != epoch {
+		return "", 0, false
+	}
+	return epoch, last, true
+}
+
+func (h *Handler) writeDelta(out *bufio.Writer, c mesh.Change) bool {
+	ev, err := h.encoder.Structured(c)
+	if err != nil {
+		h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
+		return false
+	}
+	fmt.Fprintf(out, "event: delta\nid: %d\ndata: ", c.Sequence)
+	out.Write(ev) // compact JSON: no newlines
+	out.WriteString("\n\n")
+	return true
+}

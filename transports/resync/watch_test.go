@@ -1,0 +1,214 @@
+package resync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+)
+
+type watchServer struct {
+	hub      *hub.Hub
+	watchers *Watchers
+	url      string
+	n        atomic.Int64
+}
+
+func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchServer {
+	t.Helper()
+	ws := &watchServer{hub: hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)}
+	deltaLog, _ := NewLog("ep", 100000)
+	ws.watchers, _ = NewWatchers(buffer)
+	ws.hub.Listen(deltaLog.Append)
+	ws.hub.Listen(ws.watchers.Publish)
+	enc, _ := codec.NewEncoder("")
+	h, err := New(ws.hub, WithDeltaLog(deltaLog, enc), WithWatch(ws.watchers, heartbeat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ws.url = srv.URL
+	return ws
+}
+
+// add upserts n Brokers with a sizeable annotation (so streams fill TCP buffers quickly).
+func (ws *watchServer) add(n int) {
+	pad := strings.Repeat("x", 8000)
+	for range n {
+		i := ws.n.Add(1)
+		ws.hub.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns",
+				"annotations": map[string]any{"pad": pad}}}}, false)
+	}
+}
+
+func open(t *testing.T, url, lastEventID string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/watch", nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("watch: %d %v", resp.StatusCode, resp.Header)
+	}
+	return resp
+}
+
+// collect reads events until stop says so.
+func collect(t *testing.T, resp *http.Response, stop func([]consumer.SSEEvent) bool) []consumer.SSEEvent {
+	t.Helper()
+	var got []consumer.SSEEvent
+	errStop := fmt.Errorf("enough")
+	err := consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
+		got = append(got, ev)
+		if stop(got) {
+			return errStop
+		}
+		return nil
+	})
+	if err != errStop {
+		t.Fatalf("stream ended after %d events: %v", len(got), err)
+	}
+	return got
+}
+
+func TestWatchSnapshotThenDeltas(t *testing.T) {
+	t.Parallel()
+	ws := newWatchServer(t, 64, time.Hour)
+	ws.add(3)
+	resp := open(t, ws.url, "")
+	go func() {
+		for ws.watchers.Len() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		ws.add(2)
+	}()
+	got := collect(t, resp, func(evs []consumer.SSEEvent) bool { return len(evs) == 3 })
+	if got[0].Type != "snapshot" || got[0].ID != "3" {
+		t.Fatalf("first event %s id %s, want the snapshot at 3", got[0].Type, got[0].ID)
+	}
+	var snap consumer.Snapshot
+	if err := json.Unmarshal(got[0].Data, &snap); err != nil || snap.Sequence != 3 || len(snap.Mesh.Brokers) != 3 {
+		t.Fatalf("snapshot %s: %v", got[0].Data, err)
+	}
+	for i, ev := range got[1:] {
+		c, err := codec.DecodeStructured(ev.Data)
+		if err != nil || ev.Type != "delta" || ev.ID != fmt.Sprint(4+i) || c.Sequence != uint64(4+i) {
+			t.Fatalf("event %d: %s id %s %+v %v", i+1, ev.Type, ev.ID, c, err)
+		}
+	}
+}
+
+func TestWatchResumesWithLastEventID(t *testing.T) {
+	t.Parallel()
+	ws := newWatchServer(t, 64, time.Hour)
+	ws.add(10)
+	got := collect(t, open(t, ws.url, "7"), func(evs []consumer.SSEEvent) bool { return len(evs) == 3 })
+	for i, ev := range got {
+		if ev.Type != "delta" || ev.ID != fmt.Sprint(8+i) {
+			t.Fatalf("resumed event %d: %s id %s, want delta %d (no snapshot)", i, ev.Type, ev.ID, 8+i)
+		}
+	}
+	// An id the log cannot serve (ahead of it) gets a snapshot instead.
+	got = collect(t, open(t, ws.url, "99"), func(evs []consumer.SSEEvent) bool { return len(evs) == 1 })
+	if got[0].Type != "snapshot" {
+		t.Fatalf("unresumable id: %s", got[0].Type)
+	}
+}
+
+func TestWatchHeartbeat(t *testing.T) {
+	t.Parallel()
+	ws := newWatchServer(t, 64, 20*time.Millisecond)
+	resp := open(t, ws.url, "")
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(seen.String(), ": heartbeat") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat in %q", seen.String())
+		}
+		n, err := resp.Body.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen.Write(buf[:n])
+	}
+}
+
+// A watcher that does not read is cut off with a final event; one that reads keeps up.
+func TestSlowWatcherIsCutOff(t *testing.T) {
+	t.Parallel()
+	ws := newWatchServer(t, 512, time.Hour)
+	slow := open(t, ws.url, "")
+	fast := open(t, ws.url, "")
+	for ws.watchers.Len() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	const total = 3000
+	var progress atomic.Int64
+	fastDone := make(chan []consumer.SSEEvent)
+	go func() {
+		var got []consumer.SSEEvent
+		consumer.ReadSSE(fast.Body, func(ev consumer.SSEEvent) error {
+			got = append(got, ev)
+			progress.Store(int64(len(got) - 1))
+			if ev.ID == fmt.Sprint(total) || ev.Type == "cutoff" {
+				return fmt.Errorf("done")
+			}
+			return nil
+		})
+		fastDone <- got
+	}()
+	// ~24 MB of events, far more than the slow watcher's socket buffers. The producer never runs
+	// more than 100 changes ahead of the fast watcher: "fast" means keeping up, whatever the
+	// machine's speed.
+	for i := range int64(total) {
+		for progress.Load() < i-100 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		ws.add(1)
+	}
+	got := <-fastDone
+	if last := got[len(got)-1]; last.ID != fmt.Sprint(total) || got[0].Type != "snapshot" {
+		t.Fatalf("fast watcher got %d events ending at %s", len(got), last.ID)
+	}
+	for i, ev := range got[1:] {
+		if ev.Type != "delta" || ev.ID != fmt.Sprint(i+1) {
+			t.Fatalf("fast watcher: event %d is %s %s", i+1, ev.Type, ev.ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var lastType string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		consumer.ReadSSE(slow.Body, func(ev consumer.SSEEvent) error { lastType = ev.Type; return nil })
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the slow watcher's stream never ended")
+	}
+	if lastType != "cutoff" {
+		t.Fatalf("slow watcher's last event is %q, want cutoff", lastType)
+	}
+}
