@@ -50,7 +50,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return fmt.Errorf("--event-source: %w", err)
 	}
-	transportQueues, err := startTransports(ctx, cfg, enc, meshHub, log)
+	transportQueues, natsPublisher, err := startTransports(ctx, cfg, enc, meshHub, log)
 	if err != nil {
 		return err
 	}
@@ -100,6 +100,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	for _, q := range transportQueues {
 		g.Go(func() error { q.Run(ctx); return nil })
 	}
+	if natsPublisher != nil {
+		g.Go(func() error { return natsPublisher.ServeResync(ctx, meshHub.Snapshot, meshHub.Ready, 0) })
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -121,7 +124,7 @@ const (
 
 // startTransports builds a queued publisher per configured destination and subscribes it to
 // the hub before the source starts, so every change of the epoch reaches it.
-func startTransports(ctx context.Context, cfg config.Config, enc *codec.Encoder, meshHub *hub.Hub, log *slog.Logger) (queues []*queue.Queue, err error) {
+func startTransports(ctx context.Context, cfg config.Config, enc *codec.Encoder, meshHub *hub.Hub, log *slog.Logger) (queues []*queue.Queue, natsPublisher *nats.Publisher, err error) {
 	defer func() {
 		if err != nil { // close what was opened before the failure
 			for _, q := range queues {
@@ -145,20 +148,20 @@ func startTransports(ctx context.Context, cfg config.Config, enc *codec.Encoder,
 		}
 		sink, err := httpsink.New(cfg.Sink, enc, opts...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := add("http "+cfg.Sink, sink); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if cfg.MQTT != "" {
 		p, err := mqtt.Dial(mqtt.Config{URL: cfg.MQTT, TopicPrefix: cfg.MQTTTopicPrefix, TLS: cfg.TLS(),
 			Latest: func() []mesh.Change { return meshHub.Snapshot().Latest() }}, enc, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := add("mqtt "+p.Topic("#"), p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if cfg.NATS != "" {
@@ -167,16 +170,17 @@ func startTransports(ctx context.Context, cfg config.Config, enc *codec.Encoder,
 		p, err := nats.Dial(dialCtx, nats.Config{URL: cfg.NATS, CoreOnly: cfg.NATSCoreOnly,
 			SubjectPrefix: cfg.NATSSubjectPrefix, CredsFile: cfg.NATSCreds, TLS: natsTLS(cfg)}, enc, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := add("nats "+cfg.NATSSubjectPrefix+".>", p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		natsPublisher = p
 	}
 	for _, q := range queues {
 		meshHub.Listen(q.Enqueue)
 	}
-	return queues, nil
+	return queues, natsPublisher, nil
 }
 
 // natsTLS is the TLS configuration for a tls:// NATS URL; for nats:// the client negotiates TLS

@@ -1,0 +1,78 @@
+package consumer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATSSnapshots asks a broadcaster for snapshots over NATS request-reply on subject (the
+// broadcaster's <prefix>-resync, "knative.eventmesh-resync" by default), reassembling chunked
+// replies. The connection stays the caller's.
+func NATSSnapshots(nc *nats.Conn, subject string) Snapshotter {
+	return natsSnapshots{nc: nc, subject: subject}
+}
+
+type natsSnapshots struct {
+	nc      *nats.Conn
+	subject string
+}
+
+func (n natsSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
+	inbox := n.nc.NewRespInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := n.nc.PublishRequest(n.subject, inbox, nil); err != nil {
+		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+	}
+	var body bytes.Buffer
+	var epoch, seq string
+	for want := 1; ; want++ {
+		wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := sub.NextMsgWithContext(wait)
+		cancel()
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("nats snapshot: chunk %d: %w", want, err)
+		}
+		if reason := m.Header.Get("Mesh-Error"); reason != "" {
+			return Snapshot{}, fmt.Errorf("nats snapshot: %s", reason)
+		}
+		if m.Header.Get("Status") == "503" {
+			return Snapshot{}, fmt.Errorf("nats snapshot: no broadcaster answers on %s", n.subject)
+		}
+		i, total, ok := parseChunk(m.Header.Get("Mesh-Chunk"))
+		switch {
+		case !ok || i != want:
+			return Snapshot{}, fmt.Errorf("nats snapshot: chunk %q, want %d", m.Header.Get("Mesh-Chunk"), want)
+		case want == 1:
+			epoch, seq = m.Header.Get("Mesh-Epoch"), m.Header.Get("Mesh-Sequence")
+		case epoch != m.Header.Get("Mesh-Epoch") || seq != m.Header.Get("Mesh-Sequence"):
+			return Snapshot{}, fmt.Errorf("nats snapshot: chunks of two snapshots mixed")
+		}
+		body.Write(m.Data)
+		if i == total {
+			break
+		}
+	}
+	var s Snapshot
+	if err := json.Unmarshal(body.Bytes(), &s); err != nil {
+		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+	}
+	return s, nil
+}
+
+func parseChunk(h string) (i, n int, ok bool) {
+	a, b, found := strings.Cut(h, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	return i, n, found && err1 == nil && err2 == nil && i >= 1 && i <= n
+}

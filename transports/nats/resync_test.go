@@ -1,0 +1,74 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+)
+
+// A snapshot far larger than one message comes back whole over request-reply.
+func TestResyncOverRequestReply(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	engine := mesh.NewEngine("ep")
+	for i := range 2000 {
+		engine.Upsert(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("broker-", i), "namespace": "ns"}}})
+	}
+	n := unique()
+	enc, _ := codec.NewEncoder("")
+	p, err := natspub.Dial(context.Background(), natspub.Config{URL: srv.URL, CoreOnly: true, SubjectPrefix: n.prefix}, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ready atomic.Bool
+	go p.ServeResync(ctx, engine.Snapshot, ready.Load, 16*1024) // the mesh is ~250 KB: about 16 chunks
+
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	snapshots := consumer.NATSSnapshots(nc, natspub.ResyncSubject(n.prefix))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = snapshots.Snapshot(ctx)
+		if err != nil && strings.Contains(err.Error(), "still loading") {
+			break // not ready: an error, never a partial mesh
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("before ready: %v", err)
+		}
+	}
+	ready.Store(true)
+	var got consumer.Snapshot
+	for {
+		got, err = snapshots.Snapshot(ctx) // the responder may not be subscribed yet
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := engine.Snapshot().EventMesh()
+	if got.Epoch != "ep" || got.Sequence != engine.Sequence() || !reflect.DeepEqual(got.Mesh, want) {
+		t.Fatalf("snapshot at %s-%d with %d brokers, want ep-%d with %d", got.Epoch, got.Sequence, len(got.Mesh.Brokers), engine.Sequence(), len(want.Brokers))
+	}
+}
