@@ -59,7 +59,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return err
 	}
 	meshHub.Listen(deltaLog.Append)
-	watchers, err := resync.NewWatchers(watchBuffer)
+	watchers, err := resync.NewWatchers(watchBuffer, enc, log)
 	if err != nil {
 		return err
 	}

@@ -24,10 +24,10 @@ func TestWatchFollowsAndResumes(t *testing.T) {
 	t.Parallel()
 	h := hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)
 	deltaLog, _ := resync.NewLog("ep", 1000)
-	watchers, _ := resync.NewWatchers(1000)
+	enc, _ := codec.NewEncoder("")
+	watchers, _ := resync.NewWatchers(1000, enc, nil)
 	h.Listen(deltaLog.Append)
 	h.Listen(watchers.Publish)
-	enc, _ := codec.NewEncoder("")
 	handler, err := resync.New(h, resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, time.Second))
 	if err != nil {
 		t.Fatal(err)

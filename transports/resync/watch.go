@@ -3,11 +3,13 @@ package resync
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
@@ -15,38 +17,78 @@ import (
 // a watcher that falls behind is cut off (with a final event saying so) instead of slowing the
 // engine or the other watchers.
 type Watchers struct {
-	buffer int
+	buffer  int
+	encoder *codec.Encoder
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	conns map[*watcher]struct{}
 }
 
 type watcher struct {
-	changes chan []mesh.Change
-	cut     chan struct{} // closed when the watcher fell behind
-	once    sync.Once
+	frames chan []frame
+	cut    chan struct{} // closed when the watcher fell behind
+	once   sync.Once
 }
 
-// NewWatchers returns a fan-out whose watchers may each lag by buffer batches of changes.
-func NewWatchers(buffer int) (*Watchers, error) {
+// frame is one change, encoded once as its SSE event for every watcher.
+type frame struct {
+	epoch string
+	seq   uint64
+	sse   []byte
+}
+
+// NewWatchers returns a fan-out whose watchers may each lag by buffer batches of changes;
+// each change is encoded once with enc, whatever the number of watchers.
+func NewWatchers(buffer int, enc *codec.Encoder, log *slog.Logger) (*Watchers, error) {
 	if buffer < 1 {
 		return nil, fmt.Errorf("watch buffer %d: want at least 1", buffer)
 	}
-	return &Watchers{buffer: buffer, conns: map[*watcher]struct{}{}}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Watchers{buffer: buffer, encoder: enc, log: log, conns: map[*watcher]struct{}{}}, nil
 }
 
 // Publish hands a batch to every watcher without waiting; it is a mesh/hub Listener.
 func (ws *Watchers) Publish(changes []mesh.Change) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if len(ws.conns) == 0 {
+		return
+	}
+	frames := make([]frame, 0, len(changes))
+	for _, c := range changes {
+		sse, err := deltaEvent(ws.encoder, c)
+		if err != nil {
+			ws.log.Error("watch: change does not encode", "change", c.String(), "err", err)
+			continue
+		}
+		frames = append(frames, frame{c.Epoch, c.Sequence, sse})
+	}
 	for w := range ws.conns {
 		select {
-		case w.changes <- changes:
+		case w.frames <- frames:
 		default:
 			w.once.Do(func() { close(w.cut) })
 			delete(ws.conns, w)
 		}
 	}
+}
+
+// deltaEvent is a change as one SSE event: `event: delta`, its meshseq as id, the structured
+// CloudEvent (compact JSON, so one data line) as data.
+func deltaEvent(enc *codec.Encoder, c mesh.Change) ([]byte, error) {
+	ev, err := enc.Structured(c)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(ev)+48)
+	b = append(b, "event: delta\nid: "...)
+	b = strconv.AppendUint(b, c.Sequence, 10)
+	b = append(b, "\ndata: "...)
+	b = append(b, ev...)
+	return append(b, "\n\n"...), nil
 }
 
 // Len is the number of connected watchers.
@@ -57,7 +99,7 @@ func (ws *Watchers) Len() int {
 }
 
 func (ws *Watchers) add() *watcher {
-	w := &watcher{changes: make(chan []mesh.Change, ws.buffer), cut: make(chan struct{})}
+	w := &watcher{frames: make(chan []frame, ws.buffer), cut: make(chan struct{})}
 	ws.mu.Lock()
 	ws.conns[w] = struct{}{}
 	ws.mu.Unlock()
@@ -91,7 +133,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
 		return
 	}
-	// Register first: every change after the snapshot (or the resume point) is then in w.changes.
+	// Register first: every change after the snapshot (or the resume point) is then in w.frames.
 	w := h.watchers.add()
 	defer h.watchers.remove(w)
 
@@ -124,9 +166,12 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		out.WriteString("}\n\n")
 	}
 	for _, c := range resumed {
-		if !h.writeDelta(out, c) {
+		sse, err := deltaEvent(h.encoder, c)
+		if err != nil {
+			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			return
 		}
+		out.Write(sse)
 	}
 	if !send() {
 		return
@@ -147,15 +192,22 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			if !send() {
 				return
 			}
-		case batch := <-w.changes:
-			for _, c := range batch {
-				if c.Epoch != epoch || c.Sequence <= last {
-					continue // already in the snapshot or the resumed deltas
+		case batch := <-w.frames:
+			// Under load, take every batch already waiting before flushing: one write and one
+			// flush for many events.
+			for more := true; more; {
+				for _, f := range batch {
+					if f.epoch != epoch || f.seq <= last {
+						continue // already in the snapshot or the resumed deltas
+					}
+					out.Write(f.sse)
+					last = f.seq
 				}
-				if !h.writeDelta(out, c) {
-					return
+				select {
+				case batch = <-w.frames:
+				default:
+					more = false
 				}
-				last = c.Sequence
 			}
 			if !send() {
 				return
@@ -180,16 +232,4 @@ func (h *Handler) resumePoint(r *http.Request) (epoch string, last uint64, ok bo
 		return "", 0, false
 	}
 	return epoch, last, true
-}
-
-func (h *Handler) writeDelta(out *bufio.Writer, c mesh.Change) bool {
-	ev, err := h.encoder.Structured(c)
-	if err != nil {
-		h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
-		return false
-	}
-	fmt.Fprintf(out, "event: delta\nid: %d\ndata: ", c.Sequence)
-	out.Write(ev) // compact JSON: no newlines
-	out.WriteString("\n\n")
-	return true
 }

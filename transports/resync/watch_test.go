@@ -30,10 +30,10 @@ func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchSer
 	t.Helper()
 	ws := &watchServer{hub: hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)}
 	deltaLog, _ := NewLog("ep", 100000)
-	ws.watchers, _ = NewWatchers(buffer)
+	enc, _ := codec.NewEncoder("")
+	ws.watchers, _ = NewWatchers(buffer, enc, nil)
 	ws.hub.Listen(deltaLog.Append)
 	ws.hub.Listen(ws.watchers.Publish)
-	enc, _ := codec.NewEncoder("")
 	h, err := New(ws.hub, WithDeltaLog(deltaLog, enc), WithWatch(ws.watchers, heartbeat))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,199 @@
+package resync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+)
+
+// loadServer is a hub with n entities (Brokers with 10 EventTypes each, like a real mesh) behind
+// the real endpoints on a real HTTP server.
+func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
+	h := hub.New(mesh.NewEngine("load"), func() bool { return true }, nil)
+	deltaLog, _ := NewLog("load", DefaultLogSize)
+	enc, _ := codec.NewEncoder("")
+	watchers, _ := NewWatchers(4096, enc, nil)
+	h.Listen(deltaLog.Append)
+	h.Listen(watchers.Publish)
+	handler, _ := New(h, WithDeltaLog(deltaLog, enc), WithWatch(watchers, 15*time.Second))
+	for i := range entities / 11 {
+		ns, broker := fmt.Sprint("ns-", i/10), fmt.Sprint("broker-", i%10)
+		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": broker, "namespace": ns, "labels": map[string]any{"app": "shop"}}}}, false)
+		for j := range 10 {
+			h.OnAdd(eventType(ns, broker, j, "t"), false)
+		}
+	}
+	srv := httptest.NewServer(handler)
+	b.Cleanup(srv.Close)
+	return h, watchers, srv.URL
+}
+
+func eventType(ns, broker string, j int, typ string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType",
+		"metadata": map[string]any{"name": fmt.Sprint(broker, "-et-", j), "namespace": ns},
+		"spec": map[string]any{"type": fmt.Sprint("com.example.", typ, j), "description": "an event type",
+			"reference": map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": broker}}}}
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	slices.Sort(d)
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+func rssMB() float64 {
+	status, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkSnapshotLoad: GET /v1/getEventMesh at 10,000 entities from 50 concurrent clients.
+// Each op is one request; reports requests/s and p50/p99 latency.
+func BenchmarkSnapshotLoad(b *testing.B) {
+	_, _, url := loadServer(b, 10000)
+	transport := &http.Transport{MaxIdleConnsPerHost: 64}
+	client := &http.Client{Transport: transport}
+	const clients = 50
+	var mu sync.Mutex
+	var latencies []time.Duration
+	work := make(chan struct{}, b.N)
+	for range b.N {
+		work <- struct{}{}
+	}
+	close(work)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				t0 := time.Now()
+				resp, err := client.Get(url + "/v1/getEventMesh")
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				latencies = append(latencies, time.Since(t0))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(percentile(latencies, 50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(latencies, 99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(rssMB(), "RSS-MB")
+}
+
+// BenchmarkWatchLoad: 200 /v1/watch clients while the mesh changes 1,000 times a second for
+// 5 s; reports how far behind the engine each delta reached its watchers (p50/p99 over every
+// delivery). Run with -benchtime=1x.
+func BenchmarkWatchLoad(b *testing.B) {
+	h, watchers, url := loadServer(b, 10000)
+	const clients, rate, seconds = 200, 1000, 5
+	applied := sync.Map{} // sequence → time the engine emitted it
+	h.Listen(func(cs []mesh.Change) {
+		now := time.Now()
+		for _, c := range cs {
+			applied.Store(c.Sequence, now)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var lags []time.Duration
+	cut, snapshots := 0, 0
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/watch", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
+				switch ev.Type {
+				case "snapshot":
+					mu.Lock()
+					snapshots++
+					mu.Unlock()
+				case "delta":
+					seq, _ := strconv.ParseUint(ev.ID, 10, 64)
+					if t, ok := applied.Load(seq); ok {
+						lag := time.Since(t.(time.Time))
+						mu.Lock()
+						lags = append(lags, lag)
+						mu.Unlock()
+					}
+				case "cutoff":
+					mu.Lock()
+					cut++
+					mu.Unlock()
+				}
+				return nil
+			})
+		}()
+	}
+	for { // every watcher connected and through its snapshot: measure the live phase only
+		mu.Lock()
+		n := snapshots
+		mu.Unlock()
+		if n == clients && watchers.Len() == clients {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / rate)
+	for i := range rate * seconds {
+		<-tick.C
+		ns, broker := fmt.Sprint("ns-", i%90), fmt.Sprint("broker-", i%10)
+		h.OnAdd(eventType(ns, broker, i%10, fmt.Sprint("v", i)), false) // an EventType's type changes
+	}
+	tick.Stop()
+	time.Sleep(500 * time.Millisecond) // let the last deltas arrive
+	b.StopTimer()
+	rss := rssMB()
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	b.ReportMetric(float64(len(lags))/float64(clients), "deliveries/watcher")
+	b.ReportMetric(float64(percentile(lags, 50).Microseconds())/1000, "p50-lag-ms")
+	b.ReportMetric(float64(percentile(lags, 99).Microseconds())/1000, "p99-lag-ms")
+	b.ReportMetric(float64(cut), "cut-off")
+	b.ReportMetric(rss, "RSS-MB")
+}
