@@ -1,14 +1,19 @@
 package resync
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
@@ -38,6 +43,31 @@ type Handler struct {
 
 	watchers  *Watchers
 	heartbeat time.Duration
+
+	rendered atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
+	renderMu sync.Mutex                   // one render per new sequence, however many ask
+}
+
+// renderedMesh is a snapshot's EventMesh JSON, kept while the sequence does not move, so a
+// crowd of consumers asking for the same snapshot costs one serialisation.
+type renderedMesh struct {
+	epoch string
+	seq   uint64
+	body  []byte
+
+	gzipOnce sync.Once
+	gzipped  []byte // the body for clients that accept gzip, compressed on first demand
+}
+
+func (m *renderedMesh) gzipBody() []byte {
+	m.gzipOnce.Do(func() {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw.Write(m.body)
+		zw.Close()
+		m.gzipped = buf.Bytes()
+	})
+	return m.gzipped
 }
 
 // ErrInvalidOption wraps every rejected option.
@@ -153,17 +183,59 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if withPosition {
-			fmt.Fprintf(w, `{"epoch":%s,"sequence":%d,"mesh":`, jsonString(snap.Epoch), snap.Sequence)
+		rendered := h.render(snap)
+		w.Header().Add("Vary", "Accept-Encoding")
+		if !withPosition && acceptsGzip(r) {
+			body := rendered.gzipBody()
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body)
+			return
 		}
-		if err := snap.WriteEventMesh(w); err != nil {
+		prefix, closing := "", ""
+		if withPosition {
+			prefix = fmt.Sprintf(`{"epoch":%s,"sequence":%d,"mesh":`, jsonString(snap.Epoch), snap.Sequence)
+			closing = "}"
+		}
+		body := rendered.body
+		w.Header().Set("Content-Length", strconv.Itoa(len(prefix)+len(body)+len(closing)))
+		io.WriteString(w, prefix)
+		if _, err := w.Write(body); err != nil {
 			h.log.Debug("snapshot response cut short", "err", err, "remote", r.RemoteAddr)
 			return
 		}
-		if withPosition {
-			fmt.Fprint(w, "}")
+		io.WriteString(w, closing)
+	}
+}
+
+// acceptsGzip reads Accept-Encoding (a gzip token without q=0).
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			return strings.ReplaceAll(params, " ", "") != "q=0"
 		}
 	}
+	return false
+}
+
+// render returns the EventMesh JSON of snap, serialising it only if no request did yet.
+func (h *Handler) render(snap mesh.Snapshot) *renderedMesh {
+	if c := h.rendered.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+		return c
+	}
+	h.renderMu.Lock()
+	defer h.renderMu.Unlock()
+	if c := h.rendered.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+		return c
+	}
+	var buf bytes.Buffer
+	_ = snap.WriteEventMesh(&buf) // a bytes.Buffer does not fail
+	c := &renderedMesh{epoch: snap.Epoch, seq: snap.Sequence, body: buf.Bytes()}
+	if old := h.rendered.Load(); old == nil || old.epoch != c.epoch || old.seq < c.seq {
+		h.rendered.Store(c) // a slow render of an older snapshot never replaces a newer one
+	}
+	return c
 }
 
 // etagMatches implements If-None-Match's weak comparison: "*", or any listed tag.

@@ -1,6 +1,7 @@
 package resync
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -171,5 +172,45 @@ func TestDeltasAndETag(t *testing.T) {
 		"metadata": map[string]any{"name": "b0", "namespace": "shop"}}})
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != `"ep1-6"` {
 		t.Fatalf("changed snapshot: %v %v", resp.StatusCode, err)
+	}
+}
+
+// A client that accepts gzip gets the same mesh, compressed once per sequence.
+func TestSnapshotGzip(t *testing.T) {
+	t.Parallel()
+	srv, h, ready := newServer(t)
+	ready.Store(true)
+	for i := range 50 {
+		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, true)
+	}
+	_, plain := get(t, srv.URL+"/v1/getEventMesh", "")
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/getEventMesh", nil)
+	req.Header.Set("Accept-Encoding", "br, gzip;q=0.8")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if string(unzipped) != plain {
+		t.Fatalf("gzip body differs from the plain one")
+	}
+	req.Header.Set("Accept-Encoding", "gzip;q=0")
+	resp2, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.Header.Get("Content-Encoding") != "" {
+		t.Fatal("gzip;q=0 was answered with gzip")
 	}
 }
