@@ -544,7 +544,7 @@ func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
 func TestTransportsOverTLS(t *testing.T) {
 	t.Parallel()
 	certs := brokers.NewTLS(t)
-	mqttBroker := brokers.StartEmbeddedMQTTTLS(t, certs.Server)
+	mqttBroker := brokers.StartEmbeddedMQTTTLS(t, certs)
 	natsServer := brokers.StartEmbeddedNATSTLS(t, certs.Server)
 	var mu sync.Mutex
 	httpEvents := 0

@@ -1,115 +1,148 @@
 package brokers
 
 import (
-	"crypto/tls"
-	"log/slog"
+	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
-
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
+	"time"
 )
 
 // MQTT is an MQTT v5 broker for one test.
 type MQTT struct {
-	// URL is mqtt://host:port.
-	URL      string
-	t        testing.TB
-	server   *mochi.Server
-	address  string
-	external bool
-	tls      *tls.Config
-	users    map[string]string
+	// URL is mqtt://host:port (mqtts:// for TLS).
+	URL string
+
+	t       testing.TB
+	args    []string // of the mqttbroker process, but -addr
+	address string
+	cmd     *exec.Cmd
 }
 
-// StartEmbeddedMQTTWithUsers starts an embedded broker that admits only these users
-// (username → password).
-func StartEmbeddedMQTTWithUsers(t testing.TB, users map[string]string) *MQTT {
-	t.Helper()
-	b := &MQTT{t: t, address: "127.0.0.1:0", users: users}
-	b.start()
-	t.Cleanup(b.stop)
-	return b
-}
-
-// StartEmbeddedMQTTTLS starts an embedded broker that only speaks TLS (URL is mqtts://).
-func StartEmbeddedMQTTTLS(t testing.TB, server *tls.Config) *MQTT {
-	t.Helper()
-	b := &MQTT{t: t, address: "127.0.0.1:0", tls: server}
-	b.start()
-	t.Cleanup(b.stop)
-	return b
-}
-
-// StartMQTT returns the broker at MQTT_URL, or an embedded one stopped at the end of the test.
+// StartMQTT returns the broker at MQTT_URL, or a local one stopped at the end of the test.
 func StartMQTT(t testing.TB) *MQTT {
 	t.Helper()
 	if u := os.Getenv("MQTT_URL"); u != "" {
-		return &MQTT{URL: u, t: t, external: true}
+		return &MQTT{URL: u, t: t}
 	}
 	return StartEmbeddedMQTT(t)
 }
 
-// StartEmbeddedMQTT always starts an embedded broker, for tests that stop and restart it.
-func StartEmbeddedMQTT(t testing.TB) *MQTT {
+// StartEmbeddedMQTT always starts a broker of the test's own (mochi-mqtt, in a process of its
+// own: see test/brokers/mqttbroker), for tests that stop and restart it.
+func StartEmbeddedMQTT(t testing.TB) *MQTT { return startMQTT(t, nil) }
+
+// StartEmbeddedMQTTTLS starts a broker that only speaks TLS with the certificate in c.
+func StartEmbeddedMQTTTLS(t testing.TB, c TLS) *MQTT {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, cert, c.CertPEM)
+	writeFile(t, key, c.KeyPEM)
+	return startMQTT(t, []string{"-tls-cert", cert, "-tls-key", key})
+}
+
+// StartEmbeddedMQTTWithUsers starts a broker that admits only these users (name → password).
+func StartEmbeddedMQTTWithUsers(t testing.TB, users map[string]string) *MQTT {
+	var lines []string
+	for u, p := range users {
+		lines = append(lines, u+":"+p)
+	}
+	file := filepath.Join(t.TempDir(), "users")
+	writeFile(t, file, []byte(strings.Join(lines, "\n")))
+	return startMQTT(t, []string{"-users", file})
+}
+
+func startMQTT(t testing.TB, args []string) *MQTT {
 	t.Helper()
-	b := &MQTT{t: t, address: "127.0.0.1:0"}
-	b.start()
-	t.Cleanup(b.stop)
+	b := &MQTT{t: t, args: args, address: "127.0.0.1:0"}
+	b.Start()
+	t.Cleanup(b.Stop)
 	return b
 }
 
-// Restart stops the embedded broker and starts a new one on the same address, as a broker
-// restart would: connections drop, and (mochi keeping nothing on disk) retained messages and
-// sessions are lost.
+// Restart stops the broker and starts a new one on the same address: connections drop, and
+// (mochi keeping nothing on disk) retained messages and sessions are lost.
 func (b *MQTT) Restart() {
-	b.t.Helper()
-	if b.external {
-		b.t.Fatal("cannot restart the broker at MQTT_URL")
-	}
-	b.stop()
-	b.start()
+	b.Stop()
+	b.Start()
 }
 
-// Stop stops the embedded broker (Start brings it back on the same address).
-func (b *MQTT) Stop() { b.stop() }
-
-// Start starts a stopped embedded broker again.
-func (b *MQTT) Start() { b.start() }
-
-func (b *MQTT) start() {
+// Start starts the broker (again, on the same address after a Stop).
+func (b *MQTT) Start() {
 	b.t.Helper()
-	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	var err error
-	if b.users == nil {
-		err = s.AddHook(new(auth.AllowHook), nil)
-	} else {
-		var rules auth.AuthRules
-		for user, password := range b.users {
-			rules = append(rules, auth.AuthRule{Username: auth.RString(user), Password: auth.RString(password), Allow: true})
-		}
-		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{Auth: rules,
-			ACL: auth.ACLRules{{Filters: auth.Filters{"#": auth.ReadWrite}}}}})
-	}
+	bin, err := mqttBrokerBinary()
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.address, TLSConfig: b.tls})
-	if err := s.AddListener(tcp); err != nil {
-		b.t.Fatalf("mqtt broker on %s: %v", b.address, err)
-	}
-	go s.Serve()
-	b.server, b.address = s, tcp.Address()
-	b.URL = "mqtt://" + b.address
-	if b.tls != nil {
-		b.URL = "mqtts://" + b.address
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cmd := exec.Command(bin, append([]string{"-addr", b.address}, b.args...)...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil {
+			b.cmd, b.address = cmd, strings.TrimSpace(line)
+			scheme := "mqtt://"
+			if len(b.args) > 0 && b.args[0] == "-tls-cert" {
+				scheme = "mqtts://"
+			}
+			b.URL = scheme + b.address
+			return
+		}
+		cmd.Wait() // the port of a stopped broker may linger a moment
+		if time.Now().After(deadline) {
+			b.t.Fatalf("mqtt broker on %s did not start", b.address)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (b *MQTT) stop() {
-	if b.server != nil {
-		b.server.Close()
-		b.server = nil
+// Stop stops the broker.
+func (b *MQTT) Stop() {
+	if b.cmd == nil {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// mqttBrokerBinary builds test/brokers/mqttbroker once per test process (the Go build cache
+// makes later processes fast).
+var mqttBrokerBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "mqttbroker")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "mqttbroker")
+	build := exec.Command("go", "build", "-o", bin, "github.com/event-mesh-broadcaster/broadcaster/test/brokers/mqttbroker")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the test MQTT broker: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

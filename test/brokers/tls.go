@@ -20,6 +20,8 @@ type TLS struct {
 	CAPEM []byte
 	// Server is the server side's configuration.
 	Server *tls.Config
+	// CertPEM and KeyPEM are the server's certificate and key, for servers in other processes.
+	CertPEM, KeyPEM []byte
 }
 
 // NewTLS makes a CA and a server certificate for 127.0.0.1 and localhost.
@@ -43,9 +45,15 @@ func NewTLS(t testing.TB) TLS {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return TLS{
-		CAPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		Server: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
+		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		Server:  &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 	}
 }
 
