@@ -97,12 +97,20 @@ type SSEEvent struct {
 // ReadSSE calls fn for each event of a text/event-stream until the stream ends (nil) or fn
 // fails. Comments (heartbeats) are skipped.
 func ReadSSE(body io.Reader, fn func(SSEEvent) error) error {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 1<<30) // a snapshot event is one long line
+	// A bufio.Reader rather than a Scanner: a snapshot line can be megabytes, and a Scanner
+	// would keep a buffer that size for the life of the stream.
+	br := bufio.NewReaderSize(body, 16<<10)
 	var ev SSEEvent
 	var data []string
-	for sc.Scan() {
-		line := sc.Text()
+	for {
+		raw, err := br.ReadBytes('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		line := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
 		switch {
 		case line == "":
 			if data != nil {
@@ -129,5 +137,4 @@ func ReadSSE(body io.Reader, fn func(SSEEvent) error) error {
 			}
 		}
 	}
-	return sc.Err()
 }
