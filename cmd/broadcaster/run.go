@@ -78,6 +78,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return fmt.Errorf("--listen: %w", err)
 	}
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	server.RegisterOnShutdown(watchers.Close) // watch streams never end by themselves
 	log.Info("broadcaster starting", "manifests", cfg.Manifests, "listen", ln.Addr().String(),
 		"epoch", epoch, "auth", len(cfg.Tokens) > 0)
 	if started != nil {

@@ -586,3 +586,37 @@ func TestTransportsOverTLS(t *testing.T) {
 		t.Fatalf("TLS trouble:\n%s", logs.String())
 	}
 }
+
+// A running watch stream does not hold up shutdown: it gets a final event and run returns nil.
+func TestShutdownEndsWatchStreams(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load([]string{"--manifests", copyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, io.Discard, func(a net.Addr) { addr <- a }) }()
+	base := "http://" + (<-addr).String()
+	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	resp, err := http.Get(base + "/v1/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events []string
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error { events = append(events, ev.Type); return nil })
+	}()
+	cancel()
+	if err := <-done; err != nil { // had the stream held Shutdown past its grace period: an error
+		t.Fatalf("run: %v", err)
+	}
+	<-read
+	if len(events) < 2 || events[len(events)-1] != "shutdown" {
+		t.Fatalf("stream events %v, want a final shutdown", events)
+	}
+}

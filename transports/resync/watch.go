@@ -23,7 +23,15 @@ type Watchers struct {
 
 	mu    sync.Mutex
 	conns map[*watcher]struct{}
+
+	closing   chan struct{} // closed by Close: every stream ends
+	closeOnce sync.Once
 }
+
+// Close ends every watch stream (with a final `shutdown` event), so a server shutting down
+// need not wait for connections that never finish by themselves. Register it with
+// http.Server.RegisterOnShutdown.
+func (ws *Watchers) Close() { ws.closeOnce.Do(func() { close(ws.closing) }) }
 
 type watcher struct {
 	frames chan []frame
@@ -47,7 +55,8 @@ func NewWatchers(buffer int, enc *codec.Encoder, log *slog.Logger) (*Watchers, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watchers{buffer: buffer, encoder: enc, log: log, conns: map[*watcher]struct{}{}}, nil
+	return &Watchers{buffer: buffer, encoder: enc, log: log, conns: map[*watcher]struct{}{},
+		closing: make(chan struct{})}, nil
 }
 
 // Publish hands a batch to every watcher without waiting; it is a mesh/hub Listener.
@@ -182,6 +191,10 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-h.watchers.closing:
+			out.WriteString("event: shutdown\ndata: {\"reason\":\"the broadcaster is stopping\"}\n\n")
+			send()
 			return
 		case <-w.cut:
 			fmt.Fprintf(out, "event: cutoff\ndata: {\"reason\":\"too slow: the watcher fell more than its buffer behind\",\"sequence\":%d}\n\n", last)
