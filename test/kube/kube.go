@@ -1,0 +1,100 @@
+// Package kube starts a real Kubernetes API server (kube-apiserver + etcd built from pinned Go
+// modules by test/tools/apiserver/build.sh, driven by controller-runtime's envtest) with the
+// real Knative Eventing CRDs from the knative.dev/eventing module, for end-to-end tests.
+//
+// The CRDs are installed with conversion strategy None: their conversion webhook does not run
+// here, so each object reads back as it was written, whatever version is asked for.
+package kube
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	_ "knative.dev/eventing/config/core/resources" // keeps the module (and its CRD files) in go.mod
+
+	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+)
+
+// Start runs an API server for the test and returns an admin rest.Config; it stops with the test.
+func Start(t testing.TB) *rest.Config {
+	t.Helper()
+	crds, err := knativeCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: binaries(t), CRDs: crds, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the API server: %v", err)
+		}
+	})
+	return cfg
+}
+
+// binaries builds (first time only) and returns the folder with kube-apiserver and etcd.
+func binaries(t testing.TB) string {
+	t.Helper()
+	_, here, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(here), "..", "tools", "apiserver", "build.sh")
+	cmd := exec.Command("bash", script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("building kube-apiserver and etcd (%s): %v", script, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// knativeCRDs reads the eventing module's core CRDs and the in-memory channel's.
+func knativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "knative.dev/eventing").Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating knative.dev/eventing: %w", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	var files []string
+	for _, d := range []string{"config/core/resources", "config/channels/in-memory-channel/resources"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, d, "*.yaml"))
+		files = append(files, matches...)
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := manifests.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for _, o := range objs {
+			if o.GetKind() != "CustomResourceDefinition" {
+				continue
+			}
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
+			crds = append(crds, crd)
+		}
+	}
+	if len(crds) == 0 {
+		return nil, fmt.Errorf("no CRDs found under %s", dir)
+	}
+	return crds, nil
+}
