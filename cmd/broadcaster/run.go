@@ -50,10 +50,6 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return fmt.Errorf("--event-source: %w", err)
 	}
-	transportQueues, natsPublisher, err := startTransports(ctx, cfg, enc, meshHub, log)
-	if err != nil {
-		return err
-	}
 	deltaLog, err := resync.NewLog(epoch, cfg.DeltaLogSize)
 	if err != nil {
 		return err
@@ -76,6 +72,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
+	}
+	// Last of the fallible steps: nothing after it can leave a broker connection open.
+	transportQueues, natsPublisher, err := startTransports(ctx, cfg, enc, meshHub, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	server.RegisterOnShutdown(watchers.Close) // watch streams never end by themselves
