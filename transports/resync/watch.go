@@ -152,9 +152,14 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	rw.WriteHeader(http.StatusOK)
 	out := bufio.NewWriterSize(rw, 32<<10)
+	// Every write must finish in time, so a peer that stopped reading cannot hold this
+	// goroutine: the deadline is pushed forward before each burst of writes.
+	patience := max(30*time.Second, 2*h.heartbeat)
+	_ = rc.SetWriteDeadline(time.Now().Add(patience))
 	send := func() bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second)) // a dead peer cannot hold us
-		return out.Flush() == nil && rc.Flush() == nil
+		ok := out.Flush() == nil && rc.Flush() == nil
+		_ = rc.SetWriteDeadline(time.Now().Add(patience))
+		return ok
 	}
 
 	epoch, last, ok := h.resumePoint(r)
@@ -169,9 +174,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		snap := h.mesh.Snapshot()
 		epoch, last = snap.Epoch, snap.Sequence
 		fmt.Fprintf(out, "event: snapshot\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d,\"mesh\":", last, jsonString(epoch), last)
-		if err := snap.WriteEventMesh(out); err != nil {
-			return
-		}
+		out.Write(h.render(snap).body) // shared with every request at this sequence
 		out.WriteString("}\n\n")
 	}
 	for _, c := range resumed {
