@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -159,60 +158,22 @@ func (p *printer) payload(data []byte) error {
 }
 
 func tailWatch(ctx context.Context, o tailOptions, p *printer) error {
-	lastID, epoch := "", ""
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		u := strings.TrimSuffix(o.watch, "/") + "/v1/watch"
-		if epoch != "" {
-			u += "?epoch=" + url.QueryEscape(epoch)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		if lastID != "" {
-			req.Header.Set("Last-Event-ID", lastID)
-		}
-		if o.token != "" {
-			req.Header.Set("Authorization", "Bearer "+o.token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-				return fmt.Errorf("tail: %s answered %d", u, resp.StatusCode)
+	err := consumer.Follow(ctx, o.watch, o.token, nil, consumer.Stream{
+		Snapshot: func(s consumer.Snapshot) error { p.snapshot(s); return nil },
+		Delta:    p.payload,
+		OnError: func(err error) bool {
+			var status consumer.ErrStatus
+			if errors.As(err, &status) && (status.Code == http.StatusUnauthorized || status.Code == http.StatusForbidden) {
+				return false // a token problem does not fix itself
 			}
-			err = fmt.Errorf("%s answered %d", u, resp.StatusCode)
-		}
-		if err == nil {
-			attempt = 0
-			err = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
-				lastID = ev.ID
-				switch ev.Type {
-				case "snapshot":
-					var s consumer.Snapshot
-					if err := json.Unmarshal(ev.Data, &s); err != nil {
-						return err
-					}
-					epoch = s.Epoch
-					p.snapshot(s)
-				case "delta":
-					return p.payload(ev.Data)
-				case "cutoff":
-					return fmt.Errorf("cut off: %s", ev.Data)
-				}
-				return nil
-			})
-			resp.Body.Close()
-		}
-		if ctx.Err() == nil && err != nil {
 			fmt.Fprintf(os.Stderr, "tail: %v; reconnecting\n", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(min(5*time.Second, time.Duration(attempt)*200*time.Millisecond)):
-		}
+			return true
+		},
+	})
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("tail: %w", err)
 }
 
 func tailMQTT(ctx context.Context, o tailOptions, p *printer) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -27,16 +28,44 @@ func (r *Replica) Load(s Snapshot) {
 // ends, reconnecting with Last-Event-ID so that a short break costs no snapshot. client should
 // have no overall timeout (nil: one without).
 func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http.Client) error {
+	epoch, seq := r.Position()
+	return Follow(ctx, baseURL, token, client, Stream{
+		Epoch:    epoch,
+		Sequence: seq,
+		Snapshot: func(s Snapshot) error { r.Load(s); return nil },
+		Delta:    func(payload []byte) error { return r.ApplyStructured(ctx, payload) },
+	})
+}
+
+// Stream says what to do with the events of GET /v1/watch, and where to resume.
+type Stream struct {
+	// Epoch and Sequence are what the consumer already has (empty Epoch: nothing; the stream
+	// starts with a snapshot).
+	Epoch    string
+	Sequence uint64
+	// Snapshot receives the stream's snapshot event; Delta each delta's structured CloudEvent.
+	Snapshot func(Snapshot) error
+	Delta    func(payload []byte) error
+	// OnError hears why a connection ended and says whether to reconnect (nil: always).
+	OnError func(error) (reconnect bool)
+}
+
+// Follow reads GET /v1/watch at baseURL until ctx ends or s.OnError says stop, reconnecting
+// with backoff, resuming from the last event seen (Last-Event-ID and ?epoch=).
+func Follow(ctx context.Context, baseURL, token string, client *http.Client, s Stream) error {
 	if client == nil {
 		client = &http.Client{}
 	}
+	url := strings.TrimSuffix(baseURL, "/") + "/v1/watch"
 	for attempt := 0; ; attempt++ {
-		err := r.watchOnce(ctx, strings.TrimSuffix(baseURL, "/")+"/v1/watch", token, client)
+		err := s.once(ctx, url, token, client)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if err == nil {
 			attempt = 0
+		} else if s.OnError != nil && !s.OnError(err) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -46,18 +75,22 @@ func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http
 	}
 }
 
-func (r *Replica) watchOnce(ctx context.Context, url, token string, client *http.Client) error {
-	epoch, seq := r.Position()
-	if epoch != "" {
-		url += "?epoch=" + epoch
+// ErrStatus is a watch request the broadcaster answered with something else than 200.
+type ErrStatus struct{ Code int }
+
+func (e ErrStatus) Error() string { return fmt.Sprintf("watch: answered %d", e.Code) }
+
+func (s *Stream) once(ctx context.Context, url, token string, client *http.Client) error {
+	if s.Epoch != "" {
+		url += "?epoch=" + neturl.QueryEscape(s.Epoch)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	if epoch != "" {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(seq, 10))
+	if s.Epoch != "" {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(s.Sequence, 10))
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -68,18 +101,26 @@ func (r *Replica) watchOnce(ctx context.Context, url, token string, client *http
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("watch: %s answered %d", url, resp.StatusCode)
+		return ErrStatus{resp.StatusCode}
 	}
 	return ReadSSE(resp.Body, func(ev SSEEvent) error {
 		switch ev.Type {
 		case "snapshot":
-			var s Snapshot
-			if err := json.Unmarshal(ev.Data, &s); err != nil {
+			var snap Snapshot
+			if err := json.Unmarshal(ev.Data, &snap); err != nil {
 				return fmt.Errorf("watch: snapshot: %w", err)
 			}
-			r.Load(s)
+			if err := s.Snapshot(snap); err != nil {
+				return err
+			}
+			s.Epoch, s.Sequence = snap.Epoch, snap.Sequence
 		case "delta":
-			return r.ApplyStructured(ctx, ev.Data)
+			if err := s.Delta(ev.Data); err != nil {
+				return err
+			}
+			if seq, err := strconv.ParseUint(ev.ID, 10, 64); err == nil {
+				s.Sequence = seq
+			}
 		case "cutoff":
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
 		}
