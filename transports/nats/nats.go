@@ -117,17 +117,9 @@ func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Subject is where the events of an entity go.
-func (p *Publisher) Subject(key string) (string, error) {
-	tokens, err := KeyTokens(key)
-	if err != nil {
-		return "", err
-	}
-	return p.prefix + "." + tokens, nil
-}
-
 type outgoing struct {
 	change mesh.Change
+	tokens string // the key as subject tokens, for the stream subject and the KV key
 	msg    *nats.Msg
 }
 
@@ -137,12 +129,12 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	var rejected []error
 	out := make([]outgoing, 0, len(changes))
 	for _, c := range changes {
-		msg, err := p.message(c)
+		o, err := p.message(c)
 		if err != nil {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
 			continue
 		}
-		out = append(out, outgoing{c, msg})
+		out = append(out, o)
 	}
 	if p.js == nil {
 		if err := p.publishCore(ctx, out); err != nil {
@@ -157,20 +149,20 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	return errors.Join(append(rejected, more...)...)
 }
 
-func (p *Publisher) message(c mesh.Change) (*nats.Msg, error) {
+func (p *Publisher) message(c mesh.Change) (outgoing, error) {
 	payload, err := p.enc.Structured(c)
 	if err != nil {
-		return nil, err
+		return outgoing{}, err
 	}
-	subject, err := p.Subject(c.Key)
+	tokens, err := KeyTokens(c.Key)
 	if err != nil {
-		return nil, err
+		return outgoing{}, err
 	}
-	msg := nats.NewMsg(subject)
+	msg := nats.NewMsg(p.prefix + "." + tokens)
 	msg.Header.Set(jetstream.MsgIDHeader, codec.ID(c.Epoch, c.Sequence))
 	msg.Header.Set("Content-Type", ContentType)
 	msg.Data = payload
-	return msg, nil
+	return outgoing{change: c, tokens: tokens, msg: msg}, nil
 }
 
 func (p *Publisher) publishCore(ctx context.Context, out []outgoing) error {
@@ -188,12 +180,7 @@ func (p *Publisher) publishCore(ctx context.Context, out []outgoing) error {
 func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejected []error, err error) {
 	msgs := make([]*nats.Msg, 0, 2*len(out))
 	for _, o := range out {
-		kvMsg, err := p.kvMessage(o)
-		if err != nil {
-			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, o.change, err))
-			continue
-		}
-		msgs = append(msgs, o.msg, kvMsg)
+		msgs = append(msgs, o.msg, p.kvMessage(o))
 	}
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
@@ -237,18 +224,14 @@ func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejec
 
 // kvMessage is the KV bucket update of a change: the event under the entity's key, or a
 // delete marker (ADR-8's KV-Operation: DEL).
-func (p *Publisher) kvMessage(o outgoing) (*nats.Msg, error) {
-	key, err := KeyTokens(o.change.Key)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg("$KV." + p.bucket + "." + key)
+func (p *Publisher) kvMessage(o outgoing) *nats.Msg {
+	m := nats.NewMsg("$KV." + p.bucket + "." + o.tokens)
 	if o.change.Op == mesh.OpDeleted {
 		m.Header.Set("KV-Operation", "DEL")
-		return m, nil
+		return m
 	}
 	m.Data = o.msg.Data
-	return m, nil
+	return m
 }
 
 // retry runs op until it succeeds or ctx ends, each attempt bounded by 5s.
