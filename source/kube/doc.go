@@ -1,0 +1,27 @@
+// Package kube is the cluster source: it watches a Kubernetes API server with client-go
+// informers, the way ApiServerSource does, and feeds every object the mesh depends on to a
+// cache.ResourceEventHandler (normally mesh/hub). Nothing is polled and no request reaches the
+// API server per mesh read; after the initial listing, the API server pushes every change.
+//
+// What it watches, and why each is needed:
+//   - CustomResourceDefinitions (their schemas stripped): their labels say which kinds are
+//     channels and sources, their annotations what event types a source provides, and their
+//     names, versions and scope say how to watch those kinds without asking discovery.
+//   - Brokers, Triggers, EventTypes (at the newest served of v1beta3/v1beta2), Subscriptions,
+//     and every channel and source kind, in full; informers for channel and source kinds start
+//     and stop as labelled CRDs appear and disappear.
+//   - Subscriber objects, metadata only and only those labelled backstage.io/kubernetes-id (an
+//     unlabelled subscriber contributes nothing), per kind that some Trigger or Subscription
+//     references, started on first reference and stopped after the last. Kinds not defined by
+//     a CRD (core Services, say) are resolved through a discovery RESTMapper.
+//
+// Exactness: the mesh engine is idempotent (an unchanged object changes nothing), client-go
+// informers replay a relist as updates plus tombstones for objects gone meanwhile, and the
+// source tracks which objects it has handed over per kind, so stopping or swapping an informer
+// deletes exactly what disappeared with it. The initial listing of every kind is delivered as
+// one batch (source.ListHandler.Replace).
+//
+// A kind the source may not list (RBAC) or that the API server does not serve is degraded on
+// its own: a log line, the broadcaster_source_kind_degraded gauge, and the informer's retries
+// until it works again; the rest of the mesh carries on.
+package kube

@@ -1,0 +1,478 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
+)
+
+// Options scope and instrument a Source. The zero value watches every namespace.
+type Options struct {
+	// Namespaces restricts namespaced kinds to these namespaces; empty means all.
+	Namespaces []string
+	// LabelSelector restricts Brokers, Triggers, EventTypes, Subscriptions, channels and
+	// sources. CRDs and subscribers are not filtered: they only describe the selected objects.
+	LabelSelector string
+	// Log receives the source's own lines and client-go's; nil discards.
+	Log *slog.Logger
+	// Metrics, when set, registers the source's metrics.
+	Metrics prometheus.Registerer
+}
+
+// Source watches a cluster. Create it with New; Run it once.
+type Source struct {
+	dynamic    dynamic.Interface
+	metadata   metadata.Interface
+	mapper     apimeta.ResettableRESTMapper
+	namespaces []string // [""] for all
+	selector   string
+	log        *slog.Logger
+	degraded   *prometheus.GaugeVec
+
+	synced  atomic.Bool
+	running sync.WaitGroup // informer goroutines
+
+	mu          sync.Mutex
+	ctx         context.Context
+	handler     cache.ResourceEventHandler
+	live        bool                                          // the initial listing is handed over
+	initial     map[mesh.ObjectRef]*unstructured.Unstructured // the initial listing, until live
+	watches     map[mesh.GroupKind]*kindWatch
+	handed      map[mesh.GroupKind]map[nsName]struct{} // what the handler holds, per kind
+	crdsReady   bool                                   // the CRD informer has listed (or cannot)
+	crds        map[string]crdInfo                     // by CRD name
+	crdOfKind   map[mesh.GroupKind]string
+	subscribers map[mesh.ObjectRef]mesh.GroupKind // Trigger/Subscription → its subscriber's kind
+	wanted      map[mesh.GroupKind]int            // subscriber kind → references
+	unserved    map[mesh.GroupKind]bool           // kinds wanted but not served by the cluster
+}
+
+type nsName struct{ namespace, name string }
+
+// Kinds the mesh always needs.
+var (
+	gkCRD          = mesh.GroupKind{Group: mesh.GroupCRD, Kind: mesh.KindCRDObject}
+	gkBroker       = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject}
+	gkTrigger      = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindTriggerObject}
+	gkEventType    = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject}
+	gkSubscription = mesh.GroupKind{Group: mesh.GroupMessaging, Kind: mesh.KindSubscriptionObject}
+	baseKinds      = []mesh.GroupKind{gkBroker, gkTrigger, gkEventType, gkSubscription}
+	crdResource    = schema.GroupVersionResource{Group: mesh.GroupCRD, Version: "v1", Resource: "customresourcedefinitions"}
+)
+
+var _ source.Source = (*Source)(nil)
+
+// New returns a source for the cluster cfg points at. It checks the options but does not
+// contact the API server.
+func New(cfg *rest.Config, opts Options) (*Source, error) {
+	if _, err := labels.Parse(opts.LabelSelector); err != nil {
+		return nil, fmt.Errorf("label selector %q: %w", opts.LabelSelector, err)
+	}
+	for _, ns := range opts.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q: %s", ns, errs[0])
+		}
+	}
+	namespaces := slices.Compact(slices.Sorted(slices.Values(opts.Namespaces)))
+	if len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	degraded := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "broadcaster_source_kind_degraded",
+		Help: "1 while a kind cannot be watched (reason forbidden: RBAC; not_served: the API server does not serve it).",
+	}, []string{"group", "kind", "reason"})
+	if opts.Metrics != nil {
+		if err := opts.Metrics.Register(degraded); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return &Source{
+		dynamic:     dyn,
+		metadata:    meta,
+		mapper:      restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		namespaces:  namespaces,
+		selector:    opts.LabelSelector,
+		log:         log,
+		degraded:    degraded,
+		initial:     map[mesh.ObjectRef]*unstructured.Unstructured{},
+		watches:     map[mesh.GroupKind]*kindWatch{},
+		handed:      map[mesh.GroupKind]map[nsName]struct{}{},
+		crds:        map[string]crdInfo{},
+		crdOfKind:   map[mesh.GroupKind]string{},
+		subscribers: map[mesh.ObjectRef]mesh.GroupKind{},
+		wanted:      map[mesh.GroupKind]int{},
+		unserved:    map[mesh.GroupKind]bool{},
+	}, nil
+}
+
+// HasSynced reports whether the initial listing of every watchable kind has been delivered.
+func (s *Source) HasSynced() bool { return s.synced.Load() }
+
+// Run watches until ctx ends. The initial listing goes to h as one Replace when h is a
+// source.ListHandler; every later change as it happens.
+func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
+	ctx = klog.NewContext(ctx, logr.FromSlogHandler(s.log.Handler()))
+	s.mu.Lock()
+	if s.handler != nil {
+		s.mu.Unlock()
+		return errors.New("kube source: Run called twice")
+	}
+	s.ctx, s.handler = ctx, h
+	s.start(gkCRD, watchSpec{resource: crdResource})
+	s.mu.Unlock()
+
+	defer func() {
+		s.mu.Lock()
+		for gk, w := range s.watches {
+			w.cancel()
+			delete(s.watches, gk)
+		}
+		s.mu.Unlock()
+		s.running.Wait()
+	}()
+	err := wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(context.Context) (bool, error) {
+		return s.goLiveWhenListed(), nil
+	})
+	if err != nil {
+		return ctx.Err()
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// goLiveWhenListed hands the initial listing over once every kind has listed or is degraded.
+func (s *Source) goLiveWhenListed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.crdsReady {
+		if !s.watches[gkCRD].settled() {
+			return false
+		}
+		// Channel, source and Knative kinds are read off the CRDs, so only now is it known
+		// what to watch and at which version.
+		s.crdsReady = true
+		s.reconcile()
+		return false
+	}
+	for _, w := range s.watches {
+		if !w.settled() {
+			return false
+		}
+	}
+	objs := make([]*unstructured.Unstructured, 0, len(s.initial))
+	for _, u := range s.initial {
+		objs = append(objs, u)
+	}
+	s.initial, s.live = nil, true
+	if lh, ok := s.handler.(source.ListHandler); ok {
+		lh.Replace(objs)
+	} else {
+		for _, u := range objs {
+			s.handler.OnAdd(u, true)
+		}
+	}
+	s.synced.Store(true)
+	s.log.Info("cluster listed", "objects", len(objs), "kinds", len(s.watches))
+	return true
+}
+
+// deliver is every informer's handler. Events of a watch that has been stopped or replaced
+// are dropped: its successor (or the stop itself) accounts for its objects.
+func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		s.log.Error("kube source: object of unexpected type ignored", "kind", w.gk, "type", fmt.Sprintf("%T", obj))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watches[w.gk] != w {
+		return
+	}
+	s.hand(w.gk, u, deleted)
+	switch w.gk {
+	case gkCRD:
+		s.noteCRD(u, deleted)
+	case gkTrigger, gkSubscription:
+		s.noteConsumer(u, deleted)
+	}
+}
+
+// hand passes one object change on and records what the handler holds.
+func (s *Source) hand(gk mesh.GroupKind, u *unstructured.Unstructured, deleted bool) {
+	key := nsName{u.GetNamespace(), u.GetName()}
+	held := s.handed[gk]
+	if deleted {
+		if _, ok := held[key]; !ok {
+			return // never handed over (or already deleted): nothing to undo
+		}
+		delete(held, key)
+	} else {
+		if held == nil {
+			held = map[nsName]struct{}{}
+			s.handed[gk] = held
+		}
+		held[key] = struct{}{}
+	}
+	if !s.live {
+		if deleted {
+			delete(s.initial, mesh.RefOf(u))
+		} else {
+			s.initial[mesh.RefOf(u)] = u
+		}
+		return
+	}
+	switch {
+	case deleted:
+		s.handler.OnDelete(u)
+	default:
+		s.handler.OnUpdate(u, u) // the mesh treats adds and updates alike
+	}
+}
+
+// forget deletes every object of gk the handler holds that keep lacks (nil: all of them).
+func (s *Source) forget(gk mesh.GroupKind, apiVersion string, keep map[nsName]struct{}) {
+	for key := range s.handed[gk] {
+		if _, ok := keep[key]; ok {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(apiVersion)
+		u.SetKind(gk.Kind)
+		u.SetNamespace(key.namespace)
+		u.SetName(key.name)
+		s.hand(gk, u, true)
+	}
+}
+
+// noteConsumer counts the subscriber kinds Triggers and Subscriptions reference.
+func (s *Source) noteConsumer(u *unstructured.Unstructured, deleted bool) {
+	ref := mesh.RefOf(u)
+	old, had := s.subscribers[ref]
+	var now mesh.GroupKind
+	has := false
+	if !deleted {
+		if sub, ok := mesh.SubscriberOf(u); ok {
+			now, has = mesh.GroupKind{Group: sub.Group, Kind: sub.Kind}, true
+		}
+	}
+	if had == has && old == now {
+		return
+	}
+	changed := false
+	if had {
+		delete(s.subscribers, ref)
+		if s.wanted[old]--; s.wanted[old] == 0 {
+			delete(s.wanted, old)
+			changed = true
+		}
+	}
+	if has {
+		s.subscribers[ref] = now
+		if s.wanted[now]++; s.wanted[now] == 1 {
+			changed = true
+		}
+	}
+	if changed && s.crdsReady {
+		s.reconcile()
+	}
+}
+
+// noteCRD keeps what each CRD says about its kind, and rewatches when that changes.
+func (s *Source) noteCRD(u *unstructured.Unstructured, deleted bool) {
+	name := u.GetName()
+	old, had := s.crds[name]
+	var now crdInfo
+	if !deleted {
+		now = parseCRD(u)
+	}
+	if had && !deleted && old == now {
+		return // a status or unrelated change
+	}
+	if had {
+		delete(s.crds, name)
+		if s.crdOfKind[old.gk] == name {
+			delete(s.crdOfKind, old.gk)
+		}
+	}
+	if !deleted && now.gk.Kind != "" {
+		s.crds[name] = now
+		s.crdOfKind[now.gk] = name
+	}
+	if len(s.unserved) > 0 {
+		s.mapper.Reset() // a kind wanted but missing may be served now
+	}
+	if s.crdsReady {
+		s.reconcile()
+	}
+}
+
+// reconcile starts, swaps and stops informers so exactly the wanted kinds are watched, each
+// the way it is wanted.
+func (s *Source) reconcile() {
+	want := map[mesh.GroupKind]watchSpec{gkCRD: s.watches[gkCRD].spec}
+	unserved := map[mesh.GroupKind]bool{}
+	for _, gk := range baseKinds {
+		if spec, ok := s.resolve(gk, false); ok {
+			want[gk] = spec
+		} else {
+			unserved[gk] = true
+		}
+	}
+	for _, c := range s.crds {
+		if (c.channel || c.source) && c.namespaced {
+			if _, base := want[c.gk]; !base {
+				want[c.gk] = watchSpec{resource: c.resource, namespaced: true, selector: s.selector}
+			}
+		}
+	}
+	for gk := range s.wanted {
+		if _, full := want[gk]; full || slices.Contains(baseKinds, gk) {
+			continue
+		}
+		if spec, ok := s.resolve(gk, true); ok {
+			want[gk] = spec
+		} else {
+			unserved[gk] = true
+		}
+	}
+	for gk, w := range s.watches {
+		if _, ok := want[gk]; !ok {
+			s.stop(gk, w)
+		}
+	}
+	for gk, spec := range want {
+		if w, ok := s.watches[gk]; !ok || w.spec != spec {
+			s.start(gk, spec)
+		}
+	}
+	for gk := range s.unserved {
+		if !unserved[gk] {
+			s.degraded.DeleteLabelValues(gk.Group, gk.Kind, reasonNotServed)
+		}
+	}
+	for gk := range unserved {
+		if !s.unserved[gk] {
+			s.log.Warn("kind not served by the API server; the mesh lacks it until it is", "kind", kindName(gk))
+			s.degraded.WithLabelValues(gk.Group, gk.Kind, reasonNotServed).Set(1)
+		}
+	}
+	s.unserved = unserved
+}
+
+// resolve finds how to watch gk: from its CRD when there is one (no discovery lag), else
+// through discovery. Subscribers are watched metadata-only, and only labelled ones.
+func (s *Source) resolve(gk mesh.GroupKind, subscriber bool) (watchSpec, bool) {
+	spec := watchSpec{selector: s.selector}
+	if subscriber {
+		spec = watchSpec{metadataOnly: true, selector: mesh.LabelBackstageID}
+	}
+	if name, ok := s.crdOfKind[gk]; ok {
+		c := s.crds[name]
+		spec.resource, spec.namespaced = c.resource, c.namespaced
+		return spec, c.namespaced // cluster-scoped objects never join the mesh
+	}
+	mappings, err := s.mapper.RESTMappings(schema.GroupKind{Group: gk.Group, Kind: gk.Kind})
+	if err != nil || len(mappings) == 0 {
+		return watchSpec{}, false
+	}
+	best := mappings[0]
+	for _, m := range mappings[1:] {
+		if version.CompareKubeAwareVersionStrings(m.Resource.Version, best.Resource.Version) > 0 {
+			best = m
+		}
+	}
+	spec.resource = best.Resource
+	spec.namespaced = best.Scope.Name() == apimeta.RESTScopeNameNamespace
+	return spec, spec.namespaced
+}
+
+// start watches gk as spec says, replacing any current watch of gk. Once the new watch has
+// listed, objects its predecessor handed over that it lacks are deleted.
+func (s *Source) start(gk mesh.GroupKind, spec watchSpec) {
+	if old, ok := s.watches[gk]; ok {
+		old.cancel()
+		s.clearDegraded(old)
+	}
+	w := s.newWatch(gk, spec)
+	s.watches[gk] = w
+	if len(s.handed[gk]) == 0 {
+		return
+	}
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		if !cache.WaitForCacheSync(w.ctx.Done(), w.synced) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.watches[gk] == w {
+			s.forget(gk, spec.resource.GroupVersion().String(), w.keys())
+		}
+	}()
+}
+
+// stop ends the watch of gk and deletes everything it handed over.
+func (s *Source) stop(gk mesh.GroupKind, w *kindWatch) {
+	w.cancel()
+	s.clearDegraded(w)
+	delete(s.watches, gk)
+	s.forget(gk, w.spec.resource.GroupVersion().String(), nil)
+}
+
+func (s *Source) clearDegraded(w *kindWatch) {
+	s.degraded.DeletePartialMatch(prometheus.Labels{"group": w.gk.Group, "kind": w.gk.Kind, "reason": reasonForbidden})
+}
+
+func kindName(gk mesh.GroupKind) string {
+	if gk.Group == "" {
+		return gk.Kind
+	}
+	return gk.Kind + "." + gk.Group
+}

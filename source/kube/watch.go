@@ -1,0 +1,253 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// watchSpec is how one kind is watched; a kind whose spec changes is rewatched.
+type watchSpec struct {
+	resource     schema.GroupVersionResource
+	namespaced   bool
+	metadataOnly bool
+	selector     string
+}
+
+// Why a kind cannot be watched (the reason label of broadcaster_source_kind_degraded).
+const (
+	reasonForbidden = "forbidden"
+	reasonNotServed = "not_served"
+)
+
+// kindWatch is the informers of one kind: one per namespace in scope, or one for all.
+type kindWatch struct {
+	gk     mesh.GroupKind
+	spec   watchSpec
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	informers []cache.SharedIndexInformer
+	regs      []cache.ResourceEventHandlerRegistration
+
+	forbidden atomic.Bool // the last list or watch was refused by RBAC
+	failing   atomic.Bool // the last list or watch failed for another reason
+}
+
+func (s *Source) newWatch(gk mesh.GroupKind, spec watchSpec) *kindWatch {
+	ctx, cancel := context.WithCancel(s.ctx)
+	w := &kindWatch{gk: gk, spec: spec, ctx: ctx, cancel: cancel}
+	namespaces := s.namespaces
+	if !spec.namespaced {
+		namespaces = []string{""}
+	}
+	var example runtime.Object = &unstructured.Unstructured{}
+	if spec.metadataOnly {
+		example = &metav1.PartialObjectMetadata{}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.deliver(w, obj, false) },
+		UpdateFunc: func(_, obj any) { s.deliver(w, obj, false) },
+		DeleteFunc: func(obj any) { s.deliver(w, obj, true) },
+	}
+	for _, ns := range namespaces {
+		inf := cache.NewSharedIndexInformerWithOptions(s.listWatch(w, ns), example, cache.SharedIndexInformerOptions{})
+		_ = inf.SetTransform(w.transform) // fails only once started
+		_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {
+			// Classified where list and watch are called (listWatch); expiry and closed
+			// streams are routine and the reflector recovers from them.
+		})
+		reg, _ := inf.AddEventHandler(handler) // fails only once stopped
+		w.informers = append(w.informers, inf)
+		w.regs = append(w.regs, reg)
+		s.running.Add(1)
+		go func() {
+			defer s.running.Done()
+			inf.RunWithContext(ctx)
+		}()
+	}
+	return w
+}
+
+// synced reports whether every informer's initial listing reached the handler.
+func (w *kindWatch) synced() bool {
+	for _, r := range w.regs {
+		if !r.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// settled reports whether the watch no longer holds up the initial listing: it has listed,
+// or it is refused and degrades on its own.
+func (w *kindWatch) settled() bool { return w.synced() || w.forbidden.Load() }
+
+// keys lists the objects the informers hold now.
+func (w *kindWatch) keys() map[nsName]struct{} {
+	out := map[nsName]struct{}{}
+	for _, inf := range w.informers {
+		for _, obj := range inf.GetStore().List() {
+			if m, ok := obj.(metav1.Object); ok {
+				out[nsName{m.GetNamespace(), m.GetName()}] = struct{}{}
+			}
+		}
+	}
+	return out
+}
+
+// listWatch lists and watches one namespace (or all), noting refusals as they happen.
+func (s *Source) listWatch(w *kindWatch, ns string) *cache.ListWatch {
+	tweak := func(o metav1.ListOptions) metav1.ListOptions {
+		o.LabelSelector = w.spec.selector
+		return o
+	}
+	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		if w.spec.metadataOnly {
+			return s.metadata.Resource(w.spec.resource).Namespace(ns).List(ctx, tweak(o))
+		}
+		return s.dynamic.Resource(w.spec.resource).Namespace(ns).List(ctx, tweak(o))
+	}
+	watchFn := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		if w.spec.metadataOnly {
+			return s.metadata.Resource(w.spec.resource).Namespace(ns).Watch(ctx, tweak(o))
+		}
+		return s.dynamic.Resource(w.spec.resource).Namespace(ns).Watch(ctx, tweak(o))
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := list(ctx, o)
+			s.observe(w, ns, err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			wi, err := watchFn(ctx, o)
+			s.observe(w, ns, err)
+			return wi, err
+		},
+	}
+}
+
+// observe logs and counts the transitions of a watch between working, refused and failing.
+func (s *Source) observe(w *kindWatch, ns string, err error) {
+	if w.ctx.Err() != nil {
+		return // stopped: its errors are expected and no longer matter
+	}
+	attrs := []any{"kind", kindName(w.gk), "resource", w.spec.resource.String()}
+	if ns != "" {
+		attrs = append(attrs, "namespace", ns)
+	}
+	switch {
+	case err == nil:
+		if w.forbidden.Swap(false) {
+			s.degraded.DeleteLabelValues(w.gk.Group, w.gk.Kind, reasonForbidden)
+			s.log.Info("kind recovered: permission granted", attrs...)
+		}
+		if w.failing.Swap(false) {
+			s.log.Info("watch reconnected", attrs...)
+		}
+	case apierrors.IsForbidden(err):
+		if !w.forbidden.Swap(true) {
+			s.degraded.WithLabelValues(w.gk.Group, w.gk.Kind, reasonForbidden).Set(1)
+			s.log.Error("kind degraded: forbidden to list or watch it; the rest of the mesh carries on and this kind recovers once RBAC allows it",
+				append(attrs, "err", err)...)
+		}
+	case errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
+	default:
+		if !w.failing.Swap(true) {
+			s.log.Warn("watch failing; retrying", append(attrs, "err", err)...)
+		}
+	}
+}
+
+// transform trims what the mesh never reads before the informer stores it: managed fields
+// and status everywhere, schemas from CRDs, and metadata objects become unstructured with
+// their kind, so every handler sees one type.
+func (w *kindWatch) transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetAPIVersion(w.spec.resource.GroupVersion().String())
+		u.SetKind(w.gk.Kind)
+		u.SetNamespace(o.Namespace)
+		u.SetName(o.Name)
+		u.SetUID(o.UID)
+		u.SetResourceVersion(o.ResourceVersion)
+		u.SetLabels(o.Labels)
+		return u, nil
+	case *unstructured.Unstructured:
+		unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
+		unstructured.RemoveNestedField(o.Object, "status")
+		if w.gk == gkCRD {
+			trimCRD(o)
+		}
+		return o, nil
+	}
+	return obj, nil // tombstones and anything else pass through
+}
+
+// trimCRD keeps group, names, scope and each version's name and serving flags: the schemas
+// are most of a CRD's size and the mesh never reads them.
+func trimCRD(u *unstructured.Unstructured) {
+	versions, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+	kept := make([]any, 0, len(versions))
+	for _, v := range versions {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		kept = append(kept, map[string]any{"name": m["name"], "served": m["served"], "storage": m["storage"]})
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	u.Object["spec"] = map[string]any{
+		"group": spec["group"], "names": spec["names"], "scope": spec["scope"], "versions": kept,
+	}
+}
+
+// crdInfo is what a CRD tells the source about its kind.
+type crdInfo struct {
+	gk              mesh.GroupKind
+	resource        schema.GroupVersionResource // at the newest served version
+	namespaced      bool
+	channel, source bool
+}
+
+func parseCRD(u *unstructured.Unstructured) crdInfo {
+	group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+	kind, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
+	plural, _, _ := unstructured.NestedString(u.Object, "spec", "names", "plural")
+	scope, _, _ := unstructured.NestedString(u.Object, "spec", "scope")
+	versions, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+	best := ""
+	for _, v := range versions {
+		m, _ := v.(map[string]any)
+		name, _ := m["name"].(string)
+		if served, _ := m["served"].(bool); served && name != "" &&
+			(best == "" || version.CompareKubeAwareVersionStrings(name, best) > 0) {
+			best = name
+		}
+	}
+	if group == "" || kind == "" || plural == "" || best == "" {
+		return crdInfo{} // not (yet) usable: as if absent
+	}
+	l := u.GetLabels()
+	return crdInfo{
+		gk:         mesh.GroupKind{Group: group, Kind: kind},
+		resource:   schema.GroupVersionResource{Group: group, Version: best, Resource: plural},
+		namespaced: scope == "Namespaced",
+		channel:    l[mesh.LabelSubscribable] == "true",
+		source:     l[mesh.LabelSource] == "true",
+	}
+}
