@@ -3,7 +3,8 @@
 // real Knative Eventing CRDs from the knative.dev/eventing module, for end-to-end tests.
 //
 // The CRDs are installed with conversion strategy None: their conversion webhook does not run
-// here, so each object reads back as it was written, whatever version is asked for.
+// here, so each object reads back as it was written, whatever version is asked for. EventType
+// specs are also kept unpruned (keepEveryShape), so both its v1beta2 and v1beta3 shapes survive.
 package kube
 
 import (
@@ -59,6 +60,27 @@ func binaries(t testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
+// keepEveryShape stops the API server from pruning EventType specs to the storage version's
+// schema. Without the conversion webhook, a v1beta3 EventType (spec.attributes) stored as
+// v1beta2 would lose its attributes, and a v1beta2 one read at v1beta3 keeps spec.type only
+// because nothing prunes on read. With the webhook, a real cluster converts between the two
+// shapes; here each object keeps the shape it was written in, so the tests see both.
+func keepEveryShape(crd *apiextensionsv1.CustomResourceDefinition) {
+	for i := range crd.Spec.Versions {
+		v := &crd.Spec.Versions[i]
+		if v.Schema == nil || v.Schema.OpenAPIV3Schema == nil {
+			continue
+		}
+		spec, ok := v.Schema.OpenAPIV3Schema.Properties["spec"]
+		if !ok {
+			continue
+		}
+		preserve := true
+		spec.XPreserveUnknownFields = &preserve
+		v.Schema.OpenAPIV3Schema.Properties["spec"] = spec
+	}
+}
+
 // knativeCRDs reads the eventing module's core CRDs and the in-memory channel's.
 func knativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "knative.dev/eventing").Output()
@@ -90,6 +112,9 @@ func knativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
 			crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
+			if crd.Name == "eventtypes.eventing.knative.dev" {
+				keepEveryShape(crd)
+			}
 			crds = append(crds, crd)
 		}
 	}

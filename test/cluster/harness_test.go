@@ -1,0 +1,354 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
+	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
+)
+
+// cluster drives a real API server the way users do: through the API, by group and kind.
+type cluster struct {
+	t      testing.TB
+	cfg    *rest.Config
+	client dynamic.Interface
+	mapper apimeta.ResettableRESTMapper
+}
+
+func newCluster(t testing.TB, cfg *rest.Config) *cluster {
+	t.Helper()
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = rest.NoWarnings{} // the tables write deprecated EventType versions on purpose
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{t: t, cfg: cfg, client: client,
+		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))}
+}
+
+// resource maps a kind (at version, when given) to its resource and whether it is namespaced.
+func (c *cluster) resource(gk schema.GroupKind, version ...string) (dynamic.NamespaceableResourceInterface, bool) {
+	c.t.Helper()
+	m, err := c.mapper.RESTMapping(gk, version...)
+	if apimeta.IsNoMatchError(err) {
+		c.mapper.Reset()
+		m, err = c.mapper.RESTMapping(gk, version...)
+	}
+	if err != nil {
+		c.t.Fatalf("no resource for %v: %v", gk, err)
+	}
+	return c.client.Resource(m.Resource), m.Scope.Name() == apimeta.RESTScopeNameNamespace
+}
+
+// ensureNamespace creates ns if needed. (envtest runs no namespace controller, so namespaces
+// are never deleted, only emptied.)
+func (c *cluster) ensureNamespace(ns string) {
+	c.t.Helper()
+	nsRes := c.client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
+	_, err := nsRes.Create(context.Background(), &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		c.t.Fatalf("namespace %s: %v", ns, err)
+	}
+}
+
+// apply creates or replaces obj (server-side apply, one field manager) and returns what the
+// API server stored.
+func (c *cluster) apply(obj map[string]any) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{Object: obj}
+	gvk := u.GroupVersionKind()
+	res, namespaced := c.resource(gvk.GroupKind(), gvk.Version)
+	var ri dynamic.ResourceInterface = res
+	if namespaced {
+		c.ensureNamespace(u.GetNamespace())
+		ri = res.Namespace(u.GetNamespace())
+	}
+	return ri.Apply(context.Background(), u.GetName(), u, metav1.ApplyOptions{FieldManager: "test", Force: true})
+}
+
+// remove deletes the object ref and waits until it is gone (finalizers included).
+func (c *cluster) remove(ref mesh.ObjectRef) (deleted bool) {
+	c.t.Helper()
+	res, namespaced := c.resource(schema.GroupKind{Group: ref.Group, Kind: ref.Kind})
+	var ri dynamic.ResourceInterface = res
+	if namespaced {
+		ri = res.Namespace(ref.Namespace)
+	}
+	ctx := context.Background()
+	err := ri.Delete(ctx, ref.Name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		c.t.Fatalf("deleting %s: %v", ref, err)
+	}
+	eventually(c.t, 30*time.Second, "deletion of "+ref.String(), func() bool {
+		_, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	return true
+}
+
+// running is a kube source feeding a hub, with everything it did recorded.
+type running struct {
+	t      testing.TB
+	hub    *hub.Hub
+	source *kube.Source
+	seen   *seenObjects
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+
+	mu      sync.Mutex
+	changes []mesh.Change
+}
+
+// startSource runs a source with opts until the test ends, and waits for its initial listing.
+func startSource(t testing.TB, cfg *rest.Config, opts kube.Options) *running {
+	t.Helper()
+	r := &running{t: t, seen: newSeenObjects(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Log = log
+	src, err := kube.New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.source = src
+	r.hub = hub.New(mesh.NewEngine("test"), src.HasSynced, log)
+	r.hub.Listen(func(cs []mesh.Change) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.changes = append(r.changes, cs...)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- src.Run(ctx, &recorder{ListHandler: r.hub, seen: r.seen}) }()
+	t.Cleanup(r.stop)
+	eventually(t, 60*time.Second, "the source's initial listing", src.HasSynced)
+	return r
+}
+
+func (r *running) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			r.t.Errorf("source stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		r.t.Error("source did not stop")
+	}
+}
+
+// takeChanges returns the changes so far as "kind op key" lines, and forgets them.
+func (r *running) takeChanges() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.changes))
+	for i, c := range r.changes {
+		out[i] = c.Kind.String() + " " + c.Op.String() + " " + c.Key
+	}
+	r.changes = nil
+	return out
+}
+
+func (r *running) changeCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.changes)
+}
+
+// waitSeen waits until the source has handed over u at (at least) the version the API
+// server returned, so writes of different kinds reach the mesh in the order they were made.
+func (r *running) waitSeen(u *unstructured.Unstructured) {
+	r.t.Helper()
+	ref := mesh.RefOf(u)
+	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[mesh.LabelBackstageID] == "" {
+		// Only labelled subscribers are watched: one that loses its label leaves the watch.
+		eventually(r.t, 30*time.Second, "the source to drop unlabelled "+ref.String(), func() bool {
+			return !r.seen.has(ref, "0")
+		})
+		return
+	}
+	eventually(r.t, 30*time.Second, "the source to see "+ref.String()+"@"+u.GetResourceVersion(), func() bool {
+		return r.seen.has(ref, u.GetResourceVersion())
+	})
+}
+
+func (r *running) waitGone(ref mesh.ObjectRef) {
+	r.t.Helper()
+	eventually(r.t, 30*time.Second, "the source to see "+ref.String()+" deleted", func() bool {
+		return r.seen.deleted(ref)
+	})
+}
+
+// settle waits until at least want changes arrived and then no more for a while, so a test
+// can assert the exact list.
+func (r *running) settle(want int) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.changeCount() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for last := -1; last != r.changeCount(); {
+		last = r.changeCount()
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// subscriberOnly are the kinds the tests use only as subscribers.
+var subscriberOnly = map[schema.GroupKind]bool{{Kind: "Service"}: true, {Group: "serving.knative.dev", Kind: "Service"}: true}
+
+// recorder passes everything to the hub and notes which object versions it saw.
+type recorder struct {
+	source.ListHandler
+	seen *seenObjects
+}
+
+func (rc *recorder) OnAdd(obj any, initial bool) {
+	rc.seen.note(obj, false)
+	rc.ListHandler.OnAdd(obj, initial)
+}
+
+func (rc *recorder) OnUpdate(old, obj any) {
+	rc.seen.note(obj, false)
+	rc.ListHandler.OnUpdate(old, obj)
+}
+
+func (rc *recorder) OnDelete(obj any) {
+	rc.seen.note(obj, true)
+	rc.ListHandler.OnDelete(obj)
+}
+
+func (rc *recorder) Replace(objs []*unstructured.Unstructured) {
+	for _, u := range objs {
+		rc.seen.note(u, false)
+	}
+	rc.ListHandler.Replace(objs)
+}
+
+// seenObjects is the latest resourceVersion (or deletion) the source handed over per object.
+type seenObjects struct {
+	mu   sync.Mutex
+	objs map[mesh.ObjectRef]string // "" once deleted
+}
+
+func newSeenObjects() *seenObjects { return &seenObjects{objs: map[mesh.ObjectRef]string{}} }
+
+func (s *seenObjects) note(obj any, deleted bool) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref := mesh.RefOf(u)
+	if deleted {
+		s.objs[ref] = ""
+	} else {
+		s.objs[ref] = u.GetResourceVersion()
+	}
+}
+
+// has reports whether rv (or a later version) of ref was handed over. Resource versions are
+// opaque, but etcd's are integers, which this test's API server uses.
+func (s *seenObjects) has(ref mesh.ObjectRef, rv string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got, ok := s.objs[ref]
+	return ok && got != "" && (len(got) > len(rv) || len(got) == len(rv) && got >= rv)
+}
+
+func (s *seenObjects) deleted(ref mesh.ObjectRef) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got, ok := s.objs[ref]
+	return ok && got == ""
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func keysOf[V any](m map[string]V) []string {
+	return slices.Sorted(func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+}
+
+// installServingService installs testdata/serving-service-crd.yaml and waits until it serves.
+func installServingService(c *cluster) {
+	c.t.Helper()
+	raw, err := os.ReadFile("testdata/serving-service-crd.yaml")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	crd := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &crd.Object); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.client.Resource(crdGVR).Create(context.Background(), crd, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitServed(crd)
+}
