@@ -110,6 +110,26 @@ func (e *Engine) Epoch() string { return e.epoch }
 // Sequence is the number of the last change emitted (0 before any).
 func (e *Engine) Sequence() uint64 { return e.seq }
 
+// Restart opens a new epoch without changing the mesh: it returns every entity as an added
+// change numbered from 1, in EventMesh order, so a consumer that only listens to the stream
+// gets the whole state again (design.md §2). A broadcaster that starts publishing mid-life,
+// such as a newly elected leader, restarts first.
+func (e *Engine) Restart(epoch string) []Change {
+	e.epoch, e.seq = epoch, 0
+	tree := btree.NewG(32, recordLess)
+	changes := make([]Change, 0, e.tree.Len())
+	e.tree.Ascend(func(r *record) bool {
+		e.seq++
+		rec := &record{id: r.id, key: r.key, json: r.json, seq: e.seq, op: OpAdded}
+		e.entities[r.id] = rec
+		tree.ReplaceOrInsert(rec)
+		changes = append(changes, Change{Epoch: epoch, Sequence: e.seq, Kind: r.id.kind, Op: OpAdded, Key: r.key, Entity: r.json})
+		return true
+	})
+	e.tree = tree // snapshots taken before keep the old tree: records are never mutated
+	return changes
+}
+
 var (
 	gkBroker       = GroupKind{GroupEventing, KindBrokerObject}
 	gkTrigger      = GroupKind{GroupEventing, KindTriggerObject}

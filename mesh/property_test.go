@@ -15,7 +15,8 @@ import (
 // every step checks that:
 //   - the snapshot equals the oracle's from-scratch build of the same objects;
 //   - replaying the emitted changes onto an empty replica reproduces the snapshot;
-//   - sequence numbers are consecutive and every op is valid for the replica's state.
+//   - sequence numbers are consecutive and every op is valid for the replica's state;
+//   - after an epoch restart, a replica started empty from the restart's changes alone is whole.
 func TestIncrementalEqualsRebuild(t *testing.T) {
 	t.Parallel()
 	const seeds, steps = 24, 500 // 12,000 steps in all
@@ -34,11 +35,12 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	replica := map[string]json.RawMessage{} // "kind key" → JSON
 	last := map[string]Change{}             // "kind key" → its latest change
 	var lastSeq uint64
+	epoch := "prop"
 
 	apply := func(step int, desc string, changes []Change) {
 		for _, c := range changes {
-			if c.Sequence != lastSeq+1 || c.Epoch != "prop" {
-				t.Fatalf("step %d (%s): change %v: sequence %d in epoch %q, want %d in prop", step, desc, c, c.Sequence, c.Epoch, lastSeq+1)
+			if c.Sequence != lastSeq+1 || c.Epoch != epoch {
+				t.Fatalf("step %d (%s): change %v: sequence %d in epoch %q, want %d in %s", step, desc, c, c.Sequence, c.Epoch, lastSeq+1, epoch)
 			}
 			lastSeq = c.Sequence
 			k := c.Kind.String() + " " + c.Key
@@ -60,7 +62,15 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	for step := range steps {
 		var desc string
 		switch r := g.rnd.IntN(100); {
-		case r < 2 && len(objects) > 0:
+		case r < 1:
+			// A new epoch: a consumer starts over from the stream alone.
+			epoch = fmt.Sprintf("prop-%d", step)
+			clear(replica)
+			clear(last)
+			lastSeq = 0
+			desc = "restart"
+			apply(step, desc, engine.Restart(epoch))
+		case r < 3 && len(objects) > 0:
 			// A relist that lost some objects: Replace must delete them.
 			var keep []*unstructured.Unstructured
 			for ref, u := range objects {
@@ -101,7 +111,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			wj, _ := json.MarshalIndent(want, "", " ")
 			t.Fatalf("step %d (%s): incremental mesh differs from rebuild\n--- incremental\n%s\n--- rebuild\n%s", step, desc, gj, wj)
 		}
-		if snap.Sequence != lastSeq {
+		if snap.Sequence != lastSeq || snap.Epoch != epoch {
 			t.Fatalf("step %d: snapshot sequence %d, last change %d", step, snap.Sequence, lastSeq)
 		}
 		if snap.Len() != len(replica) {

@@ -3,6 +3,7 @@ package hub
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,7 +22,8 @@ type Hub struct {
 
 	mu        sync.Mutex
 	engine    *mesh.Engine
-	listeners []Listener
+	listeners []listening
+	lastID    int
 	synced    func() bool
 }
 
@@ -36,11 +38,40 @@ func New(engine *mesh.Engine, synced func() bool, log *slog.Logger) *Hub {
 	return &Hub{engine: engine, synced: synced, log: log}
 }
 
+type listening struct {
+	id int
+	fn Listener
+}
+
 // Listen adds a listener for every later batch of changes.
 func (h *Hub) Listen(l Listener) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.listeners = append(h.listeners, l)
+	h.add(l)
+}
+
+func (h *Hub) add(l Listener) int {
+	h.lastID++
+	h.listeners = append(h.listeners, listening{h.lastID, l})
+	return h.lastID
+}
+
+// Restart opens a new epoch (mesh.Engine.Restart) and emits the whole mesh as its first
+// changes. Listeners given here are added first, under the same lock, so they receive that
+// whole batch and every later one; remove takes them off again.
+func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := map[int]bool{}
+	for _, l := range listeners {
+		ids[h.add(l)] = true
+	}
+	h.emit(h.engine.Restart(epoch))
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.listeners = slices.DeleteFunc(h.listeners, func(l listening) bool { return ids[l.id] })
+	}
 }
 
 // Ready reports whether the mesh is complete (the source's initial listing is applied).
@@ -109,7 +140,7 @@ func (h *Hub) emit(changes []mesh.Change) {
 		return
 	}
 	for _, l := range h.listeners {
-		l(changes)
+		l.fn(changes)
 	}
 }
 

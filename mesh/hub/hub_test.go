@@ -91,3 +91,38 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 		t.Fatalf("batches\n got %q\nwant %q", batches, want)
 	}
 }
+
+// A restart re-emits the whole mesh in a new epoch to the listeners added with it, and
+// removing them stops their deliveries while the others go on.
+func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
+	t.Parallel()
+	h := New(mesh.NewEngine("e1"), func() bool { return true }, nil)
+	var always, leader []string
+	record := func(into *[]string) Listener {
+		return func(cs []mesh.Change) {
+			for _, c := range cs {
+				*into = append(*into, c.Epoch+" "+c.String())
+			}
+		}
+	}
+	h.Listen(record(&always))
+	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+	remove := h.Restart("e2", record(&leader))
+	h.OnAdd(broker("c", nil), false)
+	remove()
+	h.OnAdd(broker("d", nil), false)
+	wantLeader := []string{
+		"e2 #1 broker added eventing.knative.dev/Broker/ns/a",
+		"e2 #2 broker added eventing.knative.dev/Broker/ns/b",
+		"e2 #3 broker added eventing.knative.dev/Broker/ns/c",
+	}
+	if !reflect.DeepEqual(leader, wantLeader) {
+		t.Errorf("restart listener got\n%q\nwant\n%q", leader, wantLeader)
+	}
+	if len(always) != 2+3+1 || always[len(always)-1] != "e2 #4 broker added eventing.knative.dev/Broker/ns/d" {
+		t.Errorf("permanent listener got %q", always)
+	}
+	if s := h.Snapshot(); s.Epoch != "e2" || s.Sequence != 4 || s.Len() != 4 {
+		t.Errorf("snapshot %s #%d with %d entities, want e2 #4 with 4", s.Epoch, s.Sequence, s.Len())
+	}
+}

@@ -11,9 +11,8 @@ import (
 // Log keeps the most recent changes of one epoch, so a consumer that missed a few can catch up
 // (GET /v1/deltas) instead of taking a whole snapshot. It is bounded: the oldest changes go.
 type Log struct {
-	epoch string
-
 	mu     sync.RWMutex
+	epoch  string
 	ring   []mesh.Change
 	oldest int    // index in ring of the oldest change
 	size   int    // changes held
@@ -38,11 +37,16 @@ func NewLog(epoch string, capacity int) (*Log, error) {
 	return &Log{epoch: epoch, ring: make([]mesh.Change, capacity)}, nil
 }
 
-// Append adds a batch of changes; it is a mesh/hub Listener and does not block.
+// Append adds a batch of changes; it is a mesh/hub Listener and does not block. A change of
+// another epoch (the hub restarted its numbering) empties the log and switches to that epoch.
 func (l *Log) Append(changes []mesh.Change) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range changes {
+		if c.Epoch != l.epoch {
+			l.epoch, l.oldest, l.size, l.last = c.Epoch, 0, 0, 0
+			clear(l.ring)
+		}
 		c.Previous = nil // consumers get new states only; don't keep old ones alive
 		i := (l.oldest + l.size) % len(l.ring)
 		if l.size == len(l.ring) {
@@ -82,4 +86,8 @@ func (l *Log) Since(epoch string, after uint64) ([]mesh.Change, uint64, error) {
 }
 
 // Epoch is the epoch the log holds.
-func (l *Log) Epoch() string { return l.epoch }
+func (l *Log) Epoch() string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.epoch
+}

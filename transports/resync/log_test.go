@@ -67,3 +67,25 @@ func TestLogSince(t *testing.T) {
 		t.Error("size 0 accepted")
 	}
 }
+
+// A change of a new epoch (the hub restarted) empties the log and serves the new epoch only.
+func TestLogFollowsANewEpoch(t *testing.T) {
+	t.Parallel()
+	l, err := NewLog("ep", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(changes(1, 4))
+	next := changes(1, 2)
+	for i := range next {
+		next[i].Epoch = "ep2"
+	}
+	l.Append(next)
+	if _, _, err := l.Since("ep", 4); !errors.Is(err, ErrOtherEpoch) {
+		t.Errorf("old epoch: err %v, want ErrOtherEpoch", err)
+	}
+	got, last, err := l.Since("ep2", 0)
+	if err != nil || len(got) != 2 || last != 2 || got[0].Epoch != "ep2" || l.Epoch() != "ep2" {
+		t.Errorf("new epoch: %v last %d err %v epoch %s", got, last, err, l.Epoch())
+	}
+}
