@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,8 +14,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 )
 
@@ -22,6 +29,22 @@ import (
 type Config struct {
 	// Manifests is the directory of manifests to watch.
 	Manifests string `json:"manifests,omitempty"`
+	// Kubeconfig is a kubeconfig file of the cluster to watch (default $KUBECONFIG; in a pod,
+	// the in-cluster config).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Namespaces restricts the cluster source to these namespaces (default all).
+	Namespaces []string `json:"namespaces,omitempty"`
+	// LabelSelector restricts the cluster source's Knative objects.
+	LabelSelector string `json:"labelSelector,omitempty"`
+	// LeaderElect makes replicas elect one publisher through a Lease; all serve snapshots.
+	LeaderElect bool `json:"leaderElect,omitempty"`
+	// LeaderElectionNamespace holds the Lease (default $POD_NAMESPACE, else the pod's service
+	// account namespace, else default).
+	LeaderElectionNamespace string `json:"leaderElectionNamespace,omitempty"`
+	// LeaseDuration, RenewDeadline and RetryPeriod tune the election (client-go's meanings).
+	LeaseDuration Duration `json:"leaseDuration,omitempty"`
+	RenewDeadline Duration `json:"renewDeadline,omitempty"`
+	RetryPeriod   Duration `json:"retryPeriod,omitempty"`
 	// Listen is the address of the resync endpoints.
 	Listen string `json:"listen,omitempty"`
 	// TokensFile holds static bearer tokens, one per line; none means the endpoints are open.
@@ -56,12 +79,28 @@ type Config struct {
 
 	// Tokens are read from TokensFile by Load.
 	Tokens []string `json:"-"`
+	// InCluster is set by Load when the cluster is the one the process runs in.
+	InCluster bool `json:"-"`
 	// CAPEM is read from CAFile by Load.
 	CAPEM []byte `json:"-"`
 }
 
 // DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
 const DefaultListen = "127.0.0.1:8080"
+
+// DefaultClusterListen is every interface: cluster mode always checks callers' tokens.
+const DefaultClusterListen = ":8080"
+
+// Leader election defaults (client-go's recommended values).
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+	DefaultLeaseName     = "event-mesh-broadcaster"
+)
+
+// serviceAccountNamespace is where a pod finds its own namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 const defaultEventSource = "/event-mesh-broadcaster"
 
@@ -85,6 +124,21 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		flags   Config
 	)
 	fs.StringVar(&flags.Manifests, "manifests", "", "watch this `dir`ectory of YAML/JSON manifests")
+	fs.StringVar(&flags.Kubeconfig, "kubeconfig", "", "watch the cluster of this kubeconfig `file` (default $KUBECONFIG, or in-cluster)")
+	fs.Func("namespaces", "watch only these comma-separated `namespaces` (cluster mode; default all)", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				flags.Namespaces = append(flags.Namespaces, ns)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&flags.LabelSelector, "label-selector", "", "watch only Knative objects matching this label `selector` (cluster mode)")
+	fs.BoolVar(&flags.LeaderElect, "leader-elect", false, "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots")
+	fs.StringVar(&flags.LeaderElectionNamespace, "leader-election-namespace", "", "`namespace` of the leader-election Lease (default $POD_NAMESPACE)")
+	fs.Var(&flags.LeaseDuration, "lease-duration", "leader election: how long a lease holds without renewal (default 15s)")
+	fs.Var(&flags.RenewDeadline, "renew-deadline", "leader election: how long the leader keeps trying to renew (default 10s)")
+	fs.Var(&flags.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew (default 2s)")
 	fs.StringVar(&flags.Listen, "listen", "", "serve the resync endpoints on `addr`ess (default "+DefaultListen+")")
 	fs.StringVar(&flags.TokensFile, "tokens-file", "", "require a bearer token listed in this `file` (one per line)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
@@ -105,7 +159,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	cfg := Config{Listen: DefaultListen, LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
+	cfg := Config{LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
 		NATSSubjectPrefix: "knative.eventmesh",
 		EventSource:       defaultEventSource, QueueSize: DefaultQueueSize, DeltaLogSize: DefaultDeltaLogSize, CEOverrides: getenv("K_CE_OVERRIDES")}
 	if *cfgFile != "" {
@@ -116,6 +170,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		cfg.merge(fromFile)
 	}
 	cfg.merge(flags)
+	if err := cfg.chooseSource(getenv); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
 	}
@@ -129,12 +186,25 @@ func (c *Config) merge(o Config) {
 		{&c.MQTT, &o.MQTT}, {&c.MQTTTopicPrefix, &o.MQTTTopicPrefix},
 		{&c.NATS, &o.NATS}, {&c.NATSSubjectPrefix, &o.NATSSubjectPrefix},
 		{&c.CAFile, &o.CAFile}, {&c.NATSCreds, &o.NATSCreds},
+		{&c.Kubeconfig, &o.Kubeconfig}, {&c.LabelSelector, &o.LabelSelector},
+		{&c.LeaderElectionNamespace, &o.LeaderElectionNamespace},
 	} {
 		if *f.src != "" {
 			*f.dst = *f.src
 		}
 	}
 	c.NATSCoreOnly = c.NATSCoreOnly || o.NATSCoreOnly
+	c.LeaderElect = c.LeaderElect || o.LeaderElect
+	if o.Namespaces != nil {
+		c.Namespaces = o.Namespaces
+	}
+	for _, d := range []struct{ dst, src *Duration }{
+		{&c.LeaseDuration, &o.LeaseDuration}, {&c.RenewDeadline, &o.RenewDeadline}, {&c.RetryPeriod, &o.RetryPeriod},
+	} {
+		if *d.src != 0 {
+			*d.dst = *d.src
+		}
+	}
 	if o.QueueSize != 0 {
 		c.QueueSize = o.QueueSize
 	}
@@ -155,14 +225,110 @@ func readFile(path string) (Config, error) {
 	return c, nil
 }
 
-func (c *Config) validate() error {
-	if c.Manifests == "" {
-		return fmt.Errorf("%w: no source: pass --manifests DIR (or manifests: in the config file)", ErrUsage)
+// chooseSource settles manifests or cluster mode and the defaults that depend on it.
+func (c *Config) chooseSource(getenv func(string) string) error {
+	if c.Manifests != "" && c.Kubeconfig != "" {
+		return fmt.Errorf("%w: --manifests and --kubeconfig: choose one source", ErrUsage)
 	}
-	if info, err := os.Stat(c.Manifests); err != nil {
-		return fmt.Errorf("%w: --manifests: %w", ErrUsage, err)
-	} else if !info.IsDir() {
-		return fmt.Errorf("%w: --manifests %s: not a directory", ErrUsage, c.Manifests)
+	if c.Manifests == "" && c.Kubeconfig == "" {
+		switch {
+		case getenv("KUBECONFIG") != "":
+			c.Kubeconfig = getenv("KUBECONFIG")
+		case getenv("KUBERNETES_SERVICE_HOST") != "":
+			c.InCluster = true
+		default:
+			return fmt.Errorf("%w: no source: pass --manifests DIR or --kubeconfig FILE (or set $KUBECONFIG, or run in a pod)", ErrUsage)
+		}
+	}
+	cluster := c.Cluster()
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+		if cluster {
+			c.Listen = DefaultClusterListen
+		}
+	}
+	if !cluster {
+		for flag, set := range map[string]bool{
+			"--namespaces": len(c.Namespaces) > 0, "--label-selector": c.LabelSelector != "",
+			"--leader-elect": c.LeaderElect,
+		} {
+			if set {
+				return fmt.Errorf("%w: %s needs cluster mode (--kubeconfig), not --manifests", ErrUsage, flag)
+			}
+		}
+		return nil
+	}
+	if c.TokensFile != "" {
+		return fmt.Errorf("%w: --tokens-file is for manifests mode; in cluster mode callers present Kubernetes tokens", ErrUsage)
+	}
+	if c.LeaderElectionNamespace == "" {
+		c.LeaderElectionNamespace = getenv("POD_NAMESPACE")
+	}
+	if c.LeaderElectionNamespace == "" && c.InCluster {
+		if raw, err := os.ReadFile(serviceAccountNamespace); err == nil {
+			c.LeaderElectionNamespace = strings.TrimSpace(string(raw))
+		}
+	}
+	if c.LeaderElectionNamespace == "" {
+		c.LeaderElectionNamespace = "default"
+	}
+	c.LeaseDuration = cmpOr(c.LeaseDuration, Duration(DefaultLeaseDuration))
+	c.RenewDeadline = cmpOr(c.RenewDeadline, Duration(DefaultRenewDeadline))
+	c.RetryPeriod = cmpOr(c.RetryPeriod, Duration(DefaultRetryPeriod))
+	return nil
+}
+
+func cmpOr(v, def Duration) Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// Cluster reports whether the source is a cluster (not a manifests directory).
+func (c Config) Cluster() bool { return c.Kubeconfig != "" || c.InCluster }
+
+// RESTConfig is the client configuration of the cluster to watch.
+func (c Config) RESTConfig() (*rest.Config, error) {
+	if c.InCluster {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+		return cfg, nil
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(c.Kubeconfig)}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: --kubeconfig %s: %w", ErrUsage, c.Kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+func (c *Config) validate() error {
+	if c.Manifests != "" {
+		if info, err := os.Stat(c.Manifests); err != nil {
+			return fmt.Errorf("%w: --manifests: %w", ErrUsage, err)
+		} else if !info.IsDir() {
+			return fmt.Errorf("%w: --manifests %s: not a directory", ErrUsage, c.Manifests)
+		}
+	}
+	if c.Kubeconfig != "" {
+		if _, err := c.RESTConfig(); err != nil {
+			return err
+		}
+	}
+	if _, err := labels.Parse(c.LabelSelector); err != nil {
+		return fmt.Errorf("%w: --label-selector %q: %w", ErrUsage, c.LabelSelector, err)
+	}
+	for _, ns := range c.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("%w: --namespaces: %q: %s", ErrUsage, ns, errs[0])
+		}
+	}
+	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
+		return fmt.Errorf("%w: leader election wants --lease-duration > --renew-deadline > --retry-period > 0 (have %v, %v, %v)",
+			ErrUsage, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("%w: --listen %q: %w", ErrUsage, c.Listen, err)
@@ -223,6 +389,36 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// Duration is a time.Duration read from text such as "15s" (in flags and the config file).
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses a flag value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("%q: want a positive duration", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalJSON reads "15s" (the config file is YAML, read as JSON).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"15s\": %w", err)
+	}
+	return d.Set(s)
+}
+
+// MarshalJSON writes the text form.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // TLS is the client TLS configuration of the transports: the system's CAs plus CAFile's.
 func (c Config) TLS() *tls.Config {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type loadCase struct {
@@ -83,4 +84,85 @@ func TestLoad(t *testing.T) {
 
 func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// A minimal kubeconfig pointing at a server that need not exist: Load only parses it.
+const testKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+
+func TestLoadClusterMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kc := write("kubeconfig", testKubeconfig)
+	file := write("cfg.yaml", "kubeconfig: "+kc+"\nleaderElect: true\nleaseDuration: 6s\nrenewDeadline: 4s\nretryPeriod: 1s\nnamespaces: [a, b]\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"kubeconfig flag", []string{"--kubeconfig", kc, "--namespaces", "shop, ops", "--label-selector", "team=a"}, nil, func(c Config) bool {
+			return c.Cluster() && !c.InCluster && c.Listen == DefaultClusterListen && strings.Join(c.Namespaces, ",") == "shop,ops" &&
+				c.LabelSelector == "team=a" && !c.LeaderElect
+		}, ""},
+		{"KUBECONFIG", nil, map[string]string{"KUBECONFIG": kc}, func(c Config) bool { return c.Kubeconfig == kc }, ""},
+		{"in cluster", []string{"--leader-elect"}, map[string]string{"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAMESPACE": "knative-eventing"}, func(c Config) bool {
+			return c.InCluster && c.LeaderElect && c.LeaderElectionNamespace == "knative-eventing" &&
+				c.LeaseDuration == Duration(DefaultLeaseDuration) && c.RetryPeriod == Duration(DefaultRetryPeriod)
+		}, ""},
+		{"manifests win over the environment", []string{"--manifests", dir}, map[string]string{"KUBECONFIG": kc}, func(c Config) bool {
+			return !c.Cluster() && c.Listen == DefaultListen
+		}, ""},
+		{"file", []string{"--config", file}, nil, func(c Config) bool {
+			return c.LeaderElect && c.LeaseDuration == Duration(6*time.Second) && c.RetryPeriod == Duration(time.Second) &&
+				strings.Join(c.Namespaces, ",") == "a,b" && c.LeaderElectionNamespace == "default"
+		}, ""},
+		{"flags win over file", []string{"--config", file, "--namespaces", "c", "--lease-duration", "9s"}, nil, func(c Config) bool {
+			return strings.Join(c.Namespaces, ",") == "c" && c.LeaseDuration == Duration(9*time.Second)
+		}, ""},
+		{"both sources", []string{"--manifests", dir, "--kubeconfig", kc}, nil, nil, "choose one source"},
+		{"missing kubeconfig", []string{"--kubeconfig", filepath.Join(dir, "nope")}, nil, nil, "--kubeconfig"},
+		{"broken kubeconfig", []string{"--kubeconfig", write("broken", "clusters: [")}, nil, nil, "--kubeconfig"},
+		{"namespaces need a cluster", []string{"--manifests", dir, "--namespaces", "a"}, nil, nil, "--namespaces needs cluster mode"},
+		{"leader election needs a cluster", []string{"--manifests", dir, "--leader-elect"}, nil, nil, "--leader-elect needs cluster mode"},
+		{"tokens file is for manifests", []string{"--kubeconfig", kc, "--tokens-file", kc}, nil, nil, "--tokens-file is for manifests mode"},
+		{"bad selector", []string{"--kubeconfig", kc, "--label-selector", "a==b==c"}, nil, nil, "--label-selector"},
+		{"bad namespace", []string{"--kubeconfig", kc, "--namespaces", "Shop"}, nil, nil, `--namespaces: "Shop"`},
+		{"lease timings out of order", []string{"--kubeconfig", kc, "--leader-elect", "--renew-deadline", "20s"}, nil, nil, "--lease-duration > --renew-deadline"},
+		{"bad duration", []string{"--kubeconfig", kc, "--retry-period", "soon"}, nil, nil, "retry-period"},
+		{"bad duration in file", []string{"--config", write("bad-d.yaml", "kubeconfig: "+kc+"\nleaseDuration: 5\n")}, nil, nil, "want a duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Load(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrUsage) {
+					t.Fatalf("error %v, want a usage error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(got) {
+				t.Fatalf("got %+v", got)
+			}
+			if _, err := got.RESTConfig(); got.Cluster() && !got.InCluster && err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

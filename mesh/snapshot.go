@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"slices"
 
 	"github.com/google/btree"
 )
@@ -33,9 +34,10 @@ func (s Snapshot) Len() int {
 
 // Entity is one entity of a snapshot.
 type Entity struct {
-	Kind EntityKind
-	Key  string
-	JSON json.RawMessage
+	Kind      EntityKind
+	Key       string
+	Namespace string
+	JSON      json.RawMessage
 	// Sequence and Op are those of the change that produced JSON.
 	Sequence uint64
 	Op       Op
@@ -63,7 +65,7 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 		return
 	}
 	s.tree.Ascend(func(r *record) bool {
-		return fn(Entity{Kind: r.id.kind, Key: r.key, JSON: r.json, Sequence: r.seq, Op: r.op})
+		return fn(Entity{Kind: r.id.kind, Key: r.key, Namespace: r.id.ref.Namespace, JSON: r.json, Sequence: r.seq, Op: r.op})
 	})
 }
 
@@ -71,7 +73,11 @@ var listNames = [...]string{KindBroker: "brokers", KindEventType: "eventTypes", 
 
 // WriteEventMesh writes the snapshot as the EventMesh JSON of GET /v1/getEventMesh, byte for
 // byte what json.Marshal(EventMesh) would produce, without building it in memory.
-func (s Snapshot) WriteEventMesh(w io.Writer) error {
+func (s Snapshot) WriteEventMesh(w io.Writer) error { return s.WriteEventMeshOf(w, nil) }
+
+// WriteEventMeshOf is WriteEventMesh with only the entities in namespaces keep accepts
+// (all when keep is nil).
+func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString("{")
 	open, first := -1, true
@@ -86,6 +92,9 @@ func (s Snapshot) WriteEventMesh(w io.Writer) error {
 		}
 	}
 	s.Each(func(en Entity) bool {
+		if keep != nil && !keep(en.Namespace) {
+			return true
+		}
 		openUpTo(int(en.Kind))
 		if !first {
 			bw.WriteByte(',')
@@ -97,6 +106,21 @@ func (s Snapshot) WriteEventMesh(w io.Writer) error {
 	openUpTo(len(listNames) - 1)
 	bw.WriteString("]}")
 	return bw.Flush()
+}
+
+// Namespaces lists the namespaces that hold entities, sorted.
+func (s Snapshot) Namespaces() []string {
+	seen := map[string]struct{}{}
+	s.Each(func(en Entity) bool {
+		seen[en.Namespace] = struct{}{}
+		return true
+	})
+	out := make([]string, 0, len(seen))
+	for ns := range seen {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // EventMesh decodes the snapshot into the EventMesh value (for tests and small meshes).

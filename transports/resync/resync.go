@@ -3,7 +3,7 @@ package resync
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +36,7 @@ type Mesh interface {
 type Handler struct {
 	mesh    Mesh
 	log     *slog.Logger
-	tokens  [][]byte
+	authz   Authorizer
 	mux     *http.ServeMux
 	deltas  *Log
 	encoder *codec.Encoder
@@ -44,8 +44,16 @@ type Handler struct {
 	watchers  *Watchers
 	heartbeat time.Duration
 
-	rendered atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
-	renderMu sync.Mutex                   // one render per new sequence, however many ask
+	rendered   atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
+	renderMu   sync.Mutex                   // one render per new sequence, however many ask
+	namespaces atomic.Pointer[meshNamespaces]
+}
+
+// meshNamespaces are the namespaces of one snapshot: what per-namespace access is checked on.
+type meshNamespaces struct {
+	epoch string
+	seq   uint64
+	list  []string
 }
 
 // renderedMesh is a snapshot's EventMesh JSON, kept while the sequence does not move, so a
@@ -76,15 +84,32 @@ var ErrInvalidOption = errors.New("invalid option")
 // Option configures a Handler.
 type Option func(*Handler) error
 
-// WithStaticTokens requires callers to present one of tokens as a bearer token.
+// WithStaticTokens requires callers to present one of tokens as a bearer token; each sees
+// the whole mesh.
 func WithStaticTokens(tokens []string) Option {
 	return func(h *Handler) error {
+		var st staticTokens
 		for i, t := range tokens {
 			if strings.TrimSpace(t) == "" {
 				return fmt.Errorf("%w: token %d is empty", ErrInvalidOption, i+1)
 			}
-			h.tokens = append(h.tokens, []byte(t))
+			st = append(st, []byte(t))
 		}
+		if len(st) == 0 {
+			return fmt.Errorf("%w: no tokens", ErrInvalidOption)
+		}
+		return WithAuthorizer(st)(h)
+	}
+}
+
+// WithAuthorizer requires callers to present a bearer token that a accepts, and shows each
+// caller only what a allows.
+func WithAuthorizer(a Authorizer) Option {
+	return func(h *Handler) error {
+		if a == nil {
+			return fmt.Errorf("%w: authorizer is nil", ErrInvalidOption)
+		}
+		h.authz = a
 		return nil
 	}
 }
@@ -142,27 +167,75 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)
-		writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+	if h.authz == nil || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		h.mux.ServeHTTP(w, r)
 		return
 	}
-	h.mux.ServeHTTP(w, r)
+	w.Header().Add("Vary", "Authorization")
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		unauthorized(w)
+		return
+	}
+	if !h.mesh.Ready() {
+		// Per-namespace access is checked against the mesh's namespaces: not known yet.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the mesh is still loading")
+		return
+	}
+	access, err := h.authz.Authorize(r.Context(), token, h.meshNamespaces())
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		unauthorized(w)
+		return
+	case err != nil:
+		h.log.Error("cannot check a caller's token", "err", err, "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "cannot check the token now")
+		return
+	case !access.All && len(access.Namespaces) == 0:
+		writeError(w, http.StatusForbidden, access.Subject+" may not list eventtypes in any namespace of the mesh")
+		return
+	}
+	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access)))
 }
 
-func (h *Handler) authorized(r *http.Request) bool {
-	if len(h.tokens) == 0 {
-		return true
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)
+	writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+}
+
+// accessOf is the caller's access (everything when the endpoints are open).
+func accessOf(r *http.Request) Access {
+	if a, ok := r.Context().Value(accessKey{}).(Access); ok {
+		return a
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
+	return Access{All: true}
+}
+
+type accessKey struct{}
+
+// meshNamespaces lists the current snapshot's namespaces, computed once per sequence.
+func (h *Handler) meshNamespaces() []string {
+	snap := h.mesh.Snapshot()
+	if c := h.namespaces.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+		return c.list
 	}
-	match := 0
-	for _, t := range h.tokens {
-		match |= subtle.ConstantTimeCompare([]byte(token), t)
+	c := &meshNamespaces{epoch: snap.Epoch, seq: snap.Sequence, list: snap.Namespaces()}
+	h.namespaces.Store(c)
+	return c.list
+}
+
+// requireAll answers 403 unless the caller may see every namespace. The delta log and the
+// watch stream number every change of the mesh; a filtered view of them would have gaps a
+// consumer cannot tell from losses.
+func requireAll(w http.ResponseWriter, r *http.Request) bool {
+	a := accessOf(r)
+	if !a.All {
+		writeError(w, http.StatusForbidden, a.Subject+" may list eventtypes in some namespaces only; "+
+			"the delta stream needs it cluster-wide. GET /v1/mesh serves the namespaces allowed")
 	}
-	return match == 1
+	return a.All
 }
 
 func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
@@ -173,7 +246,8 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		snap := h.mesh.Snapshot()
-		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + `"`
+		access := accessOf(r)
+		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + access.tag() + `"`
 		w.Header().Set("ETag", etag)
 		w.Header().Set(HeaderEpoch, snap.Epoch)
 		w.Header().Set(HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
@@ -184,6 +258,9 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		rendered := h.render(snap)
+		if !access.All {
+			rendered = renderOf(snap, access.Namespaces)
+		}
 		w.Header().Add("Vary", "Accept-Encoding")
 		if !withPosition && acceptsGzip(r) {
 			body := rendered.gzipBody()
@@ -217,6 +294,13 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// renderOf renders the part of snap in namespaces, for one caller.
+func renderOf(snap mesh.Snapshot, namespaces map[string]bool) *renderedMesh {
+	var buf bytes.Buffer
+	_ = snap.WriteEventMeshOf(&buf, func(ns string) bool { return namespaces[ns] })
+	return &renderedMesh{epoch: snap.Epoch, seq: snap.Sequence, body: buf.Bytes()}
 }
 
 // render returns the EventMesh JSON of snap, serialising it only if no request did yet.
@@ -254,6 +338,9 @@ func etagMatches(header, etag string) bool {
 
 // catchUp serves GET /v1/deltas?epoch=E&since=N: the events after N as a CloudEvents batch.
 func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
+	if !requireAll(w, r) {
+		return
+	}
 	q := r.URL.Query()
 	epoch, sinceText := q.Get("epoch"), q.Get("since")
 	since, err := strconv.ParseUint(sinceText, 10, 64)

@@ -137,6 +137,9 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
+	if !requireAll(rw, r) {
+		return
+	}
 	if !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
@@ -213,6 +216,9 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			// flush for many events.
 			for more := true; more; {
 				for _, f := range batch {
+					if f.epoch != epoch && f.seq == 1 {
+						epoch, last = f.epoch, 0 // the hub restarted: a new epoch streams in whole
+					}
 					if f.epoch != epoch || f.seq <= last {
 						continue // already in the snapshot or the resumed deltas
 					}
