@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
+	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/kubeauth"
+)
+
+// Cluster-mode access (design.md §4), checked by the real API server: no token → 401, a token
+// the API server does not know → 401, a service account allowed in one namespace sees only
+// that namespace (and not the delta stream, whose numbering spans every namespace), one
+// allowed nowhere → 403, one allowed cluster-wide sees everything.
+func TestAccessThroughTheAPIServer(t *testing.T) {
+	cfg := testkube.Start(t)
+	c := newCluster(t, cfg)
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"team-a", "team-b"} {
+		if _, err := c.apply(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": "default", "namespace": ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startSource(t, cfg, kube.Options{})
+	log, err := resync.NewLog(r.hub.Snapshot().Epoch, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hub.Listen(log.Append)
+	enc, _ := codec.NewEncoder("/test")
+	h, err := resync.New(r.hub, resync.WithAuthorizer(kubeauth.New(client, kubeauth.Options{})), resync.WithDeltaLog(log, enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	listEventTypes := []rbacv1.PolicyRule{{APIGroups: []string{"eventing.knative.dev"}, Resources: []string{"eventtypes"}, Verbs: []string{"list"}}}
+	oneNamespace := serviceAccountToken(t, client, "team-a", "reader")
+	grantRole(t, client, "team-a", "reader", listEventTypes)
+	nowhere := serviceAccountToken(t, client, "team-b", "nobody")
+	everywhere := serviceAccountToken(t, client, "team-b", "auditor")
+	grantClusterRole(t, client, "team-b", "auditor", listEventTypes)
+
+	get := func(path, token string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	namespacesIn := func(body []byte) []string {
+		t.Helper()
+		var m mesh.EventMesh
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		var out []string
+		for _, b := range m.Brokers {
+			out = append(out, b.Namespace)
+		}
+		return out
+	}
+	epoch := r.hub.Snapshot().Epoch
+	tests := []struct {
+		name, path, token string
+		status            int
+		namespaces        []string
+	}{
+		{"no token", "/v1/getEventMesh", "", http.StatusUnauthorized, nil},
+		{"unknown token", "/v1/getEventMesh", "not-a-token", http.StatusUnauthorized, nil},
+		{"one namespace", "/v1/getEventMesh", oneNamespace, http.StatusOK, []string{"team-a"}},
+		{"one namespace, deltas", "/v1/deltas?epoch=" + epoch + "&since=0", oneNamespace, http.StatusForbidden, nil},
+		{"nowhere", "/v1/getEventMesh", nowhere, http.StatusForbidden, nil},
+		{"everywhere", "/v1/getEventMesh", everywhere, http.StatusOK, []string{"team-a", "team-b"}},
+		{"everywhere, deltas", "/v1/deltas?epoch=" + epoch + "&since=0", everywhere, http.StatusOK, nil},
+		{"health needs no token", "/healthz", "", http.StatusOK, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := get(tt.path, tt.token)
+			if status != tt.status {
+				t.Fatalf("%s: %d %s, want %d", tt.path, status, body, tt.status)
+			}
+			if tt.namespaces != nil {
+				if got := namespacesIn(body); !slices.Equal(got, tt.namespaces) {
+					t.Errorf("brokers in %v, want %v", got, tt.namespaces)
+				}
+			}
+		})
+	}
+}
+
+// serviceAccountToken creates a service account and returns a token for it (TokenRequest).
+func serviceAccountToken(t *testing.T, client kubernetes.Interface, ns, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
+func grantRole(t *testing.T, client kubernetes.Interface, ns, sa string, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: rules},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func grantClusterRole(t *testing.T, client kubernetes.Interface, ns, sa string, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	name := ns + "-" + sa
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,89 @@
+package kubeauth
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+)
+
+// The review logic against a scripted API server (the real one is exercised in
+// test/cluster): who may see what, and how long answers are reused.
+func TestAuthorizeCachesBriefly(t *testing.T) {
+	t.Parallel()
+	var reviews, checks atomic.Int32
+	client := fake.NewClientset()
+	client.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		reviews.Add(1)
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		switch tr.Spec.Token {
+		case "alice", "root":
+			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: tr.Spec.Token, Groups: []string{"g"}}}
+		}
+		return true, tr, nil
+	})
+	client.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		checks.Add(1)
+		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+		attrs := sar.Spec.ResourceAttributes
+		if attrs.Verb != "list" || attrs.Group != "eventing.knative.dev" || attrs.Resource != "eventtypes" {
+			t.Errorf("asked about %+v", attrs)
+		}
+		sar.Status.Allowed = sar.Spec.User == "root" || sar.Spec.User == "alice" && attrs.Namespace == "a"
+		return true, sar, nil
+	})
+	clock := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
+	a := New(client, Options{TTL: 10 * time.Second, Clock: clock})
+	ctx := context.Background()
+	namespaces := []string{"a", "b", "c"}
+
+	tests := []struct {
+		token           string
+		wantErr         error
+		wantAll         bool
+		wantNamespaces  []string
+		reviews, checks int32 // API calls this step makes
+	}{
+		{token: "mallory", wantErr: resync.ErrUnauthenticated, reviews: 1},
+		{token: "mallory", wantErr: resync.ErrUnauthenticated}, // negative answers are cached too
+		{token: "alice", wantNamespaces: []string{"a"}, reviews: 1, checks: 4},
+		{token: "alice", wantNamespaces: []string{"a"}},
+		{token: "root", wantAll: true, reviews: 1, checks: 1},
+	}
+	for i, tt := range tests {
+		r0, c0 := reviews.Load(), checks.Load()
+		got, err := a.Authorize(ctx, tt.token, namespaces)
+		if !errors.Is(err, tt.wantErr) {
+			t.Fatalf("step %d (%s): err %v, want %v", i, tt.token, err, tt.wantErr)
+		}
+		if got.All != tt.wantAll || len(got.Namespaces) != len(tt.wantNamespaces) {
+			t.Errorf("step %d (%s): access %+v", i, tt.token, got)
+		}
+		for _, ns := range tt.wantNamespaces {
+			if !got.Namespaces[ns] {
+				t.Errorf("step %d (%s): %s not allowed", i, tt.token, ns)
+			}
+		}
+		if dr, dc := reviews.Load()-r0, checks.Load()-c0; dr != tt.reviews || dc != tt.checks {
+			t.Errorf("step %d (%s): %d token reviews and %d access reviews, want %d and %d", i, tt.token, dr, dc, tt.reviews, tt.checks)
+		}
+	}
+	clock.Step(11 * time.Second) // answers expire: a revoked grant stops working within the TTL
+	r0, c0 := reviews.Load(), checks.Load()
+	if _, err := a.Authorize(ctx, "alice", namespaces); err != nil {
+		t.Fatal(err)
+	}
+	if reviews.Load()-r0 != 1 || checks.Load()-c0 != 4 {
+		t.Errorf("after the TTL: %d reviews, %d checks; want 1 and 4", reviews.Load()-r0, checks.Load()-c0)
+	}
+}
