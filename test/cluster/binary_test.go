@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// binDir holds the broadcaster binary built for this test run (see TestMain).
+var (
+	binDir    string
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "broadcaster-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// broadcasterBinary builds cmd/broadcaster once per run: the end-to-end tests run the real
+// program, as a user would.
+func broadcasterBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binPath = filepath.Join(binDir, "broadcaster")
+		cmd := exec.Command("go", "build", "-race", "-o", binPath, "../../cmd/broadcaster")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = err
+			binPath = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building the broadcaster: %v\n%s", buildErr, binPath)
+	}
+	return binPath
+}
+
+// writeKubeconfig writes cfg (client certificates or a bearer token) as a kubeconfig file.
+func writeKubeconfig(t testing.TB, cfg *rest.Config) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// process is a running broadcaster.
+type process struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	addr   string
+	logs   *syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+var listenLine = regexp.MustCompile(`msg="broadcaster starting".* listen=(\S+)`)
+
+// startBroadcaster runs the broadcaster with args (plus --listen 127.0.0.1:0) until the test
+// ends, and waits until it listens.
+func startBroadcaster(t testing.TB, args ...string) *process {
+	t.Helper()
+	p := &process{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(broadcasterBinary(t), append(args, "--listen", "127.0.0.1:0")...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.Env = append(os.Environ(), "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+		if t.Failed() {
+			t.Logf("broadcaster %d logs:\n%s", p.cmd.Process.Pid, p.logs.String())
+		}
+	})
+	eventually(t, 60*time.Second, "the broadcaster to listen", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("the broadcaster exited: %v\n%s", p.err, p.logs.String())
+		default:
+		}
+		if m := listenLine.FindStringSubmatch(p.logs.String()); m != nil {
+			p.addr = m[1]
+			return true
+		}
+		return false
+	})
+	return p
+}
+
+func (p *process) signal(sig os.Signal) {
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// stop asks the broadcaster to stop (SIGTERM) and waits for it.
+func (p *process) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("the broadcaster did not stop\n%s", p.logs.String())
+	}
+}
+
+// get requests path with a bearer token (none when empty).
+func (p *process) get(path, token string) (int, []byte, http.Header) {
+	p.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, resp.Header
+}
