@@ -13,8 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -27,13 +31,26 @@ import (
 )
 
 // Start runs an API server for the test and returns an admin rest.Config; it stops with the test.
-func Start(t testing.TB) *rest.Config {
+func Start(t testing.TB) *rest.Config { return StartServer(t).Config }
+
+// Server is a running test API server.
+type Server struct {
+	// Config is an admin client configuration (client certificates).
+	Config *rest.Config
+	env    *envtest.Environment
+}
+
+// StartServer runs an API server for the test; it stops with the test.
+func StartServer(t testing.TB) *Server {
 	t.Helper()
 	crds, err := knativeCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: binaries(t), CRDs: crds, ErrorIfCRDPathMissing: true}
+	// A certificate folder of our own survives a restart of the API server, so clients keep
+	// trusting it (envtest regenerates certificates in folders it made itself).
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: t.TempDir()}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting the API server: %v", err)
@@ -43,7 +60,47 @@ func Start(t testing.TB) *rest.Config {
 			t.Errorf("stopping the API server: %v", err)
 		}
 	})
-	return cfg
+	return &Server{Config: cfg, env: env}
+}
+
+// RestartAPIServer kills kube-apiserver (a crash: it gets no chance to end watches
+// gracefully, which with open watches it would take over 20 s to do), waits down, and starts
+// it again on the same address with the same certificates. etcd, and so every object, stays;
+// every watch breaks, and the new API server's watch cache starts afresh.
+func (s *Server) RestartAPIServer(t testing.TB, down time.Duration) {
+	t.Helper()
+	api := s.env.ControlPlane.GetAPIServer()
+	if err := killProcessWithArg("kube-apiserver", "--cert-dir="+api.CertDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Stop(); err != nil {
+		t.Fatalf("stopping kube-apiserver: %v", err)
+	}
+	time.Sleep(down)
+	if err := api.Start(); err != nil {
+		t.Fatalf("restarting kube-apiserver: %v", err)
+	}
+}
+
+// killProcessWithArg sends SIGKILL to the process named name whose command line has arg.
+func killProcessWithArg(name, arg string) error {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(raw), "\x00")
+		if filepath.Base(args[0]) != name || !slices.Contains(args, arg) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil {
+			continue
+		}
+		return syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return fmt.Errorf("no %s process with %s", name, arg)
 }
 
 // binaries builds (first time only) and returns the folder with kube-apiserver and etcd.
