@@ -148,7 +148,7 @@ func (h *Hub) emit(changes []mesh.Change) {
 func LogChanges(log *slog.Logger) Listener {
 	return func(changes []mesh.Change) {
 		for _, c := range changes {
-			attrs := []any{"seq", c.Sequence, "key", c.Key}
+			attrs := []any{"epoch", c.Epoch, "seq", c.Sequence, "key", c.Key}
 			if s := c.Summary(); s != "" {
 				attrs = append(attrs, "diff", s)
 			}

@@ -60,7 +60,7 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 		t.Fatalf("snapshot at %d with %d entities, ready %v", s.Sequence, s.Len(), h.Ready())
 	}
 	for _, line := range []string{
-		`msg="broker updated" seq=2 key=eventing.knative.dev/Broker/ns/a diff="labels: null → {\"tier\":\"gold\"}"`,
+		`msg="broker updated" epoch=e seq=2 key=eventing.knative.dev/Broker/ns/a diff="labels: null → {\"tier\":\"gold\"}"`,
 		`object of unexpected type ignored" type=string`,
 		`object partly ignored" object=eventing.knative.dev/EventType/ns/x problems="eventing.knative.dev/EventType/ns/x: spec.attributes: want a list, got string"`,
 	} {
