@@ -1,0 +1,112 @@
+package kube
+
+import (
+	"encoding/json"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+func crd(t testing.TB, doc string) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestParseCRD(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		doc  string
+		want crdInfo
+	}{
+		{"newest served version, labels", `
+metadata: {name: pingsources.sources.knative.dev, labels: {duck.knative.dev/source: "true"}}
+spec: {group: sources.knative.dev, scope: Namespaced, names: {kind: PingSource, plural: pingsources},
+  versions: [{name: v1beta2, served: true}, {name: v1, served: true, storage: true}, {name: v2alpha1, served: true}, {name: v2, served: false}]}`,
+			crdInfo{gk: mesh.GroupKind{Group: "sources.knative.dev", Kind: "PingSource"},
+				resource:   schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
+				namespaced: true, source: true}},
+		{"channel, cluster-scoped", `
+metadata: {name: x.example.dev, labels: {messaging.knative.dev/subscribable: "true"}}
+spec: {group: example.dev, scope: Cluster, names: {kind: X, plural: xs}, versions: [{name: v1, served: true}]}`,
+			crdInfo{gk: mesh.GroupKind{Group: "example.dev", Kind: "X"},
+				resource: schema.GroupVersionResource{Group: "example.dev", Version: "v1", Resource: "xs"}, channel: true}},
+		{"nothing served", `
+spec: {group: example.dev, scope: Namespaced, names: {kind: X, plural: xs}, versions: [{name: v1, served: false}]}`, crdInfo{}},
+		{"no plural", `
+spec: {group: example.dev, names: {kind: X}, versions: [{name: v1, served: true}]}`, crdInfo{}},
+		{"wrong types", `
+spec: {group: 1, names: [], versions: "v1"}`, crdInfo{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseCRD(crd(t, tt.doc)); got != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The transform keeps what the mesh and the source read, and drops the bulk.
+func TestTransform(t *testing.T) {
+	t.Parallel()
+	w := &kindWatch{gk: gkCRD}
+	full := crd(t, `
+metadata: {name: a.b, labels: {l: "1"}, annotations: {x: "y"}, managedFields: [{manager: kubectl}]}
+spec: {group: b, scope: Namespaced, names: {kind: A, plural: as}, conversion: {strategy: None},
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]}
+status: {conditions: [{type: Established}]}`)
+	out, err := w.transform(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(out.(*unstructured.Unstructured).Object)
+	want := `{"metadata":{"annotations":{"x":"y"},"labels":{"l":"1"},"name":"a.b"},"spec":{"group":"b","names":{"kind":"A","plural":"as"},"scope":"Namespaced","versions":[{"name":"v1","served":true,"storage":true}]}}`
+	if string(got) != want {
+		t.Errorf("CRD\n got %s\nwant %s", got, want)
+	}
+
+	sub := &kindWatch{gk: mesh.GroupKind{Kind: "Service"}, spec: watchSpec{resource: schema.GroupVersionResource{Version: "v1", Resource: "services"}, metadataOnly: true}}
+	out, err = sub.transform(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "n", UID: "u",
+		ResourceVersion: "7", Labels: map[string]string{mesh.LabelBackstageID: "svc"}, Annotations: map[string]string{"big": "x"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := out.(*unstructured.Unstructured)
+	if ref := mesh.RefOf(u); ref != (mesh.ObjectRef{Kind: "Service", Namespace: "n", Name: "s"}) || u.GetUID() != "u" ||
+		u.GetResourceVersion() != "7" || u.GetLabels()[mesh.LabelBackstageID] != "svc" || u.GetAnnotations() != nil || u.GetManagedFields() != nil {
+		t.Errorf("subscriber %v", u.Object)
+	}
+}
+
+// FuzzParseCRD: whatever a CRD object holds, reading and trimming it never panics, and a
+// usable result names a kind, a plural and a served version.
+func FuzzParseCRD(f *testing.F) {
+	f.Add([]byte(`{"metadata":{"name":"a.b","labels":{"duck.knative.dev/source":"true"}},"spec":{"group":"b","scope":"Namespaced","names":{"kind":"A","plural":"as"},"versions":[{"name":"v1","served":true}]}}`))
+	f.Add([]byte(`{"spec":{"versions":[1,"x",{"name":2,"served":"yes"}],"names":null}}`))
+	f.Add([]byte(`{"spec":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		u := &unstructured.Unstructured{}
+		if json.Unmarshal(data, &u.Object) != nil || u.Object == nil {
+			return
+		}
+		info := parseCRD(u)
+		if info != (crdInfo{}) && (info.gk.Kind == "" || info.resource.Resource == "" || info.resource.Version == "") {
+			t.Fatalf("half-usable %+v", info)
+		}
+		w := &kindWatch{gk: gkCRD}
+		if _, err := w.transform(u); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
