@@ -467,7 +467,12 @@ func (s *Source) stop(gk mesh.GroupKind, w *kindWatch) {
 }
 
 func (s *Source) clearDegraded(w *kindWatch) {
-	s.degraded.DeletePartialMatch(prometheus.Labels{"group": w.gk.Group, "kind": w.gk.Kind, "reason": reasonForbidden})
+	if w.forbidden.Load() {
+		s.degraded.DeleteLabelValues(w.gk.Group, w.gk.Kind, reasonForbidden)
+	}
+	if w.missing.Load() && !s.unserved[w.gk] {
+		s.degraded.DeleteLabelValues(w.gk.Group, w.gk.Kind, reasonNotServed)
+	}
 }
 
 func kindName(gk mesh.GroupKind) string {

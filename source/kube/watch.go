@@ -43,6 +43,7 @@ type kindWatch struct {
 	regs      []cache.ResourceEventHandlerRegistration
 
 	forbidden atomic.Bool // the last list or watch was refused by RBAC
+	missing   atomic.Bool // the last list or watch found the resource not served (404)
 	failing   atomic.Bool // the last list or watch failed for another reason
 }
 
@@ -93,7 +94,7 @@ func (w *kindWatch) synced() bool {
 
 // settled reports whether the watch no longer holds up the initial listing: it has listed,
 // or it is refused and degrades on its own.
-func (w *kindWatch) settled() bool { return w.synced() || w.forbidden.Load() }
+func (w *kindWatch) settled() bool { return w.synced() || w.forbidden.Load() || w.missing.Load() }
 
 // keys lists the objects the informers hold now.
 func (w *kindWatch) keys() map[nsName]struct{} {
@@ -155,6 +156,10 @@ func (s *Source) observe(w *kindWatch, ns string, err error) {
 			s.degraded.DeleteLabelValues(w.gk.Group, w.gk.Kind, reasonForbidden)
 			s.log.Info("kind recovered: permission granted", attrs...)
 		}
+		if w.missing.Swap(false) {
+			s.degraded.DeleteLabelValues(w.gk.Group, w.gk.Kind, reasonNotServed)
+			s.log.Info("kind recovered: served again", attrs...)
+		}
 		if w.failing.Swap(false) {
 			s.log.Info("watch reconnected", attrs...)
 		}
@@ -163,6 +168,12 @@ func (s *Source) observe(w *kindWatch, ns string, err error) {
 			s.degraded.WithLabelValues(w.gk.Group, w.gk.Kind, reasonForbidden).Set(1)
 			s.log.Error("kind degraded: forbidden to list or watch it; the rest of the mesh carries on and this kind recovers once RBAC allows it",
 				append(attrs, "err", err)...)
+		}
+	case apierrors.IsNotFound(err):
+		// Discovery or a CRD said the kind exists, the API server says not (any more).
+		if !w.missing.Swap(true) {
+			s.degraded.WithLabelValues(w.gk.Group, w.gk.Kind, reasonNotServed).Set(1)
+			s.log.Warn("kind degraded: not served by the API server; retrying", append(attrs, "err", err)...)
 		}
 	case errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
 	default:
