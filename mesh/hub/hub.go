@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -147,6 +148,9 @@ func (h *Hub) emit(changes []mesh.Change) {
 // LogChanges is a listener that logs one readable line per change.
 func LogChanges(log *slog.Logger) Listener {
 	return func(changes []mesh.Change) {
+		if !log.Enabled(context.Background(), slog.LevelInfo) {
+			return // the diffs cost more than the rest of a change
+		}
 		for _, c := range changes {
 			attrs := []any{"epoch", c.Epoch, "seq", c.Sequence, "key", c.Key}
 			if s := c.Summary(); s != "" {

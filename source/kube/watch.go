@@ -183,9 +183,11 @@ func (s *Source) observe(w *kindWatch, ns string, err error) {
 	}
 }
 
-// transform trims what the mesh never reads before the informer stores it: managed fields
-// and status everywhere, schemas from CRDs, and metadata objects become unstructured with
-// their kind, so every handler sees one type.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// transform trims what the mesh never reads before the informer stores it: managed fields,
+// kubectl's last-applied copy and status everywhere, and schemas from CRDs. Metadata objects
+// become unstructured with their kind, so every handler sees one type.
 func (w *kindWatch) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *metav1.PartialObjectMetadata:
@@ -200,6 +202,11 @@ func (w *kindWatch) transform(obj any) (any, error) {
 		return u, nil
 	case *unstructured.Unstructured:
 		unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
+		// kubectl apply keeps a whole copy of the object here; the mesh never shows it.
+		unstructured.RemoveNestedField(o.Object, "metadata", "annotations", lastApplied)
+		if len(o.GetAnnotations()) == 0 {
+			unstructured.RemoveNestedField(o.Object, "metadata", "annotations")
+		}
 		unstructured.RemoveNestedField(o.Object, "status")
 		if w.gk == gkCRD {
 			trimCRD(o)

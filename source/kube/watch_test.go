@@ -61,7 +61,7 @@ func TestTransform(t *testing.T) {
 	t.Parallel()
 	w := &kindWatch{gk: gkCRD}
 	full := crd(t, `
-metadata: {name: a.b, labels: {l: "1"}, annotations: {x: "y"}, managedFields: [{manager: kubectl}]}
+metadata: {name: a.b, labels: {l: "1"}, annotations: {x: "y", kubectl.kubernetes.io/last-applied-configuration: "{}"}, managedFields: [{manager: kubectl}]}
 spec: {group: b, scope: Namespaced, names: {kind: A, plural: as}, conversion: {strategy: None},
   versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]}
 status: {conditions: [{type: Established}]}`)

@@ -411,6 +411,12 @@ func TestLeaderFailover(t *testing.T) {
 	if len(epochs) != 2 {
 		t.Errorf("epochs seen by the consumer %q, want the first leader's and the second's", epochs)
 	}
+	if status, metrics, _ := follower.get("/metrics", ""); status != http.StatusOK || !strings.Contains(string(metrics), "process_resident_memory_bytes") {
+		t.Errorf("GET /metrics without a token: %d\n%.300s", status, metrics)
+	}
+	if status, _, _ := follower.get("/v1/mesh", ""); status != http.StatusUnauthorized {
+		t.Errorf("GET /v1/mesh without a token: %d, want 401", status)
+	}
 	_, body, _ := follower.get("/v1/mesh", reader)
 	var served struct {
 		Epoch string          `json:"epoch"`
