@@ -239,7 +239,8 @@ func (p *publisher) open(ctx context.Context) (queues []*queue.Queue, natsPublis
 		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		np, err := nats.Dial(dialCtx, nats.Config{URL: cfg.NATS, CoreOnly: cfg.NATSCoreOnly,
-			SubjectPrefix: cfg.NATSSubjectPrefix, CredsFile: cfg.NATSCreds, TLS: natsTLS(cfg)}, p.enc, log)
+			SubjectPrefix: cfg.NATSSubjectPrefix, CredsFile: cfg.NATSCreds, TLS: natsTLS(cfg),
+			Latest: func() []mesh.Change { return p.hub.Snapshot().Latest() }}, p.enc, log)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -42,7 +42,9 @@ type Config struct {
 	SessionExpiry time.Duration
 	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, and the
 	// broker comes back without our session (it restarted and may have lost its retained
-	// messages), every entity's latest event is published retained again.
+	// messages), every entity's latest event is published retained again; and when a new
+	// epoch opens (meshseq 1), retained messages of entities that no longer exist (deleted
+	// while no broadcaster published) are cleared.
 	Latest func() []mesh.Change
 }
 
@@ -54,8 +56,9 @@ type Publisher struct {
 	enc    *codec.Encoder
 	log    *slog.Logger
 
-	mu        sync.Mutex // one writer at a time: a republish and live changes never interleave
+	mu        sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
 	republish chan struct{}
+	latest    func() []mesh.Change
 	done      sync.WaitGroup
 }
 
@@ -94,7 +97,7 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 		expiry = time.Hour
 	}
 	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "mqtt", "broker", u.Host),
-		republish: make(chan struct{}, 1)}
+		republish: make(chan struct{}, 1), latest: cfg.Latest}
 	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -160,7 +163,9 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var rejected []error
+	opening := false
 	for _, c := range changes {
+		opening = opening || c.Sequence == 1
 		payload, err := p.enc.Structured(c)
 		if err == nil {
 			err = p.publishChange(ctx, c, payload)
@@ -173,7 +178,83 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
 		}
 	}
+	if opening && p.latest != nil {
+		if err := p.sweep(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.log.Warn("mqtt: could not clear retained messages of deleted entities", "err", err)
+		}
+	}
 	return errors.Join(rejected...)
+}
+
+// sweepQuiet is how long the broker may pause between retained messages before the sweep
+// takes it that all have arrived.
+const sweepQuiet = 300 * time.Millisecond
+
+// sweep clears the retained messages under the prefix whose entity is not in the mesh: those
+// of entities deleted while no broadcaster published (a restart, a leader change). It runs
+// under p.mu, so no publish interleaves: an entity created meanwhile is published after it.
+func (p *Publisher) sweep(ctx context.Context) error {
+	var mu sync.Mutex
+	retained := map[string]bool{}
+	arrived := make(chan struct{}, 1)
+	remove := p.cm.AddOnPublishReceived(func(pr autopaho.PublishReceived) (bool, error) {
+		if pr.Packet.Retain && len(pr.Packet.Payload) > 0 && strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
+			mu.Lock()
+			retained[pr.Packet.Topic] = true
+			mu.Unlock()
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+		return true, nil
+	})
+	defer remove()
+	filter := p.prefix + "/#"
+	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}}}); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", filter, err)
+	}
+	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter}})
+	quiet := time.NewTimer(sweepQuiet)
+	defer quiet.Stop()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+collect:
+	for {
+		select {
+		case <-arrived:
+			quiet.Reset(sweepQuiet)
+		case <-quiet.C:
+			break collect
+		case <-deadline.C:
+			break collect
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	live := map[string]bool{}
+	for _, c := range p.latest() {
+		live[p.Topic(c.Key)] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	cleared := 0
+	for topic := range retained {
+		if live[topic] {
+			continue
+		}
+		if err := p.publish(ctx, topic, nil, true); err != nil {
+			return err
+		}
+		cleared++
+	}
+	if cleared > 0 {
+		p.log.Info("mqtt: cleared retained messages of entities gone while nobody published", "count", cleared)
+	}
+	return nil
 }
 
 func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []byte) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,12 +38,19 @@ type Config struct {
 	MaxAge        time.Duration // how long the stream keeps events (default 24h)
 	CredsFile     string        // NATS credentials (JWT + nkey)
 	TLS           *tls.Config
+	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, a new
+	// epoch (meshseq 1) deletes the KV entries of entities that no longer exist (deleted while
+	// no broadcaster published).
+	Latest func() []mesh.Change
 }
 
 // Publisher publishes to one NATS server or cluster.
 type Publisher struct {
+	mu     sync.Mutex // Publish and the sweep of a new epoch never interleave
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	latest func() []mesh.Change
 	bucket string
 	prefix string
 	enc    *codec.Encoder
@@ -61,7 +69,7 @@ func Dial(ctx context.Context, cfg Config, enc *codec.Encoder, log *slog.Logger)
 	if strings.ContainsAny(prefix, "*> \t") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
 		return nil, fmt.Errorf("nats subject prefix %q: want dot-separated tokens without wildcards", prefix)
 	}
-	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "nats")}
+	p := &Publisher{prefix: prefix, enc: enc, latest: cfg.Latest, log: log.With("transport", "nats")}
 	opts := []nats.Option{
 		nats.Name("event-mesh-broadcaster"),
 		nats.MaxReconnects(-1),
@@ -113,7 +121,7 @@ func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 	}
-	p.js, p.bucket = js, kv.Bucket()
+	p.js, p.kv, p.bucket = js, kv, kv.Bucket()
 	return nil
 }
 
@@ -126,9 +134,13 @@ type outgoing struct {
 // Publish sends changes in order and, with JetStream, waits for every ack and updates the KV
 // bucket; see the package doc.
 func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var rejected []error
 	out := make([]outgoing, 0, len(changes))
+	opening := false
 	for _, c := range changes {
+		opening = opening || c.Sequence == 1
 		o, err := p.message(c)
 		if err != nil {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
@@ -146,7 +158,49 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	if err != nil {
 		return err
 	}
+	if opening && p.latest != nil {
+		if err := p.sweep(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.log.Warn("nats: could not delete KV entries of deleted entities", "err", err)
+		}
+	}
 	return errors.Join(append(rejected, more...)...)
+}
+
+// sweep deletes the KV entries whose entity is not in the mesh: those of entities deleted
+// while no broadcaster published (a restart, a leader change). It runs under p.mu, so no
+// publish interleaves: an entity created meanwhile is published after it.
+func (p *Publisher) sweep(ctx context.Context) error {
+	lister, err := p.kv.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var stored []string
+	for k := range lister.Keys() {
+		stored = append(stored, k)
+	}
+	live := map[string]bool{}
+	for _, c := range p.latest() {
+		if tokens, err := KeyTokens(c.Key); err == nil {
+			live[tokens] = true
+		}
+	}
+	deleted := 0
+	for _, k := range stored {
+		if live[k] {
+			continue
+		}
+		if err := p.retry(ctx, "delete "+k, func(ctx context.Context) error { return p.kv.Delete(ctx, k) }); err != nil {
+			return err
+		}
+		deleted++
+	}
+	if deleted > 0 {
+		p.log.Info("nats: deleted KV entries of entities gone while nobody published", "count", deleted)
+	}
+	return nil
 }
 
 func (p *Publisher) message(c mesh.Change) (outgoing, error) {

@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -77,10 +78,18 @@ func unique() names {
 
 func dial(t *testing.T, url string, n names, coreOnly bool) *natspub.Publisher {
 	t.Helper()
+	return dialWith(t, url, n, natspub.Config{CoreOnly: coreOnly})
+}
+
+// dialWith dials with cfg, its URL and names filled in from url and n.
+func dialWith(t *testing.T, url string, n names, cfg natspub.Config) *natspub.Publisher {
+	t.Helper()
+	coreOnly := cfg.CoreOnly
+	cfg.URL, cfg.SubjectPrefix, cfg.Stream, cfg.Bucket = url, n.prefix, n.stream, n.bucket
 	enc, _ := codec.NewEncoder("")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := natspub.Dial(ctx, natspub.Config{URL: url, CoreOnly: coreOnly, SubjectPrefix: n.prefix, Stream: n.stream, Bucket: n.bucket}, enc, nil)
+	p, err := natspub.Dial(ctx, cfg, enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,5 +297,25 @@ func TestCoreOnly(t *testing.T) {
 	}
 	if s := applyAll(t, got); !reflect.DeepEqual(s, state) {
 		t.Fatal("core subscriber's state differs")
+	}
+}
+
+// A new epoch (a restart, a leader change) deletes the KV entries of entities deleted while
+// nobody published, and keeps everything else.
+func TestNewEpochDeletesKVGhosts(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	n := unique()
+	broker := func(name, epoch string, seq uint64) mesh.Change {
+		return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
+			Key: "eventing.knative.dev/Broker/ns/" + name, Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
+	}
+	publishAll(t, dial(t, srv.URL, n, false), []mesh.Change{broker("kept", "ep1", 1), broker("ghost", "ep1", 2)})
+	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
+	p := dialWith(t, srv.URL, n, natspub.Config{Latest: func() []mesh.Change { return opening }})
+	publishAll(t, p, opening)
+	want := map[string]string{opening[0].Key: string(opening[0].Entity), opening[1].Key: string(opening[1].Entity)}
+	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, want) {
+		t.Fatalf("kv bucket %v, want %v", got, want)
 	}
 }
