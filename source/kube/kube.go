@@ -111,7 +111,11 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	discoveryCfg := rest.CopyConfig(cfg)
+	if discoveryCfg.Timeout == 0 {
+		discoveryCfg.Timeout = 30 * time.Second // discovery is asked under the source's lock
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(discoveryCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -162,6 +166,13 @@ func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
 	s.ctx, s.handler = ctx, h
 	s.start(gkCRD, watchSpec{resource: crdResource})
 	s.mu.Unlock()
+	// Load discovery while the CRDs list, so resolving the first built-in subscriber kind
+	// (core Services, usually) does not wait for it under the lock.
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		_, _ = s.mapper.RESTMappings(schema.GroupKind{Kind: "Service"})
+	}()
 
 	defer func() {
 		s.mu.Lock()
