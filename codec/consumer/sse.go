@@ -34,7 +34,19 @@ func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http
 		Sequence: seq,
 		Snapshot: func(s Snapshot) error { r.Load(s); return nil },
 		Delta:    func(payload []byte) error { return r.ApplyStructured(ctx, payload) },
+		Position: func(epoch string, seq uint64) error { r.Advance(epoch, seq); return nil },
 	})
+}
+
+// Advance records that the replica's view is complete up to seq of epoch: the changes in
+// between are not part of it (a broadcaster filtering by namespace says so with a position
+// event). It does nothing for another epoch or an older position.
+func (r *Replica) Advance(epoch string, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if epoch == r.epoch && seq > r.seq {
+		r.seq = seq
+	}
 }
 
 // Stream says what to do with the events of GET /v1/watch, and where to resume.
@@ -46,6 +58,9 @@ type Stream struct {
 	// Snapshot receives the stream's snapshot event; Delta each delta's structured CloudEvent.
 	Snapshot func(Snapshot) error
 	Delta    func(payload []byte) error
+	// Position, when set, hears that the stream has shown everything of the caller's view up
+	// to sequence: the changes in between were in namespaces the caller may not see.
+	Position func(epoch string, sequence uint64) error
 	// OnError hears why a connection ended and says whether to reconnect (nil: always).
 	OnError func(error) (reconnect bool)
 }
@@ -120,6 +135,22 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 			}
 			if seq, err := strconv.ParseUint(ev.ID, 10, 64); err == nil {
 				s.Sequence = seq
+			}
+		case "position":
+			var pos struct {
+				Epoch    string `json:"epoch"`
+				Sequence uint64 `json:"sequence"`
+			}
+			if err := json.Unmarshal(ev.Data, &pos); err != nil {
+				return fmt.Errorf("watch: position: %w", err)
+			}
+			if s.Position != nil {
+				if err := s.Position(pos.Epoch, pos.Sequence); err != nil {
+					return err
+				}
+			}
+			if pos.Epoch == s.Epoch && pos.Sequence > s.Sequence {
+				s.Sequence = pos.Sequence
 			}
 		case "cutoff":
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)

@@ -226,14 +226,14 @@ func (h *Handler) meshNamespaces() []string {
 	return c.list
 }
 
-// requireAll answers 403 unless the caller may see every namespace. The delta log and the
-// watch stream number every change of the mesh; a filtered view of them would have gaps a
-// consumer cannot tell from losses.
+// requireAll answers 403 unless the caller may see every namespace. A delta batch numbers
+// every change of the mesh; with other namespaces' changes cut out it would have gaps a
+// consumer cannot tell from losses. (GET /v1/watch marks such gaps with position events.)
 func requireAll(w http.ResponseWriter, r *http.Request) bool {
 	a := accessOf(r)
 	if !a.All {
 		writeError(w, http.StatusForbidden, a.Subject+" may list eventtypes in some namespaces only; "+
-			"the delta stream needs it cluster-wide. GET /v1/mesh serves the namespaces allowed")
+			"GET /v1/deltas needs it cluster-wide. GET /v1/watch and GET /v1/mesh serve the namespaces allowed")
 	}
 	return a.All
 }

@@ -41,9 +41,10 @@ type watcher struct {
 
 // frame is one change, encoded once as its SSE event for every watcher.
 type frame struct {
-	epoch string
-	seq   uint64
-	sse   []byte
+	epoch     string
+	seq       uint64
+	namespace string // of the entity: what a caller with partial access may see
+	sse       []byte
 }
 
 // NewWatchers returns a fan-out whose watchers may each lag by buffer batches of changes;
@@ -73,7 +74,7 @@ func (ws *Watchers) Publish(changes []mesh.Change) {
 			ws.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			continue
 		}
-		frames = append(frames, frame{c.Epoch, c.Sequence, sse})
+		frames = append(frames, frame{c.Epoch, c.Sequence, namespaceOf(c.Key), sse})
 	}
 	for w := range ws.conns {
 		select {
@@ -98,6 +99,21 @@ func deltaEvent(enc *codec.Encoder, c mesh.Change) ([]byte, error) {
 	b = append(b, "\ndata: "...)
 	b = append(b, ev...)
 	return append(b, "\n\n"...), nil
+}
+
+func namespaceOf(key string) string {
+	ref, err := mesh.ParseKey(key)
+	if err != nil {
+		return ""
+	}
+	return ref.Namespace
+}
+
+// positionEvent tells a watcher with partial access that it has seen everything of its view up
+// to seq: the changes in between were in namespaces it may not see. Its id keeps the stream's
+// ids gap-free, so a consumer can still tell a loss from a filtered change.
+func positionEvent(epoch string, seq uint64) string {
+	return fmt.Sprintf("event: position\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d}\n\n", seq, jsonString(epoch), seq)
 }
 
 // Len is the number of connected watchers.
@@ -137,9 +153,8 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
-	if !requireAll(rw, r) {
-		return
-	}
+	access := accessOf(r)
+	visible := func(ns string) bool { return access.All || access.Namespaces[ns] }
 	if !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
@@ -177,16 +192,32 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		snap := h.mesh.Snapshot()
 		epoch, last = snap.Epoch, snap.Sequence
 		fmt.Fprintf(out, "event: snapshot\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d,\"mesh\":", last, jsonString(epoch), last)
-		out.Write(h.render(snap).body) // shared with every request at this sequence
+		if access.All {
+			out.Write(h.render(snap).body) // shared with every request at this sequence
+		} else {
+			out.Write(renderOf(snap, access.Namespaces).body)
+		}
 		out.WriteString("}\n\n")
 	}
+	skipped := uint64(0) // the newest change not sent because the caller may not see it
 	for _, c := range resumed {
+		if !visible(namespaceOf(c.Key)) {
+			skipped = c.Sequence
+			continue
+		}
+		if skipped > 0 {
+			out.WriteString(positionEvent(epoch, c.Sequence-1))
+			skipped = 0
+		}
 		sse, err := deltaEvent(h.encoder, c)
 		if err != nil {
 			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			return
 		}
 		out.Write(sse)
+	}
+	if skipped > 0 {
+		out.WriteString(positionEvent(epoch, skipped))
 	}
 	if !send() {
 		return
@@ -217,10 +248,17 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			for more := true; more; {
 				for _, f := range batch {
 					if f.epoch != epoch && f.seq == 1 {
-						epoch, last = f.epoch, 0 // the hub restarted: a new epoch streams in whole
+						epoch, last, skipped = f.epoch, 0, 0 // the hub restarted: a new epoch streams in whole
 					}
 					if f.epoch != epoch || f.seq <= last {
 						continue // already in the snapshot or the resumed deltas
+					}
+					if !visible(f.namespace) {
+						skipped = f.seq
+						continue
+					}
+					if skipped > last {
+						out.WriteString(positionEvent(epoch, f.seq-1))
 					}
 					out.Write(f.sse)
 					last = f.seq
@@ -230,6 +268,10 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 				default:
 					more = false
 				}
+			}
+			if skipped > last {
+				out.WriteString(positionEvent(epoch, skipped))
+				last = skipped
 			}
 			if !send() {
 				return

@@ -1,0 +1,179 @@
+package resync
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+)
+
+// oneNamespace lets token "a" see namespace a, "all" everything, and nobody else in.
+type oneNamespace struct{}
+
+func (oneNamespace) Authorize(_ context.Context, token string, _ []string) (Access, error) {
+	switch token {
+	case "a":
+		return Access{Subject: "a", Namespaces: map[string]bool{"a": true}}, nil
+	case "all":
+		return Access{Subject: "all", All: true}, nil
+	}
+	return Access{}, ErrUnauthenticated
+}
+
+func brokerIn(ns, name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": name, "namespace": ns}}}
+}
+
+// A caller who may see one namespace watches only it: the snapshot and the deltas are cut to
+// it, and position events account for every change cut out, so the stream's ids stay gap-free
+// and a replica following it ends up equal to its view of the mesh, resuming included.
+func TestWatchOfOneNamespace(t *testing.T) {
+	t.Parallel()
+	h := hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)
+	deltaLog, _ := NewLog("ep", 1000)
+	enc, _ := codec.NewEncoder("")
+	watchers, _ := NewWatchers(100, enc, nil)
+	h.Listen(deltaLog.Append)
+	h.Listen(watchers.Publish)
+	handler, err := New(h, WithAuthorizer(oneNamespace{}), WithDeltaLog(deltaLog, enc), WithWatch(watchers, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	h.Replace([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ids []uint64
+	var views []string
+	replica := consumer.NewReplica(consumer.HTTPSnapshots(srv.URL, "a", nil))
+	done := make(chan error, 1)
+	go func() {
+		done <- consumer.Follow(ctx, srv.URL, "a", nil, consumer.Stream{
+			Snapshot: func(s consumer.Snapshot) error {
+				replica.Load(s)
+				ids = append(ids, s.Sequence)
+				return nil
+			},
+			Delta: func(p []byte) error {
+				c, err := codec.DecodeStructured(p)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, c.Sequence)
+				views = append(views, c.Key)
+				return replica.Apply(ctx, c)
+			},
+			Position: func(epoch string, seq uint64) error {
+				ids = append(ids, seq)
+				replica.Advance(epoch, seq)
+				return nil
+			},
+			OnError: func(err error) bool { t.Errorf("watch: %v", err); return false },
+		})
+	}()
+	// Changes in b (invisible), then a, then b again: positions fill the gaps.
+	for i, ns := range []string{"b", "b", "a", "b", "a", "b", "b"} {
+		h.OnAdd(brokerIn(ns, "n"+strconv.Itoa(i)), false)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, seq := replica.Position(); seq == h.Snapshot().Sequence {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica at %v, mesh at %d; ids %v", seqOf(replica), h.Snapshot().Sequence, ids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, key := range views {
+		if ref, _ := mesh.ParseKey(key); ref.Namespace != "a" {
+			t.Errorf("the caller saw %s", key)
+		}
+	}
+	got, err := replica.Mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want mesh.EventMesh
+	body := getWithToken(t, srv.URL+"/v1/getEventMesh", "a")
+	if err := json.Unmarshal(body, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) || len(want.Brokers) != 3 {
+		t.Errorf("replica %+v\nwant %+v", got, want)
+	}
+	for i := 1; i < len(ids); i++ { // every event's id is the previous one + 1: no hidden gap
+		if ids[i] != ids[i-1]+1 {
+			t.Errorf("ids %v are not contiguous", ids)
+			break
+		}
+	}
+	// Resuming from the log (Last-Event-ID) is cut to the view the same way.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/watch?epoch=ep", nil)
+	req.Header.Set("Authorization", "Bearer a")
+	req.Header.Set("Last-Event-ID", "3")
+	rctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	resp, err := http.DefaultClient.Do(req.WithContext(rctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resumed []string
+	last := h.Snapshot().Sequence
+	_ = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
+		resumed = append(resumed, ev.Type+" "+ev.ID)
+		if ev.ID == strconv.FormatUint(last, 10) {
+			return io.EOF
+		}
+		return nil
+	})
+	resp.Body.Close()
+	// Changes 4..9 are b, a, b, a, b, b: a is shown, b only as positions.
+	if want := []string{"position 4", "delta 5", "position 6", "delta 7", "position 9"}; !reflect.DeepEqual(resumed, want) {
+		t.Errorf("resumed stream %q, want %q", resumed, want)
+	}
+
+	// The delta log numbers every change: a partial view is refused there.
+	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/v1/deltas?epoch=ep&since=0", nil)
+	req.Header.Set("Authorization", "Bearer a")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /v1/deltas with a partial view: %d, want 403", resp.StatusCode)
+	}
+}
+
+func seqOf(r *consumer.Replica) uint64 { _, s := r.Position(); return s }
+
+func getWithToken(t *testing.T, url, token string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return body
+}
