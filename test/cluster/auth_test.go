@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
@@ -47,7 +49,13 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 	}
 	r.hub.Listen(log.Append)
 	enc, _ := codec.NewEncoder("/test")
-	h, err := resync.New(r.hub, resync.WithAuthorizer(kubeauth.New(client, kubeauth.Options{})), resync.WithDeltaLog(log, enc))
+	watchers, err := resync.NewWatchers(100, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hub.Listen(watchers.Publish)
+	h, err := resync.New(r.hub, resync.WithAuthorizer(kubeauth.New(client, kubeauth.Options{})), resync.WithDeltaLog(log, enc),
+		resync.WithWatch(watchers, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +110,12 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 		{"everywhere, deltas", "/v1/deltas?epoch=" + epoch + "&since=0", everywhere, http.StatusOK, nil},
 		{"health needs no token", "/healthz", "", http.StatusOK, nil},
 	}
+	t.Run("one namespace, watch", func(t *testing.T) {
+		status, m := firstSnapshot(t, srv.URL, oneNamespace)
+		if status != http.StatusOK || len(m.Brokers) != 1 || m.Brokers[0].Namespace != "team-a" {
+			t.Errorf("watch: %d, brokers %+v", status, m.Brokers)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := get(tt.path, tt.token)
@@ -115,6 +129,33 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstSnapshot reads the snapshot event GET /v1/watch opens with.
+func firstSnapshot(t *testing.T, url, token string) (int, mesh.EventMesh) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/watch", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap consumer.Snapshot
+	if resp.StatusCode == http.StatusOK {
+		_ = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
+			if ev.Type != "snapshot" {
+				t.Fatalf("the stream opens with %s", ev.Type)
+			}
+			if err := json.Unmarshal(ev.Data, &snap); err != nil {
+				t.Fatal(err)
+			}
+			return io.EOF
+		})
+	}
+	return resp.StatusCode, snap.Mesh
 }
 
 // serviceAccountToken creates a service account and returns a token for it (TokenRequest).
