@@ -3,6 +3,7 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -272,17 +273,10 @@ func (c *Config) chooseSource(getenv func(string) string) error {
 	if c.LeaderElectionNamespace == "" {
 		c.LeaderElectionNamespace = "default"
 	}
-	c.LeaseDuration = cmpOr(c.LeaseDuration, Duration(DefaultLeaseDuration))
-	c.RenewDeadline = cmpOr(c.RenewDeadline, Duration(DefaultRenewDeadline))
-	c.RetryPeriod = cmpOr(c.RetryPeriod, Duration(DefaultRetryPeriod))
+	c.LeaseDuration = cmp.Or(c.LeaseDuration, Duration(DefaultLeaseDuration))
+	c.RenewDeadline = cmp.Or(c.RenewDeadline, Duration(DefaultRenewDeadline))
+	c.RetryPeriod = cmp.Or(c.RetryPeriod, Duration(DefaultRetryPeriod))
 	return nil
-}
-
-func cmpOr(v, def Duration) Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // Cluster reports whether the source is a cluster (not a manifests directory).

@@ -62,14 +62,11 @@ func (p *publisher) elect(ctx context.Context, client kubernetes.Interface) erro
 			stopElecting()
 			return err // the configuration was checked by config.Load; this is a bug
 		}
-		var electing sync.WaitGroup
-		electing.Add(1)
+		electorDone := make(chan struct{})
 		go func() {
-			defer electing.Done()
+			defer close(electorDone)
 			le.Run(electCtx)
 		}()
-		electorDone := make(chan struct{})
-		go func() { electing.Wait(); close(electorDone) }()
 		select {
 		case leadCtx := <-leading:
 			p.lead(ctx, leadCtx, log)

@@ -55,13 +55,12 @@ type Source struct {
 	log        *slog.Logger
 	degraded   *prometheus.GaugeVec
 
-	synced  atomic.Bool
+	synced  atomic.Bool    // the initial listing is handed over; changes now go to the handler live
 	running sync.WaitGroup // informer goroutines
 
 	mu          sync.Mutex
 	ctx         context.Context
 	handler     cache.ResourceEventHandler
-	live        bool                                          // the initial listing is handed over
 	initial     map[mesh.ObjectRef]*unstructured.Unstructured // the initial listing, until live
 	watches     map[mesh.GroupKind]*kindWatch
 	handed      map[mesh.GroupKind]map[nsName]struct{} // what the handler holds, per kind
@@ -216,7 +215,7 @@ func (s *Source) goLiveWhenListed() bool {
 	for _, u := range s.initial {
 		objs = append(objs, u)
 	}
-	s.initial, s.live = nil, true
+	s.initial = nil
 	if lh, ok := s.handler.(source.ListHandler); ok {
 		lh.Replace(objs)
 	} else {
@@ -270,7 +269,7 @@ func (s *Source) hand(gk mesh.GroupKind, u *unstructured.Unstructured, deleted b
 		}
 		held[key] = struct{}{}
 	}
-	if !s.live {
+	if !s.synced.Load() {
 		if deleted {
 			delete(s.initial, mesh.RefOf(u))
 		} else {
