@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
 	"sync"
@@ -56,10 +57,11 @@ type Publisher struct {
 	enc    *codec.Encoder
 	log    *slog.Logger
 
-	mu        sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
-	republish chan struct{}
-	latest    func() []mesh.Change
-	done      sync.WaitGroup
+	mu         sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
+	republish  chan struct{}
+	latest     func() []mesh.Change
+	collecting atomic.Pointer[retainedCollector] // set while a sweep gathers retained topics
+	done       sync.WaitGroup
 }
 
 var _ transports.Publisher = (*Publisher)(nil)
@@ -119,7 +121,8 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 			}
 		},
 		OnConnectError: func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
-		ClientConfig:   paho.ClientConfig{ClientID: cmp.Or(cfg.ClientID, "event-mesh-broadcaster")},
+		ClientConfig: paho.ClientConfig{ClientID: cmp.Or(cfg.ClientID, "event-mesh-broadcaster"),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){p.received}},
 	}
 	if username != "" {
 		pc.ConnectUsername, pc.ConnectPassword = username, []byte(password)
@@ -189,6 +192,36 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	return errors.Join(rejected...)
 }
 
+// retainedCollector gathers the retained topics under the prefix while a sweep listens.
+type retainedCollector struct {
+	mu      sync.Mutex
+	topics  map[string]bool
+	arrived chan struct{}
+}
+
+// received is the client's one receive handler (installed at Dial: autopaho's handler
+// removal races with delivery). It never blocks.
+func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
+	rc := p.collecting.Load()
+	if rc == nil || !pr.Packet.Retain || len(pr.Packet.Payload) == 0 || !strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
+		return true, nil
+	}
+	rc.mu.Lock()
+	rc.topics[pr.Packet.Topic] = true
+	rc.mu.Unlock()
+	select {
+	case rc.arrived <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
+func (rc *retainedCollector) take() map[string]bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return maps.Clone(rc.topics)
+}
+
 // sweepQuiet is how long the broker may pause between retained messages before the sweep
 // takes it that all have arrived.
 const sweepQuiet = 300 * time.Millisecond
@@ -197,22 +230,9 @@ const sweepQuiet = 300 * time.Millisecond
 // of entities deleted while no broadcaster published (a restart, a leader change). It runs
 // under p.mu, so no publish interleaves: an entity created meanwhile is published after it.
 func (p *Publisher) sweep(ctx context.Context) error {
-	var mu sync.Mutex
-	retained := map[string]bool{}
-	arrived := make(chan struct{}, 1)
-	remove := p.cm.AddOnPublishReceived(func(pr autopaho.PublishReceived) (bool, error) {
-		if pr.Packet.Retain && len(pr.Packet.Payload) > 0 && strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
-			mu.Lock()
-			retained[pr.Packet.Topic] = true
-			mu.Unlock()
-			select {
-			case arrived <- struct{}{}:
-			default:
-			}
-		}
-		return true, nil
-	})
-	defer remove()
+	rc := &retainedCollector{topics: map[string]bool{}, arrived: make(chan struct{}, 1)}
+	p.collecting.Store(rc)
+	defer p.collecting.Store(nil)
 	filter := p.prefix + "/#"
 	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}}}); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", filter, err)
@@ -225,7 +245,7 @@ func (p *Publisher) sweep(ctx context.Context) error {
 collect:
 	for {
 		select {
-		case <-arrived:
+		case <-rc.arrived:
 			quiet.Reset(sweepQuiet)
 		case <-quiet.C:
 			break collect
@@ -235,14 +255,14 @@ collect:
 			return ctx.Err()
 		}
 	}
+	p.collecting.Store(nil) // what is retained is in; stop before clearing
+	stale := rc.take()
 	live := map[string]bool{}
 	for _, c := range p.latest() {
 		live[p.Topic(c.Key)] = true
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	cleared := 0
-	for topic := range retained {
+	for topic := range stale {
 		if live[topic] {
 			continue
 		}
