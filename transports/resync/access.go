@@ -39,17 +39,18 @@ func (a Access) tag() string {
 // ErrUnauthenticated is an Authorizer's answer to a token it does not accept (401).
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// Authorizer checks a bearer token and says what its bearer may see. namespaces are the
-// mesh's current namespaces, the ones worth asking about. Any error other than
+// Authorizer checks a bearer token and says what its bearer may see. namespaces lists the
+// mesh's current namespaces, the ones worth asking about; it costs a pass over the mesh (once
+// per sequence), so call it only when a per-namespace answer is needed. Any error other than
 // ErrUnauthenticated means the check itself failed (503).
 type Authorizer interface {
-	Authorize(ctx context.Context, token string, namespaces []string) (Access, error)
+	Authorize(ctx context.Context, token string, namespaces func() []string) (Access, error)
 }
 
 // staticTokens accepts a fixed list of tokens, each seeing everything (manifests mode).
 type staticTokens [][]byte
 
-func (st staticTokens) Authorize(_ context.Context, token string, _ []string) (Access, error) {
+func (st staticTokens) Authorize(_ context.Context, token string, _ func() []string) (Access, error) {
 	match := 0
 	for _, t := range st {
 		match |= subtle.ConstantTimeCompare([]byte(token), t)

@@ -22,7 +22,7 @@ import (
 // oneNamespace lets token "a" see namespace a, "all" everything, and nobody else in.
 type oneNamespace struct{}
 
-func (oneNamespace) Authorize(_ context.Context, token string, _ []string) (Access, error) {
+func (oneNamespace) Authorize(_ context.Context, token string, _ func() []string) (Access, error) {
 	switch token {
 	case "a":
 		return Access{Subject: "a", Namespaces: map[string]bool{"a": true}}, nil

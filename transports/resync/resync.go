@@ -183,7 +183,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the mesh is still loading")
 		return
 	}
-	access, err := h.authz.Authorize(r.Context(), token, h.meshNamespaces())
+	access, err := h.authz.Authorize(r.Context(), token, h.meshNamespaces)
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		unauthorized(w)

@@ -83,7 +83,7 @@ type decisionKey struct {
 
 // Authorize reviews token, then asks whether its bearer may list EventTypes cluster-wide and,
 // failing that, in each of namespaces.
-func (a *Authorizer) Authorize(ctx context.Context, token string, namespaces []string) (resync.Access, error) {
+func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces func() []string) (resync.Access, error) {
 	who, err := a.review(ctx, token)
 	if err != nil {
 		return resync.Access{}, err
@@ -94,6 +94,7 @@ func (a *Authorizer) Authorize(ctx context.Context, token string, namespaces []s
 		access.All = all
 		return access, err
 	}
+	namespaces := meshNamespaces()
 	allowed := make([]bool, len(namespaces))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.parallel)

@@ -45,7 +45,7 @@ func TestAuthorizeCachesBriefly(t *testing.T) {
 	clock := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
 	a := New(client, Options{TTL: 10 * time.Second, Clock: clock})
 	ctx := context.Background()
-	namespaces := []string{"a", "b", "c"}
+	namespaces := func() []string { return []string{"a", "b", "c"} }
 
 	tests := []struct {
 		token           string
