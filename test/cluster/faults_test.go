@@ -3,9 +3,11 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,7 +148,7 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 		t.Fatalf("the test's own writes should change 6 entities, they change %q", want)
 	}
 	eventually(t, 60*time.Second, "the mesh to catch up", func() bool {
-		return maps(entitiesOf(r.hub.Snapshot()), after)
+		return maps.Equal(entitiesOf(r.hub.Snapshot()), after)
 	})
 	r.settle(len(want))
 	got := r.takeChanges()
@@ -157,18 +159,6 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 	if logs := r.logs.String(); !strings.Contains(logs, "watch reconnected") {
 		t.Errorf("the source never lost its watches; the test proves nothing\n%s", logs)
 	}
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // A source whose service account may not list Triggers degrades that kind only: it loads the
@@ -312,7 +302,7 @@ func (s *streamConsumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.epoch, s.seq, s.entities = c.Epoch, 0, map[string]string{}
 		s.epochs = append(s.epochs, c.Epoch)
 	case c.Epoch != s.epoch || c.Sequence != s.seq+1:
-		s.problems = append(s.problems, "gap or epoch joined midway: at "+s.epoch+"#"+itoa(int(s.seq))+", got "+c.Epoch+"#"+itoa(int(c.Sequence)))
+		s.problems = append(s.problems, "gap or epoch joined midway: at "+s.epoch+"#"+strconv.FormatUint(s.seq, 10)+", got "+c.Epoch+"#"+strconv.FormatUint(c.Sequence, 10))
 		return
 	}
 	s.seq = c.Sequence
@@ -327,15 +317,7 @@ func (s *streamConsumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *streamConsumer) state() (epochs []string, entities map[string]string, problems []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.epochs), copyMap(s.entities), slices.Clone(s.problems)
-}
-
-func copyMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return slices.Clone(s.epochs), maps.Clone(s.entities), slices.Clone(s.problems)
 }
 
 // Two broadcasters elect a leader through a Lease; only it publishes. When the leader is
@@ -387,7 +369,7 @@ func TestLeaderFailover(t *testing.T) {
 	c.mustApply(eventType(ns, "paid", "order.paid", "orders", ""))
 	eventually(t, 30*time.Second, "the leader's deltas", func() bool {
 		_, got, _ := consumer.state()
-		return maps(got, c.freshEntities())
+		return maps.Equal(got, c.freshEntities())
 	})
 	if strings.Contains(follower.logs.String(), "leading: publishing") {
 		t.Fatal("both replicas lead")
@@ -402,7 +384,7 @@ func TestLeaderFailover(t *testing.T) {
 	want := c.freshEntities()
 	eventually(t, 30*time.Second, "the stream consumer to match the cluster", func() bool {
 		_, got, _ := consumer.state()
-		return maps(got, want)
+		return maps.Equal(got, want)
 	})
 	epochs, _, problems := consumer.state()
 	if len(problems) > 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -326,15 +327,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func keysOf[V any](m map[string]V) []string {
-	return slices.Sorted(func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-}
+func keysOf[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // installServingService installs testdata/serving-service-crd.yaml and waits until it serves.
 func installServingService(c *cluster) {

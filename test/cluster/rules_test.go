@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -232,7 +233,7 @@ func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured
 		if s.Changes != nil && !reflect.DeepEqual(got, s.Changes) && !(len(got) == 0 && len(s.Changes) == 0) {
 			t.Errorf("step %d: changes\n got %q\nwant %q", i, got, s.Changes)
 		}
-		checkEntities(t, "step "+itoa(i), r.hub.Snapshot(), s.Want, s.Absent)
+		checkEntities(t, "step "+strconv.Itoa(i), r.hub.Snapshot(), s.Want, s.Absent)
 	}
 	checkProblems(t, r.logs.String(), rc.Problems)
 	if got, want := getEventMesh(t, r), rebuilt(t, c, rc); !reflect.DeepEqual(got, want) {
@@ -370,5 +371,3 @@ func jsonEqual(a, b json.RawMessage) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
-
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
