@@ -20,6 +20,9 @@ type Access struct {
 	Namespaces map[string]bool
 }
 
+// Sees reports whether the caller may see the entities of namespace.
+func (a Access) Sees(namespace string) bool { return a.All || a.Namespaces[namespace] }
+
 // tag distinguishes the ETags of different partial views of one snapshot.
 func (a Access) tag() string {
 	if a.All {

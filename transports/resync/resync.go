@@ -257,10 +257,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		rendered := h.render(snap)
-		if !access.All {
-			rendered = renderOf(snap, access.Namespaces)
-		}
+		rendered := h.renderFor(snap, access)
 		w.Header().Add("Vary", "Accept-Encoding")
 		if !withPosition && acceptsGzip(r) {
 			body := rendered.gzipBody()
@@ -296,10 +293,14 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// renderOf renders the part of snap in namespaces, for one caller.
-func renderOf(snap mesh.Snapshot, namespaces map[string]bool) *renderedMesh {
+// renderFor returns the EventMesh JSON of snap as the caller may see it: the shared render
+// for whole views, one of its own for a partial view.
+func (h *Handler) renderFor(snap mesh.Snapshot, a Access) *renderedMesh {
+	if a.All {
+		return h.render(snap)
+	}
 	var buf bytes.Buffer
-	_ = snap.WriteEventMeshOf(&buf, func(ns string) bool { return namespaces[ns] })
+	_ = snap.WriteEventMeshOf(&buf, a.Sees)
 	return &renderedMesh{epoch: snap.Epoch, seq: snap.Sequence, body: buf.Bytes()}
 }
 

@@ -154,7 +154,6 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	access := accessOf(r)
-	visible := func(ns string) bool { return access.All || access.Namespaces[ns] }
 	if !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
@@ -184,7 +183,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	var resumed []mesh.Change
 	if ok {
 		var err error
-		if resumed, last, err = h.deltas.Since(epoch, last); err != nil {
+		if resumed, _, err = h.deltas.Since(epoch, last); err != nil {
 			ok = false
 		}
 	}
@@ -192,33 +191,38 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		snap := h.mesh.Snapshot()
 		epoch, last = snap.Epoch, snap.Sequence
 		fmt.Fprintf(out, "event: snapshot\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d,\"mesh\":", last, jsonString(epoch), last)
-		if access.All {
-			out.Write(h.render(snap).body) // shared with every request at this sequence
-		} else {
-			out.Write(renderOf(snap, access.Namespaces).body)
-		}
+		out.Write(h.renderFor(snap, access).body)
 		out.WriteString("}\n\n")
 	}
-	skipped := uint64(0) // the newest change not sent because the caller may not see it
+	// write sends one change the caller may see, first accounting with a position event for
+	// those it may not see since the last event; last is the id of the last event sent.
+	skipped := uint64(0) // the newest change cut out of the caller's view
+	write := func(seq uint64, namespace string, sse []byte) {
+		if !access.Sees(namespace) {
+			skipped = seq
+			return
+		}
+		if skipped > last {
+			out.WriteString(positionEvent(epoch, seq-1))
+		}
+		out.Write(sse)
+		last = seq
+	}
+	accountSkipped := func() {
+		if skipped > last {
+			out.WriteString(positionEvent(epoch, skipped))
+			last = skipped
+		}
+	}
 	for _, c := range resumed {
-		if !visible(namespaceOf(c.Key)) {
-			skipped = c.Sequence
-			continue
-		}
-		if skipped > 0 {
-			out.WriteString(positionEvent(epoch, c.Sequence-1))
-			skipped = 0
-		}
 		sse, err := deltaEvent(h.encoder, c)
 		if err != nil {
 			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			return
 		}
-		out.Write(sse)
+		write(c.Sequence, namespaceOf(c.Key), sse)
 	}
-	if skipped > 0 {
-		out.WriteString(positionEvent(epoch, skipped))
-	}
+	accountSkipped()
 	if !send() {
 		return
 	}
@@ -253,15 +257,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 					if f.epoch != epoch || f.seq <= last {
 						continue // already in the snapshot or the resumed deltas
 					}
-					if !visible(f.namespace) {
-						skipped = f.seq
-						continue
-					}
-					if skipped > last {
-						out.WriteString(positionEvent(epoch, f.seq-1))
-					}
-					out.Write(f.sse)
-					last = f.seq
+					write(f.seq, f.namespace, f.sse)
 				}
 				select {
 				case batch = <-w.frames:
@@ -269,10 +265,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 					more = false
 				}
 			}
-			if skipped > last {
-				out.WriteString(positionEvent(epoch, skipped))
-				last = skipped
-			}
+			accountSkipped()
 			if !send() {
 				return
 			}
