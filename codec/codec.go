@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"strconv"
-	"strings"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -17,27 +15,10 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// Fixed names of the mesh-delta contract.
-const (
-	TypePrefix         = "dev.knative.eventmesh."
-	ExtensionEpoch     = "meshepoch"
-	ExtensionSequence  = "meshseq"
-	DefaultSource      = "/event-mesh-broadcaster"
-	MaxSequence        = math.MaxInt32 // meshseq is a CloudEvents Integer (32-bit signed)
-	contentTypeJSON    = cloudevents.ApplicationJSON
-	contentTypeJSONUTF = "application/json; charset=utf-8"
-)
+// DefaultSource is the events' source when none is configured.
+const DefaultSource = "/event-mesh-broadcaster"
 
-// Data is the event payload: everything a consumer needs, even when a carrier drops the
-// CloudEvents attributes.
-type Data struct {
-	Key      string          `json:"key"`
-	Kind     string          `json:"kind"`
-	Op       string          `json:"op"`
-	Epoch    string          `json:"epoch"`
-	Sequence uint64          `json:"sequence"`
-	Entity   json.RawMessage `json:"entity"`
-}
+const contentTypeJSONUTF = "application/json; charset=utf-8"
 
 // ErrInvalidEvent marks events that are not valid mesh deltas; errors say which part is wrong.
 var ErrInvalidEvent = errors.New("invalid mesh-delta event")
@@ -61,25 +42,17 @@ func NewEncoder(source string) (*Encoder, error) {
 	return &Encoder{source: types.URIRef{URL: *u}}, nil
 }
 
-// Type is the event type of an entity change, dev.knative.eventmesh.<kind>.<op>.
-func Type(kind mesh.EntityKind, op mesh.Op) string {
-	return TypePrefix + kind.String() + "." + op.String()
-}
-
-// ID is the event id of a change: stable across retries, unique across epochs.
-func ID(epoch string, seq uint64) string { return epoch + "-" + strconv.FormatUint(seq, 10) }
-
 // Event encodes c.
 func (e *Encoder) Event(c mesh.Change) (cloudevents.Event, error) {
 	data, err := e.data(c)
 	if err != nil {
 		return cloudevents.Event{}, err
 	}
-	contentType, subject := contentTypeJSON, c.Key
+	contentType, subject := mesh.ContentTypeJSON, c.Key.String()
 	ev := cloudevents.Event{Context: &event.EventContextV1{
-		ID: ID(c.Epoch, c.Sequence), Type: Type(c.Kind, c.Op), Source: e.source,
+		ID: mesh.EventID(c.Epoch, c.Sequence), Type: mesh.TypeOf(c.Kind, c.Op), Source: e.source,
 		Subject: &subject, DataContentType: &contentType,
-		Extensions: map[string]any{ExtensionEpoch: c.Epoch, ExtensionSequence: int32(c.Sequence)},
+		Extensions: map[string]any{mesh.ExtensionEpoch: c.Epoch, mesh.ExtensionSequence: int32(c.Sequence)},
 	}, DataEncoded: data}
 	return ev, nil
 }
@@ -91,15 +64,16 @@ func (e *Encoder) Structured(c mesh.Change) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(data)+len(c.Key)+len(c.Epoch)*2+256)
+	key := c.Key.String()
+	b := make([]byte, 0, len(data)+len(key)+len(c.Epoch)*2+256)
 	b = append(b, `{"specversion":"1.0","id":`...)
-	b = appendString(b, ID(c.Epoch, c.Sequence))
+	b = appendString(b, mesh.EventID(c.Epoch, c.Sequence))
 	b = append(b, `,"source":`...)
 	b = appendString(b, e.source.String())
 	b = append(b, `,"type":"`...)
-	b = append(b, Type(c.Kind, c.Op)...)
+	b = append(b, mesh.TypeOf(c.Kind, c.Op)...)
 	b = append(b, `","subject":`...)
-	b = appendString(b, c.Key)
+	b = appendString(b, key)
 	b = append(b, `,"datacontenttype":"application/json","meshepoch":`...)
 	b = appendString(b, c.Epoch)
 	b = append(b, `,"meshseq":`...)
@@ -109,18 +83,19 @@ func (e *Encoder) Structured(c mesh.Change) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// data is the event payload: the same bytes json.Marshal(Data{...}) gives for entities made by
+// data is the event payload: the same bytes json.Marshal(mesh.EventData{...}) gives for entities made by
 // json.Marshal (tested), without reflection or re-compacting the entity.
 func (e *Encoder) data(c mesh.Change) ([]byte, error) {
-	if c.Sequence == 0 || c.Sequence > MaxSequence {
-		return nil, fmt.Errorf("change %s: sequence %d outside 1..%d", c.Key, c.Sequence, MaxSequence)
+	if c.Sequence == 0 || c.Sequence > mesh.MaxSequence {
+		return nil, fmt.Errorf("change %s: sequence %d outside 1..%d", c.Key, c.Sequence, mesh.MaxSequence)
 	}
 	if !json.Valid(c.Entity) {
 		return nil, fmt.Errorf("change %s: entity is not valid JSON", c.Key)
 	}
-	data := make([]byte, 0, len(c.Entity)+len(c.Key)+len(c.Epoch)+96)
+	key := c.Key.String()
+	data := make([]byte, 0, len(c.Entity)+len(key)+len(c.Epoch)+96)
 	data = append(data, `{"key":`...)
-	data = appendString(data, c.Key)
+	data = appendString(data, key)
 	data = append(data, `,"kind":"`...)
 	data = append(data, c.Kind.String()...)
 	data = append(data, `","op":"`...)
@@ -143,27 +118,18 @@ func Decode(ev cloudevents.Event) (mesh.Change, error) {
 	fail := func(format string, args ...any) (mesh.Change, error) {
 		return mesh.Change{}, fmt.Errorf("%w: event %s: %s", ErrInvalidEvent, ev.ID(), fmt.Sprintf(format, args...))
 	}
-	rest, ok := strings.CutPrefix(ev.Type(), TypePrefix)
-	kindName, opName, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 {
-		return fail("type %q is not %s<kind>.<op>", ev.Type(), TypePrefix)
-	}
-	kind, err := mesh.ParseEntityKind(kindName)
+	kind, op, err := mesh.ParseType(ev.Type())
 	if err != nil {
-		return fail("type %q: %v", ev.Type(), err)
+		return fail("%v", err)
 	}
-	op, err := mesh.ParseOp(opName)
-	if err != nil {
-		return fail("type %q: %v", ev.Type(), err)
+	if ct := ev.DataContentType(); ct != mesh.ContentTypeJSON && ct != contentTypeJSONUTF && ct != "" {
+		return fail("datacontenttype %q, want %s", ct, mesh.ContentTypeJSON)
 	}
-	if ct := ev.DataContentType(); ct != contentTypeJSON && ct != contentTypeJSONUTF && ct != "" {
-		return fail("datacontenttype %q, want %s", ct, contentTypeJSON)
-	}
-	var d Data
+	var d mesh.EventData
 	if err := json.Unmarshal(ev.Data(), &d); err != nil {
 		return fail("data: %v", err)
 	}
-	epoch, err := extensionString(ev, ExtensionEpoch)
+	epoch, err := extensionString(ev, mesh.ExtensionEpoch)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -175,14 +141,14 @@ func Decode(ev cloudevents.Event) (mesh.Change, error) {
 	switch {
 	case err != nil:
 		return fail("data.key: %v", err)
-	case d.Kind != kindName || d.Op != opName:
+	case d.Kind != kind.String() || d.Op != op.String():
 		return fail("data kind/op %s/%s disagree with type %q", d.Kind, d.Op, ev.Type())
 	case d.Key != ev.Subject():
 		return fail("data.key %q disagrees with subject %q", d.Key, ev.Subject())
 	case d.Epoch != epoch || d.Epoch == "":
-		return fail("data.epoch %q disagrees with %s %q", d.Epoch, ExtensionEpoch, epoch)
+		return fail("data.epoch %q disagrees with %s %q", d.Epoch, mesh.ExtensionEpoch, epoch)
 	case d.Sequence != seq || seq == 0:
-		return fail("data.sequence %d disagrees with %s %d", d.Sequence, ExtensionSequence, seq)
+		return fail("data.sequence %d disagrees with %s %d", d.Sequence, mesh.ExtensionSequence, seq)
 	}
 	if err := checkEntity(d.Entity, ref); err != nil {
 		return fail("data.entity: %v", err)
@@ -191,7 +157,7 @@ func Decode(ev cloudevents.Event) (mesh.Change, error) {
 	if err := json.Compact(&entity, d.Entity); err != nil {
 		return fail("data.entity: %v", err)
 	}
-	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: d.Key, Entity: entity.Bytes()}, nil
+	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: ref, Entity: entity.Bytes()}, nil
 }
 
 func extensionString(ev cloudevents.Event, name string) (string, error) {
@@ -207,26 +173,26 @@ func extensionString(ev cloudevents.Event, name string) (string, error) {
 }
 
 func extensionSequence(ev cloudevents.Event) (uint64, error) {
-	v, ok := ev.Extensions()[ExtensionSequence]
+	v, ok := ev.Extensions()[mesh.ExtensionSequence]
 	if !ok {
-		return 0, fmt.Errorf("extension %s is missing", ExtensionSequence)
+		return 0, fmt.Errorf("extension %s is missing", mesh.ExtensionSequence)
 	}
 	if s, isString := v.(string); isString { // binary modes carry extensions as text
 		n, err := types.ParseInteger(s)
 		if err != nil {
-			return 0, fmt.Errorf("extension %s: %w", ExtensionSequence, err)
+			return 0, fmt.Errorf("extension %s: %w", mesh.ExtensionSequence, err)
 		}
 		v = n
 	}
 	n, err := types.ToInteger(v)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("extension %s: want a positive integer, got %v", ExtensionSequence, v)
+		return 0, fmt.Errorf("extension %s: want a positive integer, got %v", mesh.ExtensionSequence, v)
 	}
 	return uint64(n), nil
 }
 
 // checkEntity requires a JSON object naming the same namespace and name as the key.
-func checkEntity(raw json.RawMessage, ref mesh.ObjectRef) error {
+func checkEntity(raw json.RawMessage, ref mesh.Key) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return errors.New("missing")
 	}

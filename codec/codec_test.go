@@ -17,7 +17,7 @@ import (
 
 func change(kind mesh.EntityKind, op mesh.Op, seq uint64) mesh.Change {
 	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: kind, Op: op,
-		Key:    "eventing.knative.dev/Broker/shop/orders",
+		Key:    mesh.MustParseKey("eventing.knative.dev/Broker/shop/orders"),
 		Entity: json.RawMessage(`{"namespace":"shop","name":"orders","uid":"","labels":null,"annotations":null,"providedEventTypes":[]}`)}
 }
 
@@ -35,7 +35,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			if ev.Type() != "dev.knative.eventmesh."+kind.String()+"."+op.String() || ev.ID() != "ep-42" ||
-				ev.Subject() != c.Key || ev.Source() != DefaultSource || ev.DataContentType() != "application/json" ||
+				ev.Subject() != c.Key.String() || ev.Source() != DefaultSource || ev.DataContentType() != "application/json" ||
 				ev.Extensions()["meshepoch"] != "ep" || ev.Extensions()["meshseq"] != int32(42) {
 				t.Fatalf("attributes: %s", ev)
 			}
@@ -112,7 +112,7 @@ func TestDecodeRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := enc.Event(change(mesh.KindBroker, mesh.OpAdded, MaxSequence+1)); err == nil {
+	if _, err := enc.Event(change(mesh.KindBroker, mesh.OpAdded, mesh.MaxSequence+1)); err == nil {
 		t.Error("a sequence beyond meshseq's 32-bit range was encoded")
 	}
 	if _, err := NewEncoder("http://bad host/"); err == nil {
@@ -154,14 +154,14 @@ func TestEventDataMatchesMarshal(t *testing.T) {
 	tricky, _ := json.Marshal(map[string]string{"namespace": "a<b>", "name": "c&d\u2028"})
 	for _, c := range []mesh.Change{
 		change(mesh.KindEventType, mesh.OpAdded, 1),
-		{Epoch: `e"<&>\u2028é`, Sequence: MaxSequence, Kind: mesh.KindSource, Op: mesh.OpDeleted,
-			Key: "sources.knative.dev/PingSource/a<b>/c&d\u2028", Entity: tricky},
+		{Epoch: `e"<&>\u2028é`, Sequence: mesh.MaxSequence, Kind: mesh.KindSource, Op: mesh.OpDeleted,
+			Key: mesh.MustParseKey("sources.knative.dev/PingSource/a<b>/c&d\u2028"), Entity: tricky},
 	} {
 		ev, err := enc.Event(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := json.Marshal(Data{Key: c.Key, Kind: c.Kind.String(), Op: c.Op.String(), Epoch: c.Epoch, Sequence: c.Sequence, Entity: c.Entity})
+		want, _ := json.Marshal(mesh.EventData{Key: c.Key.String(), Kind: c.Kind.String(), Op: c.Op.String(), Epoch: c.Epoch, Sequence: c.Sequence, Entity: c.Entity})
 		if string(ev.Data()) != string(want) {
 			t.Errorf("data\n got %s\nwant %s", ev.Data(), want)
 		}
@@ -169,7 +169,7 @@ func TestEventDataMatchesMarshal(t *testing.T) {
 			t.Errorf("event invalid: %v", err)
 		}
 	}
-	if _, err := enc.Event(mesh.Change{Epoch: "e", Sequence: 1, Key: "g/K/ns/n", Entity: json.RawMessage("{")}); err == nil {
+	if _, err := enc.Event(mesh.Change{Epoch: "e", Sequence: 1, Key: mesh.MustParseKey("g/K/ns/n"), Entity: json.RawMessage("{")}); err == nil {
 		t.Error("an entity that is not JSON was encoded")
 	}
 }
@@ -181,7 +181,7 @@ func TestStructuredMatchesSDK(t *testing.T) {
 	tricky, _ := json.Marshal(map[string]string{"namespace": "a<b>", "name": "c&d\u2028"})
 	for _, c := range []mesh.Change{
 		change(mesh.KindSubscribable, mesh.OpDeleted, 9),
-		{Epoch: `e"<&>é`, Sequence: 77, Kind: mesh.KindSource, Op: mesh.OpAdded, Key: "g/K/a<b>/c&d\u2028", Entity: tricky},
+		{Epoch: `e"<&>é`, Sequence: 77, Kind: mesh.KindSource, Op: mesh.OpAdded, Key: mesh.MustParseKey("g/K/a<b>/c&d\u2028"), Entity: tricky},
 	} {
 		ev, _ := enc.Event(c)
 		viaSDK, err := EncodeStructured(ev)

@@ -1,4 +1,4 @@
-// Package codec turns mesh entity changes into mesh-delta CloudEvents and back (design.md §2).
+// Package codec turns mesh entity changes into mesh-delta CloudEvents and back.
 //
 // Transports encode with Encoder.Event and sdk-go's bindings (binary or structured mode);
 // consumers decode with Decode, which validates everything it reads and never panics. The

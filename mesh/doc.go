@@ -1,11 +1,9 @@
-// Package mesh keeps the Knative event mesh and computes, for each Kubernetes object change,
-// exactly which mesh entities changed.
+// Package mesh is the event mesh's wire contract, shared by the broadcaster and its consumers:
+// the entity JSON types, entity keys, Change, the mesh-delta CloudEvent names, and the names
+// of the resync endpoints, headers, Server-Sent Events and the snapshot envelope
+// (docs/protocol.md says what each means).
 //
-// Sources feed object upserts and deletes to an Engine; the Engine answers with sequenced
-// entity Changes and can hand out an immutable Snapshot at any time. Like external-dns's
-// plan package, it is pure: no I/O, no goroutines, no clocks. Callers serialise access.
-//
-// The invariant a reader must not break: after every call, the stored entity JSON equals what a
-// from-scratch build of the same objects would produce (see the property test), and every
-// entity whose JSON changed got exactly one Change, with the next sequence number.
+// It imports only the standard library, so a consumer embedding codec/consumer does not compile
+// the engine (mesh/engine), Kubernetes or CESQL. The invariant a reader must not break: nothing
+// here may import another package of this module or anything outside the standard library.
 package mesh

@@ -2,14 +2,11 @@ package mesh
 
 import (
 	"cmp"
-	"encoding/json"
-	"fmt"
 	"slices"
-	"strings"
 )
 
-// The JSON shapes below are fixed by design.md §1: they are the upstream Knative Event Mesh
-// backend's GET /v1/getEventMesh types, so the Backstage plugin reads them unchanged.
+// The JSON shapes below are fixed: they are the upstream Knative Event Mesh backend's
+// GET /v1/getEventMesh types, so the Backstage plugin reads them unchanged.
 
 // EventMesh is the whole mesh as served by GET /v1/getEventMesh.
 type EventMesh struct {
@@ -95,72 +92,21 @@ type GroupKindNamespacedName struct {
 	Name      string `json:"name"`
 }
 
-// EntityKind names the four entity lists of the mesh. The values appear in event types
-// (dev.knative.eventmesh.<kind>.<op>) and are fixed.
-type EntityKind uint8
-
-// Entity kinds, in the order of the EventMesh JSON lists.
+// Group and kind of the entities that stand for Knative's own objects.
 const (
-	KindBroker EntityKind = iota
-	KindEventType
-	KindSource
-	KindSubscribable
+	GroupEventing       = "eventing.knative.dev"
+	KindBrokerObject    = "Broker"
+	KindEventTypeObject = "EventType"
 )
 
-var entityKindNames = []string{"broker", "eventtype", "source", "subscribable"}
+// Key of the Broker entity.
+func (b Broker) Key() Key { return Key{GroupEventing, KindBrokerObject, b.Namespace, b.Name} }
 
-func (k EntityKind) String() string { return enumName(entityKindNames, k, "EntityKind") }
+// Key of the EventType entity.
+func (e EventType) Key() Key { return Key{GroupEventing, KindEventTypeObject, e.Namespace, e.Name} }
 
-// ParseEntityKind is the inverse of EntityKind.String.
-func ParseEntityKind(s string) (EntityKind, error) {
-	return parseEnum[EntityKind](entityKindNames, s, "entity kind")
-}
+// Key of the channel entity.
+func (s Subscribable) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Name} }
 
-// Op says what happened to an entity.
-type Op uint8
-
-// Entity operations; their names appear in event types and are fixed.
-const (
-	OpAdded Op = iota
-	OpUpdated
-	OpDeleted
-)
-
-var opNames = []string{"added", "updated", "deleted"}
-
-func (o Op) String() string { return enumName(opNames, o, "Op") }
-
-// ParseOp is the inverse of Op.String.
-func ParseOp(s string) (Op, error) { return parseEnum[Op](opNames, s, "op") }
-
-func enumName[T ~uint8](names []string, v T, typeName string) string {
-	if int(v) < len(names) {
-		return names[v]
-	}
-	return fmt.Sprintf("%s(%d)", typeName, v)
-}
-
-func parseEnum[T ~uint8](names []string, s, what string) (T, error) {
-	if i := slices.Index(names, s); i >= 0 {
-		return T(i), nil
-	}
-	return 0, fmt.Errorf("unknown %s %q (want one of %s)", what, s, strings.Join(names, ", "))
-}
-
-// Change is one entity change, numbered in the engine's epoch.
-type Change struct {
-	Epoch    string
-	Sequence uint64
-	Kind     EntityKind
-	Op       Op
-	// Key is the entity key, group/Kind/namespace/name.
-	Key string
-	// Entity is the entity JSON: the new one, or on OpDeleted the last known one.
-	Entity json.RawMessage
-	// Previous is the JSON before an OpUpdated; nil otherwise.
-	Previous json.RawMessage
-}
-
-func (c Change) String() string {
-	return fmt.Sprintf("#%d %s %s %s", c.Sequence, c.Kind, c.Op, c.Key)
-}
+// Key of the source entity.
+func (s Source) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Name} }

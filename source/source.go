@@ -18,7 +18,7 @@ type Source interface {
 
 // ListHandler is a handler that can also take a whole listing at once. Sources deliver their
 // initial listing through Replace when the handler has it, so the listing becomes one batch: a
-// new epoch then opens with each entity added exactly once (design.md §2).
+// new epoch then opens with each entity added exactly once.
 type ListHandler interface {
 	cache.ResourceEventHandler
 	Replace(objs []*unstructured.Unstructured)

@@ -87,7 +87,7 @@ func (p *publisher) elect(ctx context.Context, client kubernetes.Interface) erro
 }
 
 // lead publishes until the lease is lost (leadCtx) or the broadcaster stops (ctx). It opens a
-// new epoch with the whole mesh (design.md §2), so consumers that only read the stream get the
+// new epoch with the whole mesh (docs/protocol.md), so consumers that only read the stream get the
 // full state from the new leader too.
 func (p *publisher) lead(ctx, leadCtx context.Context, log *slog.Logger) {
 	queues, natsPublisher, err := p.open(leadCtx)

@@ -24,6 +24,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
@@ -53,7 +54,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return err
 	}
 	epoch := newEpoch()
-	meshHub := hub.New(mesh.NewEngine(epoch), src.HasSynced, log)
+	meshHub := hub.New(engine.New(epoch), src.HasSynced, log)
 	meshHub.Listen(hub.LogChanges(log))
 
 	enc, err := codec.NewEncoder(cfg.EventSource)
@@ -231,7 +232,7 @@ func (p *publisher) open(ctx context.Context) (queues []*queue.Queue, natsPublis
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := add("mqtt "+mp.Topic("#"), mp); err != nil {
+		if err := add("mqtt "+mp.Filter(), mp); err != nil {
 			return nil, nil, err
 		}
 	}

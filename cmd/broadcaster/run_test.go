@@ -225,9 +225,9 @@ func TestExamplesToSink(t *testing.T) {
 		defer mu.Unlock()
 		seqs = append(seqs, c.Sequence)
 		if c.Op == mesh.OpDeleted {
-			delete(replica, c.Key)
+			delete(replica, c.Key.String())
 		} else {
-			replica[c.Key] = string(c.Entity)
+			replica[c.Key.String()] = string(c.Entity)
 		}
 	}))
 	defer sink.Close()
@@ -465,7 +465,7 @@ func converged(t *testing.T, base string, r *consumer.Replica) {
 			return false
 		}
 		defer resp.Body.Close()
-		var s consumer.Snapshot
+		var s mesh.Snapshot
 		if json.NewDecoder(resp.Body).Decode(&s) != nil {
 			return false
 		}

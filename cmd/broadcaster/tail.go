@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,7 +64,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTermin
 		return fmt.Errorf("%w: tail: --color %q: want auto, always or never", errUsage, o.color)
 	}
 	p := &printer{out: stdout, json: o.output == "json",
-		color: o.color == "always" || (o.color == "auto" && isTerminal), last: map[string]json.RawMessage{}}
+		color: o.color == "always" || (o.color == "auto" && isTerminal), last: map[consumer.EntityID]json.RawMessage{}}
 	switch {
 	case o.watch != "":
 		return tailWatch(ctx, o, p)
@@ -83,7 +84,7 @@ type printer struct {
 	out   io.Writer
 	json  bool
 	color bool
-	last  map[string]json.RawMessage // kind key → entity
+	last  map[consumer.EntityID]json.RawMessage
 }
 
 const (
@@ -94,16 +95,14 @@ const (
 	ansiRed    = "\x1b[31m"
 )
 
-func (p *printer) snapshot(s consumer.Snapshot) {
+func (p *printer) snapshot(s mesh.Snapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(s.Mesh.Brokers) + len(s.Mesh.EventTypes) + len(s.Mesh.Sources) + len(s.Mesh.Subscribables)
 	clear(p.last)
 	r := consumer.NewReplica(nil)
 	r.Load(s)
-	for id, e := range r.Entities() {
-		p.last[id.Kind.String()+" "+id.Key] = e
-	}
+	maps.Copy(p.last, r.Entities())
 	if p.json {
 		json.NewEncoder(p.out).Encode(map[string]any{"snapshot": map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": n}})
 		return
@@ -114,7 +113,7 @@ func (p *printer) snapshot(s consumer.Snapshot) {
 func (p *printer) change(c mesh.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := c.Kind.String() + " " + c.Key
+	k := consumer.EntityID{Kind: c.Kind, Key: c.Key}
 	if c.Op == mesh.OpUpdated && c.Previous == nil {
 		c.Previous = p.last[k]
 	}
@@ -124,7 +123,7 @@ func (p *printer) change(c mesh.Change) {
 		p.last[k] = c.Entity
 	}
 	if p.json {
-		json.NewEncoder(p.out).Encode(codec.Data{Key: c.Key, Kind: c.Kind.String(), Op: c.Op.String(),
+		json.NewEncoder(p.out).Encode(mesh.EventData{Key: c.Key.String(), Kind: c.Kind.String(), Op: c.Op.String(),
 			Epoch: c.Epoch, Sequence: c.Sequence, Entity: c.Entity})
 		return
 	}
@@ -159,7 +158,7 @@ func (p *printer) payload(data []byte) error {
 
 func tailWatch(ctx context.Context, o tailOptions, p *printer) error {
 	err := consumer.Follow(ctx, o.watch, o.token, nil, consumer.Stream{
-		Snapshot: func(s consumer.Snapshot) error { p.snapshot(s); return nil },
+		Snapshot: func(s mesh.Snapshot) error { p.snapshot(s); return nil },
 		Delta:    p.payload,
 		OnError: func(err error) bool {
 			var status consumer.ErrStatus

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 )
 
@@ -62,7 +62,7 @@ func TestTailNATSJSON(t *testing.T) {
 		return false
 	})
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[:5] {
-		var d codec.Data
+		var d mesh.EventData
 		if err := json.Unmarshal([]byte(line), &d); err != nil || d.Key == "" || d.Sequence == 0 || len(d.Entity) == 0 {
 			t.Fatalf("line %q: %+v %v", line, d, err)
 		}

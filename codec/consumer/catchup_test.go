@@ -13,6 +13,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
@@ -25,7 +26,7 @@ type broadcaster struct {
 }
 
 func newBroadcaster(t *testing.T, epoch string) *broadcaster {
-	b := &broadcaster{hub: hub.New(mesh.NewEngine(epoch), func() bool { return true }, nil)}
+	b := &broadcaster{hub: hub.New(engine.New(epoch), func() bool { return true }, nil)}
 	deltaLog, _ := resync.NewLog(epoch, 5)
 	b.hub.Listen(deltaLog.Append)
 	b.hub.Listen(func(cs []mesh.Change) { b.changes = append(b.changes, cs...) })

@@ -20,16 +20,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// Snapshot is the whole mesh at one position, as GET /v1/mesh serves it.
-type Snapshot struct {
-	Epoch    string         `json:"epoch"`
-	Sequence uint64         `json:"sequence"`
-	Mesh     mesh.EventMesh `json:"mesh"`
-}
-
 // Snapshotter fetches the current snapshot.
 type Snapshotter interface {
-	Snapshot(ctx context.Context) (Snapshot, error)
+	Snapshot(ctx context.Context) (mesh.Snapshot, error)
 }
 
 // Catcher is a Snapshotter that can also serve the changes after a sequence (GET /v1/deltas),
@@ -85,21 +78,22 @@ func (h httpSnapshots) get(ctx context.Context, path string) (*http.Response, er
 	return resp, nil
 }
 
-func (h httpSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
-	resp, err := h.get(ctx, "/v1/mesh")
+func (h httpSnapshots) Snapshot(ctx context.Context) (mesh.Snapshot, error) {
+	resp, err := h.get(ctx, mesh.PathMesh)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+		return mesh.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	defer resp.Body.Close()
-	var s Snapshot
+	var s mesh.Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+		return mesh.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
 	return s, nil
 }
 
 func (h httpSnapshots) Deltas(ctx context.Context, epoch string, since uint64) ([]mesh.Change, error) {
-	resp, err := h.get(ctx, "/v1/deltas?epoch="+url.QueryEscape(epoch)+"&since="+strconv.FormatUint(since, 10))
+	q := url.Values{mesh.ParamEpoch: {epoch}, mesh.ParamSince: {strconv.FormatUint(since, 10)}}
+	resp, err := h.get(ctx, mesh.PathDeltas+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("deltas: %w", err)
 	}
@@ -120,7 +114,7 @@ func (h httpSnapshots) Deltas(ctx context.Context, epoch string, since uint64) (
 // EntityID names an entity in a replica.
 type EntityID struct {
 	Kind mesh.EntityKind
-	Key  string
+	Key  mesh.Key
 }
 
 // Replica is a consumer's copy of the mesh. It is safe for concurrent use.
@@ -231,7 +225,7 @@ func (r *Replica) catchUp(ctx context.Context, c mesh.Change) bool {
 // resync replaces the state with a snapshot that includes at least everything before c,
 // retrying while the snapshot lags behind (the event may arrive before the snapshot has it).
 func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
-	var s Snapshot
+	var s mesh.Snapshot
 	for attempt := 0; ; attempt++ {
 		var err error
 		s, err = r.snapshots.Snapshot(ctx)
@@ -254,7 +248,7 @@ func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
 	return nil
 }
 
-func (r *Replica) load(s Snapshot) {
+func (r *Replica) load(s mesh.Snapshot) {
 	r.entities = entitiesOf(s.Mesh)
 	r.epoch, r.seq = s.Epoch, s.Sequence
 	r.resyncs++
@@ -272,21 +266,21 @@ func (r *Replica) Resync(ctx context.Context) error {
 
 func entitiesOf(m mesh.EventMesh) map[EntityID]json.RawMessage {
 	out := map[EntityID]json.RawMessage{}
-	put := func(kind mesh.EntityKind, ref mesh.ObjectRef, v any) {
+	put := func(kind mesh.EntityKind, key mesh.Key, v any) {
 		data, _ := json.Marshal(v) // the mesh types marshal the same bytes the broadcaster sent
-		out[EntityID{kind, ref.String()}] = data
+		out[EntityID{kind, key}] = data
 	}
 	for _, b := range m.Brokers {
-		put(mesh.KindBroker, mesh.ObjectRef{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject, Namespace: b.Namespace, Name: b.Name}, b)
+		put(mesh.KindBroker, b.Key(), b)
 	}
 	for _, e := range m.EventTypes {
-		put(mesh.KindEventType, mesh.ObjectRef{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject, Namespace: e.Namespace, Name: e.Name}, e)
+		put(mesh.KindEventType, e.Key(), e)
 	}
 	for _, s := range m.Sources {
-		put(mesh.KindSource, mesh.ObjectRef{Group: s.Group, Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}, s)
+		put(mesh.KindSource, s.Key(), s)
 	}
 	for _, s := range m.Subscribables {
-		put(mesh.KindSubscribable, mesh.ObjectRef{Group: s.Group, Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}, s)
+		put(mesh.KindSubscribable, s.Key(), s)
 	}
 	return out
 }
@@ -332,7 +326,7 @@ func (r *Replica) Mesh() (mesh.EventMesh, error) {
 	for id := range r.entities {
 		ids = append(ids, id)
 	}
-	slices.SortFunc(ids, func(a, b EntityID) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(ids, func(a, b EntityID) int { return a.Key.Compare(b.Key) })
 	for _, id := range ids {
 		var err error
 		data := r.entities[id]

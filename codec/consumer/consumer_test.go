@@ -15,11 +15,11 @@ import (
 
 // scriptedSnapshots answers snapshots from a list, repeating the last.
 type scriptedSnapshots struct {
-	answers []Snapshot
+	answers []mesh.Snapshot
 	calls   int
 }
 
-func (s *scriptedSnapshots) Snapshot(context.Context) (Snapshot, error) {
+func (s *scriptedSnapshots) Snapshot(context.Context) (mesh.Snapshot, error) {
 	a := s.answers[min(s.calls, len(s.answers)-1)]
 	s.calls++
 	return a, nil
@@ -29,18 +29,18 @@ func broker(name string) mesh.Broker {
 	return mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}}
 }
 
-func snapshot(epoch string, seq uint64, names ...string) Snapshot {
+func snapshot(epoch string, seq uint64, names ...string) mesh.Snapshot {
 	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
 	for _, n := range names {
 		m.Brokers = append(m.Brokers, broker(n))
 	}
-	return Snapshot{Epoch: epoch, Sequence: seq, Mesh: m}
+	return mesh.Snapshot{Epoch: epoch, Sequence: seq, Mesh: m}
 }
 
 func change(epoch string, seq uint64, op mesh.Op, name string) mesh.Change {
 	data, _ := json.Marshal(broker(name))
 	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: op,
-		Key: "eventing.knative.dev/Broker/ns/" + name, Entity: data}
+		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
 }
 
 func names(t *testing.T, r *Replica) []string {
@@ -58,7 +58,7 @@ func names(t *testing.T, r *Replica) []string {
 
 func TestReplicaOrdering(t *testing.T) {
 	t.Parallel()
-	snaps := &scriptedSnapshots{answers: []Snapshot{
+	snaps := &scriptedSnapshots{answers: []mesh.Snapshot{
 		snapshot("A", 5, "a", "b"),                             // cold start
 		snapshot("A", 8, "b", "c", "e"),                        // after the gap before 9
 		snapshot("B", 0),                                       // the new epoch, before its first event

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/nats-io/nats.go"
 )
 
@@ -24,15 +25,15 @@ type natsSnapshots struct {
 	subject string
 }
 
-func (n natsSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
+func (n natsSnapshots) Snapshot(ctx context.Context) (mesh.Snapshot, error) {
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.SubscribeSync(inbox)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+		return mesh.Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
 	}
 	defer sub.Unsubscribe()
 	if err := n.nc.PublishRequest(n.subject, inbox, nil); err != nil {
-		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+		return mesh.Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
 	}
 	var body bytes.Buffer
 	var epoch, seq string
@@ -41,31 +42,31 @@ func (n natsSnapshots) Snapshot(ctx context.Context) (Snapshot, error) {
 		m, err := sub.NextMsgWithContext(wait)
 		cancel()
 		if err != nil {
-			return Snapshot{}, fmt.Errorf("nats snapshot: chunk %d: %w", want, err)
+			return mesh.Snapshot{}, fmt.Errorf("nats snapshot: chunk %d: %w", want, err)
 		}
-		if reason := m.Header.Get("Mesh-Error"); reason != "" {
-			return Snapshot{}, fmt.Errorf("nats snapshot: %s", reason)
+		if reason := m.Header.Get(mesh.HeaderError); reason != "" {
+			return mesh.Snapshot{}, fmt.Errorf("nats snapshot: %s", reason)
 		}
 		if m.Header.Get("Status") == "503" {
-			return Snapshot{}, fmt.Errorf("nats snapshot: no broadcaster answers on %s", n.subject)
+			return mesh.Snapshot{}, fmt.Errorf("nats snapshot: no broadcaster answers on %s", n.subject)
 		}
-		i, total, ok := parseChunk(m.Header.Get("Mesh-Chunk"))
+		i, total, ok := parseChunk(m.Header.Get(mesh.HeaderChunk))
 		switch {
 		case !ok || i != want:
-			return Snapshot{}, fmt.Errorf("nats snapshot: chunk %q, want %d", m.Header.Get("Mesh-Chunk"), want)
+			return mesh.Snapshot{}, fmt.Errorf("nats snapshot: chunk %q, want %d", m.Header.Get(mesh.HeaderChunk), want)
 		case want == 1:
-			epoch, seq = m.Header.Get("Mesh-Epoch"), m.Header.Get("Mesh-Sequence")
-		case epoch != m.Header.Get("Mesh-Epoch") || seq != m.Header.Get("Mesh-Sequence"):
-			return Snapshot{}, fmt.Errorf("nats snapshot: chunks of two snapshots mixed")
+			epoch, seq = m.Header.Get(mesh.HeaderEpoch), m.Header.Get(mesh.HeaderSequence)
+		case epoch != m.Header.Get(mesh.HeaderEpoch) || seq != m.Header.Get(mesh.HeaderSequence):
+			return mesh.Snapshot{}, fmt.Errorf("nats snapshot: chunks of two snapshots mixed")
 		}
 		body.Write(m.Data)
 		if i == total {
 			break
 		}
 	}
-	var s Snapshot
+	var s mesh.Snapshot
 	if err := json.Unmarshal(body.Bytes(), &s); err != nil {
-		return Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
+		return mesh.Snapshot{}, fmt.Errorf("nats snapshot: %w", err)
 	}
 	return s, nil
 }

@@ -12,13 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 // ErrCutOff means the broadcaster closed the watch because the consumer fell behind.
 var ErrCutOff = errors.New("watch cut off: the consumer fell behind")
 
 // Load replaces the replica's state with a snapshot.
-func (r *Replica) Load(s Snapshot) {
+func (r *Replica) Load(s mesh.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.load(s)
@@ -32,7 +34,7 @@ func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http
 	return Follow(ctx, baseURL, token, client, Stream{
 		Epoch:    epoch,
 		Sequence: seq,
-		Snapshot: func(s Snapshot) error { r.Load(s); return nil },
+		Snapshot: func(s mesh.Snapshot) error { r.Load(s); return nil },
 		Delta:    func(payload []byte) error { return r.ApplyStructured(ctx, payload) },
 		Position: func(epoch string, seq uint64) error { r.Advance(epoch, seq); return nil },
 	})
@@ -56,7 +58,7 @@ type Stream struct {
 	Epoch    string
 	Sequence uint64
 	// Snapshot receives the stream's snapshot event; Delta each delta's structured CloudEvent.
-	Snapshot func(Snapshot) error
+	Snapshot func(mesh.Snapshot) error
 	Delta    func(payload []byte) error
 	// Position, when set, hears that the stream has shown everything of the caller's view up
 	// to sequence: the changes in between were in namespaces the caller may not see.
@@ -71,7 +73,7 @@ func Follow(ctx context.Context, baseURL, token string, client *http.Client, s S
 	if client == nil {
 		client = &http.Client{}
 	}
-	url := strings.TrimSuffix(baseURL, "/") + "/v1/watch"
+	url := strings.TrimSuffix(baseURL, "/") + mesh.PathWatch
 	for attempt := 0; ; attempt++ {
 		err := s.once(ctx, url, token, client)
 		if ctx.Err() != nil {
@@ -97,7 +99,7 @@ func (e ErrStatus) Error() string { return fmt.Sprintf("watch: answered %d", e.C
 
 func (s *Stream) once(ctx context.Context, url, token string, client *http.Client) error {
 	if s.Epoch != "" {
-		url += "?epoch=" + neturl.QueryEscape(s.Epoch)
+		url += "?" + neturl.Values{mesh.ParamEpoch: {s.Epoch}}.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -105,7 +107,7 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	if s.Epoch != "" {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(s.Sequence, 10))
+		req.Header.Set(mesh.HeaderLastEventID, strconv.FormatUint(s.Sequence, 10))
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -120,8 +122,8 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 	}
 	return ReadSSE(resp.Body, func(ev SSEEvent) error {
 		switch ev.Type {
-		case "snapshot":
-			var snap Snapshot
+		case mesh.SSESnapshot:
+			var snap mesh.Snapshot
 			if err := json.Unmarshal(ev.Data, &snap); err != nil {
 				return fmt.Errorf("watch: snapshot: %w", err)
 			}
@@ -129,18 +131,15 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 				return err
 			}
 			s.Epoch, s.Sequence = snap.Epoch, snap.Sequence
-		case "delta":
+		case mesh.SSEDelta:
 			if err := s.Delta(ev.Data); err != nil {
 				return err
 			}
 			if seq, err := strconv.ParseUint(ev.ID, 10, 64); err == nil {
 				s.Sequence = seq
 			}
-		case "position":
-			var pos struct {
-				Epoch    string `json:"epoch"`
-				Sequence uint64 `json:"sequence"`
-			}
+		case mesh.SSEPosition:
+			var pos mesh.Position
 			if err := json.Unmarshal(ev.Data, &pos); err != nil {
 				return fmt.Errorf("watch: position: %w", err)
 			}
@@ -152,7 +151,7 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 			if pos.Epoch == s.Epoch && pos.Sequence > s.Sequence {
 				s.Sequence = pos.Sequence
 			}
-		case "cutoff":
+		case mesh.SSECutoff:
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
 		}
 		return nil

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
@@ -22,7 +22,7 @@ import (
 // a dropped connection resumes with Last-Event-ID, without a second snapshot.
 func TestWatchFollowsAndResumes(t *testing.T) {
 	t.Parallel()
-	h := hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)
+	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
 	deltaLog, _ := resync.NewLog("ep", 1000)
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := resync.NewWatchers(1000, enc, nil)

@@ -1,4 +1,4 @@
-// Package hub shares one mesh.Engine between a source and many readers. It is the
+// Package hub shares one engine.Engine between a source and many readers. It is the
 // cache.ResourceEventHandler that sources feed; it applies each object event under a lock,
 // hands the resulting changes to listeners in sequence order, and gives out snapshots.
 //

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/source"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
 // Listener receives each batch of changes, in order. It must not block.
@@ -22,17 +22,15 @@ type Hub struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	engine    *mesh.Engine
+	engine    *engine.Engine
 	listeners []listening
 	lastID    int
 	synced    func() bool
 }
 
-var _ source.ListHandler = (*Hub)(nil)
-
 // New returns a hub around engine. synced reports whether the source has delivered its initial
 // listing; until then the hub is not Ready. A nil log discards.
-func New(engine *mesh.Engine, synced func() bool, log *slog.Logger) *Hub {
+func New(engine *engine.Engine, synced func() bool, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -57,7 +55,7 @@ func (h *Hub) add(l Listener) int {
 	return h.lastID
 }
 
-// Restart opens a new epoch (mesh.Engine.Restart) and emits the whole mesh as its first
+// Restart opens a new epoch (engine.Engine.Restart) and emits the whole mesh as its first
 // changes. Listeners given here are added first, under the same lock, so they receive that
 // whole batch and every later one; remove takes them off again.
 func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
@@ -79,7 +77,7 @@ func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
 func (h *Hub) Ready() bool { return h.synced() }
 
 // Snapshot returns the current mesh; it is cheap and consistent.
-func (h *Hub) Snapshot() mesh.Snapshot {
+func (h *Hub) Snapshot() engine.Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.engine.Snapshot()
@@ -103,7 +101,7 @@ func (h *Hub) OnDelete(obj any) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.emit(h.engine.Delete(mesh.RefOf(u)))
+	h.emit(h.engine.Delete(engine.RefOf(u)))
 }
 
 // Replace applies a whole listing as one batch: objects the hub holds that the list lacks are
@@ -131,7 +129,7 @@ func (h *Hub) upsert(obj any) {
 	defer h.mu.Unlock()
 	changes, problems := h.engine.Upsert(u)
 	if problems != nil {
-		h.log.Warn("object partly ignored", "object", mesh.RefOf(u).String(), "problems", problems.Error())
+		h.log.Warn("object partly ignored", "object", engine.RefOf(u).String(), "problems", problems.Error())
 	}
 	h.emit(changes)
 }

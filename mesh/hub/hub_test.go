@@ -11,7 +11,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
+
+// The hub is what sources feed, whole listings included.
+var _ source.ListHandler = (*Hub)(nil)
 
 func broker(name string, labels map[string]any) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
@@ -23,7 +28,7 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	synced := false
-	h := New(mesh.NewEngine("e"), func() bool { return synced }, log)
+	h := New(engine.New("e"), func() bool { return synced }, log)
 	var got []string
 	h.Listen(func(cs []mesh.Change) {
 		for _, c := range cs {
@@ -72,7 +77,7 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 
 func TestHubReplaceIsOneBatch(t *testing.T) {
 	t.Parallel()
-	h := New(mesh.NewEngine("e"), func() bool { return true }, nil)
+	h := New(engine.New("e"), func() bool { return true }, nil)
 	var batches [][]string
 	h.Listen(func(cs []mesh.Change) {
 		var b []string
@@ -96,7 +101,7 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 // removing them stops their deliveries while the others go on.
 func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
 	t.Parallel()
-	h := New(mesh.NewEngine("e1"), func() bool { return true }, nil)
+	h := New(engine.New("e1"), func() bool { return true }, nil)
 	var always, leader []string
 	record := func(into *[]string) Listener {
 		return func(cs []mesh.Change) {

@@ -29,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
@@ -61,28 +62,28 @@ type Source struct {
 	mu          sync.Mutex
 	ctx         context.Context
 	handler     cache.ResourceEventHandler
-	initial     map[mesh.ObjectRef]*unstructured.Unstructured // the initial listing, until live
-	watches     map[mesh.GroupKind]*kindWatch
-	handed      map[mesh.GroupKind]map[nsName]struct{} // what the handler holds, per kind
-	crdsReady   bool                                   // the CRD informer has listed (or cannot)
-	crds        map[string]crdInfo                     // by CRD name
-	crdOfKind   map[mesh.GroupKind]string
-	subscribers map[mesh.ObjectRef]mesh.GroupKind // Trigger/Subscription → its subscriber's kind
-	wanted      map[mesh.GroupKind]int            // subscriber kind → references
-	unserved    map[mesh.GroupKind]bool           // kinds wanted but not served by the cluster
+	initial     map[engine.ObjectRef]*unstructured.Unstructured // the initial listing, until live
+	watches     map[engine.GroupKind]*kindWatch
+	handed      map[engine.GroupKind]map[nsName]struct{} // what the handler holds, per kind
+	crdsReady   bool                                     // the CRD informer has listed (or cannot)
+	crds        map[string]crdInfo                       // by CRD name
+	crdOfKind   map[engine.GroupKind]string
+	subscribers map[engine.ObjectRef]engine.GroupKind // Trigger/Subscription → its subscriber's kind
+	wanted      map[engine.GroupKind]int              // subscriber kind → references
+	unserved    map[engine.GroupKind]bool             // kinds wanted but not served by the cluster
 }
 
 type nsName struct{ namespace, name string }
 
 // Kinds the mesh always needs.
 var (
-	gkCRD          = mesh.GroupKind{Group: mesh.GroupCRD, Kind: mesh.KindCRDObject}
-	gkBroker       = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject}
-	gkTrigger      = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindTriggerObject}
-	gkEventType    = mesh.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject}
-	gkSubscription = mesh.GroupKind{Group: mesh.GroupMessaging, Kind: mesh.KindSubscriptionObject}
-	baseKinds      = []mesh.GroupKind{gkBroker, gkTrigger, gkEventType, gkSubscription}
-	crdResource    = schema.GroupVersionResource{Group: mesh.GroupCRD, Version: "v1", Resource: "customresourcedefinitions"}
+	gkCRD          = engine.GroupKind{Group: engine.GroupCRD, Kind: engine.KindCRDObject}
+	gkBroker       = engine.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject}
+	gkTrigger      = engine.GroupKind{Group: mesh.GroupEventing, Kind: engine.KindTriggerObject}
+	gkEventType    = engine.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject}
+	gkSubscription = engine.GroupKind{Group: engine.GroupMessaging, Kind: engine.KindSubscriptionObject}
+	baseKinds      = []engine.GroupKind{gkBroker, gkTrigger, gkEventType, gkSubscription}
+	crdResource    = schema.GroupVersionResource{Group: engine.GroupCRD, Version: "v1", Resource: "customresourcedefinitions"}
 )
 
 var _ source.Source = (*Source)(nil)
@@ -139,14 +140,14 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 		selector:    opts.LabelSelector,
 		log:         log,
 		degraded:    degraded,
-		initial:     map[mesh.ObjectRef]*unstructured.Unstructured{},
-		watches:     map[mesh.GroupKind]*kindWatch{},
-		handed:      map[mesh.GroupKind]map[nsName]struct{}{},
+		initial:     map[engine.ObjectRef]*unstructured.Unstructured{},
+		watches:     map[engine.GroupKind]*kindWatch{},
+		handed:      map[engine.GroupKind]map[nsName]struct{}{},
 		crds:        map[string]crdInfo{},
-		crdOfKind:   map[mesh.GroupKind]string{},
-		subscribers: map[mesh.ObjectRef]mesh.GroupKind{},
-		wanted:      map[mesh.GroupKind]int{},
-		unserved:    map[mesh.GroupKind]bool{},
+		crdOfKind:   map[engine.GroupKind]string{},
+		subscribers: map[engine.ObjectRef]engine.GroupKind{},
+		wanted:      map[engine.GroupKind]int{},
+		unserved:    map[engine.GroupKind]bool{},
 	}, nil
 }
 
@@ -254,7 +255,7 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 }
 
 // hand passes one object change on and records what the handler holds.
-func (s *Source) hand(gk mesh.GroupKind, u *unstructured.Unstructured, deleted bool) {
+func (s *Source) hand(gk engine.GroupKind, u *unstructured.Unstructured, deleted bool) {
 	key := nsName{u.GetNamespace(), u.GetName()}
 	held := s.handed[gk]
 	if deleted {
@@ -271,9 +272,9 @@ func (s *Source) hand(gk mesh.GroupKind, u *unstructured.Unstructured, deleted b
 	}
 	if !s.synced.Load() {
 		if deleted {
-			delete(s.initial, mesh.RefOf(u))
+			delete(s.initial, engine.RefOf(u))
 		} else {
-			s.initial[mesh.RefOf(u)] = u
+			s.initial[engine.RefOf(u)] = u
 		}
 		return
 	}
@@ -286,7 +287,7 @@ func (s *Source) hand(gk mesh.GroupKind, u *unstructured.Unstructured, deleted b
 }
 
 // forget deletes every object of gk the handler holds that keep lacks (nil: all of them).
-func (s *Source) forget(gk mesh.GroupKind, apiVersion string, keep map[nsName]struct{}) {
+func (s *Source) forget(gk engine.GroupKind, apiVersion string, keep map[nsName]struct{}) {
 	for key := range s.handed[gk] {
 		if _, ok := keep[key]; ok {
 			continue
@@ -302,13 +303,13 @@ func (s *Source) forget(gk mesh.GroupKind, apiVersion string, keep map[nsName]st
 
 // noteConsumer counts the subscriber kinds Triggers and Subscriptions reference.
 func (s *Source) noteConsumer(u *unstructured.Unstructured, deleted bool) {
-	ref := mesh.RefOf(u)
+	ref := engine.RefOf(u)
 	old, had := s.subscribers[ref]
-	var now mesh.GroupKind
+	var now engine.GroupKind
 	has := false
 	if !deleted {
-		if sub, ok := mesh.SubscriberOf(u); ok {
-			now, has = mesh.GroupKind{Group: sub.Group, Kind: sub.Kind}, true
+		if sub, ok := engine.SubscriberOf(u); ok {
+			now, has = engine.GroupKind{Group: sub.Group, Kind: sub.Kind}, true
 		}
 	}
 	if had == has && old == now {
@@ -365,8 +366,8 @@ func (s *Source) noteCRD(u *unstructured.Unstructured, deleted bool) {
 // reconcile starts, swaps and stops informers so exactly the wanted kinds are watched, each
 // the way it is wanted.
 func (s *Source) reconcile() {
-	want := map[mesh.GroupKind]watchSpec{gkCRD: s.watches[gkCRD].spec}
-	unserved := map[mesh.GroupKind]bool{}
+	want := map[engine.GroupKind]watchSpec{gkCRD: s.watches[gkCRD].spec}
+	unserved := map[engine.GroupKind]bool{}
 	for _, gk := range baseKinds {
 		if spec, ok := s.resolve(gk, false); ok {
 			want[gk] = spec
@@ -417,10 +418,10 @@ func (s *Source) reconcile() {
 
 // resolve finds how to watch gk: from its CRD when there is one (no discovery lag), else
 // through discovery. Subscribers are watched metadata-only, and only labelled ones.
-func (s *Source) resolve(gk mesh.GroupKind, subscriber bool) (watchSpec, bool) {
+func (s *Source) resolve(gk engine.GroupKind, subscriber bool) (watchSpec, bool) {
 	spec := watchSpec{selector: s.selector}
 	if subscriber {
-		spec = watchSpec{metadataOnly: true, selector: mesh.LabelBackstageID}
+		spec = watchSpec{metadataOnly: true, selector: engine.LabelBackstageID}
 	}
 	if name, ok := s.crdOfKind[gk]; ok {
 		c := s.crds[name]
@@ -444,7 +445,7 @@ func (s *Source) resolve(gk mesh.GroupKind, subscriber bool) (watchSpec, bool) {
 
 // start watches gk as spec says, replacing any current watch of gk. Once the new watch has
 // listed, objects its predecessor handed over that it lacks are deleted.
-func (s *Source) start(gk mesh.GroupKind, spec watchSpec) {
+func (s *Source) start(gk engine.GroupKind, spec watchSpec) {
 	if old, ok := s.watches[gk]; ok {
 		old.cancel()
 		s.clearDegraded(old)
@@ -469,7 +470,7 @@ func (s *Source) start(gk mesh.GroupKind, spec watchSpec) {
 }
 
 // stop ends the watch of gk and deletes everything it handed over.
-func (s *Source) stop(gk mesh.GroupKind, w *kindWatch) {
+func (s *Source) stop(gk engine.GroupKind, w *kindWatch) {
 	w.cancel()
 	s.clearDegraded(w)
 	delete(s.watches, gk)
@@ -485,7 +486,7 @@ func (s *Source) clearDegraded(w *kindWatch) {
 	}
 }
 
-func kindName(gk mesh.GroupKind) string {
+func kindName(gk engine.GroupKind) string {
 	if gk.Group == "" {
 		return gk.Kind
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -14,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 // watchSpec is how one kind is watched; a kind whose spec changes is rewatched.
@@ -34,7 +33,7 @@ const (
 
 // kindWatch is the informers of one kind: one per namespace in scope, or one for all.
 type kindWatch struct {
-	gk     mesh.GroupKind
+	gk     engine.GroupKind
 	spec   watchSpec
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -47,7 +46,7 @@ type kindWatch struct {
 	failing   atomic.Bool // the last list or watch failed for another reason
 }
 
-func (s *Source) newWatch(gk mesh.GroupKind, spec watchSpec) *kindWatch {
+func (s *Source) newWatch(gk engine.GroupKind, spec watchSpec) *kindWatch {
 	ctx, cancel := context.WithCancel(s.ctx)
 	w := &kindWatch{gk: gk, spec: spec, ctx: ctx, cancel: cancel}
 	namespaces := s.namespaces
@@ -236,7 +235,7 @@ func trimCRD(u *unstructured.Unstructured) {
 
 // crdInfo is what a CRD tells the source about its kind.
 type crdInfo struct {
-	gk              mesh.GroupKind
+	gk              engine.GroupKind
 	resource        schema.GroupVersionResource // at the newest served version
 	namespaced      bool
 	channel, source bool
@@ -262,10 +261,10 @@ func parseCRD(u *unstructured.Unstructured) crdInfo {
 	}
 	l := u.GetLabels()
 	return crdInfo{
-		gk:         mesh.GroupKind{Group: group, Kind: kind},
+		gk:         engine.GroupKind{Group: group, Kind: kind},
 		resource:   schema.GroupVersionResource{Group: group, Version: best, Resource: plural},
 		namespaced: scope == "Namespaced",
-		channel:    l[mesh.LabelSubscribable] == "true",
-		source:     l[mesh.LabelSource] == "true",
+		channel:    l[engine.LabelSubscribable] == "true",
+		source:     l[engine.LabelSource] == "true",
 	}
 }

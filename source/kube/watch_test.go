@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
-
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 func crd(t testing.TB, doc string) *unstructured.Unstructured {
@@ -32,13 +31,13 @@ func TestParseCRD(t *testing.T) {
 metadata: {name: pingsources.sources.knative.dev, labels: {duck.knative.dev/source: "true"}}
 spec: {group: sources.knative.dev, scope: Namespaced, names: {kind: PingSource, plural: pingsources},
   versions: [{name: v1beta2, served: true}, {name: v1, served: true, storage: true}, {name: v2alpha1, served: true}, {name: v2, served: false}]}`,
-			crdInfo{gk: mesh.GroupKind{Group: "sources.knative.dev", Kind: "PingSource"},
+			crdInfo{gk: engine.GroupKind{Group: "sources.knative.dev", Kind: "PingSource"},
 				resource:   schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 				namespaced: true, source: true}},
 		{"channel, cluster-scoped", `
 metadata: {name: x.example.dev, labels: {messaging.knative.dev/subscribable: "true"}}
 spec: {group: example.dev, scope: Cluster, names: {kind: X, plural: xs}, versions: [{name: v1, served: true}]}`,
-			crdInfo{gk: mesh.GroupKind{Group: "example.dev", Kind: "X"},
+			crdInfo{gk: engine.GroupKind{Group: "example.dev", Kind: "X"},
 				resource: schema.GroupVersionResource{Group: "example.dev", Version: "v1", Resource: "xs"}, channel: true}},
 		{"nothing served", `
 spec: {group: example.dev, scope: Namespaced, names: {kind: X, plural: xs}, versions: [{name: v1, served: false}]}`, crdInfo{}},
@@ -75,16 +74,16 @@ status: {conditions: [{type: Established}]}`)
 		t.Errorf("CRD\n got %s\nwant %s", got, want)
 	}
 
-	sub := &kindWatch{gk: mesh.GroupKind{Kind: "Service"}, spec: watchSpec{resource: schema.GroupVersionResource{Version: "v1", Resource: "services"}, metadataOnly: true}}
+	sub := &kindWatch{gk: engine.GroupKind{Kind: "Service"}, spec: watchSpec{resource: schema.GroupVersionResource{Version: "v1", Resource: "services"}, metadataOnly: true}}
 	out, err = sub.transform(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "n", UID: "u",
-		ResourceVersion: "7", Labels: map[string]string{mesh.LabelBackstageID: "svc"}, Annotations: map[string]string{"big": "x"},
+		ResourceVersion: "7", Labels: map[string]string{engine.LabelBackstageID: "svc"}, Annotations: map[string]string{"big": "x"},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := out.(*unstructured.Unstructured)
-	if ref := mesh.RefOf(u); ref != (mesh.ObjectRef{Kind: "Service", Namespace: "n", Name: "s"}) || u.GetUID() != "u" ||
-		u.GetResourceVersion() != "7" || u.GetLabels()[mesh.LabelBackstageID] != "svc" || u.GetAnnotations() != nil || u.GetManagedFields() != nil {
+	if ref := engine.RefOf(u); ref != (engine.ObjectRef{Kind: "Service", Namespace: "n", Name: "s"}) || u.GetUID() != "u" ||
+		u.GetResourceVersion() != "7" || u.GetLabels()[engine.LabelBackstageID] != "svc" || u.GetAnnotations() != nil || u.GetManagedFields() != nil {
 		t.Errorf("subscriber %v", u.Object)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
 func TestDecodeFiles(t *testing.T) {
@@ -51,7 +51,7 @@ func TestDecodeFiles(t *testing.T) {
 			}
 			var got []string
 			for _, o := range objs {
-				got = append(got, mesh.RefOf(o.Unstructured).String()+"@"+itoa(o.Line))
+				got = append(got, engine.RefOf(o.Unstructured).String()+"@"+itoa(o.Line))
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("objects\n got %q\nwant %q", got, tt.want)

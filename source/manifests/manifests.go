@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
@@ -31,8 +31,8 @@ type Source struct {
 	maxDelay time.Duration
 	synced   atomic.Bool
 
-	files   map[string]*file               // by path
-	current map[mesh.ObjectRef]*definition // what the handler has been given
+	files   map[string]*file                 // by path
+	current map[engine.ObjectRef]*definition // what the handler has been given
 }
 
 var _ source.Source = (*Source)(nil)
@@ -88,7 +88,7 @@ func WithDebounce(quiet, maxDelay time.Duration) Option {
 // Defaults: slog.Default(), debounce 50ms quiet / 300ms max.
 func New(dir string, opts ...Option) (*Source, error) {
 	s := &Source{dir: dir, log: slog.Default(), quiet: 50 * time.Millisecond, maxDelay: 300 * time.Millisecond,
-		files: map[string]*file{}, current: map[mesh.ObjectRef]*definition{}}
+		files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -258,11 +258,11 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
-	next := map[mesh.ObjectRef]*definition{}
+	next := map[engine.ObjectRef]*definition{}
 	for _, p := range paths {
 		for i := range s.files[p].objects {
 			d := &s.files[p].objects[i]
-			ref := mesh.RefOf(d.obj)
+			ref := engine.RefOf(d.obj)
 			if first, dup := next[ref]; dup {
 				s.log.Warn("object defined twice; using the first", "object", ref.String(),
 					"used", fmt.Sprintf("%s:%d", s.rel(first.path), first.line),
@@ -273,23 +273,23 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		}
 	}
 	// Deletes first, in a stable order, so a rename (delete + add) reads naturally in logs.
-	var gone []mesh.ObjectRef
+	var gone []engine.ObjectRef
 	for ref := range s.current {
 		if _, ok := next[ref]; !ok {
 			gone = append(gone, ref)
 		}
 	}
-	slices.SortFunc(gone, func(a, b mesh.ObjectRef) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(gone, func(a, b engine.ObjectRef) int { return strings.Compare(a.String(), b.String()) })
 	for _, ref := range gone {
 		h.OnDelete(s.current[ref].obj)
 	}
-	refs := make([]mesh.ObjectRef, 0, len(next))
+	refs := make([]engine.ObjectRef, 0, len(next))
 	for ref := range next {
 		refs = append(refs, ref)
 	}
 	// CRDs first, so kinds are known before their objects arrive.
-	slices.SortFunc(refs, func(a, b mesh.ObjectRef) int {
-		ac, bc := a.Kind == mesh.KindCRDObject, b.Kind == mesh.KindCRDObject
+	slices.SortFunc(refs, func(a, b engine.ObjectRef) int {
+		ac, bc := a.Kind == engine.KindCRDObject, b.Kind == engine.KindCRDObject
 		if ac != bc {
 			if ac {
 				return -1

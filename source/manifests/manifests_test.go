@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
@@ -59,12 +60,12 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		t.Fatal(err)
 	}
 	h.src = src
-	h.hub = hub.New(mesh.NewEngine("e"), src.HasSynced, log)
+	h.hub = hub.New(engine.New("e"), src.HasSynced, log)
 	h.hub.Listen(func(changes []mesh.Change) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for _, c := range changes {
-			h.got = append(h.got, c.Kind.String()+" "+c.Op.String()+" "+c.Key)
+			h.got = append(h.got, c.Kind.String()+" "+c.Op.String()+" "+c.Key.String())
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())

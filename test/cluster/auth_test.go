@@ -25,7 +25,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/kubeauth"
 )
 
-// Cluster-mode access (design.md §4), checked by the real API server: no token → 401, a token
+// Cluster-mode access (docs/protocol.md), checked by the real API server: no token → 401, a token
 // the API server does not know → 401, a service account allowed in one namespace sees only
 // that namespace (and not the delta stream, whose numbering spans every namespace), one
 // allowed nowhere → 403, one allowed cluster-wide sees everything.
@@ -143,7 +143,7 @@ func firstSnapshot(t *testing.T, url, token string) (int, mesh.EventMesh) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var snap consumer.Snapshot
+	var snap mesh.Snapshot
 	if resp.StatusCode == http.StatusOK {
 		_ = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
 			if ev.Type != "snapshot" {

@@ -45,6 +45,7 @@ import (
 	"k8s.io/client-go/tools/pager"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
@@ -117,7 +118,7 @@ func BenchmarkWriteToChange(b *testing.B) {
 		for {
 			select {
 			case s := <-seenCh:
-				if s.change.Key == key && s.change.Op == mesh.OpUpdated && bytes.Contains(s.change.Entity, marker) {
+				if s.change.Key.String() == key && s.change.Op == mesh.OpUpdated && bytes.Contains(s.change.Entity, marker) {
 					return s.at.Sub(start), toResponse
 				}
 				unexpected = append(unexpected, fmt.Sprintf("write %d: %s %s %s", i, s.change.Kind, s.change.Op, s.change.Key))
@@ -165,7 +166,7 @@ func BenchmarkWriteToChange(b *testing.B) {
 func smallMesh(ns string, eventTypes int) []map[string]any {
 	broker := map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}
 	objs := []map[string]any{
-		object("v1", "Service", ns, "svc", map[string]any{mesh.LabelBackstageID: "svc"},
+		object("v1", "Service", ns, "svc", map[string]any{engine.LabelBackstageID: "svc"},
 			map[string]any{"type": "ExternalName", "externalName": "example.com"}),
 		object("eventing.knative.dev/v1", "Broker", ns, "default", nil, nil),
 		object("eventing.knative.dev/v1", "Trigger", ns, "to-svc", nil, map[string]any{"broker": "default",
@@ -342,7 +343,7 @@ func breakDown(b *testing.B, cfg *rest.Config, n int) (p syncParts) {
 		heapBefore := heapInUse()
 		listTook, objs, eachKind := listLikeTheSource(b, cfg)
 		heapObjects := heapInUse()
-		engine := mesh.NewEngine("bench")
+		engine := engine.New("bench")
 		start := time.Now()
 		count := func() int { // the changes are let go of, as the transports would have by now
 			changes, _ := engine.Replace(objs)
@@ -395,7 +396,7 @@ func benchObject(i int) (gvr schema.GroupVersionResource, obj *unstructured.Unst
 				"description": fmt.Sprintf("Event type %d of %s", k, ns)})
 	case j <= 2*benchTypes:
 		gvr, o = gvrService, object("v1", "Service", ns, fmt.Sprintf("svc-%d", k),
-			map[string]any{mesh.LabelBackstageID: fmt.Sprintf("%s.svc-%d", ns, k)},
+			map[string]any{engine.LabelBackstageID: fmt.Sprintf("%s.svc-%d", ns, k)},
 			map[string]any{"type": "ExternalName", "externalName": "example.com"})
 	case j <= 3*benchTypes:
 		spec := map[string]any{"broker": "default",
@@ -546,10 +547,10 @@ func listLikeTheSource(b *testing.B, cfg *rest.Config) (time.Duration, []*unstru
 	crds := full(crdGVR)
 	kinds := []kindList{full(gvrBroker), full(gvrTrigger),
 		full(schema.GroupVersionResource{Group: mesh.GroupEventing, Version: "v1beta3", Resource: "eventtypes"}),
-		full(schema.GroupVersionResource{Group: mesh.GroupMessaging, Version: "v1", Resource: "subscriptions"}),
+		full(schema.GroupVersionResource{Group: engine.GroupMessaging, Version: "v1", Resource: "subscriptions"}),
 		full(gvrPingSource),
 		{name: "services (metadata)", list: func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
-			o.LabelSelector = mesh.LabelBackstageID
+			o.LabelSelector = engine.LabelBackstageID
 			return meta.Resource(gvrService).List(ctx, o)
 		}}}
 	start := time.Now()

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
@@ -69,7 +70,7 @@ func TestDeployManifests(t *testing.T) {
 		channel := map[string]any{"apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel", "name": "imc"}
 		subscriber := map[string]any{"ref": map[string]any{"apiVersion": "v1", "kind": "Service", "name": "svc"}}
 		for _, obj := range []map[string]any{
-			object("v1", "Service", ns, "svc", map[string]any{mesh.LabelBackstageID: "svc"},
+			object("v1", "Service", ns, "svc", map[string]any{engine.LabelBackstageID: "svc"},
 				map[string]any{"type": "ExternalName", "externalName": "example.com"}),
 			object("eventing.knative.dev/v1", "Broker", ns, "orders", nil, nil),
 			object("eventing.knative.dev/v1beta2", "EventType", ns, "order-created", nil,

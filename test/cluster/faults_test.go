@@ -27,6 +27,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
@@ -50,7 +51,7 @@ func trigger(ns, name, brokerName, service string) map[string]any {
 
 func service(ns, name, backstageID string) map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "Service",
-		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{mesh.LabelBackstageID: backstageID}},
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{engine.LabelBackstageID: backstageID}},
 		"spec":     map[string]any{"type": "ExternalName", "externalName": "example.com"}}
 }
 
@@ -67,9 +68,9 @@ func (c *cluster) mustApply(objs ...map[string]any) {
 func (c *cluster) freshEntities() map[string]string {
 	c.t.Helper()
 	var objs []*unstructured.Unstructured
-	for _, gk := range []schema.GroupKind{{Group: mesh.GroupCRD, Kind: mesh.KindCRDObject}, {Group: mesh.GroupEventing, Kind: "Broker"},
+	for _, gk := range []schema.GroupKind{{Group: engine.GroupCRD, Kind: engine.KindCRDObject}, {Group: mesh.GroupEventing, Kind: "Broker"},
 		{Group: mesh.GroupEventing, Kind: "EventType"}, {Group: mesh.GroupEventing, Kind: "Trigger"},
-		{Group: mesh.GroupMessaging, Kind: "Subscription"}, {Kind: "Service"}} {
+		{Group: engine.GroupMessaging, Kind: "Subscription"}, {Kind: "Service"}} {
 		res, _ := c.resource(gk)
 		list, err := res.List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -79,15 +80,15 @@ func (c *cluster) freshEntities() map[string]string {
 			objs = append(objs, &list.Items[i])
 		}
 	}
-	e := mesh.NewEngine("fresh")
+	e := engine.New("fresh")
 	e.Replace(objs)
 	return entitiesOf(e.Snapshot())
 }
 
-func entitiesOf(s mesh.Snapshot) map[string]string {
+func entitiesOf(s engine.Snapshot) map[string]string {
 	out := map[string]string{}
-	s.Each(func(en mesh.Entity) bool {
-		out[en.Kind.String()+" "+en.Key] = string(en.JSON)
+	s.Each(func(en engine.Entity) bool {
+		out[en.Kind.String()+" "+en.Key.String()] = string(en.JSON)
 		return true
 	})
 	return out
@@ -139,7 +140,7 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 		_, err := c.apply(eventType(ns, "e2", "order.paid", "b2", "paid, now described"))
 		return err == nil
 	})
-	c.remove(mesh.ObjectRef{Group: mesh.GroupEventing, Kind: "EventType", Namespace: ns, Name: "e1"})
+	c.remove(engine.ObjectRef{Group: mesh.GroupEventing, Kind: "EventType", Namespace: ns, Name: "e1"})
 	c.mustApply(eventType(ns, "e5", "order.refunded", "b2", "refunded"), service(ns, "svc", "logistics"))
 
 	after := c.freshEntities()
@@ -271,7 +272,7 @@ func gaugeOf(t *testing.T, registry *prometheus.Registry, name string, labels ma
 }
 
 // streamConsumer applies mesh-delta CloudEvents the way a Trigger's sink would, with nothing
-// but the stream: a new epoch must open at meshseq 1 with the whole mesh (design.md §2).
+// but the stream: a new epoch must open at meshseq 1 with the whole mesh.
 type streamConsumer struct {
 	t        *testing.T
 	mu       sync.Mutex
@@ -306,7 +307,7 @@ func (s *streamConsumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.seq = c.Sequence
-	k := c.Kind.String() + " " + c.Key
+	k := c.Kind.String() + " " + c.Key.String()
 	if c.Op == mesh.OpDeleted {
 		delete(s.entities, k)
 	} else {

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
@@ -95,7 +96,7 @@ func (c *cluster) apply(obj map[string]any) (*unstructured.Unstructured, error) 
 }
 
 // remove deletes the object ref and waits until it is gone (finalizers included).
-func (c *cluster) remove(ref mesh.ObjectRef) (deleted bool) {
+func (c *cluster) remove(ref engine.ObjectRef) (deleted bool) {
 	c.t.Helper()
 	res, namespaced := c.resource(schema.GroupKind{Group: ref.Group, Kind: ref.Kind})
 	var ri dynamic.ResourceInterface = res
@@ -142,7 +143,7 @@ func startSource(t testing.TB, cfg *rest.Config, opts kube.Options) *running {
 		t.Fatal(err)
 	}
 	r.source = src
-	r.hub = hub.New(mesh.NewEngine("test"), src.HasSynced, log)
+	r.hub = hub.New(engine.New("test"), src.HasSynced, log)
 	r.hub.Listen(func(cs []mesh.Change) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -178,7 +179,7 @@ func (r *running) takeChanges() []string {
 	defer r.mu.Unlock()
 	out := make([]string, len(r.changes))
 	for i, c := range r.changes {
-		out[i] = c.Kind.String() + " " + c.Op.String() + " " + c.Key
+		out[i] = c.Kind.String() + " " + c.Op.String() + " " + c.Key.String()
 	}
 	r.changes = nil
 	return out
@@ -194,8 +195,8 @@ func (r *running) changeCount() int {
 // server returned, so writes of different kinds reach the mesh in the order they were made.
 func (r *running) waitSeen(u *unstructured.Unstructured) {
 	r.t.Helper()
-	ref := mesh.RefOf(u)
-	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[mesh.LabelBackstageID] == "" {
+	ref := engine.RefOf(u)
+	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[engine.LabelBackstageID] == "" {
 		// Only labelled subscribers are watched: one that loses its label leaves the watch.
 		eventually(r.t, 30*time.Second, "the source to drop unlabelled "+ref.String(), func() bool {
 			return !r.seen.has(ref, "0")
@@ -207,7 +208,7 @@ func (r *running) waitSeen(u *unstructured.Unstructured) {
 	})
 }
 
-func (r *running) waitGone(ref mesh.ObjectRef) {
+func (r *running) waitGone(ref engine.ObjectRef) {
 	r.t.Helper()
 	eventually(r.t, 30*time.Second, "the source to see "+ref.String()+" deleted", func() bool {
 		return r.seen.deleted(ref)
@@ -262,10 +263,10 @@ func (rc *recorder) Replace(objs []*unstructured.Unstructured) {
 // seenObjects is the latest resourceVersion (or deletion) the source handed over per object.
 type seenObjects struct {
 	mu   sync.Mutex
-	objs map[mesh.ObjectRef]string // "" once deleted
+	objs map[engine.ObjectRef]string // "" once deleted
 }
 
-func newSeenObjects() *seenObjects { return &seenObjects{objs: map[mesh.ObjectRef]string{}} }
+func newSeenObjects() *seenObjects { return &seenObjects{objs: map[engine.ObjectRef]string{}} }
 
 func (s *seenObjects) note(obj any, deleted bool) {
 	u, ok := obj.(*unstructured.Unstructured)
@@ -274,7 +275,7 @@ func (s *seenObjects) note(obj any, deleted bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref := mesh.RefOf(u)
+	ref := engine.RefOf(u)
 	if deleted {
 		s.objs[ref] = ""
 	} else {
@@ -284,14 +285,14 @@ func (s *seenObjects) note(obj any, deleted bool) {
 
 // has reports whether rv (or a later version) of ref was handed over. Resource versions are
 // opaque, but etcd's are integers, which this test's API server uses.
-func (s *seenObjects) has(ref mesh.ObjectRef, rv string) bool {
+func (s *seenObjects) has(ref engine.ObjectRef, rv string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got, ok := s.objs[ref]
 	return ok && got != "" && (len(got) > len(rv) || len(got) == len(rv) && got >= rv)
 }
 
-func (s *seenObjects) deleted(ref mesh.ObjectRef) bool {
+func (s *seenObjects) deleted(ref engine.ObjectRef) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got, ok := s.objs[ref]

@@ -22,12 +22,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
-// ruleCase is one entry of mesh/testdata/rules/*.yaml (documented in mesh/rules_test.go): the
+// ruleCase is one entry of mesh/engine/testdata/rules/*.yaml (documented in mesh/engine/rules_test.go): the
 // same tables that pin the engine's relation rules are replayed here through a real API server.
 type ruleCase struct {
 	Name    string                       `json:"name"`
@@ -50,7 +51,7 @@ var refusedByAPIServer = map[string]string{
 	"eventtype-shapes/malformed attributes are reported and the rest applies": "the EventType schema types spec.attributes as a list",
 }
 
-// Every relation rule of design.md §1, driven through the API: create, update, delete, label a
+// Every relation rule of docs/protocol.md, driven through the API: create, update, delete, label a
 // subscriber, change an EventType's type, (re)label and delete channel and source CRDs. Each
 // step asserts the exact entity changes, and each case's final GET /v1/getEventMesh equals a
 // mesh built from scratch from a fresh listing.
@@ -60,7 +61,7 @@ func TestRulesThroughTheAPI(t *testing.T) {
 	installServingService(c)
 	crds := c.meshCRDs()
 
-	files, err := filepath.Glob("../../mesh/testdata/rules/*.yaml")
+	files, err := filepath.Glob("../../mesh/engine/testdata/rules/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files: %v", err)
 	}
@@ -94,7 +95,7 @@ func (c *cluster) meshCRDs() map[string]*unstructured.Unstructured {
 	for i := range list.Items {
 		crd := &list.Items[i]
 		l := crd.GetLabels()
-		if l[mesh.LabelSubscribable] == "true" || l[mesh.LabelSource] == "true" {
+		if l[engine.LabelSubscribable] == "true" || l[engine.LabelSource] == "true" {
 			out[crd.GetName()] = crd
 		}
 	}
@@ -132,11 +133,11 @@ func (c *cluster) resetCRDs(crds map[string]*unstructured.Unstructured) {
 
 // patchCRDMeta sets the mesh labels and annotation of a CRD to exactly those given.
 func (c *cluster) patchCRDMeta(name string, labels, annotations map[string]string) *unstructured.Unstructured {
-	meshLabels := map[string]any{mesh.LabelSubscribable: nil, mesh.LabelSource: nil}
+	meshLabels := map[string]any{engine.LabelSubscribable: nil, engine.LabelSource: nil}
 	for k, v := range labels {
 		meshLabels[k] = v
 	}
-	meshAnnotations := map[string]any{mesh.AnnotationEventType: nil}
+	meshAnnotations := map[string]any{engine.AnnotationEventType: nil}
 	for k, v := range annotations {
 		meshAnnotations[k] = v
 	}
@@ -182,10 +183,10 @@ func (c *cluster) write(obj map[string]any) (*unstructured.Unstructured, error) 
 
 func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured, rc ruleCase, refusal string) {
 	c.resetCRDs(crds)
-	var created []mesh.ObjectRef
+	var created []engine.ObjectRef
 	defer func() {
 		for _, ref := range created {
-			c.remove(ref)
+			c.remove(engine.ObjectRef(ref))
 		}
 	}()
 	write := func(obj map[string]any) (*unstructured.Unstructured, bool) {
@@ -198,7 +199,7 @@ func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured
 		if err != nil {
 			t.Fatalf("writing %v: %v", obj["metadata"], err)
 		}
-		if ref := mesh.RefOf(u); ref.Group != mesh.GroupCRD {
+		if ref := engine.RefOf(u); ref.Group != engine.GroupCRD {
 			created = append(created, ref)
 		}
 		return u, true
@@ -224,8 +225,8 @@ func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.remove(ref) {
-				r.waitGone(ref)
+			if c.remove(engine.ObjectRef(ref)) {
+				r.waitGone(engine.ObjectRef(ref))
 			}
 		}
 		r.settle(len(s.Changes))
@@ -272,7 +273,7 @@ func getEventMesh(t *testing.T, r *running) mesh.EventMesh {
 // case uses.
 func rebuilt(t *testing.T, c *cluster, rc ruleCase) mesh.EventMesh {
 	t.Helper()
-	kinds := map[schema.GroupKind]bool{{Group: mesh.GroupCRD, Kind: mesh.KindCRDObject}: true}
+	kinds := map[schema.GroupKind]bool{{Group: engine.GroupCRD, Kind: engine.KindCRDObject}: true}
 	note := func(objs []map[string]any) {
 		for _, o := range objs {
 			kinds[(&unstructured.Unstructured{Object: o}).GroupVersionKind().GroupKind()] = true
@@ -296,7 +297,7 @@ func rebuilt(t *testing.T, c *cluster, rc ruleCase) mesh.EventMesh {
 			objs = append(objs, &list.Items[i])
 		}
 	}
-	e := mesh.NewEngine("rebuild")
+	e := engine.New("rebuild")
 	e.Replace(objs)
 	m, err := e.Snapshot().EventMesh()
 	if err != nil {
@@ -325,15 +326,15 @@ func checkProblems(t *testing.T, logs string, want []string) {
 
 // checkEntities asserts the fields the tables list. uid is the API server's to assign, so
 // only its presence is checked.
-func checkEntities(t *testing.T, when string, snap mesh.Snapshot, want map[string]map[string]string, absent []string) {
+func checkEntities(t *testing.T, when string, snap engine.Snapshot, want map[string]map[string]string, absent []string) {
 	t.Helper()
 	got := map[string]map[string]json.RawMessage{}
-	snap.Each(func(en mesh.Entity) bool {
+	snap.Each(func(en engine.Entity) bool {
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(en.JSON, &fields); err != nil {
 			t.Fatal(err)
 		}
-		got[en.Key] = fields
+		got[en.Key.String()] = fields
 		return true
 	})
 	for key, fields := range want {

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
@@ -67,8 +67,8 @@ func TestSourceCRDInstalledAfterStart(t *testing.T) {
 	crd := map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
 		"metadata": map[string]any{"name": "widgets.example.dev",
-			"labels":      map[string]any{mesh.LabelSource: "true"},
-			"annotations": map[string]any{mesh.AnnotationEventType: `[{"type":"dev.example.widget.tick"}]`}},
+			"labels":      map[string]any{engine.LabelSource: "true"},
+			"annotations": map[string]any{engine.AnnotationEventType: `[{"type":"dev.example.widget.tick"}]`}},
 		"spec": map[string]any{"group": "example.dev", "scope": "Namespaced",
 			"names": map[string]any{"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
 			"versions": []any{
@@ -95,7 +95,7 @@ func TestSourceCRDInstalledAfterStart(t *testing.T) {
 	if len(m.Sources) != 1 || !slices.Equal(m.Sources[0].ProvidedEventTypes, []string{"shop/tick"}) || m.Sources[0].Sink == nil {
 		t.Errorf("sources %+v", m.Sources)
 	}
-	c.remove(mesh.ObjectRef{Group: mesh.GroupCRD, Kind: mesh.KindCRDObject, Name: "widgets.example.dev"})
+	c.remove(engine.ObjectRef{Group: engine.GroupCRD, Kind: engine.KindCRDObject, Name: "widgets.example.dev"})
 	r.settle(1)
 	if got, want := r.takeChanges(), []string{"source deleted example.dev/Widget/shop/w"}; !slices.Equal(got, want) {
 		t.Errorf("changes on CRD deletion %q, want %q", got, want)

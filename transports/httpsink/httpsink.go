@@ -105,7 +105,7 @@ func WithOverrides(kCEOverrides string) Option {
 			return fmt.Errorf("%w: K_CE_OVERRIDES: %w", ErrInvalidOption, err)
 		}
 		for name := range o.Extensions {
-			if name == codec.ExtensionEpoch || name == codec.ExtensionSequence {
+			if name == mesh.ExtensionEpoch || name == mesh.ExtensionSequence {
 				return fmt.Errorf("%w: K_CE_OVERRIDES: extension %q belongs to the mesh contract", ErrInvalidOption, name)
 			}
 			probe := event.New()

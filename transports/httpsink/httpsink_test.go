@@ -29,7 +29,7 @@ func changes(from, to uint64) []mesh.Change {
 	for seq := from; seq <= to; seq++ {
 		name := fmt.Sprintf("b%d", seq)
 		cs = append(cs, mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-			Key:    "eventing.knative.dev/Broker/ns/" + name,
+			Key:    mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name),
 			Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `","uid":"","labels":null,"annotations":null,"providedEventTypes":[]}`)})
 	}
 	return cs

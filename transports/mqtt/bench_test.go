@@ -49,8 +49,8 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		transporttest.Run(b, func(batch []mesh.Change) error {
 			for _, c := range batch {
-				if _, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Retain: true, Topic: prefix + "/raw/" + c.Key,
-					Payload: payloads[c.Sequence], Properties: &paho.PublishProperties{ContentType: mqtt.ContentType}}); err != nil {
+				if _, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Retain: true, Topic: prefix + "/raw/" + c.Key.String(),
+					Payload: payloads[c.Sequence], Properties: &paho.PublishProperties{ContentType: mesh.ContentTypeEvent}}); err != nil {
 					return err
 				}
 			}

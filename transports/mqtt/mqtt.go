@@ -22,9 +22,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
 
-// ContentType of every payload.
-const ContentType = "application/cloudevents+json"
-
 // DefaultTopicPrefix is where events go unless configured otherwise.
 const DefaultTopicPrefix = "knative/eventmesh"
 
@@ -158,8 +155,11 @@ func (p *Publisher) republishLoop(ctx context.Context, latest func() []mesh.Chan
 	}
 }
 
+// Filter is the topic filter that matches every entity's topic.
+func (p *Publisher) Filter() string { return p.prefix + "/#" }
+
 // Topic is where the events of an entity go.
-func (p *Publisher) Topic(key string) string { return p.prefix + "/" + key }
+func (p *Publisher) Topic(key mesh.Key) string { return p.prefix + "/" + key.String() }
 
 // Publish sends changes in order, each retried until the broker acknowledges it.
 func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
@@ -292,7 +292,7 @@ func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []
 // refusal (a reason code ≥ 0x80) is final.
 func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, retain bool) error {
 	msg := &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Retain: retain,
-		Properties: &paho.PublishProperties{ContentType: ContentType}}
+		Properties: &paho.PublishProperties{ContentType: mesh.ContentTypeEvent}}
 	for {
 		if err := p.cm.AwaitConnection(ctx); err != nil {
 			return err

@@ -58,14 +58,14 @@ func subscribe(t *testing.T, brokerURL, prefix string) *replica {
 					t.Errorf("undecodable message on %s: %v", pr.Packet.Topic, err)
 					return true, nil
 				}
-				if pr.Packet.Properties == nil || pr.Packet.Properties.ContentType != mqtt.ContentType {
+				if pr.Packet.Properties == nil || pr.Packet.Properties.ContentType != mesh.ContentTypeEvent {
 					t.Errorf("content type %+v", pr.Packet.Properties)
 				}
 				r.seqs = append(r.seqs, c.Sequence)
 				if c.Op == mesh.OpDeleted {
-					delete(r.entities, c.Key)
+					delete(r.entities, c.Key.String())
 				} else {
-					r.entities[c.Key] = string(c.Entity)
+					r.entities[c.Key.String()] = string(c.Entity)
 				}
 				return true, nil
 			}},
@@ -177,7 +177,7 @@ func TestBrokerRestart(t *testing.T) {
 	seq := uint64(0)
 	for key, entity := range state {
 		seq++
-		opening = append(opening, mesh.Change{Epoch: "ep2", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: key, Entity: json.RawMessage(entity)})
+		opening = append(opening, mesh.Change{Epoch: "ep2", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: mesh.MustParseKey(key), Entity: json.RawMessage(entity)})
 	}
 	if err := p.Publish(ctx, opening); err != nil {
 		t.Fatal(err)
@@ -199,9 +199,9 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 		last := map[string]mesh.Change{}
 		for _, c := range changes[:published] {
 			if c.Op == mesh.OpDeleted {
-				delete(last, c.Key)
+				delete(last, c.Key.String())
 			} else {
-				last[c.Key] = c
+				last[c.Key.String()] = c
 			}
 		}
 		var out []mesh.Change
@@ -249,7 +249,7 @@ func TestCredentials(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err = p.Publish(ctx, []mesh.Change{{Epoch: "e", Sequence: 1, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-			Key: "eventing.knative.dev/Broker/ns/b", Entity: json.RawMessage(`{"namespace":"ns","name":"b"}`)}})
+			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/b"), Entity: json.RawMessage(`{"namespace":"ns","name":"b"}`)}})
 		cancel()
 		p.Close(context.Background())
 		if (err == nil) != tt.ok {
@@ -269,7 +269,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	defer cancel()
 	broker := func(name, epoch string, seq uint64) mesh.Change {
 		return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-			Key: "eventing.knative.dev/Broker/ns/" + name, Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
+			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
 	}
 	old, err := mqtt.Dial(mqtt.Config{URL: brokerURL, TopicPrefix: prefix, ClientID: "old-" + prefix}, enc, nil)
 	if err != nil {
@@ -292,6 +292,6 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := subscribe(t, brokerURL, prefix)
-	want := map[string]string{opening[0].Key: string(opening[0].Entity), opening[1].Key: string(opening[1].Entity)}
+	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	waitFor(t, "the retained state without the ghost", func() bool { return late.equals(want) })
 }

@@ -52,8 +52,8 @@ func BenchmarkPublish(b *testing.B) {
 		msgs := map[uint64]prepared{}
 		for _, c := range transporttest.Changes(transporttest.Batch * 16) {
 			payload, _ := enc.Structured(c)
-			tokens, _ := natspub.KeyTokens(c.Key)
-			msgs[c.Sequence] = prepared{n.prefix + "." + tokens, "$KV." + n.bucket + "." + tokens, codec.ID(c.Epoch, c.Sequence), payload}
+			tokens := natspub.KeyTokens(c.Key)
+			msgs[c.Sequence] = prepared{n.prefix + "." + tokens, "$KV." + n.bucket + "." + tokens, mesh.EventID(c.Epoch, c.Sequence), payload}
 		}
 		transporttest.Run(b, func(batch []mesh.Change) error {
 			futures := make([]jetstream.PubAckFuture, 0, 2*len(batch))

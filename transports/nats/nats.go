@@ -24,7 +24,6 @@ const (
 	DefaultSubjectPrefix = "knative.eventmesh"
 	DefaultStream        = "EVENTMESH"
 	DefaultBucket        = "eventmesh"
-	ContentType          = "application/cloudevents+json"
 )
 
 // Config says where and how to publish.
@@ -183,9 +182,7 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	}
 	live := map[string]bool{}
 	for _, c := range p.latest() {
-		if tokens, err := KeyTokens(c.Key); err == nil {
-			live[tokens] = true
-		}
+		live[KeyTokens(c.Key)] = true
 	}
 	deleted := 0
 	for _, k := range stored {
@@ -208,13 +205,10 @@ func (p *Publisher) message(c mesh.Change) (outgoing, error) {
 	if err != nil {
 		return outgoing{}, err
 	}
-	tokens, err := KeyTokens(c.Key)
-	if err != nil {
-		return outgoing{}, err
-	}
+	tokens := KeyTokens(c.Key)
 	msg := nats.NewMsg(p.prefix + "." + tokens)
-	msg.Header.Set(jetstream.MsgIDHeader, codec.ID(c.Epoch, c.Sequence))
-	msg.Header.Set("Content-Type", ContentType)
+	msg.Header.Set(jetstream.MsgIDHeader, mesh.EventID(c.Epoch, c.Sequence))
+	msg.Header.Set("Content-Type", mesh.ContentTypeEvent)
 	msg.Data = payload
 	return outgoing{change: c, tokens: tokens, msg: msg}, nil
 }

@@ -29,18 +29,18 @@ func TestEscaping(t *testing.T) {
 		{"/Service/ns/x", "_.Service.ns.x"},
 	}
 	for _, tt := range tests {
-		got, err := natspub.KeyTokens(tt.key)
-		if err != nil || got != tt.tokens {
-			t.Errorf("KeyTokens(%q) = %q, %v; want %q", tt.key, got, err, tt.tokens)
+		got := natspub.KeyTokens(mesh.MustParseKey(tt.key))
+		if got != tt.tokens {
+			t.Errorf("KeyTokens(%q) = %q; want %q", tt.key, got, tt.tokens)
 		}
 		back, err := natspub.KeyFromTokens(got)
-		if err != nil || back != tt.key {
+		if err != nil || back.String() != tt.key {
 			t.Errorf("KeyFromTokens(%q) = %q, %v; want %q", got, back, err, tt.key)
 		}
 	}
 	// Names that differ only in where their dots are never share a subject.
-	a, _ := natspub.KeyTokens("a.b/K/ns/c")
-	b, _ := natspub.KeyTokens("a/K/ns/b.c")
+	a := natspub.KeyTokens(mesh.MustParseKey("a.b/K/ns/c"))
+	b := natspub.KeyTokens(mesh.MustParseKey("a/K/ns/b.c"))
 	if a == b {
 		t.Errorf("ambiguous: %q", a)
 	}
@@ -136,10 +136,10 @@ func replay(t *testing.T, url string, n names, want int) []mesh.Change {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id := msg.Headers().Get(jetstream.MsgIDHeader); id != codec.ID(c.Epoch, c.Sequence) {
+		if id := msg.Headers().Get(jetstream.MsgIDHeader); id != mesh.EventID(c.Epoch, c.Sequence) {
 			t.Fatalf("Nats-Msg-Id %q for event %d", id, c.Sequence)
 		}
-		if subj, _ := natspub.KeyTokens(c.Key); msg.Subject() != n.prefix+"."+subj {
+		if subj := natspub.KeyTokens(c.Key); msg.Subject() != n.prefix+"."+subj {
 			t.Fatalf("subject %q for key %q", msg.Subject(), c.Key)
 		}
 		got = append(got, c)
@@ -180,10 +180,10 @@ func kvState(t *testing.T, url string, n names) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tokens, _ := natspub.KeyTokens(c.Key); tokens != k {
+		if tokens := natspub.KeyTokens(c.Key); tokens != k {
 			t.Fatalf("kv key %q holds %q", k, c.Key)
 		}
-		state[c.Key] = string(c.Entity)
+		state[c.Key.String()] = string(c.Entity)
 	}
 	return state
 }
@@ -196,9 +196,9 @@ func applyAll(t *testing.T, changes []mesh.Change) map[string]string {
 			t.Fatalf("event %d has meshseq %d: out of order or duplicated", i, c.Sequence)
 		}
 		if c.Op == mesh.OpDeleted {
-			delete(state, c.Key)
+			delete(state, c.Key.String())
 		} else {
-			state[c.Key] = string(c.Entity)
+			state[c.Key.String()] = string(c.Entity)
 		}
 	}
 	return state
@@ -308,13 +308,13 @@ func TestNewEpochDeletesKVGhosts(t *testing.T) {
 	n := unique()
 	broker := func(name, epoch string, seq uint64) mesh.Change {
 		return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-			Key: "eventing.knative.dev/Broker/ns/" + name, Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
+			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
 	}
 	publishAll(t, dial(t, srv.URL, n, false), []mesh.Change{broker("kept", "ep1", 1), broker("ghost", "ep1", 2)})
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
 	p := dialWith(t, srv.URL, n, natspub.Config{Latest: func() []mesh.Change { return opening }})
 	publishAll(t, p, opening)
-	want := map[string]string{opening[0].Key: string(opening[0].Entity), opening[1].Key: string(opening[1].Entity)}
+	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, want) {
 		t.Fatalf("kv bucket %v, want %v", got, want)
 	}

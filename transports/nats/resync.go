@@ -3,46 +3,33 @@ package nats
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/nats-io/nats.go"
 )
-
-// Resync headers: every chunk of a snapshot reply carries the snapshot's position and its place.
-const (
-	HeaderEpoch    = "Mesh-Epoch"
-	HeaderSequence = "Mesh-Sequence"
-	HeaderChunk    = "Mesh-Chunk" // "i/n", 1-based
-	HeaderError    = "Mesh-Error" // instead of chunks: why there is no snapshot (yet)
-)
-
-// ResyncSubject is where snapshot requests go for a subject prefix. It is outside <prefix>.>,
-// so the stream never captures requests (JetStream would answer them with publish acks).
-func ResyncSubject(prefix string) string { return prefix + "-resync" }
 
 // ServeResync answers requests on ResyncSubject(prefix) with the current snapshot, as
 // {"epoch","sequence","mesh"} JSON split into chunks that fit the server's max payload
 // (chunk > 0 overrides the size). Until ready reports true the reply is one message with a
 // Mesh-Error header, never a partial mesh. Replicas share the requests through a queue group.
 // It returns when ctx ends.
-func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.Snapshot, ready func() bool, chunk int) error {
+func (p *Publisher) ServeResync(ctx context.Context, snapshot func() engine.Snapshot, ready func() bool, chunk int) error {
 	if chunk <= 0 {
 		chunk = int(p.nc.MaxPayload()) - 4096
 	}
 	if chunk < 1024 {
 		return fmt.Errorf("nats resync: chunk size %d too small", chunk)
 	}
-	sub, err := p.nc.QueueSubscribe(ResyncSubject(p.prefix), "event-mesh-broadcaster", func(m *nats.Msg) {
+	sub, err := p.nc.QueueSubscribe(mesh.NATSResyncSubject(p.prefix), "event-mesh-broadcaster", func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
 		if !ready() {
 			e := nats.NewMsg(m.Reply)
-			e.Header.Set(HeaderError, "the mesh is still loading")
+			e.Header.Set(mesh.HeaderError, "the mesh is still loading")
 			_ = p.nc.PublishMsg(e)
 			return
 		}
@@ -53,27 +40,27 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.Snapsh
 	if err != nil {
 		return fmt.Errorf("nats resync: %w", err)
 	}
-	p.log.Info("serving snapshots over NATS", "subject", ResyncSubject(p.prefix))
+	p.log.Info("serving snapshots over NATS", "subject", mesh.NATSResyncSubject(p.prefix))
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
 	return nil
 }
 
-func (p *Publisher) reply(to string, s mesh.Snapshot, chunk int) error {
+func (p *Publisher) reply(to string, s engine.Snapshot, chunk int) error {
 	var body bytes.Buffer
-	epoch, _ := json.Marshal(s.Epoch)
-	fmt.Fprintf(&body, `{"epoch":%s,"sequence":%d,"mesh":`, epoch, s.Sequence)
+	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
+	body.WriteString(head)
 	if err := s.WriteEventMesh(&body); err != nil {
 		return err
 	}
-	body.WriteByte('}')
+	body.WriteString(tail)
 	data := body.Bytes()
 	n := max(1, (len(data)+chunk-1)/chunk)
 	for i := range n {
 		m := nats.NewMsg(to)
-		m.Header.Set(HeaderEpoch, s.Epoch)
-		m.Header.Set(HeaderSequence, strconv.FormatUint(s.Sequence, 10))
-		m.Header.Set(HeaderChunk, fmt.Sprintf("%d/%d", i+1, n))
+		m.Header.Set(mesh.HeaderEpoch, s.Epoch)
+		m.Header.Set(mesh.HeaderSequence, strconv.FormatUint(s.Sequence, 10))
+		m.Header.Set(mesh.HeaderChunk, fmt.Sprintf("%d/%d", i+1, n))
 		m.Data = data[i*chunk : min(len(data), (i+1)*chunk)]
 		if err := p.nc.PublishMsg(m); err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
@@ -23,7 +24,7 @@ import (
 func TestResyncOverRequestReply(t *testing.T) {
 	t.Parallel()
 	srv := brokers.StartNATS(t)
-	engine := mesh.NewEngine("ep")
+	engine := engine.New("ep")
 	for i := range 2000 {
 		engine.Upsert(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
 			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("broker-", i), "namespace": "ns"}}})
@@ -45,7 +46,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	snapshots := consumer.NATSSnapshots(nc, natspub.ResyncSubject(n.prefix))
+	snapshots := consumer.NATSSnapshots(nc, mesh.NATSResyncSubject(n.prefix))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err = snapshots.Snapshot(ctx)
@@ -57,7 +58,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 		}
 	}
 	ready.Store(true)
-	var got consumer.Snapshot
+	var got mesh.Snapshot
 	for {
 		got, err = snapshots.Snapshot(ctx) // the responder may not be subscribed yet
 		if err == nil || time.Now().After(deadline) {

@@ -50,26 +50,22 @@ func UnescapeToken(t string) (string, error) {
 }
 
 // KeyTokens is an entity key as four escaped tokens joined by dots.
-func KeyTokens(key string) (string, error) {
-	ref, err := mesh.ParseKey(key)
-	if err != nil {
-		return "", err
-	}
-	return EscapeToken(ref.Group) + "." + EscapeToken(ref.Kind) + "." + EscapeToken(ref.Namespace) + "." + EscapeToken(ref.Name), nil
+func KeyTokens(key mesh.Key) string {
+	return EscapeToken(key.Group) + "." + EscapeToken(key.Kind) + "." + EscapeToken(key.Namespace) + "." + EscapeToken(key.Name)
 }
 
 // KeyFromTokens is the inverse of KeyTokens.
-func KeyFromTokens(tokens string) (string, error) {
+func KeyFromTokens(tokens string) (mesh.Key, error) {
 	parts := strings.Split(tokens, ".")
 	if len(parts) != 4 {
-		return "", fmt.Errorf("%q: want 4 tokens", tokens)
+		return mesh.Key{}, fmt.Errorf("%q: want 4 tokens", tokens)
 	}
 	for i, p := range parts {
 		s, err := UnescapeToken(p)
 		if err != nil {
-			return "", err
+			return mesh.Key{}, err
 		}
 		parts[i] = s
 	}
-	return strings.Join(parts, "/"), nil
+	return mesh.Key{Group: parts[0], Kind: parts[1], Namespace: parts[2], Name: parts[3]}, nil
 }

@@ -20,7 +20,7 @@ import (
 func change(seq uint64) mesh.Change {
 	name := fmt.Sprintf("b%d", seq)
 	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-		Key:    "eventing.knative.dev/Broker/ns/" + name,
+		Key:    mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name),
 		Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
 }
 

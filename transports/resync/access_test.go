@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
@@ -42,7 +43,7 @@ func brokerIn(ns, name string) *unstructured.Unstructured {
 // and a replica following it ends up equal to its view of the mesh, resuming included.
 func TestWatchOfOneNamespace(t *testing.T) {
 	t.Parallel()
-	h := hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)
+	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
 	deltaLog, _ := NewLog("ep", 1000)
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := NewWatchers(100, enc, nil)
@@ -64,7 +65,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- consumer.Follow(ctx, srv.URL, "a", nil, consumer.Stream{
-			Snapshot: func(s consumer.Snapshot) error {
+			Snapshot: func(s mesh.Snapshot) error {
 				replica.Load(s)
 				ids = append(ids, s.Sequence)
 				return nil
@@ -75,7 +76,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 					return err
 				}
 				ids = append(ids, c.Sequence)
-				views = append(views, c.Key)
+				views = append(views, c.Key.String())
 				return replica.Apply(ctx, c)
 			},
 			Position: func(epoch string, seq uint64) error {

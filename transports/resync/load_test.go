@@ -20,13 +20,14 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 // loadServer is a hub with n entities (Brokers with 10 EventTypes each, like a real mesh) behind
 // the real endpoints on a real HTTP server.
 func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
-	h := hub.New(mesh.NewEngine("load"), func() bool { return true }, nil)
+	h := hub.New(engine.New("load"), func() bool { return true }, nil)
 	deltaLog, _ := NewLog("load", DefaultLogSize)
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := NewWatchers(4096, enc, nil)

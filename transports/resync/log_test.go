@@ -14,7 +14,7 @@ func changes(from, to uint64) []mesh.Change {
 	for seq := from; seq <= to; seq++ {
 		name := fmt.Sprintf("b%d", seq)
 		out = append(out, mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
-			Key: "eventing.knative.dev/Broker/ns/" + name, Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`),
+			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`),
 			Previous: json.RawMessage(`{}`)})
 	}
 	return out

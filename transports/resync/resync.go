@@ -18,17 +18,12 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-)
-
-// Headers carrying a snapshot's position (design.md §3).
-const (
-	HeaderEpoch    = "Mesh-Epoch"
-	HeaderSequence = "Mesh-Sequence"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
 // Mesh is what the endpoints read: mesh/hub.Hub implements it.
 type Mesh interface {
-	Snapshot() mesh.Snapshot
+	Snapshot() engine.Snapshot
 	Ready() bool
 }
 
@@ -144,16 +139,16 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 			return nil, err
 		}
 	}
-	h.mux.HandleFunc("GET /v1/getEventMesh", h.snapshot(false))
-	h.mux.HandleFunc("GET /v1/mesh", h.snapshot(true))
+	h.mux.HandleFunc("GET "+mesh.PathGetEventMesh, h.snapshot(false))
+	h.mux.HandleFunc("GET "+mesh.PathMesh, h.snapshot(true))
 	if h.deltas != nil {
-		h.mux.HandleFunc("GET /v1/deltas", h.catchUp)
+		h.mux.HandleFunc("GET "+mesh.PathDeltas, h.catchUp)
 	}
 	if h.watchers != nil {
 		if h.encoder == nil {
 			return nil, fmt.Errorf("%w: the watch endpoint needs WithDeltaLog too", ErrInvalidOption)
 		}
-		h.mux.HandleFunc("GET /v1/watch", h.watch)
+		h.mux.HandleFunc("GET "+mesh.PathWatch, h.watch)
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -249,14 +244,14 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		access := accessOf(r)
 		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + access.tag() + `"`
 		w.Header().Set("ETag", etag)
-		w.Header().Set(HeaderEpoch, snap.Epoch)
-		w.Header().Set(HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
+		w.Header().Set(mesh.HeaderEpoch, snap.Epoch)
+		w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
 		w.Header().Set("Cache-Control", "no-cache")
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Type", mesh.ContentTypeJSON)
 		rendered := h.renderFor(snap, access)
 		w.Header().Add("Vary", "Accept-Encoding")
 		if !withPosition && acceptsGzip(r) {
@@ -268,8 +263,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		prefix, closing := "", ""
 		if withPosition {
-			prefix = fmt.Sprintf(`{"epoch":%s,"sequence":%d,"mesh":`, jsonString(snap.Epoch), snap.Sequence)
-			closing = "}"
+			prefix, closing = mesh.SnapshotEnvelope(snap.Epoch, snap.Sequence)
 		}
 		body := rendered.body
 		w.Header().Set("Content-Length", strconv.Itoa(len(prefix)+len(body)+len(closing)))
@@ -295,7 +289,7 @@ func acceptsGzip(r *http.Request) bool {
 
 // renderFor returns the EventMesh JSON of snap as the caller may see it: the shared render
 // for whole views, one of its own for a partial view.
-func (h *Handler) renderFor(snap mesh.Snapshot, a Access) *renderedMesh {
+func (h *Handler) renderFor(snap engine.Snapshot, a Access) *renderedMesh {
 	if a.All {
 		return h.render(snap)
 	}
@@ -305,7 +299,7 @@ func (h *Handler) renderFor(snap mesh.Snapshot, a Access) *renderedMesh {
 }
 
 // render returns the EventMesh JSON of snap, serialising it only if no request did yet.
-func (h *Handler) render(snap mesh.Snapshot) *renderedMesh {
+func (h *Handler) render(snap engine.Snapshot) *renderedMesh {
 	if c := h.rendered.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
 		return c
 	}
@@ -343,7 +337,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	epoch, sinceText := q.Get("epoch"), q.Get("since")
+	epoch, sinceText := q.Get(mesh.ParamEpoch), q.Get(mesh.ParamSince)
 	since, err := strconv.ParseUint(sinceText, 10, 64)
 	if epoch == "" || err != nil {
 		writeError(w, http.StatusBadRequest, "want ?epoch=E&since=N (N a sequence number)")
@@ -352,7 +346,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 	changes, last, err := h.deltas.Since(epoch, since)
 	switch {
 	case errors.Is(err, ErrOtherEpoch), errors.Is(err, ErrExpired):
-		w.Header().Set(HeaderEpoch, h.deltas.Epoch())
+		w.Header().Set(mesh.HeaderEpoch, h.deltas.Epoch())
 		writeGone(w, err)
 		return
 	case err != nil:
@@ -374,29 +368,26 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 		body = append(body, ev...)
 	}
 	body = append(body, ']')
-	w.Header().Set("Content-Type", "application/cloudevents-batch+json")
-	w.Header().Set(HeaderEpoch, epoch)
-	w.Header().Set(HeaderSequence, strconv.FormatUint(last, 10))
+	w.Header().Set("Content-Type", mesh.ContentTypeBatch)
+	w.Header().Set(mesh.HeaderEpoch, epoch)
+	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(last, 10))
 	w.Write(body)
 }
 
 func writeGone(w http.ResponseWriter, err error) {
-	reason := "expired"
+	reason := mesh.GoneExpired
 	if errors.Is(err, ErrOtherEpoch) {
-		reason = "epoch"
+		reason = mesh.GoneEpoch
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusGone)
-	fmt.Fprintf(w, "{\"error\":%s,\"reason\":%q}\n", jsonString(err.Error()+"; take a snapshot (GET /v1/mesh)"), reason)
+	writeProblem(w, http.StatusGone, mesh.Problem{Error: err.Error() + "; take a snapshot (GET " + mesh.PathMesh + ")", Reason: reason})
 }
 
 func writeError(w http.ResponseWriter, status int, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, "{\"error\":%s}\n", jsonString(reason))
+	writeProblem(w, status, mesh.Problem{Error: reason})
 }
 
-func jsonString(s string) string {
-	b, _ := json.Marshal(s) // strings always marshal
-	return string(b)
+func writeProblem(w http.ResponseWriter, status int, p mesh.Problem) {
+	w.Header().Set("Content-Type", mesh.ContentTypeJSON)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
 }

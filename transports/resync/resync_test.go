@@ -15,13 +15,14 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 func newServer(t *testing.T, opts ...Option) (*httptest.Server, *hub.Hub, *atomic.Bool) {
 	t.Helper()
 	var ready atomic.Bool
-	h := hub.New(mesh.NewEngine("ep1"), ready.Load, nil)
+	h := hub.New(engine.New("ep1"), ready.Load, nil)
 	handler, err := New(h, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestSnapshotEndpoints(t *testing.T) {
 	ready.Store(true)
 
 	resp, body := get(t, srv.URL+"/v1/getEventMesh", "")
-	if resp.StatusCode != 200 || resp.Header.Get(HeaderEpoch) != "ep1" || resp.Header.Get(HeaderSequence) != "1" ||
+	if resp.StatusCode != 200 || resp.Header.Get(mesh.HeaderEpoch) != "ep1" || resp.Header.Get(mesh.HeaderSequence) != "1" ||
 		resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("getEventMesh: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -113,7 +114,7 @@ func TestDeltasAndETag(t *testing.T) {
 	t.Parallel()
 	var ready atomic.Bool
 	ready.Store(true)
-	h := hub.New(mesh.NewEngine("ep1"), ready.Load, nil)
+	h := hub.New(engine.New("ep1"), ready.Load, nil)
 	deltaLog, _ := NewLog("ep1", 3)
 	h.Listen(deltaLog.Append)
 	enc, _ := codec.NewEncoder("")
@@ -130,7 +131,7 @@ func TestDeltasAndETag(t *testing.T) {
 
 	resp, body := get(t, srv.URL+"/v1/deltas?epoch=ep1&since=3", "")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/cloudevents-batch+json" ||
-		resp.Header.Get(HeaderSequence) != "5" {
+		resp.Header.Get(mesh.HeaderSequence) != "5" {
 		t.Fatalf("deltas: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 	var batch []json.RawMessage

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
@@ -22,7 +23,7 @@ import (
 // equal the state replayed from the changes up to their Mesh-Sequence.
 func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 	t.Parallel()
-	h := hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)
+	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
 	var mu sync.Mutex
 	var all []mesh.Change
 	h.Listen(func(cs []mesh.Change) { mu.Lock(); all = append(all, cs...); mu.Unlock() })
@@ -69,7 +70,7 @@ func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		seq, _ := strconv.Atoi(resp.Header.Get(HeaderSequence))
+		seq, _ := strconv.Atoi(resp.Header.Get(mesh.HeaderSequence))
 		var got mesh.EventMesh
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatal(err)
@@ -100,9 +101,9 @@ func replay(t *testing.T, changes []mesh.Change) mesh.EventMesh {
 			t.Fatalf("change %d has sequence %d", i, c.Sequence)
 		}
 		if c.Op == mesh.OpDeleted {
-			delete(state, c.Kind.String()+c.Key)
+			delete(state, c.Kind.String()+c.Key.String())
 		} else {
-			state[c.Kind.String()+c.Key] = c
+			state[c.Kind.String()+c.Key.String()] = c
 		}
 	}
 	for _, c := range state {

@@ -2,6 +2,7 @@ package resync
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -74,7 +75,7 @@ func (ws *Watchers) Publish(changes []mesh.Change) {
 			ws.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			continue
 		}
-		frames = append(frames, frame{c.Epoch, c.Sequence, namespaceOf(c.Key), sse})
+		frames = append(frames, frame{c.Epoch, c.Sequence, c.Key.Namespace, sse})
 	}
 	for w := range ws.conns {
 		select {
@@ -93,27 +94,32 @@ func deltaEvent(enc *codec.Encoder, c mesh.Change) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(ev)+48)
-	b = append(b, "event: delta\nid: "...)
-	b = strconv.AppendUint(b, c.Sequence, 10)
-	b = append(b, "\ndata: "...)
-	b = append(b, ev...)
-	return append(b, "\n\n"...), nil
+	return appendEvent(make([]byte, 0, len(ev)+48), mesh.SSEDelta, c.Sequence, ev), nil
 }
 
-func namespaceOf(key string) string {
-	ref, err := mesh.ParseKey(key)
-	if err != nil {
-		return ""
-	}
-	return ref.Namespace
+// appendEvent appends one SSE event with an id; data must be one line (compact JSON).
+func appendEvent(b []byte, name string, id uint64, data []byte) []byte {
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	b = append(b, "\nid: "...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// endEvent is an SSE event that ends the stream: no id, since it is no place to resume from.
+func endEvent(name string, end mesh.StreamEnd) []byte {
+	data, _ := json.Marshal(end) // strings and a number always marshal
+	return append(append([]byte("event: "+name+"\ndata: "), data...), "\n\n"...)
 }
 
 // positionEvent tells a watcher with partial access that it has seen everything of its view up
 // to seq: the changes in between were in namespaces it may not see. Its id keeps the stream's
 // ids gap-free, so a consumer can still tell a loss from a filtered change.
-func positionEvent(epoch string, seq uint64) string {
-	return fmt.Sprintf("event: position\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d}\n\n", seq, jsonString(epoch), seq)
+func positionEvent(epoch string, seq uint64) []byte {
+	data, _ := json.Marshal(mesh.Position{Epoch: epoch, Sequence: seq}) // a string and a number always marshal
+	return appendEvent(nil, mesh.SSEPosition, seq, data)
 }
 
 // Len is the number of connected watchers.
@@ -190,9 +196,10 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		snap := h.mesh.Snapshot()
 		epoch, last = snap.Epoch, snap.Sequence
-		fmt.Fprintf(out, "event: snapshot\nid: %d\ndata: {\"epoch\":%s,\"sequence\":%d,\"mesh\":", last, jsonString(epoch), last)
+		head, tail := mesh.SnapshotEnvelope(epoch, last)
+		fmt.Fprintf(out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, last, head)
 		out.Write(h.renderFor(snap, access).body)
-		out.WriteString("}\n\n")
+		out.WriteString(tail + "\n\n")
 	}
 	// write sends one change the caller may see, first accounting with a position event for
 	// those it may not see since the last event; last is the id of the last event sent.
@@ -203,14 +210,14 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if skipped > last {
-			out.WriteString(positionEvent(epoch, seq-1))
+			out.Write(positionEvent(epoch, seq-1))
 		}
 		out.Write(sse)
 		last = seq
 	}
 	accountSkipped := func() {
 		if skipped > last {
-			out.WriteString(positionEvent(epoch, skipped))
+			out.Write(positionEvent(epoch, skipped))
 			last = skipped
 		}
 	}
@@ -220,7 +227,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			return
 		}
-		write(c.Sequence, namespaceOf(c.Key), sse)
+		write(c.Sequence, c.Key.Namespace, sse)
 	}
 	accountSkipped()
 	if !send() {
@@ -234,11 +241,11 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-h.watchers.closing:
-			out.WriteString("event: shutdown\ndata: {\"reason\":\"the broadcaster is stopping\"}\n\n")
+			out.Write(endEvent(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"}))
 			send()
 			return
 		case <-w.cut:
-			fmt.Fprintf(out, "event: cutoff\ndata: {\"reason\":\"too slow: the watcher fell more than its buffer behind\",\"sequence\":%d}\n\n", last)
+			out.Write(endEvent(mesh.SSECutoff, mesh.StreamEnd{Reason: "too slow: the watcher fell more than its buffer behind", Sequence: last}))
 			send()
 			return
 		case <-beat.C:
@@ -276,7 +283,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 // resumePoint reads Last-Event-ID (and the optional ?epoch= the client saw): ok when the
 // stream can go on from the delta log without a snapshot.
 func (h *Handler) resumePoint(r *http.Request) (epoch string, last uint64, ok bool) {
-	id := r.Header.Get("Last-Event-ID")
+	id := r.Header.Get(mesh.HeaderLastEventID)
 	if id == "" || h.deltas == nil {
 		return "", 0, false
 	}
@@ -285,7 +292,7 @@ func (h *Handler) resumePoint(r *http.Request) (epoch string, last uint64, ok bo
 		return "", 0, false
 	}
 	epoch = h.deltas.Epoch()
-	if e := r.URL.Query().Get("epoch"); e != "" && e != epoch {
+	if e := r.URL.Query().Get(mesh.ParamEpoch); e != "" && e != epoch {
 		return "", 0, false
 	}
 	return epoch, last, true

@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
@@ -28,7 +29,7 @@ type watchServer struct {
 
 func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchServer {
 	t.Helper()
-	ws := &watchServer{hub: hub.New(mesh.NewEngine("ep"), func() bool { return true }, nil)}
+	ws := &watchServer{hub: hub.New(engine.New("ep"), func() bool { return true }, nil)}
 	deltaLog, _ := NewLog("ep", 100000)
 	enc, _ := codec.NewEncoder("")
 	ws.watchers, _ = NewWatchers(buffer, enc, nil)
@@ -105,7 +106,7 @@ func TestWatchSnapshotThenDeltas(t *testing.T) {
 	if got[0].Type != "snapshot" || got[0].ID != "3" {
 		t.Fatalf("first event %s id %s, want the snapshot at 3", got[0].Type, got[0].ID)
 	}
-	var snap consumer.Snapshot
+	var snap mesh.Snapshot
 	if err := json.Unmarshal(got[0].Data, &snap); err != nil || snap.Sequence != 3 || len(snap.Mesh.Brokers) != 3 {
 		t.Fatalf("snapshot %s: %v", got[0].Data, err)
 	}

@@ -28,7 +28,7 @@ func Changes(n int) []mesh.Change {
 			Reference:  &mesh.GroupKindNamespacedName{Group: "eventing.knative.dev", Kind: "Broker", Namespace: "shop", Name: "orders"},
 			ConsumedBy: []string{"audit-log", "notification-service", "shipping-service"}})
 		out[i] = mesh.Change{Epoch: "bench", Sequence: uint64(i + 1), Kind: mesh.KindEventType, Op: mesh.OpUpdated,
-			Key: "eventing.knative.dev/EventType/shop/" + name, Entity: entity}
+			Key: mesh.Key{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject, Namespace: "shop", Name: name}, Entity: entity}
 	}
 	return out
 }
@@ -62,9 +62,10 @@ func Stream(rnd *rand.Rand, epoch, nameFormat string, n int) ([]mesh.Change, map
 	var out []mesh.Change
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		name := fmt.Sprintf(nameFormat, rnd.IntN(12))
-		key := "eventing.knative.dev/Broker/ns/" + name
+		ref := mesh.Broker{Namespace: "ns", Name: name}.Key()
+		key := ref.String()
 		entity := fmt.Sprintf(`{"namespace":"ns","name":"%s","uid":"%d"}`, name, seq)
-		c := mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Key: key, Entity: json.RawMessage(entity)}
+		c := mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Key: ref, Entity: json.RawMessage(entity)}
 		_, exists := state[key]
 		switch {
 		case !exists:

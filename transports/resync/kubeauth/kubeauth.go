@@ -1,5 +1,5 @@
 // Package kubeauth checks callers of the resync endpoints against the cluster itself
-// (design.md §4): a TokenReview says who holds a bearer token, and SubjectAccessReviews say in
+// (docs/protocol.md): a TokenReview says who holds a bearer token, and SubjectAccessReviews say in
 // which namespaces that identity may list EventTypes. A caller sees those namespaces of the
 // mesh and no others, so the broadcaster never shows more than `kubectl get eventtypes` would.
 //

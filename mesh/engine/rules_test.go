@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -58,10 +59,10 @@ func TestRules(t *testing.T) {
 }
 
 func runRuleCase(t *testing.T, c ruleCase) {
-	e := NewEngine("test")
+	e := New("test")
 	var problems []string
-	upsert := func(objs []map[string]any) []Change {
-		var all []Change
+	upsert := func(objs []map[string]any) []mesh.Change {
+		var all []mesh.Change
 		for _, o := range objs {
 			changes, err := e.Upsert(&unstructured.Unstructured{Object: o})
 			if err != nil {
@@ -76,16 +77,16 @@ func runRuleCase(t *testing.T, c ruleCase) {
 	for i, s := range c.Steps {
 		changes := upsert(s.Apply)
 		for _, key := range s.Delete {
-			ref, err := ParseKey(key)
+			ref, err := mesh.ParseKey(key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			changes = append(changes, e.Delete(ref)...)
+			changes = append(changes, e.Delete(ObjectRef(ref))...)
 		}
 		if s.Changes != nil {
 			got := make([]string, len(changes))
 			for j, ch := range changes {
-				got[j] = ch.Kind.String() + " " + ch.Op.String() + " " + ch.Key
+				got[j] = ch.Kind.String() + " " + ch.Op.String() + " " + ch.Key.String()
 			}
 			if !reflect.DeepEqual(got, s.Changes) && !(len(got) == 0 && len(s.Changes) == 0) {
 				t.Errorf("step %d: changes\n got %q\nwant %q", i, got, s.Changes)
@@ -108,7 +109,7 @@ func runRuleCase(t *testing.T, c ruleCase) {
 }
 
 // rebuildFromEngine replays the case's objects up to step i into the oracle.
-func rebuildFromEngine(t *testing.T, c ruleCase, step int) EventMesh {
+func rebuildFromEngine(t *testing.T, c ruleCase, step int) mesh.EventMesh {
 	objs := map[ObjectRef]*unstructured.Unstructured{}
 	add := func(list []map[string]any) {
 		for _, o := range list {
@@ -120,8 +121,8 @@ func rebuildFromEngine(t *testing.T, c ruleCase, step int) EventMesh {
 	for _, s := range c.Steps[:step+1] {
 		add(s.Apply)
 		for _, key := range s.Delete {
-			ref, _ := ParseKey(key)
-			delete(objs, ref)
+			ref, _ := mesh.ParseKey(key)
+			delete(objs, ObjectRef(ref))
 		}
 	}
 	list := make([]*unstructured.Unstructured, 0, len(objs))
@@ -139,7 +140,7 @@ func checkEntities(t *testing.T, when string, snap Snapshot, want map[string]map
 		if err := json.Unmarshal(en.JSON, &fields); err != nil {
 			t.Fatal(err)
 		}
-		got[en.Key] = fields
+		got[en.Key.String()] = fields
 		return true
 	})
 	for key, fields := range want {

@@ -1,10 +1,12 @@
-package mesh
+package engine
 
 import (
 	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 func TestFilterEval(t *testing.T) {
@@ -93,12 +95,12 @@ func TestTemplatePieces(t *testing.T) {
 
 func TestWriteEventMeshMatchesMarshal(t *testing.T) {
 	t.Parallel()
-	e := NewEngine("e")
+	e := New("e")
 	var buf bytes.Buffer
 	if err := e.Snapshot().WriteEventMesh(&buf); err != nil {
 		t.Fatal(err)
 	}
-	empty, _ := json.Marshal(EventMesh{Brokers: []Broker{}, EventTypes: []EventType{}, Sources: []Source{}, Subscribables: []Subscribable{}})
+	empty, _ := json.Marshal(mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}})
 	if buf.String() != string(empty) {
 		t.Errorf("empty mesh = %s, want %s", buf.String(), empty)
 	}

@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"fmt"
@@ -90,7 +90,7 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(fmt.Sprintf("entities=%d", n), func(b *testing.B) {
 			objects, changes := benchMesh(n)
 			before := heapInUse()
-			e := NewEngine("bench")
+			e := New("bench")
 			for _, u := range objects {
 				e.Upsert(u)
 			}
@@ -120,7 +120,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("entities=%d", n), func(b *testing.B) {
 			objects, _ := benchMesh(n)
-			e := NewEngine("bench")
+			e := New("bench")
 			for _, u := range objects {
 				e.Upsert(u)
 			}

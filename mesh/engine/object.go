@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"encoding/json"
@@ -6,18 +6,16 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Well-known names the relation rules depend on.
 const (
-	GroupEventing  = "eventing.knative.dev"
 	GroupMessaging = "messaging.knative.dev"
 	GroupCRD       = "apiextensions.k8s.io"
 
-	KindBrokerObject       = "Broker"
 	KindTriggerObject      = "Trigger"
-	KindEventTypeObject    = "EventType"
 	KindSubscriptionObject = "Subscription"
 	KindCRDObject          = "CustomResourceDefinition"
 
@@ -34,13 +32,14 @@ type ObjectRef struct {
 	Group, Kind, Namespace, Name string
 }
 
-// String is the entity key form, group/Kind/namespace/name (design.md §1).
-func (r ObjectRef) String() string {
-	return r.Group + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
-}
+// Key is the key of the entity the object stands for.
+func (r ObjectRef) Key() mesh.Key { return mesh.Key(r) }
+
+// String is the key form, group/Kind/namespace/name.
+func (r ObjectRef) String() string { return r.Key().String() }
 
 // NamespacedName is the namespace/name form used in providedEventTypes.
-func (r ObjectRef) NamespacedName() string { return r.Namespace + "/" + r.Name }
+func (r ObjectRef) NamespacedName() string { return r.Key().NamespacedName() }
 
 // GroupKind is an object kind without its version.
 type GroupKind struct{ Group, Kind string }
@@ -58,16 +57,6 @@ func GroupOf(apiVersion string) string {
 // RefOf returns the reference of an object.
 func RefOf(u *unstructured.Unstructured) ObjectRef {
 	return ObjectRef{GroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
-}
-
-// ParseKey is the inverse of ObjectRef.String. Kubernetes names cannot contain '/', so the
-// split is unambiguous; the group may be empty (core objects).
-func ParseKey(key string) (ObjectRef, error) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 4 || parts[1] == "" || parts[3] == "" {
-		return ObjectRef{}, fmt.Errorf("entity key %q is not group/Kind/namespace/name", key)
-	}
-	return ObjectRef{parts[0], parts[1], parts[2], parts[3]}, nil
 }
 
 // objectMeta is the metadata every entity carries.
@@ -178,7 +167,7 @@ func parseEventType(u *unstructured.Unstructured) (eventTypeObject, error) {
 	if ref, ok := kref(o, ns, "spec", "reference"); ok {
 		et.reference = &ref
 	} else if b := str(o, "spec", "broker"); b != "" {
-		et.reference = &ObjectRef{GroupEventing, KindBrokerObject, ns, b}
+		et.reference = &ObjectRef{mesh.GroupEventing, mesh.KindBrokerObject, ns, b}
 	}
 	if raw, ok := field(o, "spec", "attributes"); ok {
 		list, ok := raw.([]any)
@@ -222,7 +211,7 @@ type consumerObject struct {
 
 func parseTrigger(u *unstructured.Unstructured) (consumerObject, []error) {
 	o, ns := u.Object, u.GetNamespace()
-	c := consumerObject{provider: ObjectRef{GroupEventing, KindBrokerObject, ns, str(o, "spec", "broker")}}
+	c := consumerObject{provider: ObjectRef{mesh.GroupEventing, mesh.KindBrokerObject, ns, str(o, "spec", "broker")}}
 	if sub, ok := kref(o, ns, "spec", "subscriber", "ref"); ok {
 		c.subscriber = &sub
 	}

@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -30,27 +31,27 @@ func TestIncrementalEqualsRebuild(t *testing.T) {
 
 func runProperty(t *testing.T, seed uint64, steps int) {
 	g := &generator{rnd: newRand(seed)}
-	engine := NewEngine("prop")
+	engine := New("prop")
 	objects := map[ObjectRef]*unstructured.Unstructured{}
 	replica := map[string]json.RawMessage{} // "kind key" → JSON
-	last := map[string]Change{}             // "kind key" → its latest change
+	last := map[string]mesh.Change{}        // "kind key" → its latest change
 	var lastSeq uint64
 	epoch := "prop"
 
-	apply := func(step int, desc string, changes []Change) {
+	apply := func(step int, desc string, changes []mesh.Change) {
 		for _, c := range changes {
 			if c.Sequence != lastSeq+1 || c.Epoch != epoch {
 				t.Fatalf("step %d (%s): change %v: sequence %d in epoch %q, want %d in %s", step, desc, c, c.Sequence, c.Epoch, lastSeq+1, epoch)
 			}
 			lastSeq = c.Sequence
-			k := c.Kind.String() + " " + c.Key
+			k := c.Kind.String() + " " + c.Key.String()
 			_, had := replica[k]
 			switch {
-			case c.Op == OpAdded && had, c.Op != OpAdded && !had:
+			case c.Op == mesh.OpAdded && had, c.Op != mesh.OpAdded && !had:
 				t.Fatalf("step %d (%s): %v but replica has it: %v", step, desc, c, had)
-			case c.Op == OpUpdated && string(replica[k]) != string(c.Previous):
+			case c.Op == mesh.OpUpdated && string(replica[k]) != string(c.Previous):
 				t.Fatalf("step %d (%s): %v: previous %s, replica %s", step, desc, c, c.Previous, replica[k])
-			case c.Op == OpDeleted:
+			case c.Op == mesh.OpDeleted:
 				delete(replica, k)
 			default:
 				replica[k] = c.Entity
@@ -118,7 +119,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			t.Fatalf("step %d (%s): snapshot has %d entities, replica %d", step, desc, snap.Len(), len(replica))
 		}
 		snap.Each(func(en Entity) bool {
-			k := en.Kind.String() + " " + en.Key
+			k := en.Kind.String() + " " + en.Key.String()
 			if r := replica[k]; string(r) != string(en.JSON) {
 				t.Fatalf("step %d (%s): replica %s %s = %s, snapshot %s", step, desc, en.Kind, en.Key, r, en.JSON)
 			}

@@ -1,16 +1,17 @@
-package mesh
+package engine
 
 import (
 	"slices"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // rebuild is the oracle: a deliberately naive from-scratch build of the mesh, rule by rule as
-// design.md §1 states them, in the shape of the upstream backend's BuildEventMesh. It shares the
+// docs/protocol.md states them, in the shape of the upstream backend's BuildEventMesh. It shares the
 // parsers and the filter evaluation with the engine (those have their own table tests) but none
 // of the engine's indexes or incremental bookkeeping.
-func rebuild(objs []*unstructured.Unstructured) EventMesh {
+func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 	kinds := map[GroupKind]crdObject{}
 	brokers := map[ObjectRef]objectMeta{}
 	eventTypes := map[ObjectRef]eventTypeObject{}
@@ -80,9 +81,9 @@ func rebuild(objs []*unstructured.Unstructured) EventMesh {
 		consume(s, isChannel(s.provider))
 	}
 
-	m := EventMesh{Brokers: []Broker{}, EventTypes: []EventType{}, Sources: []Source{}, Subscribables: []Subscribable{}}
+	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
 	for ref, b := range brokers {
-		m.Brokers = append(m.Brokers, Broker{Namespace: ref.Namespace, Name: ref.Name, UID: b.uid,
+		m.Brokers = append(m.Brokers, mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: b.uid,
 			Labels: b.labels, Annotations: b.annotations, ProvidedEventTypes: providedBy(ref)})
 	}
 	for ref, et := range eventTypes {
@@ -96,7 +97,7 @@ func rebuild(objs []*unstructured.Unstructured) EventMesh {
 	for ref, g := range generics {
 		k := kinds[ref.groupKind()]
 		if k.subscribable {
-			m.Subscribables = append(m.Subscribables, Subscribable{Namespace: ref.Namespace, Name: ref.Name,
+			m.Subscribables = append(m.Subscribables, mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name,
 				UID: g.uid, Labels: g.labels, Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 				ProvidedEventTypes: providedBy(ref)})
 		}
@@ -108,7 +109,7 @@ func rebuild(objs []*unstructured.Unstructured) EventMesh {
 				}
 			}
 			slices.Sort(provided)
-			m.Sources = append(m.Sources, Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid,
+			m.Sources = append(m.Sources, mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid,
 				Labels: g.labels, Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 				ProvidedEventTypeTypes: orEmpty(k.eventTypes), ProvidedEventTypes: provided, Sink: gknn(g.sink)})
 		}
@@ -124,16 +125,16 @@ func rebuild(objs []*unstructured.Unstructured) EventMesh {
 		}
 		return 0
 	}
-	slices.SortFunc(m.Brokers, func(a, b Broker) int {
+	slices.SortFunc(m.Brokers, func(a, b mesh.Broker) int {
 		return byNsName(a.Namespace, a.Name, "", "", b.Namespace, b.Name, "", "")
 	})
-	slices.SortFunc(m.EventTypes, func(a, b EventType) int {
+	slices.SortFunc(m.EventTypes, func(a, b mesh.EventType) int {
 		return byNsName(a.Namespace, a.Name, "", "", b.Namespace, b.Name, "", "")
 	})
-	slices.SortFunc(m.Sources, func(a, b Source) int {
+	slices.SortFunc(m.Sources, func(a, b mesh.Source) int {
 		return byNsName(a.Namespace, a.Name, a.Group, a.Kind, b.Namespace, b.Name, b.Group, b.Kind)
 	})
-	slices.SortFunc(m.Subscribables, func(a, b Subscribable) int {
+	slices.SortFunc(m.Subscribables, func(a, b mesh.Subscribable) int {
 		return byNsName(a.Namespace, a.Name, a.Group, a.Kind, b.Namespace, b.Name, b.Group, b.Kind)
 	})
 	return m

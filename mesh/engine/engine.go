@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/google/btree"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -58,7 +59,7 @@ type consumerState struct {
 }
 
 type entityID struct {
-	kind EntityKind
+	kind mesh.EntityKind
 	ref  ObjectRef
 }
 
@@ -66,10 +67,9 @@ type entityID struct {
 // tree is a consistent snapshot.
 type record struct {
 	id   entityID
-	key  string
 	json []byte
-	seq  uint64 // the change that made this JSON
-	op   Op     // added or updated
+	seq  uint64  // the change that made this JSON
+	op   mesh.Op // added or updated
 }
 
 func recordLess(a, b *record) bool {
@@ -81,8 +81,8 @@ func recordLess(a, b *record) bool {
 		cmp.Compare(x.Group, y.Group), cmp.Compare(x.Kind, y.Kind)) < 0
 }
 
-// NewEngine returns an empty engine whose changes are numbered from 1 in epoch.
-func NewEngine(epoch string) *Engine {
+// New returns an empty engine whose changes are numbered from 1 in epoch.
+func New(epoch string) *Engine {
 	return &Engine{
 		epoch:                 epoch,
 		brokers:               map[ObjectRef]*objectMeta{},
@@ -112,18 +112,18 @@ func (e *Engine) Sequence() uint64 { return e.seq }
 
 // Restart opens a new epoch without changing the mesh: it returns every entity as an added
 // change numbered from 1, in EventMesh order, so a consumer that only listens to the stream
-// gets the whole state again (design.md §2). A broadcaster that starts publishing mid-life,
+// gets the whole state again. A broadcaster that starts publishing mid-life,
 // such as a newly elected leader, restarts first.
-func (e *Engine) Restart(epoch string) []Change {
+func (e *Engine) Restart(epoch string) []mesh.Change {
 	e.epoch, e.seq = epoch, 0
 	tree := btree.NewG(32, recordLess)
-	changes := make([]Change, 0, e.tree.Len())
+	changes := make([]mesh.Change, 0, e.tree.Len())
 	e.tree.Ascend(func(r *record) bool {
 		e.seq++
-		rec := &record{id: r.id, key: r.key, json: r.json, seq: e.seq, op: OpAdded}
+		rec := &record{id: r.id, json: r.json, seq: e.seq, op: mesh.OpAdded}
 		e.entities[r.id] = rec
 		tree.ReplaceOrInsert(rec)
-		changes = append(changes, Change{Epoch: epoch, Sequence: e.seq, Kind: r.id.kind, Op: OpAdded, Key: r.key, Entity: r.json})
+		changes = append(changes, mesh.Change{Epoch: epoch, Sequence: e.seq, Kind: r.id.kind, Op: mesh.OpAdded, Key: r.id.ref.Key(), Entity: r.json})
 		return true
 	})
 	e.tree = tree // snapshots taken before keep the old tree: records are never mutated
@@ -131,9 +131,9 @@ func (e *Engine) Restart(epoch string) []Change {
 }
 
 var (
-	gkBroker       = GroupKind{GroupEventing, KindBrokerObject}
-	gkTrigger      = GroupKind{GroupEventing, KindTriggerObject}
-	gkEventType    = GroupKind{GroupEventing, KindEventTypeObject}
+	gkBroker       = GroupKind{mesh.GroupEventing, mesh.KindBrokerObject}
+	gkTrigger      = GroupKind{mesh.GroupEventing, KindTriggerObject}
+	gkEventType    = GroupKind{mesh.GroupEventing, mesh.KindEventTypeObject}
 	gkSubscription = GroupKind{GroupMessaging, KindSubscriptionObject}
 	gkCRD          = GroupKind{GroupCRD, KindCRDObject}
 )
@@ -144,13 +144,13 @@ var ErrInvalidObject = errors.New("invalid object")
 // Upsert applies a created or updated object and returns the entity changes it caused.
 // problems lists what the engine had to ignore in the object (an invalid filter, a malformed
 // annotation), each naming the object and field; the rest of the object is applied regardless.
-func (e *Engine) Upsert(u *unstructured.Unstructured) (changes []Change, problems error) {
+func (e *Engine) Upsert(u *unstructured.Unstructured) (changes []mesh.Change, problems error) {
 	problems = e.upsert(u)
 	return e.flush(), problems
 }
 
 // Delete applies the deletion of the object ref and returns the entity changes it caused.
-func (e *Engine) Delete(ref ObjectRef) []Change {
+func (e *Engine) Delete(ref ObjectRef) []mesh.Change {
 	e.delete(ref)
 	return e.flush()
 }
@@ -158,7 +158,7 @@ func (e *Engine) Delete(ref ObjectRef) []Change {
 // Replace makes the engine hold exactly objs: it deletes every object it holds that objs lacks,
 // then upserts objs, and returns the changes as one batch. This is how a relist is applied, so
 // deletions missed while a watch was down still produce their changes.
-func (e *Engine) Replace(objs []*unstructured.Unstructured) (changes []Change, problems error) {
+func (e *Engine) Replace(objs []*unstructured.Unstructured) (changes []mesh.Change, problems error) {
 	keep := make(map[ObjectRef]struct{}, len(objs))
 	for _, u := range objs {
 		keep[RefOf(u)] = struct{}{}
@@ -283,7 +283,7 @@ func (e *Engine) setID(ref ObjectRef, id string) {
 func (e *Engine) upsertBroker(ref ObjectRef, m objectMeta) {
 	_, existed := e.brokers[ref]
 	e.brokers[ref] = &m
-	e.mark(KindBroker, ref)
+	e.mark(mesh.KindBroker, ref)
 	if !existed {
 		e.refreshConsumersOf(ref)
 	}
@@ -294,7 +294,7 @@ func (e *Engine) deleteBroker(ref ObjectRef) {
 		return
 	}
 	delete(e.brokers, ref)
-	e.mark(KindBroker, ref)
+	e.mark(mesh.KindBroker, ref)
 	e.refreshConsumersOf(ref)
 }
 
@@ -318,9 +318,9 @@ func (e *Engine) isSource(ref ObjectRef) bool {
 
 func (e *Engine) markProvider(ref ObjectRef) {
 	if ref.groupKind() == gkBroker {
-		e.mark(KindBroker, ref)
+		e.mark(mesh.KindBroker, ref)
 	} else {
-		e.mark(KindSubscribable, ref)
+		e.mark(mesh.KindSubscribable, ref)
 	}
 }
 
@@ -348,7 +348,7 @@ func (e *Engine) upsertEventType(ref ObjectRef, obj eventTypeObject) {
 	if typeChanged {
 		e.indexType(ref, obj.typ)
 	}
-	e.mark(KindEventType, ref)
+	e.mark(mesh.KindEventType, ref)
 
 	// Re-ask the consumers it had and those of its (possibly new) provider.
 	for c := range et.consumedBy {
@@ -372,7 +372,7 @@ func (e *Engine) deleteEventType(ref ObjectRef) {
 		delete(e.consumers[c].targets, ref)
 	}
 	delete(e.eventTypes, ref)
-	e.mark(KindEventType, ref)
+	e.mark(mesh.KindEventType, ref)
 }
 
 func (e *Engine) indexProvided(et ObjectRef, provider *ObjectRef) {
@@ -396,7 +396,7 @@ func (e *Engine) indexType(et ObjectRef, typ string) {
 	k := nsType{et.Namespace, typ}
 	addRef(e.eventTypesByNsType, k, et)
 	for s := range e.sourcesByNsType[k] {
-		e.mark(KindSource, s)
+		e.mark(mesh.KindSource, s)
 	}
 }
 
@@ -407,7 +407,7 @@ func (e *Engine) unindexType(et ObjectRef, typ string) {
 	k := nsType{et.Namespace, typ}
 	removeRef(e.eventTypesByNsType, k, et)
 	for s := range e.sourcesByNsType[k] {
-		e.mark(KindSource, s)
+		e.mark(mesh.KindSource, s)
 	}
 }
 
@@ -495,7 +495,7 @@ func (e *Engine) wants(c *consumerState, et *eventTypeState, id string, live boo
 func (e *Engine) contribute(c *consumerState, et *eventTypeState, id string) {
 	if old, ok := et.consumedBy[c.ref]; !ok || old != id {
 		et.consumedBy[c.ref] = id
-		e.mark(KindEventType, et.ref)
+		e.mark(mesh.KindEventType, et.ref)
 	}
 	c.targets[et.ref] = struct{}{}
 }
@@ -503,7 +503,7 @@ func (e *Engine) contribute(c *consumerState, et *eventTypeState, id string) {
 func (e *Engine) withdraw(c *consumerState, et *eventTypeState) {
 	if _, ok := et.consumedBy[c.ref]; ok {
 		delete(et.consumedBy, c.ref)
-		e.mark(KindEventType, et.ref)
+		e.mark(mesh.KindEventType, et.ref)
 	}
 	delete(c.targets, et.ref)
 }
@@ -520,8 +520,8 @@ func (e *Engine) upsertGeneric(ref ObjectRef, g genericObject) {
 		}
 		e.refreshConsumersOf(ref)
 	}
-	e.mark(KindSubscribable, ref)
-	e.mark(KindSource, ref)
+	e.mark(mesh.KindSubscribable, ref)
+	e.mark(mesh.KindSource, ref)
 }
 
 func (e *Engine) deleteGeneric(ref ObjectRef) {
@@ -534,8 +534,8 @@ func (e *Engine) deleteGeneric(ref ObjectRef) {
 	delete(e.generics, ref)
 	removeRef(e.genericsByKind, ref.groupKind(), ref)
 	e.refreshConsumersOf(ref)
-	e.mark(KindSubscribable, ref)
-	e.mark(KindSource, ref)
+	e.mark(mesh.KindSubscribable, ref)
+	e.mark(mesh.KindSource, ref)
 }
 
 func (e *Engine) indexSource(ref ObjectRef, types []string) {
@@ -585,10 +585,10 @@ func (e *Engine) applyKind(gk GroupKind, crd *crdObject) {
 			if after.source {
 				e.indexSource(ref, after.eventTypes)
 			}
-			e.mark(KindSource, ref)
+			e.mark(mesh.KindSource, ref)
 		}
 		if channelChanged {
-			e.mark(KindSubscribable, ref)
+			e.mark(mesh.KindSubscribable, ref)
 			e.refreshConsumersOf(ref)
 		}
 	}
@@ -596,14 +596,14 @@ func (e *Engine) applyKind(gk GroupKind, crd *crdObject) {
 
 // --- output ---
 
-func (e *Engine) mark(kind EntityKind, ref ObjectRef) {
+func (e *Engine) mark(kind mesh.EntityKind, ref ObjectRef) {
 	e.dirty[entityID{kind, ref}] = struct{}{}
 }
 
 // batchRank orders a batch: EventTypes first, then the entities listing them.
-var batchRank = [...]int{KindEventType: 0, KindBroker: 1, KindSubscribable: 2, KindSource: 3}
+var batchRank = [...]int{mesh.KindEventType: 0, mesh.KindBroker: 1, mesh.KindSubscribable: 2, mesh.KindSource: 3}
 
-func (e *Engine) flush() []Change {
+func (e *Engine) flush() []mesh.Change {
 	if len(e.dirty) == 0 {
 		return nil
 	}
@@ -617,28 +617,28 @@ func (e *Engine) flush() []Change {
 			cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name),
 			cmp.Compare(a.ref.Group, b.ref.Group), cmp.Compare(a.ref.Kind, b.ref.Kind))
 	})
-	var changes []Change
+	var changes []mesh.Change
 	for _, id := range ids {
 		data, exists := e.render(id)
 		old := e.entities[id]
-		var c Change
+		var c mesh.Change
 		switch {
 		case exists && old == nil:
-			c = Change{Op: OpAdded, Key: id.ref.String(), Entity: data}
+			c = mesh.Change{Op: mesh.OpAdded, Key: id.ref.Key(), Entity: data}
 		case exists && !bytes.Equal(old.json, data):
-			c = Change{Op: OpUpdated, Key: old.key, Entity: data, Previous: old.json}
+			c = mesh.Change{Op: mesh.OpUpdated, Key: id.ref.Key(), Entity: data, Previous: old.json}
 		case !exists && old != nil:
-			c = Change{Op: OpDeleted, Key: old.key, Entity: old.json}
+			c = mesh.Change{Op: mesh.OpDeleted, Key: id.ref.Key(), Entity: old.json}
 		default:
 			continue
 		}
 		e.seq++
 		c.Epoch, c.Sequence, c.Kind = e.epoch, e.seq, id.kind
-		if c.Op == OpDeleted {
+		if c.Op == mesh.OpDeleted {
 			delete(e.entities, id)
 			e.tree.Delete(old)
 		} else {
-			rec := &record{id: id, key: c.Key, json: data, seq: c.Sequence, op: c.Op}
+			rec := &record{id: id, json: data, seq: c.Sequence, op: c.Op}
 			e.entities[id] = rec
 			e.tree.ReplaceOrInsert(rec)
 		}
@@ -652,28 +652,28 @@ func (e *Engine) render(id entityID) ([]byte, bool) {
 	var v any
 	ref := id.ref
 	switch id.kind {
-	case KindBroker:
+	case mesh.KindBroker:
 		m := e.brokers[ref]
 		if m == nil {
 			return nil, false
 		}
-		v = Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
+		v = mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
 			Annotations: m.annotations, ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
-	case KindEventType:
+	case mesh.KindEventType:
 		et := e.eventTypes[ref]
 		if et == nil {
 			return nil, false
 		}
 		v = et.entity(ref)
-	case KindSubscribable:
+	case mesh.KindSubscribable:
 		if !e.isChannel(ref) {
 			return nil, false
 		}
 		g := e.generics[ref]
-		v = Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+		v = mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
 			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
-	case KindSource:
+	case mesh.KindSource:
 		if !e.isSource(ref) {
 			return nil, false
 		}
@@ -685,7 +685,7 @@ func (e *Engine) render(id entityID) ([]byte, bool) {
 			}
 		}
 		slices.Sort(provided)
-		v = Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+		v = mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
 			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
 			Sink: gknn(g.sink)}
@@ -697,13 +697,13 @@ func (e *Engine) render(id entityID) ([]byte, bool) {
 	return data, true
 }
 
-func (et *eventTypeState) entity(ref ObjectRef) EventType {
+func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 	consumed := make([]string, 0, len(et.consumedBy))
 	for _, id := range et.consumedBy {
 		consumed = append(consumed, id)
 	}
 	slices.Sort(consumed)
-	return EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
+	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
 		Description: optional(et.description), SchemaURL: optional(et.schemaURL),
 		SchemaData: optional(et.schemaData), Labels: et.labels, Annotations: et.annotations,
 		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
@@ -732,11 +732,11 @@ func optional(s string) *string {
 	return &s
 }
 
-func gknn(r *ObjectRef) *GroupKindNamespacedName {
+func gknn(r *ObjectRef) *mesh.GroupKindNamespacedName {
 	if r == nil {
 		return nil
 	}
-	return &GroupKindNamespacedName{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+	return &mesh.GroupKindNamespacedName{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
 }
 
 func equalRef(a, b *ObjectRef) bool {

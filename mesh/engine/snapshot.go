@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/google/btree"
 )
 
@@ -34,23 +35,22 @@ func (s Snapshot) Len() int {
 
 // Entity is one entity of a snapshot.
 type Entity struct {
-	Kind      EntityKind
-	Key       string
-	Namespace string
-	JSON      json.RawMessage
+	Kind mesh.EntityKind
+	Key  mesh.Key
+	JSON json.RawMessage
 	// Sequence and Op are those of the change that produced JSON.
 	Sequence uint64
-	Op       Op
+	Op       mesh.Op
 }
 
 // Change is the entity's latest change (what a retained message or a KV entry holds).
-func (en Entity) Change(epoch string) Change {
-	return Change{Epoch: epoch, Sequence: en.Sequence, Kind: en.Kind, Op: en.Op, Key: en.Key, Entity: en.JSON}
+func (en Entity) Change(epoch string) mesh.Change {
+	return mesh.Change{Epoch: epoch, Sequence: en.Sequence, Kind: en.Kind, Op: en.Op, Key: en.Key, Entity: en.JSON}
 }
 
 // Latest lists each entity's latest change, in EventMesh order.
-func (s Snapshot) Latest() []Change {
-	out := make([]Change, 0, s.Len())
+func (s Snapshot) Latest() []mesh.Change {
+	out := make([]mesh.Change, 0, s.Len())
 	s.Each(func(en Entity) bool {
 		out = append(out, en.Change(s.Epoch))
 		return true
@@ -65,11 +65,11 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 		return
 	}
 	s.tree.Ascend(func(r *record) bool {
-		return fn(Entity{Kind: r.id.kind, Key: r.key, Namespace: r.id.ref.Namespace, JSON: r.json, Sequence: r.seq, Op: r.op})
+		return fn(Entity{Kind: r.id.kind, Key: r.id.ref.Key(), JSON: r.json, Sequence: r.seq, Op: r.op})
 	})
 }
 
-var listNames = [...]string{KindBroker: "brokers", KindEventType: "eventTypes", KindSource: "sources", KindSubscribable: "subscribables"}
+var listNames = [...]string{mesh.KindBroker: "brokers", mesh.KindEventType: "eventTypes", mesh.KindSource: "sources", mesh.KindSubscribable: "subscribables"}
 
 // WriteEventMesh writes the snapshot as the EventMesh JSON of GET /v1/getEventMesh, byte for
 // byte what json.Marshal(EventMesh) would produce, without building it in memory.
@@ -92,7 +92,7 @@ func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool
 		}
 	}
 	s.Each(func(en Entity) bool {
-		if keep != nil && !keep(en.Namespace) {
+		if keep != nil && !keep(en.Key.Namespace) {
 			return true
 		}
 		openUpTo(int(en.Kind))
@@ -112,7 +112,7 @@ func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool
 func (s Snapshot) Namespaces() []string {
 	seen := map[string]struct{}{}
 	s.Each(func(en Entity) bool {
-		seen[en.Namespace] = struct{}{}
+		seen[en.Key.Namespace] = struct{}{}
 		return true
 	})
 	out := make([]string, 0, len(seen))
@@ -124,12 +124,12 @@ func (s Snapshot) Namespaces() []string {
 }
 
 // EventMesh decodes the snapshot into the EventMesh value (for tests and small meshes).
-func (s Snapshot) EventMesh() (EventMesh, error) {
+func (s Snapshot) EventMesh() (mesh.EventMesh, error) {
 	var buf bytes.Buffer
 	if err := s.WriteEventMesh(&buf); err != nil {
-		return EventMesh{}, err
+		return mesh.EventMesh{}, err
 	}
-	var m EventMesh
+	var m mesh.EventMesh
 	err := json.Unmarshal(buf.Bytes(), &m)
 	return m, err
 }

@@ -1,0 +1,120 @@
+package mesh
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// EntityKind names the four entity lists of the mesh. The names appear in event types
+// (dev.knative.eventmesh.<kind>.<op>) and in event data.
+type EntityKind uint8
+
+// Entity kinds, in the order of the EventMesh JSON lists.
+const (
+	KindBroker EntityKind = iota
+	KindEventType
+	KindSource
+	KindSubscribable
+)
+
+var entityKindNames = []string{"broker", "eventtype", "source", "subscribable"}
+
+func (k EntityKind) String() string { return enumName(entityKindNames, k, "EntityKind") }
+
+// ParseEntityKind is the inverse of EntityKind.String.
+func ParseEntityKind(s string) (EntityKind, error) {
+	return parseEnum[EntityKind](entityKindNames, s, "entity kind")
+}
+
+// Op says what happened to an entity.
+type Op uint8
+
+// Entity operations; their names appear in event types and event data.
+const (
+	OpAdded Op = iota
+	OpUpdated
+	OpDeleted
+)
+
+var opNames = []string{"added", "updated", "deleted"}
+
+func (o Op) String() string { return enumName(opNames, o, "Op") }
+
+// ParseOp is the inverse of Op.String.
+func ParseOp(s string) (Op, error) { return parseEnum[Op](opNames, s, "op") }
+
+func enumName[T ~uint8](names []string, v T, typeName string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", typeName, v)
+}
+
+func parseEnum[T ~uint8](names []string, s, what string) (T, error) {
+	if i := slices.Index(names, s); i >= 0 {
+		return T(i), nil
+	}
+	return 0, fmt.Errorf("unknown %s %q (want one of %s)", what, s, strings.Join(names, ", "))
+}
+
+// Change is one entity change, numbered in its epoch: what one mesh-delta event carries.
+type Change struct {
+	Epoch    string
+	Sequence uint64
+	Kind     EntityKind
+	Op       Op
+	Key      Key
+	// Entity is the entity JSON: the new one, or on OpDeleted the last known one.
+	Entity json.RawMessage
+	// Previous is the JSON before an OpUpdated when the producer knows it; events do not
+	// carry it, so a decoded change has none.
+	Previous json.RawMessage
+}
+
+func (c Change) String() string {
+	return fmt.Sprintf("#%d %s %s %s", c.Sequence, c.Kind, c.Op, c.Key)
+}
+
+// Summary says in one line what an update changed, field by field
+// (`consumedBy: [] → ["shipping"]`); it is empty for adds, deletes and updates without
+// Previous.
+func (c Change) Summary() string {
+	if c.Op != OpUpdated {
+		return ""
+	}
+	var before, after map[string]json.RawMessage
+	if json.Unmarshal(c.Previous, &before) != nil || json.Unmarshal(c.Entity, &after) != nil {
+		return ""
+	}
+	var names []string
+	for name := range after {
+		names = append(names, name)
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var parts []string
+	for _, name := range names {
+		if !bytes.Equal(before[name], after[name]) {
+			parts = append(parts, fmt.Sprintf("%s: %s → %s", name, short(before[name]), short(after[name])))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func short(v json.RawMessage) string {
+	const limit = 120
+	if v == nil {
+		return "∅"
+	}
+	if len(v) > limit {
+		return string(v[:limit]) + "…"
+	}
+	return string(v)
+}

@@ -1,0 +1,109 @@
+package mesh_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+func TestKeyRoundTrip(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		key  string
+		want mesh.Key
+		bad  bool
+	}{
+		{name: "broker", key: "eventing.knative.dev/Broker/shop/orders", want: mesh.Key{"eventing.knative.dev", "Broker", "shop", "orders"}},
+		{name: "core group", key: "/Service/ns/svc", want: mesh.Key{"", "Service", "ns", "svc"}},
+		{name: "dots in names", key: "a.b/K/ns/c.d", want: mesh.Key{"a.b", "K", "ns", "c.d"}},
+		{name: "three parts", key: "a/K/n", bad: true},
+		{name: "five parts", key: "a/K/ns/n/x", bad: true},
+		{name: "no kind", key: "a//ns/n", bad: true},
+		{name: "no name", key: "a/K/ns/", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := mesh.ParseKey(tt.key)
+			if tt.bad {
+				if err == nil {
+					t.Fatalf("ParseKey(%q) = %v, want an error", tt.key, got)
+				}
+				return
+			}
+			if err != nil || got != tt.want || got.String() != tt.key {
+				t.Fatalf("ParseKey(%q) = %#v, %v; want %#v", tt.key, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEntityKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		got  mesh.Key
+		want string
+	}{
+		{mesh.Broker{Namespace: "shop", Name: "orders"}.Key(), "eventing.knative.dev/Broker/shop/orders"},
+		{mesh.EventType{Namespace: "shop", Name: "created"}.Key(), "eventing.knative.dev/EventType/shop/created"},
+		{mesh.Subscribable{Group: "messaging.knative.dev", Kind: "InMemoryChannel", Namespace: "ops", Name: "imc"}.Key(), "messaging.knative.dev/InMemoryChannel/ops/imc"},
+		{mesh.Source{Group: "sources.knative.dev", Kind: "PingSource", Namespace: "ops", Name: "tick"}.Key(), "sources.knative.dev/PingSource/ops/tick"},
+	}
+	for _, tt := range tests {
+		if tt.got.String() != tt.want {
+			t.Errorf("key %s, want %s", tt.got, tt.want)
+		}
+	}
+}
+
+func TestTypeRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []mesh.EntityKind{mesh.KindBroker, mesh.KindEventType, mesh.KindSource, mesh.KindSubscribable} {
+		for _, op := range []mesh.Op{mesh.OpAdded, mesh.OpUpdated, mesh.OpDeleted} {
+			typ := mesh.TypeOf(kind, op)
+			if !strings.HasPrefix(typ, "dev.knative.eventmesh.") {
+				t.Errorf("type %q", typ)
+			}
+			k, o, err := mesh.ParseType(typ)
+			if err != nil || k != kind || o != op {
+				t.Errorf("ParseType(%q) = %v, %v, %v", typ, k, o, err)
+			}
+		}
+	}
+	for _, bad := range []string{"", "dev.knative.eventmesh.broker", "dev.knative.eventmesh.broker.moved", "dev.knative.eventmesh.pipe.added", "com.example.broker.added"} {
+		if _, _, err := mesh.ParseType(bad); err == nil {
+			t.Errorf("ParseType(%q) accepted", bad)
+		}
+	}
+}
+
+// The envelope around a mesh a producer holds as JSON reads back as a Snapshot.
+func TestSnapshotEnvelope(t *testing.T) {
+	t.Parallel()
+	m := mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "shop", Name: "orders", ProvidedEventTypes: []string{}}},
+		EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
+	body, _ := json.Marshal(m)
+	epoch := "e\"<&>\u2028"
+	head, tail := mesh.SnapshotEnvelope(epoch, 42)
+	var got mesh.Snapshot
+	if err := json.Unmarshal([]byte(head+string(body)+tail), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Epoch != epoch || got.Sequence != 42 || len(got.Mesh.Brokers) != 1 || got.Mesh.Brokers[0].Key() != m.Brokers[0].Key() {
+		t.Fatalf("snapshot %+v", got)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	t.Parallel()
+	c := mesh.Change{Op: mesh.OpUpdated, Previous: []byte(`{"name":"a","consumedBy":[]}`), Entity: []byte(`{"name":"a","consumedBy":["x"]}`)}
+	if got, want := c.Summary(), `consumedBy: [] → ["x"]`; got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
+	c.Op = mesh.OpAdded
+	if got := c.Summary(); got != "" {
+		t.Errorf("Summary() of an add = %q", got)
+	}
+}

@@ -1,0 +1,98 @@
+package mesh
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Paths of the resync endpoints and their query parameters.
+const (
+	// PathGetEventMesh serves the EventMesh JSON of the upstream backend (Backstage's plugin).
+	PathGetEventMesh = "/v1/getEventMesh"
+	// PathMesh serves a Snapshot.
+	PathMesh = "/v1/mesh"
+	// PathDeltas serves the events after ?since=N of ?epoch=E as a batch.
+	PathDeltas = "/v1/deltas"
+	// PathWatch streams a Snapshot, then every delta, as Server-Sent Events.
+	PathWatch = "/v1/watch"
+
+	ParamEpoch = "epoch"
+	ParamSince = "since"
+)
+
+// Headers of the contract.
+const (
+	// HeaderEpoch and HeaderSequence give a snapshot's or a batch's position.
+	HeaderEpoch    = "Mesh-Epoch"
+	HeaderSequence = "Mesh-Sequence"
+	// HeaderChunk numbers the parts of a NATS snapshot reply, "i/n" from 1.
+	HeaderChunk = "Mesh-Chunk"
+	// HeaderError replaces a NATS snapshot reply's chunks: why there is no snapshot (yet).
+	HeaderError = "Mesh-Error"
+	// HeaderLastEventID resumes GET /v1/watch after the sequence it names.
+	HeaderLastEventID = "Last-Event-ID"
+)
+
+// Event names of the GET /v1/watch stream.
+const (
+	// SSESnapshot carries a Snapshot; its id is the snapshot's sequence.
+	SSESnapshot = "snapshot"
+	// SSEDelta carries one structured-mode CloudEvent; its id is the event's meshseq.
+	SSEDelta = "delta"
+	// SSEPosition carries a Position: the caller's view is complete up to it (the changes
+	// in between are in namespaces the caller may not see).
+	SSEPosition = "position"
+	// SSECutoff ends a stream that fell too far behind; its data is a StreamEnd.
+	SSECutoff = "cutoff"
+	// SSEShutdown ends every stream when the broadcaster stops; its data is a StreamEnd.
+	SSEShutdown = "shutdown"
+)
+
+// Reasons of a 410 Gone from GET /v1/deltas.
+const (
+	GoneExpired = "expired" // the events asked for left the bounded log
+	GoneEpoch   = "epoch"   // the epoch asked for is not the current one
+)
+
+// Snapshot is the whole mesh after exactly Sequence events of Epoch (GET /v1/mesh, the
+// watch stream's first event, a NATS snapshot reply).
+type Snapshot struct {
+	Epoch    string    `json:"epoch"`
+	Sequence uint64    `json:"sequence"`
+	Mesh     EventMesh `json:"mesh"`
+}
+
+// SnapshotEnvelope returns what goes before and after an EventMesh JSON to make it a Snapshot,
+// so a producer can stream a mesh it already holds as JSON.
+func SnapshotEnvelope(epoch string, seq uint64) (head, tail string) {
+	return `{"epoch":` + quote(epoch) + `,"sequence":` + strconv.FormatUint(seq, 10) + `,"mesh":`, "}"
+}
+
+// Position is a place in the stream of changes.
+type Position struct {
+	Epoch    string `json:"epoch"`
+	Sequence uint64 `json:"sequence"`
+}
+
+// StreamEnd is the data of the events that end a watch stream.
+type StreamEnd struct {
+	Reason string `json:"reason"`
+	// Sequence is the id of the last event sent (cutoff only).
+	Sequence uint64 `json:"sequence,omitempty"`
+}
+
+// Problem is the body of every error response.
+type Problem struct {
+	Error string `json:"error"`
+	// Reason is GoneExpired or GoneEpoch on a 410.
+	Reason string `json:"reason,omitempty"`
+}
+
+// NATSResyncSubject is where snapshot requests go for a subject prefix. It is outside
+// <prefix>.>, so a stream on the deltas never captures the requests.
+func NATSResyncSubject(prefix string) string { return prefix + "-resync" }
+
+func quote(s string) string {
+	b, _ := json.Marshal(s) // strings always marshal
+	return string(b)
+}
