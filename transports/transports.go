@@ -17,5 +17,15 @@ type Publisher interface {
 	Close(ctx context.Context) error
 }
 
+// Reconciler is a Publisher whose destination keeps each entity's latest state (MQTT retained
+// messages, a NATS KV bucket). Entities deleted while nobody published have no event of their
+// own, so after the batch that opens an epoch the delivery path asks the destination to drop
+// whatever the mesh lacks.
+type Reconciler interface {
+	Publisher
+	// Reconcile removes the state of entities the mesh does not have.
+	Reconcile(ctx context.Context) error
+}
+
 // ErrRejected marks changes a destination refused for good (e.g. HTTP 400): retrying cannot help.
 var ErrRejected = errors.New("rejected by the destination")

@@ -29,7 +29,10 @@ func newBroadcaster(t *testing.T, epoch string) *broadcaster {
 	b := &broadcaster{hub: hub.New(engine.New(epoch), func() bool { return true }, nil)}
 	deltaLog, _ := resync.NewLog(epoch, 5)
 	b.hub.Listen(deltaLog.Append)
-	b.hub.Listen(func(cs []mesh.Change) { b.changes = append(b.changes, cs...) })
+	b.hub.Listen(func(batch hub.Batch) {
+		cs := batch.Changes
+		b.changes = append(b.changes, cs...)
+	})
 	enc, _ := codec.NewEncoder("")
 	h, err := resync.New(b.hub, resync.WithDeltaLog(deltaLog, enc))
 	if err != nil {

@@ -14,8 +14,17 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
+// Batch is the changes one source event caused, in meshseq order.
+type Batch struct {
+	Changes []mesh.Change
+	// Opens marks the first batch of an epoch. An epoch opens on the source's initial listing
+	// or on a Restart, so this batch then holds the whole mesh as added changes from meshseq 1;
+	// what a destination kept of earlier epochs and the mesh lacks is stale.
+	Opens bool
+}
+
 // Listener receives each batch of changes, in order. It must not block.
-type Listener func([]mesh.Change)
+type Listener func(Batch)
 
 // Hub owns an engine for concurrent use.
 type Hub struct {
@@ -26,6 +35,7 @@ type Hub struct {
 	listeners []listening
 	lastID    int
 	synced    func() bool
+	opened    bool // the engine's epoch has emitted its first batch
 }
 
 // New returns a hub around engine. synced reports whether the source has delivered its initial
@@ -65,6 +75,7 @@ func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
 	for _, l := range listeners {
 		ids[h.add(l)] = true
 	}
+	h.opened = false
 	h.emit(h.engine.Restart(epoch))
 	return func() {
 		h.mu.Lock()
@@ -138,18 +149,20 @@ func (h *Hub) emit(changes []mesh.Change) {
 	if len(changes) == 0 {
 		return
 	}
+	b := Batch{Changes: changes, Opens: !h.opened}
+	h.opened = true
 	for _, l := range h.listeners {
-		l.fn(changes)
+		l.fn(b)
 	}
 }
 
 // LogChanges is a listener that logs one readable line per change.
 func LogChanges(log *slog.Logger) Listener {
-	return func(changes []mesh.Change) {
+	return func(b Batch) {
 		if !log.Enabled(context.Background(), slog.LevelInfo) {
 			return // the diffs cost more than the rest of a change
 		}
-		for _, c := range changes {
+		for _, c := range b.Changes {
 			attrs := []any{"epoch", c.Epoch, "seq", c.Sequence, "key", c.Key}
 			if s := c.Summary(); s != "" {
 				attrs = append(attrs, "diff", s)

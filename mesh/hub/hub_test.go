@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
@@ -30,7 +30,9 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 	synced := false
 	h := New(engine.New("e"), func() bool { return synced }, log)
 	var got []string
-	h.Listen(func(cs []mesh.Change) {
+	h.Listen(func(batch Batch) {
+		cs := batch.Changes
+
 		for _, c := range cs {
 			got = append(got, c.String())
 		}
@@ -79,7 +81,9 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 	t.Parallel()
 	h := New(engine.New("e"), func() bool { return true }, nil)
 	var batches [][]string
-	h.Listen(func(cs []mesh.Change) {
+	h.Listen(func(batch Batch) {
+		cs := batch.Changes
+
 		var b []string
 		for _, c := range cs {
 			b = append(b, c.String())
@@ -104,8 +108,8 @@ func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
 	h := New(engine.New("e1"), func() bool { return true }, nil)
 	var always, leader []string
 	record := func(into *[]string) Listener {
-		return func(cs []mesh.Change) {
-			for _, c := range cs {
+		return func(b Batch) {
+			for _, c := range b.Changes {
 				*into = append(*into, c.Epoch+" "+c.String())
 			}
 		}
@@ -129,5 +133,29 @@ func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
 	}
 	if s := h.Snapshot(); s.Epoch != "e2" || s.Sequence != 4 || s.Len() != 4 {
 		t.Errorf("snapshot %s #%d with %d entities, want e2 #4 with 4", s.Epoch, s.Sequence, s.Len())
+	}
+}
+
+// The first batch of each epoch says it opens the epoch, however the epoch began: the initial
+// listing, a Restart, or a Restart of an empty mesh followed by the first change.
+func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
+	t.Parallel()
+	h := New(engine.New("e1"), func() bool { return true }, nil)
+	var got []string
+	h.Listen(func(b Batch) {
+		got = append(got, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
+	})
+	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+	h.OnAdd(broker("c", nil), false)
+	h.Restart("e2")
+	h.OnDelete(broker("a", nil))
+	h.Replace(nil)
+	h.Restart("e3") // an empty mesh: nothing to emit, so the next batch opens e3
+	h.OnAdd(broker("d", nil), false)
+	h.OnAdd(broker("e", nil), false)
+	want := []string{"e1 opens=true n=2", "e1 opens=false n=1", "e2 opens=true n=3", "e2 opens=false n=1",
+		"e2 opens=false n=2", "e3 opens=true n=1", "e3 opens=false n=1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("batches\n got %q\nwant %q", got, want)
 	}
 }

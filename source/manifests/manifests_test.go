@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
@@ -61,7 +60,9 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 	}
 	h.src = src
 	h.hub = hub.New(engine.New("e"), src.HasSynced, log)
-	h.hub.Listen(func(changes []mesh.Change) {
+	h.hub.Listen(func(batch hub.Batch) {
+		changes := batch.Changes
+
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for _, c := range changes {

@@ -46,6 +46,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
@@ -88,7 +89,9 @@ func BenchmarkWriteToChange(b *testing.B) {
 	}
 	seenCh := make(chan seen, 1<<14)
 	var dropped atomic.Int64
-	r.hub.Listen(func(cs []mesh.Change) {
+	r.hub.Listen(func(batch hub.Batch) {
+		cs := batch.Changes
+
 		now := time.Now()
 		for _, ch := range cs {
 			select {

@@ -144,7 +144,9 @@ func startSource(t testing.TB, cfg *rest.Config, opts kube.Options) *running {
 	}
 	r.source = src
 	r.hub = hub.New(engine.New("test"), src.HasSynced, log)
-	r.hub.Listen(func(cs []mesh.Change) {
+	r.hub.Listen(func(batch hub.Batch) {
+		cs := batch.Changes
+
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.changes = append(r.changes, cs...)

@@ -40,9 +40,9 @@ type Config struct {
 	SessionExpiry time.Duration
 	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, and the
 	// broker comes back without our session (it restarted and may have lost its retained
-	// messages), every entity's latest event is published retained again; and when a new
-	// epoch opens (meshseq 1), retained messages of entities that no longer exist (deleted
-	// while no broadcaster published) are cleared.
+	// messages), every entity's latest event is published retained again; and Reconcile
+	// clears the retained messages of entities that no longer exist (deleted while no
+	// broadcaster published).
 	Latest func() []mesh.Change
 }
 
@@ -61,7 +61,7 @@ type Publisher struct {
 	done       sync.WaitGroup
 }
 
-var _ transports.Publisher = (*Publisher)(nil)
+var _ transports.Reconciler = (*Publisher)(nil)
 
 // Dial starts connecting to the broker (in the background: Publish waits for the connection)
 // and returns the publisher, which owns the connection.
@@ -166,9 +166,7 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var rejected []error
-	opening := false
 	for _, c := range changes {
-		opening = opening || c.Sequence == 1
 		payload, err := p.enc.Structured(c)
 		if err == nil {
 			err = p.publishChange(ctx, c, payload)
@@ -181,15 +179,19 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
 		}
 	}
-	if opening && p.latest != nil {
-		if err := p.sweep(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.log.Warn("mqtt: could not clear retained messages of deleted entities", "err", err)
-		}
-	}
 	return errors.Join(rejected...)
+}
+
+// Reconcile clears the retained messages under the prefix whose entity is not in the mesh
+// (Config.Latest): those of entities deleted while no broadcaster published (a restart, a
+// leader change). Without Latest it does nothing.
+func (p *Publisher) Reconcile(ctx context.Context) error {
+	if p.latest == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sweep(ctx)
 }
 
 // retainedCollector gathers the retained topics under the prefix while a sweep listens.
@@ -226,9 +228,8 @@ func (rc *retainedCollector) take() map[string]bool {
 // takes it that all have arrived.
 const sweepQuiet = 300 * time.Millisecond
 
-// sweep clears the retained messages under the prefix whose entity is not in the mesh: those
-// of entities deleted while no broadcaster published (a restart, a leader change). It runs
-// under p.mu, so no publish interleaves: an entity created meanwhile is published after it.
+// sweep does Reconcile's work under p.mu, so no publish interleaves: an entity created
+// meanwhile is published after it.
 func (p *Publisher) sweep(ctx context.Context) error {
 	rc := &retainedCollector{topics: map[string]bool{}, arrived: make(chan struct{}, 1)}
 	p.collecting.Store(rc)

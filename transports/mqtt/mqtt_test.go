@@ -291,6 +291,9 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	if err := p.Publish(ctx, opening); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
 	late := subscribe(t, brokerURL, prefix)
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	waitFor(t, "the retained state without the ghost", func() bool { return late.equals(want) })

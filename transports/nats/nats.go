@@ -37,15 +37,15 @@ type Config struct {
 	MaxAge        time.Duration // how long the stream keeps events (default 24h)
 	CredsFile     string        // NATS credentials (JWT + nkey)
 	TLS           *tls.Config
-	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, a new
-	// epoch (meshseq 1) deletes the KV entries of entities that no longer exist (deleted while
-	// no broadcaster published).
+	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set,
+	// Reconcile deletes the KV entries of entities that no longer exist (deleted while no
+	// broadcaster published).
 	Latest func() []mesh.Change
 }
 
 // Publisher publishes to one NATS server or cluster.
 type Publisher struct {
-	mu     sync.Mutex // Publish and the sweep of a new epoch never interleave
+	mu     sync.Mutex // Publish and Reconcile never interleave
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -56,7 +56,7 @@ type Publisher struct {
 	log    *slog.Logger
 }
 
-var _ transports.Publisher = (*Publisher)(nil)
+var _ transports.Reconciler = (*Publisher)(nil)
 
 // Dial connects (reconnecting forever afterwards) and, unless CoreOnly, creates or updates the
 // stream and the KV bucket. The Publisher owns the connection.
@@ -137,9 +137,7 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	defer p.mu.Unlock()
 	var rejected []error
 	out := make([]outgoing, 0, len(changes))
-	opening := false
 	for _, c := range changes {
-		opening = opening || c.Sequence == 1
 		o, err := p.message(c)
 		if err != nil {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
@@ -157,21 +155,19 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	if err != nil {
 		return err
 	}
-	if opening && p.latest != nil {
-		if err := p.sweep(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.log.Warn("nats: could not delete KV entries of deleted entities", "err", err)
-		}
-	}
 	return errors.Join(append(rejected, more...)...)
 }
 
-// sweep deletes the KV entries whose entity is not in the mesh: those of entities deleted
-// while no broadcaster published (a restart, a leader change). It runs under p.mu, so no
-// publish interleaves: an entity created meanwhile is published after it.
-func (p *Publisher) sweep(ctx context.Context) error {
+// Reconcile deletes the KV entries whose entity is not in the mesh (Config.Latest): those of
+// entities deleted while no broadcaster published (a restart, a leader change). It holds off
+// Publish meanwhile, so an entity created during it is published after it. Without Latest, or
+// in core mode, it does nothing.
+func (p *Publisher) Reconcile(ctx context.Context) error {
+	if p.latest == nil || p.kv == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	lister, err := p.kv.ListKeys(ctx)
 	if err != nil {
 		return err

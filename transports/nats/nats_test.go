@@ -314,6 +314,9 @@ func TestNewEpochDeletesKVGhosts(t *testing.T) {
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
 	p := dialWith(t, srv.URL, n, natspub.Config{Latest: func() []mesh.Change { return opening }})
 	publishAll(t, p, opening)
+	if err := p.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, want) {
 		t.Fatalf("kv bucket %v, want %v", got, want)

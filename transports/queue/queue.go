@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
 
@@ -19,9 +20,10 @@ type Queue struct {
 	capacity  int
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	pending []mesh.Change
-	wake    chan struct{}
+	mu        sync.Mutex
+	pending   []mesh.Change
+	reconcile bool // an epoch opened: reconcile after delivering what is pending
+	wake      chan struct{}
 
 	delivered, dropped, rejected atomic.Uint64
 }
@@ -37,11 +39,15 @@ func New(name string, p transports.Publisher, capacity int, log *slog.Logger) (*
 	return &Queue{name: name, publisher: p, capacity: capacity, log: log, wake: make(chan struct{}, 1)}, nil
 }
 
-// Enqueue adds changes without blocking; it is a mesh/hub Listener. On overflow the oldest
-// queued changes are dropped.
-func (q *Queue) Enqueue(changes []mesh.Change) {
+// Enqueue adds a batch without blocking; it is a mesh/hub Listener. On overflow the oldest
+// queued changes are dropped. A batch that opens an epoch makes a Reconciler reconcile once it
+// is delivered (or dropped).
+func (q *Queue) Enqueue(b hub.Batch) {
 	q.mu.Lock()
-	q.pending = append(q.pending, changes...)
+	q.pending = append(q.pending, b.Changes...)
+	if _, ok := q.publisher.(transports.Reconciler); ok && b.Opens {
+		q.reconcile = true
+	}
 	var lost []mesh.Change
 	if over := len(q.pending) - q.capacity; over > 0 {
 		lost = q.pending[:over]
@@ -80,8 +86,8 @@ func (q *Queue) Len() int {
 // Run delivers queued changes until ctx ends. Changes still queued then stay for Flush.
 func (q *Queue) Run(ctx context.Context) {
 	for {
-		batch := q.take()
-		if len(batch) == 0 {
+		batch, reconcile := q.take()
+		if len(batch) == 0 && !reconcile {
 			select {
 			case <-ctx.Done():
 				return
@@ -89,41 +95,60 @@ func (q *Queue) Run(ctx context.Context) {
 				continue
 			}
 		}
-		if !q.publish(ctx, batch) {
-			q.requeue(batch)
+		if !q.deliver(ctx, batch, reconcile) {
 			return
 		}
 	}
+}
+
+// deliver publishes batch, then reconciles when asked; false when ctx ended first, with what
+// was left undone put back for Flush.
+func (q *Queue) deliver(ctx context.Context, batch []mesh.Change, reconcile bool) bool {
+	if len(batch) > 0 && !q.publish(ctx, batch) {
+		q.requeue(batch, reconcile)
+		return false
+	}
+	if !reconcile {
+		return true
+	}
+	err := q.publisher.(transports.Reconciler).Reconcile(ctx)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		q.requeue(nil, true)
+		return false
+	default:
+		q.log.Warn("transport could not drop the state of deleted entities", "transport", q.name, "err", err)
+	}
+	return true
 }
 
 // Flush delivers what is still queued within ctx (a shutdown deadline) and returns an error
 // saying what could not be delivered.
 func (q *Queue) Flush(ctx context.Context) error {
 	for {
-		batch := q.take()
-		if len(batch) == 0 {
+		batch, reconcile := q.take()
+		if len(batch) == 0 && !reconcile {
 			return nil
 		}
-		if !q.publish(ctx, batch) {
-			q.requeue(batch)
-			left := q.Len()
-			return fmt.Errorf("transport %s: %d changes not delivered before the deadline (meshseq %d..): %w",
-				q.name, left, batch[0].Sequence, ctx.Err())
+		if !q.deliver(ctx, batch, reconcile) {
+			return fmt.Errorf("transport %s: %d changes not delivered before the deadline: %w", q.name, q.Len(), ctx.Err())
 		}
 	}
 }
 
-func (q *Queue) take() []mesh.Change {
+func (q *Queue) take() ([]mesh.Change, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	batch := q.pending
-	q.pending = nil
-	return batch
+	batch, reconcile := q.pending, q.reconcile
+	q.pending, q.reconcile = nil, false
+	return batch, reconcile
 }
 
 // requeue puts an undelivered batch back in front, within capacity.
-func (q *Queue) requeue(batch []mesh.Change) {
+func (q *Queue) requeue(batch []mesh.Change, reconcile bool) {
 	q.mu.Lock()
+	q.reconcile = q.reconcile || reconcile
 	q.pending = append(batch, q.pending...)
 	over := len(q.pending) - q.capacity
 	if over > 0 {

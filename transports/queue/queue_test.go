@@ -13,6 +13,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 )
@@ -74,8 +75,8 @@ func TestHangingSinkDoesNotStallOthers(t *testing.T) {
 	const n = 1000
 	for seq := uint64(1); seq <= n; seq++ {
 		batch := []mesh.Change{change(seq)}
-		slowQ.Enqueue(batch) // never blocks, however stuck the sink is
-		fastQ.Enqueue(batch)
+		slowQ.Enqueue(hub.Batch{Changes: batch}) // never blocks, however stuck the sink is
+		fastQ.Enqueue(hub.Batch{Changes: batch})
 	}
 	waitFor(t, "the fast sink to get everything", func() bool {
 		mu.Lock()
@@ -123,7 +124,7 @@ func TestFlushDeliversTheRest(t *testing.T) {
 	sink, _ := httpsink.New(srv.URL, enc)
 	q, _ := queue.New("q", sink, 10, nil)
 	for seq := uint64(1); seq <= 5; seq++ {
-		q.Enqueue([]mesh.Change{change(seq)})
+		q.Enqueue(hub.Batch{Changes: []mesh.Change{change(seq)}})
 	}
 	if err := q.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -136,5 +137,71 @@ func TestFlushDeliversTheRest(t *testing.T) {
 	}
 	if _, err := queue.New("bad", sink, 0, nil); err == nil {
 		t.Error("capacity 0 accepted")
+	}
+}
+
+// recorder is a Reconciler that records what reaches it.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recorder) Publish(_ context.Context, changes []mesh.Change) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range changes {
+		r.calls = append(r.calls, fmt.Sprint(c.Sequence))
+	}
+	return nil
+}
+
+func (r *recorder) Reconcile(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "reconcile")
+	return nil
+}
+
+func (r *recorder) Close(context.Context) error { return nil }
+
+// A state carrier reconciles once after the batch that opens an epoch has gone out, and also
+// when the queue had to drop that batch's changes: reconciling never depends on meshseq 1
+// getting through.
+func TestQueueReconcilesAfterAnOpeningBatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		capacity int
+		batches  []hub.Batch
+		want     string
+	}{
+		{name: "opening then more", capacity: 10,
+			batches: []hub.Batch{{Changes: []mesh.Change{change(1), change(2)}, Opens: true}, {Changes: []mesh.Change{change(3)}}},
+			want:    "1,2,3,reconcile"},
+		{name: "no opening", capacity: 10,
+			batches: []hub.Batch{{Changes: []mesh.Change{change(4)}}},
+			want:    "4"},
+		{name: "opening dropped", capacity: 1,
+			batches: []hub.Batch{{Changes: []mesh.Change{change(1), change(2)}, Opens: true}, {Changes: []mesh.Change{change(3)}}},
+			want:    "3,reconcile"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := &recorder{}
+			q, err := queue.New("q", r, tt.capacity, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range tt.batches {
+				q.Enqueue(b)
+			}
+			if err := q.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(r.calls, ","); got != tt.want {
+				t.Fatalf("calls %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
@@ -122,7 +121,9 @@ func BenchmarkWatchLoad(b *testing.B) {
 	h, watchers, url := loadServer(b, 10000)
 	const clients, rate, seconds = 200, 1000, 5
 	applied := sync.Map{} // sequence → time the engine emitted it
-	h.Listen(func(cs []mesh.Change) {
+	h.Listen(func(batch hub.Batch) {
+		cs := batch.Changes
+
 		now := time.Now()
 		for _, c := range cs {
 			applied.Store(c.Sequence, now)

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 // Log keeps the most recent changes of one epoch, so a consumer that missed a few can catch up
@@ -37,16 +38,16 @@ func NewLog(epoch string, capacity int) (*Log, error) {
 	return &Log{epoch: epoch, ring: make([]mesh.Change, capacity)}, nil
 }
 
-// Append adds a batch of changes; it is a mesh/hub Listener and does not block. A change of
-// another epoch (the hub restarted its numbering) empties the log and switches to that epoch.
-func (l *Log) Append(changes []mesh.Change) {
+// Append adds a batch of changes; it is a mesh/hub Listener and does not block. A batch that
+// opens an epoch empties the log and switches to that epoch.
+func (l *Log) Append(b hub.Batch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, c := range changes {
-		if c.Epoch != l.epoch {
-			l.epoch, l.oldest, l.size, l.last = c.Epoch, 0, 0, 0
-			clear(l.ring)
-		}
+	if b.Opens && len(b.Changes) > 0 {
+		l.epoch, l.oldest, l.size, l.last = b.Changes[0].Epoch, 0, 0, 0
+		clear(l.ring)
+	}
+	for _, c := range b.Changes {
 		c.Previous = nil // consumers get new states only; don't keep old ones alive
 		i := (l.oldest + l.size) % len(l.ring)
 		if l.size == len(l.ring) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 func changes(from, to uint64) []mesh.Change {
@@ -29,8 +30,8 @@ func TestLogSince(t *testing.T) {
 	if got, last, err := l.Since("ep", 0); err != nil || len(got) != 0 || last != 0 {
 		t.Fatalf("empty log: %v %d %v", got, last, err)
 	}
-	l.Append(changes(1, 3))
-	l.Append(changes(4, 8)) // 1..3 roll out
+	l.Append(hub.Batch{Changes: changes(1, 3), Opens: true})
+	l.Append(hub.Batch{Changes: changes(4, 8)}) // 1..3 roll out
 	tests := []struct {
 		epoch     string
 		after     uint64
@@ -68,19 +69,19 @@ func TestLogSince(t *testing.T) {
 	}
 }
 
-// A change of a new epoch (the hub restarted) empties the log and serves the new epoch only.
+// A batch opening a new epoch (the hub restarted) empties the log and serves the new epoch only.
 func TestLogFollowsANewEpoch(t *testing.T) {
 	t.Parallel()
 	l, err := NewLog("ep", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Append(changes(1, 4))
+	l.Append(hub.Batch{Changes: changes(1, 4), Opens: true})
 	next := changes(1, 2)
 	for i := range next {
 		next[i].Epoch = "ep2"
 	}
-	l.Append(next)
+	l.Append(hub.Batch{Changes: next, Opens: true})
 	if _, _, err := l.Since("ep", 4); !errors.Is(err, ErrOtherEpoch) {
 		t.Errorf("old epoch: err %v, want ErrOtherEpoch", err)
 	}

@@ -26,7 +26,12 @@ func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
 	var mu sync.Mutex
 	var all []mesh.Change
-	h.Listen(func(cs []mesh.Change) { mu.Lock(); all = append(all, cs...); mu.Unlock() })
+	h.Listen(func(batch hub.Batch) {
+		cs := batch.Changes
+		mu.Lock()
+		all = append(all, cs...)
+		mu.Unlock()
+	})
 	handler, _ := New(h)
 	srv := httptest.NewServer(handler)
 	defer srv.Close()

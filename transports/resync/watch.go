@@ -12,6 +12,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 // Watchers fans changes out to the GET /v1/watch connections. Each has its own bounded buffer:
@@ -44,6 +45,7 @@ type watcher struct {
 type frame struct {
 	epoch     string
 	seq       uint64
+	opens     bool   // the first change of an epoch's opening batch
 	namespace string // of the entity: what a caller with partial access may see
 	sse       []byte
 }
@@ -62,20 +64,22 @@ func NewWatchers(buffer int, enc *codec.Encoder, log *slog.Logger) (*Watchers, e
 }
 
 // Publish hands a batch to every watcher without waiting; it is a mesh/hub Listener.
-func (ws *Watchers) Publish(changes []mesh.Change) {
+func (ws *Watchers) Publish(b hub.Batch) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if len(ws.conns) == 0 {
 		return
 	}
-	frames := make([]frame, 0, len(changes))
-	for _, c := range changes {
+	frames := make([]frame, 0, len(b.Changes))
+	opens := b.Opens
+	for _, c := range b.Changes {
 		sse, err := deltaEvent(ws.encoder, c)
 		if err != nil {
 			ws.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			continue
 		}
-		frames = append(frames, frame{c.Epoch, c.Sequence, c.Key.Namespace, sse})
+		frames = append(frames, frame{c.Epoch, c.Sequence, opens, c.Key.Namespace, sse})
+		opens = false
 	}
 	for w := range ws.conns {
 		select {
@@ -258,7 +262,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			// flush for many events.
 			for more := true; more; {
 				for _, f := range batch {
-					if f.epoch != epoch && f.seq == 1 {
+					if f.opens && f.epoch != epoch {
 						epoch, last, skipped = f.epoch, 0, 0 // the hub restarted: a new epoch streams in whole
 					}
 					if f.epoch != epoch || f.seq <= last {
