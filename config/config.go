@@ -3,7 +3,6 @@ package config
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +18,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
@@ -103,74 +107,45 @@ const (
 // serviceAccountNamespace is where a pod finds its own namespace.
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-const defaultEventSource = "/event-mesh-broadcaster"
-
 // ErrUsage marks errors in the command line or settings (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// DefaultQueueSize is the default bound of each transport's queue.
-const DefaultQueueSize = 10000
+// defaults is the configuration before the file and the flags: the packages' own defaults and
+// the environment's K_SINK and K_CE_OVERRIDES.
+func defaults(getenv func(string) string) Config {
+	return Config{
+		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"),
+		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
+		EventSource: codec.DefaultSource, QueueSize: queue.DefaultCapacity, DeltaLogSize: resync.DefaultLogSize,
+		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
+		RetryPeriod: Duration(DefaultRetryPeriod),
+	}
+}
 
-// DefaultDeltaLogSize keeps minutes of heavy churn for GET /v1/deltas.
-const DefaultDeltaLogSize = 65536
-
-// Load reads args (without the program name) and the environment through getenv (K_SINK,
-// K_CE_OVERRIDES). The file named by --config is read first, then flags override it. Help
-// output goes to out.
+// Load reads args (without the program name), the YAML file named by --config and the
+// environment through getenv. A flag given on the command line wins over the file, even to
+// turn a boolean off or clear a string; the file wins over the environment (K_SINK,
+// K_CE_OVERRIDES), which wins over the defaults. Help output goes to out.
 func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
-	fs.SetOutput(out)
-	var (
-		cfgFile = fs.String("config", "", "YAML `file` with settings (flags win over it)")
-		flags   Config
-	)
-	fs.StringVar(&flags.Manifests, "manifests", "", "watch this `dir`ectory of YAML/JSON manifests")
-	fs.StringVar(&flags.Kubeconfig, "kubeconfig", "", "watch the cluster of this kubeconfig `file` (default $KUBECONFIG, or in-cluster)")
-	fs.Func("namespaces", "watch only these comma-separated `namespaces` (cluster mode; default all)", func(v string) error {
-		for _, ns := range strings.Split(v, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				flags.Namespaces = append(flags.Namespaces, ns)
-			}
-		}
-		return nil
-	})
-	fs.StringVar(&flags.LabelSelector, "label-selector", "", "watch only Knative objects matching this label `selector` (cluster mode)")
-	fs.BoolVar(&flags.LeaderElect, "leader-elect", false, "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots")
-	fs.StringVar(&flags.LeaderElectionNamespace, "leader-election-namespace", "", "`namespace` of the leader-election Lease (default $POD_NAMESPACE)")
-	fs.Var(&flags.LeaseDuration, "lease-duration", "leader election: how long a lease holds without renewal (default 15s)")
-	fs.Var(&flags.RenewDeadline, "renew-deadline", "leader election: how long the leader keeps trying to renew (default 10s)")
-	fs.Var(&flags.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew (default 2s)")
-	fs.StringVar(&flags.Listen, "listen", "", "serve the resync endpoints on `addr`ess (default "+DefaultListen+")")
-	fs.StringVar(&flags.TokensFile, "tokens-file", "", "require a bearer token listed in this `file` (one per line)")
-	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
-	fs.StringVar(&flags.Sink, "sink", "", "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
-	fs.StringVar(&flags.MQTT, "mqtt", "", "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
-	fs.StringVar(&flags.MQTTTopicPrefix, "mqtt-topic-prefix", "", "MQTT topic prefix (default knative/eventmesh)")
-	fs.StringVar(&flags.NATS, "nats", "", "publish mesh deltas to this NATS `url` (JetStream stream EVENTMESH + KV bucket eventmesh)")
-	fs.BoolVar(&flags.NATSCoreOnly, "nats-core", false, "publish plain NATS messages (no JetStream stream or KV bucket)")
-	fs.StringVar(&flags.NATSSubjectPrefix, "nats-subject-prefix", "", "NATS subject prefix (default knative.eventmesh)")
-	fs.StringVar(&flags.CAFile, "ca-file", "", "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
-	fs.StringVar(&flags.NATSCreds, "nats-creds", "", "NATS credentials `file`")
-	fs.StringVar(&flags.EventSource, "event-source", "", "CloudEvents source of mesh deltas (default "+defaultEventSource+")")
-	fs.IntVar(&flags.DeltaLogSize, "delta-log-size", 0, "recent changes kept for GET /v1/deltas (default 65536)")
-	fs.IntVar(&flags.QueueSize, "queue-size", 0, "changes each transport may hold undelivered (default 10000)")
+	// The first pass checks the command line, answers --help (showing the defaults) and finds
+	// --config; the second writes the flags given over the defaults and the file.
+	shown, cfgFile := defaults(func(string) string { return "" }), ""
+	fs := flagSet(&shown, &cfgFile, out)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	cfg := Config{LogLevel: "info", Sink: getenv("K_SINK"), MQTTTopicPrefix: "knative/eventmesh",
-		NATSSubjectPrefix: "knative.eventmesh",
-		EventSource:       defaultEventSource, QueueSize: DefaultQueueSize, DeltaLogSize: DefaultDeltaLogSize, CEOverrides: getenv("K_CE_OVERRIDES")}
-	if *cfgFile != "" {
-		fromFile, err := readFile(*cfgFile)
-		if err != nil {
+	cfg := defaults(getenv)
+	if cfgFile != "" {
+		if err := readFile(cfgFile, &cfg); err != nil {
 			return Config{}, err
 		}
-		cfg.merge(fromFile)
 	}
-	cfg.merge(flags)
+	if err := flagSet(&cfg, new(string), io.Discard).Parse(args); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err) // the first pass took the same args
+	}
 	if err := cfg.chooseSource(getenv); err != nil {
 		return Config{}, err
 	}
@@ -180,50 +155,58 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	return cfg, nil
 }
 
-func (c *Config) merge(o Config) {
-	for _, f := range []struct{ dst, src *string }{
-		{&c.Manifests, &o.Manifests}, {&c.Listen, &o.Listen}, {&c.TokensFile, &o.TokensFile},
-		{&c.LogLevel, &o.LogLevel}, {&c.Sink, &o.Sink}, {&c.EventSource, &o.EventSource},
-		{&c.MQTT, &o.MQTT}, {&c.MQTTTopicPrefix, &o.MQTTTopicPrefix},
-		{&c.NATS, &o.NATS}, {&c.NATSSubjectPrefix, &o.NATSSubjectPrefix},
-		{&c.CAFile, &o.CAFile}, {&c.NATSCreds, &o.NATSCreds},
-		{&c.Kubeconfig, &o.Kubeconfig}, {&c.LabelSelector, &o.LabelSelector},
-		{&c.LeaderElectionNamespace, &o.LeaderElectionNamespace},
-	} {
-		if *f.src != "" {
-			*f.dst = *f.src
+// flagSet binds the flags to c; a flag's default is what c holds when it is called.
+func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(cfgFile, "config", "", "YAML `file` with settings (flags win over it)")
+	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "watch this `dir`ectory of YAML/JSON manifests")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "watch the cluster of this kubeconfig `file` (default $KUBECONFIG, or in-cluster)")
+	given := false
+	fs.Func("namespaces", "watch only these comma-separated `namespaces` (cluster mode; default all)", func(v string) error {
+		if !given { // the first --namespaces replaces the file's list; more of them add to it
+			c.Namespaces, given = nil, true
 		}
-	}
-	c.NATSCoreOnly = c.NATSCoreOnly || o.NATSCoreOnly
-	c.LeaderElect = c.LeaderElect || o.LeaderElect
-	if o.Namespaces != nil {
-		c.Namespaces = o.Namespaces
-	}
-	for _, d := range []struct{ dst, src *Duration }{
-		{&c.LeaseDuration, &o.LeaseDuration}, {&c.RenewDeadline, &o.RenewDeadline}, {&c.RetryPeriod, &o.RetryPeriod},
-	} {
-		if *d.src != 0 {
-			*d.dst = *d.src
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				c.Namespaces = append(c.Namespaces, ns)
+			}
 		}
-	}
-	if o.QueueSize != 0 {
-		c.QueueSize = o.QueueSize
-	}
-	if o.DeltaLogSize != 0 {
-		c.DeltaLogSize = o.DeltaLogSize
-	}
+		return nil
+	})
+	fs.StringVar(&c.LabelSelector, "label-selector", c.LabelSelector, "watch only Knative objects matching this label `selector` (cluster mode)")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots")
+	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", c.LeaderElectionNamespace, "`namespace` of the leader-election Lease (default $POD_NAMESPACE)")
+	fs.Var(&c.LeaseDuration, "lease-duration", "leader election: how long a lease holds without renewal")
+	fs.Var(&c.RenewDeadline, "renew-deadline", "leader election: how long the leader keeps trying to renew")
+	fs.Var(&c.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "serve the resync endpoints on `addr`ess (default "+DefaultListen+"; "+DefaultClusterListen+" in cluster mode)")
+	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "require a bearer token listed in this `file` (one per line)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.Sink, "sink", c.Sink, "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
+	fs.StringVar(&c.MQTT, "mqtt", c.MQTT, "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
+	fs.StringVar(&c.MQTTTopicPrefix, "mqtt-topic-prefix", c.MQTTTopicPrefix, "MQTT topic `prefix`")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "publish mesh deltas to this NATS `url` (JetStream stream "+nats.DefaultStream+" + KV bucket "+nats.DefaultBucket+")")
+	fs.BoolVar(&c.NATSCoreOnly, "nats-core", c.NATSCoreOnly, "publish plain NATS messages (no JetStream stream or KV bucket)")
+	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", c.NATSSubjectPrefix, "NATS subject `prefix`")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials `file`")
+	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
+	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
+	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "changes each transport may hold undelivered")
+	return fs
 }
 
-func readFile(path string) (Config, error) {
+// readFile reads the YAML file at path over c: the settings it names replace c's.
+func readFile(path string, c *Config) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: config file: %w", ErrUsage, err)
+		return fmt.Errorf("%w: config file: %w", ErrUsage, err)
 	}
-	var c Config
-	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
-		return Config{}, fmt.Errorf("%w: config file %s: %w", ErrUsage, path, err)
+	if err := yaml.UnmarshalStrict(raw, c); err != nil {
+		return fmt.Errorf("%w: config file %s: %w", ErrUsage, path, err)
 	}
-	return c, nil
+	return nil
 }
 
 // chooseSource settles manifests or cluster mode and the defaults that depend on it.
@@ -273,9 +256,6 @@ func (c *Config) chooseSource(getenv func(string) string) error {
 	if c.LeaderElectionNamespace == "" {
 		c.LeaderElectionNamespace = "default"
 	}
-	c.LeaseDuration = cmp.Or(c.LeaseDuration, Duration(DefaultLeaseDuration))
-	c.RenewDeadline = cmp.Or(c.RenewDeadline, Duration(DefaultRenewDeadline))
-	c.RetryPeriod = cmp.Or(c.RetryPeriod, Duration(DefaultRetryPeriod))
 	return nil
 }
 

@@ -2,12 +2,20 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
 type loadCase struct {
@@ -75,7 +83,7 @@ func TestLoad(t *testing.T) {
 			}
 			if got.Manifests != tt.want.Manifests || got.Listen != tt.want.Listen || got.LogLevel != tt.want.LogLevel ||
 				strings.Join(got.Tokens, ",") != strings.Join(tt.want.Tokens, ",") || got.Sink != tt.want.Sink ||
-				got.CEOverrides != tt.want.CEOverrides || got.QueueSize != DefaultQueueSize {
+				got.CEOverrides != tt.want.CEOverrides || got.QueueSize != queue.DefaultCapacity {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -164,5 +172,82 @@ func TestLoadClusterMode(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// Precedence, setting by setting: a flag given wins over the file even when it turns a boolean
+// off or clears a string; the file wins over the environment; the environment over defaults.
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kc, []byte(testKubeconfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "cfg.yaml")
+	if err := os.WriteFile(file, []byte("manifests: "+dir+"\nnatsCoreOnly: true\nsink: http://from-file/\n"+
+		"mqttTopicPrefix: file/prefix\nqueueSize: 7\nlogLevel: debug\neventSource: /from-file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clusterFile := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(clusterFile, []byte("kubeconfig: "+kc+"\nleaderElect: true\nnamespaces: [a, b]\nlabelSelector: team=a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kSink := map[string]string{"K_SINK": "http://from-env/"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		got  func(Config) any
+		want any
+	}{
+		{"boolean from the file", []string{"--config", file}, nil, func(c Config) any { return c.NATSCoreOnly }, true},
+		{"boolean turned off by a flag", []string{"--config", file, "--nats-core=false"}, nil, func(c Config) any { return c.NATSCoreOnly }, false},
+		{"boolean turned on by a flag", []string{"--manifests", dir, "--nats-core"}, nil, func(c Config) any { return c.NATSCoreOnly }, true},
+		{"boolean default", []string{"--manifests", dir}, nil, func(c Config) any { return c.NATSCoreOnly }, false},
+		{"leader election turned off by a flag", []string{"--config", clusterFile, "--leader-elect=false"}, nil, func(c Config) any { return c.LeaderElect }, false},
+		{"string from the file over the environment", []string{"--config", file}, kSink, func(c Config) any { return c.Sink }, "http://from-file/"},
+		{"string cleared by a flag over the file", []string{"--config", file, "--sink="}, kSink, func(c Config) any { return c.Sink }, ""},
+		{"string cleared by a flag over the environment", []string{"--manifests", dir, "--sink="}, kSink, func(c Config) any { return c.Sink }, ""},
+		{"string from the environment", []string{"--manifests", dir}, kSink, func(c Config) any { return c.Sink }, "http://from-env/"},
+		{"string from a flag over the file", []string{"--config", file, "--mqtt-topic-prefix", "flag/prefix"}, nil, func(c Config) any { return c.MQTTTopicPrefix }, "flag/prefix"},
+		{"string default from its package", []string{"--manifests", dir}, nil, func(c Config) any { return c.MQTTTopicPrefix }, mqtt.DefaultTopicPrefix},
+		{"selector cleared by a flag", []string{"--config", clusterFile, "--label-selector="}, nil, func(c Config) any { return c.LabelSelector }, ""},
+		{"list from the file", []string{"--config", clusterFile}, nil, func(c Config) any { return strings.Join(c.Namespaces, ",") }, "a,b"},
+		{"list replaced by flags", []string{"--config", clusterFile, "--namespaces", "c", "--namespaces", "d,e"}, nil, func(c Config) any { return strings.Join(c.Namespaces, ",") }, "c,d,e"},
+		{"list cleared by a flag", []string{"--config", clusterFile, "--namespaces="}, nil, func(c Config) any { return len(c.Namespaces) }, 0},
+		{"number from the file", []string{"--config", file}, nil, func(c Config) any { return c.QueueSize }, 7},
+		{"number from a flag over the file", []string{"--config", file, "--queue-size", "9"}, nil, func(c Config) any { return c.QueueSize }, 9},
+		{"number default from its package", []string{"--manifests", dir}, nil, func(c Config) any { return c.DeltaLogSize }, resync.DefaultLogSize},
+		{"event source default from the codec", []string{"--manifests", dir}, nil, func(c Config) any { return c.EventSource }, codec.DefaultSource},
+		{"flag order does not matter", []string{"--sink=", "--config", file}, kSink, func(c Config) any { return c.Sink }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(tt.args, env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(c); got != tt.want {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// --help shows each setting's real default, taken from the package that owns it.
+func TestHelpShowsTheDefaults(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	if _, err := Load([]string{"--help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, want := range []string{mqtt.DefaultTopicPrefix, nats.DefaultSubjectPrefix, codec.DefaultSource,
+		strconv.Itoa(resync.DefaultLogSize), strconv.Itoa(queue.DefaultCapacity), DefaultLeaseDuration.String(),
+		DefaultRenewDeadline.String(), DefaultRetryPeriod.String(), DefaultListen, `(default "info")`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help does not show the default %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
 // tailOptions are the flags of `broadcaster tail`.
@@ -41,8 +43,8 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTermin
 	fs.StringVar(&o.watch, "watch", "", "follow a broadcaster's GET /v1/watch at this base `url` (http://127.0.0.1:8080)")
 	fs.StringVar(&o.mqtt, "mqtt", "", "follow this MQTT broker `url`")
 	fs.StringVar(&o.nats, "nats", "", "follow this NATS server `url`")
-	fs.StringVar(&o.mqttPrefix, "mqtt-topic-prefix", "knative/eventmesh", "MQTT topic prefix")
-	fs.StringVar(&o.natsPrefix, "nats-subject-prefix", "knative.eventmesh", "NATS subject prefix")
+	fs.StringVar(&o.mqttPrefix, "mqtt-topic-prefix", mqtt.DefaultTopicPrefix, "MQTT topic `prefix`")
+	fs.StringVar(&o.natsPrefix, "nats-subject-prefix", nats.DefaultSubjectPrefix, "NATS subject `prefix`")
 	fs.StringVar(&o.token, "token", "", "bearer token for --watch")
 	fs.StringVar(&o.output, "output", "text", "text or json (one JSON object per change)")
 	fs.StringVar(&o.color, "color", "auto", "auto, always or never")

@@ -13,6 +13,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
 
+// DefaultCapacity is the default bound of a queue, in changes.
+const DefaultCapacity = 10000
+
 // Queue feeds one Publisher from a bounded buffer.
 type Queue struct {
 	name      string
