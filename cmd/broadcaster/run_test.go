@@ -490,7 +490,7 @@ func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
 	defer cancel()
 	sub, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
 		ServerUrls: []*url.URL{mqttURL}, KeepAlive: 5, CleanStartOnInitialConnection: true,
-		ConnectRetryDelay: 100 * time.Millisecond,
+		ReconnectBackoff: autopaho.NewConstantBackoff(100 * time.Millisecond),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "knative/eventmesh/#", QoS: 1}}})
 		},

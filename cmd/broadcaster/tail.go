@@ -186,7 +186,7 @@ func tailMQTT(ctx context.Context, o tailOptions, p *printer) error {
 		u.Scheme = "tls"
 	}
 	cfg := autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
-		ConnectRetryDelay: time.Second,
+		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: o.mqttPrefix + "/#", QoS: 1}}})
 		},

@@ -123,17 +123,6 @@ func (p *process) signal(sig os.Signal) {
 	}
 }
 
-// stop asks the broadcaster to stop (SIGTERM) and waits for it.
-func (p *process) stop() {
-	p.t.Helper()
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("the broadcaster did not stop\n%s", p.logs.String())
-	}
-}
-
 // get requests path with a bearer token (none when empty).
 func (p *process) get(path, token string) (int, []byte, http.Header) {
 	p.t.Helper()

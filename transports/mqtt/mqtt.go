@@ -104,7 +104,6 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 		KeepAlive:                     20,
 		CleanStartOnInitialConnection: true,
 		SessionExpiryInterval:         uint32(expiry / time.Second),
-		ConnectRetryDelay:             time.Second,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
