@@ -19,38 +19,6 @@ import (
 // ErrCutOff means the broadcaster closed the watch because the consumer fell behind.
 var ErrCutOff = errors.New("watch cut off: the consumer fell behind")
 
-// Load replaces the replica's state with a snapshot.
-func (r *Replica) Load(s mesh.Snapshot) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.load(s)
-}
-
-// Watch follows GET /v1/watch at baseURL (Server-Sent Events) into the replica until ctx
-// ends, reconnecting with Last-Event-ID so that a short break costs no snapshot. client should
-// have no overall timeout (nil: one without).
-func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http.Client) error {
-	epoch, seq := r.Position()
-	return Follow(ctx, baseURL, token, client, Stream{
-		Epoch:    epoch,
-		Sequence: seq,
-		Snapshot: func(s mesh.Snapshot) error { r.Load(s); return nil },
-		Delta:    func(payload []byte) error { return r.ApplyStructured(ctx, payload) },
-		Position: func(epoch string, seq uint64) error { r.Advance(epoch, seq); return nil },
-	})
-}
-
-// Advance records that the replica's view is complete up to seq of epoch: the changes in
-// between are not part of it (a broadcaster filtering by namespace says so with a position
-// event). It does nothing for another epoch or an older position.
-func (r *Replica) Advance(epoch string, seq uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if epoch == r.epoch && seq > r.seq {
-		r.seq = seq
-	}
-}
-
 // Stream says what to do with the events of GET /v1/watch, and where to resume.
 type Stream struct {
 	// Epoch and Sequence are what the consumer already has (empty Epoch: nothing; the stream

@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,97 +15,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
-
-// Snapshotter fetches the current snapshot.
-type Snapshotter interface {
-	Snapshot(ctx context.Context) (mesh.Snapshot, error)
-}
-
-// Catcher is a Snapshotter that can also serve the changes after a sequence (GET /v1/deltas),
-// so a small gap costs a few events instead of a whole snapshot.
-type Catcher interface {
-	Snapshotter
-	// Deltas returns the changes of epoch after sequence since; ErrGone when they are no longer
-	// available (the replica then takes a snapshot).
-	Deltas(ctx context.Context, epoch string, since uint64) ([]mesh.Change, error)
-}
-
-// ErrGone means the broadcaster no longer has the changes asked for (410 Gone).
-var ErrGone = errors.New("changes no longer available")
-
-// HTTPSnapshots reads snapshots from a broadcaster's GET /v1/mesh at baseURL, and catches up
-// through GET /v1/deltas. token, when not
-// empty, is sent as a bearer token. A nil client means one with a 30s timeout.
-func HTTPSnapshots(baseURL, token string, client *http.Client) Snapshotter {
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	return httpSnapshots{base: strings.TrimSuffix(baseURL, "/"), token: token, client: client}
-}
-
-type httpSnapshots struct {
-	base, token string
-	client      *http.Client
-}
-
-var _ Catcher = httpSnapshots{}
-
-func (h httpSnapshots) get(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if h.token != "" {
-		req.Header.Set("Authorization", "Bearer "+h.token)
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		err := fmt.Errorf("%s answered %d: %s", h.base+path, resp.StatusCode, strings.TrimSpace(string(body)))
-		if resp.StatusCode == http.StatusGone {
-			err = fmt.Errorf("%w: %w", ErrGone, err)
-		}
-		return nil, err
-	}
-	return resp, nil
-}
-
-func (h httpSnapshots) Snapshot(ctx context.Context) (mesh.Snapshot, error) {
-	resp, err := h.get(ctx, mesh.PathMesh)
-	if err != nil {
-		return mesh.Snapshot{}, fmt.Errorf("snapshot: %w", err)
-	}
-	defer resp.Body.Close()
-	var s mesh.Snapshot
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return mesh.Snapshot{}, fmt.Errorf("snapshot: %w", err)
-	}
-	return s, nil
-}
-
-func (h httpSnapshots) Deltas(ctx context.Context, epoch string, since uint64) ([]mesh.Change, error) {
-	q := url.Values{mesh.ParamEpoch: {epoch}, mesh.ParamSince: {strconv.FormatUint(since, 10)}}
-	resp, err := h.get(ctx, mesh.PathDeltas+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("deltas: %w", err)
-	}
-	defer resp.Body.Close()
-	var batch []json.RawMessage
-	if err := json.NewDecoder(resp.Body).Decode(&batch); err != nil {
-		return nil, fmt.Errorf("deltas: %w", err)
-	}
-	out := make([]mesh.Change, len(batch))
-	for i, raw := range batch {
-		if out[i], err = codec.DecodeStructured(raw); err != nil {
-			return nil, fmt.Errorf("deltas: %w", err)
-		}
-	}
-	return out, nil
-}
 
 // EntityID names an entity in a replica.
 type EntityID struct {
@@ -127,11 +32,12 @@ type Replica struct {
 	entities map[EntityID]json.RawMessage
 	resyncs  int
 	catchUps int
+	loaded   chan struct{} // closed by the first snapshot loaded
 }
 
 // NewReplica returns an empty replica that resyncs from snapshots.
 func NewReplica(s Snapshotter) *Replica {
-	return &Replica{snapshots: s, entities: map[EntityID]json.RawMessage{}}
+	return &Replica{snapshots: s, entities: map[EntityID]json.RawMessage{}, loaded: make(chan struct{})}
 }
 
 // ErrSnapshotBehind means snapshots kept lagging behind the events received.
@@ -252,7 +158,14 @@ func (r *Replica) load(s mesh.Snapshot) {
 	r.entities = entitiesOf(s.Mesh)
 	r.epoch, r.seq = s.Epoch, s.Sequence
 	r.resyncs++
+	if r.resyncs == 1 {
+		close(r.loaded)
+	}
 }
+
+// Loaded is closed once the replica holds a whole mesh (its first snapshot), for consumers
+// that must not answer from an empty replica.
+func (r *Replica) Loaded() <-chan struct{} { return r.loaded }
 
 // Resync takes a snapshot now (a consumer's cold start).
 func (r *Replica) Resync(ctx context.Context) error {
@@ -355,4 +268,36 @@ func appendDecoded[T any](data []byte, list *[]T) error {
 	}
 	*list = append(*list, v)
 	return nil
+}
+
+// Load replaces the replica's state with a snapshot.
+func (r *Replica) Load(s mesh.Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.load(s)
+}
+
+// Watch follows GET /v1/watch at baseURL (Server-Sent Events) into the replica until ctx
+// ends, reconnecting with Last-Event-ID so that a short break costs no snapshot. client should
+// have no overall timeout (nil: one without).
+func (r *Replica) Watch(ctx context.Context, baseURL, token string, client *http.Client) error {
+	epoch, seq := r.Position()
+	return Follow(ctx, baseURL, token, client, Stream{
+		Epoch:    epoch,
+		Sequence: seq,
+		Snapshot: func(s mesh.Snapshot) error { r.Load(s); return nil },
+		Delta:    func(payload []byte) error { return r.ApplyStructured(ctx, payload) },
+		Position: func(epoch string, seq uint64) error { r.Advance(epoch, seq); return nil },
+	})
+}
+
+// Advance records that the replica's view is complete up to seq of epoch: the changes in
+// between are not part of it (a broadcaster filtering by namespace says so with a position
+// event). It does nothing for another epoch or an older position.
+func (r *Replica) Advance(epoch string, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if epoch == r.epoch && seq > r.seq {
+		r.seq = seq
+	}
 }
