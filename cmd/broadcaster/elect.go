@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,36 +15,47 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
-// elect campaigns for the Lease until ctx ends; while this replica leads, it publishes. Every
-// replica keeps its cache warm and serves snapshots either way. Losing the lease stops
-// publishing at once and the replica campaigns again.
-func (p *publisher) elect(ctx context.Context, client kubernetes.Interface) error {
-	// Only a replica holding the whole mesh may lead: it opens its epoch with all of it.
+// elector campaigns for the Lease with client-go's leader election. It knows nothing of what
+// a leader does: it hands each term to lead.
+type elector struct {
+	client              kubernetes.Interface
+	namespace           string
+	lease, renew, retry time.Duration
+	ready               func() bool // only a replica holding the whole mesh may lead
+	log                 *slog.Logger
+}
+
+var _ leaderElector = (*elector)(nil)
+
+// Run campaigns until ctx ends; each time this replica is elected it calls lead with a context
+// that ends when the lease is lost (cause errLeadershipLost) or ctx ends. Losing the lease
+// ends the term at once, and the replica campaigns again. On shutdown the lease is released
+// only after lead returned, so a leader first delivers what it owes.
+func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) error {
 	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
-		return p.hub.Ready(), nil
+		return e.ready(), nil
 	}); err != nil {
 		return nil
 	}
 	id := identity()
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: config.DefaultLeaseName, Namespace: p.cfg.LeaderElectionNamespace},
-		Client:     client.CoordinationV1(),
+		LeaseMeta:  metav1.ObjectMeta{Name: config.DefaultLeaseName, Namespace: e.namespace},
+		Client:     e.client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
-	log := p.log.With("lease", p.cfg.LeaderElectionNamespace+"/"+config.DefaultLeaseName, "identity", id)
+	log := e.log.With("lease", e.namespace+"/"+config.DefaultLeaseName, "identity", id)
 	for ctx.Err() == nil {
-		// The elector gets its own context: on shutdown this replica first flushes what it
-		// owes, and only then releases the lease to the next leader.
+		// The elector gets its own context: on shutdown the term ends first, and only then is
+		// the lease released to the next leader.
 		electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
 		leading := make(chan context.Context, 1)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
-			LeaseDuration:   time.Duration(p.cfg.LeaseDuration),
-			RenewDeadline:   time.Duration(p.cfg.RenewDeadline),
-			RetryPeriod:     time.Duration(p.cfg.RetryPeriod),
+			LeaseDuration:   e.lease,
+			RenewDeadline:   e.renew,
+			RetryPeriod:     e.retry,
 			ReleaseOnCancel: true,
 			Name:            "event-mesh-broadcaster",
 			Callbacks: leaderelection.LeaderCallbacks{
@@ -68,74 +78,31 @@ func (p *publisher) elect(ctx context.Context, client kubernetes.Interface) erro
 			le.Run(electCtx)
 		}()
 		select {
-		case leadCtx := <-leading:
-			p.lead(ctx, leadCtx, log)
+		case leaseCtx := <-leading:
+			lead(termContext(ctx, leaseCtx))
 		case <-electorDone:
 		case <-ctx.Done():
 		}
 		stopElecting()
 		<-electorDone
 		if ctx.Err() == nil {
-			// Lost the lease (or could not publish): give the others a fair chance.
+			// Lost the lease (or gave it up): give the others a fair chance.
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Duration(p.cfg.RetryPeriod)):
+			case <-time.After(e.retry):
 			}
 		}
 	}
 	return nil
 }
 
-// lead publishes until the lease is lost (leadCtx) or the broadcaster stops (ctx). It opens a
-// new epoch with the whole mesh (docs/protocol.md), so consumers that only read the stream get the
-// full state from the new leader too.
-func (p *publisher) lead(ctx, leadCtx context.Context, log *slog.Logger) {
-	queues, natsPublisher, err := p.open(leadCtx)
-	if err != nil {
-		log.Error("elected but cannot publish; giving the lease up", "err", err)
-		return
-	}
-	listeners := make([]hub.Listener, len(queues))
-	for i, q := range queues {
-		listeners[i] = q.Enqueue
-	}
-	epoch := newEpoch()
-	stopListening := p.hub.Restart(epoch, listeners...)
-	log.Info("leading: publishing the mesh as a new epoch", "epoch", epoch, "entities", p.hub.Snapshot().Len())
-
-	runCtx, stopRunning := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	for _, q := range queues {
-		running.Add(1)
-		go func() { defer running.Done(); q.Run(runCtx) }()
-	}
-	if natsPublisher != nil {
-		running.Add(1)
-		go func() {
-			defer running.Done()
-			if err := natsPublisher.ServeResync(runCtx, p.hub.Snapshot, p.hub.Ready, 0); err != nil {
-				log.Error("nats resync", "err", err)
-			}
-		}()
-	}
-	lost := false
-	select {
-	case <-leadCtx.Done():
-		lost = ctx.Err() == nil
-	case <-ctx.Done():
-	}
-	stopListening()
-	stopRunning()
-	running.Wait()
-	if lost {
-		// Another replica may lead already: what is still queued is its to publish now.
-		log.Warn("lost the lease: stopped publishing")
-		for _, q := range queues {
-			q.Close(context.Background())
-		}
-		return
-	}
-	flush(queues, log)
+// termContext ends when the process stops (ctx) or when the lease is lost (leaseCtx, which
+// then is the cause: errLeadershipLost).
+func termContext(ctx, leaseCtx context.Context) context.Context {
+	term, end := context.WithCancelCause(context.WithoutCancel(ctx))
+	context.AfterFunc(ctx, func() { end(context.Canceled) })
+	context.AfterFunc(leaseCtx, func() { end(errLeadershipLost) })
+	return term
 }
 
 // identity names this replica in the Lease: the pod name, made unique per process.

@@ -15,6 +15,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
@@ -26,8 +27,8 @@ type broadcaster struct {
 }
 
 func newBroadcaster(t *testing.T, epoch string) *broadcaster {
-	b := &broadcaster{hub: hub.New(engine.New(epoch), func() bool { return true }, nil)}
-	deltaLog, _ := resync.NewLog(epoch, 5)
+	b := &broadcaster{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }))}
+	deltaLog, _ := resync.NewLog(epoch, resync.WithLogCapacity(5))
 	b.hub.Listen(deltaLog.Append)
 	b.hub.Listen(func(batch hub.Batch) {
 		cs := batch.Changes

@@ -11,6 +11,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
@@ -48,10 +49,10 @@ func startBroadcaster(dir string) (baseURL string, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	meshHub := hub.New(engine.New("example"), src.HasSynced, nil)
+	meshHub := testkit.Must(hub.New(engine.New("example"), src.HasSynced))
 	enc, _ := codec.NewEncoder("")
-	deltas, _ := resync.NewLog("example", resync.DefaultLogSize)
-	watchers, _ := resync.NewWatchers(64, enc, nil)
+	deltas, _ := resync.NewLog("example")
+	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(64))
 	meshHub.Listen(deltas.Append)
 	meshHub.Listen(watchers.Publish)
 	handler, err := resync.New(meshHub, resync.WithDeltaLog(deltas, enc), resync.WithWatch(watchers, time.Minute))

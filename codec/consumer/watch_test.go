@@ -15,6 +15,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
@@ -22,10 +23,10 @@ import (
 // a dropped connection resumes with Last-Event-ID, without a second snapshot.
 func TestWatchFollowsAndResumes(t *testing.T) {
 	t.Parallel()
-	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
-	deltaLog, _ := resync.NewLog("ep", 1000)
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
+	deltaLog, _ := resync.NewLog("ep", resync.WithLogCapacity(1000))
 	enc, _ := codec.NewEncoder("")
-	watchers, _ := resync.NewWatchers(1000, enc, nil)
+	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(1000))
 	h.Listen(deltaLog.Append)
 	h.Listen(watchers.Publish)
 	handler, err := resync.New(h, resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, time.Second))

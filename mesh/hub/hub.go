@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
@@ -38,13 +39,27 @@ type Hub struct {
 	opened    bool // the engine's epoch has emitted its first batch
 }
 
-// New returns a hub around engine. synced reports whether the source has delivered its initial
-// listing; until then the hub is not Ready. A nil log discards.
-func New(engine *engine.Engine, synced func() bool, log *slog.Logger) *Hub {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+type options struct{ log *slog.Logger }
+
+// Option configures a Hub.
+type Option = option.Func[options]
+
+// WithLogger logs the parts of objects the engine had to ignore.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// New returns a hub around e. synced reports whether the source has delivered its initial
+// listing; until then the hub is not Ready. Defaults: no logging.
+func New(e *engine.Engine, synced func() bool, opts ...Option) (*Hub, error) {
+	o := options{log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
-	return &Hub{engine: engine, synced: synced, log: log}
+	if e == nil || synced == nil {
+		return nil, option.Invalid("hub", "an engine and a synced function are required")
+	}
+	return &Hub{engine: e, synced: synced, log: o.log}, nil
 }
 
 type listening struct {
@@ -52,17 +67,11 @@ type listening struct {
 	fn Listener
 }
 
-// Listen adds a listener for every later batch of changes.
-func (h *Hub) Listen(l Listener) {
+// Listen adds listeners for every later batch of changes; remove takes them off again.
+func (h *Hub) Listen(listeners ...Listener) (remove func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.add(l)
-}
-
-func (h *Hub) add(l Listener) int {
-	h.lastID++
-	h.listeners = append(h.listeners, listening{h.lastID, l})
-	return h.lastID
+	return h.add(listeners)
 }
 
 // Restart opens a new epoch (engine.Engine.Restart) and emits the whole mesh as its first
@@ -71,12 +80,20 @@ func (h *Hub) add(l Listener) int {
 func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := map[int]bool{}
-	for _, l := range listeners {
-		ids[h.add(l)] = true
-	}
+	remove = h.add(listeners)
 	h.opened = false
 	h.emit(h.engine.Restart(epoch))
+	return remove
+}
+
+// add adds listeners under h.mu and returns what removes them.
+func (h *Hub) add(listeners []Listener) (remove func()) {
+	ids := map[int]bool{}
+	for _, l := range listeners {
+		h.lastID++
+		h.listeners = append(h.listeners, listening{h.lastID, l})
+		ids[h.lastID] = true
+	}
 	return func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()

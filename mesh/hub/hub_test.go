@@ -13,6 +13,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // The hub is what sources feed, whole listings included.
@@ -28,7 +29,7 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	synced := false
-	h := New(engine.New("e"), func() bool { return synced }, log)
+	h := testkit.Must(New(engine.New("e"), func() bool { return synced }, WithLogger(log)))
 	var got []string
 	h.Listen(func(batch Batch) {
 		cs := batch.Changes
@@ -79,7 +80,7 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 
 func TestHubReplaceIsOneBatch(t *testing.T) {
 	t.Parallel()
-	h := New(engine.New("e"), func() bool { return true }, nil)
+	h := testkit.Must(New(engine.New("e"), func() bool { return true }))
 	var batches [][]string
 	h.Listen(func(batch Batch) {
 		cs := batch.Changes
@@ -105,7 +106,7 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 // removing them stops their deliveries while the others go on.
 func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
 	t.Parallel()
-	h := New(engine.New("e1"), func() bool { return true }, nil)
+	h := testkit.Must(New(engine.New("e1"), func() bool { return true }))
 	var always, leader []string
 	record := func(into *[]string) Listener {
 		return func(b Batch) {
@@ -140,7 +141,7 @@ func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
 // listing, a Restart, or a Restart of an empty mesh followed by the first change.
 func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	t.Parallel()
-	h := New(engine.New("e1"), func() bool { return true }, nil)
+	h := testkit.Must(New(engine.New("e1"), func() bool { return true }))
 	var got []string
 	h.Listen(func(b Batch) {
 		got = append(got, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))

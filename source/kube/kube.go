@@ -28,22 +28,61 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
-// Options scope and instrument a Source. The zero value watches every namespace.
-type Options struct {
-	// Namespaces restricts namespaced kinds to these namespaces; empty means all.
-	Namespaces []string
-	// LabelSelector restricts Brokers, Triggers, EventTypes, Subscriptions, channels and
-	// sources. CRDs and subscribers are not filtered: they only describe the selected objects.
-	LabelSelector string
-	// Log receives the source's own lines and client-go's; nil discards.
-	Log *slog.Logger
-	// Metrics, when set, registers the source's metrics.
-	Metrics prometheus.Registerer
+type options struct {
+	namespaces []string
+	selector   string
+	log        *slog.Logger
+	metrics    prometheus.Registerer
+}
+
+// Option configures a Source.
+type Option = option.Func[options]
+
+// WithNamespaces restricts namespaced kinds to these namespaces (default all).
+func WithNamespaces(namespaces ...string) Option {
+	return func(o *options) error {
+		for _, ns := range namespaces {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return option.Invalid("namespaces", "%q: %s", ns, errs[0])
+			}
+		}
+		o.namespaces = namespaces
+		return nil
+	}
+}
+
+// WithLabelSelector restricts Brokers, Triggers, EventTypes, Subscriptions, channels and
+// sources. CRDs and subscribers are not filtered: they only describe the selected objects.
+func WithLabelSelector(selector string) Option {
+	return func(o *options) error {
+		if _, err := labels.Parse(selector); err != nil {
+			return option.Invalid("label selector", "%q: %v", selector, err)
+		}
+		o.selector = selector
+		return nil
+	}
+}
+
+// WithLogger receives the source's own lines and client-go's.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// WithMetrics registers the source's metrics.
+func WithMetrics(r prometheus.Registerer) Option {
+	return func(o *options) error {
+		if r == nil {
+			return option.Invalid("metrics", "nil registerer")
+		}
+		o.metrics = r
+		return nil
+	}
 }
 
 // Source watches a cluster. Create it with New; Run it once.
@@ -90,16 +129,12 @@ var _ source.Source = (*Source)(nil)
 
 // New returns a source for the cluster cfg points at. It checks the options but does not
 // contact the API server.
-func New(cfg *rest.Config, opts Options) (*Source, error) {
-	if _, err := labels.Parse(opts.LabelSelector); err != nil {
-		return nil, fmt.Errorf("label selector %q: %w", opts.LabelSelector, err)
+func New(cfg *rest.Config, opts ...Option) (*Source, error) {
+	o := options{log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
-	for _, ns := range opts.Namespaces {
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return nil, fmt.Errorf("namespace %q: %s", ns, errs[0])
-		}
-	}
-	namespaces := slices.Compact(slices.Sorted(slices.Values(opts.Namespaces)))
+	namespaces := slices.Compact(slices.Sorted(slices.Values(o.namespaces)))
 	if len(namespaces) == 0 {
 		namespaces = []string{""}
 	}
@@ -119,16 +154,12 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	degraded := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "broadcaster_source_kind_degraded",
 		Help: "1 while a kind cannot be watched (reason forbidden: RBAC; not_served: the API server does not serve it).",
 	}, []string{"group", "kind", "reason"})
-	if opts.Metrics != nil {
-		if err := opts.Metrics.Register(degraded); err != nil {
+	if o.metrics != nil {
+		if err := o.metrics.Register(degraded); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
@@ -137,8 +168,8 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 		metadata:    meta,
 		mapper:      restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
 		namespaces:  namespaces,
-		selector:    opts.LabelSelector,
-		log:         log,
+		selector:    o.selector,
+		log:         o.log,
 		degraded:    degraded,
 		initial:     map[engine.ObjectRef]*unstructured.Unstructured{},
 		watches:     map[engine.GroupKind]*kindWatch{},

@@ -19,17 +19,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
 // Source watches a directory of manifests.
 type Source struct {
-	dir      string
-	log      *slog.Logger
-	quiet    time.Duration
-	maxDelay time.Duration
-	synced   atomic.Bool
+	dir string
+	options
+	synced atomic.Bool
 
 	files   map[string]*file                 // by path
 	current map[engine.ObjectRef]*definition // what the handler has been given
@@ -55,53 +54,52 @@ type definition struct {
 	line int
 }
 
-// ErrInvalidOption wraps every rejected option.
-var ErrInvalidOption = errors.New("invalid option")
+type options struct {
+	log             *slog.Logger
+	quiet, maxDelay time.Duration
+}
 
 // Option configures a Source.
-type Option func(*Source) error
+type Option = option.Func[options]
 
-// WithLogger sets the logger (default: slog.Default()).
+// WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Source) error {
-		if l == nil {
-			return fmt.Errorf("%w: logger is nil", ErrInvalidOption)
-		}
-		s.log = l
-		return nil
-	}
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
 // WithDebounce sets how long the directory must stay quiet before a rescan, and the longest a
-// rescan may wait under continuous writes (defaults: 50ms and 300ms).
+// rescan may wait under continuous writes.
 func WithDebounce(quiet, maxDelay time.Duration) Option {
-	return func(s *Source) error {
+	return func(o *options) error {
 		if quiet <= 0 || maxDelay < quiet {
-			return fmt.Errorf("%w: debounce: want 0 < quiet (%v) <= max delay (%v)", ErrInvalidOption, quiet, maxDelay)
+			return option.Invalid("debounce", "want 0 < quiet (%v) <= max delay (%v)", quiet, maxDelay)
 		}
-		s.quiet, s.maxDelay = quiet, maxDelay
+		o.quiet, o.maxDelay = quiet, maxDelay
 		return nil
 	}
 }
 
+// Debounce defaults.
+const (
+	DefaultQuiet    = 50 * time.Millisecond
+	DefaultMaxDelay = 300 * time.Millisecond
+)
+
 // New returns a source for dir, which must be a readable directory.
-// Defaults: slog.Default(), debounce 50ms quiet / 300ms max.
+// Defaults: no logging, debounce DefaultQuiet / DefaultMaxDelay.
 func New(dir string, opts ...Option) (*Source, error) {
-	s := &Source{dir: dir, log: slog.Default(), quiet: 50 * time.Millisecond, maxDelay: 300 * time.Millisecond,
-		files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}
-	for _, o := range opts {
-		if err := o(s); err != nil {
-			return nil, err
-		}
+	o := options{log: option.Discard(), quiet: DefaultQuiet, maxDelay: DefaultMaxDelay}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
 	info, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("manifests directory: %w", err)
+		return nil, option.Invalid("manifests", "%v", err)
 	}
 	if !info.IsDir() {
-		return nil, fmt.Errorf("manifests directory %s: not a directory", dir)
+		return nil, option.Invalid("manifests", "%s: not a directory", dir)
 	}
-	return s, nil
+	return &Source{dir: dir, options: o, files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}, nil
 }
 
 // HasSynced reports whether the first full read of the directory has been delivered.

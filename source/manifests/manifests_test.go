@@ -14,6 +14,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 const (
@@ -59,7 +60,7 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		t.Fatal(err)
 	}
 	h.src = src
-	h.hub = hub.New(engine.New("e"), src.HasSynced, log)
+	h.hub = testkit.Must(hub.New(engine.New("e"), src.HasSynced, hub.WithLogger(log)))
 	h.hub.Listen(func(batch hub.Batch) {
 		changes := batch.Changes
 

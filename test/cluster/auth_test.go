@@ -19,10 +19,10 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/kubeauth"
 )
 
 // Cluster-mode access (docs/protocol.md), checked by the real API server: no token → 401, a token
@@ -42,19 +42,19 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := startSource(t, cfg, kube.Options{})
-	log, err := resync.NewLog(r.hub.Snapshot().Epoch, 100)
+	r := startSource(t, cfg)
+	log, err := resync.NewLog(r.hub.Snapshot().Epoch, resync.WithLogCapacity(100))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.hub.Listen(log.Append)
 	enc, _ := codec.NewEncoder("/test")
-	watchers, err := resync.NewWatchers(100, enc, nil)
+	watchers, err := resync.NewWatchers(enc, resync.WithWatchBuffer(100))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.hub.Listen(watchers.Publish)
-	h, err := resync.New(r.hub, resync.WithAuthorizer(kubeauth.New(client, kubeauth.Options{})), resync.WithDeltaLog(log, enc),
+	h, err := resync.New(r.hub, resync.WithAuthorizer(testkit.Must(kubeauth.New(client))), resync.WithDeltaLog(log, enc),
 		resync.WithWatch(watchers, time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
-	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
 
@@ -78,7 +77,7 @@ func BenchmarkWriteToChange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r := startSource(b, cfg, kube.Options{})
+	r := startSource(b, cfg)
 	if got, want := r.hub.Snapshot().Len(), 1+nTypes; got != want {
 		b.Fatalf("%d entities after the initial listing, want %d", got, want)
 	}
@@ -616,7 +615,7 @@ func traceSourceLists(b *testing.B, cfg *rest.Config) (time.Duration, string) {
 		})
 	})
 	origin = time.Now()
-	r := startSource(b, traced, kube.Options{})
+	r := startSource(b, traced)
 	took := time.Since(origin)
 	r.stop()
 	mu.Lock()

@@ -23,7 +23,6 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
-	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
@@ -92,7 +91,7 @@ func TestDeployManifests(t *testing.T) {
 			}
 		}
 
-		r := startSource(t, sa, kube.Options{})
+		r := startSource(t, sa)
 		want := []string{
 			"Broker shop/orders provides [shop/order-created shop/ping]",
 			"EventType shop/alert type com.example.alert reference messaging.knative.dev/InMemoryChannel/shop/imc consumedBy [svc]",

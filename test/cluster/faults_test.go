@@ -129,7 +129,7 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 		eventType(ns, "e1", "order.created", "b1", "created"), eventType(ns, "e2", "order.paid", "b2", "paid"),
 		eventType(ns, "e3", "order.shipped", "b2", "shipped"), eventType(ns, "e6", "order.lost", "b3", "lost"),
 		service(ns, "svc", "shipping"), trigger(ns, "t", "b3", "svc"))
-	r := startSource(t, srv.Config, kube.Options{})
+	r := startSource(t, srv.Config)
 	before := entitiesOf(r.hub.Snapshot())
 	r.takeChanges()
 
@@ -190,7 +190,7 @@ func TestForbiddenKindRecovers(t *testing.T) {
 	saCfg.BearerToken = token
 
 	registry := prometheus.NewRegistry()
-	r := startSource(t, saCfg, kube.Options{Metrics: registry})
+	r := startSource(t, saCfg, kube.WithMetrics(registry))
 	degraded := func() float64 {
 		return testutil.ToFloat64(gaugeOf(t, registry, "broadcaster_source_kind_degraded",
 			map[string]string{"group": "eventing.knative.dev", "kind": "Trigger", "reason": "forbidden"}))

@@ -29,6 +29,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // cluster drives a real API server the way users do: through the API, by group and kind.
@@ -133,17 +134,16 @@ type running struct {
 }
 
 // startSource runs a source with opts until the test ends, and waits for its initial listing.
-func startSource(t testing.TB, cfg *rest.Config, opts kube.Options) *running {
+func startSource(t testing.TB, cfg *rest.Config, opts ...kube.Option) *running {
 	t.Helper()
 	r := &running{t: t, seen: newSeenObjects(), logs: &syncBuffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Log = log
-	src, err := kube.New(cfg, opts)
+	src, err := kube.New(cfg, append(opts, kube.WithLogger(log))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.source = src
-	r.hub = hub.New(engine.New("test"), src.HasSynced, log)
+	r.hub = testkit.Must(hub.New(engine.New("test"), src.HasSynced, hub.WithLogger(log)))
 	r.hub.Listen(func(batch hub.Batch) {
 		cs := batch.Changes
 

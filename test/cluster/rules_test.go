@@ -23,7 +23,6 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
-	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
@@ -212,7 +211,7 @@ func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured
 	if refusal != "" {
 		t.Fatalf("the API server accepted every object; %q no longer holds", refusal)
 	}
-	r := startSource(t, c.cfg, kube.Options{})
+	r := startSource(t, c.cfg)
 	checkEntities(t, "initial objects", r.hub.Snapshot(), rc.Want, rc.Absent)
 	r.takeChanges()
 	for i, s := range rc.Steps {

@@ -21,7 +21,7 @@ func TestScopeByNamespaceAndLabel(t *testing.T) {
 	c.mustApply(red(broker("a", "orders")), broker("a", "unlabelled"), red(broker("b", "orders")),
 		red(eventType("a", "created", "order.created", "orders", "")), service("a", "svc", "billing"),
 		red(trigger("a", "bill", "orders", "svc")))
-	r := startSource(t, cfg, kube.Options{Namespaces: []string{"a"}, LabelSelector: "team=red"})
+	r := startSource(t, cfg, kube.WithNamespaces("a"), kube.WithLabelSelector("team=red"))
 	got := keysOf(entitiesOf(r.hub.Snapshot()))
 	want := []string{"broker eventing.knative.dev/Broker/a/orders", "eventtype eventing.knative.dev/EventType/a/created"}
 	if !slices.Equal(got, want) {
@@ -61,7 +61,7 @@ func TestSourceCRDInstalledAfterStart(t *testing.T) {
 	cfg := testkube.Start(t)
 	c := newCluster(t, cfg)
 	c.mustApply(eventType("shop", "tick", "dev.example.widget.tick", "none", ""))
-	r := startSource(t, cfg, kube.Options{})
+	r := startSource(t, cfg)
 	r.takeChanges()
 
 	crd := map[string]any{

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -19,6 +20,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
@@ -29,10 +31,7 @@ type Sink struct {
 	encoder    *codec.Encoder
 	client     *http.Client
 	ownsClient bool
-	structured bool
-	overrides  map[string]string
-	backoff    Backoff
-	sleep      func(context.Context, time.Duration) error
+	options
 }
 
 var _ transports.Publisher = (*Sink)(nil)
@@ -41,117 +40,142 @@ var _ transports.Publisher = (*Sink)(nil)
 // ("full jitter"), unless the sink's Retry-After asks for longer (up to Max).
 type Backoff struct{ Base, Max time.Duration }
 
-// ErrInvalidOption wraps every rejected option.
-var ErrInvalidOption = errors.New("invalid option")
+type options struct {
+	structured bool
+	client     *http.Client // injected; nil: the sink's own
+	timeout    time.Duration
+	caPEM      []byte
+	overrides  map[string]string
+	backoff    Backoff
+	sleep      func(context.Context, time.Duration) error
+}
 
 // Option configures a Sink.
-type Option func(*Sink) error
+type Option = option.Func[options]
 
 // WithStructured sends structured-mode events (one JSON document) instead of binary mode.
-func WithStructured() Option { return func(s *Sink) error { s.structured = true; return nil } }
+func WithStructured() Option { return func(o *options) error { o.structured = true; return nil } }
 
-// WithHTTPClient sends through c, which the Sink will not close.
+// WithHTTPClient sends through c, which the Sink neither changes nor closes.
 func WithHTTPClient(c *http.Client) Option {
-	return func(s *Sink) error {
+	return func(o *options) error {
 		if c == nil {
-			return fmt.Errorf("%w: http client is nil", ErrInvalidOption)
+			return option.Invalid("http client", "nil")
 		}
-		s.client, s.ownsClient = c, false
+		o.client = c
 		return nil
 	}
 }
 
-// WithTimeout bounds each request (default 10s).
+// WithTimeout bounds each request, whichever client sends it.
 func WithTimeout(d time.Duration) Option {
-	return func(s *Sink) error {
+	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: timeout %v: want > 0", ErrInvalidOption, d)
+			return option.Invalid("timeout", "%v: want > 0", d)
 		}
-		s.client.Timeout = d
+		o.timeout = d
 		return nil
 	}
 }
 
-// WithCACertificates trusts the PEM certificates in pem (in addition to the system's).
+// WithCACertificates trusts the PEM certificates in pem (in addition to the system's). It needs
+// the sink's own client (not WithHTTPClient).
 func WithCACertificates(pem []byte) Option {
-	return func(s *Sink) error {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
+	return func(o *options) error {
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return option.Invalid("CA certificates", "no PEM certificate found")
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%w: CA certificates: no PEM certificate found", ErrInvalidOption)
-		}
-		t, ok := s.client.Transport.(*http.Transport)
-		if !ok {
-			return fmt.Errorf("%w: CA certificates need the sink's own transport", ErrInvalidOption)
-		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		o.caPEM = pem
 		return nil
 	}
 }
 
 // WithOverrides parses K_CE_OVERRIDES ({"extensions": {"name": "value"}}) and sets those
-// extensions on every event. The mesh's own extensions cannot be overridden.
+// extensions on every event. The mesh's own extensions cannot be overridden, in any spelling.
 func WithOverrides(kCEOverrides string) Option {
-	return func(s *Sink) error {
+	return func(o *options) error {
 		if kCEOverrides == "" {
 			return nil
 		}
-		var o struct {
+		var v struct {
 			Extensions map[string]string `json:"extensions"`
 		}
-		if err := json.Unmarshal([]byte(kCEOverrides), &o); err != nil {
-			return fmt.Errorf("%w: K_CE_OVERRIDES: %w", ErrInvalidOption, err)
+		if err := json.Unmarshal([]byte(kCEOverrides), &v); err != nil {
+			return option.Invalid("K_CE_OVERRIDES", "%v", err)
 		}
-		for name := range o.Extensions {
-			if name == mesh.ExtensionEpoch || name == mesh.ExtensionSequence {
-				return fmt.Errorf("%w: K_CE_OVERRIDES: extension %q belongs to the mesh contract", ErrInvalidOption, name)
+		for name := range v.Extensions {
+			if n := strings.ToLower(name); n == mesh.ExtensionEpoch || n == mesh.ExtensionSequence {
+				return option.Invalid("K_CE_OVERRIDES", "extension %q belongs to the mesh contract", name)
 			}
 			probe := event.New()
 			if err := probe.Context.SetExtension(name, "x"); err != nil {
-				return fmt.Errorf("%w: K_CE_OVERRIDES: extension %q: %w", ErrInvalidOption, name, err)
+				return option.Invalid("K_CE_OVERRIDES", "extension %q: %v", name, err)
 			}
 		}
-		s.overrides = o.Extensions
+		o.overrides = v.Extensions
 		return nil
 	}
 }
 
-// WithBackoff sets the retry backoff (default Base 100ms, Max 30s).
+// WithBackoff sets the retry backoff.
 func WithBackoff(b Backoff) Option {
-	return func(s *Sink) error {
+	return func(o *options) error {
 		if b.Base <= 0 || b.Max < b.Base {
-			return fmt.Errorf("%w: backoff %+v: want 0 < Base <= Max", ErrInvalidOption, b)
+			return option.Invalid("backoff", "%+v: want 0 < Base <= Max", b)
 		}
-		s.backoff = b
+		o.backoff = b
 		return nil
 	}
 }
 
 // WithSleep replaces how the sink waits between retries (tests record the waits).
 func WithSleep(sleep func(context.Context, time.Duration) error) Option {
-	return func(s *Sink) error { s.sleep = sleep; return nil }
+	return func(o *options) error {
+		if sleep == nil {
+			return option.Invalid("sleep", "nil")
+		}
+		o.sleep = sleep
+		return nil
+	}
 }
 
+// Defaults of a Sink.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultBackoffBase = 100 * time.Millisecond
+	DefaultBackoffMax  = 30 * time.Second
+)
+
 // New returns a sink for target, an absolute http(s) URL.
-// Defaults: binary mode, its own http.Transport (keep-alive, 16 idle connections per host),
-// 10s request timeout, backoff 100ms..30s, no overrides.
+// Defaults: binary mode; its own http.Transport (keep-alive, 16 idle connections per host);
+// DefaultTimeout per request; backoff DefaultBackoffBase..DefaultBackoffMax; no overrides.
 func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: sink %q: want an absolute http(s) URL", ErrInvalidOption, target)
+		return nil, option.Invalid("sink", "%q: want an absolute http(s) URL", target)
+	}
+	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	s := &Sink{target: target, encoder: enc, client: o.client, options: o}
+	if s.client != nil {
+		if o.caPEM != nil {
+			return nil, option.Invalid("CA certificates", "they need the sink's own client, not WithHTTPClient")
+		}
+		return s, nil
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 16
-	s := &Sink{target: target, encoder: enc, ownsClient: true,
-		client:  &http.Client{Transport: transport, Timeout: 10 * time.Second},
-		backoff: Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second}, sleep: sleepCtx}
-	for _, o := range opts {
-		if err := o(s); err != nil {
-			return nil, err
+	if o.caPEM != nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
 		}
+		pool.AppendCertsFromPEM(o.caPEM)
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	s.client, s.ownsClient = &http.Client{Transport: transport}, true
 	return s, nil
 }
 
@@ -196,6 +220,8 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 }
 
 func (s *Sink) sendOnce(ctx context.Context, ev *event.Event) (status int, retryAfter time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.target, nil)
 	if err != nil {
 		return 0, 0, err

@@ -20,6 +20,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
@@ -163,12 +164,12 @@ func TestStructuredModeAndOverrides(t *testing.T) {
 		t.Errorf("structured mode content type %q", ct)
 	}
 	for _, bad := range []string{`{"extensions":{"meshseq":"1"}}`, `{"extensions":{"Bad-Name":"x"}}`, `{not json`} {
-		if _, err := New(srv.URL, encoder(t), WithOverrides(bad)); !errors.Is(err, ErrInvalidOption) {
-			t.Errorf("overrides %s: %v, want ErrInvalidOption", bad, err)
+		if _, err := New(srv.URL, encoder(t), WithOverrides(bad)); !errors.Is(err, option.ErrInvalid) {
+			t.Errorf("overrides %s: %v, want option.ErrInvalid", bad, err)
 		}
 	}
 	for _, bad := range []string{"", "ftp://x", "/relative", "http://"} {
-		if _, err := New(bad, encoder(t)); !errors.Is(err, ErrInvalidOption) {
+		if _, err := New(bad, encoder(t)); !errors.Is(err, option.ErrInvalid) {
 			t.Errorf("target %q accepted", bad)
 		}
 	}
@@ -199,7 +200,56 @@ func TestTLSWithCustomCA(t *testing.T) {
 	if len(rs.accepted) != 2 {
 		t.Fatalf("accepted %v", rs.accepted)
 	}
-	if _, err := New(srv.URL, encoder(t), WithCACertificates([]byte("nope"))); !errors.Is(err, ErrInvalidOption) {
+	if _, err := New(srv.URL, encoder(t), WithCACertificates([]byte("nope"))); !errors.Is(err, option.ErrInvalid) {
 		t.Errorf("bad PEM: %v", err)
+	}
+}
+
+// Options write into the sink's settings, so their order never matters, and an injected
+// client is used as it is: the request timeout bounds each request without changing it.
+func TestOptionOrderAndInjectedClient(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer hanging.Close()
+	defer close(release)
+	stop := errors.New("no retry")
+	noRetry := WithSleep(func(context.Context, time.Duration) error { return stop })
+	for name, order := range map[string]func(c *http.Client) []Option{
+		"client first": func(c *http.Client) []Option {
+			return []Option{WithHTTPClient(c), WithTimeout(50 * time.Millisecond), noRetry}
+		},
+		"timeout first": func(c *http.Client) []Option {
+			return []Option{WithTimeout(50 * time.Millisecond), WithHTTPClient(c), noRetry}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			transport := &http.Transport{}
+			client := &http.Client{Transport: transport}
+			s, err := New(hanging.URL, encoder(t), order(client)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Publish(context.Background(), changes(1, 1)) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, stop) {
+					t.Fatalf("publish: %v, want the timed-out request retried (and the retry refused)", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the timeout did not bound the request")
+			}
+			if client.Timeout != 0 || client.Transport != transport || client.Jar != nil || client.CheckRedirect != nil {
+				t.Fatal("the injected client was changed")
+			}
+		})
+	}
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw})
+	if _, err := New(tlsSrv.URL, encoder(t), WithHTTPClient(http.DefaultClient), WithCACertificates(caPEM)); !errors.Is(err, option.ErrInvalid) {
+		t.Errorf("CA certificates with an injected client: %v, want ErrInvalid", err)
 	}
 }

@@ -24,7 +24,7 @@ func BenchmarkPublish(b *testing.B) {
 	enc, _ := codec.NewEncoder("")
 	prefix := fmt.Sprintf("bench/%d", time.Now().UnixNano())
 	b.Run("mode=transport", func(b *testing.B) {
-		p, err := mqtt.Dial(mqtt.Config{URL: broker.URL, TopicPrefix: prefix, ClientID: prefix + "-t"}, enc, nil)
+		p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID(prefix+"-t"))
 		if err != nil {
 			b.Fatal(err)
 		}

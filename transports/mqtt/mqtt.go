@@ -1,14 +1,14 @@
 package mqtt
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
+	"math"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
@@ -25,25 +26,98 @@ import (
 // DefaultTopicPrefix is where events go unless configured otherwise.
 const DefaultTopicPrefix = "knative/eventmesh"
 
-// Config says how to reach the broker.
-type Config struct {
-	// URL is mqtt://host:port, or mqtts:// / tls:// for TLS; user:password@ in the URL is used
-	// when Username is empty.
-	URL      string
-	ClientID string // default "event-mesh-broadcaster"
-	Username string
-	Password string
-	TLS      *tls.Config
-	// TopicPrefix defaults to DefaultTopicPrefix.
-	TopicPrefix string
-	// SessionExpiry keeps the session (and unacknowledged messages) across reconnects (default 1h).
-	SessionExpiry time.Duration
-	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set, and the
-	// broker comes back without our session (it restarted and may have lost its retained
-	// messages), every entity's latest event is published retained again; and Reconcile
-	// clears the retained messages of entities that no longer exist (deleted while no
-	// broadcaster published).
-	Latest func() []mesh.Change
+type options struct {
+	clientID           string
+	username, password string
+	tls                *tls.Config
+	topicPrefix        string
+	sessionExpiry      time.Duration
+	latest             func() []mesh.Change
+	log                *slog.Logger
+}
+
+// Option configures a Publisher.
+type Option = option.Func[options]
+
+// Defaults of a Publisher.
+const (
+	DefaultClientID      = "event-mesh-broadcaster"
+	DefaultSessionExpiry = time.Hour
+)
+
+// WithClientID sets the MQTT client id.
+func WithClientID(id string) Option {
+	return func(o *options) error {
+		if id == "" {
+			return option.Invalid("mqtt client id", "empty")
+		}
+		o.clientID = id
+		return nil
+	}
+}
+
+// WithCredentials logs in with username and password (instead of those in the URL).
+func WithCredentials(username, password string) Option {
+	return func(o *options) error {
+		if username == "" {
+			return option.Invalid("mqtt username", "empty")
+		}
+		o.username, o.password = username, password
+		return nil
+	}
+}
+
+// WithTLS sets the TLS configuration of mqtts:// and tls:// URLs.
+func WithTLS(c *tls.Config) Option {
+	return func(o *options) error {
+		if c == nil {
+			return option.Invalid("mqtt tls", "nil")
+		}
+		o.tls = c
+		return nil
+	}
+}
+
+// WithTopicPrefix puts the entities' topics under prefix.
+func WithTopicPrefix(prefix string) Option {
+	return func(o *options) error {
+		prefix = strings.TrimSuffix(prefix, "/")
+		if prefix == "" || strings.ContainsAny(prefix, "#+") {
+			return option.Invalid("mqtt topic prefix", "%q: want a topic without wildcards", prefix)
+		}
+		o.topicPrefix = prefix
+		return nil
+	}
+}
+
+// WithSessionExpiry keeps the session (and unacknowledged messages) across reconnects for d.
+func WithSessionExpiry(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 || d/time.Second > math.MaxUint32 {
+			return option.Invalid("mqtt session expiry", "%v: want 1s to 136 years", d)
+		}
+		o.sessionExpiry = d
+		return nil
+	}
+}
+
+// WithLatest gives the latest change of every entity (mesh/hub's snapshot). With it, when the
+// broker comes back without our session (it restarted and may have lost its retained
+// messages), every entity's latest event is published retained again; and Reconcile clears
+// the retained messages of entities that no longer exist.
+func WithLatest(latest func() []mesh.Change) Option {
+	return func(o *options) error {
+		if latest == nil {
+			return option.Invalid("latest", "nil")
+		}
+		o.latest = latest
+		return nil
+	}
+}
+
+// WithLogger logs connections, retries, republishing and reconciling.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
 // Publisher publishes to one broker.
@@ -63,12 +137,18 @@ type Publisher struct {
 
 var _ transports.Reconciler = (*Publisher)(nil)
 
-// Dial starts connecting to the broker (in the background: Publish waits for the connection)
-// and returns the publisher, which owns the connection.
-func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) {
-	u, err := url.Parse(cfg.URL)
+// New starts connecting to the broker at url (mqtt://host:port, or mqtts:// / tls:// for TLS;
+// user:password@ in the URL logs in unless WithCredentials does) in the background: Publish
+// waits for the connection. The Publisher owns the connection.
+// Defaults: DefaultTopicPrefix, DefaultClientID, DefaultSessionExpiry, no logging.
+func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
+	o := options{clientID: DefaultClientID, topicPrefix: DefaultTopicPrefix, sessionExpiry: DefaultSessionExpiry, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	u, err := neturl.Parse(url)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("mqtt url %q: want mqtt://host:port", cfg.URL)
+		return nil, option.Invalid("mqtt", "%q: want mqtt://host:port", url)
 	}
 	switch u.Scheme {
 	case "mqtt", "tcp":
@@ -76,40 +156,30 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 	case "mqtts", "tls", "ssl":
 		u.Scheme = "tls"
 	default:
-		return nil, fmt.Errorf("mqtt url %q: scheme must be mqtt, mqtts or tls", cfg.URL)
+		return nil, option.Invalid("mqtt", "%q: the scheme must be mqtt, mqtts or tls", url)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	prefix := strings.TrimSuffix(cmp.Or(cfg.TopicPrefix, DefaultTopicPrefix), "/")
-	if strings.ContainsAny(prefix, "#+") {
-		return nil, fmt.Errorf("mqtt topic prefix %q: wildcards are not allowed", prefix)
-	}
-	username, password := cfg.Username, cfg.Password
+	username, password := o.username, o.password
 	if username == "" && u.User != nil {
 		username = u.User.Username()
 		password, _ = u.User.Password()
 	}
 	u.User = nil
-	expiry := cfg.SessionExpiry
-	if expiry == 0 {
-		expiry = time.Hour
-	}
-	p := &Publisher{prefix: prefix, enc: enc, log: log.With("transport", "mqtt", "broker", u.Host),
-		republish: make(chan struct{}, 1), latest: cfg.Latest}
+	prefix := o.topicPrefix
+	p := &Publisher{prefix: prefix, enc: enc, log: o.log.With("transport", "mqtt", "broker", u.Host),
+		republish: make(chan struct{}, 1), latest: o.latest}
 	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        cfg.TLS,
+		ServerUrls:                    []*neturl.URL{u},
+		TlsCfg:                        o.tls,
 		KeepAlive:                     20,
 		CleanStartOnInitialConnection: true,
-		SessionExpiryInterval:         uint32(expiry / time.Second),
+		SessionExpiryInterval:         uint32(o.sessionExpiry / time.Second),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := connections.Add(1)
 			p.log.Info("mqtt connected", "sessionPresent", ack.SessionPresent)
-			if n > 1 && !ack.SessionPresent && cfg.Latest != nil {
+			if n > 1 && !ack.SessionPresent && o.latest != nil {
 				select {
 				case p.republish <- struct{}{}:
 				default:
@@ -117,7 +187,7 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 			}
 		},
 		OnConnectError: func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
-		ClientConfig: paho.ClientConfig{ClientID: cmp.Or(cfg.ClientID, "event-mesh-broadcaster"),
+		ClientConfig: paho.ClientConfig{ClientID: o.clientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){p.received}},
 	}
 	if username != "" {
@@ -130,9 +200,9 @@ func Dial(cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) 
 		return nil, fmt.Errorf("mqtt %s: %w", u.Host, err)
 	}
 	p.cm, p.cancel = cm, cancel
-	if cfg.Latest != nil {
+	if o.latest != nil {
 		p.done.Add(1)
-		go p.republishLoop(ctx, cfg.Latest)
+		go p.republishLoop(ctx, o.latest)
 	}
 	return p, nil
 }

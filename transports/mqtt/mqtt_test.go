@@ -108,7 +108,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func dial(t *testing.T, brokerURL, prefix string) *mqtt.Publisher {
 	t.Helper()
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.Dial(mqtt.Config{URL: brokerURL, TopicPrefix: prefix, ClientID: "pub-" + prefix}, enc, nil)
+	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 		return out
 	}
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.Dial(mqtt.Config{URL: broker.URL, TopicPrefix: prefix, ClientID: "pub", Latest: latest}, enc, nil)
+	p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub"), mqtt.WithLatest(latest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestCredentials(t *testing.T) {
 		{"right", "mqtt://mesh:s3cret@" + host, true},
 		{"wrong password", "mqtt://mesh:nope@" + host, false},
 	} {
-		p, err := mqtt.Dial(mqtt.Config{URL: tt.url, ClientID: "cred-" + tt.name}, enc, nil)
+		p, err := mqtt.New(tt.url, enc, mqtt.WithClientID("cred-"+tt.name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +271,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 		return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
 			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
 	}
-	old, err := mqtt.Dial(mqtt.Config{URL: brokerURL, TopicPrefix: prefix, ClientID: "old-" + prefix}, enc, nil)
+	old, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("old-"+prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,8 +282,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 
 	// The new publisher's mesh has no "ghost": it was deleted while nobody published.
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
-	p, err := mqtt.Dial(mqtt.Config{URL: brokerURL, TopicPrefix: prefix, ClientID: "new-" + prefix,
-		Latest: func() []mesh.Change { return opening }}, enc, nil)
+	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("new-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,7 +23,7 @@ func BenchmarkPublish(b *testing.B) {
 	enc, _ := codec.NewEncoder("")
 	b.Run("mode=transport", func(b *testing.B) {
 		n := unique()
-		p, err := natspub.Dial(context.Background(), natspub.Config{URL: srv.URL, SubjectPrefix: n.prefix, Stream: n.stream, Bucket: n.bucket}, enc, nil)
+		p, err := natspub.Dial(context.Background(), srv.URL, enc, natspub.WithSubjectPrefix(n.prefix), natspub.WithStream(n.stream), natspub.WithBucket(n.bucket))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -33,7 +34,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("mode=raw", func(b *testing.B) {
 		n := unique()
 		// The transport creates the stream and bucket; the raw client then uses them directly.
-		setup, err := natspub.Dial(context.Background(), natspub.Config{URL: srv.URL, SubjectPrefix: n.prefix, Stream: n.stream, Bucket: n.bucket}, enc, nil)
+		setup, err := natspub.Dial(context.Background(), srv.URL, enc, natspub.WithSubjectPrefix(n.prefix), natspub.WithStream(n.stream), natspub.WithBucket(n.bucket))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,6 +89,8 @@ func cleanUp(url string, n names) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	js.DeleteStream(context.Background(), n.stream)
-	js.DeleteKeyValue(context.Background(), n.bucket)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js.DeleteStream(ctx, n.stream)
+	js.DeleteKeyValue(ctx, n.bucket)
 }

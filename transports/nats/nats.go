@@ -1,12 +1,13 @@
 package nats
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
@@ -26,21 +28,116 @@ const (
 	DefaultBucket        = "eventmesh"
 )
 
-// Config says where and how to publish.
-type Config struct {
-	URL string // nats://host:4222 (user:password@ or a token in the URL work)
-	// CoreOnly publishes plain NATS messages: no stream, no KV bucket.
-	CoreOnly      bool
-	SubjectPrefix string        // default DefaultSubjectPrefix
-	Stream        string        // default DefaultStream
-	Bucket        string        // default DefaultBucket
-	MaxAge        time.Duration // how long the stream keeps events (default 24h)
-	CredsFile     string        // NATS credentials (JWT + nkey)
-	TLS           *tls.Config
-	// Latest lists the latest change of every entity (mesh/hub's snapshot). When set,
-	// Reconcile deletes the KV entries of entities that no longer exist (deleted while no
-	// broadcaster published).
-	Latest func() []mesh.Change
+type options struct {
+	coreOnly       bool
+	subjectPrefix  string
+	stream, bucket string
+	maxAge         time.Duration
+	credsFile      string
+	tls            *tls.Config
+	latest         func() []mesh.Change
+	log            *slog.Logger
+}
+
+// Option configures a Publisher.
+type Option = option.Func[options]
+
+// DefaultMaxAge is how long the stream keeps events.
+const DefaultMaxAge = 24 * time.Hour
+
+// WithCoreOnly publishes plain NATS messages: no stream, no KV bucket.
+func WithCoreOnly() Option { return func(o *options) error { o.coreOnly = true; return nil } }
+
+// WithSubjectPrefix puts the entities' subjects under prefix.
+func WithSubjectPrefix(prefix string) Option {
+	return func(o *options) error {
+		if prefix == "" || strings.ContainsAny(prefix, "*> \t") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
+			return option.Invalid("nats subject prefix", "%q: want dot-separated tokens without wildcards", prefix)
+		}
+		o.subjectPrefix = prefix
+		return nil
+	}
+}
+
+// WithStream names the JetStream stream.
+func WithStream(name string) Option {
+	return func(o *options) error {
+		if name == "" || strings.ContainsAny(name, ".*> \t/\\") {
+			return option.Invalid("nats stream", "%q: want a name without dots, wildcards, spaces or slashes", name)
+		}
+		o.stream = name
+		return nil
+	}
+}
+
+// WithBucket names the KV bucket.
+func WithBucket(name string) Option {
+	return func(o *options) error {
+		if !validBucket(name) {
+			return option.Invalid("nats kv bucket", "%q: want letters, digits, - and _", name)
+		}
+		o.bucket = name
+		return nil
+	}
+}
+
+func validBucket(name string) bool {
+	for _, c := range name {
+		if !(c == '-' || c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// WithMaxAge sets how long the stream keeps events.
+func WithMaxAge(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return option.Invalid("nats max age", "%v: want > 0", d)
+		}
+		o.maxAge = d
+		return nil
+	}
+}
+
+// WithCredsFile logs in with a NATS credentials file (JWT and NKey seed).
+func WithCredsFile(path string) Option {
+	return func(o *options) error {
+		if _, err := os.Stat(path); err != nil {
+			return option.Invalid("nats creds", "%v", err)
+		}
+		o.credsFile = path
+		return nil
+	}
+}
+
+// WithTLS sets the client TLS configuration (for tls:// URLs, or servers that require TLS).
+func WithTLS(c *tls.Config) Option {
+	return func(o *options) error {
+		if c == nil {
+			return option.Invalid("nats tls", "nil")
+		}
+		o.tls = c
+		return nil
+	}
+}
+
+// WithLatest gives the latest change of every entity (mesh/hub's snapshot); with it,
+// Reconcile deletes the KV entries of entities that no longer exist.
+func WithLatest(latest func() []mesh.Change) Option {
+	return func(o *options) error {
+		if latest == nil {
+			return option.Invalid("latest", "nil")
+		}
+		o.latest = latest
+		return nil
+	}
+}
+
+// WithLogger logs connections, retries and reconciling.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
 // Publisher publishes to one NATS server or cluster.
@@ -58,18 +155,21 @@ type Publisher struct {
 
 var _ transports.Reconciler = (*Publisher)(nil)
 
-// Dial connects (reconnecting forever afterwards) and, unless CoreOnly, creates or updates the
-// stream and the KV bucket. The Publisher owns the connection.
-func Dial(ctx context.Context, cfg Config, enc *codec.Encoder, log *slog.Logger) (*Publisher, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Dial connects to url (nats://host:4222 or tls://; user:password@ or a token in the URL
+// work), reconnecting forever afterwards, and unless WithCoreOnly creates or updates the stream
+// and the KV bucket within ctx. The Publisher owns the connection.
+// Defaults: DefaultSubjectPrefix, DefaultStream, DefaultBucket, DefaultMaxAge, no logging.
+func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
+	o := options{subjectPrefix: DefaultSubjectPrefix, stream: DefaultStream, bucket: DefaultBucket,
+		maxAge: DefaultMaxAge, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
-	prefix := cmp.Or(cfg.SubjectPrefix, DefaultSubjectPrefix)
-	if strings.ContainsAny(prefix, "*> \t") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
-		return nil, fmt.Errorf("nats subject prefix %q: want dot-separated tokens without wildcards", prefix)
+	if u, err := neturl.Parse(url); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+		return nil, option.Invalid("nats", "%q: want nats://host:port or tls://host:port", url)
 	}
-	p := &Publisher{prefix: prefix, enc: enc, latest: cfg.Latest, log: log.With("transport", "nats")}
-	opts := []nats.Option{
+	p := &Publisher{prefix: o.subjectPrefix, enc: enc, latest: o.latest, log: o.log.With("transport", "nats")}
+	natsOpts := []nats.Option{
 		nats.Name("event-mesh-broadcaster"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
@@ -77,34 +177,33 @@ func Dial(ctx context.Context, cfg Config, enc *codec.Encoder, log *slog.Logger)
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { p.log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
 	}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	if o.credsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(o.credsFile))
 	}
-	if cfg.TLS != nil {
-		opts = append(opts, nats.Secure(cfg.TLS))
+	if o.tls != nil {
+		natsOpts = append(natsOpts, nats.Secure(o.tls))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("nats %s: %w", url, err)
 	}
 	p.nc = nc
-	if cfg.CoreOnly {
+	if o.coreOnly {
 		return p, nil
 	}
-	if err := p.setUpJetStream(ctx, cfg); err != nil {
+	if err := p.setUpJetStream(ctx, o); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
+func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
 	js, err := jetstream.New(p.nc)
 	if err != nil {
 		return fmt.Errorf("nats jetstream: %w", err)
 	}
-	stream := cmp.Or(cfg.Stream, DefaultStream)
-	maxAge := cmp.Or(cfg.MaxAge, 24*time.Hour)
+	stream, maxAge := o.stream, o.maxAge
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: stream, Subjects: []string{p.prefix + ".>"}, Storage: jetstream.FileStorage,
 		MaxAge: maxAge, Duplicates: 2 * time.Minute,
@@ -112,7 +211,7 @@ func (p *Publisher) setUpJetStream(ctx context.Context, cfg Config) error {
 	}); err != nil {
 		return fmt.Errorf("nats stream %s: %w", stream, err)
 	}
-	bucket := cmp.Or(cfg.Bucket, DefaultBucket)
+	bucket := o.bucket
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, History: 1, Storage: jetstream.FileStorage,
 		Description: "latest mesh-delta event of each entity",

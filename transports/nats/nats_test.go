@@ -76,37 +76,24 @@ func unique() names {
 	return names{fmt.Sprintf("test.n%d.mesh", n), fmt.Sprintf("TEST_%d", n), fmt.Sprintf("test_%d", n)}
 }
 
-func dial(t *testing.T, url string, n names, coreOnly bool) *natspub.Publisher {
+// dial dials url with the names of n (and opts), and removes the stream and bucket afterwards,
+// so a shared server is left as it was.
+func dial(t *testing.T, url string, n names, coreOnly bool, opts ...natspub.Option) *natspub.Publisher {
 	t.Helper()
-	return dialWith(t, url, n, natspub.Config{CoreOnly: coreOnly})
-}
-
-// dialWith dials with cfg, its URL and names filled in from url and n.
-func dialWith(t *testing.T, url string, n names, cfg natspub.Config) *natspub.Publisher {
-	t.Helper()
-	coreOnly := cfg.CoreOnly
-	cfg.URL, cfg.SubjectPrefix, cfg.Stream, cfg.Bucket = url, n.prefix, n.stream, n.bucket
+	opts = append([]natspub.Option{natspub.WithSubjectPrefix(n.prefix), natspub.WithStream(n.stream), natspub.WithBucket(n.bucket)}, opts...)
+	if coreOnly {
+		opts = append(opts, natspub.WithCoreOnly())
+	}
 	enc, _ := codec.NewEncoder("")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := natspub.Dial(ctx, cfg, enc, nil)
+	p, err := natspub.Dial(ctx, url, enc, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
 	if !coreOnly {
-		t.Cleanup(func() { // leave a shared server as it was
-			nc, err := nats.Connect(url)
-			if err != nil {
-				return
-			}
-			defer nc.Close()
-			js, _ := jetstream.New(nc)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			js.DeleteStream(ctx, n.stream)
-			js.DeleteKeyValue(ctx, n.bucket)
-		})
+		t.Cleanup(func() { cleanUp(url, n) })
 	}
 	return p
 }
@@ -312,7 +299,7 @@ func TestNewEpochDeletesKVGhosts(t *testing.T) {
 	}
 	publishAll(t, dial(t, srv.URL, n, false), []mesh.Change{broker("kept", "ep1", 1), broker("ghost", "ep1", 2)})
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
-	p := dialWith(t, srv.URL, n, natspub.Config{Latest: func() []mesh.Change { return opening }})
+	p := dial(t, srv.URL, n, false, natspub.WithLatest(func() []mesh.Change { return opening }))
 	publishAll(t, p, opening)
 	if err := p.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)

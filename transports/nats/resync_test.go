@@ -31,7 +31,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 	}
 	n := unique()
 	enc, _ := codec.NewEncoder("")
-	p, err := natspub.Dial(context.Background(), natspub.Config{URL: srv.URL, CoreOnly: true, SubjectPrefix: n.prefix}, enc, nil)
+	p, err := natspub.Dial(context.Background(), srv.URL, enc, natspub.WithCoreOnly(), natspub.WithSubjectPrefix(n.prefix))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
@@ -31,15 +32,41 @@ type Queue struct {
 	delivered, dropped, rejected atomic.Uint64
 }
 
-// New returns a queue of capacity changes in front of p. name labels logs.
-func New(name string, p transports.Publisher, capacity int, log *slog.Logger) (*Queue, error) {
-	if capacity < 1 {
-		return nil, fmt.Errorf("queue %s: capacity %d: want at least 1", name, capacity)
+type options struct {
+	capacity int
+	log      *slog.Logger
+}
+
+// Option configures a Queue.
+type Option = option.Func[options]
+
+// WithCapacity bounds the queue to n changes.
+func WithCapacity(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return option.Invalid("queue size", "%d: want at least 1", n)
+		}
+		o.capacity = n
+		return nil
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+}
+
+// WithLogger logs drops, rejections and failures.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// New returns a queue in front of p; name labels its logs. Defaults: DefaultCapacity, no
+// logging.
+func New(name string, p transports.Publisher, opts ...Option) (*Queue, error) {
+	o := options{capacity: DefaultCapacity, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, fmt.Errorf("queue %s: %w", name, err)
 	}
-	return &Queue{name: name, publisher: p, capacity: capacity, log: log, wake: make(chan struct{}, 1)}, nil
+	if p == nil {
+		return nil, option.Invalid("publisher", "queue %s: nil", name)
+	}
+	return &Queue{name: name, publisher: p, capacity: o.capacity, log: o.log, wake: make(chan struct{}, 1)}, nil
 }
 
 // Enqueue adds a batch without blocking; it is a mesh/hub Listener. On overflow the oldest

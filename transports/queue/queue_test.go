@@ -63,8 +63,8 @@ func TestHangingSinkDoesNotStallOthers(t *testing.T) {
 	enc, _ := codec.NewEncoder("")
 	slowSink, _ := httpsink.New(hanging.URL, enc, httpsink.WithTimeout(time.Hour))
 	fastSink, _ := httpsink.New(fast.URL, enc)
-	slowQ, _ := queue.New("slow", slowSink, 50, nil)
-	fastQ, _ := queue.New("fast", fastSink, 2000, nil)
+	slowQ, _ := queue.New("slow", slowSink, queue.WithCapacity(50))
+	fastQ, _ := queue.New("fast", fastSink, queue.WithCapacity(2000))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, q := range []*queue.Queue{slowQ, fastQ} {
@@ -122,7 +122,7 @@ func TestFlushDeliversTheRest(t *testing.T) {
 	defer srv.Close()
 	enc, _ := codec.NewEncoder("")
 	sink, _ := httpsink.New(srv.URL, enc)
-	q, _ := queue.New("q", sink, 10, nil)
+	q, _ := queue.New("q", sink, queue.WithCapacity(10))
 	for seq := uint64(1); seq <= 5; seq++ {
 		q.Enqueue(hub.Batch{Changes: []mesh.Change{change(seq)}})
 	}
@@ -135,7 +135,7 @@ func TestFlushDeliversTheRest(t *testing.T) {
 	if d, _, _ := q.Stats(); d != 5 {
 		t.Fatalf("delivered %d", d)
 	}
-	if _, err := queue.New("bad", sink, 0, nil); err == nil {
+	if _, err := queue.New("bad", sink, queue.WithCapacity(0)); err == nil {
 		t.Error("capacity 0 accepted")
 	}
 }
@@ -189,7 +189,7 @@ func TestQueueReconcilesAfterAnOpeningBatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := &recorder{}
-			q, err := queue.New("q", r, tt.capacity, nil)
+			q, err := queue.New("q", r, queue.WithCapacity(tt.capacity))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,19 +18,21 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 // oneNamespace lets token "a" see namespace a, "all" everything, and nobody else in.
 type oneNamespace struct{}
 
-func (oneNamespace) Authorize(_ context.Context, token string, _ func() []string) (Access, error) {
+func (oneNamespace) Authorize(_ context.Context, token string, _ func() []string) (auth.Access, error) {
 	switch token {
 	case "a":
-		return Access{Subject: "a", Namespaces: map[string]bool{"a": true}}, nil
+		return auth.Access{Subject: "a", Namespaces: map[string]bool{"a": true}}, nil
 	case "all":
-		return Access{Subject: "all", All: true}, nil
+		return auth.Access{Subject: "all", All: true}, nil
 	}
-	return Access{}, ErrUnauthenticated
+	return auth.Access{}, auth.ErrUnauthenticated
 }
 
 func brokerIn(ns, name string) *unstructured.Unstructured {
@@ -43,10 +45,10 @@ func brokerIn(ns, name string) *unstructured.Unstructured {
 // and a replica following it ends up equal to its view of the mesh, resuming included.
 func TestWatchOfOneNamespace(t *testing.T) {
 	t.Parallel()
-	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
-	deltaLog, _ := NewLog("ep", 1000)
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
+	deltaLog, _ := NewLog("ep", WithLogCapacity(1000))
 	enc, _ := codec.NewEncoder("")
-	watchers, _ := NewWatchers(100, enc, nil)
+	watchers, _ := NewWatchers(enc, WithWatchBuffer(100))
 	h.Listen(deltaLog.Append)
 	h.Listen(watchers.Publish)
 	handler, err := New(h, WithAuthorizer(oneNamespace{}), WithDeltaLog(deltaLog, enc), WithWatch(watchers, time.Second))

@@ -21,15 +21,16 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // loadServer is a hub with n entities (Brokers with 10 EventTypes each, like a real mesh) behind
 // the real endpoints on a real HTTP server.
 func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
-	h := hub.New(engine.New("load"), func() bool { return true }, nil)
-	deltaLog, _ := NewLog("load", DefaultLogSize)
+	h := testkit.Must(hub.New(engine.New("load"), func() bool { return true }))
+	deltaLog, _ := NewLog("load", WithLogCapacity(DefaultLogSize))
 	enc, _ := codec.NewEncoder("")
-	watchers, _ := NewWatchers(4096, enc, nil)
+	watchers, _ := NewWatchers(enc, WithWatchBuffer(4096))
 	h.Listen(deltaLog.Append)
 	h.Listen(watchers.Publish)
 	handler, _ := New(h, WithDeltaLog(deltaLog, enc), WithWatch(watchers, 15*time.Second))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
@@ -30,12 +31,29 @@ var (
 	ErrAhead      = errors.New("ahead of the log")
 )
 
-// NewLog returns an empty log of capacity changes for epoch.
-func NewLog(epoch string, capacity int) (*Log, error) {
-	if capacity < 1 {
-		return nil, fmt.Errorf("delta log size %d: want at least 1", capacity)
+type logOptions struct{ capacity int }
+
+// LogOption configures a Log.
+type LogOption = option.Func[logOptions]
+
+// WithLogCapacity keeps the n most recent changes.
+func WithLogCapacity(n int) LogOption {
+	return func(o *logOptions) error {
+		if n < 1 {
+			return option.Invalid("delta log size", "%d: want at least 1", n)
+		}
+		o.capacity = n
+		return nil
 	}
-	return &Log{epoch: epoch, ring: make([]mesh.Change, capacity)}, nil
+}
+
+// NewLog returns an empty log for epoch. Defaults: DefaultLogSize changes.
+func NewLog(epoch string, opts ...LogOption) (*Log, error) {
+	o := logOptions{capacity: DefaultLogSize}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	return &Log{epoch: epoch, ring: make([]mesh.Change, o.capacity)}, nil
 }
 
 // Append adds a batch of changes; it is a mesh/hub Listener and does not block. A batch that

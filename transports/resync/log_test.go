@@ -23,7 +23,7 @@ func changes(from, to uint64) []mesh.Change {
 
 func TestLogSince(t *testing.T) {
 	t.Parallel()
-	l, err := NewLog("ep", 5)
+	l, err := NewLog("ep", WithLogCapacity(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestLogSince(t *testing.T) {
 			}
 		}
 	}
-	if _, err := NewLog("ep", 0); err == nil {
+	if _, err := NewLog("ep", WithLogCapacity(0)); err == nil {
 		t.Error("size 0 accepted")
 	}
 }
@@ -72,7 +72,7 @@ func TestLogSince(t *testing.T) {
 // A batch opening a new epoch (the hub restarted) empties the log and serves the new epoch only.
 func TestLogFollowsANewEpoch(t *testing.T) {
 	t.Parallel()
-	l, err := NewLog("ep", 5)
+	l, err := NewLog("ep", WithLogCapacity(5))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package resync
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,10 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 // Mesh is what the endpoints read: mesh/hub.Hub implements it.
@@ -29,20 +30,26 @@ type Mesh interface {
 
 // Handler serves the resync endpoints.
 type Handler struct {
-	mesh    Mesh
-	log     *slog.Logger
-	authz   Authorizer
-	mux     *http.ServeMux
-	deltas  *Log
-	encoder *codec.Encoder
-
-	watchers  *Watchers
-	heartbeat time.Duration
+	mesh Mesh
+	options
+	routes http.Handler
 
 	rendered   atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
 	renderMu   sync.Mutex                   // one render per new sequence, however many ask
 	namespaces atomic.Pointer[meshNamespaces]
 }
+
+type options struct {
+	log       *slog.Logger
+	authz     auth.Authorizer
+	deltas    *Log
+	encoder   *codec.Encoder
+	watchers  *Watchers
+	heartbeat time.Duration
+}
+
+// Option configures a Handler.
+type Option = option.Func[options]
 
 // meshNamespaces are the namespaces of one snapshot: what per-namespace access is checked on.
 type meshNamespaces struct {
@@ -73,145 +80,96 @@ func (m *renderedMesh) gzipBody() []byte {
 	return m.gzipped
 }
 
-// ErrInvalidOption wraps every rejected option.
-var ErrInvalidOption = errors.New("invalid option")
-
-// Option configures a Handler.
-type Option func(*Handler) error
-
-// WithStaticTokens requires callers to present one of tokens as a bearer token; each sees
-// the whole mesh.
-func WithStaticTokens(tokens []string) Option {
-	return func(h *Handler) error {
-		var st staticTokens
-		for i, t := range tokens {
-			if strings.TrimSpace(t) == "" {
-				return fmt.Errorf("%w: token %d is empty", ErrInvalidOption, i+1)
-			}
-			st = append(st, []byte(t))
-		}
-		if len(st) == 0 {
-			return fmt.Errorf("%w: no tokens", ErrInvalidOption)
-		}
-		return WithAuthorizer(st)(h)
-	}
-}
-
-// WithAuthorizer requires callers to present a bearer token that a accepts, and shows each
-// caller only what a allows.
-func WithAuthorizer(a Authorizer) Option {
-	return func(h *Handler) error {
+// WithAuthorizer requires callers of the /v1/ endpoints to present a bearer token that a
+// accepts, and shows each caller only what a allows (auth.Middleware).
+func WithAuthorizer(a auth.Authorizer) Option {
+	return func(o *options) error {
 		if a == nil {
-			return fmt.Errorf("%w: authorizer is nil", ErrInvalidOption)
+			return option.Invalid("authorizer", "nil")
 		}
-		h.authz = a
+		o.authz = a
 		return nil
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option {
-	return func(h *Handler) error {
-		if l == nil {
-			return fmt.Errorf("%w: logger is nil", ErrInvalidOption)
-		}
-		h.log = l
-		return nil
-	}
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
 // WithDeltaLog serves GET /v1/deltas from l, encoding events with enc.
 func WithDeltaLog(l *Log, enc *codec.Encoder) Option {
-	return func(h *Handler) error {
+	return func(o *options) error {
 		if l == nil || enc == nil {
-			return fmt.Errorf("%w: delta log and encoder are required", ErrInvalidOption)
+			return option.Invalid("delta log", "the log and an encoder are required")
 		}
-		h.deltas, h.encoder = l, enc
+		o.deltas, o.encoder = l, enc
 		return nil
 	}
 }
 
-// New returns the resync handler. Defaults: no tokens (open), slog.Default().
-func New(m Mesh, opts ...Option) (*Handler, error) {
-	h := &Handler{mesh: m, log: slog.Default(), mux: http.NewServeMux()}
-	for _, o := range opts {
-		if err := o(h); err != nil {
-			return nil, err
+// WithWatch serves GET /v1/watch from ws, sending a comment every heartbeat while idle. It
+// needs WithDeltaLog too (resumes are served from the log).
+func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
+	return func(o *options) error {
+		if ws == nil || heartbeat <= 0 {
+			return option.Invalid("watch", "watchers and a heartbeat > 0 are required")
 		}
+		o.watchers, o.heartbeat = ws, heartbeat
+		return nil
 	}
-	h.mux.HandleFunc("GET "+mesh.PathGetEventMesh, h.snapshot(false))
-	h.mux.HandleFunc("GET "+mesh.PathMesh, h.snapshot(true))
+}
+
+// New returns the resync handler: the /v1/ endpoints (behind auth.Middleware with
+// WithAuthorizer), and beside them /healthz and /readyz, which need no token.
+// Defaults: open endpoints, no logging, no /v1/deltas or /v1/watch.
+func New(m Mesh, opts ...Option) (*Handler, error) {
+	o := options{log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	if o.watchers != nil && o.deltas == nil {
+		return nil, option.Invalid("watch", "the watch endpoint needs WithDeltaLog too")
+	}
+	h := &Handler{mesh: m, options: o}
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET "+mesh.PathGetEventMesh, h.snapshot(false))
+	v1.HandleFunc("GET "+mesh.PathMesh, h.snapshot(true))
 	if h.deltas != nil {
-		h.mux.HandleFunc("GET "+mesh.PathDeltas, h.catchUp)
+		v1.HandleFunc("GET "+mesh.PathDeltas, h.catchUp)
 	}
 	if h.watchers != nil {
-		if h.encoder == nil {
-			return nil, fmt.Errorf("%w: the watch endpoint needs WithDeltaLog too", ErrInvalidOption)
-		}
-		h.mux.HandleFunc("GET "+mesh.PathWatch, h.watch)
+		v1.HandleFunc("GET "+mesh.PathWatch, h.watch)
 	}
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	h.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	var guarded http.Handler = v1
+	if h.authz != nil {
+		guard, err := auth.Middleware(h.authz, h, auth.WithLogger(h.log))
+		if err != nil {
+			return nil, err
+		}
+		guarded = guard(v1)
+	}
+	routes := http.NewServeMux()
+	routes.Handle("/v1/", guarded)
+	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !h.mesh.Ready() {
 			http.Error(w, "mesh not loaded yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	h.routes = routes
 	return h, nil
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.authz == nil || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	w.Header().Add("Vary", "Authorization")
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		unauthorized(w)
-		return
-	}
-	if !h.mesh.Ready() {
-		// Per-namespace access is checked against the mesh's namespaces: not known yet.
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "the mesh is still loading")
-		return
-	}
-	access, err := h.authz.Authorize(r.Context(), token, h.meshNamespaces)
-	switch {
-	case errors.Is(err, ErrUnauthenticated):
-		unauthorized(w)
-		return
-	case err != nil:
-		h.log.Error("cannot check a caller's token", "err", err, "remote", r.RemoteAddr)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "cannot check the token now")
-		return
-	case !access.All && len(access.Namespaces) == 0:
-		writeError(w, http.StatusForbidden, access.Subject+" may not list eventtypes in any namespace of the mesh")
-		return
-	}
-	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access)))
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
 
-func unauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)
-	writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
-}
+// Ready reports whether the mesh is loaded (auth.Mesh).
+func (h *Handler) Ready() bool { return h.mesh.Ready() }
 
-// accessOf is the caller's access (everything when the endpoints are open).
-func accessOf(r *http.Request) Access {
-	if a, ok := r.Context().Value(accessKey{}).(Access); ok {
-		return a
-	}
-	return Access{All: true}
-}
-
-type accessKey struct{}
-
-// meshNamespaces lists the current snapshot's namespaces, computed once per sequence.
-func (h *Handler) meshNamespaces() []string {
+// Namespaces lists the current snapshot's namespaces, computed once per sequence (auth.Mesh).
+func (h *Handler) Namespaces() []string {
 	snap := h.mesh.Snapshot()
 	if c := h.namespaces.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
 		return c.list
@@ -225,7 +183,7 @@ func (h *Handler) meshNamespaces() []string {
 // every change of the mesh; with other namespaces' changes cut out it would have gaps a
 // consumer cannot tell from losses. (GET /v1/watch marks such gaps with position events.)
 func requireAll(w http.ResponseWriter, r *http.Request) bool {
-	a := accessOf(r)
+	a := auth.FromRequest(r)
 	if !a.All {
 		writeError(w, http.StatusForbidden, a.Subject+" may list eventtypes in some namespaces only; "+
 			"GET /v1/deltas needs it cluster-wide. GET /v1/watch and GET /v1/mesh serve the namespaces allowed")
@@ -241,8 +199,8 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		snap := h.mesh.Snapshot()
-		access := accessOf(r)
-		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + access.tag() + `"`
+		access := auth.FromRequest(r)
+		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + access.Tag() + `"`
 		w.Header().Set("ETag", etag)
 		w.Header().Set(mesh.HeaderEpoch, snap.Epoch)
 		w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
@@ -289,7 +247,7 @@ func acceptsGzip(r *http.Request) bool {
 
 // renderFor returns the EventMesh JSON of snap as the caller may see it: the shared render
 // for whole views, one of its own for a partial view.
-func (h *Handler) renderFor(snap engine.Snapshot, a Access) *renderedMesh {
+func (h *Handler) renderFor(snap engine.Snapshot, a auth.Access) *renderedMesh {
 	if a.All {
 		return h.render(snap)
 	}

@@ -17,12 +17,14 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 func newServer(t *testing.T, opts ...Option) (*httptest.Server, *hub.Hub, *atomic.Bool) {
 	t.Helper()
 	var ready atomic.Bool
-	h := hub.New(engine.New("ep1"), ready.Load, nil)
+	h := testkit.Must(hub.New(engine.New("ep1"), ready.Load))
 	handler, err := New(h, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +89,11 @@ func TestSnapshotEndpoints(t *testing.T) {
 
 func TestStaticTokens(t *testing.T) {
 	t.Parallel()
-	srv, _, ready := newServer(t, WithStaticTokens([]string{"s3cret", "other"}))
+	tokens, err := auth.StaticTokens([]string{"s3cret", "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, ready := newServer(t, WithAuthorizer(tokens))
 	ready.Store(true)
 	tests := []struct {
 		token string
@@ -105,7 +111,7 @@ func TestStaticTokens(t *testing.T) {
 	if resp, _ := get(t, srv.URL+"/healthz", ""); resp.StatusCode != 200 {
 		t.Errorf("healthz needs no token, got %d", resp.StatusCode)
 	}
-	if _, err := New(nil, WithStaticTokens([]string{" "})); err == nil {
+	if _, err := auth.StaticTokens([]string{" "}); err == nil {
 		t.Error("blank token accepted")
 	}
 }
@@ -114,8 +120,8 @@ func TestDeltasAndETag(t *testing.T) {
 	t.Parallel()
 	var ready atomic.Bool
 	ready.Store(true)
-	h := hub.New(engine.New("ep1"), ready.Load, nil)
-	deltaLog, _ := NewLog("ep1", 3)
+	h := testkit.Must(hub.New(engine.New("ep1"), ready.Load))
+	deltaLog, _ := NewLog("ep1", WithLogCapacity(3))
 	h.Listen(deltaLog.Append)
 	enc, _ := codec.NewEncoder("")
 	handler, err := New(h, WithDeltaLog(deltaLog, enc))

@@ -17,13 +17,14 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // Snapshots taken while changes pour in are each consistent with exactly one sequence: they
 // equal the state replayed from the changes up to their Mesh-Sequence.
 func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 	t.Parallel()
-	h := hub.New(engine.New("ep"), func() bool { return true }, nil)
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
 	var mu sync.Mutex
 	var all []mesh.Change
 	h.Listen(func(batch hub.Batch) {

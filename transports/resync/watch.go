@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 // Watchers fans changes out to the GET /v1/watch connections. Each has its own bounded buffer:
@@ -50,16 +52,44 @@ type frame struct {
 	sse       []byte
 }
 
-// NewWatchers returns a fan-out whose watchers may each lag by buffer batches of changes;
-// each change is encoded once with enc, whatever the number of watchers.
-func NewWatchers(buffer int, enc *codec.Encoder, log *slog.Logger) (*Watchers, error) {
-	if buffer < 1 {
-		return nil, fmt.Errorf("watch buffer %d: want at least 1", buffer)
+type watchersOptions struct {
+	buffer int
+	log    *slog.Logger
+}
+
+// WatchersOption configures Watchers.
+type WatchersOption = option.Func[watchersOptions]
+
+// DefaultWatchBuffer is how many batches of changes a watcher may lag by before it is cut off.
+const DefaultWatchBuffer = 4096
+
+// WithWatchBuffer lets each watcher lag by n batches of changes before it is cut off.
+func WithWatchBuffer(n int) WatchersOption {
+	return func(o *watchersOptions) error {
+		if n < 1 {
+			return option.Invalid("watch buffer", "%d: want at least 1", n)
+		}
+		o.buffer = n
+		return nil
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+}
+
+// WithWatchLogger logs the changes that cannot be encoded.
+func WithWatchLogger(l *slog.Logger) WatchersOption {
+	return func(o *watchersOptions) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// NewWatchers returns the fan-out of GET /v1/watch; each change is encoded once with enc,
+// whatever the number of watchers. Defaults: DefaultWatchBuffer, no logging.
+func NewWatchers(enc *codec.Encoder, opts ...WatchersOption) (*Watchers, error) {
+	o := watchersOptions{buffer: DefaultWatchBuffer, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
-	return &Watchers{buffer: buffer, encoder: enc, log: log, conns: map[*watcher]struct{}{},
+	if enc == nil {
+		return nil, option.Invalid("encoder", "nil")
+	}
+	return &Watchers{buffer: o.buffer, encoder: enc, log: o.log, conns: map[*watcher]struct{}{},
 		closing: make(chan struct{})}, nil
 }
 
@@ -147,23 +177,12 @@ func (ws *Watchers) remove(w *watcher) {
 	ws.mu.Unlock()
 }
 
-// WithWatch serves GET /v1/watch from ws, sending a comment every heartbeat while idle.
-func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
-	return func(h *Handler) error {
-		if ws == nil || heartbeat <= 0 {
-			return fmt.Errorf("%w: watch needs watchers and a heartbeat > 0", ErrInvalidOption)
-		}
-		h.watchers, h.heartbeat = ws, heartbeat
-		return nil
-	}
-}
-
 // watch serves Server-Sent Events: first the snapshot (one `snapshot` event, unless a
 // Last-Event-ID can be resumed from the delta log), then one `delta` event per change with the
 // meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
-	access := accessOf(r)
+	access := auth.FromRequest(r)
 	if !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")

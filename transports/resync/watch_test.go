@@ -18,6 +18,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 type watchServer struct {
@@ -29,10 +30,10 @@ type watchServer struct {
 
 func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchServer {
 	t.Helper()
-	ws := &watchServer{hub: hub.New(engine.New("ep"), func() bool { return true }, nil)}
-	deltaLog, _ := NewLog("ep", 100000)
+	ws := &watchServer{hub: testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))}
+	deltaLog, _ := NewLog("ep", WithLogCapacity(100000))
 	enc, _ := codec.NewEncoder("")
-	ws.watchers, _ = NewWatchers(buffer, enc, nil)
+	ws.watchers, _ = NewWatchers(enc, WithWatchBuffer(buffer))
 	ws.hub.Listen(deltaLog.Append)
 	ws.hub.Listen(ws.watchers.Publish)
 	h, err := New(ws.hub, WithDeltaLog(deltaLog, enc), WithWatch(ws.watchers, heartbeat))

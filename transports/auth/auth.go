@@ -1,4 +1,4 @@
-package resync
+package auth
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"errors"
 	"slices"
 	"strings"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 )
 
 // Access is what one caller may see.
@@ -23,8 +25,8 @@ type Access struct {
 // Sees reports whether the caller may see the entities of namespace.
 func (a Access) Sees(namespace string) bool { return a.All || a.Namespaces[namespace] }
 
-// tag distinguishes the ETags of different partial views of one snapshot.
-func (a Access) tag() string {
+// Tag tells different partial views of one snapshot apart (in ETags); it is empty for All.
+func (a Access) Tag() string {
 	if a.All {
 		return ""
 	}
@@ -50,7 +52,21 @@ type Authorizer interface {
 	Authorize(ctx context.Context, token string, namespaces func() []string) (Access, error)
 }
 
-// staticTokens accepts a fixed list of tokens, each seeing everything (manifests mode).
+// StaticTokens accepts a fixed list of tokens, each seeing everything (manifests mode).
+func StaticTokens(tokens []string) (Authorizer, error) {
+	var st staticTokens
+	for i, t := range tokens {
+		if strings.TrimSpace(t) == "" {
+			return nil, option.Invalid("tokens", "token %d is empty", i+1)
+		}
+		st = append(st, []byte(t))
+	}
+	if len(st) == 0 {
+		return nil, option.Invalid("tokens", "none (that would leave the endpoints open)")
+	}
+	return st, nil
+}
+
 type staticTokens [][]byte
 
 func (st staticTokens) Authorize(_ context.Context, token string, _ func() []string) (Access, error) {

@@ -14,7 +14,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 // The review logic against a scripted API server (the real one is exercised in
@@ -43,7 +44,7 @@ func TestAuthorizeCachesBriefly(t *testing.T) {
 		return true, sar, nil
 	})
 	clock := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
-	a := New(client, Options{TTL: 10 * time.Second, Clock: clock})
+	a := testkit.Must(New(client, WithTTL(10*time.Second), WithClock(clock)))
 	ctx := context.Background()
 	namespaces := func() []string { return []string{"a", "b", "c"} }
 
@@ -54,8 +55,8 @@ func TestAuthorizeCachesBriefly(t *testing.T) {
 		wantNamespaces  []string
 		reviews, checks int32 // API calls this step makes
 	}{
-		{token: "mallory", wantErr: resync.ErrUnauthenticated, reviews: 1},
-		{token: "mallory", wantErr: resync.ErrUnauthenticated}, // negative answers are cached too
+		{token: "mallory", wantErr: auth.ErrUnauthenticated, reviews: 1},
+		{token: "mallory", wantErr: auth.ErrUnauthenticated}, // negative answers are cached too
 		{token: "alice", wantNamespaces: []string{"a"}, reviews: 1, checks: 4},
 		{token: "alice", wantNamespaces: []string{"a"}},
 		{token: "root", wantAll: true, reviews: 1, checks: 1},

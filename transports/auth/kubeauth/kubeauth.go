@@ -25,11 +25,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
-// Authorizer implements resync.Authorizer with TokenReview and SubjectAccessReview.
+// Authorizer implements auth.Authorizer with TokenReview and SubjectAccessReview.
 type Authorizer struct {
 	client    kubernetes.Interface
 	ttl       time.Duration
@@ -38,36 +39,73 @@ type Authorizer struct {
 	parallel  int
 }
 
-var _ resync.Authorizer = (*Authorizer)(nil)
+var _ auth.Authorizer = (*Authorizer)(nil)
 
-// Options tune an Authorizer; zero values take the defaults.
-type Options struct {
-	// TTL is how long a review's answer is reused (default 10s).
-	TTL time.Duration
-	// CacheSize bounds each cache (default 4096 entries).
-	CacheSize int
-	// Clock is for tests (default the real clock).
-	Clock clock.PassiveClock
+type options struct {
+	ttl       time.Duration
+	cacheSize int
+	clock     clock.PassiveClock
+}
+
+// Option configures an Authorizer.
+type Option = option.Func[options]
+
+// Defaults of an Authorizer.
+const (
+	DefaultTTL       = 10 * time.Second
+	DefaultCacheSize = 4096
+)
+
+// WithTTL sets how long a review's answer is reused.
+func WithTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return option.Invalid("review ttl", "%v: want > 0", d)
+		}
+		o.ttl = d
+		return nil
+	}
+}
+
+// WithCacheSize bounds each cache to n entries.
+func WithCacheSize(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return option.Invalid("review cache size", "%d: want at least 1", n)
+		}
+		o.cacheSize = n
+		return nil
+	}
+}
+
+// WithClock replaces the real clock (tests).
+func WithClock(c clock.PassiveClock) Option {
+	return func(o *options) error {
+		if c == nil {
+			return option.Invalid("clock", "nil")
+		}
+		o.clock = c
+		return nil
+	}
 }
 
 // New returns an Authorizer that asks the API server behind client.
-func New(client kubernetes.Interface, opts Options) *Authorizer {
-	if opts.TTL <= 0 {
-		opts.TTL = 10 * time.Second
+// Defaults: DefaultTTL, DefaultCacheSize entries per cache, the real clock.
+func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
+	o := options{ttl: DefaultTTL, cacheSize: DefaultCacheSize, clock: clock.RealClock{}}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
 	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = 4096
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
+	if client == nil {
+		return nil, option.Invalid("kubernetes client", "nil")
 	}
 	return &Authorizer{
 		client:    client,
-		ttl:       opts.TTL,
-		tokens:    cache.NewLRUExpireCacheWithClock(opts.CacheSize, opts.Clock),
-		decisions: cache.NewLRUExpireCacheWithClock(opts.CacheSize, opts.Clock),
+		ttl:       o.ttl,
+		tokens:    cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
+		decisions: cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
 		parallel:  8,
-	}
+	}, nil
 }
 
 // reviewed is a TokenReview's answer.
@@ -83,12 +121,12 @@ type decisionKey struct {
 
 // Authorize reviews token, then asks whether its bearer may list EventTypes cluster-wide and,
 // failing that, in each of namespaces.
-func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces func() []string) (resync.Access, error) {
+func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces func() []string) (auth.Access, error) {
 	who, err := a.review(ctx, token)
 	if err != nil {
-		return resync.Access{}, err
+		return auth.Access{}, err
 	}
-	access := resync.Access{Subject: who.Username}
+	access := auth.Access{Subject: who.Username}
 	all, err := a.allowed(ctx, who, "")
 	if err != nil || all {
 		access.All = all
@@ -109,7 +147,7 @@ func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return resync.Access{}, err
+		return auth.Access{}, err
 	}
 	access.Namespaces = map[string]bool{}
 	for i, ns := range namespaces {
@@ -125,7 +163,7 @@ func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1
 	if v, ok := a.tokens.Get(key); ok {
 		r := v.(reviewed)
 		if !r.ok {
-			return r.user, resync.ErrUnauthenticated
+			return r.user, auth.ErrUnauthenticated
 		}
 		return r.user, nil
 	}
@@ -138,7 +176,7 @@ func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1
 	r := reviewed{ok: tr.Status.Authenticated && tr.Status.Error == "", user: tr.Status.User}
 	a.tokens.Add(key, r, a.ttl)
 	if !r.ok {
-		return r.user, resync.ErrUnauthenticated
+		return r.user, auth.ErrUnauthenticated
 	}
 	return r.user, nil
 }

@@ -1,0 +1,55 @@
+package option_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+)
+
+type settings struct{ size int }
+
+func withSize(n int) option.Func[settings] {
+	return func(s *settings) error {
+		if n < 1 {
+			return option.Invalid("size", "%d: want at least 1", n)
+		}
+		s.size = n
+		return nil
+	}
+}
+
+func TestApply(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		opts    []option.Func[settings]
+		want    int
+		wantErr string
+	}{
+		{name: "none", want: 3},
+		{name: "one", opts: []option.Func[settings]{withSize(5)}, want: 5},
+		{name: "last wins", opts: []option.Func[settings]{withSize(5), withSize(7)}, want: 7},
+		{name: "rejected", opts: []option.Func[settings]{withSize(0)}, wantErr: "invalid option: size: 0: want at least 1"},
+		{name: "every rejection", opts: []option.Func[settings]{withSize(-1), nil}, wantErr: "nil option"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := settings{size: 3}
+			err := option.Apply(&s, tt.opts...)
+			if tt.wantErr != "" {
+				if !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want ErrInvalid with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || s.size != tt.want {
+				t.Fatalf("size %d, err %v; want %d", s.size, err, tt.want)
+			}
+		})
+	}
+	if _, err := option.Logger(nil); !errors.Is(err, option.ErrInvalid) {
+		t.Errorf("a nil logger: %v", err)
+	}
+}

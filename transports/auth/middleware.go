@@ -1,0 +1,94 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Mesh is what Middleware needs of the mesh it guards.
+type Mesh interface {
+	// Ready reports whether the mesh is loaded: before, per-namespace access cannot be decided.
+	Ready() bool
+	// Namespaces lists the mesh's namespaces, the ones worth asking about.
+	Namespaces() []string
+}
+
+type middlewareOptions struct{ log *slog.Logger }
+
+// MiddlewareOption configures Middleware.
+type MiddlewareOption = option.Func[middlewareOptions]
+
+// WithLogger logs the failures to check a token.
+func WithLogger(l *slog.Logger) MiddlewareOption {
+	return func(o *middlewareOptions) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// Middleware lets through only requests whose bearer token a accepts, each with its caller's
+// Access (FromRequest): 401 without a token a accepts, 403 for a caller who may see nothing,
+// 503 while m is loading or when the check itself fails. Defaults: no logging.
+func Middleware(a Authorizer, m Mesh, opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
+	o := middlewareOptions{log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	if a == nil || m == nil {
+		return nil, option.Invalid("authorizer", "an Authorizer and the mesh are required")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Vary", "Authorization")
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || token == "" {
+				unauthorized(w)
+				return
+			}
+			if !m.Ready() {
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, http.StatusServiceUnavailable, "the mesh is still loading")
+				return
+			}
+			access, err := a.Authorize(r.Context(), token, m.Namespaces)
+			switch {
+			case errors.Is(err, ErrUnauthenticated):
+				unauthorized(w)
+			case err != nil:
+				o.log.Error("cannot check a caller's token", "err", err, "remote", r.RemoteAddr)
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, http.StatusServiceUnavailable, "cannot check the token now")
+			case !access.All && len(access.Namespaces) == 0:
+				writeProblem(w, http.StatusForbidden, access.Subject+" may not list eventtypes in any namespace of the mesh")
+			default:
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access)))
+			}
+		})
+	}, nil
+}
+
+// FromRequest is the Access of the request's caller: everything when no Middleware guards
+// the route (open endpoints).
+func FromRequest(r *http.Request) Access {
+	if a, ok := r.Context().Value(accessKey{}).(Access); ok {
+		return a
+	}
+	return Access{All: true}
+}
+
+type accessKey struct{}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)
+	writeProblem(w, http.StatusUnauthorized, "a valid bearer token is required")
+}
+
+func writeProblem(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", mesh.ContentTypeJSON)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(mesh.Problem{Error: reason})
+}
