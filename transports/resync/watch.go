@@ -182,7 +182,6 @@ func (ws *Watchers) remove(w *watcher) {
 // meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
-	access := auth.FromRequest(r)
 	if !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
@@ -191,72 +190,14 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	// Register first: every change after the snapshot (or the resume point) is then in w.frames.
 	w := h.watchers.add()
 	defer h.watchers.remove(w)
-
-	rc := http.NewResponseController(rw)
 	rw.Header().Set("Content-Type", "text/event-stream")
 	rw.Header().Set("Cache-Control", "no-cache")
 	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	rw.WriteHeader(http.StatusOK)
-	out := bufio.NewWriterSize(rw, 32<<10)
-	// Every write must finish in time, so a peer that stopped reading cannot hold this
-	// goroutine: the deadline is pushed forward before each burst of writes.
-	patience := max(30*time.Second, 2*h.heartbeat)
-	_ = rc.SetWriteDeadline(time.Now().Add(patience))
-	send := func() bool {
-		ok := out.Flush() == nil && rc.Flush() == nil
-		_ = rc.SetWriteDeadline(time.Now().Add(patience))
-		return ok
-	}
-
-	epoch, last, ok := h.resumePoint(r)
-	var resumed []mesh.Change
-	if ok {
-		var err error
-		if resumed, _, err = h.deltas.Since(epoch, last); err != nil {
-			ok = false
-		}
-	}
-	if !ok {
-		snap := h.mesh.Snapshot()
-		epoch, last = snap.Epoch, snap.Sequence
-		head, tail := mesh.SnapshotEnvelope(epoch, last)
-		fmt.Fprintf(out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, last, head)
-		out.Write(h.renderFor(snap, access).body)
-		out.WriteString(tail + "\n\n")
-	}
-	// write sends one change the caller may see, first accounting with a position event for
-	// those it may not see since the last event; last is the id of the last event sent.
-	skipped := uint64(0) // the newest change cut out of the caller's view
-	write := func(seq uint64, namespace string, sse []byte) {
-		if !access.Sees(namespace) {
-			skipped = seq
-			return
-		}
-		if skipped > last {
-			out.Write(positionEvent(epoch, seq-1))
-		}
-		out.Write(sse)
-		last = seq
-	}
-	accountSkipped := func() {
-		if skipped > last {
-			out.Write(positionEvent(epoch, skipped))
-			last = skipped
-		}
-	}
-	for _, c := range resumed {
-		sse, err := deltaEvent(h.encoder, c)
-		if err != nil {
-			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
-			return
-		}
-		write(c.Sequence, c.Key.Namespace, sse)
-	}
-	accountSkipped()
-	if !send() {
+	s := newStream(rw, auth.FromRequest(r), max(30*time.Second, 2*h.heartbeat))
+	if !h.start(s, r) || !s.send() {
 		return
 	}
-
 	beat := time.NewTicker(h.heartbeat)
 	defer beat.Stop()
 	for {
@@ -264,43 +205,128 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-h.watchers.closing:
-			out.Write(endEvent(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"}))
-			send()
+			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"})
 			return
 		case <-w.cut:
-			out.Write(endEvent(mesh.SSECutoff, mesh.StreamEnd{Reason: "too slow: the watcher fell more than its buffer behind", Sequence: last}))
-			send()
+			s.end(mesh.SSECutoff, mesh.StreamEnd{Reason: "too slow: the watcher fell more than its buffer behind", Sequence: s.last})
 			return
 		case <-beat.C:
-			out.WriteString(": heartbeat\n\n")
-			if !send() {
+			s.out.WriteString(": heartbeat\n\n")
+			if !s.send() {
 				return
 			}
 		case batch := <-w.frames:
 			// Under load, take every batch already waiting before flushing: one write and one
 			// flush for many events.
 			for more := true; more; {
-				for _, f := range batch {
-					if f.opens && f.epoch != epoch {
-						epoch, last, skipped = f.epoch, 0, 0 // the hub restarted: a new epoch streams in whole
-					}
-					if f.epoch != epoch || f.seq <= last {
-						continue // already in the snapshot or the resumed deltas
-					}
-					write(f.seq, f.namespace, f.sse)
-				}
+				s.frames(batch)
 				select {
 				case batch = <-w.frames:
 				default:
 					more = false
 				}
 			}
-			accountSkipped()
-			if !send() {
+			s.accountSkipped()
+			if !s.send() {
 				return
 			}
 		}
 	}
+}
+
+// start writes where the stream begins: the deltas after a Last-Event-ID the log still holds,
+// or else the snapshot. false when it cannot go on.
+func (h *Handler) start(s *stream, r *http.Request) bool {
+	if epoch, last, ok := h.resumePoint(r); ok {
+		if resumed, _, err := h.deltas.Since(epoch, last); err == nil {
+			s.epoch, s.last = epoch, last
+			for _, c := range resumed {
+				sse, err := deltaEvent(h.encoder, c)
+				if err != nil {
+					h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
+					return false
+				}
+				s.write(c.Sequence, c.Key.Namespace, sse)
+			}
+			s.accountSkipped()
+			return true
+		}
+	}
+	snap := h.mesh.Snapshot()
+	s.epoch, s.last = snap.Epoch, snap.Sequence
+	head, tail := mesh.SnapshotEnvelope(s.epoch, s.last)
+	fmt.Fprintf(s.out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, s.last, head)
+	s.out.Write(h.renderFor(snap, s.access).body)
+	s.out.WriteString(tail + "\n\n")
+	return true
+}
+
+// stream is one watch connection: where it is, and what its caller may see.
+type stream struct {
+	out      *bufio.Writer
+	rc       *http.ResponseController
+	patience time.Duration // the longest a burst of writes may take
+	access   auth.Access
+	epoch    string
+	last     uint64 // the id of the last event sent
+	skipped  uint64 // the newest change cut out of the caller's view
+}
+
+func newStream(rw http.ResponseWriter, access auth.Access, patience time.Duration) *stream {
+	s := &stream{out: bufio.NewWriterSize(rw, 32<<10), rc: http.NewResponseController(rw), patience: patience, access: access}
+	// Every write must finish in time, so a peer that stopped reading cannot hold the
+	// connection's goroutine: the deadline is pushed forward before each burst of writes.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(patience))
+	return s
+}
+
+// send flushes what was written; false when the peer is gone or too slow.
+func (s *stream) send() bool {
+	ok := s.out.Flush() == nil && s.rc.Flush() == nil
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.patience))
+	return ok
+}
+
+// frames writes the changes of a batch not sent yet; a batch opening another epoch (the hub
+// restarted) streams that epoch in whole.
+func (s *stream) frames(batch []frame) {
+	for _, f := range batch {
+		if f.opens && f.epoch != s.epoch {
+			s.epoch, s.last, s.skipped = f.epoch, 0, 0
+		}
+		if f.epoch != s.epoch || f.seq <= s.last {
+			continue // already in the snapshot or the resumed deltas
+		}
+		s.write(f.seq, f.namespace, f.sse)
+	}
+}
+
+// write sends one change the caller may see, first accounting with a position event for those
+// it may not see since the last event sent.
+func (s *stream) write(seq uint64, namespace string, sse []byte) {
+	if !s.access.Sees(namespace) {
+		s.skipped = seq
+		return
+	}
+	if s.skipped > s.last {
+		s.out.Write(positionEvent(s.epoch, seq-1))
+	}
+	s.out.Write(sse)
+	s.last = seq
+}
+
+// accountSkipped ends a burst: changes cut out since the last event sent get a position event.
+func (s *stream) accountSkipped() {
+	if s.skipped > s.last {
+		s.out.Write(positionEvent(s.epoch, s.skipped))
+		s.last = s.skipped
+	}
+}
+
+// end sends a final event.
+func (s *stream) end(name string, end mesh.StreamEnd) {
+	s.out.Write(endEvent(name, end))
+	s.send()
 }
 
 // resumePoint reads Last-Event-ID (and the optional ?epoch= the client saw): ok when the

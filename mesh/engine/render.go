@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Output: entities marked dirty by a change are rendered, compared with what was last
+// emitted, and numbered.
+
+func (e *Engine) mark(kind mesh.EntityKind, ref ObjectRef) {
+	e.dirty[entityID{kind, ref}] = struct{}{}
+}
+
+// batchRank orders a batch: EventTypes first, then the entities listing them.
+var batchRank = [...]int{mesh.KindEventType: 0, mesh.KindBroker: 1, mesh.KindSubscribable: 2, mesh.KindSource: 3}
+
+func (e *Engine) flush() []mesh.Change {
+	if len(e.dirty) == 0 {
+		return nil
+	}
+	ids := make([]entityID, 0, len(e.dirty))
+	for id := range e.dirty {
+		ids = append(ids, id)
+	}
+	clear(e.dirty)
+	slices.SortFunc(ids, func(a, b entityID) int {
+		return cmp.Or(cmp.Compare(batchRank[a.kind], batchRank[b.kind]),
+			cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name),
+			cmp.Compare(a.ref.Group, b.ref.Group), cmp.Compare(a.ref.Kind, b.ref.Kind))
+	})
+	var changes []mesh.Change
+	for _, id := range ids {
+		data, exists := e.render(id)
+		old := e.entities[id]
+		var c mesh.Change
+		switch {
+		case exists && old == nil:
+			c = mesh.Change{Op: mesh.OpAdded, Key: id.ref.Key(), Entity: data}
+		case exists && !bytes.Equal(old.json, data):
+			c = mesh.Change{Op: mesh.OpUpdated, Key: id.ref.Key(), Entity: data, Previous: old.json}
+		case !exists && old != nil:
+			c = mesh.Change{Op: mesh.OpDeleted, Key: id.ref.Key(), Entity: old.json}
+		default:
+			continue
+		}
+		e.seq++
+		c.Epoch, c.Sequence, c.Kind = e.epoch, e.seq, id.kind
+		if c.Op == mesh.OpDeleted {
+			delete(e.entities, id)
+			e.tree.Delete(old)
+		} else {
+			rec := &record{id: id, json: data, seq: c.Sequence, op: c.Op}
+			e.entities[id] = rec
+			e.tree.ReplaceOrInsert(rec)
+		}
+		changes = append(changes, c)
+	}
+	return changes
+}
+
+// render builds an entity's JSON from the current state; false when the entity does not exist.
+func (e *Engine) render(id entityID) ([]byte, bool) {
+	var v any
+	ref := id.ref
+	switch id.kind {
+	case mesh.KindBroker:
+		m := e.brokers[ref]
+		if m == nil {
+			return nil, false
+		}
+		v = mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
+			Annotations: m.annotations, ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
+	case mesh.KindEventType:
+		et := e.eventTypes[ref]
+		if et == nil {
+			return nil, false
+		}
+		v = et.entity(ref)
+	case mesh.KindSubscribable:
+		if !e.isChannel(ref) {
+			return nil, false
+		}
+		g := e.generics[ref]
+		v = mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
+	case mesh.KindSource:
+		if !e.isSource(ref) {
+			return nil, false
+		}
+		g, types := e.generics[ref], e.kinds[ref.groupKind()].eventTypes
+		provided := make([]string, 0)
+		for _, t := range types {
+			for et := range e.eventTypesByNsType[nsType{ref.Namespace, t}] {
+				provided = append(provided, et.NamespacedName())
+			}
+		}
+		slices.Sort(provided)
+		v = mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
+			Sink: gknn(g.sink)}
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
+	}
+	return data, true
+}
+
+func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
+	consumed := make([]string, 0, len(et.consumedBy))
+	for _, id := range et.consumedBy {
+		consumed = append(consumed, id)
+	}
+	slices.Sort(consumed)
+	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
+		Description: optional(et.description), SchemaURL: optional(et.schemaURL),
+		SchemaData: optional(et.schemaData), Labels: et.labels, Annotations: et.annotations,
+		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
+}
+
+func namesOf(s refSet) []string {
+	names := make([]string, 0, len(s))
+	for r := range s {
+		names = append(names, r.NamespacedName())
+	}
+	slices.Sort(names)
+	return names
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func gknn(r *ObjectRef) *mesh.GroupKindNamespacedName {
+	if r == nil {
+		return nil
+	}
+	return &mesh.GroupKindNamespacedName{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+}
+
+func equalRef(a, b *ObjectRef) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func addRef[K comparable](m map[K]refSet, k K, r ObjectRef) {
+	s := m[k]
+	if s == nil {
+		s = refSet{}
+		m[k] = s
+	}
+	s[r] = struct{}{}
+}
+
+func removeRef[K comparable](m map[K]refSet, k K, r ObjectRef) {
+	if s := m[k]; s != nil {
+		delete(s, r)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
