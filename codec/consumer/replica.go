@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
@@ -128,27 +129,26 @@ func (r *Replica) catchUp(ctx context.Context, c mesh.Change) bool {
 	return true
 }
 
+// snapshotTries bounds how often resync asks for a snapshot that has the event's epoch and
+// reaches the event (several seconds in all).
+const snapshotTries = 21
+
 // resync replaces the state with a snapshot that includes at least everything before c,
 // retrying while the snapshot lags behind (the event may arrive before the snapshot has it).
 func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
-	var s mesh.Snapshot
-	for attempt := 0; ; attempt++ {
-		var err error
-		s, err = r.snapshots.Snapshot(ctx)
-		if err != nil {
-			return err
+	s, err := backoff.Retry(ctx, func() (mesh.Snapshot, error) {
+		s, err := r.snapshots.Snapshot(ctx)
+		switch {
+		case err != nil:
+			return s, backoff.Permanent(err)
+		case s.Epoch != c.Epoch || s.Sequence+1 < c.Sequence:
+			return s, fmt.Errorf("%w: event %s-%d, snapshot %s-%d", ErrSnapshotBehind, c.Epoch, c.Sequence, s.Epoch, s.Sequence)
 		}
-		if s.Epoch == c.Epoch && s.Sequence+1 >= c.Sequence {
-			break
-		}
-		if attempt == 20 {
-			return fmt.Errorf("%w: event %s-%d, snapshot %s-%d", ErrSnapshotBehind, c.Epoch, c.Sequence, s.Epoch, s.Sequence)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
-		}
+		return s, nil
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.5,
+		Multiplier: 2, MaxInterval: 500 * time.Millisecond}), backoff.WithMaxTries(snapshotTries), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return err
 	}
 	r.load(s)
 	return nil

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
@@ -42,20 +43,21 @@ func Follow(ctx context.Context, baseURL, token string, client *http.Client, s S
 		client = &http.Client{}
 	}
 	url := strings.TrimSuffix(baseURL, "/") + mesh.PathWatch
-	for attempt := 0; ; attempt++ {
-		err := s.once(ctx, url, token, client)
+	for {
+		// A connection that ended cleanly is made again at once; failures back off.
+		_, err := backoff.Retry(ctx, func() (struct{}, error) {
+			err := s.once(ctx, url, token, client)
+			if err != nil && ctx.Err() == nil && s.OnError != nil && !s.OnError(err) {
+				return struct{}{}, backoff.Permanent(err)
+			}
+			return struct{}{}, err
+		}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond,
+			RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}), backoff.WithMaxElapsedTime(0))
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil {
-			attempt = 0
-		} else if s.OnError != nil && !s.OnError(err) {
+		if err != nil {
 			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(5*time.Second, time.Duration(attempt)*100*time.Millisecond)):
 		}
 	}
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -202,7 +202,11 @@ func (s *Sink) Publish(ctx context.Context, changes []mesh.Change) error {
 }
 
 func (s *Sink) send(ctx context.Context, ev *event.Event) error {
-	for attempt := 0; ; attempt++ {
+	// Full jitter: the n-th wait is uniform in [0, min(Max, Base·2ⁿ)], which is the
+	// exponential backoff randomised by ±100% around half of that ceiling.
+	b := &backoff.ExponentialBackOff{InitialInterval: s.backoff.Base / 2, RandomizationFactor: 1, Multiplier: 2,
+		MaxInterval: s.backoff.Max / 2}
+	for {
 		status, retryAfter, err := s.sendOnce(ctx, ev)
 		switch {
 		case err == nil && status/100 == 2:
@@ -212,7 +216,7 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
-		wait := s.wait(attempt, retryAfter)
+		wait := min(max(b.NextBackOff(), retryAfter), s.backoff.Max)
 		if err := s.sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -241,15 +245,6 @@ func (s *Sink) sendOnce(ctx context.Context, ev *event.Event) (status int, retry
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After")), nil
-}
-
-func (s *Sink) wait(attempt int, retryAfter time.Duration) time.Duration {
-	ceiling := s.backoff.Max
-	if attempt < 30 {
-		ceiling = min(s.backoff.Max, s.backoff.Base<<attempt)
-	}
-	wait := rand.N(ceiling + 1)
-	return min(max(wait, retryAfter), s.backoff.Max)
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or unreadable.

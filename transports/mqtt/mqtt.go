@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
@@ -363,27 +364,25 @@ func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []
 func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, retain bool) error {
 	msg := &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Retain: retain,
 		Properties: &paho.PublishProperties{ContentType: mesh.ContentTypeEvent}}
-	for {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		if err := p.cm.AwaitConnection(ctx); err != nil {
-			return err
+			return struct{}{}, backoff.Permanent(err)
 		}
 		resp, err := p.cm.Publish(ctx, msg)
-		if err == nil {
-			return nil
+		if err != nil && resp != nil && resp.ReasonCode >= 0x80 {
+			return struct{}{}, backoff.Permanent(fmt.Errorf("broker refused %s: reason code 0x%x", topic, resp.ReasonCode))
 		}
-		if resp != nil && resp.ReasonCode >= 0x80 {
-			return fmt.Errorf("broker refused %s: reason code 0x%x", topic, resp.ReasonCode)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(newBackoff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {
 		p.log.Warn("mqtt publish failed; retrying after reconnect", "topic", topic, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	}))
+	return err
+}
+
+// newBackoff paces the retries of one publish.
+func newBackoff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2,
+		MaxInterval: 5 * time.Second}
 }
 
 // Close disconnects from the broker.

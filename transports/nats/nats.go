@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -379,28 +380,22 @@ func (p *Publisher) kvMessage(o outgoing) *nats.Msg {
 
 // retry runs op until it succeeds or ctx ends, each attempt bounded by 5s.
 func (p *Publisher) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	for attempt := 0; ; attempt++ {
+	attempt := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		err := op(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return fmt.Errorf("%w: %s: %w", transports.ErrRejected, what, err)
+			return struct{}{}, backoff.Permanent(fmt.Errorf("%w: %s: %w", transports.ErrRejected, what, err))
 		}
-		if attempt == 0 || attempt%20 == 0 {
-			p.log.Warn("nats: retrying", "op", what, "attempt", attempt+1, "err", err)
+		return struct{}{}, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.5,
+		Multiplier: 2, MaxInterval: 2 * time.Second}), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, _ time.Duration) {
+		if attempt++; attempt == 1 || attempt%20 == 0 {
+			p.log.Warn("nats: retrying", "op", what, "attempt", attempt, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(2*time.Second, 50*time.Millisecond<<min(attempt, 6))):
-		}
-	}
+	}))
+	return err
 }
 
 // Close drains and closes the connection.
