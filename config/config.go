@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,19 +10,21 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -82,12 +82,8 @@ type Config struct {
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
 	CEOverrides string `json:"-"`
 
-	// Tokens are read from TokensFile by Load.
-	Tokens []string `json:"-"`
 	// InCluster is set by Load when the cluster is the one the process runs in.
 	InCluster bool `json:"-"`
-	// CAPEM is read from CAFile by Load.
-	CAPEM []byte `json:"-"`
 }
 
 // DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
@@ -279,89 +275,72 @@ func (c Config) RESTConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
+// validate asks each part whether it accepts its settings; it changes nothing. Every error
+// names the flag at fault.
 func (c *Config) validate() error {
-	if c.Manifests != "" {
-		if info, err := os.Stat(c.Manifests); err != nil {
-			return fmt.Errorf("%w: --manifests: %w", ErrUsage, err)
-		} else if !info.IsDir() {
-			return fmt.Errorf("%w: --manifests %s: not a directory", ErrUsage, c.Manifests)
-		}
+	checks := []struct {
+		flag string // how the setting is named to the user (with its value when that helps)
+		skip bool
+		err  func() error
+	}{
+		{"--manifests", c.Manifests == "", func() error { return manifests.Check(c.Manifests) }},
+		{"--kubeconfig", c.Kubeconfig == "", func() error { _, err := c.RESTConfig(); return err }},
+		{"--namespaces", false, func() error { return option.Check(kube.WithNamespaces(c.Namespaces...)) }},
+		{"--label-selector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
+		{fmt.Sprintf("--listen %q", c.Listen), false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
+		{"--log-level", false, func() error { _, err := c.Level(); return err }},
+		{"--delta-log-size", false, func() error { return option.Check(resync.WithLogCapacity(c.DeltaLogSize)) }},
+		{"--queue-size", false, func() error { return option.Check(queue.WithCapacity(c.QueueSize)) }},
+		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
+		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},
+		{fmt.Sprintf("--sink %q (or K_SINK)", c.Sink), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
+		{"K_CE_OVERRIDES", c.Sink == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
+		{fmt.Sprintf("--mqtt %q", c.MQTT), c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
+		{"--mqtt-topic-prefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},
+		{fmt.Sprintf("--nats %q", c.NATS), c.NATS == "", func() error { return nats.Check(c.NATS) }},
+		{"--nats-subject-prefix", false, func() error { return option.Check(nats.WithSubjectPrefix(c.NATSSubjectPrefix)) }},
+		{"--nats-creds", c.NATSCreds == "", func() error { return option.Check(nats.WithCredsFile(c.NATSCreds)) }},
+		{"--event-source", false, func() error { _, err := codec.NewEncoder(c.EventSource); return err }},
 	}
-	if c.Kubeconfig != "" {
-		if _, err := c.RESTConfig(); err != nil {
+	for _, check := range checks {
+		if check.skip {
+			continue
+		}
+		err := check.err()
+		var invalid *option.InvalidError
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUsage):
 			return err
-		}
-	}
-	if _, err := labels.Parse(c.LabelSelector); err != nil {
-		return fmt.Errorf("%w: --label-selector %q: %w", ErrUsage, c.LabelSelector, err)
-	}
-	for _, ns := range c.Namespaces {
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return fmt.Errorf("%w: --namespaces: %q: %s", ErrUsage, ns, errs[0])
+		case errors.As(err, &invalid):
+			return fmt.Errorf("%w: %s: %s", ErrUsage, check.flag, invalid.Reason)
+		default:
+			return fmt.Errorf("%w: %s: %w", ErrUsage, check.flag, err)
 		}
 	}
 	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
 		return fmt.Errorf("%w: leader election wants --lease-duration > --renew-deadline > --retry-period > 0 (have %v, %v, %v)",
 			ErrUsage, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("%w: --listen %q: %w", ErrUsage, c.Listen, err)
-	}
-	if _, err := c.Level(); err != nil {
-		return err
-	}
-	if c.DeltaLogSize < 1 {
-		return fmt.Errorf("%w: --delta-log-size %d: want at least 1", ErrUsage, c.DeltaLogSize)
-	}
-	if c.QueueSize < 1 {
-		return fmt.Errorf("%w: --queue-size %d: want at least 1", ErrUsage, c.QueueSize)
-	}
-	if c.MQTT != "" {
-		if u, err := url.Parse(c.MQTT); err != nil || u.Host == "" ||
-			(u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "tcp" && u.Scheme != "tls" && u.Scheme != "ssl") {
-			return fmt.Errorf("%w: --mqtt %q: want mqtt://host:port or mqtts://host:port", ErrUsage, c.MQTT)
-		}
-	}
-	if strings.ContainsAny(c.MQTTTopicPrefix, "#+") || c.MQTTTopicPrefix == "" {
-		return fmt.Errorf("%w: --mqtt-topic-prefix %q: want a topic without wildcards", ErrUsage, c.MQTTTopicPrefix)
-	}
-	if c.NATS != "" {
-		if u, err := url.Parse(c.NATS); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
-			return fmt.Errorf("%w: --nats %q: want nats://host:port or tls://host:port", ErrUsage, c.NATS)
-		}
-	}
-	if strings.ContainsAny(c.NATSSubjectPrefix, "*> \t") || c.NATSSubjectPrefix == "" ||
-		strings.HasPrefix(c.NATSSubjectPrefix, ".") || strings.HasSuffix(c.NATSSubjectPrefix, ".") {
-		return fmt.Errorf("%w: --nats-subject-prefix %q: want dot-separated tokens without wildcards", ErrUsage, c.NATSSubjectPrefix)
-	}
-	if c.Sink != "" {
-		if u, err := url.Parse(c.Sink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: --sink %q (or K_SINK): want an absolute http(s) URL", ErrUsage, c.Sink)
-		}
-	}
-	if c.CAFile != "" {
-		raw, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return fmt.Errorf("%w: --ca-file: %w", ErrUsage, err)
-		}
-		if !x509.NewCertPool().AppendCertsFromPEM(raw) {
-			return fmt.Errorf("%w: --ca-file %s: no PEM certificate in it", ErrUsage, c.CAFile)
-		}
-		c.CAPEM = raw
-	}
-	if c.NATSCreds != "" {
-		if _, err := os.Stat(c.NATSCreds); err != nil {
-			return fmt.Errorf("%w: --nats-creds: %w", ErrUsage, err)
-		}
-	}
-	if c.TokensFile != "" {
-		tokens, err := readTokens(c.TokensFile)
-		if err != nil {
-			return err
-		}
-		c.Tokens = tokens
-	}
 	return nil
+}
+
+// StaticTokens reads the tokens of TokensFile (manifests mode).
+func (c Config) StaticTokens() ([]string, error) { return auth.ReadTokens(c.TokensFile) }
+
+// CACertificates reads CAFile: PEM certificates trusted beside the system's (nil without one).
+func (c Config) CACertificates() ([]byte, error) {
+	if c.CAFile == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(raw) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", c.CAFile)
+	}
+	return raw, nil
 }
 
 // Duration is a time.Duration read from text such as "15s" (in flags and the config file).
@@ -395,13 +374,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // TLS is the client TLS configuration of the transports: the system's CAs plus CAFile's.
-func (c Config) TLS() *tls.Config {
+func (c Config) TLS() (*tls.Config, error) {
+	extra, err := c.CACertificates()
+	if err != nil {
+		return nil, err
+	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
-	pool.AppendCertsFromPEM(c.CAPEM)
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	pool.AppendCertsFromPEM(extra)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Level is LogLevel as a slog level.
@@ -411,28 +394,4 @@ func (c Config) Level() (slog.Level, error) {
 		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
 	}
 	return l, nil
-}
-
-// readTokens reads one token per line; blank lines and # comments are skipped.
-func readTokens(path string) ([]string, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --tokens-file: %w", ErrUsage, err)
-	}
-	var tokens []string
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
-		if strings.ContainsAny(t, " \t") {
-			return nil, fmt.Errorf("%w: --tokens-file %s:%d: a token cannot contain spaces", ErrUsage, path, line)
-		}
-		tokens = append(tokens, t)
-	}
-	if len(tokens) == 0 {
-		return nil, fmt.Errorf("%w: --tokens-file %s: no tokens (an empty file would leave the endpoints open)", ErrUsage, path)
-	}
-	return tokens, nil
 }

@@ -42,7 +42,7 @@ func TestLoad(t *testing.T) {
 		{"defaults", []string{"--manifests", dir}, nil, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info"}, ""},
 		{"file", []string{"--config", file}, nil, Config{Manifests: dir, Listen: "127.0.0.1:9999", LogLevel: "debug"}, ""},
 		{"flags win over file", []string{"--config", file, "--listen", ":1234"}, nil, Config{Manifests: dir, Listen: ":1234", LogLevel: "debug"}, ""},
-		{"tokens", []string{"--manifests", dir, "--tokens-file", tokens}, nil, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", TokensFile: tokens, Tokens: []string{"abc", "def"}}, ""},
+		{"tokens", []string{"--manifests", dir, "--tokens-file", tokens}, nil, Config{Manifests: dir, Listen: DefaultListen, LogLevel: "info", TokensFile: tokens}, ""},
 		{"no source", nil, nil, Config{}, "no source"},
 		{"missing dir", []string{"--manifests", filepath.Join(dir, "nope")}, nil, Config{}, "--manifests"},
 		{"file as dir", []string{"--manifests", file}, nil, Config{}, "not a directory"},
@@ -68,7 +68,13 @@ func TestLoad(t *testing.T) {
 		loadCase{"mqtt wildcard prefix", []string{"--manifests", dir, "--mqtt-topic-prefix", "a/#"}, nil, Config{}, "--mqtt-topic-prefix"},
 		loadCase{"nats wildcard prefix", []string{"--manifests", dir, "--nats-subject-prefix", "a.>"}, nil, Config{}, "--nats-subject-prefix"},
 		loadCase{"bad queue size", []string{"--manifests", dir, "--queue-size", "-1"}, nil, Config{}, "--queue-size"},
+		loadCase{"overrides of the mesh's extensions", []string{"--manifests", dir, "--sink", "http://broker/"},
+			map[string]string{"K_CE_OVERRIDES": `{"extensions":{"MeshSeq":"7"}}`}, Config{}, `K_CE_OVERRIDES: extension "MeshSeq" belongs to the mesh contract`},
+		loadCase{"overrides that are not JSON", []string{"--manifests", dir, "--sink", "http://broker/"},
+			map[string]string{"K_CE_OVERRIDES": `extensions: a=b`}, Config{}, "K_CE_OVERRIDES"},
+		loadCase{"bad event source", []string{"--manifests", dir, "--event-source", "http://bad host/"}, nil, Config{}, "--event-source"},
 	)
+	wantTokens := map[string][]string{"tokens": {"abc", "def"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Load(tt.args, env(tt.env), io.Discard)
@@ -81,8 +87,12 @@ func TestLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			tokens, _ := got.StaticTokens()
+			if tt.want.TokensFile == "" {
+				tokens = nil
+			}
 			if got.Manifests != tt.want.Manifests || got.Listen != tt.want.Listen || got.LogLevel != tt.want.LogLevel ||
-				strings.Join(got.Tokens, ",") != strings.Join(tt.want.Tokens, ",") || got.Sink != tt.want.Sink ||
+				strings.Join(tokens, ",") != strings.Join(wantTokens[tt.name], ",") || got.Sink != tt.want.Sink ||
 				got.CEOverrides != tt.want.CEOverrides || got.QueueSize != queue.DefaultCapacity {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
@@ -107,10 +106,18 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		return nil
 	}
 	latest := func() []mesh.Change { return p.hub.Snapshot().Latest() }
+	caPEM, err := cfg.CACertificates()
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := cfg.TLS()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Sink != "" {
 		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides)}
-		if cfg.CAPEM != nil {
-			opts = append(opts, httpsink.WithCACertificates(cfg.CAPEM))
+		if caPEM != nil {
+			opts = append(opts, httpsink.WithCACertificates(caPEM))
 		}
 		sink, err := httpsink.New(cfg.Sink, p.enc, opts...)
 		if err != nil {
@@ -121,7 +128,7 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		}
 	}
 	if cfg.MQTT != "" {
-		mp, err := mqtt.New(cfg.MQTT, p.enc, mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(cfg.TLS()),
+		mp, err := mqtt.New(cfg.MQTT, p.enc, mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
 			mqtt.WithLatest(latest), mqtt.WithLogger(log))
 		if err != nil {
 			return destinations, err
@@ -138,8 +145,10 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		if cfg.NATSCreds != "" {
 			opts = append(opts, nats.WithCredsFile(cfg.NATSCreds))
 		}
-		if t := natsTLS(cfg); t != nil {
-			opts = append(opts, nats.WithTLS(t))
+		// For nats:// the client negotiates TLS only when the server requires it, with the
+		// system's CAs unless --ca-file adds some.
+		if strings.HasPrefix(cfg.NATS, "tls://") || caPEM != nil {
+			opts = append(opts, nats.WithTLS(tlsConfig))
 		}
 		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -153,15 +162,6 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		}
 	}
 	return destinations, nil
-}
-
-// natsTLS is the TLS configuration for a tls:// NATS URL; for nats:// the client negotiates TLS
-// only when the server requires it, with the system's CAs unless --ca-file adds some.
-func natsTLS(cfg config.Config) *tls.Config {
-	if strings.HasPrefix(cfg.NATS, "tls://") || cfg.CAPEM != nil {
-		return cfg.TLS()
-	}
-	return nil
 }
 
 // flush gives each destination a last chance to deliver what is queued, within a deadline.

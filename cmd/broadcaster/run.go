@@ -74,8 +74,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 			return err
 		}
 		opts = append(opts, resync.WithAuthorizer(authz))
-	case len(cfg.Tokens) > 0:
-		authz, err := auth.StaticTokens(cfg.Tokens)
+	case cfg.TokensFile != "":
+		tokens, err := cfg.StaticTokens()
+		if err != nil {
+			return err
+		}
+		authz, err := auth.StaticTokens(tokens)
 		if err != nil {
 			return err
 		}
@@ -111,7 +115,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Ready, log: log}
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(),
-		"epoch", epoch, "auth", cluster != nil || len(cfg.Tokens) > 0, "leaderElect", cfg.LeaderElect)
+		"epoch", epoch, "auth", cluster != nil || cfg.TokensFile != "", "leaderElect", cfg.LeaderElect)
 	if started != nil {
 		started(ln.Addr())
 	}

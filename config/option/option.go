@@ -25,9 +25,26 @@ func Apply[T any](o *T, opts ...Func[T]) error {
 	return errors.Join(errs...)
 }
 
-// Invalid is the error of a rejected setting: it wraps ErrInvalid and names the setting.
+// Check applies opts to a zero T: whether a part would accept them, without building it.
+func Check[T any](opts ...Func[T]) error {
+	var o T
+	return Apply(&o, opts...)
+}
+
+// InvalidError is a rejected setting. It is ErrInvalid (errors.Is).
+type InvalidError struct {
+	Setting string // what the part calls the setting
+	Reason  string // why the value cannot be used
+}
+
+func (e *InvalidError) Error() string { return ErrInvalid.Error() + ": " + e.Setting + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) hold.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid is the error of a rejected setting, naming it and saying why.
 func Invalid(setting, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalid, setting, fmt.Sprintf(format, args...))
+	return &InvalidError{Setting: setting, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Logger checks a logger given as an option; parts log nothing unless they are given one.

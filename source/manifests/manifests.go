@@ -88,18 +88,32 @@ const (
 // New returns a source for dir, which must be a readable directory.
 // Defaults: no logging, debounce DefaultQuiet / DefaultMaxDelay.
 func New(dir string, opts ...Option) (*Source, error) {
+	o, err := prepare(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{dir: dir, options: o, files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}, nil
+}
+
+// Check says whether New would accept dir and opts.
+func Check(dir string, opts ...Option) error {
+	_, err := prepare(dir, opts)
+	return err
+}
+
+func prepare(dir string, opts []Option) (options, error) {
 	o := options{log: option.Discard(), quiet: DefaultQuiet, maxDelay: DefaultMaxDelay}
 	if err := option.Apply(&o, opts...); err != nil {
-		return nil, err
+		return o, err
 	}
 	info, err := os.Stat(dir)
 	if err != nil {
-		return nil, option.Invalid("manifests", "%v", err)
+		return o, option.Invalid("manifests", "%v", err)
 	}
 	if !info.IsDir() {
-		return nil, option.Invalid("manifests", "%s: not a directory", dir)
+		return o, option.Invalid("manifests", "%s: not a directory", dir)
 	}
-	return &Source{dir: dir, options: o, files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}, nil
+	return o, nil
 }
 
 // HasSynced reports whether the first full read of the directory has been delivered.

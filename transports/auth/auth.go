@@ -1,11 +1,15 @@
 package auth
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -78,4 +82,29 @@ func (st staticTokens) Authorize(_ context.Context, token string, _ func() []str
 		return Access{}, ErrUnauthenticated
 	}
 	return Access{Subject: "static token", All: true}, nil
+}
+
+// ReadTokens reads a tokens file: one token per line; blank lines and # comments are skipped.
+// An empty file is an error, since it would leave the endpoints open.
+func ReadTokens(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var tokens []string
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for line := 1; sc.Scan(); line++ {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if strings.ContainsAny(t, " \t") {
+			return nil, fmt.Errorf("%s:%d: a token cannot contain spaces", path, line)
+		}
+		tokens = append(tokens, t)
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%s: no tokens (an empty file would leave the endpoints open)", path)
+	}
+	return tokens, nil
 }

@@ -150,19 +150,12 @@ const (
 // Defaults: binary mode; its own http.Transport (keep-alive, 16 idle connections per host);
 // DefaultTimeout per request; backoff DefaultBackoffBase..DefaultBackoffMax; no overrides.
 func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, option.Invalid("sink", "%q: want an absolute http(s) URL", target)
-	}
-	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx}
-	if err := option.Apply(&o, opts...); err != nil {
+	o, err := prepare(target, opts)
+	if err != nil {
 		return nil, err
 	}
 	s := &Sink{target: target, encoder: enc, client: o.client, options: o}
 	if s.client != nil {
-		if o.caPEM != nil {
-			return nil, option.Invalid("CA certificates", "they need the sink's own client, not WithHTTPClient")
-		}
 		return s, nil
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -177,6 +170,28 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	}
 	s.client, s.ownsClient = &http.Client{Transport: transport}, true
 	return s, nil
+}
+
+// Check says whether New would accept target and opts.
+func Check(target string, opts ...Option) error {
+	_, err := prepare(target, opts)
+	return err
+}
+
+// prepare checks target and applies the defaults and opts: everything New checks.
+func prepare(target string, opts []Option) (options, error) {
+	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx}
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return o, option.Invalid(fmt.Sprintf("sink %q", target), "want an absolute http(s) URL")
+	}
+	if err := option.Apply(&o, opts...); err != nil {
+		return o, err
+	}
+	if o.client != nil && o.caPEM != nil {
+		return o, option.Invalid("CA certificates", "they need the sink's own client, not WithHTTPClient")
+	}
+	return o, nil
 }
 
 // Publish sends each change in order; see the package invariant.

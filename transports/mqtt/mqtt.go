@@ -121,6 +121,33 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
+// Check says whether New would accept url and opts, without connecting.
+func Check(url string, opts ...Option) error {
+	_, _, err := prepare(url, opts)
+	return err
+}
+
+// prepare applies the defaults and opts and reads url: everything New checks.
+func prepare(url string, opts []Option) (options, *neturl.URL, error) {
+	o := options{clientID: DefaultClientID, topicPrefix: DefaultTopicPrefix, sessionExpiry: DefaultSessionExpiry, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return o, nil, err
+	}
+	u, err := neturl.Parse(url)
+	if err != nil || u.Host == "" {
+		return o, nil, option.Invalid(fmt.Sprintf("mqtt %q", url), "want mqtt://host:port or mqtts://host:port")
+	}
+	switch u.Scheme {
+	case "mqtt", "tcp":
+		u.Scheme = "mqtt"
+	case "mqtts", "tls", "ssl":
+		u.Scheme = "tls"
+	default:
+		return o, nil, option.Invalid(fmt.Sprintf("mqtt %q", url), "the scheme must be mqtt, mqtts or tls")
+	}
+	return o, u, nil
+}
+
 // Publisher publishes to one broker.
 type Publisher struct {
 	cm     *autopaho.ConnectionManager
@@ -143,21 +170,9 @@ var _ transports.Reconciler = (*Publisher)(nil)
 // waits for the connection. The Publisher owns the connection.
 // Defaults: DefaultTopicPrefix, DefaultClientID, DefaultSessionExpiry, no logging.
 func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
-	o := options{clientID: DefaultClientID, topicPrefix: DefaultTopicPrefix, sessionExpiry: DefaultSessionExpiry, log: option.Discard()}
-	if err := option.Apply(&o, opts...); err != nil {
+	o, u, err := prepare(url, opts)
+	if err != nil {
 		return nil, err
-	}
-	u, err := neturl.Parse(url)
-	if err != nil || u.Host == "" {
-		return nil, option.Invalid("mqtt", "%q: want mqtt://host:port", url)
-	}
-	switch u.Scheme {
-	case "mqtt", "tcp":
-		u.Scheme = "mqtt"
-	case "mqtts", "tls", "ssl":
-		u.Scheme = "tls"
-	default:
-		return nil, option.Invalid("mqtt", "%q: the scheme must be mqtt, mqtts or tls", url)
 	}
 	username, password := o.username, o.password
 	if username == "" && u.User != nil {

@@ -161,13 +161,9 @@ var _ transports.Reconciler = (*Publisher)(nil)
 // and the KV bucket within ctx. The Publisher owns the connection.
 // Defaults: DefaultSubjectPrefix, DefaultStream, DefaultBucket, DefaultMaxAge, no logging.
 func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
-	o := options{subjectPrefix: DefaultSubjectPrefix, stream: DefaultStream, bucket: DefaultBucket,
-		maxAge: DefaultMaxAge, log: option.Discard()}
-	if err := option.Apply(&o, opts...); err != nil {
+	o, err := prepare(url, opts)
+	if err != nil {
 		return nil, err
-	}
-	if u, err := neturl.Parse(url); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
-		return nil, option.Invalid("nats", "%q: want nats://host:port or tls://host:port", url)
 	}
 	p := &Publisher{prefix: o.subjectPrefix, enc: enc, latest: o.latest, log: o.log.With("transport", "nats")}
 	natsOpts := []nats.Option{
@@ -222,6 +218,25 @@ func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
 	}
 	p.js, p.kv, p.bucket = js, kv, kv.Bucket()
 	return nil
+}
+
+// Check says whether Dial would accept url and opts, without connecting.
+func Check(url string, opts ...Option) error {
+	_, err := prepare(url, opts)
+	return err
+}
+
+// prepare applies the defaults and opts and checks url: everything Dial checks.
+func prepare(url string, opts []Option) (options, error) {
+	o := options{subjectPrefix: DefaultSubjectPrefix, stream: DefaultStream, bucket: DefaultBucket,
+		maxAge: DefaultMaxAge, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return o, err
+	}
+	if u, err := neturl.Parse(url); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+		return o, option.Invalid(fmt.Sprintf("nats %q", url), "want nats://host:port or tls://host:port")
+	}
+	return o, nil
 }
 
 type outgoing struct {
