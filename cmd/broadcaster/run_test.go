@@ -31,13 +31,14 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json from the current output")
 
 // startRun runs the broadcaster on dir and returns its base URL and its log.
-func startRun(t *testing.T, dir string, extra ...string) (string, *syncBuffer) {
+func startRun(t *testing.T, dir string, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
 	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv, io.Discard)
 	if err != nil {
@@ -46,7 +47,7 @@ func startRun(t *testing.T, dir string, extra ...string) (string, *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	go func() { done <- run(ctx, cfg, logs, func(a net.Addr) { addr <- a }) }()
 	t.Cleanup(func() {
 		cancel()
@@ -80,18 +81,6 @@ func getMesh(t *testing.T, base string) (mesh.EventMesh, bool) {
 	return m, true
 }
 
-func poll(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestExamples runs on a copy of examples/mesh, checks the whole mesh against a golden file,
 // then edits a manifest and waits for the change to be served and logged.
 func TestExamples(t *testing.T) {
@@ -99,7 +88,7 @@ func TestExamples(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir)
 	var m mesh.EventMesh
-	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
 
 	// The epoch opens with the whole mesh as added events, one per entity, seq 1..N.
 	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
@@ -128,7 +117,7 @@ kind: EventType
 metadata: {name: order-refunded, namespace: shop}
 spec: {type: com.example.shop.order.refunded, reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: orders}}
 `), 0o644)
-	took := poll(t, "the new event type to be served", func() bool {
+	took := testkit.Eventually(t, "the new event type to be served", 10*time.Second, func() bool {
 		m, _ := getMesh(t, base)
 		for _, et := range m.EventTypes {
 			if et.Name == "order-refunded" {
@@ -138,7 +127,7 @@ spec: {type: com.example.shop.order.refunded, reference: {apiVersion: eventing.k
 		return false
 	})
 	t.Logf("edit served after %v", took)
-	poll(t, "the change to be logged", func() bool {
+	testkit.Eventually(t, "the change to be logged", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), `msg="eventtype added"`) &&
 			strings.Contains(logs.String(), "key=eventing.knative.dev/EventType/shop/order-refunded")
 	})
@@ -183,23 +172,6 @@ func copyDir(t *testing.T, from string) string {
 	return to
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func noEnv(string) string { return "" }
 
 // TestExamplesToSink runs on the examples with --sink: the sink receives the epoch's opening
@@ -211,12 +183,7 @@ func TestExamplesToSink(t *testing.T) {
 	replica := map[string]string{}
 	var seqs []uint64
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		c, err := codec.Decode(*ev)
+		c, err := testkit.DecodeRequest(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -240,12 +207,12 @@ func TestExamplesToSink(t *testing.T) {
 		}
 	}()
 	var m mesh.EventMesh
-	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
 	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
-	poll(t, "the opening events", func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) >= entities })
+	testkit.Eventually(t, "the opening events", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seqs) >= entities })
 
 	os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml"))
-	poll(t, "the source deletion to reach the sink", func() bool {
+	testkit.Eventually(t, "the source deletion to reach the sink", 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		_, ok := replica["sources.knative.dev/PingSource/shop/heartbeat"]
@@ -373,12 +340,12 @@ func TestAllTransportsDeliverTheSameEvents(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
-	defer cleanUpJetStream(t, natsServer.URL)
-	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	defer testkit.DeleteJetStream(natsServer.URL, natspub.DefaultStream, natspub.DefaultBucket)
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 	os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml"))
 
 	var want []string
-	poll(t, "every carrier to deliver the same events", func() bool {
+	testkit.Eventually(t, "every carrier to deliver the same events", 10*time.Second, func() bool {
 		resp, err := http.Get(base + "/v1/mesh")
 		if err != nil {
 			return false
@@ -391,20 +358,6 @@ func TestAllTransportsDeliverTheSameEvents(t *testing.T) {
 		return len(want) > 0 && fmt.Sprint(len(want)) == seq && strings.Contains(strings.Join(want, "\n"), "deleted sources.knative.dev/PingSource/shop/heartbeat") &&
 			reflect.DeepEqual(got["mqtt"], want) && reflect.DeepEqual(got["nats"], want)
 	})
-}
-
-// cleanUpJetStream removes the default stream and bucket the run created on a shared server.
-func cleanUpJetStream(t *testing.T, url string) {
-	nc, err := natsgo.Connect(url)
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	js.DeleteStream(ctx, natspub.DefaultStream)
-	js.DeleteKeyValue(ctx, natspub.DefaultBucket)
 }
 
 // churn rewrites one manifest with EventTypes and a subscriber whose types and label change
@@ -459,7 +412,7 @@ func churnThroughRestart(t *testing.T, dir string, stop, start func()) {
 // converged waits until the replica equals the served mesh at the served sequence.
 func converged(t *testing.T, base string, r *consumer.Replica) {
 	t.Helper()
-	poll(t, "the replica to converge", func() bool {
+	testkit.Eventually(t, "the replica to converge", 10*time.Second, func() bool {
 		resp, err := http.Get(base + "/v1/mesh")
 		if err != nil {
 			return false
@@ -482,7 +435,7 @@ func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
 	broker := brokers.StartEmbeddedMQTT(t)
 	dir := copyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--mqtt", broker.URL)
-	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 
 	replica := consumer.NewReplica(consumer.HTTPSnapshots(base, "", nil))
 	mqttURL, _ := url.Parse(broker.URL)
@@ -518,7 +471,7 @@ func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
 	srv := brokers.StartEmbeddedNATS(t)
 	dir := copyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--nats", srv.URL)
-	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 
 	replica := consumer.NewReplica(consumer.HTTPSnapshots(base, "", nil))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -562,7 +515,7 @@ func TestTransportsOverTLS(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir, "--ca-file", caFile, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--nats", natsServer.URL)
 	var m mesh.EventMesh
-	poll(t, "first full load", func() (ok bool) { m, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
 	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
 
 	nc, err := natsgo.Connect(natsServer.URL, natsgo.Secure(certs.ClientConfig()))
@@ -571,7 +524,7 @@ func TestTransportsOverTLS(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	poll(t, "the events over https, mqtts and tls", func() bool {
+	testkit.Eventually(t, "the events over https, mqtts and tls", 10*time.Second, func() bool {
 		mu.Lock()
 		n := httpEvents
 		mu.Unlock()
@@ -599,7 +552,7 @@ func TestShutdownEndsWatchStreams(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, io.Discard, func(a net.Addr) { addr <- a }) }()
 	base := "http://" + (<-addr).String()
-	poll(t, "first full load", func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 	resp, err := http.Get(base + "/v1/watch")
 	if err != nil {
 		t.Fatal(err)

@@ -8,14 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
-func startTail(t *testing.T, args ...string) *syncBuffer {
+func startTail(t *testing.T, args ...string) *testkit.Buffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tail(ctx, args, out, io.Discard, false) }()
@@ -33,11 +35,11 @@ func TestTailWatchText(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir)
 	out := startTail(t, "--watch", base, "--color", "always")
-	poll(t, "the snapshot line", func() bool { return strings.Contains(out.String(), "snapshot: epoch ") })
+	testkit.Eventually(t, "the snapshot line", 10*time.Second, func() bool { return strings.Contains(out.String(), "snapshot: epoch ") })
 
 	os.WriteFile(filepath.Join(dir, "payments", "payments.yaml"), []byte(strings.ReplaceAll(
 		mustRead(t, filepath.Join(dir, "payments", "payments.yaml")), "billing-service", "billing-v2")), 0o644)
-	poll(t, "the update line", func() bool {
+	testkit.Eventually(t, "the update line", 10*time.Second, func() bool {
 		return strings.Contains(out.String(), "eventing.knative.dev/EventType/payments/refund-issued") &&
 			strings.Contains(out.String(), `consumedBy: ["billing-service"] → ["billing-v2"]`)
 	})
@@ -53,7 +55,7 @@ func TestTailNATSJSON(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	startRun(t, dir, "--nats", srv.URL)
 	round := 0
-	poll(t, "json lines", func() bool {
+	testkit.Eventually(t, "json lines", 10*time.Second, func() bool {
 		if strings.Count(out.String(), "\n") >= 5 {
 			return true
 		}

@@ -3,62 +3,26 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 )
-
-// ruleCase is one table entry of testdata/rules/*.yaml: objects to start from, then steps.
-// want maps an entity key to the fields it must have, as JSON text (fields not listed are not
-// checked; an omitted field reads as null);
-// absent lists keys that must not exist; changes lists every change a step must emit, in order,
-// as "kind op key".
-type ruleCase struct {
-	Name    string                       `json:"name"`
-	Objects []map[string]any             `json:"objects"`
-	Want    map[string]map[string]string `json:"want"`
-	Absent  []string                     `json:"absent"`
-	Steps   []struct {
-		Apply   []map[string]any             `json:"apply"`
-		Delete  []string                     `json:"delete"`
-		Changes []string                     `json:"changes"`
-		Want    map[string]map[string]string `json:"want"`
-		Absent  []string                     `json:"absent"`
-	} `json:"steps"`
-	Problems []string `json:"problems"` // substrings the problems reported for objects must contain
-}
 
 func TestRules(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("testdata/rules/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule files: %v", err)
-	}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cases []ruleCase
-		if err := yaml.UnmarshalStrict(raw, &cases); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, c := range cases {
-			t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml")+"/"+c.Name, func(t *testing.T) {
-				t.Parallel()
-				runRuleCase(t, c)
-			})
-		}
+	for _, c := range testkit.RuleCases(t, "testdata/rules/*.yaml") {
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			runRuleCase(t, c)
+		})
 	}
 }
 
-func runRuleCase(t *testing.T, c ruleCase) {
+func runRuleCase(t *testing.T, c testkit.RuleCase) {
 	e := New("test")
 	var problems []string
 	upsert := func(objs []map[string]any) []mesh.Change {
@@ -109,7 +73,7 @@ func runRuleCase(t *testing.T, c ruleCase) {
 }
 
 // rebuildFromEngine replays the case's objects up to step i into the oracle.
-func rebuildFromEngine(t *testing.T, c ruleCase, step int) mesh.EventMesh {
+func rebuildFromEngine(t *testing.T, c testkit.RuleCase, step int) mesh.EventMesh {
 	objs := map[ObjectRef]*unstructured.Unstructured{}
 	add := func(list []map[string]any) {
 		for _, o := range list {
@@ -134,49 +98,7 @@ func rebuildFromEngine(t *testing.T, c ruleCase, step int) mesh.EventMesh {
 
 func checkEntities(t *testing.T, when string, snap Snapshot, want map[string]map[string]string, absent []string) {
 	t.Helper()
-	got := map[string]map[string]json.RawMessage{}
-	snap.Each(func(en Entity) bool {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(en.JSON, &fields); err != nil {
-			t.Fatal(err)
-		}
-		got[en.Key.String()] = fields
-		return true
-	})
-	for key, fields := range want {
-		entity, ok := got[key]
-		if !ok {
-			t.Errorf("%s: entity %s missing; have %v", when, key, keys(got))
-			continue
-		}
-		for name, w := range fields {
-			if !jsonEqual(entity[name], json.RawMessage(w)) {
-				t.Errorf("%s: %s.%s = %s, want %s", when, key, name, entity[name], w)
-			}
-		}
-	}
-	for _, key := range absent {
-		if _, ok := got[key]; ok {
-			t.Errorf("%s: entity %s exists, want absent", when, key)
-		}
-	}
-}
-
-func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	if a == nil {
-		a = json.RawMessage("null")
-	}
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+	entities := map[string]json.RawMessage{}
+	snap.Each(func(en Entity) bool { entities[en.Key.String()] = en.JSON; return true })
+	testkit.CheckEntities(t, when, entities, want, absent, false)
 }

@@ -1,8 +1,8 @@
 package manifests
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,13 +40,14 @@ spec: {broker: orders, subscriber: {ref: {apiVersion: v1, kind: Service, name: s
 
 // harness runs a Source on a temporary directory into a hub, recording changes and logs.
 type harness struct {
-	t    *testing.T
-	dir  string
-	hub  *hub.Hub
-	src  *Source
-	mu   sync.Mutex
-	got  []string
-	logs lockedBuffer
+	t        *testing.T
+	dir      string
+	hub      *hub.Hub
+	src      *Source
+	mu       sync.Mutex
+	got      []string
+	logs     testkit.Buffer
+	barriers int
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
@@ -113,7 +114,7 @@ func (h *harness) take() []string {
 	return got
 }
 
-// expect waits for exactly want (in order), then checks nothing more arrives for a while.
+// expect waits for exactly want (in order), then proves nothing more comes with a barrier.
 func (h *harness) expect(step string, want ...string) {
 	h.t.Helper()
 	var got []string
@@ -121,11 +122,43 @@ func (h *harness) expect(step string, want ...string) {
 		got = append(got, h.take()...)
 		return len(got) >= len(want)
 	})
-	time.Sleep(250 * time.Millisecond) // longer than the debounce: a late extra change would show
-	got = append(got, h.take()...)
+	got = append(got, h.barrier()...)
 	if !reflect.DeepEqual(got, want) {
 		h.t.Fatalf("%s: changes\n got %q\nwant %q", step, got, want)
 	}
+}
+
+// barrier adds a marker Broker in a file of its own and removes it again, and returns the
+// other changes that arrived meanwhile: the source reads the directory in order, so anything
+// the earlier writes still had to cause has come by the time the marker is gone.
+func (h *harness) barrier() []string {
+	h.t.Helper()
+	h.barriers++
+	name := fmt.Sprintf("barrier-%d", h.barriers)
+	key := "eventing.knative.dev/Broker/zz-barrier/" + name
+	file := name + ".yaml"
+	var got []string
+	seen := func(line string) func() bool {
+		found := false
+		return func() bool {
+			for _, c := range h.take() {
+				switch {
+				case c == line:
+					found = true
+				case !strings.HasSuffix(c, " "+key):
+					got = append(got, c)
+				}
+			}
+			return found
+		}
+	}
+	h.write(file, "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: "+name+", namespace: zz-barrier}\n")
+	h.waitFor("barrier "+name+" added", seen("broker added "+key))
+	if err := os.Remove(filepath.Join(h.dir, file)); err != nil {
+		h.t.Fatal(err)
+	}
+	h.waitFor("barrier "+name+" deleted", seen("broker deleted "+key))
+	return got
 }
 
 func TestManifestsFollowEdits(t *testing.T) {
@@ -212,21 +245,4 @@ func TestNewRejects(t *testing.T) {
 	if _, err := New(t.TempDir(), WithDebounce(0, time.Second)); err == nil {
 		t.Error("zero debounce accepted")
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // The resources the benchmark mesh is made of, at the versions it writes them.
@@ -220,7 +221,7 @@ func BenchmarkInitialSync(b *testing.B) {
 // measureSync runs the broadcaster once against the populated cluster and reports its numbers.
 func measureSync(b *testing.B, cfg *rest.Config, binary, kubeconfig, token string, n int) {
 	addr := freeAddr(b)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--listen", addr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -74,7 +75,7 @@ type process struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	addr   string
-	logs   *syncBuffer
+	logs   *testkit.Buffer
 	exited chan struct{}
 	err    error
 }
@@ -85,7 +86,7 @@ var listenLine = regexp.MustCompile(`msg="broadcaster starting".* listen=(\S+)`)
 // ends, and waits until it listens.
 func startBroadcaster(t testing.TB, args ...string) *process {
 	t.Helper()
-	p := &process{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{t: t, logs: &testkit.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(broadcasterBinary(t), append(args, "--listen", "127.0.0.1:0")...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.Env = append(os.Environ(), "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")
@@ -100,7 +101,7 @@ func startBroadcaster(t testing.TB, args ...string) *process {
 			t.Logf("broadcaster %d logs:\n%s", p.cmd.Process.Pid, p.logs.String())
 		}
 	})
-	eventually(t, 60*time.Second, "the broadcaster to listen", func() bool {
+	testkit.Eventually(t, "the broadcaster to listen", 60*time.Second, func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("the broadcaster exited: %v\n%s", p.err, p.logs.String())

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,11 +23,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // Objects of a small mesh, by name, for the fault tests.
@@ -136,7 +134,7 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 	srv.RestartAPIServer(t, time.Second)
 	// Changes made as soon as the API server is back, racing the source's reconnection.
 	// Each touches different entities, so each expected change happens exactly once.
-	eventually(t, 30*time.Second, "the API server to take writes", func() bool {
+	testkit.Eventually(t, "the API server to take writes", 30*time.Second, func() bool {
 		_, err := c.apply(eventType(ns, "e2", "order.paid", "b2", "paid, now described"))
 		return err == nil
 	})
@@ -148,7 +146,7 @@ func TestAPIServerRestartKeepsChangesExact(t *testing.T) {
 	if len(want) != 6 {
 		t.Fatalf("the test's own writes should change 6 entities, they change %q", want)
 	}
-	eventually(t, 60*time.Second, "the mesh to catch up", func() bool {
+	testkit.Eventually(t, "the mesh to catch up", 60*time.Second, func() bool {
 		return maps.Equal(entitiesOf(r.hub.Snapshot()), after)
 	})
 	r.settle(len(want))
@@ -218,7 +216,7 @@ func TestForbiddenKindRecovers(t *testing.T) {
 	if _, err := client.RbacV1().ClusterRoles().Update(context.Background(), role, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 90*time.Second, "the Trigger kind to recover", func() bool {
+	testkit.Eventually(t, "the Trigger kind to recover", 90*time.Second, func() bool {
 		return slices.Equal(consumedBy(t, r, ns, "created"), []string{"billing"})
 	})
 	r.settle(1)
@@ -228,7 +226,7 @@ func TestForbiddenKindRecovers(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "kind recovered") {
 		t.Errorf("no recovery logged:\n%s", r.logs.String())
 	}
-	eventually(t, 10*time.Second, "the gauge to clear", func() bool { return degraded() == 0 })
+	testkit.Eventually(t, "the gauge to clear", 10*time.Second, func() bool { return degraded() == 0 })
 }
 
 func consumedBy(t *testing.T, r *running, ns, name string) []string {
@@ -284,12 +282,7 @@ type streamConsumer struct {
 }
 
 func (s *streamConsumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	c, err := codec.Decode(*ev)
+	c, err := testkit.DecodeRequest(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -355,20 +348,20 @@ func TestLeaderFailover(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, 60*time.Second, "a leader", func() bool { return leaderOf() != nil })
+	testkit.Eventually(t, "a leader", 60*time.Second, func() bool { return leaderOf() != nil })
 	leader := leaderOf()
 	follower := a
 	if leader == a {
 		follower = b
 	}
 	for _, p := range []*process{a, b} { // every replica serves snapshots
-		eventually(t, 30*time.Second, "both replicas to serve", func() bool {
+		testkit.Eventually(t, "both replicas to serve", 30*time.Second, func() bool {
 			status, _, _ := p.get("/v1/getEventMesh", reader)
 			return status == http.StatusOK
 		})
 	}
 	c.mustApply(eventType(ns, "paid", "order.paid", "orders", ""))
-	eventually(t, 30*time.Second, "the leader's deltas", func() bool {
+	testkit.Eventually(t, "the leader's deltas", 30*time.Second, func() bool {
 		_, got, _ := consumer.state()
 		return maps.Equal(got, c.freshEntities())
 	})
@@ -378,12 +371,12 @@ func TestLeaderFailover(t *testing.T) {
 
 	leader.signal(syscall.SIGKILL)
 	c.mustApply(eventType(ns, "shipped", "order.shipped", "orders", "")) // nobody leads now
-	eventually(t, 60*time.Second, "the follower to take over", func() bool {
+	testkit.Eventually(t, "the follower to take over", 60*time.Second, func() bool {
 		return strings.Contains(follower.logs.String(), "leading: publishing")
 	})
 	c.mustApply(service(ns, "svc", "invoicing"))
 	want := c.freshEntities()
-	eventually(t, 30*time.Second, "the stream consumer to match the cluster", func() bool {
+	testkit.Eventually(t, "the stream consumer to match the cluster", 30*time.Second, func() bool {
 		_, got, _ := consumer.state()
 		return maps.Equal(got, want)
 	})

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -112,7 +111,7 @@ func (c *cluster) remove(ref engine.ObjectRef) (deleted bool) {
 	if err != nil {
 		c.t.Fatalf("deleting %s: %v", ref, err)
 	}
-	eventually(c.t, 30*time.Second, "deletion of "+ref.String(), func() bool {
+	testkit.Eventually(c.t, "deletion of "+ref.String(), 30*time.Second, func() bool {
 		_, err := ri.Get(ctx, ref.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
@@ -125,7 +124,7 @@ type running struct {
 	hub    *hub.Hub
 	source *kube.Source
 	seen   *seenObjects
-	logs   *syncBuffer
+	logs   *testkit.Buffer
 	cancel context.CancelFunc
 	done   chan error
 
@@ -136,7 +135,7 @@ type running struct {
 // startSource runs a source with opts until the test ends, and waits for its initial listing.
 func startSource(t testing.TB, cfg *rest.Config, opts ...kube.Option) *running {
 	t.Helper()
-	r := &running{t: t, seen: newSeenObjects(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	r := &running{t: t, seen: newSeenObjects(), logs: &testkit.Buffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	src, err := kube.New(cfg, append(opts, kube.WithLogger(log))...)
 	if err != nil {
@@ -155,7 +154,7 @@ func startSource(t testing.TB, cfg *rest.Config, opts ...kube.Option) *running {
 	r.cancel = cancel
 	go func() { r.done <- src.Run(ctx, &recorder{ListHandler: r.hub, seen: r.seen}) }()
 	t.Cleanup(r.stop)
-	eventually(t, 60*time.Second, "the source's initial listing", src.HasSynced)
+	testkit.Eventually(t, "the source's initial listing", 60*time.Second, src.HasSynced)
 	return r
 }
 
@@ -200,19 +199,19 @@ func (r *running) waitSeen(u *unstructured.Unstructured) {
 	ref := engine.RefOf(u)
 	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[engine.LabelBackstageID] == "" {
 		// Only labelled subscribers are watched: one that loses its label leaves the watch.
-		eventually(r.t, 30*time.Second, "the source to drop unlabelled "+ref.String(), func() bool {
+		testkit.Eventually(r.t, "the source to drop unlabelled "+ref.String(), 30*time.Second, func() bool {
 			return !r.seen.has(ref, "0")
 		})
 		return
 	}
-	eventually(r.t, 30*time.Second, "the source to see "+ref.String()+"@"+u.GetResourceVersion(), func() bool {
+	testkit.Eventually(r.t, "the source to see "+ref.String()+"@"+u.GetResourceVersion(), 30*time.Second, func() bool {
 		return r.seen.has(ref, u.GetResourceVersion())
 	})
 }
 
 func (r *running) waitGone(ref engine.ObjectRef) {
 	r.t.Helper()
-	eventually(r.t, 30*time.Second, "the source to see "+ref.String()+" deleted", func() bool {
+	testkit.Eventually(r.t, "the source to see "+ref.String()+" deleted", 30*time.Second, func() bool {
 		return r.seen.deleted(ref)
 	})
 }
@@ -299,35 +298,6 @@ func (s *seenObjects) deleted(ref engine.ObjectRef) bool {
 	defer s.mu.Unlock()
 	got, ok := s.objs[ref]
 	return ok && got == ""
-}
-
-// eventually polls cond until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func keysOf[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -19,30 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
-
-// ruleCase is one entry of mesh/engine/testdata/rules/*.yaml (documented in mesh/engine/rules_test.go): the
-// same tables that pin the engine's relation rules are replayed here through a real API server.
-type ruleCase struct {
-	Name    string                       `json:"name"`
-	Objects []map[string]any             `json:"objects"`
-	Want    map[string]map[string]string `json:"want"`
-	Absent  []string                     `json:"absent"`
-	Steps   []struct {
-		Apply   []map[string]any             `json:"apply"`
-		Delete  []string                     `json:"delete"`
-		Changes []string                     `json:"changes"`
-		Want    map[string]map[string]string `json:"want"`
-		Absent  []string                     `json:"absent"`
-	} `json:"steps"`
-	Problems []string `json:"problems"`
-}
 
 // refusedByAPIServer lists the cases whose objects the API server itself rejects (the CRD
 // schemas validate them), with why. Such a case asserts the rejection instead of the mesh.
@@ -60,27 +41,12 @@ func TestRulesThroughTheAPI(t *testing.T) {
 	installServingService(c)
 	crds := c.meshCRDs()
 
-	files, err := filepath.Glob("../../mesh/engine/testdata/rules/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule files: %v", err)
-	}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cases []ruleCase
-		if err := yaml.UnmarshalStrict(raw, &cases); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, rc := range cases {
-			name := strings.TrimSuffix(filepath.Base(file), ".yaml") + "/" + rc.Name
-			t.Run(name, func(t *testing.T) {
-				c.t = t
-				defer func() { c.t = nil }()
-				replay(t, c, crds, rc, refusedByAPIServer[name])
-			})
-		}
+	for _, rc := range testkit.RuleCases(t, "../../mesh/engine/testdata/rules/*.yaml") {
+		t.Run(rc.Name, func(t *testing.T) {
+			c.t = t
+			defer func() { c.t = nil }()
+			replay(t, c, crds, rc, refusedByAPIServer[rc.Name])
+		})
 	}
 }
 
@@ -155,7 +121,7 @@ func (c *cluster) waitServed(crd *unstructured.Unstructured) {
 	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
 	version, _ := versions[0].(map[string]any)["name"].(string)
 	res := c.client.Resource(schema.GroupVersionResource{Group: group, Version: version, Resource: plural})
-	eventually(c.t, 30*time.Second, "CRD "+crd.GetName()+" to be served", func() bool {
+	testkit.Eventually(c.t, "CRD "+crd.GetName()+" to be served", 30*time.Second, func() bool {
 		_, err := res.List(context.Background(), metav1.ListOptions{Limit: 1})
 		return err == nil
 	})
@@ -180,7 +146,7 @@ func (c *cluster) write(obj map[string]any) (*unstructured.Unstructured, error) 
 	return c.apply(u.Object)
 }
 
-func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured, rc ruleCase, refusal string) {
+func replay(t *testing.T, c *cluster, crds map[string]*unstructured.Unstructured, rc testkit.RuleCase, refusal string) {
 	c.resetCRDs(crds)
 	var created []engine.ObjectRef
 	defer func() {
@@ -270,7 +236,7 @@ func getEventMesh(t *testing.T, r *running) mesh.EventMesh {
 
 // rebuilt is the mesh of a fresh engine given a fresh listing of every CRD and every kind the
 // case uses.
-func rebuilt(t *testing.T, c *cluster, rc ruleCase) mesh.EventMesh {
+func rebuilt(t *testing.T, c *cluster, rc testkit.RuleCase) mesh.EventMesh {
 	t.Helper()
 	kinds := map[schema.GroupKind]bool{{Group: engine.GroupCRD, Kind: engine.KindCRDObject}: true}
 	note := func(objs []map[string]any) {
@@ -327,47 +293,7 @@ func checkProblems(t *testing.T, logs string, want []string) {
 // only its presence is checked.
 func checkEntities(t *testing.T, when string, snap engine.Snapshot, want map[string]map[string]string, absent []string) {
 	t.Helper()
-	got := map[string]map[string]json.RawMessage{}
-	snap.Each(func(en engine.Entity) bool {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(en.JSON, &fields); err != nil {
-			t.Fatal(err)
-		}
-		got[en.Key.String()] = fields
-		return true
-	})
-	for key, fields := range want {
-		entity, ok := got[key]
-		if !ok {
-			t.Errorf("%s: entity %s missing; have %v", when, key, keysOf(got))
-			continue
-		}
-		for name, w := range fields {
-			if name == "uid" {
-				if string(entity[name]) == `""` || entity[name] == nil {
-					t.Errorf("%s: %s has no uid", when, key)
-				}
-				continue
-			}
-			if !jsonEqual(entity[name], json.RawMessage(w)) {
-				t.Errorf("%s: %s.%s = %s, want %s", when, key, name, entity[name], w)
-			}
-		}
-	}
-	for _, key := range absent {
-		if _, ok := got[key]; ok {
-			t.Errorf("%s: entity %s exists, want absent", when, key)
-		}
-	}
-}
-
-func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	if a == nil {
-		a = json.RawMessage("null")
-	}
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
+	entities := map[string]json.RawMessage{}
+	snap.Each(func(en engine.Entity) bool { entities[en.Key.String()] = en.JSON; return true })
+	testkit.CheckEntities(t, when, entities, want, absent, true)
 }

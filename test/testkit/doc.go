@@ -1,4 +1,6 @@
-// Package testkit holds what the tests of every package share: waiting for a condition with a
-// deadline instead of sleeping, and failing fast on set-up errors. It imports only the
-// standard library, so any package's tests can use it without an import cycle.
+// Package testkit holds what the tests of many packages share: waiting for a condition with a
+// deadline instead of sleeping, a buffer logs and tests can share, decoding what an HTTP sink
+// receives, cleaning JetStream up, and the relation-rule tables that the engine's tests and
+// the cluster tests both replay. It imports none of the engine, so the engine's own tests can
+// use it without an import cycle.
 package testkit

@@ -16,12 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
 
@@ -46,21 +44,16 @@ type recordingSink struct {
 }
 
 func (s *recordingSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ev, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	c, err := codec.Decode(*ev)
+	c, err := testkit.DecodeRequest(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.attempts[ev.ID()]++
+	s.attempts[mesh.EventID(c.Epoch, c.Sequence)]++
 	s.headers = append(s.headers, r.Header.Clone())
-	if s.answer == nil || s.answer(c.Sequence, s.attempts[ev.ID()], w) {
+	if s.answer == nil || s.answer(c.Sequence, s.attempts[mesh.EventID(c.Epoch, c.Sequence)], w) {
 		s.accepted = append(s.accepted, c.Sequence)
 		w.WriteHeader(http.StatusAccepted)
 	}

@@ -160,6 +160,7 @@ type Publisher struct {
 	republish  chan struct{}
 	latest     func() []mesh.Change
 	collecting atomic.Pointer[retainedCollector] // set while a sweep gathers retained topics
+	connected  atomic.Bool
 	done       sync.WaitGroup
 }
 
@@ -194,6 +195,7 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 		ConnectTimeout:                10 * time.Second,
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := connections.Add(1)
+			p.connected.Store(true)
 			p.log.Info("mqtt connected", "sessionPresent", ack.SessionPresent)
 			if n > 1 && !ack.SessionPresent && o.latest != nil {
 				select {
@@ -202,7 +204,8 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 				}
 			}
 		},
-		OnConnectError: func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
+		OnConnectionDown: func() bool { p.connected.Store(false); return true },
+		OnConnectError:   func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
 		ClientConfig: paho.ClientConfig{ClientID: o.clientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){p.received}},
 	}
@@ -239,6 +242,9 @@ func (p *Publisher) republishLoop(ctx context.Context, latest func() []mesh.Chan
 		}
 	}
 }
+
+// Connected reports whether the connection to the broker is up.
+func (p *Publisher) Connected() bool { return p.connected.Load() }
 
 // Filter is the topic filter that matches every entity's topic.
 func (p *Publisher) Filter() string { return p.prefix + "/#" }

@@ -18,6 +18,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 )
@@ -94,17 +95,6 @@ func (r *replica) equals(want map[string]string) bool {
 	return reflect.DeepEqual(r.entities, want)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func dial(t *testing.T, brokerURL, prefix string) *mqtt.Publisher {
 	t.Helper()
 	enc, _ := codec.NewEncoder("")
@@ -137,7 +127,7 @@ func TestStreamAndRetainedState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the live replica to converge", func() bool { return live.equals(state) })
+	testkit.Eventually(t, "the live replica to converge", 20*time.Second, func() bool { return live.equals(state) })
 	live.mu.Lock()
 	for i, s := range live.seqs {
 		if s != uint64(i+1) {
@@ -147,7 +137,7 @@ func TestStreamAndRetainedState(t *testing.T) {
 	live.mu.Unlock()
 
 	late := subscribe(t, broker.URL, prefix)
-	waitFor(t, "the late subscriber to receive the retained mesh", func() bool { return late.equals(state) })
+	testkit.Eventually(t, "the late subscriber to receive the retained mesh", 20*time.Second, func() bool { return late.equals(state) })
 }
 
 // Publishing waits out a broker outage and goes on where it stopped.
@@ -165,7 +155,7 @@ func TestBrokerRestart(t *testing.T) {
 	broker.Stop()
 	done := make(chan error, 1)
 	go func() { done <- p.Publish(ctx, changes[100:]) }()
-	time.Sleep(300 * time.Millisecond) // let the publisher hit the outage
+	testkit.Eventually(t, "the publisher to see the outage", 20*time.Second, func() bool { return !p.Connected() })
 	broker.Start()
 	if err := <-done; err != nil {
 		t.Fatalf("publishing across the restart: %v", err)
@@ -182,7 +172,7 @@ func TestBrokerRestart(t *testing.T) {
 	if err := p.Publish(ctx, opening); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the retained mesh after the restart", func() bool { return late.equals(state) })
+	testkit.Eventually(t, "the retained mesh after the restart", 20*time.Second, func() bool { return late.equals(state) })
 }
 
 // A broker that restarts empty gets the whole retained state back, with no new change needed.
@@ -227,7 +217,7 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 
 	broker.Restart() // comes back with no retained messages and no sessions
 	late := subscribe(t, broker.URL, prefix)
-	waitFor(t, "the retained state to be restored", func() bool { return late.equals(state) })
+	testkit.Eventually(t, "the retained state to be restored", 20*time.Second, func() bool { return late.equals(state) })
 }
 
 // Credentials come from the URL (or Config.Username/Password); wrong ones never connect.
@@ -295,5 +285,5 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	}
 	late := subscribe(t, brokerURL, prefix)
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
-	waitFor(t, "the retained state without the ghost", func() bool { return late.equals(want) })
+	testkit.Eventually(t, "the retained state without the ghost", 20*time.Second, func() bool { return late.equals(want) })
 }

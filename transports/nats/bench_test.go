@@ -3,7 +3,6 @@ package nats_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,6 +10,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
@@ -27,7 +27,7 @@ func BenchmarkPublish(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer cleanUp(srv.URL, n)
+		defer testkit.DeleteJetStream(srv.URL, n.stream, n.bucket)
 		defer p.Close(context.Background())
 		transporttest.Run(b, func(batch []mesh.Change) error { return p.Publish(context.Background(), batch) })
 	})
@@ -39,7 +39,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		setup.Close(context.Background())
-		defer cleanUp(srv.URL, n)
+		defer testkit.DeleteJetStream(srv.URL, n.stream, n.bucket)
 		nc, err := nats.Connect(srv.URL)
 		if err != nil {
 			b.Fatal(err)
@@ -80,17 +80,4 @@ func BenchmarkPublish(b *testing.B) {
 			return nil
 		})
 	})
-}
-
-func cleanUp(url string, n names) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	js.DeleteStream(ctx, n.stream)
-	js.DeleteKeyValue(ctx, n.bucket)
 }

@@ -413,6 +413,9 @@ func (p *Publisher) retry(ctx context.Context, what string, op func(context.Cont
 	return err
 }
 
+// Connected reports whether the connection to the server is up.
+func (p *Publisher) Connected() bool { return p.nc.IsConnected() }
+
 // Close drains and closes the connection.
 func (p *Publisher) Close(context.Context) error {
 	if err := p.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {

@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
@@ -93,7 +94,7 @@ func dial(t *testing.T, url string, n names, coreOnly bool, opts ...natspub.Opti
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
 	if !coreOnly {
-		t.Cleanup(func() { cleanUp(url, n) })
+		t.Cleanup(func() { testkit.DeleteJetStream(url, n.stream, n.bucket) })
 	}
 	return p
 }
@@ -229,7 +230,7 @@ func TestServerRestart(t *testing.T) {
 	srv.Stop()
 	done := make(chan struct{})
 	go func() { defer close(done); publishAll(t, p, changes[150:]) }()
-	time.Sleep(300 * time.Millisecond) // let the publisher run into the outage
+	testkit.Eventually(t, "the publisher to see the outage", 20*time.Second, func() bool { return !p.Connected() })
 	srv.Start()
 	<-done
 	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {

@@ -14,6 +14,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 )
@@ -23,17 +24,6 @@ func change(seq uint64) mesh.Change {
 	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
 		Key:    mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name),
 		Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // A sink that never answers must not hold up another transport, nor the caller of Enqueue,
@@ -78,7 +68,7 @@ func TestHangingSinkDoesNotStallOthers(t *testing.T) {
 		slowQ.Enqueue(hub.Batch{Changes: batch}) // never blocks, however stuck the sink is
 		fastQ.Enqueue(hub.Batch{Changes: batch})
 	}
-	waitFor(t, "the fast sink to get everything", func() bool {
+	testkit.Eventually(t, "the fast sink to get everything", 20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == n

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,8 +137,9 @@ func BenchmarkWatchLoad(b *testing.B) {
 	var mu sync.Mutex
 	var lags []time.Duration
 	cut, snapshots := 0, 0
+	reached := make([]atomic.Uint64, clients) // each watcher's last sequence (all of them once cut off)
 	var wg sync.WaitGroup
-	for range clients {
+	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -154,6 +157,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 					mu.Unlock()
 				case "delta":
 					seq, _ := strconv.ParseUint(ev.ID, 10, 64)
+					reached[i].Store(seq)
 					if t, ok := applied.Load(seq); ok {
 						lag := time.Since(t.(time.Time))
 						mu.Lock()
@@ -161,6 +165,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 						mu.Unlock()
 					}
 				case "cutoff":
+					reached[i].Store(math.MaxUint64)
 					mu.Lock()
 					cut++
 					mu.Unlock()
@@ -187,7 +192,15 @@ func BenchmarkWatchLoad(b *testing.B) {
 		h.OnAdd(eventType(ns, broker, i%10, fmt.Sprint("v", i)), false) // an EventType's type changes
 	}
 	tick.Stop()
-	time.Sleep(500 * time.Millisecond) // let the last deltas arrive
+	last := h.Snapshot().Sequence
+	testkit.Eventually(b, "every watcher to receive the last change", 30*time.Second, func() bool {
+		for i := range reached {
+			if reached[i].Load() < last {
+				return false
+			}
+		}
+		return true
+	})
 	b.StopTimer()
 	rss := rssMB()
 	cancel()
