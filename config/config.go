@@ -17,14 +17,13 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -74,8 +73,9 @@ type Config struct {
 	NATSCreds string `json:"natsCreds,omitempty"`
 	// EventSource is the CloudEvents source attribute of mesh deltas.
 	EventSource string `json:"eventSource,omitempty"`
-	// QueueSize bounds each transport's queue of undelivered changes.
-	QueueSize int `json:"queueSize,omitempty"`
+	// DeltaLogBytes bounds the change log in memory: GET /v1/deltas and every transport read
+	// from it, so a transport further behind than the log holds gets a declared gap.
+	DeltaLogBytes int64 `json:"deltaLogBytes,omitempty"`
 	// DeltaLogSize is how many recent changes GET /v1/deltas can serve.
 	DeltaLogSize int `json:"deltaLogSize,omitempty"`
 
@@ -112,7 +112,7 @@ func defaults(getenv func(string) string) Config {
 	return Config{
 		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"),
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
-		EventSource: codec.DefaultSource, QueueSize: queue.DefaultCapacity, DeltaLogSize: resync.DefaultLogSize,
+		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
 		RetryPeriod: Duration(DefaultRetryPeriod),
 	}
@@ -189,7 +189,7 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials `file`")
 	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
 	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
-	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "changes each transport may hold undelivered")
+	fs.Int64Var(&c.DeltaLogBytes, "delta-log-bytes", c.DeltaLogBytes, "bytes of recent changes kept for GET /v1/deltas and the transports")
 	return fs
 }
 
@@ -289,11 +289,11 @@ func (c *Config) validate() error {
 		{"--label-selector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
 		{fmt.Sprintf("--listen %q", c.Listen), false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
 		{"--log-level", false, func() error { _, err := c.Level(); return err }},
-		{"--delta-log-size", false, func() error { return option.Check(resync.WithLogCapacity(c.DeltaLogSize)) }},
-		{"--queue-size", false, func() error { return option.Check(queue.WithCapacity(c.QueueSize)) }},
+		{"--delta-log-size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
+		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
 		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},
-		{fmt.Sprintf("--sink %q (or K_SINK)", c.Sink), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
+		{fmt.Sprintf("--sink %q (or K_SINK)", httpsink.Redact(c.Sink)), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
 		{"K_CE_OVERRIDES", c.Sink == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
 		{fmt.Sprintf("--mqtt %q", c.MQTT), c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
 		{"--mqtt-topic-prefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},

@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
 type loadCase struct {
@@ -67,7 +66,7 @@ func TestLoad(t *testing.T) {
 		loadCase{"bad nats url", []string{"--manifests", dir, "--nats", "broker:4222"}, nil, Config{}, "--nats"},
 		loadCase{"mqtt wildcard prefix", []string{"--manifests", dir, "--mqtt-topic-prefix", "a/#"}, nil, Config{}, "--mqtt-topic-prefix"},
 		loadCase{"nats wildcard prefix", []string{"--manifests", dir, "--nats-subject-prefix", "a.>"}, nil, Config{}, "--nats-subject-prefix"},
-		loadCase{"bad queue size", []string{"--manifests", dir, "--queue-size", "-1"}, nil, Config{}, "--queue-size"},
+		loadCase{"bad log bound", []string{"--manifests", dir, "--delta-log-bytes", "-1"}, nil, Config{}, "--delta-log-bytes"},
 		loadCase{"overrides of the mesh's extensions", []string{"--manifests", dir, "--sink", "http://broker/"},
 			map[string]string{"K_CE_OVERRIDES": `{"extensions":{"MeshSeq":"7"}}`}, Config{}, `K_CE_OVERRIDES: extension "MeshSeq" belongs to the mesh contract`},
 		loadCase{"overrides that are not JSON", []string{"--manifests", dir, "--sink", "http://broker/"},
@@ -93,7 +92,7 @@ func TestLoad(t *testing.T) {
 			}
 			if got.Manifests != tt.want.Manifests || got.Listen != tt.want.Listen || got.LogLevel != tt.want.LogLevel ||
 				strings.Join(tokens, ",") != strings.Join(wantTokens[tt.name], ",") || got.Sink != tt.want.Sink ||
-				got.CEOverrides != tt.want.CEOverrides || got.QueueSize != queue.DefaultCapacity {
+				got.CEOverrides != tt.want.CEOverrides || got.DeltaLogBytes != changelog.DefaultMaxBytes {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -196,7 +195,7 @@ func TestPrecedence(t *testing.T) {
 	}
 	file := filepath.Join(dir, "cfg.yaml")
 	if err := os.WriteFile(file, []byte("manifests: "+dir+"\nnatsCoreOnly: true\nsink: http://from-file/\n"+
-		"mqttTopicPrefix: file/prefix\nqueueSize: 7\nlogLevel: debug\neventSource: /from-file\n"), 0o644); err != nil {
+		"mqttTopicPrefix: file/prefix\ndeltaLogSize: 7\nlogLevel: debug\neventSource: /from-file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	clusterFile := filepath.Join(dir, "cluster.yaml")
@@ -226,9 +225,9 @@ func TestPrecedence(t *testing.T) {
 		{"list from the file", []string{"--config", clusterFile}, nil, func(c Config) any { return strings.Join(c.Namespaces, ",") }, "a,b"},
 		{"list replaced by flags", []string{"--config", clusterFile, "--namespaces", "c", "--namespaces", "d,e"}, nil, func(c Config) any { return strings.Join(c.Namespaces, ",") }, "c,d,e"},
 		{"list cleared by a flag", []string{"--config", clusterFile, "--namespaces="}, nil, func(c Config) any { return len(c.Namespaces) }, 0},
-		{"number from the file", []string{"--config", file}, nil, func(c Config) any { return c.QueueSize }, 7},
-		{"number from a flag over the file", []string{"--config", file, "--queue-size", "9"}, nil, func(c Config) any { return c.QueueSize }, 9},
-		{"number default from its package", []string{"--manifests", dir}, nil, func(c Config) any { return c.DeltaLogSize }, resync.DefaultLogSize},
+		{"number from the file", []string{"--config", file}, nil, func(c Config) any { return c.DeltaLogSize }, 7},
+		{"number from a flag over the file", []string{"--config", file, "--delta-log-size", "9"}, nil, func(c Config) any { return c.DeltaLogSize }, 9},
+		{"number default from its package", []string{"--manifests", dir}, nil, func(c Config) any { return c.DeltaLogSize }, changelog.DefaultMaxChanges},
 		{"event source default from the codec", []string{"--manifests", dir}, nil, func(c Config) any { return c.EventSource }, codec.DefaultSource},
 		{"flag order does not matter", []string{"--sink=", "--config", file}, kSink, func(c Config) any { return c.Sink }, ""},
 	}
@@ -254,7 +253,7 @@ func TestHelpShowsTheDefaults(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, want := range []string{mqtt.DefaultTopicPrefix, nats.DefaultSubjectPrefix, codec.DefaultSource,
-		strconv.Itoa(resync.DefaultLogSize), strconv.Itoa(queue.DefaultCapacity), DefaultLeaseDuration.String(),
+		strconv.Itoa(changelog.DefaultMaxChanges), strconv.Itoa(changelog.DefaultMaxBytes), DefaultLeaseDuration.String(),
 		DefaultRenewDeadline.String(), DefaultRetryPeriod.String(), DefaultListen, `(default "info")`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not show the default %q:\n%s", want, out.String())

@@ -18,13 +18,14 @@ type Publisher interface {
 }
 
 // Reconciler is a Publisher whose destination keeps each entity's latest state (MQTT retained
-// messages, a NATS KV bucket). Entities deleted while nobody published have no event of their
-// own, so after the batch that opens an epoch the delivery path asks the destination to drop
-// whatever the mesh lacks.
+// messages, a NATS KV bucket). When that state may have drifted from the mesh, the delivery
+// path asks it to catch up: after the batch that opens an epoch (entities deleted while
+// nobody published have no event of their own), and after changes it could not deliver.
 type Reconciler interface {
 	Publisher
-	// Reconcile removes the state of entities the mesh does not have.
-	Reconcile(ctx context.Context) error
+	// Reconcile removes the state of entities the mesh does not have; with republish it also
+	// writes every entity's latest state again (changes were missed).
+	Reconcile(ctx context.Context, republish bool) error
 }
 
 // ErrRejected marks changes a destination refused for good (e.g. HTTP 400): retrying cannot help.

@@ -12,71 +12,66 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/queue"
 )
 
 // publishing is the leader-only part that delivers the mesh's changes to the configured
-// destinations: each opened for the term, behind its own queue, with its worker.
+// destinations: each opened for the term, with a worker that reads the shared change log.
 type publishing struct {
-	cfg config.Config
-	enc *codec.Encoder
-	hub *hub.Hub
-	log *slog.Logger
+	cfg     config.Config
+	enc     *codec.Encoder
+	hub     *hub.Hub
+	changes *changelog.Log
+	metrics *delivery.Metrics
+	log     *slog.Logger
 	// newEpoch makes each term open a new epoch with the whole mesh (a new leader); without
-	// it the term joins the hub's first epoch, which opens with the source's first listing.
+	// it the workers deliver the hub's first epoch, which opens with the source's first listing.
 	newEpoch bool
 }
 
-// destination is one opened transport: its queue, and whatever else runs on its connection
+// destination is one opened transport: its worker, and whatever else runs on its connection
 // (the NATS snapshot server).
 type destination struct {
-	queue  *queue.Queue
+	worker *delivery.Worker
 	beside func(context.Context) error
 }
 
-// run opens the destinations, subscribes their queues and delivers until ctx ends. When the
-// lease was lost (cause errLeadershipLost) what is still queued is dropped: the next leader
-// publishes it; otherwise it gets a few seconds to be delivered.
+// run opens the destinations and delivers until ctx ends. When the lease was lost (cause
+// errLeadershipLost) what is still undelivered is left: the next leader publishes it;
+// otherwise it gets a few seconds to be delivered.
 func (p *publishing) run(ctx context.Context, started func()) error {
 	destinations, err := p.open(ctx)
 	if err != nil {
 		return err
 	}
-	listeners := make([]hub.Listener, len(destinations))
-	for i, d := range destinations {
-		listeners[i] = d.queue.Enqueue
-	}
-	var unsubscribe func()
-	if p.newEpoch {
+	if p.newEpoch { // before the workers read: they start from the new epoch's opening
 		epoch := newEpoch()
-		unsubscribe = p.hub.Restart(epoch, listeners...)
+		p.hub.Restart(epoch)()
 		p.log.Info("leading: publishing the mesh as a new epoch", "epoch", epoch, "entities", p.hub.Snapshot().Len())
-	} else {
-		unsubscribe = p.hub.Listen(listeners...)
 	}
 	started()
 
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	g, _ := errgroup.WithContext(workers)
 	for _, d := range destinations {
-		g.Go(func() error { d.queue.Run(workers); return nil })
+		g.Go(func() error { return d.worker.Run(workers) })
 		if d.beside != nil {
 			g.Go(func() error { return d.beside(workers) })
 		}
 	}
 	<-ctx.Done()
-	unsubscribe()
 	stopWorkers()
 	err = g.Wait()
 	if errors.Is(context.Cause(ctx), errLeadershipLost) {
 		p.log.Warn("lost the lease: stopped publishing")
 		for _, d := range destinations {
-			d.queue.Close(context.Background())
+			d.worker.Close(context.Background())
 		}
 		return err
 	}
@@ -84,24 +79,28 @@ func (p *publishing) run(ctx context.Context, started func()) error {
 	return err
 }
 
-// open connects a queued publisher per configured destination; on failure it closes what it
-// had opened.
+// open connects a publisher per configured destination, each with its worker; on failure it
+// closes what it had opened.
 func (p *publishing) open(ctx context.Context) (destinations []destination, err error) {
 	cfg, log := p.cfg, p.log
 	defer func() {
 		if err != nil {
 			for _, d := range destinations {
-				d.queue.Close(context.Background())
+				d.worker.Close(context.Background())
 			}
 		}
 	}()
 	add := func(name string, pub transports.Publisher, beside func(context.Context) error) error {
-		q, err := queue.New(name, pub, queue.WithCapacity(cfg.QueueSize), queue.WithLogger(log))
+		opts := []delivery.Option{delivery.WithLogger(log)}
+		if p.metrics != nil {
+			opts = append(opts, delivery.WithMetrics(p.metrics))
+		}
+		w, err := delivery.New(name, p.changes, pub, opts...)
 		if err != nil {
 			pub.Close(context.Background())
 			return err
 		}
-		destinations = append(destinations, destination{queue: q, beside: beside})
+		destinations = append(destinations, destination{worker: w, beside: beside})
 		log.Info("publishing mesh deltas", "transport", name)
 		return nil
 	}
@@ -115,7 +114,7 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		return nil, err
 	}
 	if cfg.Sink != "" {
-		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides)}
+		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides), httpsink.WithLogger(log)}
 		if caPEM != nil {
 			opts = append(opts, httpsink.WithCACertificates(caPEM))
 		}
@@ -123,7 +122,7 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		if err != nil {
 			return destinations, err
 		}
-		if err := add("http "+cfg.Sink, sink, nil); err != nil {
+		if err := add("http "+sink.Target(), sink, nil); err != nil {
 			return destinations, err
 		}
 	}
@@ -164,19 +163,19 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 	return destinations, nil
 }
 
-// flush gives each destination a last chance to deliver what is queued, within a deadline.
+// flush gives each destination a last chance to deliver what the log holds, within a deadline.
 func flush(destinations []destination, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, d := range destinations {
-		q := d.queue
-		if err := q.Flush(ctx); err != nil {
+		w := d.worker
+		if err := w.Flush(ctx); err != nil {
 			log.Error("shutdown", "err", err)
 		}
-		delivered, dropped, rejected := q.Stats()
-		log.Info("transport stopped", "transport", q.Name(), "delivered", delivered, "dropped", dropped, "rejected", rejected)
-		if err := q.Close(ctx); err != nil {
-			log.Warn("closing transport", "transport", q.Name(), "err", err)
+		delivered, missed, lost := w.Stats()
+		log.Info("transport stopped", "transport", w.Name(), "delivered", delivered, "missed", missed, "lost", lost)
+		if err := w.Close(ctx); err != nil {
+			log.Warn("closing transport", "transport", w.Name(), "err", err)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
@@ -27,6 +28,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
@@ -41,6 +43,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	deliveryMetrics, err := delivery.NewMetrics(registry)
+	if err != nil {
+		return err
+	}
 	src, cluster, err := openSource(cfg, log, registry)
 	if err != nil {
 		return err
@@ -56,7 +62,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return fmt.Errorf("--event-source: %w", err)
 	}
-	deltaLog, err := resync.NewLog(epoch, resync.WithLogCapacity(cfg.DeltaLogSize))
+	deltaLog, err := changelog.New(epoch, changelog.WithMaxChanges(cfg.DeltaLogSize), changelog.WithMaxBytes(cfg.DeltaLogBytes))
 	if err != nil {
 		return err
 	}
@@ -106,8 +112,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	parts := []part{
 		{name: sourceName + " source", run: func(ctx context.Context, _ func()) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context, _ func()) error { return serve(ctx, server, ln) }},
-		{name: "publishing", leaderOnly: true, run: (&publishing{cfg: cfg, enc: enc, hub: meshHub, log: log,
-			newEpoch: cfg.LeaderElect}).run},
+		{name: "publishing", leaderOnly: true, run: (&publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog,
+			metrics: deliveryMetrics, log: log, newEpoch: cfg.LeaderElect}).run},
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {

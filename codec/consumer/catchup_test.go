@@ -13,6 +13,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -28,7 +29,7 @@ type broadcaster struct {
 
 func newBroadcaster(t *testing.T, epoch string) *broadcaster {
 	b := &broadcaster{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }))}
-	deltaLog, _ := resync.NewLog(epoch, resync.WithLogCapacity(5))
+	deltaLog, _ := changelog.New(epoch, changelog.WithMaxChanges(5))
 	b.hub.Listen(deltaLog.Append)
 	b.hub.Listen(func(batch hub.Batch) {
 		cs := batch.Changes

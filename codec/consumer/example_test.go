@@ -8,6 +8,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
@@ -51,7 +52,7 @@ func startBroadcaster(dir string) (baseURL string, stop func()) {
 	}
 	meshHub := testkit.Must(hub.New(engine.New("example"), src.HasSynced))
 	enc, _ := codec.NewEncoder("")
-	deltas, _ := resync.NewLog("example")
+	deltas, _ := changelog.New("example")
 	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(64))
 	meshHub.Listen(deltas.Append)
 	meshHub.Listen(watchers.Publish)

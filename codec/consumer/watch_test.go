@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -24,7 +25,7 @@ import (
 func TestWatchFollowsAndResumes(t *testing.T) {
 	t.Parallel()
 	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
-	deltaLog, _ := resync.NewLog("ep", resync.WithLogCapacity(1000))
+	deltaLog, _ := changelog.New("ep", changelog.WithMaxChanges(1000))
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(1000))
 	h.Listen(deltaLog.Append)

@@ -19,6 +19,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
@@ -43,7 +44,7 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 		}
 	}
 	r := startSource(t, cfg)
-	log, err := resync.NewLog(r.hub.Snapshot().Epoch, resync.WithLogCapacity(100))
+	log, err := changelog.New(r.hub.Snapshot().Epoch, changelog.WithMaxChanges(100))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 // Sink publishes to one HTTP target.
 type Sink struct {
 	target     string
+	redacted   string // target without credentials: what logs and errors show
 	encoder    *codec.Encoder
 	client     *http.Client
 	ownsClient bool
@@ -48,6 +50,7 @@ type options struct {
 	overrides  map[string]string
 	backoff    Backoff
 	sleep      func(context.Context, time.Duration) error
+	log        *slog.Logger
 }
 
 // Option configures a Sink.
@@ -128,6 +131,12 @@ func WithBackoff(b Backoff) Option {
 	}
 }
 
+// WithLogger logs failing deliveries: the first failure at once, then how long it has been
+// failing, at most every 30 s.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
 // WithSleep replaces how the sink waits between retries (tests record the waits).
 func WithSleep(sleep func(context.Context, time.Duration) error) Option {
 	return func(o *options) error {
@@ -154,7 +163,7 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{target: target, encoder: enc, client: o.client, options: o}
+	s := &Sink{target: target, redacted: Redact(target), encoder: enc, client: o.client, options: o}
 	if s.client != nil {
 		return s, nil
 	}
@@ -168,8 +177,28 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 		pool.AppendCertsFromPEM(o.caPEM)
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	s.client, s.ownsClient = &http.Client{Transport: transport}, true
+	// A redirect is a failure to retry, never followed: following would turn the POST into a
+	// GET, count it as delivered, and let a sink point the broadcaster at any host.
+	s.client, s.ownsClient = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}, true
 	return s, nil
+}
+
+// Target is the sink's URL without credentials (user information and query), as logs show it.
+func (s *Sink) Target() string { return s.redacted }
+
+// Redact removes what may be a credential from a URL: its user information and its query.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unreadable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.String()
 }
 
 // Check says whether New would accept target and opts.
@@ -180,10 +209,11 @@ func Check(target string, opts ...Option) error {
 
 // prepare checks target and applies the defaults and opts: everything New checks.
 func prepare(target string, opts []Option) (options, error) {
-	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx}
+	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx,
+		log: option.Discard()}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, option.Invalid(fmt.Sprintf("sink %q", target), "want an absolute http(s) URL")
+		return o, option.Invalid(fmt.Sprintf("sink %q", Redact(target)), "want an absolute http(s) URL")
 	}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err
@@ -221,15 +251,28 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 	// exponential backoff randomised by ±100% around half of that ceiling.
 	b := &backoff.ExponentialBackOff{InitialInterval: s.backoff.Base / 2, RandomizationFactor: 1, Multiplier: 2,
 		MaxInterval: s.backoff.Max / 2}
-	for {
+	var failingSince, logged time.Time
+	for attempt := 1; ; attempt++ {
 		status, retryAfter, err := s.sendOnce(ctx, ev)
 		switch {
 		case err == nil && status/100 == 2:
+			if !failingSince.IsZero() {
+				s.log.Info("sink accepts events again", "sink", s.redacted, "event", ev.ID(), "after", time.Since(failingSince).Round(time.Millisecond))
+			}
 			return nil
 		case err == nil && status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-			return fmt.Errorf("%w: event %s: sink %s answered %d", transports.ErrRejected, ev.ID(), s.target, status)
+			return fmt.Errorf("%w: event %s: sink %s answered %d", transports.ErrRejected, ev.ID(), s.redacted, status)
 		case ctx.Err() != nil:
 			return ctx.Err()
+		}
+		now := time.Now()
+		if failingSince.IsZero() {
+			failingSince = now
+		}
+		if now.Sub(logged) >= 30*time.Second {
+			logged = now
+			s.log.Warn("sink does not accept events; retrying", "sink", s.redacted, "event", ev.ID(), "attempt", attempt,
+				"failingFor", now.Sub(failingSince).Round(time.Millisecond), "status", status, "err", redactErr(err, s.redacted))
 		}
 		wait := min(max(b.NextBackOff(), retryAfter), s.backoff.Max)
 		if err := s.sleep(ctx, wait); err != nil {
@@ -260,6 +303,18 @@ func (s *Sink) sendOnce(ctx context.Context, ev *event.Event) (status int, retry
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After")), nil
+}
+
+// redactErr is err's text with the URL net/http quotes in it replaced by the redacted one.
+func redactErr(err error, redacted string) string {
+	var ue *url.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ue):
+		return ue.Op + " " + redacted + ": " + ue.Err.Error()
+	}
+	return err.Error()
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or unreadable.

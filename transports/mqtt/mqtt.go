@@ -274,11 +274,19 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 }
 
 // Reconcile clears the retained messages under the prefix whose entity is not in the mesh
-// (Config.Latest): those of entities deleted while no broadcaster published (a restart, a
-// leader change). Without Latest it does nothing.
-func (p *Publisher) Reconcile(ctx context.Context) error {
+// (WithLatest): those of entities deleted while no broadcaster published (a restart, a leader
+// change) or while changes were missed; with republish it first publishes every entity's latest
+// event retained again. Without WithLatest it does nothing.
+func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 	if p.latest == nil {
 		return nil
+	}
+	if republish {
+		changes := p.latest()
+		p.log.Info("mqtt: republishing the retained state", "entities", len(changes))
+		if err := p.Publish(ctx, changes); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -280,7 +280,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	if err := p.Publish(ctx, opening); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Reconcile(ctx); err != nil {
+	if err := p.Reconcile(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	late := subscribe(t, brokerURL, prefix)

@@ -277,12 +277,17 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 // entities deleted while no broadcaster published (a restart, a leader change). It holds off
 // Publish meanwhile, so an entity created during it is published after it. Without Latest, or
 // in core mode, it does nothing.
-func (p *Publisher) Reconcile(ctx context.Context) error {
+func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 	if p.latest == nil || p.kv == nil {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if republish {
+		if err := p.putLatest(ctx); err != nil {
+			return err
+		}
+	}
 	lister, err := p.kv.ListKeys(ctx)
 	if err != nil {
 		return err
@@ -307,6 +312,27 @@ func (p *Publisher) Reconcile(ctx context.Context) error {
 	}
 	if deleted > 0 {
 		p.log.Info("nats: deleted KV entries of entities gone while nobody published", "count", deleted)
+	}
+	return nil
+}
+
+// putLatest writes every entity's latest event into the KV bucket (not the stream: those
+// events are states, not news).
+func (p *Publisher) putLatest(ctx context.Context) error {
+	changes := p.latest()
+	p.log.Info("nats: writing every entity's state into the KV bucket again", "entities", len(changes))
+	for _, c := range changes {
+		o, err := p.message(c)
+		if err != nil {
+			continue // it does not encode: it never reached the bucket either
+		}
+		m := p.kvMessage(o)
+		if err := p.retry(ctx, "put "+o.tokens, func(ctx context.Context) error {
+			_, err := p.js.PublishMsg(ctx, m)
+			return err
+		}); err != nil && !errors.Is(err, transports.ErrRejected) {
+			return err
+		}
 	}
 	return nil
 }

@@ -302,7 +302,7 @@ func TestNewEpochDeletesKVGhosts(t *testing.T) {
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
 	p := dial(t, srv.URL, n, false, natspub.WithLatest(func() []mesh.Change { return opening }))
 	publishAll(t, p, opening)
-	if err := p.Reconcile(context.Background()); err != nil {
+	if err := p.Reconcile(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}

@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -46,7 +47,7 @@ func brokerIn(ns, name string) *unstructured.Unstructured {
 func TestWatchOfOneNamespace(t *testing.T) {
 	t.Parallel()
 	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
-	deltaLog, _ := NewLog("ep", WithLogCapacity(1000))
+	deltaLog, _ := changelog.New("ep", changelog.WithMaxChanges(1000))
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := NewWatchers(enc, WithWatchBuffer(100))
 	h.Listen(deltaLog.Append)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -30,7 +31,7 @@ import (
 // the real endpoints on a real HTTP server.
 func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
 	h := testkit.Must(hub.New(engine.New("load"), func() bool { return true }))
-	deltaLog, _ := NewLog("load", WithLogCapacity(DefaultLogSize))
+	deltaLog, _ := changelog.New("load")
 	enc, _ := codec.NewEncoder("")
 	watchers, _ := NewWatchers(enc, WithWatchBuffer(4096))
 	h.Listen(deltaLog.Append)

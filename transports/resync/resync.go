@@ -18,6 +18,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
@@ -42,7 +43,7 @@ type Handler struct {
 type options struct {
 	log       *slog.Logger
 	authz     auth.Authorizer
-	deltas    *Log
+	deltas    *changelog.Log
 	encoder   *codec.Encoder
 	watchers  *Watchers
 	heartbeat time.Duration
@@ -98,7 +99,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithDeltaLog serves GET /v1/deltas from l, encoding events with enc.
-func WithDeltaLog(l *Log, enc *codec.Encoder) Option {
+func WithDeltaLog(l *changelog.Log, enc *codec.Encoder) Option {
 	return func(o *options) error {
 		if l == nil || enc == nil {
 			return option.Invalid("delta log", "the log and an encoder are required")
@@ -303,7 +304,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 	}
 	changes, last, err := h.deltas.Since(epoch, since)
 	switch {
-	case errors.Is(err, ErrOtherEpoch), errors.Is(err, ErrExpired):
+	case errors.Is(err, changelog.ErrOtherEpoch), errors.Is(err, changelog.ErrExpired):
 		w.Header().Set(mesh.HeaderEpoch, h.deltas.Epoch())
 		writeGone(w, err)
 		return
@@ -334,7 +335,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 
 func writeGone(w http.ResponseWriter, err error) {
 	reason := mesh.GoneExpired
-	if errors.Is(err, ErrOtherEpoch) {
+	if errors.Is(err, changelog.ErrOtherEpoch) {
 		reason = mesh.GoneEpoch
 	}
 	writeProblem(w, http.StatusGone, mesh.Problem{Error: err.Error() + "; take a snapshot (GET " + mesh.PathMesh + ")", Reason: reason})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -121,7 +122,7 @@ func TestDeltasAndETag(t *testing.T) {
 	var ready atomic.Bool
 	ready.Store(true)
 	h := testkit.Must(hub.New(engine.New("ep1"), ready.Load))
-	deltaLog, _ := NewLog("ep1", WithLogCapacity(3))
+	deltaLog, _ := changelog.New("ep1", changelog.WithMaxChanges(3))
 	h.Listen(deltaLog.Append)
 	enc, _ := codec.NewEncoder("")
 	handler, err := New(h, WithDeltaLog(deltaLog, enc))

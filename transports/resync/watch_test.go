@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -31,7 +32,7 @@ type watchServer struct {
 func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchServer {
 	t.Helper()
 	ws := &watchServer{hub: testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))}
-	deltaLog, _ := NewLog("ep", WithLogCapacity(100000))
+	deltaLog, _ := changelog.New("ep", changelog.WithMaxChanges(100000))
 	enc, _ := codec.NewEncoder("")
 	ws.watchers, _ = NewWatchers(enc, WithWatchBuffer(buffer))
 	ws.hub.Listen(deltaLog.Append)
