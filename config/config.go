@@ -67,6 +67,12 @@ type Config struct {
 	NATSCoreOnly bool `json:"natsCoreOnly,omitempty"`
 	// NATSSubjectPrefix is the subject prefix of NATS deltas.
 	NATSSubjectPrefix string `json:"natsSubjectPrefix,omitempty"`
+	// NATSStream and NATSKVBucket name the JetStream stream and KV bucket (default: derived from
+	// the subject prefix).
+	NATSStream   string `json:"natsStream,omitempty"`
+	NATSKVBucket string `json:"natsKVBucket,omitempty"`
+	// MQTTClientID is the MQTT client id (default: derived from the topic prefix).
+	MQTTClientID string `json:"mqttClientID,omitempty"`
 	// CAFile holds PEM CA certificates trusted (beside the system's) by every TLS transport.
 	CAFile string `json:"caFile,omitempty"`
 	// NATSCreds is a NATS credentials file (JWT and NKey seed).
@@ -182,7 +188,10 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Sink, "sink", c.Sink, "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
 	fs.StringVar(&c.MQTT, "mqtt", c.MQTT, "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
 	fs.StringVar(&c.MQTTTopicPrefix, "mqtt-topic-prefix", c.MQTTTopicPrefix, "MQTT topic `prefix`")
-	fs.StringVar(&c.NATS, "nats", c.NATS, "publish mesh deltas to this NATS `url` (JetStream stream "+nats.DefaultStream+" + KV bucket "+nats.DefaultBucket+")")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "publish mesh deltas to this NATS `url` (a JetStream stream and a KV bucket)")
+	fs.StringVar(&c.NATSStream, "nats-stream", c.NATSStream, "JetStream stream `name` (default from the subject prefix: "+nats.StreamName(nats.DefaultSubjectPrefix)+")")
+	fs.StringVar(&c.NATSKVBucket, "nats-kv-bucket", c.NATSKVBucket, "KV bucket `name` (default from the subject prefix: "+nats.BucketName(nats.DefaultSubjectPrefix)+")")
+	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", c.MQTTClientID, "MQTT client `id` (default from the topic prefix: "+mqtt.ClientID(mqtt.DefaultTopicPrefix)+")")
 	fs.BoolVar(&c.NATSCoreOnly, "nats-core", c.NATSCoreOnly, "publish plain NATS messages (no JetStream stream or KV bucket)")
 	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", c.NATSSubjectPrefix, "NATS subject `prefix`")
 	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
@@ -299,6 +308,9 @@ func (c *Config) validate() error {
 		{"--mqtt-topic-prefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},
 		{fmt.Sprintf("--nats %q", c.NATS), c.NATS == "", func() error { return nats.Check(c.NATS) }},
 		{"--nats-subject-prefix", false, func() error { return option.Check(nats.WithSubjectPrefix(c.NATSSubjectPrefix)) }},
+		{"--nats-stream", c.NATSStream == "", func() error { return option.Check(nats.WithStream(c.NATSStream)) }},
+		{"--nats-kv-bucket", c.NATSKVBucket == "", func() error { return option.Check(nats.WithBucket(c.NATSKVBucket)) }},
+		{"--mqtt-client-id", c.MQTTClientID == "", func() error { return option.Check(mqtt.WithClientID(c.MQTTClientID)) }},
 		{"--nats-creds", c.NATSCreds == "", func() error { return option.Check(nats.WithCredsFile(c.NATSCreds)) }},
 		{"--event-source", false, func() error { _, err := codec.NewEncoder(c.EventSource); return err }},
 	}

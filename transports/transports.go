@@ -28,5 +28,9 @@ type Reconciler interface {
 	Reconcile(ctx context.Context, republish bool) error
 }
 
+// ErrFatal marks a destination that cannot be used at all (a name on the server belongs to
+// someone else): retrying cannot help, and the broadcaster stops rather than run without it.
+var ErrFatal = errors.New("the destination cannot be used")
+
 // ErrRejected marks changes a destination refused for good (e.g. HTTP 400): retrying cannot help.
 var ErrRejected = errors.New("rejected by the destination")

@@ -16,9 +16,8 @@ type part struct {
 	name string
 	// leaderOnly parts run while this replica leads (always, without an elector).
 	leaderOnly bool
-	// run returns when ctx ends (nil) or when the part cannot go on. It calls started once it
-	// is ready for the parts after it.
-	run func(ctx context.Context, started func()) error
+	// run returns when ctx ends (nil) or when the part cannot go on.
+	run func(ctx context.Context) error
 }
 
 // errLeadershipLost is the cause of a leader-only part's context when the lease is lost (not
@@ -33,9 +32,9 @@ type leaderElector interface {
 }
 
 // runParts runs parts until ctx ends or one of them fails. Without an elector this process
-// always leads, and the leader-only parts start first: each must have started before the
-// others begin (publishers subscribe before the source delivers the listing that opens the
-// epoch). With one, the elector runs them during each term.
+// always leads and every part runs at once; with one, the elector runs the leader-only parts
+// during each term. (Order does not matter: publishers read the change log, which keeps the
+// batch that opened the epoch for them.)
 func runParts(ctx context.Context, parts []part, elector leaderElector, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	var leading, always []part
@@ -47,22 +46,14 @@ func runParts(ctx context.Context, parts []part, elector leaderElector, log *slo
 		}
 	}
 	if elector == nil {
-		for _, p := range leading {
-			started := make(chan struct{})
-			g.Go(func() error { return named(p, p.run(ctx, onceCloser(started))) })
-			select {
-			case <-started:
-			case <-ctx.Done():
-				return g.Wait()
-			}
-		}
+		always = append(always, leading...)
 	} else {
 		g.Go(func() error {
 			return elector.Run(ctx, func(leadCtx context.Context) { runTerm(leadCtx, leading, log) })
 		})
 	}
 	for _, p := range always {
-		g.Go(func() error { return named(p, p.run(ctx, func() {})) })
+		g.Go(func() error { return named(p, p.run(ctx)) })
 	}
 	return g.Wait()
 }
@@ -74,7 +65,7 @@ func runTerm(leadCtx context.Context, parts []part, log *slog.Logger) {
 	defer cancel(nil)
 	done := make(chan error, len(parts))
 	for _, p := range parts {
-		go func() { done <- named(p, p.run(ctx, func() {})) }()
+		go func() { done <- named(p, p.run(ctx)) }()
 	}
 	for range parts {
 		if err := <-done; err != nil {
@@ -93,14 +84,4 @@ func named(p part, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", p.name, err)
-}
-
-func onceCloser(ch chan struct{}) func() {
-	closed := false
-	return func() {
-		if !closed {
-			closed = true
-			close(ch)
-		}
-	}
 }

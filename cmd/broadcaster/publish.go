@@ -45,7 +45,7 @@ type destination struct {
 // run opens the destinations and delivers until ctx ends. When the lease was lost (cause
 // errLeadershipLost) what is still undelivered is left: the next leader publishes it;
 // otherwise it gets a few seconds to be delivered.
-func (p *publishing) run(ctx context.Context, started func()) error {
+func (p *publishing) run(ctx context.Context) error {
 	destinations, err := p.open(ctx)
 	if err != nil {
 		return err
@@ -55,7 +55,6 @@ func (p *publishing) run(ctx context.Context, started func()) error {
 		p.hub.Restart(epoch)()
 		p.log.Info("leading: publishing the mesh as a new epoch", "epoch", epoch, "entities", p.hub.Snapshot().Len())
 	}
-	started()
 
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	g, _ := errgroup.WithContext(workers)
@@ -127,8 +126,12 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		}
 	}
 	if cfg.MQTT != "" {
-		mp, err := mqtt.New(cfg.MQTT, p.enc, mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
-			mqtt.WithLatest(latest), mqtt.WithLogger(log))
+		opts := []mqtt.Option{mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
+			mqtt.WithLatest(latest), mqtt.WithLogger(log)}
+		if cfg.MQTTClientID != "" {
+			opts = append(opts, mqtt.WithClientID(cfg.MQTTClientID))
+		}
+		mp, err := mqtt.New(cfg.MQTT, p.enc, opts...)
 		if err != nil {
 			return destinations, err
 		}
@@ -140,6 +143,12 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 		opts := []nats.Option{nats.WithSubjectPrefix(cfg.NATSSubjectPrefix), nats.WithLatest(latest), nats.WithLogger(log)}
 		if cfg.NATSCoreOnly {
 			opts = append(opts, nats.WithCoreOnly())
+		}
+		if cfg.NATSStream != "" {
+			opts = append(opts, nats.WithStream(cfg.NATSStream))
+		}
+		if cfg.NATSKVBucket != "" {
+			opts = append(opts, nats.WithBucket(cfg.NATSKVBucket))
 		}
 		if cfg.NATSCreds != "" {
 			opts = append(opts, nats.WithCredsFile(cfg.NATSCreds))

@@ -110,8 +110,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		sourceName = "cluster"
 	}
 	parts := []part{
-		{name: sourceName + " source", run: func(ctx context.Context, _ func()) error { return src.Run(ctx, meshHub) }},
-		{name: "http server", run: func(ctx context.Context, _ func()) error { return serve(ctx, server, ln) }},
+		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
+		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
 		{name: "publishing", leaderOnly: true, run: (&publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog,
 			metrics: deliveryMetrics, log: log, newEpoch: cfg.LeaderElect}).run},
 	}

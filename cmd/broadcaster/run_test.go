@@ -340,7 +340,7 @@ func TestAllTransportsDeliverTheSameEvents(t *testing.T) {
 	dir := copyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
-	defer testkit.DeleteJetStream(natsServer.URL, natspub.DefaultStream, natspub.DefaultBucket)
+	defer testkit.DeleteJetStream(natsServer.URL, natspub.StreamName(natsPrefix), natspub.BucketName(natsPrefix))
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 	os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml"))
 
@@ -528,7 +528,7 @@ func TestTransportsOverTLS(t *testing.T) {
 		mu.Lock()
 		n := httpEvents
 		mu.Unlock()
-		info, err := js.Stream(context.Background(), natspub.DefaultStream)
+		info, err := js.Stream(context.Background(), natspub.StreamName(natspub.DefaultSubjectPrefix))
 		if err != nil {
 			return false
 		}

@@ -67,6 +67,7 @@ type Worker struct {
 
 	pos       mesh.Position // the last change handed over
 	reconcile reconcile     // owed to a Reconciler
+	fatal     error         // the destination cannot be used (transports.ErrFatal)
 }
 
 // reconcile is what a state carrier owes: nothing, dropping stale keys (a new epoch), or also
@@ -96,7 +97,8 @@ func New(name string, log *changelog.Log, p transports.Publisher, opts ...Option
 // Name labels the worker's transport.
 func (w *Worker) Name() string { return w.name }
 
-// Run delivers until ctx ends. What it could not deliver by then stays for Flush.
+// Run delivers until ctx ends (nil) or the destination cannot be used at all (an error
+// wrapping transports.ErrFatal). What it could not deliver by then stays for Flush.
 func (w *Worker) Run(ctx context.Context) error {
 	for {
 		b, err := w.changes.Read(ctx, w.pos, w.batch)
@@ -104,7 +106,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil // ctx ended
 		}
 		if !w.deliver(ctx, b) {
-			return nil
+			return w.fatal
 		}
 	}
 }
@@ -161,6 +163,9 @@ func (w *Worker) deliver(ctx context.Context, b changelog.Batch) bool {
 		w.delivered.Add(uint64(len(b.Changes) - n))
 		w.log.Error("destination rejected changes; skipped (consumers will see a meshseq gap)", "err", err)
 	case ctx.Err() != nil:
+		return false
+	case errors.Is(err, transports.ErrFatal):
+		w.fatal = fmt.Errorf("transport %s: %w", w.name, err)
 		return false
 	default:
 		w.m.failed.Add(float64(len(b.Changes)))

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,7 +43,6 @@ type Option = option.Func[options]
 
 // Defaults of a Publisher.
 const (
-	DefaultClientID      = "event-mesh-broadcaster"
 	DefaultSessionExpiry = time.Hour
 )
 
@@ -121,6 +121,11 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
 }
 
+// ClientID is the default client id of a topic prefix, so broadcasters with different
+// prefixes never share a session by default (replicas of one deployment do: only the leader
+// connects, and a new leader takes the session over).
+func ClientID(prefix string) string { return "event-mesh-broadcaster:" + prefix }
+
 // Check says whether New would accept url and opts, without connecting.
 func Check(url string, opts ...Option) error {
 	_, _, err := prepare(url, opts)
@@ -129,10 +134,11 @@ func Check(url string, opts ...Option) error {
 
 // prepare applies the defaults and opts and reads url: everything New checks.
 func prepare(url string, opts []Option) (options, *neturl.URL, error) {
-	o := options{clientID: DefaultClientID, topicPrefix: DefaultTopicPrefix, sessionExpiry: DefaultSessionExpiry, log: option.Discard()}
+	o := options{topicPrefix: DefaultTopicPrefix, sessionExpiry: DefaultSessionExpiry, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, nil, err
 	}
+	o.clientID = cmp.Or(o.clientID, ClientID(o.topicPrefix))
 	u, err := neturl.Parse(url)
 	if err != nil || u.Host == "" {
 		return o, nil, option.Invalid(fmt.Sprintf("mqtt %q", url), "want mqtt://host:port or mqtts://host:port")
@@ -169,7 +175,7 @@ var _ transports.Reconciler = (*Publisher)(nil)
 // New starts connecting to the broker at url (mqtt://host:port, or mqtts:// / tls:// for TLS;
 // user:password@ in the URL logs in unless WithCredentials does) in the background: Publish
 // waits for the connection. The Publisher owns the connection.
-// Defaults: DefaultTopicPrefix, DefaultClientID, DefaultSessionExpiry, no logging.
+// Defaults: DefaultTopicPrefix, the client id ClientID(prefix), DefaultSessionExpiry, no logging.
 func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	o, u, err := prepare(url, opts)
 	if err != nil {

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	neturl "net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +27,6 @@ import (
 // Defaults.
 const (
 	DefaultSubjectPrefix = "knative.eventmesh"
-	DefaultStream        = "EVENTMESH"
-	DefaultBucket        = "eventmesh"
 )
 
 type options struct {
@@ -144,6 +144,7 @@ func WithLogger(l *slog.Logger) Option {
 // Publisher publishes to one NATS server or cluster.
 type Publisher struct {
 	mu     sync.Mutex // Publish and Reconcile never interleave
+	setup  *options   // the JetStream set-up still to do (the server was away at Dial)
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -159,7 +160,8 @@ var _ transports.Reconciler = (*Publisher)(nil)
 // Dial connects to url (nats://host:4222 or tls://; user:password@ or a token in the URL
 // work), reconnecting forever afterwards, and unless WithCoreOnly creates or updates the stream
 // and the KV bucket within ctx. The Publisher owns the connection.
-// Defaults: DefaultSubjectPrefix, DefaultStream, DefaultBucket, DefaultMaxAge, no logging.
+// Defaults: DefaultSubjectPrefix, the stream StreamName(prefix) and the bucket
+// BucketName(prefix), DefaultMaxAge, no logging.
 func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	o, err := prepare(url, opts)
 	if err != nil {
@@ -171,6 +173,9 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// Nothing is buffered while the server is away: a publish then fails at once and is
+		// retried in order, instead of being sent later, possibly after a retry of an earlier one.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { p.log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
 	}
@@ -188,11 +193,53 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	if o.coreOnly {
 		return p, nil
 	}
+	p.setup = &o
+	if !nc.IsConnected() {
+		// The server is not there yet: publishing sets the stream and bucket up once it is, so
+		// the broadcaster starts and serves meanwhile.
+		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", redactURL(url))
+		return p, nil
+	}
 	if err := p.setUpJetStream(ctx, o); err != nil {
 		nc.Close()
 		return nil, err
 	}
+	p.setup = nil
 	return p, nil
+}
+
+// ensureSetUp sets the stream and bucket up if Dial could not, retrying until the server
+// answers or ctx ends. A conflict on the server is fatal. p.mu is held.
+func (p *Publisher) ensureSetUp(ctx context.Context) error {
+	if p.setup == nil {
+		return nil
+	}
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := p.setUpJetStream(actx, *p.setup)
+		if errors.Is(err, ErrConflict) {
+			return struct{}{}, backoff.Permanent(fmt.Errorf("%w: %w", transports.ErrFatal, err))
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5,
+		Multiplier: 2, MaxInterval: 5 * time.Second}), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return err
+	}
+	p.setup = nil
+	p.log.Info("nats stream and bucket set up")
+	return nil
+}
+
+// redactURL drops the user information of a server URL (tokens and passwords hide there).
+func redactURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(unreadable URL)"
+	}
+	u.User = nil
+	return u.String()
 }
 
 func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
@@ -200,24 +247,76 @@ func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("nats jetstream: %w", err)
 	}
-	stream, maxAge := o.stream, o.maxAge
+	stream, subjects := o.stream, []string{p.prefix + ".>"}
+	existing, err := js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case err != nil:
+		return fmt.Errorf("nats stream %s: %w", stream, err)
+	case !slices.Equal(existing.CachedInfo().Config.Subjects, subjects):
+		return fmt.Errorf("%w: nats stream %s exists with subjects %q, not %q: it belongs to another broadcaster or application; "+
+			"choose another stream (--nats-stream) or subject prefix", ErrConflict, stream, existing.CachedInfo().Config.Subjects, subjects)
+	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: stream, Subjects: []string{p.prefix + ".>"}, Storage: jetstream.FileStorage,
-		MaxAge: maxAge, Duplicates: 2 * time.Minute,
+		Name: stream, Subjects: subjects, Storage: jetstream.FileStorage,
+		MaxAge: o.maxAge, Duplicates: 2 * time.Minute,
 		Description: "Knative event mesh deltas (one CloudEvent per entity change)",
 	}); err != nil {
 		return fmt.Errorf("nats stream %s: %w", stream, err)
 	}
 	bucket := o.bucket
+	// The bucket says whose it is, so a broadcaster never sweeps another one's keys.
+	if existing, err := js.KeyValue(ctx, bucket); err == nil {
+		status, err := existing.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
+		}
+		var description string
+		if s, ok := status.(*jetstream.KeyValueBucketStatus); ok {
+			description = s.StreamInfo().Config.Description
+		}
+		if description != bucketDescription(p.prefix) {
+			return fmt.Errorf("%w: nats kv bucket %s is not the bucket of subject prefix %q (it says %q): choose another bucket (--nats-kv-bucket) or subject prefix",
+				ErrConflict, bucket, p.prefix, description)
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, History: 1, Storage: jetstream.FileStorage,
-		Description: "latest mesh-delta event of each entity",
+		Description: bucketDescription(p.prefix),
 	})
 	if err != nil {
 		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 	}
 	p.js, p.kv, p.bucket = js, kv, kv.Bucket()
 	return nil
+}
+
+// bucketDescription says whose entities a KV bucket holds: the subject prefix is part of it
+// (servers before 2.10 keep no metadata, but every server keeps the description).
+func bucketDescription(prefix string) string {
+	return "latest mesh-delta event of each entity of subject prefix " + prefix
+}
+
+// ErrConflict means a name the transport needs is taken by something else on the server.
+var ErrConflict = errors.New("conflict on the server")
+
+// StreamName is the default stream of a subject prefix: the prefix in capitals, dots and other
+// characters a stream name cannot hold turned to _ (knative.eventmesh → KNATIVE_EVENTMESH), so
+// broadcasters with different prefixes never share a stream by default.
+func StreamName(prefix string) string { return strings.ToUpper(nameOf(prefix)) }
+
+// BucketName is the default KV bucket of a subject prefix: knative.eventmesh → knative_eventmesh.
+func BucketName(prefix string) string { return nameOf(prefix) }
+
+func nameOf(prefix string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, prefix)
 }
 
 // Check says whether Dial would accept url and opts, without connecting.
@@ -228,11 +327,12 @@ func Check(url string, opts ...Option) error {
 
 // prepare applies the defaults and opts and checks url: everything Dial checks.
 func prepare(url string, opts []Option) (options, error) {
-	o := options{subjectPrefix: DefaultSubjectPrefix, stream: DefaultStream, bucket: DefaultBucket,
-		maxAge: DefaultMaxAge, log: option.Discard()}
+	o := options{subjectPrefix: DefaultSubjectPrefix, maxAge: DefaultMaxAge, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err
 	}
+	o.stream = cmp.Or(o.stream, StreamName(o.subjectPrefix))
+	o.bucket = cmp.Or(o.bucket, BucketName(o.subjectPrefix))
 	if u, err := neturl.Parse(url); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
 		return o, option.Invalid(fmt.Sprintf("nats %q", url), "want nats://host:port or tls://host:port")
 	}
@@ -259,6 +359,9 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 			continue
 		}
 		out = append(out, o)
+	}
+	if err := p.ensureSetUp(ctx); err != nil {
+		return err
 	}
 	if p.js == nil {
 		if err := p.publishCore(ctx, out); err != nil {
@@ -350,13 +453,15 @@ func (p *Publisher) message(c mesh.Change) (outgoing, error) {
 	return outgoing{change: c, tokens: tokens, msg: msg}, nil
 }
 
+// publishCore publishes plain messages and waits until the server has them (a flush,
+// retried while the server is away: nats.go keeps what it could not send yet).
 func (p *Publisher) publishCore(ctx context.Context, out []outgoing) error {
 	for _, o := range out {
-		if err := p.nc.PublishMsg(o.msg); err != nil {
-			return fmt.Errorf("nats publish %s: %w", o.change, err)
+		if err := p.retry(ctx, "publish "+o.msg.Subject, func(context.Context) error { return p.nc.PublishMsg(o.msg) }); err != nil {
+			return err
 		}
 	}
-	return p.nc.FlushWithContext(ctx)
+	return p.retry(ctx, "flush", p.nc.FlushWithContext)
 }
 
 // publishJetStream sends, for every change in order, the event to the stream and its KV

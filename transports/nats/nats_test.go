@@ -3,9 +3,11 @@ package nats_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,5 +310,103 @@ func TestNewEpochDeletesKVGhosts(t *testing.T) {
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, want) {
 		t.Fatalf("kv bucket %v, want %v", got, want)
+	}
+}
+
+// A server that is not there at start-up holds nothing up: Dial returns at once, and the
+// stream and bucket are set up, and catch up exactly, when the server comes.
+func TestServerUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartEmbeddedNATS(t)
+	srv.Stop()
+	n := unique()
+	enc, _ := codec.NewEncoder("")
+	start := time.Now()
+	p, err := natspub.Dial(context.Background(), srv.URL, enc, natspub.WithSubjectPrefix(n.prefix),
+		natspub.WithStream(n.stream), natspub.WithBucket(n.bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("Dial waited %v for an unreachable server", waited)
+	}
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(21, 22)), "ep", "b.%d", 60)
+	done := make(chan struct{})
+	go func() { defer close(done); publishAll(t, p, changes) }()
+	srv.Start()
+	<-done
+	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {
+		t.Fatal("the stream differs from the state")
+	}
+	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, state) {
+		t.Fatalf("kv bucket %v, want %v", got, state)
+	}
+}
+
+// Core mode reports what it delivered: a publish without a deadline succeeds.
+func TestCoreModeDelivers(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	p := dial(t, srv.URL, unique(), true)
+	if err := p.Publish(context.Background(), transporttest.Changes(20)); err != nil {
+		t.Fatalf("core publish: %v", err)
+	}
+}
+
+// Two broadcasters with different prefixes share a server: each has its own stream and bucket
+// by default, and neither touches the other's. A name taken by the other is an error naming
+// both, never rewritten.
+func TestSharedServer(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartNATS(t)
+	a, b := unique(), unique()
+	enc, _ := codec.NewEncoder("")
+	dialPrefix := func(prefix string, opts ...natspub.Option) (*natspub.Publisher, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return natspub.Dial(ctx, srv.URL, enc, append([]natspub.Option{natspub.WithSubjectPrefix(prefix)}, opts...)...)
+	}
+	for _, n := range []names{a, b} {
+		t.Cleanup(func() {
+			testkit.DeleteJetStream(srv.URL, natspub.StreamName(n.prefix), natspub.BucketName(n.prefix))
+		})
+	}
+	pa, err := dialPrefix(a.prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close(context.Background())
+	pb, err := dialPrefix(b.prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close(context.Background())
+	changesA, stateA := transporttest.Stream(rand.New(rand.NewPCG(31, 32)), "ea", "a%d", 40)
+	changesB, stateB := transporttest.Stream(rand.New(rand.NewPCG(33, 34)), "eb", "b%d", 40)
+	publishAll(t, pa, changesA)
+	publishAll(t, pb, changesB)
+	// b's new epoch has none of a's entities: reconciling must not touch a's bucket.
+	if err := pb.Reconcile(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	aNames := names{a.prefix, natspub.StreamName(a.prefix), natspub.BucketName(a.prefix)}
+	bNames := names{b.prefix, natspub.StreamName(b.prefix), natspub.BucketName(b.prefix)}
+	if got := kvState(t, srv.URL, aNames); !reflect.DeepEqual(got, stateA) {
+		t.Fatalf("a's bucket %v, want %v", got, stateA)
+	}
+	if got := kvState(t, srv.URL, bNames); !reflect.DeepEqual(got, stateB) {
+		t.Fatalf("b's bucket %v, want %v", got, stateB)
+	}
+	if got := applyAll(t, replay(t, srv.URL, aNames, len(changesA))); !reflect.DeepEqual(got, stateA) {
+		t.Fatal("a's stream differs")
+	}
+	_, err = dialPrefix(b.prefix, natspub.WithStream(aNames.stream))
+	if !errors.Is(err, natspub.ErrConflict) || !strings.Contains(err.Error(), aNames.stream) || !strings.Contains(err.Error(), a.prefix) {
+		t.Errorf("b on a's stream: %v, want a conflict naming the stream and a's subjects", err)
+	}
+	_, err = dialPrefix(b.prefix, natspub.WithBucket(aNames.bucket))
+	if !errors.Is(err, natspub.ErrConflict) || !strings.Contains(err.Error(), aNames.bucket) || !strings.Contains(err.Error(), a.prefix) {
+		t.Errorf("b on a's bucket: %v, want a conflict naming the bucket and a's prefix", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
@@ -17,12 +18,10 @@ import (
 // Mesh-Error header, never a partial mesh. Replicas share the requests through a queue group.
 // It returns when ctx ends.
 func (p *Publisher) ServeResync(ctx context.Context, snapshot func() engine.Snapshot, ready func() bool, chunk int) error {
-	if chunk <= 0 {
-		chunk = int(p.nc.MaxPayload()) - 4096
-	}
-	if chunk < 1024 {
+	if chunk != 0 && chunk < 1024 {
 		return fmt.Errorf("nats resync: chunk size %d too small", chunk)
 	}
+	var rendered renderedSnapshot
 	sub, err := p.nc.QueueSubscribe(mesh.NATSResyncSubject(p.prefix), "event-mesh-broadcaster", func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
@@ -33,7 +32,11 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() engine.Snap
 			_ = p.nc.PublishMsg(e)
 			return
 		}
-		if err := p.reply(m.Reply, snapshot(), chunk); err != nil {
+		size := chunk
+		if size == 0 { // the server's limit, known once connected
+			size = max(1024, int(p.nc.MaxPayload())-4096)
+		}
+		if err := p.reply(m.Reply, rendered.of(snapshot()), size); err != nil {
 			p.log.Warn("nats resync: reply failed", "err", err)
 		}
 	})
@@ -46,20 +49,41 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() engine.Snap
 	return nil
 }
 
-func (p *Publisher) reply(to string, s engine.Snapshot, chunk int) error {
+// renderedSnapshot keeps the last snapshot's reply body, so a crowd of requests for one
+// sequence costs one serialisation.
+type renderedSnapshot struct {
+	mu   sync.Mutex
+	last *snapshotBody
+}
+
+type snapshotBody struct {
+	epoch string
+	seq   uint64
+	data  []byte
+}
+
+func (r *renderedSnapshot) of(s engine.Snapshot) *snapshotBody {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last != nil && r.last.epoch == s.Epoch && r.last.seq == s.Sequence {
+		return r.last
+	}
 	var body bytes.Buffer
 	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
 	body.WriteString(head)
-	if err := s.WriteEventMesh(&body); err != nil {
-		return err
-	}
+	_ = s.WriteEventMesh(&body) // a bytes.Buffer does not fail
 	body.WriteString(tail)
-	data := body.Bytes()
+	r.last = &snapshotBody{epoch: s.Epoch, seq: s.Sequence, data: body.Bytes()}
+	return r.last
+}
+
+func (p *Publisher) reply(to string, s *snapshotBody, chunk int) error {
+	data := s.data
 	n := max(1, (len(data)+chunk-1)/chunk)
 	for i := range n {
 		m := nats.NewMsg(to)
-		m.Header.Set(mesh.HeaderEpoch, s.Epoch)
-		m.Header.Set(mesh.HeaderSequence, strconv.FormatUint(s.Sequence, 10))
+		m.Header.Set(mesh.HeaderEpoch, s.epoch)
+		m.Header.Set(mesh.HeaderSequence, strconv.FormatUint(s.seq, 10))
 		m.Header.Set(mesh.HeaderChunk, fmt.Sprintf("%d/%d", i+1, n))
 		m.Data = data[i*chunk : min(len(data), (i+1)*chunk)]
 		if err := p.nc.PublishMsg(m); err != nil {
