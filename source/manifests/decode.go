@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Object is one decoded manifest and the line it starts on.
@@ -123,6 +124,14 @@ func object(v any, line int) (Object, error) {
 		return Object{}, &SyntaxError{line, kind + " " + name + ": metadata.namespace must be a string"}
 	case namespace == "" && !clusterScoped[kind]:
 		meta["namespace"] = "default"
+	}
+	// Names as the API server takes them, so a name no cluster would hold (one MQTT or NATS
+	// could not carry, say) never reaches the mesh.
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return Object{}, &SyntaxError{line, fmt.Sprintf("%s %q: metadata.name: %s", kind, name, errs[0])}
+	}
+	if errs := validation.IsDNS1123Label(namespace); namespace != "" && len(errs) > 0 {
+		return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.namespace %q: %s", kind, name, namespace, errs[0])}
 	}
 	for _, f := range []string{"labels", "annotations"} {
 		if err := checkStringMap(meta, f); err != nil {

@@ -79,6 +79,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"list items", "apiVersion: v1\nkind: List\nitems: {a: b}\n", "List: items must be a list"},
 		{"bad list item", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: S\n", "line 4: S: metadata.name is required"},
 		{"alias bomb", bomb(), "too many values"},
+		{"name MQTT cannot carry", "apiVersion: v1\nkind: S\nmetadata: {name: 'wild#card+name'}\n", `line 1: S "wild#card+name": metadata.name: a lowercase RFC 1123 subdomain`},
+		{"name with capitals", "apiVersion: v1\nkind: S\nmetadata: {name: Orders}\n", `S "Orders": metadata.name`},
+		{"namespace with a dot", "apiVersion: v1\nkind: S\nmetadata: {name: a, namespace: a.b}\n", `S a: metadata.namespace "a.b": must not contain dots`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -113,6 +115,9 @@ func WithOverrides(kCEOverrides string) Option {
 			probe := event.New()
 			if err := probe.Context.SetExtension(name, "x"); err != nil {
 				return option.Invalid("K_CE_OVERRIDES", "extension %q: %v", name, err)
+			}
+			if value := v.Extensions[name]; strings.ContainsFunc(value, unicode.IsControl) || !utf8.ValidString(value) {
+				return option.Invalid("K_CE_OVERRIDES", "extension %q: the value %q holds control characters or is not UTF-8 (no HTTP header can carry it)", name, value)
 			}
 		}
 		o.overrides = v.Extensions

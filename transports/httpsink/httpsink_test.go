@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,7 +157,7 @@ func TestStructuredModeAndOverrides(t *testing.T) {
 	if ct := rs.headers[0].Get("Content-Type"); !strings.HasPrefix(ct, "application/cloudevents+json") {
 		t.Errorf("structured mode content type %q", ct)
 	}
-	for _, bad := range []string{`{"extensions":{"meshseq":"1"}}`, `{"extensions":{"Bad-Name":"x"}}`, `{not json`} {
+	for _, bad := range []string{`{"extensions":{"meshseq":"1"}}`, `{"extensions":{"Bad-Name":"x"}}`, `{not json`, `{"extensions":{"meshSeq":"1"}}`, `{"extensions":{"cluster":"eu\nx"}}`, `{"extensions":{"cluster":"eu\u0000"}}`} {
 		if _, err := New(srv.URL, encoder(t), WithOverrides(bad)); !errors.Is(err, option.ErrInvalid) {
 			t.Errorf("overrides %s: %v, want option.ErrInvalid", bad, err)
 		}
@@ -244,5 +245,46 @@ func TestOptionOrderAndInjectedClient(t *testing.T) {
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw})
 	if _, err := New(tlsSrv.URL, encoder(t), WithHTTPClient(http.DefaultClient), WithCACertificates(caPEM)); !errors.Is(err, option.ErrInvalid) {
 		t.Errorf("CA certificates with an injected client: %v, want ErrInvalid", err)
+	}
+}
+
+// A redirect is a failure to retry, never followed: the event is not counted as delivered, and
+// the sink cannot send the broadcaster to another host.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	redirecting := httptest.NewServer(http.RedirectHandler(other.URL, http.StatusFound))
+	defer redirecting.Close()
+	stop := errors.New("no more retries")
+	var waits int
+	s, err := New(redirecting.URL, encoder(t), WithSleep(func(context.Context, time.Duration) error {
+		if waits++; waits == 3 {
+			return stop
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(context.Background(), changes(1, 1)); !errors.Is(err, stop) {
+		t.Fatalf("publish: %v, want the redirect retried until the retries stop", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("the redirect was followed %d times", n)
+	}
+}
+
+// Logs and errors never show the credentials of a sink URL.
+func TestCredentialsRedacted(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://user:s3cret@broker.example/ns/b?token=abc": "https://broker.example/ns/b?…",
+		"http://broker.example/ns/b":                        "http://broker.example/ns/b",
+	} {
+		if got := Redact(raw); got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "abc") {
+			t.Errorf("Redact(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }

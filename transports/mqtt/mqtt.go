@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/eclipse/paho.golang/autopaho"
@@ -290,7 +291,7 @@ func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 	if republish {
 		changes := p.latest()
 		p.log.Info("mqtt: republishing the retained state", "entities", len(changes))
-		if err := p.Publish(ctx, changes); err != nil {
+		if err := p.Publish(ctx, changes); err != nil && !errors.Is(err, transports.ErrRejected) {
 			return err
 		}
 	}
@@ -385,6 +386,9 @@ collect:
 
 func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []byte) error {
 	topic := p.Topic(c.Key)
+	if err := checkTopic(topic); err != nil {
+		return err // rejected for this transport alone: nothing else is held up
+	}
 	if c.Op != mesh.OpDeleted {
 		return p.publish(ctx, topic, payload, true)
 	}
@@ -392,6 +396,20 @@ func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []
 		return err
 	}
 	return p.publish(ctx, topic, nil, true) // clears the retained state
+}
+
+// checkTopic refuses a topic MQTT cannot carry: wildcards and NUL are not allowed in a topic
+// name, which must be UTF-8 and at most 65,535 bytes.
+func checkTopic(topic string) error {
+	switch {
+	case strings.ContainsAny(topic, "#+\x00"):
+		return fmt.Errorf("topic %q: MQTT topic names cannot hold #, + or NUL", topic)
+	case !utf8.ValidString(topic):
+		return fmt.Errorf("topic %q: not UTF-8", topic)
+	case len(topic) > 65535:
+		return fmt.Errorf("topic of %d bytes: MQTT allows 65,535", len(topic))
+	}
+	return nil
 }
 
 // publish retries until the broker acks, waiting for reconnection in between. A broker's

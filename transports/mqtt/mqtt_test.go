@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/internal/transporttest"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 )
@@ -286,4 +288,32 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	late := subscribe(t, brokerURL, prefix)
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
 	testkit.Eventually(t, "the retained state without the ghost", 20*time.Second, func() bool { return late.equals(want) })
+}
+
+// A key MQTT cannot carry is rejected on MQTT alone, saying why; the changes around it flow.
+func TestTopicMQTTCannotCarry(t *testing.T) {
+	t.Parallel()
+	brokerURL := brokers.StartMQTT(t).URL
+	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
+	enc, _ := codec.NewEncoder("")
+	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	late := subscribe(t, brokerURL, prefix)
+	entity := func(name string) json.RawMessage { return json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`) }
+	changes := []mesh.Change{
+		{Epoch: "e", Sequence: 1, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: mesh.Key{Group: "eventing.knative.dev", Kind: "Broker", Namespace: "ns", Name: "a"}, Entity: entity("a")},
+		{Epoch: "e", Sequence: 2, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: mesh.Key{Group: "eventing.knative.dev", Kind: "Broker", Namespace: "ns", Name: "wild#card+name"}, Entity: entity("wild#card+name")},
+		{Epoch: "e", Sequence: 3, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: mesh.Key{Group: "eventing.knative.dev", Kind: "Broker", Namespace: "ns", Name: "b"}, Entity: entity("b")},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Publish(ctx, changes)
+	if !errors.Is(err, transports.ErrRejected) || !strings.Contains(err.Error(), "cannot hold #, + or NUL") {
+		t.Fatalf("publish: %v, want the wildcard name rejected", err)
+	}
+	want := map[string]string{changes[0].Key.String(): string(changes[0].Entity), changes[2].Key.String(): string(changes[2].Entity)}
+	testkit.Eventually(t, "the other entities retained", 20*time.Second, func() bool { return late.equals(want) })
 }
