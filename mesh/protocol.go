@@ -88,6 +88,35 @@ type Problem struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// MQTTStatusTopic is where a broadcaster keeps its MQTTStatus, retained: "online" while it
+// publishes, "offline" after a clean stop or (as its Last Will) when its connection died. It is
+// beside <prefix>/#, so a subscriber to the entities never mistakes it for one.
+func MQTTStatusTopic(prefix string) string { return prefix + "-status" }
+
+// MQTTInfoTopic is where a broadcaster keeps its MQTTInfo, retained, updated after each batch.
+func MQTTInfoTopic(prefix string) string { return prefix + "-info" }
+
+// MQTT status values.
+const (
+	StatusOnline  = "online"
+	StatusOffline = "offline"
+)
+
+// MQTTStatus is the payload of the status topic. Epoch tells incarnations apart: a will of an
+// older epoch is stale, and the broadcaster publishes its own status again over it.
+type MQTTStatus struct {
+	State string `json:"state"`
+	Epoch string `json:"epoch"`
+}
+
+// MQTTInfo is the payload of the info topic: where the publisher is.
+type MQTTInfo struct {
+	Epoch    string `json:"epoch"`
+	Sequence uint64 `json:"sequence"`
+	Entities int    `json:"entities"`
+	Version  string `json:"version"`
+}
+
 // NATSResyncSubject is where snapshot requests go for a subject prefix. It is outside
 // <prefix>.>, so a stream on the deltas never captures the requests.
 func NATSResyncSubject(prefix string) string { return prefix + "-resync" }

@@ -46,12 +46,15 @@ type destination struct {
 // errLeadershipLost) what is still undelivered is left: the next leader publishes it;
 // otherwise it gets a few seconds to be delivered.
 func (p *publishing) run(ctx context.Context) error {
-	destinations, err := p.open(ctx)
+	epoch := p.hub.Snapshot().Epoch
+	if p.newEpoch {
+		epoch = newEpoch()
+	}
+	destinations, err := p.open(ctx, epoch)
 	if err != nil {
 		return err
 	}
 	if p.newEpoch { // before the workers read: they start from the new epoch's opening
-		epoch := newEpoch()
 		p.hub.Restart(epoch)()
 		p.log.Info("leading: publishing the mesh as a new epoch", "epoch", epoch, "entities", p.hub.Snapshot().Len())
 	}
@@ -80,7 +83,7 @@ func (p *publishing) run(ctx context.Context) error {
 
 // open connects a publisher per configured destination, each with its worker; on failure it
 // closes what it had opened.
-func (p *publishing) open(ctx context.Context) (destinations []destination, err error) {
+func (p *publishing) open(ctx context.Context, epoch string) (destinations []destination, err error) {
 	cfg, log := p.cfg, p.log
 	defer func() {
 		if err != nil {
@@ -127,7 +130,8 @@ func (p *publishing) open(ctx context.Context) (destinations []destination, err 
 	}
 	if cfg.MQTT != "" {
 		opts := []mqtt.Option{mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
-			mqtt.WithLatest(latest), mqtt.WithLogger(log)}
+			mqtt.WithLatest(latest), mqtt.WithLogger(log), mqtt.WithEpoch(epoch),
+			mqtt.WithEntityCount(func() int { return p.hub.Snapshot().Len() })}
 		if cfg.MQTTClientID != "" {
 			opts = append(opts, mqtt.WithClientID(cfg.MQTTClientID))
 		}

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"math"
 	neturl "net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,8 @@ type options struct {
 	topicPrefix        string
 	sessionExpiry      time.Duration
 	latest             func() []mesh.Change
+	count              func() int
+	epoch              string
 	log                *slog.Logger
 }
 
@@ -117,6 +121,28 @@ func WithLatest(latest func() []mesh.Change) Option {
 	}
 }
 
+// WithEpoch names the epoch this publisher opens, in its status messages and its Last Will.
+func WithEpoch(epoch string) Option {
+	return func(o *options) error {
+		if epoch == "" {
+			return option.Invalid("epoch", "empty")
+		}
+		o.epoch = epoch
+		return nil
+	}
+}
+
+// WithEntityCount tells the publisher how many entities the mesh has, for the info topic.
+func WithEntityCount(count func() int) Option {
+	return func(o *options) error {
+		if count == nil {
+			return option.Invalid("entity count", "nil")
+		}
+		o.count = count
+		return nil
+	}
+}
+
 // WithLogger logs connections, retries, republishing and reconciling.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
@@ -165,6 +191,9 @@ type Publisher struct {
 
 	mu         sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
 	republish  chan struct{}
+	birth      chan struct{}
+	epoch      string
+	count      func() int
 	latest     func() []mesh.Change
 	collecting atomic.Pointer[retainedCollector] // set while a sweep gathers retained topics
 	connected  atomic.Bool
@@ -190,7 +219,8 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	u.User = nil
 	prefix := o.topicPrefix
 	p := &Publisher{prefix: prefix, enc: enc, log: o.log.With("transport", "mqtt", "broker", u.Host),
-		republish: make(chan struct{}, 1), latest: o.latest}
+		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), latest: o.latest, count: o.count, epoch: o.epoch}
+	will, _ := json.Marshal(mesh.MQTTStatus{State: mesh.StatusOffline, Epoch: o.epoch})
 	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
 		ServerUrls:                    []*neturl.URL{u},
@@ -200,10 +230,15 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 		SessionExpiryInterval:         uint32(o.sessionExpiry / time.Second),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
-		OnConnectionUp: func(_ *autopaho.ConnectionManager, ack *paho.Connack) {
+		WillMessage:                   &paho.WillMessage{Topic: mesh.MQTTStatusTopic(prefix), Payload: will, QoS: 1, Retain: true},
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := connections.Add(1)
 			p.connected.Store(true)
 			p.log.Info("mqtt connected", "sessionPresent", ack.SessionPresent)
+			select {
+			case p.birth <- struct{}{}:
+			default:
+			}
 			if n > 1 && !ack.SessionPresent && o.latest != nil {
 				select {
 				case p.republish <- struct{}{}:
@@ -226,11 +261,58 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 		return nil, fmt.Errorf("mqtt %s: %w", u.Host, err)
 	}
 	p.cm, p.cancel = cm, cancel
+	p.done.Add(1)
+	go p.statusLoop(ctx)
 	if o.latest != nil {
 		p.done.Add(1)
 		go p.republishLoop(ctx, o.latest)
 	}
 	return p, nil
+}
+
+// statusLoop says "online" on every connection, and again whenever the status topic says
+// otherwise (a late will of an older incarnation).
+func (p *Publisher) statusLoop(ctx context.Context) {
+	defer p.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.birth:
+		}
+		if err := p.publishStatus(ctx, mesh.StatusOnline); err != nil && ctx.Err() == nil {
+			p.log.Warn("mqtt: cannot publish the status", "err", err)
+		}
+	}
+}
+
+func (p *Publisher) publishStatus(ctx context.Context, state string) error {
+	payload, _ := json.Marshal(mesh.MQTTStatus{State: state, Epoch: p.epoch})
+	topic := mesh.MQTTStatusTopic(p.prefix)
+	if state == mesh.StatusOnline {
+		if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
+			return err
+		}
+	}
+	return p.publish(ctx, topic, payload, true)
+}
+
+// publishInfo updates the info topic after a batch.
+func (p *Publisher) publishInfo(ctx context.Context, last mesh.Change) error {
+	info := mesh.MQTTInfo{Epoch: last.Epoch, Sequence: last.Sequence, Version: version()}
+	if p.count != nil {
+		info.Entities = p.count()
+	}
+	payload, _ := json.Marshal(info)
+	return p.publish(ctx, mesh.MQTTInfoTopic(p.prefix), payload, true)
+}
+
+// version is the module version the broadcaster was built from.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "(unknown)"
 }
 
 // republishLoop restores the retained state after the broker lost it.
@@ -277,6 +359,11 @@ func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
 		}
 	}
+	if len(changes) > 0 {
+		if err := p.publishInfo(ctx, changes[len(changes)-1]); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	return errors.Join(rejected...)
 }
 
@@ -310,6 +397,16 @@ type retainedCollector struct {
 // received is the client's one receive handler (installed at Dial: autopaho's handler
 // removal races with delivery). It never blocks.
 func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
+	if pr.Packet.Topic == mesh.MQTTStatusTopic(p.prefix) {
+		var st mesh.MQTTStatus
+		if json.Unmarshal(pr.Packet.Payload, &st) == nil && st.State != mesh.StatusOnline && st.Epoch != p.epoch && p.connected.Load() {
+			select { // a will of an older incarnation overwrote this one's status: say it again
+			case p.birth <- struct{}{}:
+			default:
+			}
+		}
+		return true, nil
+	}
 	rc := p.collecting.Load()
 	if rc == nil || !pr.Packet.Retain || len(pr.Packet.Payload) == 0 || !strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
 		return true, nil
@@ -345,18 +442,16 @@ func (p *Publisher) sweep(ctx context.Context) error {
 		return fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
 	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter}})
+	// Retained messages come as fast as the broker sends them: the sweep goes on while they
+	// flow, however many there are, and ends once the broker has been quiet for a moment.
 	quiet := time.NewTimer(sweepQuiet)
 	defer quiet.Stop()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
 collect:
 	for {
 		select {
 		case <-rc.arrived:
 			quiet.Reset(sweepQuiet)
 		case <-quiet.C:
-			break collect
-		case <-deadline.C:
 			break collect
 		case <-ctx.Done():
 			return ctx.Err()
@@ -442,6 +537,13 @@ func newBackoff() *backoff.ExponentialBackOff {
 func (p *Publisher) Close(ctx context.Context) error {
 	defer p.done.Wait()
 	defer p.cancel()
+	if p.connected.Load() { // a clean stop says so (the will is for unclean ones)
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := p.publishStatus(sctx, mesh.StatusOffline); err != nil {
+			p.log.Warn("mqtt: cannot publish the offline status", "err", err)
+		}
+		cancel()
+	}
 	err := p.cm.Disconnect(ctx)
 	if errors.Is(err, autopaho.ConnectionDownError) {
 		return nil

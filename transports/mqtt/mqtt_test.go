@@ -317,3 +317,99 @@ func TestTopicMQTTCannotCarry(t *testing.T) {
 	want := map[string]string{changes[0].Key.String(): string(changes[0].Entity), changes[2].Key.String(): string(changes[2].Entity)}
 	testkit.Eventually(t, "the other entities retained", 20*time.Second, func() bool { return late.equals(want) })
 }
+
+// The status topic says online while a publisher runs and offline after a clean stop; a stale
+// will of an older incarnation is answered with the current status. The info topic follows
+// the publisher's position. Neither is under <prefix>/#.
+func TestStatusAndInfoTopics(t *testing.T) {
+	t.Parallel()
+	brokerURL := brokers.StartMQTT(t).URL
+	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
+	enc, _ := codec.NewEncoder("")
+	status := watchTopic(t, brokerURL, mesh.MQTTStatusTopic(prefix))
+	info := watchTopic(t, brokerURL, mesh.MQTTInfoTopic(prefix))
+	entities := subscribe(t, brokerURL, prefix)
+	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithEpoch("e1"), mqtt.WithEntityCount(func() int { return 1 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "online", 20*time.Second, func() bool { return status.last() == `{"state":"online","epoch":"e1"}` })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	broker := mesh.Change{Epoch: "e1", Sequence: 1, Kind: mesh.KindBroker, Op: mesh.OpAdded,
+		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/b"), Entity: json.RawMessage(`{"namespace":"ns","name":"b"}`)}
+	if err := p.Publish(ctx, []mesh.Change{broker}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the info", 20*time.Second, func() bool {
+		return strings.HasPrefix(info.last(), `{"epoch":"e1","sequence":1,"entities":1,"version":`)
+	})
+	// An old incarnation's will arrives late: the status is said again.
+	raw := watchTopic(t, brokerURL, "unused/"+prefix)
+	raw.publish(t, mesh.MQTTStatusTopic(prefix), `{"state":"offline","epoch":"e0"}`)
+	testkit.Eventually(t, "online again", 20*time.Second, func() bool { return status.last() == `{"state":"online","epoch":"e1"}` })
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "offline", 20*time.Second, func() bool { return status.last() == `{"state":"offline","epoch":"e1"}` })
+	if !entities.equals(map[string]string{broker.Key.String(): string(broker.Entity)}) {
+		t.Error("the entities' subscriber saw more than the entity")
+	}
+}
+
+// topicWatch keeps the last payload of one topic.
+type topicWatch struct {
+	mu      sync.Mutex
+	payload string
+	cm      *autopaho.ConnectionManager
+}
+
+func (w *topicWatch) last() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.payload
+}
+
+func (w *topicWatch) publish(t *testing.T, topic, payload string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func watchTopic(t *testing.T, brokerURL, topic string) *topicWatch {
+	t.Helper()
+	w := &topicWatch{}
+	u, _ := url.Parse(brokerURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var once sync.Once
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err == nil {
+				once.Do(func() { close(ready) })
+			}
+		},
+		ClientConfig: paho.ClientConfig{ClientID: fmt.Sprintf("watch-%d", rand.Int()),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				w.mu.Lock()
+				w.payload = string(pr.Packet.Payload)
+				w.mu.Unlock()
+				return true, nil
+			}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cm = cm
+	t.Cleanup(func() { cm.Disconnect(context.Background()); cancel() })
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("watcher did not connect")
+	}
+	return w
+}

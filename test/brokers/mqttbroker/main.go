@@ -33,7 +33,12 @@ func main() {
 }
 
 func run(addr, cert, key, users string) error {
-	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	// A subscriber to a whole mesh gets one retained message per entity at once: room for far
+	// more than the default 8,192 pending writes (mochi drops beyond them).
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 1 << 20
+	caps.MaximumInflight = 65535
+	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler), Capabilities: caps})
 	if users == "" {
 		if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 			return err

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+)
+
+// A sink that is down for longer than the change log holds gets one declared gap: logged,
+// counted in /metrics, and then every later change in order.
+func TestSinkDownLongerThanTheLog(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	var mu sync.Mutex
+	var seqs []uint64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		c, err := testkit.DecodeRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		seqs = append(seqs, c.Sequence)
+		mu.Unlock()
+	}))
+	defer sink.Close()
+	received := func() []uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]uint64(nil), seqs...)
+	}
+	dir := copyDir(t, "../../examples/mesh")
+	base, logs := startRun(t, dir, "--sink", sink.URL, "--delta-log-size", "10")
+	head := func() uint64 {
+		resp, err := http.Get(base + mesh.PathMesh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		n, _ := strconv.ParseUint(resp.Header.Get(mesh.HeaderSequence), 10, 64)
+		return n
+	}
+	testkit.Eventually(t, "the opening at the sink", 20*time.Second, func() bool {
+		h := head()
+		got := received()
+		return h > 0 && len(got) > 0 && got[len(got)-1] == h
+	})
+	opening := len(received())
+
+	down.Store(true)
+	for round := range 12 { // several changes a round: far more than the log's 10
+		before := head()
+		churn(t, dir, round)
+		testkit.Eventually(t, "the round's changes", 10*time.Second, func() bool { return head() > before })
+	}
+	down.Store(false)
+	testkit.Eventually(t, "the sink to catch up", 60*time.Second, func() bool {
+		got, last := received(), head()
+		return len(got) > 0 && got[len(got)-1] == last
+	})
+	got := received()
+	gaps := 0
+	for i := 1; i < len(got); i++ {
+		switch {
+		case got[i] <= got[i-1]:
+			t.Fatalf("meshseq %d after %d: out of order", got[i], got[i-1])
+		case got[i] > got[i-1]+1:
+			gaps++
+		}
+	}
+	if gaps != 1 || len(got) <= opening {
+		t.Fatalf("%d gaps in %v, want one", gaps, got)
+	}
+	if !strings.Contains(logs.String(), "fell behind the change log") {
+		t.Errorf("the gap was not logged:\n%s", logs.String())
+	}
+	metrics := scrape(t, base)
+	name := `transport="http ` + sink.URL + `"`
+	if metrics["broadcaster_transport_gaps_total{"+name+"}"] != 1 || metrics["broadcaster_transport_missed_total{"+name+"}"] < 1 ||
+		metrics["broadcaster_transport_delivered_total{"+name+"}"] != float64(len(got)) {
+		t.Errorf("metrics: gaps %v, missed %v, delivered %v (the sink got %d)", metrics["broadcaster_transport_gaps_total{"+name+"}"],
+			metrics["broadcaster_transport_missed_total{"+name+"}"], metrics["broadcaster_transport_delivered_total{"+name+"}"], len(got))
+	}
+}
+
+// scrape reads /metrics as series → value.
+func scrape(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); i > 0 && err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}

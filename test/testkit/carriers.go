@@ -1,0 +1,135 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+)
+
+// Retained follows what an MQTT subscriber to <prefix>/# holds: each topic's latest entity
+// (key → entity JSON), as a late consumer of the retained messages would build it.
+type Retained struct {
+	mu       sync.Mutex
+	entities map[string]string
+	errs     []error
+}
+
+// SubscribeRetained subscribes to prefix/# on the broker at brokerURL until the test ends.
+func SubscribeRetained(t testing.TB, brokerURL, prefix string) *Retained {
+	t.Helper()
+	r := &Retained{entities: map[string]string{}}
+	u, err := url.Parse(brokerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var once sync.Once
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/#", QoS: 1}}}); err == nil {
+				once.Do(func() { close(ready) })
+			}
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: fmt.Sprintf("testkit-%d", rand.Int()),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				key := pr.Packet.Topic[len(prefix)+1:]
+				if len(pr.Packet.Payload) == 0 {
+					delete(r.entities, key)
+					return true, nil
+				}
+				c, err := codec.DecodeStructured(pr.Packet.Payload)
+				if err != nil {
+					r.errs = append(r.errs, fmt.Errorf("%s: %w", pr.Packet.Topic, err))
+					return true, nil
+				}
+				if c.Key.String() != key {
+					r.errs = append(r.errs, fmt.Errorf("topic %s holds %s", pr.Packet.Topic, c.Key))
+				}
+				r.entities[key] = string(c.Entity)
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dctx, stop := context.WithTimeout(context.Background(), time.Second)
+		defer stop()
+		cm.Disconnect(dctx)
+		cancel()
+	})
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("MQTT subscriber did not connect")
+	}
+	return r
+}
+
+// Entities is a copy of what the subscriber holds; err reports undecodable messages.
+func (r *Retained) Entities() (map[string]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.entities))
+	for k, v := range r.entities {
+		out[k] = v
+	}
+	if len(r.errs) > 0 {
+		return out, r.errs[0]
+	}
+	return out, nil
+}
+
+// KVEntities reads a NATS KV bucket of entity states as a late consumer would: key → entity
+// JSON of each entry's event.
+func KVEntities(url, bucket string) (map[string]string, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	out := map[string]string{}
+	for entry := range w.Updates() {
+		if entry == nil { // the current values are all in
+			return out, nil
+		}
+		c, err := codec.DecodeStructured(entry.Value())
+		if err != nil {
+			return nil, fmt.Errorf("kv %s: %w", entry.Key(), err)
+		}
+		out[c.Key.String()] = string(c.Entity)
+	}
+	return out, ctx.Err()
+}
