@@ -114,7 +114,7 @@ func entitiesOf(t *testing.T, base string) (mesh.Snapshot, map[string]string) {
 // while it was down, both end exact again.
 func TestWholeMeshAtScale(t *testing.T) {
 	t.Parallel()
-	const brokersN = 4546 // × 11 entities: 50,006
+	const brokersN = 1819 // × 11 entities: 20,009, twice the old queue
 	mqttBroker, natsServer := brokers.StartEmbeddedMQTT(t), brokers.StartEmbeddedNATS(t)
 	sink := &sinkRecorder{seqs: map[string][]uint64{}}
 	sinkServer := httptest.NewServer(sink)
@@ -172,16 +172,16 @@ func TestWholeMeshAtScale(t *testing.T) {
 			t.Fatalf("%s: the sink: %s", round, problem)
 		}
 		late := testkit.SubscribeRetained(t, mqttBroker.URL, mqttPrefix)
-		testkit.Eventually(t, round+": a late MQTT subscriber to hold the mesh", 5*time.Minute, func() bool {
+		settle(t, round+": a late MQTT subscriber", want, func() map[string]string {
 			got, err := late.Entities()
 			if err != nil {
 				t.Fatal(err)
 			}
-			return mapsEqual(got, want)
+			return got
 		})
-		testkit.Eventually(t, round+": the KV bucket to hold the mesh", 5*time.Minute, func() bool {
-			got, err := testkit.KVEntities(natsServer.URL, natspub.BucketName(natsPrefix))
-			return err == nil && mapsEqual(got, want)
+		settle(t, round+": the KV bucket", want, func() map[string]string {
+			got, _ := testkit.KVEntities(natsServer.URL, natspub.BucketName(natsPrefix))
+			return got
 		})
 		t.Logf("%s: %d entities, epoch %s, on every transport after %v", round, len(want), snap.Epoch, time.Since(started).Round(time.Millisecond))
 	}
@@ -195,6 +195,33 @@ func TestWholeMeshAtScale(t *testing.T) {
 	base, stop = start()
 	check("restart", base)
 	stop()
+}
+
+// settle waits until read returns want, and otherwise fails saying how they differ.
+func settle(t *testing.T, what string, want map[string]string, read func() map[string]string) {
+	t.Helper()
+	var got map[string]string
+	deadline := time.Now().Add(4 * time.Minute)
+	for got = read(); !mapsEqual(got, want); got = read() {
+		if time.Now().After(deadline) {
+			var missing, extra, differ []string
+			for k, v := range want {
+				if g, ok := got[k]; !ok {
+					missing = append(missing, k)
+				} else if g != v {
+					differ = append(differ, k)
+				}
+			}
+			for k := range got {
+				if _, ok := want[k]; !ok {
+					extra = append(extra, k)
+				}
+			}
+			t.Fatalf("%s: %d entities, want %d: %d missing (%.3q), %d extra (%.3q), %d differ (%.3q)", what, len(got), len(want),
+				len(missing), missing, len(extra), extra, len(differ), differ)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {

@@ -3,7 +3,9 @@ package mqtt
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -389,9 +391,11 @@ func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 
 // retainedCollector gathers the retained topics under the prefix while a sweep listens.
 type retainedCollector struct {
-	mu      sync.Mutex
-	topics  map[string]bool
-	arrived chan struct{}
+	mu     sync.Mutex
+	topics map[string]bool
+	marker string
+	done   chan struct{} // closed when the marker came back
+	once   sync.Once
 }
 
 // received is the client's one receive handler (installed at Dial: autopaho's handler
@@ -408,16 +412,16 @@ func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
 		return true, nil
 	}
 	rc := p.collecting.Load()
+	if rc != nil && pr.Packet.Topic == rc.marker {
+		rc.once.Do(func() { close(rc.done) })
+		return true, nil
+	}
 	if rc == nil || !pr.Packet.Retain || len(pr.Packet.Payload) == 0 || !strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
 		return true, nil
 	}
 	rc.mu.Lock()
 	rc.topics[pr.Packet.Topic] = true
 	rc.mu.Unlock()
-	select {
-	case rc.arrived <- struct{}{}:
-	default:
-	}
 	return true, nil
 }
 
@@ -427,35 +431,36 @@ func (rc *retainedCollector) take() map[string]bool {
 	return maps.Clone(rc.topics)
 }
 
-// sweepQuiet is how long the broker may pause between retained messages before the sweep
-// takes it that all have arrived.
-const sweepQuiet = 300 * time.Millisecond
+// sweepPatience bounds how long a sweep waits for the broker to send what it retains.
+const sweepPatience = 5 * time.Minute
 
 // sweep does Reconcile's work under p.mu, so no publish interleaves: an entity created
 // meanwhile is published after it.
 func (p *Publisher) sweep(ctx context.Context) error {
-	rc := &retainedCollector{topics: map[string]bool{}, arrived: make(chan struct{}, 1)}
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce) // crypto/rand.Read never fails
+	// The marker is published after subscribing, on the same connection, so the broker sends
+	// it after the retained messages it sends for the subscription: when it comes, they are
+	// all in, however many there are and however slowly they flow. It is beside <prefix>/#,
+	// where no consumer of the entities listens.
+	marker := p.prefix + "-sweep/" + hex.EncodeToString(nonce)
+	rc := &retainedCollector{topics: map[string]bool{}, marker: marker, done: make(chan struct{})}
 	p.collecting.Store(rc)
 	defer p.collecting.Store(nil)
 	filter := p.prefix + "/#"
-	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}}}); err != nil {
+	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}, {Topic: marker, QoS: 1}}}); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
-	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter}})
-	// Retained messages come as fast as the broker sends them: the sweep goes on while they
-	// flow, however many there are, and ends once the broker has been quiet for a moment.
-	quiet := time.NewTimer(sweepQuiet)
-	defer quiet.Stop()
-collect:
-	for {
-		select {
-		case <-rc.arrived:
-			quiet.Reset(sweepQuiet)
-		case <-quiet.C:
-			break collect
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter, marker}})
+	if err := p.publish(ctx, marker, nil, false); err != nil {
+		return err
+	}
+	select {
+	case <-rc.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(sweepPatience):
+		return fmt.Errorf("the broker did not echo the sweep's marker within %v: nothing cleared", sweepPatience)
 	}
 	p.collecting.Store(nil) // what is retained is in; stop before clearing
 	stale := rc.take()
