@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
@@ -117,4 +121,46 @@ func scrape(t *testing.T, base string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A broker that hangs while changes (deletes among them) flow, longer than a small change log
+// holds, ends with exactly the mesh retained once it answers again: the transport declares
+// the gap, republishes every entity and clears what was deleted meanwhile.
+func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTT(t)
+	dir := copyDir(t, "../../examples/mesh")
+	prefix := fmt.Sprintf("hang/%d", time.Now().UnixNano())
+	base, logs := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix, "--delta-log-size", "5")
+	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	exact := func(what string) {
+		t.Helper()
+		late := testkit.SubscribeRetained(t, broker.URL, prefix)
+		settle(t, what, nil, func() map[string]string {
+			got, err := late.Entities()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}, func() map[string]string { _, want := entitiesOf(t, base); return want })
+	}
+	exact("before the hang")
+
+	broker.Pause()
+	for round := range 6 {
+		churn(t, dir, round)
+	}
+	if err := os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the deletion in the mesh", 20*time.Second, func() bool {
+		_, want := entitiesOf(t, base)
+		_, ok := want["sources.knative.dev/PingSource/shop/heartbeat"]
+		return !ok
+	})
+	broker.Resume()
+	exact("after the hang")
+	if !strings.Contains(logs.String(), "fell behind the change log") {
+		t.Errorf("no declared gap in the logs:\n%s", logs.String())
+	}
 }

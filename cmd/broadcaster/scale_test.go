@@ -197,12 +197,19 @@ func TestWholeMeshAtScale(t *testing.T) {
 	stop()
 }
 
-// settle waits until read returns want, and otherwise fails saying how they differ.
-func settle(t *testing.T, what string, want map[string]string, read func() map[string]string) {
+// settle waits until read returns want (or, with wantNow, what it returns at the time), and
+// otherwise fails saying how they differ.
+func settle(t *testing.T, what string, want map[string]string, read func() map[string]string, wantNow ...func() map[string]string) {
 	t.Helper()
 	var got map[string]string
 	deadline := time.Now().Add(4 * time.Minute)
-	for got = read(); !mapsEqual(got, want); got = read() {
+	current := func() map[string]string {
+		if len(wantNow) > 0 {
+			want = wantNow[0]()
+		}
+		return want
+	}
+	for got = read(); !mapsEqual(got, current()); got = read() {
 		if time.Now().After(deadline) {
 			var missing, extra, differ []string
 			for k, v := range want {

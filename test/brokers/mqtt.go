@@ -108,6 +108,23 @@ func (b *MQTT) Start() {
 	}
 }
 
+// Pause freezes the broker's process (SIGSTOP): connections stay open and nothing answers,
+// as with a broker that hangs.
+func (b *MQTT) Pause() { b.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused broker go on (SIGCONT).
+func (b *MQTT) Resume() { b.signal(syscall.SIGCONT) }
+
+func (b *MQTT) signal(sig syscall.Signal) {
+	b.t.Helper()
+	if b.cmd == nil {
+		b.t.Fatal("only a broker of the test's own can be paused")
+	}
+	if err := b.cmd.Process.Signal(sig); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // Stop stops the broker.
 func (b *MQTT) Stop() {
 	if b.cmd == nil {
