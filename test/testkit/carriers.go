@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 // Retained follows what an MQTT subscriber to <prefix>/# holds: each topic's latest entity
@@ -22,6 +24,7 @@ import (
 type Retained struct {
 	mu       sync.Mutex
 	entities map[string]string
+	seqs     []uint64 // of every event received, in order
 	errs     []error
 }
 
@@ -61,7 +64,15 @@ func SubscribeRetained(t testing.TB, brokerURL, prefix string) *Retained {
 				if c.Key.String() != key {
 					r.errs = append(r.errs, fmt.Errorf("topic %s holds %s", pr.Packet.Topic, c.Key))
 				}
-				r.entities[key] = string(c.Entity)
+				if pr.Packet.Properties == nil || pr.Packet.Properties.ContentType != mesh.ContentTypeEvent {
+					r.errs = append(r.errs, fmt.Errorf("%s: content type %+v", pr.Packet.Topic, pr.Packet.Properties))
+				}
+				r.seqs = append(r.seqs, c.Sequence)
+				if c.Op == mesh.OpDeleted {
+					delete(r.entities, key)
+				} else {
+					r.entities[key] = string(c.Entity)
+				}
 				return true, nil
 			}},
 		},
@@ -95,6 +106,19 @@ func (r *Retained) Entities() (map[string]string, error) {
 		return out, r.errs[0]
 	}
 	return out, nil
+}
+
+// Seqs lists the meshseq of every event received, in order of arrival.
+func (r *Retained) Seqs() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.seqs...)
+}
+
+// Equals reports whether the subscriber holds exactly want (and received nothing undecodable).
+func (r *Retained) Equals(want map[string]string) bool {
+	got, err := r.Entities()
+	return err == nil && maps.Equal(got, want)
 }
 
 // KVEntities reads a NATS KV bucket of entity states as a late consumer would: key → entity

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -26,77 +25,6 @@ import (
 )
 
 // replica subscribes to a prefix and keeps what it receives.
-type replica struct {
-	mu       sync.Mutex
-	entities map[string]string
-	seqs     []uint64
-	cleared  int
-}
-
-func subscribe(t *testing.T, brokerURL, prefix string) *replica {
-	t.Helper()
-	r := &replica{entities: map[string]string{}}
-	u, _ := url.Parse(brokerURL)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	var once sync.Once
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/#", QoS: 1}}}); err == nil {
-				once.Do(func() { close(ready) })
-			}
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: fmt.Sprintf("test-sub-%d", rand.Int()),
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				if len(pr.Packet.Payload) == 0 {
-					r.cleared++
-					return true, nil
-				}
-				c, err := codec.DecodeStructured(pr.Packet.Payload)
-				if err != nil {
-					t.Errorf("undecodable message on %s: %v", pr.Packet.Topic, err)
-					return true, nil
-				}
-				if pr.Packet.Properties == nil || pr.Packet.Properties.ContentType != mesh.ContentTypeEvent {
-					t.Errorf("content type %+v", pr.Packet.Properties)
-				}
-				r.seqs = append(r.seqs, c.Sequence)
-				if c.Op == mesh.OpDeleted {
-					delete(r.entities, c.Key.String())
-				} else {
-					r.entities[c.Key.String()] = string(c.Entity)
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dctx, stop := context.WithTimeout(context.Background(), time.Second)
-		defer stop()
-		cm.Disconnect(dctx)
-		cancel()
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscriber did not connect")
-	}
-	return r
-}
-
-func (r *replica) equals(want map[string]string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return reflect.DeepEqual(r.entities, want)
-}
-
 func dial(t *testing.T, brokerURL, prefix string) *mqtt.Publisher {
 	t.Helper()
 	enc, _ := codec.NewEncoder("")
@@ -118,7 +46,7 @@ func TestStreamAndRetainedState(t *testing.T) {
 	t.Parallel()
 	broker := brokers.StartMQTT(t)
 	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
-	live := subscribe(t, broker.URL, prefix)
+	live := testkit.SubscribeRetained(t, broker.URL, prefix)
 	p := dial(t, broker.URL, prefix)
 
 	changes, state := transporttest.Stream(rand.New(rand.NewPCG(1, 2)), "ep", "b%d", 300)
@@ -129,17 +57,15 @@ func TestStreamAndRetainedState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testkit.Eventually(t, "the live replica to converge", 20*time.Second, func() bool { return live.equals(state) })
-	live.mu.Lock()
-	for i, s := range live.seqs {
+	testkit.Eventually(t, "the live replica to converge", 20*time.Second, func() bool { return live.Equals(state) })
+	for i, s := range live.Seqs() {
 		if s != uint64(i+1) {
 			t.Fatalf("live subscriber got meshseq %d at %d: out of order or missing", s, i)
 		}
 	}
-	live.mu.Unlock()
 
-	late := subscribe(t, broker.URL, prefix)
-	testkit.Eventually(t, "the late subscriber to receive the retained mesh", 20*time.Second, func() bool { return late.equals(state) })
+	late := testkit.SubscribeRetained(t, broker.URL, prefix)
+	testkit.Eventually(t, "the late subscriber to receive the retained mesh", 20*time.Second, func() bool { return late.Equals(state) })
 }
 
 // Publishing waits out a broker outage and goes on where it stopped.
@@ -164,7 +90,7 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	// The restarted broker kept nothing, so the retained state is what was published since;
 	// republishing the current state (as a new epoch's opening would) restores it all.
-	late := subscribe(t, broker.URL, prefix)
+	late := testkit.SubscribeRetained(t, broker.URL, prefix)
 	var opening []mesh.Change
 	seq := uint64(0)
 	for key, entity := range state {
@@ -174,7 +100,7 @@ func TestBrokerRestart(t *testing.T) {
 	if err := p.Publish(ctx, opening); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, "the retained mesh after the restart", 20*time.Second, func() bool { return late.equals(state) })
+	testkit.Eventually(t, "the retained mesh after the restart", 20*time.Second, func() bool { return late.Equals(state) })
 }
 
 // A broker that restarts empty gets the whole retained state back, with no new change needed.
@@ -218,8 +144,8 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 	}
 
 	broker.Restart() // comes back with no retained messages and no sessions
-	late := subscribe(t, broker.URL, prefix)
-	testkit.Eventually(t, "the retained state to be restored", 20*time.Second, func() bool { return late.equals(state) })
+	late := testkit.SubscribeRetained(t, broker.URL, prefix)
+	testkit.Eventually(t, "the retained state to be restored", 20*time.Second, func() bool { return late.Equals(state) })
 }
 
 // Credentials come from the URL (or Config.Username/Password); wrong ones never connect.
@@ -285,9 +211,9 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	if err := p.Reconcile(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	late := subscribe(t, brokerURL, prefix)
+	late := testkit.SubscribeRetained(t, brokerURL, prefix)
 	want := map[string]string{opening[0].Key.String(): string(opening[0].Entity), opening[1].Key.String(): string(opening[1].Entity)}
-	testkit.Eventually(t, "the retained state without the ghost", 20*time.Second, func() bool { return late.equals(want) })
+	testkit.Eventually(t, "the retained state without the ghost", 20*time.Second, func() bool { return late.Equals(want) })
 }
 
 // A key MQTT cannot carry is rejected on MQTT alone, saying why; the changes around it flow.
@@ -301,7 +227,7 @@ func TestTopicMQTTCannotCarry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close(context.Background())
-	late := subscribe(t, brokerURL, prefix)
+	late := testkit.SubscribeRetained(t, brokerURL, prefix)
 	entity := func(name string) json.RawMessage { return json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`) }
 	changes := []mesh.Change{
 		{Epoch: "e", Sequence: 1, Kind: mesh.KindBroker, Op: mesh.OpAdded, Key: mesh.Key{Group: "eventing.knative.dev", Kind: "Broker", Namespace: "ns", Name: "a"}, Entity: entity("a")},
@@ -315,7 +241,7 @@ func TestTopicMQTTCannotCarry(t *testing.T) {
 		t.Fatalf("publish: %v, want the wildcard name rejected", err)
 	}
 	want := map[string]string{changes[0].Key.String(): string(changes[0].Entity), changes[2].Key.String(): string(changes[2].Entity)}
-	testkit.Eventually(t, "the other entities retained", 20*time.Second, func() bool { return late.equals(want) })
+	testkit.Eventually(t, "the other entities retained", 20*time.Second, func() bool { return late.Equals(want) })
 }
 
 // The status topic says online while a publisher runs and offline after a clean stop; a stale
@@ -328,7 +254,7 @@ func TestStatusAndInfoTopics(t *testing.T) {
 	enc, _ := codec.NewEncoder("")
 	status := watchTopic(t, brokerURL, mesh.MQTTStatusTopic(prefix))
 	info := watchTopic(t, brokerURL, mesh.MQTTInfoTopic(prefix))
-	entities := subscribe(t, brokerURL, prefix)
+	entities := testkit.SubscribeRetained(t, brokerURL, prefix)
 	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithEpoch("e1"), mqtt.WithEntityCount(func() int { return 1 }))
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +278,7 @@ func TestStatusAndInfoTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "offline", 20*time.Second, func() bool { return status.last() == `{"state":"offline","epoch":"e1"}` })
-	if !entities.equals(map[string]string{broker.Key.String(): string(broker.Entity)}) {
+	if !entities.Equals(map[string]string{broker.Key.String(): string(broker.Entity)}) {
 		t.Error("the entities' subscriber saw more than the entity")
 	}
 }
