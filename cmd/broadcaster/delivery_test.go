@@ -163,4 +163,11 @@ func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
 	if !strings.Contains(logs.String(), "fell behind the change log") {
 		t.Errorf("no declared gap in the logs:\n%s", logs.String())
 	}
+	metrics := scrape(t, base)
+	name := `{transport="mqtt ` + prefix + `/#"}`
+	if metrics["broadcaster_transport_connected"+name] != 1 || metrics["broadcaster_transport_gaps_total"+name] < 1 ||
+		metrics["broadcaster_transport_reconciles_total"+name] < 2 {
+		t.Errorf("metrics: connected %v, gaps %v, reconciles %v", metrics["broadcaster_transport_connected"+name],
+			metrics["broadcaster_transport_gaps_total"+name], metrics["broadcaster_transport_reconciles_total"+name])
+	}
 }

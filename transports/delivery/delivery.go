@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,11 @@ func New(name string, log *changelog.Log, p transports.Publisher, opts ...Option
 		return nil, option.Invalid("delivery", "%s: a log and a publisher are required", name)
 	}
 	o.log = o.log.With("transport", name)
+	if c, ok := p.(interface{ Connected() bool }); ok && o.metrics != nil {
+		o.metrics.connected.mu.Lock()
+		o.metrics.connected.up[name] = c.Connected // the latest worker of a name reports
+		o.metrics.connected.mu.Unlock()
+	}
 	return &Worker{name: name, changes: log, pub: p, options: o, m: o.metrics.of(name)}, nil
 }
 
@@ -221,6 +227,29 @@ type Metrics struct {
 	delivered, rejected, failed, gaps, missed, reconciles *prometheus.CounterVec
 	behind, lastSuccess                                   *prometheus.GaugeVec
 	latency                                               *prometheus.HistogramVec
+	connected                                             *connectedCollector
+}
+
+// connectedCollector reports, at each scrape, whether each connection-keeping transport's
+// connection is up.
+type connectedCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	up   map[string]func() bool
+}
+
+func (c *connectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *connectedCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, up := range c.up {
+		v := 0.0
+		if up() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, name)
+	}
 }
 
 // NewMetrics registers the delivery metrics with r.
@@ -244,7 +273,9 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 			Help:    "How long handing one batch to the destination took, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, label),
 	}
-	for _, c := range []prometheus.Collector{m.delivered, m.rejected, m.failed, m.gaps, m.missed, m.reconciles, m.behind, m.lastSuccess, m.latency} {
+	m.connected = &connectedCollector{up: map[string]func() bool{}, desc: prometheus.NewDesc("broadcaster_transport_connected",
+		"1 while the transport's connection to its broker is up (MQTT, NATS).", label, nil)}
+	for _, c := range []prometheus.Collector{m.delivered, m.rejected, m.failed, m.gaps, m.missed, m.reconciles, m.behind, m.lastSuccess, m.latency, m.connected} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("registering delivery metrics: %w", err)
 		}

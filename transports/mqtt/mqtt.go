@@ -194,6 +194,8 @@ type Publisher struct {
 	mu         sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
 	republish  chan struct{}
 	birth      chan struct{}
+	stopStatus func() // ends statusLoop and waits for it
+	statusDone chan struct{}
 	epoch      string
 	count      func() int
 	latest     func() []mesh.Change
@@ -263,8 +265,10 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 		return nil, fmt.Errorf("mqtt %s: %w", u.Host, err)
 	}
 	p.cm, p.cancel = cm, cancel
-	p.done.Add(1)
-	go p.statusLoop(ctx)
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	p.stopStatus = func() { stopStatus(); <-p.statusDone }
+	p.statusDone = make(chan struct{})
+	go p.statusLoop(statusCtx)
 	if o.latest != nil {
 		p.done.Add(1)
 		go p.republishLoop(ctx, o.latest)
@@ -275,7 +279,7 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 // statusLoop says "online" on every connection, and again whenever the status topic says
 // otherwise (a late will of an older incarnation).
 func (p *Publisher) statusLoop(ctx context.Context) {
-	defer p.done.Done()
+	defer close(p.statusDone)
 	for {
 		select {
 		case <-ctx.Done():
@@ -542,6 +546,7 @@ func newBackoff() *backoff.ExponentialBackOff {
 func (p *Publisher) Close(ctx context.Context) error {
 	defer p.done.Wait()
 	defer p.cancel()
+	p.stopStatus()          // no "online" may follow the "offline" below
 	if p.connected.Load() { // a clean stop says so (the will is for unclean ones)
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := p.publishStatus(sctx, mesh.StatusOffline); err != nil {
