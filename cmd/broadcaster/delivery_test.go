@@ -17,6 +17,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
 // A sink that is down for longer than the change log holds gets one declared gap: logged,
@@ -170,4 +171,58 @@ func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
 		t.Errorf("metrics: connected %v, gaps %v, reconciles %v", metrics["broadcaster_transport_connected"+name],
 			metrics["broadcaster_transport_gaps_total"+name], metrics["broadcaster_transport_reconciles_total"+name])
 	}
+}
+
+// With the NATS server away at start-up, the broadcaster serves at once; when the server
+// comes, the stream and the KV bucket catch up exactly.
+func TestNATSUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	server := brokers.StartEmbeddedNATS(t)
+	server.Stop()
+	dir := copyDir(t, "../../examples/mesh")
+	prefix := fmt.Sprintf("away.n%d", time.Now().UnixNano())
+	started := time.Now()
+	base, logs := startRun(t, dir, "--nats", server.URL, "--nats-subject-prefix", prefix)
+	waited := testkit.Eventually(t, "the endpoints", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	if took := time.Since(started); took > 5*time.Second {
+		t.Errorf("the endpoints served after %v (waited %v) with NATS away", took, waited)
+	}
+	churn(t, dir, 1)
+	testkit.Eventually(t, "the broadcaster to find the server away", 20*time.Second, func() bool {
+		return strings.Contains(logs.String(), "nats server unreachable")
+	})
+	server.Start()
+	settle(t, "the KV bucket after the server came", nil, func() map[string]string {
+		got, _ := testkit.KVEntities(server.URL, natspub.BucketName(prefix))
+		return got
+	}, func() map[string]string { _, want := entitiesOf(t, base); return want })
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("errors:\n%s", logs.String())
+	}
+}
+
+// A broker that restarts without persistence (its retained messages gone, our session gone)
+// gets the whole retained state back, with no change needed.
+func TestMQTTBrokerRestartsEmpty(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTT(t)
+	dir := copyDir(t, "../../examples/mesh")
+	prefix := fmt.Sprintf("empty/%d", time.Now().UnixNano())
+	base, _ := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
+	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	retained := func(what string) {
+		t.Helper()
+		late := testkit.SubscribeRetained(t, broker.URL, prefix)
+		settle(t, what, nil, func() map[string]string {
+			got, err := late.Entities()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}, func() map[string]string { _, want := entitiesOf(t, base); return want })
+	}
+	retained("before the restart")
+	broker.Stop()
+	broker.Start()
+	retained("after the restart")
 }
