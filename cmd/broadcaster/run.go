@@ -102,7 +102,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Idle keep-alive connections are closed after a while and headers are bounded; no overall
+	// write timeout, since watch streams last (they set their own write deadlines).
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10}
 	server.RegisterOnShutdown(watchers.Close) // watch streams never end by themselves
 
 	sourceName := cfg.Manifests

@@ -49,6 +49,8 @@ func TestMiddleware(t *testing.T) {
 		{name: "allowed nowhere", header: "Bearer none", ready: true, want: http.StatusForbidden},
 		{name: "one namespace", header: "Bearer a", ready: true, want: http.StatusOK, wantSee: "a"},
 		{name: "everything", header: "Bearer all", ready: true, want: http.StatusOK, wantSee: "b"},
+		{name: "scheme in any case", header: "bearer all", ready: true, want: http.StatusOK, wantSee: "b"},
+		{name: "no token after the scheme", header: "Bearer ", ready: true, want: http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,8 +44,8 @@ func Middleware(a Authorizer, m Mesh, opts ...MiddlewareOption) (func(http.Handl
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add("Vary", "Authorization")
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || token == "" {
+			scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if token = strings.TrimSpace(token); !strings.EqualFold(scheme, "Bearer") || token == "" { // the scheme is case-insensitive (RFC 9110)
 				unauthorized(w)
 				return
 			}
