@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -30,8 +32,10 @@ type Source struct {
 	options
 	synced atomic.Bool
 
-	files   map[string]*file                 // by path
-	current map[engine.ObjectRef]*definition // what the handler has been given
+	files    map[string]*file                 // by path
+	current  map[engine.ObjectRef]*definition // what the handler has been given
+	skipped  map[string]string                // paths passed over, and why: each is reported once
+	realRoot string                           // dir with its symlinks resolved
 }
 
 var _ source.Source = (*Source)(nil)
@@ -57,6 +61,21 @@ type definition struct {
 type options struct {
 	log             *slog.Logger
 	quiet, maxDelay time.Duration
+	maxFileBytes    int64
+}
+
+// DefaultMaxFileBytes bounds the size of a manifest file.
+const DefaultMaxFileBytes = 16 << 20
+
+// WithMaxFileBytes refuses manifest files larger than n bytes (their objects stay as last read).
+func WithMaxFileBytes(n int64) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return option.Invalid("max file size", "%d: want at least 1", n)
+		}
+		o.maxFileBytes = n
+		return nil
+	}
 }
 
 // Option configures a Source.
@@ -92,7 +111,12 @@ func New(dir string, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{dir: dir, options: o, files: map[string]*file{}, current: map[engine.ObjectRef]*definition{}}, nil
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, option.Invalid("manifests", "%v", err)
+	}
+	return &Source{dir: dir, options: o, files: map[string]*file{}, current: map[engine.ObjectRef]*definition{},
+		skipped: map[string]string{}, realRoot: root}, nil
 }
 
 // Check says whether New would accept dir and opts.
@@ -102,7 +126,7 @@ func Check(dir string, opts ...Option) error {
 }
 
 func prepare(dir string, opts []Option) (options, error) {
-	o := options{log: option.Discard(), quiet: DefaultQuiet, maxDelay: DefaultMaxDelay}
+	o := options{log: option.Discard(), quiet: DefaultQuiet, maxDelay: DefaultMaxDelay, maxFileBytes: DefaultMaxFileBytes}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err
 	}
@@ -193,11 +217,27 @@ func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.Re
 		if !isManifest(d.Name()) {
 			return nil
 		}
-		seen[path] = true
-		info, err := d.Info()
-		if err != nil {
-			return nil // vanished since listed: treated as deleted
+		info, why := s.regularFile(path, d)
+		if why != "" {
+			if s.skipped[path] != why {
+				s.skipped[path] = why
+				s.log.Warn("manifest path passed over", "file", s.rel(path), "why", why)
+			}
+			if _, had := s.files[path]; had {
+				seen[path] = true // what it held stays as last read
+			}
+			return nil
 		}
+		seen[path] = true
+		if info.Size() > s.maxFileBytes {
+			if why := fmt.Sprintf("%d bytes", info.Size()); s.skipped[path] != why {
+				s.skipped[path] = why
+				s.log.Error("manifest file too large; keeping its objects as last read", "file", s.rel(path),
+					"size", info.Size(), "max", s.maxFileBytes)
+			}
+			return nil
+		}
+		delete(s.skipped, path)
 		st := fileStat{size: info.Size(), modTime: info.ModTime()}
 		if f := s.files[path]; f != nil && f.stat == st && !touched[path] {
 			return nil
@@ -218,8 +258,32 @@ func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.Re
 	s.deliver(h, initial)
 }
 
+// regularFile returns the file info of a path worth reading: a regular file, or a symlink to one
+// inside the directory. why says why any other is passed over (a FIFO would block the read, a
+// link out of the directory would show other files).
+func (s *Source) regularFile(path string, d fs.DirEntry) (fs.FileInfo, string) {
+	if d.Type()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return nil, "a broken or looping symlink: " + err.Error()
+		}
+		if rel, err := filepath.Rel(s.realRoot, target); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return nil, "a symlink out of the manifests directory"
+		}
+		path = target
+	}
+	info, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, err.Error()
+	case !info.Mode().IsRegular():
+		return nil, "not a regular file (" + info.Mode().Type().String() + ")"
+	}
+	return info, ""
+}
+
 func (s *Source) load(path string, st fileStat) {
-	data, err := os.ReadFile(path)
+	data, err := readAtMost(path, s.maxFileBytes)
 	if err != nil {
 		s.log.Warn("cannot read manifest file", "file", s.rel(path), "err", err)
 		return
@@ -349,4 +413,22 @@ func isManifest(name string) bool {
 		return true
 	}
 	return false
+}
+
+// readAtMost reads a file that may not grow past max bytes since it was looked at; a FIFO
+// swapped in meanwhile is refused rather than read.
+func readAtMost(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("larger than %d bytes", max)
+	}
+	return data, err
 }

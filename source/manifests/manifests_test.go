@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,5 +246,60 @@ func TestNewRejects(t *testing.T) {
 	}
 	if _, err := New(t.TempDir(), WithDebounce(0, time.Second)); err == nil {
 		t.Error("zero debounce accepted")
+	}
+}
+
+// Only regular files inside the directory are read: a FIFO named *.yaml would block the
+// source for good, a symlink out of the directory would show other files; a file over the
+// size bound is refused. Each is reported once, and the rest goes on.
+func TestOnlyRegularFilesInside(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "manifests")
+	broker := func(name string) string {
+		return "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: " + name + ", namespace: shop}\n"
+	}
+	for name, content := range map[string]string{"manifests/good.yaml": broker("good"), "outside.yaml": broker("outside"),
+		"manifests/big.yaml": broker("big") + strings.Repeat("# padding\n", 200)} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "outside.yaml"), filepath.Join(dir, "out.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	var logs testkit.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	src := testkit.Must(New(dir, WithLogger(log), WithMaxFileBytes(1000), WithDebounce(20*time.Millisecond, 100*time.Millisecond)))
+	h := testkit.Must(hub.New(engine.New("e"), src.HasSynced))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, h) }()
+	defer func() { cancel(); <-done }()
+	testkit.Eventually(t, "the first listing", 10*time.Second, src.HasSynced)
+	keys := func() []string {
+		var out []string
+		h.Snapshot().Each(func(en engine.Entity) bool { out = append(out, en.Key.Name); return true })
+		return out
+	}
+	if got := keys(); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("entities %v, want only good", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "later.yaml"), []byte(broker("later")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "a later file (the source is not wedged)", 10*time.Second, func() bool {
+		return slices.Equal(keys(), []string{"good", "later"})
+	})
+	for _, want := range []string{"not a regular file", "a symlink out of the manifests directory", "manifest file too large"} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", want, n, logs.String())
+		}
 	}
 }
