@@ -16,6 +16,15 @@ type Source interface {
 	HasSynced() bool
 }
 
+// BatchHandler is a handler that can also take several changes at once. Sources deliver each
+// change of their input (a file, a rescan) through Apply when the handler has it, so the mesh
+// goes from one consistent state to the next and emits only the net changes.
+type BatchHandler interface {
+	cache.ResourceEventHandler
+	// Apply applies the deletion of deletes and the creation or update of upserts together.
+	Apply(upserts, deletes []*unstructured.Unstructured)
+}
+
 // ListHandler is a handler that can also take a whole listing at once. Sources deliver their
 // initial listing through Replace when the handler has it, so the listing becomes one batch: a
 // new epoch then opens with each entity added exactly once.

@@ -152,6 +152,20 @@ func (e *Engine) Delete(ref ObjectRef) []mesh.Change {
 	return e.flush()
 }
 
+// Apply applies deletes, then upserts, together, and returns only the net entity changes: each
+// entity at most once, in its final state. A source hands over one file change or one relist
+// this way, so consumers never see the states in between.
+func (e *Engine) Apply(upserts []*unstructured.Unstructured, deletes []ObjectRef) (changes []mesh.Change, problems error) {
+	for _, ref := range deletes {
+		e.delete(ref)
+	}
+	var errs []error
+	for _, u := range upserts {
+		errs = append(errs, e.upsert(u))
+	}
+	return e.flush(), errors.Join(errs...)
+}
+
 // Replace makes the engine hold exactly objs: it deletes every object it holds that objs lacks,
 // then upserts objs, and returns the changes as one batch. This is how a relist is applied, so
 // deletions missed while a watch was down still produce their changes.

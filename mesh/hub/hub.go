@@ -139,12 +139,35 @@ func (h *Hub) Replace(objs []*unstructured.Unstructured) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	changes, problems := h.engine.Replace(objs)
+	h.logProblems(problems)
+	h.emit(changes)
+}
+
+// Apply applies deletions and upserts as one batch: only the net entity changes are emitted.
+func (h *Hub) Apply(upserts, deletes []*unstructured.Unstructured) {
+	refs := make([]engine.ObjectRef, len(deletes))
+	for i, u := range deletes {
+		refs[i] = engine.RefOf(u)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changes, problems := h.engine.Apply(upserts, refs)
+	h.logProblems(problems)
+	h.emit(changes)
+}
+
+// logProblems logs what the engine had to ignore, one line per object.
+func (h *Hub) logProblems(problems error) {
+	if problems == nil {
+		return
+	}
 	if joined, ok := problems.(interface{ Unwrap() []error }); ok {
 		for _, p := range joined.Unwrap() {
 			h.log.Warn("object partly ignored", "problems", p.Error())
 		}
+		return
 	}
-	h.emit(changes)
+	h.log.Warn("object partly ignored", "problems", problems.Error())
 }
 
 func (h *Hub) upsert(obj any) {

@@ -17,7 +17,10 @@ import (
 )
 
 // The hub is what sources feed, whole listings included.
-var _ source.ListHandler = (*Hub)(nil)
+var (
+	_ source.ListHandler  = (*Hub)(nil)
+	_ source.BatchHandler = (*Hub)(nil)
+)
 
 func broker(name string, labels map[string]any) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",

@@ -356,9 +356,6 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		}
 	}
 	slices.SortFunc(gone, func(a, b engine.ObjectRef) int { return strings.Compare(a.String(), b.String()) })
-	for _, ref := range gone {
-		h.OnDelete(s.current[ref].obj)
-	}
 	refs := make([]engine.ObjectRef, 0, len(next))
 	for ref := range next {
 		refs = append(refs, ref)
@@ -383,16 +380,33 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		s.current = next
 		return
 	}
+	var deletes, upserts []*unstructured.Unstructured
+	for _, ref := range gone {
+		deletes = append(deletes, s.current[ref].obj)
+	}
 	for _, ref := range refs {
-		d, old := next[ref], s.current[ref]
-		switch {
-		case old == nil:
-			h.OnAdd(d.obj, initial)
-		case !bytes.Equal(old.json, d.json):
-			h.OnUpdate(old.obj, d.obj)
+		if d, old := next[ref], s.current[ref]; old == nil || !bytes.Equal(old.json, d.json) {
+			upserts = append(upserts, d.obj)
 		}
 	}
+	previous := s.current
 	s.current = next
+	if bh, ok := h.(source.BatchHandler); ok { // one batch: only the net entity changes
+		if len(deletes)+len(upserts) > 0 {
+			bh.Apply(upserts, deletes)
+		}
+		return
+	}
+	for _, u := range deletes {
+		h.OnDelete(u)
+	}
+	for _, u := range upserts {
+		if old := previous[engine.RefOf(u)]; old != nil {
+			h.OnUpdate(old.obj, u)
+		} else {
+			h.OnAdd(u, initial)
+		}
+	}
 }
 
 func (s *Source) rel(path string) string {

@@ -3,6 +3,7 @@ package manifests
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -218,7 +219,8 @@ func TestManifestsFollowEdits(t *testing.T) {
 	if err := os.Remove(filepath.Join(h.dir, "z.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	h.expect("all definitions removed", "broker deleted eventing.knative.dev/Broker/shop/orders", "eventtype deleted "+et)
+	// One batch for the file change: the engine's batch order, EventTypes first.
+	h.expect("all definitions removed", "eventtype deleted "+et, "broker deleted eventing.knative.dev/Broker/shop/orders")
 	if !strings.Contains(h.logs.String(), "object defined twice") {
 		t.Errorf("duplicate not logged:\n%s", h.logs.String())
 	}
@@ -301,5 +303,51 @@ func TestOnlyRegularFilesInside(t *testing.T) {
 		if n := strings.Count(logs.String(), want); n != 1 {
 			t.Errorf("%q logged %d times, want once:\n%s", want, n, logs.String())
 		}
+	}
+}
+
+// A file change is one batch: removing the example's payments.yaml emits exactly the
+// deletes, with no intermediate state (such as consumedBy emptied just before a delete), and
+// restoring it exactly the adds, each entity once in its final state.
+func TestFileChangeIsOneBatch(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{}
+	root := "../../examples/mesh"
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !isManifest(d.Name()) {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		rel, _ := filepath.Rel(root, path)
+		files[rel] = string(raw)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, files)
+	h.take()
+	before := h.hub.Snapshot()
+	if err := os.Remove(filepath.Join(h.dir, "payments", "payments.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	// The billing Service defined there also consumes two shop EventTypes: they change once each.
+	h.expect("payments.yaml removed",
+		"eventtype deleted eventing.knative.dev/EventType/payments/chargeback",
+		"eventtype deleted eventing.knative.dev/EventType/payments/refund-issued",
+		"eventtype updated eventing.knative.dev/EventType/shop/order-cancelled",
+		"eventtype updated eventing.knative.dev/EventType/shop/payment-failed",
+		"broker deleted eventing.knative.dev/Broker/payments/default")
+	h.write("payments/payments.yaml", files["payments/payments.yaml"])
+	h.expect("payments.yaml restored",
+		"eventtype added eventing.knative.dev/EventType/payments/chargeback",
+		"eventtype added eventing.knative.dev/EventType/payments/refund-issued",
+		"eventtype updated eventing.knative.dev/EventType/shop/order-cancelled",
+		"eventtype updated eventing.knative.dev/EventType/shop/payment-failed",
+		"broker added eventing.knative.dev/Broker/payments/default")
+	was, _ := before.EventMesh()
+	now, _ := h.hub.Snapshot().EventMesh()
+	if !reflect.DeepEqual(was, now) {
+		t.Error("the restored mesh differs from the original")
 	}
 }
