@@ -84,6 +84,35 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			desc = "replace"
 			changes, _ := engine.Replace(keep)
 			apply(step, desc, changes)
+		case r < 10 && len(objects) > 0:
+			// A file change: several deletes and upserts as one batch, each entity changed at
+			// most once.
+			var deletes []ObjectRef
+			var upserts []*unstructured.Unstructured
+			for range g.rnd.IntN(3) {
+				if len(objects) == 0 {
+					break
+				}
+				ref := g.pick(objects)
+				delete(objects, ref)
+				deletes = append(deletes, ref)
+			}
+			for range 1 + g.rnd.IntN(4) {
+				u := g.object()
+				objects[RefOf(u)] = u
+				upserts = append(upserts, u)
+			}
+			desc = fmt.Sprintf("apply %d deletes, %d upserts", len(deletes), len(upserts))
+			changes, _ := engine.Apply(upserts, deletes)
+			seen := map[string]bool{}
+			for _, c := range changes {
+				k := c.Kind.String() + " " + c.Key.String()
+				if seen[k] {
+					t.Fatalf("step %d (%s): %s changed twice in one batch", step, desc, k)
+				}
+				seen[k] = true
+			}
+			apply(step, desc, changes)
 		case r < 30 && len(objects) > 0:
 			ref := g.pick(objects)
 			delete(objects, ref)
