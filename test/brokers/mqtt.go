@@ -83,6 +83,8 @@ func (b *MQTT) Start() {
 	for {
 		cmd := exec.Command(bin, append([]string{"-addr", b.address}, b.args...)...)
 		cmd.Stderr = os.Stderr
+		// The broker dies with the test process, even one killed before its clean-up ran.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			b.t.Fatal(err)
