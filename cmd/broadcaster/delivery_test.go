@@ -184,12 +184,9 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	server.Stop()
 	dir := copyDir(t, "../../examples/mesh")
 	prefix := fmt.Sprintf("away.n%d", time.Now().UnixNano())
-	started := time.Now()
 	base, logs := startRun(t, dir, "--nats", server.URL, "--nats-subject-prefix", prefix)
-	waited := testkit.Eventually(t, "the endpoints", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
-	if took := time.Since(started); took > 5*time.Second {
-		t.Errorf("the endpoints served after %v (waited %v) with NATS away", took, waited)
-	}
+	// The server is still away: the endpoints serve all the same.
+	testkit.Eventually(t, "the endpoints with NATS away", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 	churn(t, dir, 1)
 	testkit.Eventually(t, "the broadcaster to find the server away", 20*time.Second, func() bool {
 		return strings.Contains(logs.String(), "nats server unreachable")
