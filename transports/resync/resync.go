@@ -142,7 +142,7 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	if h.watchers != nil {
 		v1.HandleFunc("GET "+mesh.PathWatch, h.watch)
 	}
-	var guarded http.Handler = v1
+	var guarded = jsonMisses(v1)
 	if h.authz != nil {
 		guard, err := auth.Middleware(h.authz, h, auth.WithLogger(h.log))
 		if err != nil {
@@ -160,9 +160,36 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	h.routes = routes
+	h.routes = jsonMisses(routes)
 	return h, nil
 }
+
+// jsonMisses answers what mux has no route for (404, and 405 with its Allow header) with a
+// Problem body, as every other error is answered.
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		miss := &missRecorder{header: http.Header{}, status: http.StatusNotFound}
+		mux.ServeHTTP(miss, r) // the mux's own answer: which status, which methods are allowed
+		if allow := miss.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		writeError(w, miss.status, fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(miss.status))))
+	})
+}
+
+// missRecorder keeps the status and headers of a response and drops its body.
+type missRecorder struct {
+	header http.Header
+	status int
+}
+
+func (m *missRecorder) Header() http.Header         { return m.header }
+func (m *missRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (m *missRecorder) WriteHeader(status int)      { m.status = status }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.routes.ServeHTTP(w, r) }
 

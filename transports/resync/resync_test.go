@@ -222,3 +222,33 @@ func TestSnapshotGzip(t *testing.T) {
 		t.Fatal("gzip;q=0 was answered with gzip")
 	}
 }
+
+// Every error is a Problem body, the router's own 404 and 405 included.
+func TestMissesAreJSON(t *testing.T) {
+	t.Parallel()
+	srv, _, ready := newServer(t)
+	ready.Store(true)
+	for _, tt := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{http.MethodGet, "/v1/nothing", http.StatusNotFound, ""},
+		{http.MethodGet, "/elsewhere", http.StatusNotFound, ""},
+		{http.MethodPost, "/v1/mesh", http.StatusMethodNotAllowed, "GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p mesh.Problem
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want || err != nil || p.Error == "" || resp.Header.Get("Content-Type") != mesh.ContentTypeJSON ||
+			resp.Header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d %q allow %q (%v), want %d with a Problem body and allow %q", tt.method, tt.path,
+				resp.StatusCode, p.Error, resp.Header.Get("Allow"), err, tt.want, tt.allow)
+		}
+	}
+}
