@@ -137,18 +137,7 @@ func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
 	prefix := fmt.Sprintf("hang/%d", time.Now().UnixNano())
 	base, logs := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix, "--delta-log-size", "5")
 	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
-	exact := func(what string) {
-		t.Helper()
-		late := testkit.SubscribeRetained(t, broker.URL, prefix)
-		settle(t, what, nil, func() map[string]string {
-			got, err := late.Entities()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return got
-		}, func() map[string]string { _, want := entitiesOf(t, base); return want })
-	}
-	exact("before the hang")
+	retainedIsMesh(t, "before the hang", broker.URL, prefix, base)
 
 	broker.Pause()
 	for round := range 6 {
@@ -163,7 +152,7 @@ func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
 		return !ok
 	})
 	broker.Resume()
-	exact("after the hang")
+	retainedIsMesh(t, "after the hang", broker.URL, prefix, base)
 	if !strings.Contains(logs.String(), "fell behind the change log") {
 		t.Errorf("no declared gap in the logs:\n%s", logs.String())
 	}
@@ -210,19 +199,22 @@ func TestMQTTBrokerRestartsEmpty(t *testing.T) {
 	prefix := fmt.Sprintf("empty/%d", time.Now().UnixNano())
 	base, _ := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
 	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
-	retained := func(what string) {
-		t.Helper()
-		late := testkit.SubscribeRetained(t, broker.URL, prefix)
-		settle(t, what, nil, func() map[string]string {
-			got, err := late.Entities()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return got
-		}, func() map[string]string { _, want := entitiesOf(t, base); return want })
-	}
-	retained("before the restart")
+	retainedIsMesh(t, "before the restart", broker.URL, prefix, base)
 	broker.Stop()
 	broker.Start()
-	retained("after the restart")
+	retainedIsMesh(t, "after the restart", broker.URL, prefix, base)
+}
+
+// retainedIsMesh waits until a late subscriber to prefix/# holds exactly the mesh the
+// broadcaster at base serves.
+func retainedIsMesh(t *testing.T, what, brokerURL, prefix, base string) {
+	t.Helper()
+	late := testkit.SubscribeRetained(t, brokerURL, prefix)
+	settle(t, what, nil, func() map[string]string {
+		got, err := late.Entities()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}, func() map[string]string { _, want := entitiesOf(t, base); return want })
 }
