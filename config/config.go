@@ -20,6 +20,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
@@ -302,7 +303,7 @@ func (c *Config) validate() error {
 		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
 		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},
-		{fmt.Sprintf("--sink %q (or K_SINK)", httpsink.Redact(c.Sink)), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
+		{fmt.Sprintf("--sink %q (or K_SINK)", transports.RedactURL(c.Sink)), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
 		{"K_CE_OVERRIDES", c.Sink == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
 		{fmt.Sprintf("--mqtt %q", c.MQTT), c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
 		{"--mqtt-topic-prefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},

@@ -168,7 +168,7 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{target: target, redacted: Redact(target), encoder: enc, client: o.client, options: o}
+	s := &Sink{target: target, redacted: transports.RedactURL(target), encoder: enc, client: o.client, options: o}
 	if s.client != nil {
 		return s, nil
 	}
@@ -193,19 +193,6 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 // Target is the sink's URL without credentials (user information and query), as logs show it.
 func (s *Sink) Target() string { return s.redacted }
 
-// Redact removes what may be a credential from a URL: its user information and its query.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unreadable URL)"
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
-}
-
 // Check says whether New would accept target and opts.
 func Check(target string, opts ...Option) error {
 	_, err := prepare(target, opts)
@@ -218,7 +205,7 @@ func prepare(target string, opts []Option) (options, error) {
 		log: option.Discard()}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, option.Invalid(fmt.Sprintf("sink %q", Redact(target)), "want an absolute http(s) URL")
+		return o, option.Invalid(fmt.Sprintf("sink %q", transports.RedactURL(target)), "want an absolute http(s) URL")
 	}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err

@@ -194,6 +194,7 @@ type Publisher struct {
 	mu         sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
 	republish  chan struct{}
 	birth      chan struct{}
+	version    string // of the broadcaster, for the info topic
 	stopStatus func() // ends statusLoop and waits for it
 	statusDone chan struct{}
 	epoch      string
@@ -223,7 +224,7 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	u.User = nil
 	prefix := o.topicPrefix
 	p := &Publisher{prefix: prefix, enc: enc, log: o.log.With("transport", "mqtt", "broker", u.Host),
-		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), latest: o.latest, count: o.count, epoch: o.epoch}
+		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), version: version(), latest: o.latest, count: o.count, epoch: o.epoch}
 	will, _ := json.Marshal(mesh.MQTTStatus{State: mesh.StatusOffline, Epoch: o.epoch})
 	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
@@ -305,7 +306,7 @@ func (p *Publisher) publishStatus(ctx context.Context, state string) error {
 
 // publishInfo updates the info topic after a batch.
 func (p *Publisher) publishInfo(ctx context.Context, last mesh.Change) error {
-	info := mesh.MQTTInfo{Epoch: last.Epoch, Sequence: last.Sequence, Version: version()}
+	info := mesh.MQTTInfo{Epoch: last.Epoch, Sequence: last.Sequence, Version: p.version}
 	if p.count != nil {
 		info.Entities = p.count()
 	}

@@ -197,7 +197,7 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	if !nc.IsConnected() {
 		// The server is not there yet: publishing sets the stream and bucket up once it is, so
 		// the broadcaster starts and serves meanwhile.
-		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", redactURL(url))
+		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", transports.RedactURL(url))
 		return p, nil
 	}
 	if err := p.setUpJetStream(ctx, o); err != nil {
@@ -230,16 +230,6 @@ func (p *Publisher) ensureSetUp(ctx context.Context) error {
 	p.setup = nil
 	p.log.Info("nats stream and bucket set up")
 	return nil
-}
-
-// redactURL drops the user information of a server URL (tokens and passwords hide there).
-func redactURL(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return "(unreadable URL)"
-	}
-	u.User = nil
-	return u.String()
 }
 
 func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
