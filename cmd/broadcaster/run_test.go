@@ -388,7 +388,13 @@ spec:
   subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: churner}}
 `, round%2, round%3)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "shop", "zz-churn.yaml"), []byte(b.String()), 0o644); err != nil {
+	// Replaced whole, as editors and ConfigMap updates do: a file read half-written is a
+	// parse error (kept as last read, and logged as an error).
+	temp := dir + "-churn.yaml.new" // beside dir: the same file system, outside the watched tree
+	if err := os.WriteFile(temp, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(temp, filepath.Join(dir, "shop", "zz-churn.yaml")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -498,7 +504,7 @@ func TestTransportsOverTLS(t *testing.T) {
 	t.Parallel()
 	certs := brokers.NewTLS(t)
 	mqttBroker := brokers.StartEmbeddedMQTTTLS(t, certs)
-	natsServer := brokers.StartEmbeddedNATSTLS(t, certs.Server)
+	natsServer := brokers.StartEmbeddedNATSTLS(t, certs)
 	var mu sync.Mutex
 	httpEvents := 0
 	sink := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,13 +2,9 @@ package brokers
 
 import (
 	"bufio"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -18,17 +14,16 @@ type MQTT struct {
 	// URL is mqtt://host:port (mqtts:// for TLS).
 	URL string
 
-	t       testing.TB
+	process
 	args    []string // of the mqttbroker process, but -addr
 	address string
-	cmd     *exec.Cmd
 }
 
 // StartMQTT returns the broker at MQTT_URL, or a local one stopped at the end of the test.
 func StartMQTT(t testing.TB) *MQTT {
 	t.Helper()
 	if u := os.Getenv("MQTT_URL"); u != "" {
-		return &MQTT{URL: u, t: t}
+		return &MQTT{URL: u, process: process{t: t}}
 	}
 	return StartEmbeddedMQTT(t)
 }
@@ -59,7 +54,7 @@ func StartEmbeddedMQTTWithUsers(t testing.TB, users map[string]string) *MQTT {
 
 func startMQTT(t testing.TB, args []string) *MQTT {
 	t.Helper()
-	b := &MQTT{t: t, args: args, address: "127.0.0.1:0"}
+	b := &MQTT{process: process{t: t}, args: args, address: "127.0.0.1:0"}
 	b.Start()
 	t.Cleanup(b.Stop)
 	return b
@@ -81,20 +76,15 @@ func (b *MQTT) Start() {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		cmd := exec.Command(bin, append([]string{"-addr", b.address}, b.args...)...)
-		cmd.Stderr = os.Stderr
-		// The broker dies with the test process, even one killed before its clean-up ran.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd := command(bin, append([]string{"-addr", b.address}, b.args...)...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			b.t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
-			b.t.Fatal(err)
-		}
+		b.launch(cmd)
 		line, err := bufio.NewReader(out).ReadString('\n')
 		if err == nil {
-			b.cmd, b.address = cmd, strings.TrimSpace(line)
+			b.address = strings.TrimSpace(line)
 			scheme := "mqtt://"
 			if len(b.args) > 0 && b.args[0] == "-tls-cert" {
 				scheme = "mqtts://"
@@ -102,7 +92,7 @@ func (b *MQTT) Start() {
 			b.URL = scheme + b.address
 			return
 		}
-		cmd.Wait() // the port of a stopped broker may linger a moment
+		b.kill() // the port of a stopped broker may linger a moment
 		if time.Now().After(deadline) {
 			b.t.Fatalf("mqtt broker on %s did not start", b.address)
 		}
@@ -110,54 +100,7 @@ func (b *MQTT) Start() {
 	}
 }
 
-// Pause freezes the broker's process (SIGSTOP): connections stay open and nothing answers,
-// as with a broker that hangs.
-func (b *MQTT) Pause() { b.signal(syscall.SIGSTOP) }
-
-// Resume lets a paused broker go on (SIGCONT).
-func (b *MQTT) Resume() { b.signal(syscall.SIGCONT) }
-
-func (b *MQTT) signal(sig syscall.Signal) {
-	b.t.Helper()
-	if b.cmd == nil {
-		b.t.Fatal("only a broker of the test's own can be paused")
-	}
-	if err := b.cmd.Process.Signal(sig); err != nil {
-		b.t.Fatal(err)
-	}
-}
-
-// Stop stops the broker.
-func (b *MQTT) Stop() {
-	if b.cmd == nil {
-		return
-	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { b.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		b.cmd.Process.Kill()
-		<-done
-	}
-	b.cmd = nil
-}
-
-// mqttBrokerBinary builds test/brokers/mqttbroker once per test process (the Go build cache
-// makes later processes fast).
-var mqttBrokerBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "mqttbroker")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "mqttbroker")
-	build := exec.Command("go", "build", "-o", bin, "github.com/event-mesh-broadcaster/broadcaster/test/brokers/mqttbroker")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the test MQTT broker: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var mqttBrokerBinary = binary("github.com/event-mesh-broadcaster/broadcaster/test/brokers/mqttbroker", "mqttbroker")
 
 func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()

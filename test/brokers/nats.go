@@ -1,79 +1,141 @@
 package brokers
 
 import (
-	"crypto/tls"
+	"encoding/json"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 // NATS is a NATS server with JetStream for one test.
 type NATS struct {
-	// URL is nats://host:port.
-	URL    string
-	t      testing.TB
-	server *natsserver.Server
-	opts   natsserver.Options
+	// URL is nats://host:port (tls:// for TLS).
+	URL string
+
+	process
+	args  []string // of nats-server, but the port
+	port  int      // 0 until the first start picked one
+	store string
+	log   string // nats-server's log file
 }
 
-// StartNATS returns the server at NATS_URL, or an embedded one stopped at the end of the test.
+// StartNATS returns the server at NATS_URL, or one of the test's own stopped at the end of
+// the test.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
 	if u := os.Getenv("NATS_URL"); u != "" {
-		return &NATS{URL: u, t: t}
+		return &NATS{URL: u, process: process{t: t}}
 	}
 	return StartEmbeddedNATS(t)
 }
 
-// StartEmbeddedNATS always starts an embedded server (JetStream on disk in a temporary
-// folder, so a restart keeps streams and KV buckets, as a real deployment's would).
-func StartEmbeddedNATS(t testing.TB) *NATS {
+// StartEmbeddedNATS always starts a server of the test's own: nats-server built from the
+// module this project pins, in a process of its own, JetStream on disk in a temporary folder
+// (so a Restart keeps streams and KV buckets, as a real deployment's would).
+func StartEmbeddedNATS(t testing.TB) *NATS { return startNATS(t, nil) }
+
+// StartEmbeddedNATSTLS starts a server that only speaks TLS with the certificate in c (URL
+// is tls://).
+func StartEmbeddedNATSTLS(t testing.TB, c TLS) *NATS {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, cert, c.CertPEM)
+	writeFile(t, key, c.KeyPEM)
+	return startNATS(t, []string{"--tls", "--tlscert", cert, "--tlskey", key})
+}
+
+func startNATS(t testing.TB, args []string) *NATS {
 	t.Helper()
-	b := &NATS{t: t, opts: natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true}}
-	b.start()
-	b.opts.Port = b.server.Addr().(*net.TCPAddr).Port // a restart comes back on the same port
-	t.Cleanup(b.Stop)
+	b := &NATS{process: process{t: t}, args: args, store: t.TempDir()}
+	b.log = filepath.Join(t.TempDir(), "nats-server.log")
+	b.Start()
+	t.Cleanup(func() {
+		b.Stop()
+		if t.Failed() { // the server's side of the story
+			if data, err := os.ReadFile(b.log); err == nil {
+				t.Logf("nats-server log:\n%s", data)
+			}
+		}
+	})
 	return b
 }
 
-// StartEmbeddedNATSTLS starts an embedded server that requires TLS (URL is tls://).
-func StartEmbeddedNATSTLS(t testing.TB, server *tls.Config) *NATS {
-	t.Helper()
-	b := &NATS{t: t, opts: natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, TLSConfig: server, TLS: true}}
-	b.start()
-	t.Cleanup(b.Stop)
-	b.URL = strings.Replace(b.URL, "nats://", "tls://", 1)
-	return b
-}
-
-func (b *NATS) start() {
+// Start starts the server (again, on the same port and store after a Stop).
+func (b *NATS) Start() {
 	b.t.Helper()
-	s, err := natsserver.NewServer(&b.opts)
+	bin, err := natsServerBinary()
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		b.t.Fatal("embedded nats-server did not start")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		portsDir := b.t.TempDir()
+		port := strconv.Itoa(b.port)
+		if b.port == 0 {
+			port = "-1" // any free port
+		}
+		cmd := command(bin, append([]string{"-a", "127.0.0.1", "-p", port, "-js", "-sd", b.store,
+			"--ports_file_dir", portsDir, "-l", b.log}, b.args...)...)
+		exited := b.launch(cmd)
+		if address, err := awaitPortsFile(portsDir, exited); err == nil {
+			b.port = address.Port
+			scheme := "nats://"
+			if len(b.args) > 0 && b.args[0] == "--tls" {
+				scheme = "tls://"
+			}
+			b.URL = scheme + address.String()
+			return
+		} else if time.Now().After(deadline) {
+			b.t.Fatalf("nats-server on port %s did not start: %v", port, err)
+		}
+		b.kill()
+		time.Sleep(50 * time.Millisecond) // the port of a stopped server may linger a moment
 	}
-	b.server = s
-	b.URL = s.ClientURL()
 }
 
-// Stop shuts the embedded server down.
-func (b *NATS) Stop() {
-	if b.server != nil {
-		b.server.Shutdown()
-		b.server.WaitForShutdown()
-		b.server = nil
-	}
+// Restart stops the server and starts it again on the same port, keeping its store.
+func (b *NATS) Restart() {
+	b.Stop()
+	b.Start()
 }
 
-// Start starts a stopped embedded server again on the same port and store.
-func (b *NATS) Start() { b.start() }
+// RestartEmpty stops the server, deletes its store (every stream, KV bucket and message),
+// and starts it again on the same port, as a server without persistence comes back.
+func (b *NATS) RestartEmpty() {
+	b.Stop()
+	if err := os.RemoveAll(b.store); err != nil {
+		b.t.Fatal(err)
+	}
+	b.Start()
+}
+
+// awaitPortsFile reads the client address from the ports file nats-server writes once it
+// listens.
+func awaitPortsFile(dir string, exited <-chan struct{}) (*net.TCPAddr, error) {
+	for range 200 {
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("nats-server exited")
+		case <-time.After(50 * time.Millisecond):
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.ports"))
+		if len(files) == 0 {
+			continue
+		}
+		data, err := os.ReadFile(files[0])
+		var ports struct{ Nats []string }
+		if err != nil || json.Unmarshal(data, &ports) != nil || len(ports.Nats) == 0 {
+			continue // written but not yet complete
+		}
+		_, hostPort, _ := strings.Cut(ports.Nats[0], "://")
+		return net.ResolveTCPAddr("tcp", hostPort)
+	}
+	return nil, fmt.Errorf("no ports file after 10 s")
+}
+
+var natsServerBinary = binary("github.com/nats-io/nats-server/v2", "nats-server")
