@@ -127,19 +127,22 @@ func scrape(t *testing.T, base string) map[string]float64 {
 	return out
 }
 
-// A broker that hangs while changes (deletes among them) flow, longer than a small change log
-// holds, ends with exactly the mesh retained once it answers again: the transport declares
-// the gap, republishes every entity and clears what was deleted meanwhile.
-func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
+// Brokers that hang while changes (deletes among them) flow, longer than a small change log
+// holds, end with exactly the mesh retained and in the KV once they answer again: each
+// transport declares the gap, republishes every entity and clears what was deleted meanwhile.
+func TestBrokersHangWithASmallLog(t *testing.T) {
 	t.Parallel()
-	broker := brokers.StartEmbeddedMQTT(t)
+	mqttBroker, natsServer := brokers.StartEmbeddedMQTT(t), brokers.StartEmbeddedNATS(t)
 	dir := copyDir(t, "../../examples/mesh")
-	prefix := fmt.Sprintf("hang/%d", time.Now().UnixNano())
-	base, logs := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix, "--delta-log-size", "5")
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	mqttPrefix, natsPrefix := "hang/"+suffix, "hang.n"+suffix
+	base, logs := startRun(t, dir, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
+		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix, "--delta-log-size", "5")
 	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
-	retainedIsMesh(t, "before the hang", broker.URL, prefix, base)
+	carriersAreMesh(t, "before the hang", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
 
-	broker.Pause()
+	mqttBroker.Pause()
+	natsServer.Pause()
 	for round := range 6 {
 		churn(t, dir, round)
 	}
@@ -151,18 +154,20 @@ func TestMQTTBrokerHangsWithASmallLog(t *testing.T) {
 		_, ok := want["sources.knative.dev/PingSource/shop/heartbeat"]
 		return !ok
 	})
-	broker.Resume()
-	retainedIsMesh(t, "after the hang", broker.URL, prefix, base)
-	if !strings.Contains(logs.String(), "fell behind the change log") {
-		t.Errorf("no declared gap in the logs:\n%s", logs.String())
+	mqttBroker.Resume()
+	natsServer.Resume()
+	carriersAreMesh(t, "after the hang", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
+	if n := strings.Count(logs.String(), "fell behind the change log"); n < 2 {
+		t.Errorf("%d declared gaps in the logs, want one per transport:\n%s", n, logs.String())
 	}
-	name := `{transport="mqtt ` + prefix + `/#"}`
-	var metrics map[string]float64
-	testkit.Eventually(t, "the metrics to show the gap and both reconciles", 20*time.Second, func() bool {
-		metrics = scrape(t, base) // the reconcile after the gap may finish after the state is exact
-		return metrics["broadcaster_transport_connected"+name] == 1 && metrics["broadcaster_transport_gaps_total"+name] >= 1 &&
-			metrics["broadcaster_transport_reconciles_total"+name] >= 2
-	})
+	for _, transport := range []string{"mqtt " + mqttPrefix + "/#", "nats " + natsPrefix + ".>"} {
+		name := `{transport="` + transport + `"}`
+		testkit.Eventually(t, transport+": the metrics to show the gap and both reconciles", 20*time.Second, func() bool {
+			metrics := scrape(t, base) // the reconcile after the gap may finish after the state is exact
+			return metrics["broadcaster_transport_connected"+name] == 1 && metrics["broadcaster_transport_gaps_total"+name] >= 1 &&
+				metrics["broadcaster_transport_reconciles_total"+name] >= 2
+		})
+	}
 }
 
 // With the NATS server away at start-up, the broadcaster serves at once; when the server
@@ -190,19 +195,32 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	}
 }
 
-// A broker that restarts without persistence (its retained messages gone, our session gone)
-// gets the whole retained state back, with no change needed.
-func TestMQTTBrokerRestartsEmpty(t *testing.T) {
+// Brokers that restart without persistence (retained messages, our session, the stream and
+// the KV bucket all gone) get the whole state back, with no change needed.
+func TestBrokersRestartEmpty(t *testing.T) {
 	t.Parallel()
-	broker := brokers.StartEmbeddedMQTT(t)
+	mqttBroker, natsServer := brokers.StartEmbeddedMQTT(t), brokers.StartEmbeddedNATS(t)
 	dir := copyDir(t, "../../examples/mesh")
-	prefix := fmt.Sprintf("empty/%d", time.Now().UnixNano())
-	base, _ := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	mqttPrefix, natsPrefix := "empty/"+suffix, "empty.n"+suffix
+	base, _ := startRun(t, dir, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
+		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
 	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
-	retainedIsMesh(t, "before the restart", broker.URL, prefix, base)
-	broker.Stop()
-	broker.Start()
-	retainedIsMesh(t, "after the restart", broker.URL, prefix, base)
+	carriersAreMesh(t, "before the restart", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
+	mqttBroker.Restart() // mochi keeps nothing on disk
+	natsServer.RestartEmpty()
+	carriersAreMesh(t, "after the restart", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
+}
+
+// carriersAreMesh waits until a late MQTT subscriber and a KV reader both hold exactly the
+// mesh the broadcaster at base serves.
+func carriersAreMesh(t *testing.T, what, mqttURL, mqttPrefix, natsURL, natsPrefix, base string) {
+	t.Helper()
+	retainedIsMesh(t, what+": MQTT", mqttURL, mqttPrefix, base)
+	settle(t, what+": the KV bucket", nil, func() map[string]string {
+		got, _ := testkit.KVEntities(natsURL, natspub.BucketName(natsPrefix))
+		return got
+	}, func() map[string]string { _, want := entitiesOf(t, base); return want })
 }
 
 // retainedIsMesh waits until a late subscriber to prefix/# holds exactly the mesh the

@@ -143,8 +143,13 @@ func WithLogger(l *slog.Logger) Option {
 
 // Publisher publishes to one NATS server or cluster.
 type Publisher struct {
-	mu     sync.Mutex // Publish and Reconcile never interleave
-	setup  *options   // the JetStream set-up still to do (the server was away at Dial)
+	mu        sync.Mutex // Publish, Reconcile and restoring never interleave
+	opts      options
+	setUp     bool // the stream and bucket were set up (the server may have been away at Dial)
+	restoring bool // restoreIfLost is running
+	reconnect chan struct{}
+	cancel    context.CancelFunc
+	done      sync.WaitGroup
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -167,7 +172,8 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{prefix: o.subjectPrefix, enc: enc, latest: o.latest, log: o.log.With("transport", "nats")}
+	p := &Publisher{prefix: o.subjectPrefix, enc: enc, latest: o.latest, log: o.log.With("transport", "nats"), opts: o,
+		reconnect: make(chan struct{}, 1)}
 	natsOpts := []nats.Option{
 		nats.Name("event-mesh-broadcaster"),
 		nats.MaxReconnects(-1),
@@ -177,7 +183,13 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 		// retried in order, instead of being sent later, possibly after a retry of an earlier one.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { p.log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { p.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			p.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
+			select {
+			case p.reconnect <- struct{}{}:
+			default:
+			}
+		}),
 	}
 	if o.credsFile != "" {
 		natsOpts = append(natsOpts, nats.UserCredentials(o.credsFile))
@@ -193,31 +205,77 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	if o.coreOnly {
 		return p, nil
 	}
-	p.setup = &o
 	if !nc.IsConnected() {
 		// The server is not there yet: publishing sets the stream and bucket up once it is, so
 		// the broadcaster starts and serves meanwhile.
 		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", transports.RedactURL(url))
-		return p, nil
-	}
-	if err := p.setUpJetStream(ctx, o); err != nil {
+	} else if err := p.setUpJetStream(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	p.setup = nil
+	loopCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done.Add(1)
+	go p.restoreLoop(loopCtx)
 	return p, nil
+}
+
+// restoreLoop checks, after every reconnection, that the server still has the stream and the
+// bucket: a server restarted without its store has neither.
+func (p *Publisher) restoreLoop(ctx context.Context) {
+	defer p.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.reconnect:
+		}
+		p.mu.Lock()
+		if err := p.restoreIfLost(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("nats: cannot restore the stream and bucket", "err", err)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// restoreIfLost sets the stream and the bucket up again if the server lost them, and then
+// writes every entity's latest state into the bucket (with Config.Latest). p.mu is held.
+func (p *Publisher) restoreIfLost(ctx context.Context) error {
+	if !p.setUp || p.restoring {
+		return nil
+	}
+	p.restoring = true
+	defer func() { p.restoring = false }()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := p.js.Stream(cctx, p.opts.stream)
+	if err == nil {
+		_, err = p.js.KeyValue(cctx, p.opts.bucket)
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil // both there, or the server cannot say now (a later reconnection asks again)
+	}
+	p.log.Warn("nats server lost the stream or the bucket; setting them up again", "stream", p.opts.stream, "bucket", p.opts.bucket)
+	p.setUp = false
+	if err := p.ensureSetUp(ctx); err != nil {
+		return err
+	}
+	if p.latest == nil {
+		return nil
+	}
+	return p.putLatest(ctx)
 }
 
 // ensureSetUp sets the stream and bucket up if Dial could not, retrying until the server
 // answers or ctx ends. A conflict on the server is fatal. p.mu is held.
 func (p *Publisher) ensureSetUp(ctx context.Context) error {
-	if p.setup == nil {
+	if p.setUp || p.opts.coreOnly {
 		return nil
 	}
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		err := p.setUpJetStream(actx, *p.setup)
+		err := p.setUpJetStream(actx)
 		if errors.Is(err, ErrConflict) {
 			return struct{}{}, backoff.Permanent(fmt.Errorf("%w: %w", transports.ErrFatal, err))
 		}
@@ -227,12 +285,12 @@ func (p *Publisher) ensureSetUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.setup = nil
 	p.log.Info("nats stream and bucket set up")
 	return nil
 }
 
-func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
+func (p *Publisher) setUpJetStream(ctx context.Context) error {
+	o := p.opts
 	js, err := jetstream.New(p.nc)
 	if err != nil {
 		return fmt.Errorf("nats jetstream: %w", err)
@@ -279,7 +337,7 @@ func (p *Publisher) setUpJetStream(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 	}
-	p.js, p.kv, p.bucket = js, kv, kv.Bucket()
+	p.js, p.kv, p.bucket, p.setUp = js, kv, kv.Bucket(), true
 	return nil
 }
 
@@ -521,8 +579,14 @@ func (p *Publisher) retry(ctx context.Context, what string, op func(context.Cont
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		err := op(actx)
-		if errors.Is(err, nats.ErrMaxPayload) {
+		switch {
+		case errors.Is(err, nats.ErrMaxPayload):
 			return struct{}{}, backoff.Permanent(fmt.Errorf("%w: %s: %w", transports.ErrRejected, what, err))
+		case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
+			// Nobody takes our subjects: the server may have lost the stream and bucket.
+			if rerr := p.restoreIfLost(ctx); rerr != nil {
+				return struct{}{}, backoff.Permanent(rerr) // ctx ended, or a conflict on the server
+			}
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.5,
@@ -539,6 +603,10 @@ func (p *Publisher) Connected() bool { return p.nc.IsConnected() }
 
 // Close drains and closes the connection.
 func (p *Publisher) Close(context.Context) error {
+	if p.cancel != nil {
+		p.cancel()
+		p.done.Wait()
+	}
 	if err := p.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		p.nc.Close()
 		return err

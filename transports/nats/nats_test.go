@@ -144,9 +144,18 @@ func replay(t *testing.T, url string, n names, want int) []mesh.Change {
 // kvState rebuilds the mesh from the KV bucket, as a late consumer would.
 func kvState(t *testing.T, url string, n names) map[string]string {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	state, err := readKV(url, n)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return state
+}
+
+// readKV reads the bucket as a late consumer would (key → entity), checking every key.
+func readKV(url string, n names) (map[string]string, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -154,28 +163,28 @@ func kvState(t *testing.T, url string, n names) map[string]string {
 	defer cancel()
 	kv, err := js.KeyValue(ctx, n.bucket)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	state := map[string]string{}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for k := range lister.Keys() {
 		entry, err := kv.Get(ctx, k)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		c, err := codec.DecodeStructured(entry.Value())
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if tokens := natspub.KeyTokens(c.Key); tokens != k {
-			t.Fatalf("kv key %q holds %q", k, c.Key)
+			return nil, fmt.Errorf("kv key %q holds %q", k, c.Key)
 		}
 		state[c.Key.String()] = string(c.Entity)
 	}
-	return state
+	return state, nil
 }
 
 func applyAll(t *testing.T, changes []mesh.Change) map[string]string {
@@ -238,6 +247,47 @@ func TestServerRestart(t *testing.T) {
 	if got := applyAll(t, replay(t, srv.URL, n, len(changes))); !reflect.DeepEqual(got, state) {
 		t.Fatalf("replayed stream differs from the state")
 	}
+	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, state) {
+		t.Fatalf("kv bucket differs from the state")
+	}
+}
+
+// A server that comes back without its store (no stream, no bucket) gets both set up again
+// and every entity's latest state written back, with no change needed; later changes flow.
+func TestServerRestartsEmpty(t *testing.T) {
+	t.Parallel()
+	srv := brokers.StartEmbeddedNATS(t)
+	n := unique()
+	changes, state := transporttest.Stream(rand.New(rand.NewPCG(11, 12)), "ep", "b.%d", 300)
+	var mu sync.Mutex
+	published := changes[:150]
+	latest := func() []mesh.Change {
+		mu.Lock()
+		defer mu.Unlock()
+		last := map[mesh.Key]mesh.Change{}
+		for _, c := range published {
+			last[c.Key] = c
+		}
+		var out []mesh.Change
+		for _, c := range last {
+			if c.Op != mesh.OpDeleted {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	p := dial(t, srv.URL, n, false, natspub.WithLatest(latest))
+	publishAll(t, p, changes[:150])
+	srv.RestartEmpty()
+	want := applyAll(t, changes[:150])
+	testkit.Eventually(t, "the bucket written back", 20*time.Second, func() bool {
+		got, err := readKV(srv.URL, n)
+		return err == nil && reflect.DeepEqual(got, want)
+	})
+	mu.Lock()
+	published = changes
+	mu.Unlock()
+	publishAll(t, p, changes[150:])
 	if got := kvState(t, srv.URL, n); !reflect.DeepEqual(got, state) {
 		t.Fatalf("kv bucket differs from the state")
 	}
