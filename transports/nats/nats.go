@@ -150,14 +150,14 @@ type Publisher struct {
 	reconnect chan struct{}
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-	latest func() []mesh.Change
-	bucket string
-	prefix string
-	enc    *codec.Encoder
-	log    *slog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	latest    func() []mesh.Change
+	bucket    string
+	prefix    string
+	enc       *codec.Encoder
+	log       *slog.Logger
 }
 
 var _ transports.Reconciler = (*Publisher)(nil)
