@@ -13,6 +13,7 @@ import (
 	"maps"
 	"math"
 	neturl "net/url"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
@@ -203,6 +205,7 @@ type Publisher struct {
 	collecting atomic.Pointer[retainedCollector] // set while a sweep gathers retained topics
 	connected  atomic.Bool
 	done       sync.WaitGroup
+	acks       *acks
 }
 
 var _ transports.Reconciler = (*Publisher)(nil)
@@ -224,7 +227,8 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	u.User = nil
 	prefix := o.topicPrefix
 	p := &Publisher{prefix: prefix, enc: enc, log: o.log.With("transport", "mqtt", "broker", u.Host),
-		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), version: version(), latest: o.latest, count: o.count, epoch: o.epoch}
+		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), version: version(), latest: o.latest, count: o.count, epoch: o.epoch,
+		acks: newAcks(state.NewInMemory())}
 	will, _ := json.Marshal(mesh.MQTTStatus{State: mesh.StatusOffline, Epoch: o.epoch})
 	var connections atomic.Int64
 	pc := autopaho.ClientConfig{
@@ -253,11 +257,14 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 		},
 		OnConnectionDown: func() bool { p.connected.Store(false); return true },
 		OnConnectError:   func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
-		ClientConfig: paho.ClientConfig{ClientID: o.clientID,
+		ClientConfig: paho.ClientConfig{ClientID: o.clientID, Session: p.acks,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){p.received}},
 	}
 	if username != "" {
 		pc.ConnectUsername, pc.ConnectPassword = username, []byte(password)
+	}
+	if os.Getenv("all_proxy") == "" { // through a proxy, autopaho's own dialling
+		pc.AttemptConnection = dial
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cm, err := autopaho.NewConnection(ctx, pc)
@@ -348,22 +355,30 @@ func (p *Publisher) Filter() string { return p.prefix + "/#" }
 // Topic is where the events of an entity go.
 func (p *Publisher) Topic(key mesh.Key) string { return p.prefix + "/" + key.String() }
 
-// Publish sends changes in order, each retried until the broker acknowledges it.
+// Publish sends changes in order, pipelined, each retried until the broker acknowledges it.
 func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var rejected []error
-	for _, c := range changes {
-		payload, err := p.enc.Structured(c)
-		if err == nil {
-			err = p.publishChange(ctx, c, payload)
-		}
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return ctx.Err()
-		default:
+	msgs := make([]message, 0, len(changes))
+	of := make([]int, 0, len(changes)) // the change of each message
+	for i, c := range changes {
+		ms, err := p.messages(c)
+		if err != nil {
 			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, c, err))
+			continue
+		}
+		for _, m := range ms {
+			msgs, of = append(msgs, m), append(of, i)
+		}
+	}
+	refused, err := p.send(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	for i, err := range refused {
+		if err != nil && (i == 0 || of[i-1] != of[i] || refused[i-1] == nil) { // once per change
+			rejected = append(rejected, fmt.Errorf("%w: %s: %w", transports.ErrRejected, changes[of[i]], err))
 		}
 	}
 	if len(changes) > 0 {
@@ -473,34 +488,40 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	for _, c := range p.latest() {
 		live[p.Topic(c.Key)] = true
 	}
-	cleared := 0
+	var clears []message
 	for topic := range stale {
-		if live[topic] {
-			continue
+		if !live[topic] {
+			clears = append(clears, message{topic: topic, retain: true})
 		}
-		if err := p.publish(ctx, topic, nil, true); err != nil {
-			return err
-		}
-		cleared++
 	}
-	if cleared > 0 {
-		p.log.Info("mqtt: cleared retained messages of entities gone while nobody published", "count", cleared)
+	refused, err := p.send(ctx, clears)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(refused...); err != nil {
+		return fmt.Errorf("clearing retained messages: %w", err)
+	}
+	if len(clears) > 0 {
+		p.log.Info("mqtt: cleared retained messages of entities gone while nobody published", "count", len(clears))
 	}
 	return nil
 }
 
-func (p *Publisher) publishChange(ctx context.Context, c mesh.Change, payload []byte) error {
+// messages are what a change publishes: its event, retained, or for a deletion the event
+// and then an empty retained message that clears the topic.
+func (p *Publisher) messages(c mesh.Change) ([]message, error) {
 	topic := p.Topic(c.Key)
 	if err := checkTopic(topic); err != nil {
-		return err // rejected for this transport alone: nothing else is held up
+		return nil, err // rejected for this transport alone: nothing else is held up
+	}
+	payload, err := p.enc.Structured(c)
+	if err != nil {
+		return nil, err
 	}
 	if c.Op != mesh.OpDeleted {
-		return p.publish(ctx, topic, payload, true)
+		return []message{{topic, payload, true}}, nil
 	}
-	if err := p.publish(ctx, topic, payload, false); err != nil {
-		return err
-	}
-	return p.publish(ctx, topic, nil, true) // clears the retained state
+	return []message{{topic, payload, false}, {topic, nil, true}}, nil
 }
 
 // checkTopic refuses a topic MQTT cannot carry: wildcards and NUL are not allowed in a topic
@@ -556,6 +577,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 		cancel()
 	}
 	err := p.cm.Disconnect(ctx)
+	p.acks.Close() // releases publishes waiting for a slot in the session
 	if errors.Is(err, autopaho.ConnectionDownError) {
 		return nil
 	}
