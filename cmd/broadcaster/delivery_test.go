@@ -105,7 +105,7 @@ func TestSinkDownLongerThanTheLog(t *testing.T) {
 }
 
 // scrape reads /metrics as series → value.
-func scrape(t *testing.T, base string) map[string]float64 {
+func scrape(t testing.TB, base string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 )
 
 // writeMesh writes Brokers from..to-1 (10 per namespace), each with 10 EventTypes.
-func writeMesh(t *testing.T, dir, file string, from, to int) {
+func writeMesh(t testing.TB, dir, file string, from, to int) {
 	t.Helper()
 	var b strings.Builder
 	for i := from; i < to; i++ {
@@ -77,7 +77,7 @@ func (s *sinkRecorder) inOrder(epoch string, n uint64) (bool, string) {
 }
 
 // entitiesOf reads GET /v1/mesh as key → entity JSON.
-func entitiesOf(t *testing.T, base string) (mesh.Snapshot, map[string]string) {
+func entitiesOf(t testing.TB, base string) (mesh.Snapshot, map[string]string) {
 	t.Helper()
 	resp, err := http.Get(base + mesh.PathMesh)
 	if err != nil {
