@@ -2,6 +2,7 @@ package brokers
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,13 @@ func StartEmbeddedMQTTTLS(t testing.TB, c TLS) *MQTT {
 	writeFile(t, cert, c.CertPEM)
 	writeFile(t, key, c.KeyPEM)
 	return startMQTT(t, []string{"-tls-cert", cert, "-tls-key", key})
+}
+
+// StartEmbeddedMQTTDropping starts a broker that drops what exceeds pending messages queued
+// for one client, as Mosquitto does beyond max_queued_messages (1,000 by default): a new
+// subscription to many retained messages gets only part of them.
+func StartEmbeddedMQTTDropping(t testing.TB, pending int) *MQTT {
+	return startMQTT(t, []string{"-max-pending", fmt.Sprint(pending)})
 }
 
 // StartEmbeddedMQTTWithUsers starts a broker that admits only these users (name → password).

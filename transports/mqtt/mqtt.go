@@ -486,11 +486,16 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	stale := rc.take()
 	live := map[string]bool{}
 	for _, c := range p.latest() {
-		live[p.Topic(c.Key)] = true
+		if topic := p.Topic(c.Key); checkTopic(topic) == nil {
+			live[topic] = true
+		}
 	}
 	var clears []message
+	seenLive := 0
 	for topic := range stale {
-		if !live[topic] {
+		if live[topic] {
+			seenLive++
+		} else {
 			clears = append(clears, message{topic: topic, retain: true})
 		}
 	}
@@ -503,6 +508,12 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	}
 	if len(clears) > 0 {
 		p.log.Info("mqtt: cleared retained messages of entities gone while nobody published", "count", len(clears))
+	}
+	if seenLive < len(live) {
+		// Every live entity is retained by now; the broker sent fewer: it dropped the rest.
+		return fmt.Errorf("the broker sent %d of the %d retained messages of the mesh to a new subscription: it drops what "+
+			"exceeds its per-client queue (Mosquitto: max_queued_messages, max_queued_bytes), so late subscribers get "+
+			"part of the mesh, and stale retained messages among the rest were not cleared", seenLive, len(live))
 	}
 	return nil
 }

@@ -246,6 +246,36 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 	testkit.Eventually(t, "the retained state without the ghost", 20*time.Second, func() bool { return late.Equals(want) })
 }
 
+// A broker that drops retained messages beyond a client's queue (Mosquitto's defaults do
+// beyond 1,000) cannot give a late subscriber the whole mesh: reconciling says so, naming the
+// broker settings, instead of reporting the state exact.
+func TestReconcileSeesABrokerDropRetained(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartEmbeddedMQTTDropping(t, 50)
+	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
+	var opening []mesh.Change
+	for i := range 2000 {
+		name := fmt.Sprint("b", i)
+		opening = append(opening, mesh.Change{Epoch: "ep", Sequence: uint64(i + 1), Kind: mesh.KindBroker, Op: mesh.OpAdded,
+			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)})
+	}
+	enc, _ := codec.NewEncoder("")
+	p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Publish(ctx, opening); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Reconcile(ctx, false)
+	if err == nil || !strings.Contains(err.Error(), "of the 2000 retained messages") || !strings.Contains(err.Error(), "max_queued_messages") {
+		t.Fatalf("Reconcile: %v, want the broker's dropping named", err)
+	}
+}
+
 // A key MQTT cannot carry is rejected on MQTT alone, saying why; the changes around it flow.
 func TestTopicMQTTCannotCarry(t *testing.T) {
 	t.Parallel()

@@ -25,18 +25,19 @@ func main() {
 	cert := flag.String("tls-cert", "", "PEM certificate (with -tls-key: TLS only)")
 	key := flag.String("tls-key", "", "PEM key")
 	users := flag.String("users", "", "file of user:password lines (none: anyone may connect)")
+	pending := flag.Int("max-pending", 1<<20, "messages queued for one client beyond which the broker drops")
 	flag.Parse()
-	if err := run(*addr, *cert, *key, *users); err != nil {
+	if err := run(*addr, *cert, *key, *users, *pending); err != nil {
 		fmt.Fprintln(os.Stderr, "mqttbroker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, cert, key, users string) error {
+func run(addr, cert, key, users string, pending int) error {
 	// A subscriber to a whole mesh gets one retained message per entity at once: room for far
 	// more than the default 8,192 pending writes (mochi drops beyond them).
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = 1 << 20
+	caps.MaximumClientWritesPending = int32(pending)
 	caps.MaximumInflight = 65535
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler), Capabilities: caps})
 	if users == "" {
