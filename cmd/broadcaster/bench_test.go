@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ import (
 //     take to hold the whole mesh.
 //
 // Run it alone: go test ./cmd/broadcaster -run XXX -bench DeliveryAtScale -benchtime 1x
+// (BENCH_PEAK_HEAP_PROFILE=file writes a heap profile at each new peak of the three-transport run).
 func BenchmarkDeliveryAtScale(b *testing.B) {
 	const brokersN = 9091 // × 11 entities: 100,001
 	dir := b.TempDir()
@@ -81,6 +84,9 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapAlloc > peak.Load() {
 				peak.Store(ms.HeapAlloc)
+				if file := os.Getenv("BENCH_PEAK_HEAP_PROFILE"); file != "" && three {
+					writeHeapProfile(b, file) // where the peak's memory is
+				}
 			}
 			select {
 			case <-stopSampling:
@@ -137,8 +143,14 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 		return
 	}
 	lateStart := time.Now()
-	late := testkit.SubscribeRetained(b, mqttBroker.URL, mqttPrefix)
-	testkit.Eventually(b, "a late MQTT subscriber to hold the mesh", 10*time.Minute, func() bool { return late.Equals(want) })
+	late := testkit.SubscribeRetainedQoS0(b, mqttBroker.URL, mqttPrefix)
+	settle(b, "a late MQTT subscriber", want, func() map[string]string {
+		got, err := late.Entities()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got
+	})
 	b.ReportMetric(time.Since(lateStart).Seconds(), "mqtt-late-s")
 	readStart := time.Now()
 	got, err := testkit.KVEntities(natsServer.URL, natspub.BucketName(natsPrefix))
@@ -146,4 +158,16 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 		b.Fatalf("the KV bucket: %d entries (%v), want %d", len(got), err, len(want))
 	}
 	b.ReportMetric(time.Since(readStart).Seconds(), "kv-read-s")
+}
+
+func writeHeapProfile(b *testing.B, file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Error(err)
+	}
 }

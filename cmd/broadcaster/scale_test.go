@@ -201,7 +201,7 @@ func TestWholeMeshAtScale(t *testing.T) {
 
 // settle waits until read returns want (or, with wantNow, what it returns at the time), and
 // otherwise fails saying how they differ.
-func settle(t *testing.T, what string, want map[string]string, read func() map[string]string, wantNow ...func() map[string]string) {
+func settle(t testing.TB, what string, want map[string]string, read func() map[string]string, wantNow ...func() map[string]string) {
 	t.Helper()
 	var got map[string]string
 	deadline := time.Now().Add(10 * time.Minute)

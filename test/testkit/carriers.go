@@ -28,8 +28,21 @@ type Retained struct {
 	errs     []error
 }
 
-// SubscribeRetained subscribes to prefix/# on the broker at brokerURL until the test ends.
+// SubscribeRetained subscribes to prefix/# (QoS 1) on the broker at brokerURL until the test ends.
 func SubscribeRetained(t testing.TB, brokerURL, prefix string) *Retained {
+	t.Helper()
+	return subscribeRetained(t, brokerURL, prefix, 1)
+}
+
+// SubscribeRetainedQoS0 subscribes at QoS 0: how a reader of more than 65,535 retained
+// messages subscribes, since at QoS 1 each message in flight holds one of 65,535 packet ids
+// (mochi drops what exceeds them).
+func SubscribeRetainedQoS0(t testing.TB, brokerURL, prefix string) *Retained {
+	t.Helper()
+	return subscribeRetained(t, brokerURL, prefix, 0)
+}
+
+func subscribeRetained(t testing.TB, brokerURL, prefix string, qos byte) *Retained {
 	t.Helper()
 	r := &Retained{entities: map[string]string{}}
 	u, err := url.Parse(brokerURL)
@@ -42,7 +55,7 @@ func SubscribeRetained(t testing.TB, brokerURL, prefix string) *Retained {
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
 		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/#", QoS: 1}}}); err == nil {
+			if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/#", QoS: qos}}}); err == nil {
 				once.Do(func() { close(ready) })
 			}
 		},
