@@ -35,10 +35,7 @@ func StartEmbeddedMQTT(t testing.TB) *MQTT { return startMQTT(t, nil) }
 
 // StartEmbeddedMQTTTLS starts a broker that only speaks TLS with the certificate in c.
 func StartEmbeddedMQTTTLS(t testing.TB, c TLS) *MQTT {
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, cert, c.CertPEM)
-	writeFile(t, key, c.KeyPEM)
+	cert, key := c.files(t)
 	return startMQTT(t, []string{"-tls-cert", cert, "-tls-key", key})
 }
 

@@ -42,10 +42,7 @@ func StartEmbeddedNATS(t testing.TB) *NATS { return startNATS(t, nil) }
 // StartEmbeddedNATSTLS starts a server that only speaks TLS with the certificate in c (URL
 // is tls://).
 func StartEmbeddedNATSTLS(t testing.TB, c TLS) *NATS {
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, cert, c.CertPEM)
-	writeFile(t, key, c.KeyPEM)
+	cert, key := c.files(t)
 	return startNATS(t, []string{"--tls", "--tlscert", cert, "--tlskey", key})
 }
 

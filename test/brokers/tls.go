@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -62,4 +63,13 @@ func (c TLS) ClientConfig() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.CAPEM)
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// files writes the server's certificate and key for a broker in another process.
+func (c TLS) files(t testing.TB) (cert, key string) {
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, cert, c.CertPEM)
+	writeFile(t, key, c.KeyPEM)
+	return cert, key
 }
