@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -236,7 +237,7 @@ func trimCRD(u *unstructured.Unstructured) {
 // crdInfo is what a CRD tells the source about its kind.
 type crdInfo struct {
 	gk              engine.GroupKind
-	resource        schema.GroupVersionResource // at the newest served version
+	resource        schema.GroupVersionResource // at the storage version (else the newest served)
 	namespaced      bool
 	channel, source bool
 }
@@ -247,15 +248,25 @@ func parseCRD(u *unstructured.Unstructured) crdInfo {
 	plural, _, _ := unstructured.NestedString(u.Object, "spec", "names", "plural")
 	scope, _, _ := unstructured.NestedString(u.Object, "spec", "scope")
 	versions, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
-	best := ""
+	best, stored := "", ""
 	for _, v := range versions {
 		m, _ := v.(map[string]any)
 		name, _ := m["name"].(string)
-		if served, _ := m["served"].(bool); served && name != "" &&
-			(best == "" || version.CompareKubeAwareVersionStrings(name, best) > 0) {
+		served, _ := m["served"].(bool)
+		if !served || name == "" {
+			continue
+		}
+		if storage, _ := m["storage"].(bool); storage {
+			stored = name
+		}
+		if best == "" || version.CompareKubeAwareVersionStrings(name, best) > 0 {
 			best = name
 		}
 	}
+	// Read at the version objects are stored in: the API server then converts nothing, so no
+	// conversion webhook sits in the read path, and no field of the stored shape is lost to a
+	// conversion or to pruning at another version's schema.
+	best = cmp.Or(stored, best)
 	if group == "" || kind == "" || plural == "" || best == "" {
 		return crdInfo{} // not (yet) usable: as if absent
 	}

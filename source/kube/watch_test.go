@@ -27,13 +27,25 @@ func TestParseCRD(t *testing.T) {
 		doc  string
 		want crdInfo
 	}{
-		{"newest served version, labels", `
+		{"the storage version, labels", `
 metadata: {name: pingsources.sources.knative.dev, labels: {duck.knative.dev/source: "true"}}
 spec: {group: sources.knative.dev, scope: Namespaced, names: {kind: PingSource, plural: pingsources},
   versions: [{name: v1beta2, served: true}, {name: v1, served: true, storage: true}, {name: v2alpha1, served: true}, {name: v2, served: false}]}`,
 			crdInfo{gk: engine.GroupKind{Group: "sources.knative.dev", Kind: "PingSource"},
 				resource:   schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 				namespaced: true, source: true}},
+		{"EventType: stored at v1beta2, v1beta3 newer", `
+metadata: {name: eventtypes.eventing.knative.dev}
+spec: {group: eventing.knative.dev, scope: Namespaced, names: {kind: EventType, plural: eventtypes},
+  versions: [{name: v1beta3, served: true, storage: false}, {name: v1beta2, served: true, storage: true}, {name: v1beta1, served: true}]}`,
+			crdInfo{gk: engine.GroupKind{Group: "eventing.knative.dev", Kind: "EventType"},
+				resource:   schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1beta2", Resource: "eventtypes"},
+				namespaced: true}},
+		{"storage version not served: the newest served", `
+spec: {group: example.dev, scope: Namespaced, names: {kind: X, plural: xs},
+  versions: [{name: v1, served: false, storage: true}, {name: v1beta1, served: true}, {name: v2alpha1, served: true}]}`,
+			crdInfo{gk: engine.GroupKind{Group: "example.dev", Kind: "X"},
+				resource: schema.GroupVersionResource{Group: "example.dev", Version: "v1beta1", Resource: "xs"}, namespaced: true}}, // Kubernetes' order: beta before alpha
 		{"channel, cluster-scoped", `
 metadata: {name: x.example.dev, labels: {messaging.knative.dev/subscribable: "true"}}
 spec: {group: example.dev, scope: Cluster, names: {kind: X, plural: xs}, versions: [{name: v1, served: true}]}`,

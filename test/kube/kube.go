@@ -31,7 +31,18 @@ import (
 )
 
 // Start runs an API server for the test and returns an admin rest.Config; it stops with the test.
-func Start(t testing.TB) *rest.Config { return StartServer(t).Config }
+func Start(t testing.TB, opts ...ServerOption) *rest.Config { return StartServer(t, opts...).Config }
+
+// ServerOption changes how StartServer sets the API server up.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct{ asShipped bool }
+
+// AsShipped installs the EventType CRD with its schemas as shipped, so the API server prunes
+// every field the requested version's schema lacks, as a cluster without the conversion
+// webhook (conversion strategy None) does. By default EventType specs keep every field (see
+// keepEveryShape).
+func AsShipped() ServerOption { return func(o *serverOptions) { o.asShipped = true } }
 
 // Server is a running test API server.
 type Server struct {
@@ -41,9 +52,13 @@ type Server struct {
 }
 
 // StartServer runs an API server for the test; it stops with the test.
-func StartServer(t testing.TB) *Server {
+func StartServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
-	crds, err := knativeCRDs()
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	crds, err := knativeCRDs(!o.asShipped)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +153,9 @@ func keepEveryShape(crd *apiextensionsv1.CustomResourceDefinition) {
 	}
 }
 
-// knativeCRDs reads the eventing module's core CRDs and the in-memory channel's.
-func knativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+// knativeCRDs reads the eventing module's core CRDs and the in-memory channel's, with
+// conversion strategy None (no webhook runs here).
+func knativeCRDs(keepEventTypeShapes bool) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "knative.dev/eventing").Output()
 	if err != nil {
 		return nil, fmt.Errorf("locating knative.dev/eventing: %w", err)
@@ -169,7 +185,7 @@ func knativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
 			crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
-			if crd.Name == "eventtypes.eventing.knative.dev" {
+			if crd.Name == "eventtypes.eventing.knative.dev" && keepEventTypeShapes {
 				keepEveryShape(crd)
 			}
 			crds = append(crds, crd)
