@@ -30,10 +30,6 @@ type message struct {
 	retain  bool
 }
 
-// outcome of one message: nil when the broker acknowledged it, errLost when the session lost
-// it (the broker came back without our session), or the broker's refusal.
-var errLost = fmt.Errorf("lost with the session")
-
 // acks is the connection's session state; see above.
 type acks struct {
 	session.SessionManager
