@@ -201,16 +201,18 @@ func (w *kindWatch) transform(obj any) (any, error) {
 		u.SetLabels(o.Labels)
 		return u, nil
 	case *unstructured.Unstructured:
-		unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
-		// kubectl apply keeps a whole copy of the object here; the mesh never shows it.
-		unstructured.RemoveNestedField(o.Object, "metadata", "annotations", lastApplied)
-		if len(o.GetAnnotations()) == 0 {
-			unstructured.RemoveNestedField(o.Object, "metadata", "annotations")
-		}
-		unstructured.RemoveNestedField(o.Object, "status")
 		if w.gk == gkCRD {
+			unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
+			// kubectl apply keeps a whole copy of the object here; nobody reads it.
+			unstructured.RemoveNestedField(o.Object, "metadata", "annotations", lastApplied)
+			if len(o.GetAnnotations()) == 0 {
+				unstructured.RemoveNestedField(o.Object, "metadata", "annotations")
+			}
+			unstructured.RemoveNestedField(o.Object, "status")
 			trimCRD(o)
+			return o, nil
 		}
+		engine.Trim(o) // the informer keeps what the mesh reads, no more
 		return o, nil
 	}
 	return obj, nil // tombstones and anything else pass through
