@@ -451,8 +451,12 @@ func (rc *retainedCollector) take() map[string]bool {
 	return maps.Clone(rc.topics)
 }
 
-// sweepPatience bounds how long a sweep waits for the broker to send what it retains.
-const sweepPatience = 5 * time.Minute
+// sweepPatience bounds how long a sweep waits for the broker to send what it retains;
+// markerRepeat is how often it asks again meanwhile.
+const (
+	sweepPatience = 5 * time.Minute
+	markerRepeat  = 3 * time.Second
+)
 
 // sweep does Reconcile's work under p.mu, so no publish interleaves: an entity created
 // meanwhile is published after it.
@@ -472,15 +476,24 @@ func (p *Publisher) sweep(ctx context.Context) error {
 		return fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
 	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter, marker}})
-	if err := p.publish(ctx, marker, nil, false); err != nil {
-		return err
-	}
-	select {
-	case <-rc.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(sweepPatience):
-		return fmt.Errorf("the broker did not echo the sweep's marker within %v: nothing cleared", sweepPatience)
+	// A broker that drops what exceeds a client's queue may drop the marker too, behind the
+	// retained flood: it is published again every few seconds until one comes back (each one
+	// still comes after the retained messages).
+	patience := time.After(sweepPatience)
+	for echoed := false; !echoed; {
+		if err := p.publish(ctx, marker, nil, false); err != nil {
+			return err
+		}
+		select {
+		case <-rc.done:
+			echoed = true
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(markerRepeat):
+		case <-patience:
+			return fmt.Errorf("the broker did not echo the sweep's marker within %v (stalled, or dropping what exceeds a "+
+				"client's queue: Mosquitto's max_queued_messages): nothing cleared", sweepPatience)
+		}
 	}
 	p.collecting.Store(nil) // what is retained is in; stop before clearing
 	stale := rc.take()
