@@ -496,7 +496,7 @@ func createRetrying(create func() error) error {
 // listLikeTheSource lists what the source lists at start-up the way its informers do (a
 // pager from resourceVersion 0, so from the API server's watch cache): CRDs, then every mesh
 // kind concurrently, labelled Services metadata-only. It trims objects as the source does
-// (no managed fields, no status) and returns the wall time of both rounds, the objects, and
+// (engine.Trim; CRDs without managed fields and status) and returns the wall time of both rounds, the objects, and
 // a line with each kind's own list time.
 func listLikeTheSource(b *testing.B, cfg *rest.Config) (time.Duration, []*unstructured.Unstructured, string) {
 	client := fastClient(b, cfg)
@@ -530,8 +530,12 @@ func listLikeTheSource(b *testing.B, cfg *rest.Config) (time.Duration, []*unstru
 		case *unstructured.UnstructuredList:
 			for i := range l.Items {
 				u := &l.Items[i]
-				unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
-				unstructured.RemoveNestedField(u.Object, "status")
+				if u.GetKind() == "CustomResourceDefinition" {
+					unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+					unstructured.RemoveNestedField(u.Object, "status")
+				} else {
+					engine.Trim(u)
+				}
 				k.objs = append(k.objs, u)
 			}
 		case *metav1.PartialObjectMetadataList:
