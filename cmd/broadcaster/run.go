@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log)}
 	switch {
 	case cluster != nil:
-		authz, err := kubeauth.New(cluster)
+		authz, err := kubeauth.New(cluster.auth)
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {
-		elect = &elector{client: cluster, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
+		elect = &elector{client: cluster.election, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
 			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Ready, log: log}
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(),
@@ -152,9 +152,15 @@ func serve(ctx context.Context, server *http.Server, ln net.Listener) error {
 	return err
 }
 
-// openSource returns the manifests or cluster source; for a cluster also a client for auth
-// and leader election.
-func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Registerer) (source.Source, kubernetes.Interface, error) {
+// clusterClients are the API clients beside the source's. Each has a rate limiter of its own,
+// so that no flood of token reviews can delay a Lease renewal past its deadline.
+type clusterClients struct {
+	auth, election kubernetes.Interface
+}
+
+// openSource returns the manifests or cluster source; for a cluster also the clients for
+// auth and leader election.
+func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Registerer) (source.Source, *clusterClients, error) {
 	if !cfg.Cluster() {
 		src, err := manifests.New(cfg.Manifests, manifests.WithLogger(log.With("source", "manifests")))
 		return src, nil, err
@@ -173,11 +179,25 @@ func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Register
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	clients := &clusterClients{}
+	for _, c := range []struct {
+		into       *kubernetes.Interface
+		qps, burst int
+	}{
+		// Token and access reviews.
+		{&clients.auth, 50, 100},
+		// A renewal every few seconds; the rest is headroom for retries.
+		{&clients.election, 5, 10},
+	} {
+		own := rest.CopyConfig(restCfg)
+		own.QPS, own.Burst = float32(c.qps), c.burst
+		client, err := kubernetes.NewForConfig(own) // a rate limiter of its own
+		if err != nil {
+			return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		*c.into = client
 	}
-	return src, client, nil
+	return src, clients, nil
 }
 
 // Idle watch streams get a comment this often (below common proxy idle timeouts of 30-60 s).

@@ -135,4 +135,5 @@ func awaitPortsFile(dir string, exited <-chan struct{}) (*net.TCPAddr, error) {
 	return nil, fmt.Errorf("no ports file after 10 s")
 }
 
+// nats-server is a tool of this module (go.mod), so its version is pinned there.
 var natsServerBinary = binary("github.com/nats-io/nats-server/v2", "nats-server")

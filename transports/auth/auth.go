@@ -48,6 +48,10 @@ func (a Access) Tag() string {
 // ErrUnauthenticated is an Authorizer's answer to a token it does not accept (401).
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrBusy is an Authorizer's answer when it checks too many new tokens to check this one now
+// (429, try again shortly).
+var ErrBusy = errors.New("too many new tokens to check now")
+
 // Authorizer checks a bearer token and says what its bearer may see. namespaces lists the
 // mesh's current namespaces, the ones worth asking about; it costs a pass over the mesh (once
 // per sequence), so call it only when a per-namespace answer is needed. Any error other than

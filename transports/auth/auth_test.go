@@ -28,6 +28,8 @@ func (byToken) Authorize(_ context.Context, token string, namespaces func() []st
 		return auth.Access{Subject: "none"}, nil
 	case "broken":
 		return auth.Access{}, errors.New("api server unreachable")
+	case "flood":
+		return auth.Access{}, auth.ErrBusy
 	}
 	return auth.Access{}, auth.ErrUnauthenticated
 }
@@ -46,6 +48,7 @@ func TestMiddleware(t *testing.T) {
 		{name: "unknown token", header: "Bearer mallory", ready: true, want: http.StatusUnauthorized},
 		{name: "mesh loading", header: "Bearer all", want: http.StatusServiceUnavailable},
 		{name: "check fails", header: "Bearer broken", ready: true, want: http.StatusServiceUnavailable},
+		{name: "too many new tokens", header: "Bearer flood", ready: true, want: http.StatusTooManyRequests},
 		{name: "allowed nowhere", header: "Bearer none", ready: true, want: http.StatusForbidden},
 		{name: "one namespace", header: "Bearer a", ready: true, want: http.StatusOK, wantSee: "a"},
 		{name: "everything", header: "Bearer all", ready: true, want: http.StatusOK, wantSee: "b"},

@@ -58,6 +58,9 @@ func Middleware(a Authorizer, m Mesh, opts ...MiddlewareOption) (func(http.Handl
 			switch {
 			case errors.Is(err, ErrUnauthenticated):
 				unauthorized(w)
+			case errors.Is(err, ErrBusy):
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, http.StatusTooManyRequests, "too many new tokens to check now; try again shortly")
 			case err != nil:
 				o.log.Error("cannot check a caller's token", "err", err, "remote", r.RemoteAddr)
 				w.Header().Set("Retry-After", "1")

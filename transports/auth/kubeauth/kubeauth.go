@@ -6,18 +6,25 @@
 // Answers are cached briefly (a few seconds by default): a dashboard polling every second
 // costs the API server one review per interval, not one per request, and a revoked permission
 // or token still stops working within the interval. The caches are bounded, so a flood of
-// made-up tokens cannot grow memory.
+// made-up tokens cannot grow memory; concurrent requests with one token share one review, and
+// reviews of tokens not in the cache are rate-limited (ErrBusy beyond the rate), so neither
+// can a flood of them turn the broadcaster against the API server. What an identity may see
+// is cached as one entry (the namespaces asked about and those allowed), so many namespaces
+// and many callers do not thrash the cache.
 package kubeauth
 
 import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,16 +42,29 @@ type Authorizer struct {
 	client    kubernetes.Interface
 	ttl       time.Duration
 	tokens    *cache.LRUExpireCache // sha256(token) → reviewed
-	decisions *cache.LRUExpireCache // decisionKey → bool
+	views     *cache.LRUExpireCache // identity → *view
+	newTokens *rate.Limiter         // TokenReviews of tokens not in the cache
+	reviews   singleflight.Group    // per token
+	asks      singleflight.Group    // per identity
+	clock     clock.PassiveClock
 	parallel  int
+}
+
+// view is what one identity may see: every namespace, or some of those asked about.
+type view struct {
+	all     bool
+	asked   map[string]bool // namespace → allowed
+	expires time.Time
 }
 
 var _ auth.Authorizer = (*Authorizer)(nil)
 
 type options struct {
-	ttl       time.Duration
-	cacheSize int
-	clock     clock.PassiveClock
+	ttl         time.Duration
+	cacheSize   int
+	clock       clock.PassiveClock
+	reviewRate  rate.Limit
+	reviewBurst int
 }
 
 // Option configures an Authorizer.
@@ -52,9 +72,23 @@ type Option = option.Func[options]
 
 // Defaults of an Authorizer.
 const (
-	DefaultTTL       = 10 * time.Second
-	DefaultCacheSize = 4096
+	DefaultTTL         = 10 * time.Second
+	DefaultCacheSize   = 4096
+	DefaultReviewRate  = 20 // TokenReviews per second of tokens not in the cache
+	DefaultReviewBurst = 40
 )
+
+// WithReviewRate bounds the TokenReviews of tokens not in the cache to perSecond, with bursts
+// of burst; beyond it Authorize answers auth.ErrBusy.
+func WithReviewRate(perSecond float64, burst int) Option {
+	return func(o *options) error {
+		if perSecond <= 0 || burst < 1 {
+			return option.Invalid("review rate", "%v per second, burst %d: want > 0 and ≥ 1", perSecond, burst)
+		}
+		o.reviewRate, o.reviewBurst = rate.Limit(perSecond), burst
+		return nil
+	}
+}
 
 // WithTTL sets how long a review's answer is reused.
 func WithTTL(d time.Duration) Option {
@@ -92,7 +126,8 @@ func WithClock(c clock.PassiveClock) Option {
 // New returns an Authorizer that asks the API server behind client.
 // Defaults: DefaultTTL, DefaultCacheSize entries per cache, the real clock.
 func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
-	o := options{ttl: DefaultTTL, cacheSize: DefaultCacheSize, clock: clock.RealClock{}}
+	o := options{ttl: DefaultTTL, cacheSize: DefaultCacheSize, clock: clock.RealClock{},
+		reviewRate: DefaultReviewRate, reviewBurst: DefaultReviewBurst}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
@@ -103,7 +138,9 @@ func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
 		client:    client,
 		ttl:       o.ttl,
 		tokens:    cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
-		decisions: cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
+		views:     cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
+		newTokens: rate.NewLimiter(o.reviewRate, o.reviewBurst),
+		clock:     o.clock,
 		parallel:  8,
 	}, nil
 }
@@ -114,32 +151,75 @@ type reviewed struct {
 	user authenticationv1.UserInfo
 }
 
-type decisionKey struct {
-	user      string // the identity, in full (name, uid, groups, extra)
-	namespace string // "" for every namespace
-}
-
 // Authorize reviews token, then asks whether its bearer may list EventTypes cluster-wide and,
-// failing that, in each of namespaces.
+// failing that, in each of namespaces (those not asked about within the TTL).
 func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces func() []string) (auth.Access, error) {
 	who, err := a.review(ctx, token)
 	if err != nil {
 		return auth.Access{}, err
 	}
+	id := identity(who)
 	access := auth.Access{Subject: who.Username}
-	all, err := a.allowed(ctx, who, "")
-	if err != nil || all {
-		access.All = all
-		return access, err
+	// Shared work runs on its own deadline: one caller leaving must not fail the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	v, _ := a.views.Get(id)
+	current, _ := v.(*view)
+	if current == nil {
+		// One cluster-wide question first, shared by concurrent requests of the identity.
+		shared, err, _ := a.asks.Do("\x00all\x00"+id, func() (any, error) {
+			all, err := a.allowed(ctx, who, "")
+			if err != nil {
+				return nil, err
+			}
+			fresh := &view{all: all, asked: map[string]bool{}, expires: a.clock.Now().Add(a.ttl)}
+			a.views.Add(id, fresh, a.ttl)
+			return fresh, nil
+		})
+		if err != nil {
+			return auth.Access{}, err
+		}
+		current = shared.(*view)
+	}
+	if current.all {
+		access.All = true
+		return access, nil
 	}
 	namespaces := meshNamespaces()
-	allowed := make([]bool, len(namespaces))
+	if missing := current.missing(namespaces); len(missing) > 0 {
+		shared, err, _ := a.asks.Do(id, func() (any, error) { return a.widen(ctx, who, id, current, namespaces) })
+		if err != nil {
+			return auth.Access{}, err
+		}
+		current = shared.(*view)
+	}
+	access.Namespaces = map[string]bool{}
+	for _, ns := range namespaces {
+		if current.asked[ns] {
+			access.Namespaces[ns] = true
+		}
+	}
+	return access, nil
+}
+
+// missing lists the namespaces v has not asked about.
+func (v *view) missing(namespaces []string) []string {
+	var out []string
+	for _, ns := range namespaces {
+		if _, ok := v.asked[ns]; !ok && ns != "" { // cluster-scoped entities are not in the mesh
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// widen asks about the namespaces v lacks and caches the result as one entry, expiring with v.
+func (a *Authorizer) widen(ctx context.Context, who authenticationv1.UserInfo, id string, v *view, namespaces []string) (*view, error) {
+	missing := v.missing(namespaces)
+	allowed := make([]bool, len(missing))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.parallel)
-	for i, ns := range namespaces {
-		if ns == "" {
-			continue // cluster-scoped entities are not in the mesh; nothing to ask
-		}
+	for i, ns := range missing {
 		g.Go(func() error {
 			ok, err := a.allowed(gctx, who, ns)
 			allowed[i] = ok
@@ -147,45 +227,57 @@ func (a *Authorizer) Authorize(ctx context.Context, token string, meshNamespaces
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return auth.Access{}, err
+		return nil, err
 	}
-	access.Namespaces = map[string]bool{}
-	for i, ns := range namespaces {
-		if allowed[i] {
-			access.Namespaces[ns] = true
-		}
+	wider := &view{asked: maps.Clone(v.asked), expires: v.expires}
+	for i, ns := range missing {
+		wider.asked[ns] = allowed[i]
 	}
-	return access, nil
+	if left := v.expires.Sub(a.clock.Now()); left > 0 {
+		a.views.Add(id, wider, left)
+	}
+	return wider, nil
 }
 
+// sharedTimeout bounds reviews that concurrent requests share.
+const sharedTimeout = 10 * time.Second
+
 func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1.UserInfo, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
 	key := sha256.Sum256([]byte(token))
 	if v, ok := a.tokens.Get(key); ok {
-		r := v.(reviewed)
-		if !r.ok {
-			return r.user, auth.ErrUnauthenticated
+		return v.(reviewed).result()
+	}
+	shared, err, _ := a.reviews.Do(string(key[:]), func() (any, error) {
+		if !a.newTokens.Allow() {
+			return nil, auth.ErrBusy
 		}
-		return r.user, nil
-	}
-	tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token},
-	}, metav1.CreateOptions{})
+		tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+			Spec: authenticationv1.TokenReviewSpec{Token: token},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("token review: %w", err)
+		}
+		r := reviewed{ok: tr.Status.Authenticated && tr.Status.Error == "", user: tr.Status.User}
+		a.tokens.Add(key, r, a.ttl)
+		return r, nil
+	})
 	if err != nil {
-		return authenticationv1.UserInfo{}, fmt.Errorf("token review: %w", err)
+		return authenticationv1.UserInfo{}, err
 	}
-	r := reviewed{ok: tr.Status.Authenticated && tr.Status.Error == "", user: tr.Status.User}
-	a.tokens.Add(key, r, a.ttl)
+	return shared.(reviewed).result()
+}
+
+func (r reviewed) result() (authenticationv1.UserInfo, error) {
 	if !r.ok {
 		return r.user, auth.ErrUnauthenticated
 	}
 	return r.user, nil
 }
 
+// allowed asks one SubjectAccessReview: may who list EventTypes in namespace ("" for all)?
 func (a *Authorizer) allowed(ctx context.Context, who authenticationv1.UserInfo, namespace string) (bool, error) {
-	key := decisionKey{user: identity(who), namespace: namespace}
-	if v, ok := a.decisions.Get(key); ok {
-		return v.(bool), nil
-	}
 	extra := make(map[string]authorizationv1.ExtraValue, len(who.Extra))
 	for k, v := range who.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
@@ -201,7 +293,6 @@ func (a *Authorizer) allowed(ctx context.Context, who authenticationv1.UserInfo,
 	if err != nil {
 		return false, fmt.Errorf("subject access review: %w", err)
 	}
-	a.decisions.Add(key, sar.Status.Allowed, a.ttl)
 	return sar.Status.Allowed, nil
 }
 

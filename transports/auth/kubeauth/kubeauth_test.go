@@ -3,6 +3,9 @@ package kubeauth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +89,95 @@ func TestAuthorizeCachesBriefly(t *testing.T) {
 	}
 	if reviews.Load()-r0 != 1 || checks.Load()-c0 != 4 {
 		t.Errorf("after the TTL: %d reviews, %d checks; want 1 and 4", reviews.Load()-r0, checks.Load()-c0)
+	}
+}
+
+// scripted answers TokenReviews (tokens "user-N" are user N; others unknown) and
+// SubjectAccessReviews (user N may list in namespace "ns-N" only), counting both; slow makes
+// every review take a while, so concurrent requests pile up.
+func scripted(slow time.Duration) (client *fake.Clientset, reviews, checks *atomic.Int32) {
+	reviews, checks = new(atomic.Int32), new(atomic.Int32)
+	client = fake.NewClientset()
+	client.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		reviews.Add(1)
+		time.Sleep(slow)
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		if n, ok := strings.CutPrefix(tr.Spec.Token, "user-"); ok {
+			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: "u" + n}}
+		}
+		return true, tr, nil
+	})
+	client.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		checks.Add(1)
+		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+		sar.Status.Allowed = sar.Spec.ResourceAttributes.Namespace == "ns-"+strings.TrimPrefix(sar.Spec.User, "u")
+		return true, sar, nil
+	})
+	return client, reviews, checks
+}
+
+// Concurrent requests with one new token share one TokenReview; tokens not in the cache are
+// reviewed at a bounded rate, and beyond it the answer is ErrBusy, not an API call.
+func TestReviewsSharedAndBounded(t *testing.T) {
+	t.Parallel()
+	client, reviews, _ := scripted(50 * time.Millisecond)
+	a := testkit.Must(New(client, WithReviewRate(1, 3)))
+	namespaces := func() []string { return []string{"ns-1"} }
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := a.Authorize(context.Background(), "user-1", namespaces); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := reviews.Load(); n != 1 {
+		t.Fatalf("50 concurrent requests with one token made %d token reviews, want 1", n)
+	}
+	busy := 0
+	for i := range 100 {
+		_, err := a.Authorize(context.Background(), fmt.Sprint("made-up-", i), namespaces)
+		switch {
+		case errors.Is(err, auth.ErrBusy):
+			busy++
+		case !errors.Is(err, auth.ErrUnauthenticated):
+			t.Fatalf("made-up token: %v", err)
+		}
+	}
+	if n := reviews.Load() - 1; n > 4 || busy < 96 {
+		t.Errorf("100 made-up tokens: %d token reviews, %d busy answers; want at most the burst (3) and a few more", n, busy)
+	}
+}
+
+// What an identity may see is one cache entry: 50 callers on a 1,000-namespace mesh fit a
+// 64-entry cache, so asking again costs no review at all.
+func TestNamespaceSetsCachedPerIdentity(t *testing.T) {
+	t.Parallel()
+	client, _, checks := scripted(0)
+	a := testkit.Must(New(client, WithCacheSize(64), WithReviewRate(1000, 1000)))
+	var all []string
+	for i := range 1000 {
+		all = append(all, fmt.Sprint("ns-", i))
+	}
+	namespaces := func() []string { return all }
+	for round := range 2 {
+		c0 := checks.Load()
+		for caller := range 50 {
+			got, err := a.Authorize(context.Background(), fmt.Sprint("user-", caller), namespaces)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprint("ns-", caller); len(got.Namespaces) != 1 || !got.Namespaces[want] {
+				t.Fatalf("round %d, caller %d: sees %v, want only %s", round, caller, got.Namespaces, want)
+			}
+		}
+		want := int32(50 * 1001) // the cluster-wide question and one per namespace
+		if round == 1 {
+			want = 0
+		}
+		if n := checks.Load() - c0; n != want {
+			t.Errorf("round %d: %d access reviews, want %d", round, n, want)
+		}
 	}
 }
