@@ -54,6 +54,9 @@ type Config struct {
 	Listen string `json:"listen,omitempty"`
 	// TokensFile holds static bearer tokens, one per line; none means the endpoints are open.
 	TokensFile string `json:"tokensFile,omitempty"`
+	// TokenAudiences, in cluster mode, are the audiences callers' tokens must be for
+	// (TokenReview audiences); none accepts the API server's own.
+	TokenAudiences []string `json:"tokenAudiences,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
 	// Sink is a CloudEvents HTTP target for mesh deltas (default $K_SINK).
@@ -185,6 +188,18 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.Var(&c.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "serve the resync endpoints on `addr`ess (default "+DefaultListen+"; "+DefaultClusterListen+" in cluster mode)")
 	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "require a bearer token listed in this `file` (one per line)")
+	audiencesGiven := false
+	fs.Func("token-audience", "cluster mode: accept only tokens for this `audience` (repeatable, or comma-separated)", func(v string) error {
+		if !audiencesGiven { // the first flag replaces the file's list; more of them add to it
+			c.TokenAudiences, audiencesGiven = nil, true
+		}
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.TokenAudiences = append(c.TokenAudiences, a)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
 	fs.StringVar(&c.MQTT, "mqtt", c.MQTT, "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
@@ -240,7 +255,7 @@ func (c *Config) chooseSource(getenv func(string) string) error {
 	if !cluster {
 		for flag, set := range map[string]bool{
 			"--namespaces": len(c.Namespaces) > 0, "--label-selector": c.LabelSelector != "",
-			"--leader-elect": c.LeaderElect,
+			"--leader-elect": c.LeaderElect, "--token-audience": len(c.TokenAudiences) > 0,
 		} {
 			if set {
 				return fmt.Errorf("%w: %s needs cluster mode (--kubeconfig), not --manifests", ErrUsage, flag)

@@ -155,6 +155,10 @@ func TestLoadClusterMode(t *testing.T) {
 		{"broken kubeconfig", []string{"--kubeconfig", write("broken", "clusters: [")}, nil, nil, "--kubeconfig"},
 		{"namespaces need a cluster", []string{"--manifests", dir, "--namespaces", "a"}, nil, nil, "--namespaces needs cluster mode"},
 		{"leader election needs a cluster", []string{"--manifests", dir, "--leader-elect"}, nil, nil, "--leader-elect needs cluster mode"},
+		{"token audiences need a cluster", []string{"--manifests", dir, "--token-audience", "x"}, nil, nil, "--token-audience needs cluster mode"},
+		{"token audiences", []string{"--kubeconfig", kc, "--token-audience", "a, b", "--token-audience", "c"}, nil, func(c Config) bool {
+			return strings.Join(c.TokenAudiences, ",") == "a,b,c"
+		}, ""},
 		{"tokens file is for manifests", []string{"--kubeconfig", kc, "--tokens-file", kc}, nil, nil, "--tokens-file is for manifests mode"},
 		{"bad selector", []string{"--kubeconfig", kc, "--label-selector", "a==b==c"}, nil, nil, "--label-selector"},
 		{"bad namespace", []string{"--kubeconfig", kc, "--namespaces", "Shop"}, nil, nil, `--namespaces: "Shop"`},

@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log)}
 	switch {
 	case cluster != nil:
-		authz, err := kubeauth.New(cluster.auth)
+		authz, err := kubeauth.New(cluster.auth, kubeauth.WithAudiences(cfg.TokenAudiences...))
 		if err != nil {
 			return err
 		}

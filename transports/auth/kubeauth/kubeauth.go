@@ -46,6 +46,7 @@ type Authorizer struct {
 	newTokens *rate.Limiter         // TokenReviews of tokens not in the cache
 	reviews   singleflight.Group    // per token
 	asks      singleflight.Group    // per identity
+	audiences []string
 	clock     clock.PassiveClock
 	parallel  int
 }
@@ -65,6 +66,22 @@ type options struct {
 	clock       clock.PassiveClock
 	reviewRate  rate.Limit
 	reviewBurst int
+	audiences   []string
+}
+
+// WithAudiences asks TokenReviews to authenticate tokens for these audiences and accepts a
+// token only if the API server names one of them back (so a token minted for another service
+// is refused).
+func WithAudiences(audiences ...string) Option {
+	return func(o *options) error {
+		for _, a := range audiences {
+			if strings.TrimSpace(a) == "" {
+				return option.Invalid("token audience", "empty")
+			}
+		}
+		o.audiences = audiences
+		return nil
+	}
 }
 
 // Option configures an Authorizer.
@@ -140,6 +157,7 @@ func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
 		tokens:    cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
 		views:     cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
 		newTokens: rate.NewLimiter(o.reviewRate, o.reviewBurst),
+		audiences: o.audiences,
 		clock:     o.clock,
 		parallel:  8,
 	}, nil
@@ -254,12 +272,15 @@ func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1
 			return nil, auth.ErrBusy
 		}
 		tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-			Spec: authenticationv1.TokenReviewSpec{Token: token},
+			Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: a.audiences},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("token review: %w", err)
 		}
 		r := reviewed{ok: tr.Status.Authenticated && tr.Status.Error == "", user: tr.Status.User}
+		if len(a.audiences) > 0 && !slices.ContainsFunc(tr.Status.Audiences, func(got string) bool { return slices.Contains(a.audiences, got) }) {
+			r.ok = false // authenticated, but for some other audience
+		}
 		a.tokens.Add(key, r, a.ttl)
 		return r, nil
 	})

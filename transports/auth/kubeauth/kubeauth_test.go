@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,5 +180,40 @@ func TestNamespaceSetsCachedPerIdentity(t *testing.T) {
 		if n := checks.Load() - c0; n != want {
 			t.Errorf("round %d: %d access reviews, want %d", round, n, want)
 		}
+	}
+}
+
+// With audiences, a token is accepted only if the API server says it is for one of them.
+func TestAudiences(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	client.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		if !slices.Equal(tr.Spec.Audiences, []string{"event-mesh"}) {
+			t.Errorf("review asked for audiences %q", tr.Spec.Audiences)
+		}
+		tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{Username: tr.Spec.Token}}
+		if tr.Spec.Token == "for-us" {
+			tr.Status.Audiences = []string{"event-mesh"}
+		} else {
+			tr.Status.Audiences = []string{"https://kubernetes.default.svc"}
+		}
+		return true, tr, nil
+	})
+	client.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+		sar.Status.Allowed = true
+		return true, sar, nil
+	})
+	a := testkit.Must(New(client, WithAudiences("event-mesh")))
+	namespaces := func() []string { return nil }
+	if got, err := a.Authorize(context.Background(), "for-us", namespaces); err != nil || !got.All {
+		t.Errorf("a token for our audience: %+v, %v", got, err)
+	}
+	if _, err := a.Authorize(context.Background(), "for-the-api-server", namespaces); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("a token for another audience: %v, want unauthenticated", err)
+	}
+	if _, err := New(client, WithAudiences(" ")); err == nil {
+		t.Error("an empty audience was accepted")
 	}
 }
