@@ -111,6 +111,31 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 		{"everywhere, deltas", "/v1/deltas?epoch=" + epoch + "&since=0", everywhere, http.StatusOK, nil},
 		{"health needs no token", "/healthz", "", http.StatusOK, nil},
 	}
+	t.Run("token audience", func(t *testing.T) {
+		h, err := resync.New(r.hub, resync.WithAuthorizer(testkit.Must(kubeauth.New(client, kubeauth.WithAudiences("event-mesh")))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		strict := httptest.NewServer(h)
+		defer strict.Close()
+		tr, err := client.CoreV1().ServiceAccounts("team-b").CreateToken(context.Background(), "auditor",
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"event-mesh"}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for token, want := range map[string]int{tr.Status.Token: http.StatusOK, everywhere: http.StatusUnauthorized} {
+			req, _ := http.NewRequest(http.MethodGet, strict.URL+"/v1/getEventMesh", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("a token for audience %v: %d, want %d", token == tr.Status.Token, resp.StatusCode, want)
+			}
+		}
+	})
 	t.Run("one namespace, watch", func(t *testing.T) {
 		status, m := firstSnapshot(t, srv.URL, oneNamespace)
 		if status != http.StatusOK || len(m.Brokers) != 1 || m.Brokers[0].Namespace != "team-a" {
