@@ -25,6 +25,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -79,6 +80,10 @@ type Config struct {
 	MQTTClientID string `json:"mqttClientID,omitempty"`
 	// CAFile holds PEM CA certificates trusted (beside the system's) by every TLS transport.
 	CAFile string `json:"caFile,omitempty"`
+	// TLSCertFile and TLSKeyFile make the endpoints serve HTTPS with this PEM certificate and
+	// key, read again when the files change.
+	TLSCertFile string `json:"tlsCertFile,omitempty"`
+	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
 	// NATSCreds is a NATS credentials file (JWT and NKey seed).
 	NATSCreds string `json:"natsCreds,omitempty"`
 	// EventSource is the CloudEvents source attribute of mesh deltas.
@@ -211,6 +216,8 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.NATSCoreOnly, "nats-core", c.NATSCoreOnly, "publish plain NATS messages (no JetStream stream or KV bucket)")
 	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", c.NATSSubjectPrefix, "NATS subject `prefix`")
 	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serve the endpoints over HTTPS with the PEM certificate in `file` (with --tls-key-file; reloaded when it changes)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "the PEM private key `file` of --tls-cert-file")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials `file`")
 	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
 	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
@@ -318,6 +325,13 @@ func (c *Config) validate() error {
 		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
 		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},
+		{"--tls-cert-file and --tls-key-file", c.TLSCertFile == "" && c.TLSKeyFile == "", func() error {
+			if c.TLSCertFile == "" || c.TLSKeyFile == "" {
+				return fmt.Errorf("give both or neither")
+			}
+			_, err := tlsfiles.Load(c.TLSCertFile, c.TLSKeyFile)
+			return err
+		}},
 		{fmt.Sprintf("--sink %q (or K_SINK)", transports.RedactURL(c.Sink)), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
 		{"K_CE_OVERRIDES", c.Sink == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
 		{fmt.Sprintf("--mqtt %q", c.MQTT), c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},

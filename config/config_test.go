@@ -155,6 +155,8 @@ func TestLoadClusterMode(t *testing.T) {
 		{"broken kubeconfig", []string{"--kubeconfig", write("broken", "clusters: [")}, nil, nil, "--kubeconfig"},
 		{"namespaces need a cluster", []string{"--manifests", dir, "--namespaces", "a"}, nil, nil, "--namespaces needs cluster mode"},
 		{"leader election needs a cluster", []string{"--manifests", dir, "--leader-elect"}, nil, nil, "--leader-elect needs cluster mode"},
+		{"a certificate needs its key", []string{"--manifests", dir, "--tls-cert-file", kc}, nil, nil, "--tls-cert-file and --tls-key-file: give both or neither"},
+		{"a certificate that does not load", []string{"--manifests", dir, "--tls-cert-file", kc, "--tls-key-file", kc}, nil, nil, "--tls-cert-file and --tls-key-file"},
 		{"token audiences need a cluster", []string{"--manifests", dir, "--token-audience", "x"}, nil, nil, "--token-audience needs cluster mode"},
 		{"token audiences", []string{"--kubeconfig", kc, "--token-audience", "a, b", "--token-audience", "c"}, nil, func(c Config) bool {
 			return strings.Join(c.TokenAudiences, ",") == "a,b,c"

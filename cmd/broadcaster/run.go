@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 )
 
 // run wires the broadcaster and blocks until ctx ends or a part fails. started, when set, is
@@ -102,6 +104,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tlsfiles.Load(cfg.TLSCertFile, cfg.TLSKeyFile, tlsfiles.WithLogger(log))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert-file: %w", err)
+		}
+		ln = tls.NewListener(ln, cert.Config())
+	}
 	// Idle keep-alive connections are closed after a while and headers are bounded; no overall
 	// write timeout, since watch streams last (they set their own write deadlines).
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -123,7 +133,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		elect = &elector{client: cluster.election, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
 			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Ready, log: log}
 	}
-	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(),
+	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(), "https", cfg.TLSCertFile != "",
 		"epoch", epoch, "auth", cluster != nil || cfg.TokensFile != "", "leaderElect", cfg.LeaderElect)
 	if started != nil {
 		started(ln.Addr())

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -577,5 +579,51 @@ func TestShutdownEndsWatchStreams(t *testing.T) {
 	<-read
 	if len(events) < 2 || events[len(events)-1] != "shutdown" {
 		t.Fatalf("stream events %v, want a final shutdown", events)
+	}
+}
+
+// --tls-cert-file and --tls-key-file serve the endpoints over HTTPS, and a rotated pair (as
+// cert-manager writes it) is served without a restart.
+func TestServesHTTPSAndReloads(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	install := func(c brokers.TLS) {
+		t.Helper()
+		for f, data := range map[string][]byte{certFile: c.CertPEM, keyFile: c.KeyPEM} {
+			if err := os.WriteFile(f+".new", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(f+".new", f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first, second := brokers.NewTLS(t), brokers.NewTLS(t)
+	install(first)
+	base, _ := startRun(t, copyDir(t, "../../examples/mesh"), "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	secure := strings.Replace(base, "http://", "https://", 1)
+	trusting := func(c brokers.TLS) *http.Client {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(c.CAPEM)
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	okWith := func(client *http.Client) bool {
+		resp, err := client.Get(secure + mesh.PathMesh)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	testkit.Eventually(t, "the mesh over HTTPS", 20*time.Second, func() bool { return okWith(trusting(first)) })
+	if resp, err := http.Get(base + mesh.PathMesh); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Error("plain HTTP is served beside HTTPS")
+	}
+	install(second)
+	testkit.Eventually(t, "the rotated certificate", 20*time.Second, func() bool { return okWith(trusting(second)) })
+	if okWith(trusting(first)) {
+		t.Error("the old certificate is still served")
 	}
 }
