@@ -55,5 +55,14 @@ func Logger(l *slog.Logger) (*slog.Logger, error) {
 	return l, nil
 }
 
+// Required returns v, or an error naming what when v is nil (a clock, a client, a handler).
+func Required[T comparable](what string, v T) (T, error) {
+	var none T
+	if v == none {
+		return v, Invalid(what, "nil")
+	}
+	return v, nil
+}
+
 // Discard is the logger of a part given none.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

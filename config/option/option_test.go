@@ -2,6 +2,7 @@ package option_test
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -51,5 +52,16 @@ func TestApply(t *testing.T) {
 	}
 	if _, err := option.Logger(nil); !errors.Is(err, option.ErrInvalid) {
 		t.Errorf("a nil logger: %v", err)
+	}
+}
+
+func TestRequired(t *testing.T) {
+	t.Parallel()
+	var none io.Writer
+	if _, err := Required("writer", none); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "writer") {
+		t.Errorf("nil: %v, want an invalid-option error naming the writer", err)
+	}
+	if w, err := Required[io.Writer]("writer", io.Discard); err != nil || w != io.Discard {
+		t.Errorf("set: %v, %v", w, err)
 	}
 }

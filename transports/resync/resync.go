@@ -84,13 +84,7 @@ func (m *renderedMesh) gzipBody() []byte {
 // WithAuthorizer requires callers of the /v1/ endpoints to present a bearer token that a
 // accepts, and shows each caller only what a allows (auth.Middleware).
 func WithAuthorizer(a auth.Authorizer) Option {
-	return func(o *options) error {
-		if a == nil {
-			return option.Invalid("authorizer", "nil")
-		}
-		o.authz = a
-		return nil
-	}
+	return func(o *options) (err error) { o.authz, err = option.Required("authorizer", a); return err }
 }
 
 // WithLogger sets the logger.

@@ -51,13 +51,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithClock replaces the real clock (tests).
 func WithClock(c clock.PassiveClock) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("clock", "nil")
-		}
-		o.clock = c
-		return nil
-	}
+	return func(o *options) (err error) { o.clock, err = option.Required("clock", c); return err }
 }
 
 // Load reads the pair once; an error names the files.

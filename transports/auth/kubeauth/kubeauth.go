@@ -131,13 +131,7 @@ func WithCacheSize(n int) Option {
 
 // WithClock replaces the real clock (tests).
 func WithClock(c clock.PassiveClock) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("clock", "nil")
-		}
-		o.clock = c
-		return nil
-	}
+	return func(o *options) (err error) { o.clock, err = option.Required("clock", c); return err }
 }
 
 // New returns an Authorizer that asks the API server behind client.
