@@ -58,10 +58,10 @@ func TestApply(t *testing.T) {
 func TestRequired(t *testing.T) {
 	t.Parallel()
 	var none io.Writer
-	if _, err := Required("writer", none); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "writer") {
+	if _, err := option.Required("writer", none); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "writer") {
 		t.Errorf("nil: %v, want an invalid-option error naming the writer", err)
 	}
-	if w, err := Required[io.Writer]("writer", io.Discard); err != nil || w != io.Discard {
+	if w, err := option.Required[io.Writer]("writer", io.Discard); err != nil || w != io.Discard {
 		t.Errorf("set: %v, %v", w, err)
 	}
 }
