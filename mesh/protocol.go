@@ -46,6 +46,10 @@ const (
 	SSECutoff = "cutoff"
 	// SSEShutdown ends every stream when the broadcaster stops; its data is a StreamEnd.
 	SSEShutdown = "shutdown"
+	// SSEAccess ends a stream whose caller's access changed (revoked, narrowed or widened);
+	// its data is a StreamEnd. Reconnect without Last-Event-ID: the new stream starts with a
+	// snapshot of the new view (or the request is refused).
+	SSEAccess = "access"
 )
 
 // Reasons of a 410 Gone from GET /v1/deltas.

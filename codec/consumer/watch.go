@@ -37,7 +37,8 @@ type Stream struct {
 }
 
 // Follow reads GET /v1/watch at baseURL until ctx ends or s.OnError says stop, reconnecting
-// with backoff, resuming from the last event seen (Last-Event-ID and ?epoch=).
+// with backoff, resuming from the last event seen (Last-Event-ID and ?epoch=), or from a new
+// snapshot after an `access` event.
 func Follow(ctx context.Context, baseURL, token string, client *http.Client, s Stream) error {
 	if client == nil {
 		client = &http.Client{}
@@ -123,6 +124,10 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 			}
 		case mesh.SSECutoff:
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
+		case mesh.SSEAccess:
+			// The caller's view changed: start over with a snapshot of the new one (or hear
+			// the refusal when reconnecting).
+			s.Epoch, s.Sequence = "", 0
 		}
 		return nil
 	})

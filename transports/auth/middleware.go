@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 
@@ -68,7 +69,9 @@ func Middleware(a Authorizer, m Mesh, opts ...MiddlewareOption) (func(http.Handl
 			case !access.All && len(access.Namespaces) == 0:
 				writeProblem(w, http.StatusForbidden, access.Subject+" may not list eventtypes in any namespace of the mesh")
 			default:
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access)))
+				recheck := func(ctx context.Context) (Access, error) { return a.Authorize(ctx, token, m.Namespaces) }
+				ctx := context.WithValue(r.Context(), accessKey{}, access)
+				next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, recheckKey{}, recheck)))
 			}
 		})
 	}, nil
@@ -84,6 +87,20 @@ func FromRequest(r *http.Request) Access {
 }
 
 type accessKey struct{}
+
+type recheckKey struct{}
+
+// Recheck asks the Authorizer again about the request's caller (for a long stream, whose
+// access may change while it lasts); nil when no Middleware guards the route.
+func Recheck(r *http.Request) func(context.Context) (Access, error) {
+	f, _ := r.Context().Value(recheckKey{}).(func(context.Context) (Access, error))
+	return f
+}
+
+// Same reports whether a and b show the same things.
+func (a Access) Same(b Access) bool {
+	return a.All == b.All && maps.Equal(a.Namespaces, b.Namespaces)
+}
 
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="event-mesh"`)

@@ -3,11 +3,13 @@ package resync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,3 +163,65 @@ func TestWatchOfOneNamespace(t *testing.T) {
 }
 
 func seqOf(r *consumer.Replica) uint64 { _, s := r.Position(); return s }
+
+// revocable grants token "t" what grant holds, changeable while a stream lasts.
+type revocable struct{ grant atomic.Pointer[auth.Access] }
+
+func (r *revocable) Authorize(_ context.Context, token string, _ func() []string) (auth.Access, error) {
+	if g := r.grant.Load(); token == "t" && g != nil {
+		return *g, nil
+	}
+	return auth.Access{}, auth.ErrUnauthenticated
+}
+
+// A watch stream is authorised again while it lasts: a widened view ends it with an `access`
+// event, after which the consumer starts over with a snapshot of the new view; a revoked
+// token ends it for good.
+func TestWatchReauthorised(t *testing.T) {
+	t.Parallel()
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
+	enc, _ := codec.NewEncoder("")
+	watchers, _ := NewWatchers(enc, WithWatchBuffer(100))
+	deltaLog, _ := changelog.New("ep", changelog.WithMaxChanges(1000))
+	h.Listen(deltaLog.Append, watchers.Publish)
+	authz := &revocable{}
+	authz.grant.Store(&auth.Access{Subject: "t", Namespaces: map[string]bool{"a": true}})
+	handler := testkit.Must(New(h, WithAuthorizer(authz), WithDeltaLog(deltaLog, enc), WithWatch(watchers, time.Second),
+		WithReauthorize(50*time.Millisecond)))
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	h.Replace([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")})
+
+	snapshots := make(chan mesh.Snapshot, 10)
+	ends := make(chan error, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go consumer.Follow(ctx, srv.URL, "t", nil, consumer.Stream{
+		Snapshot: func(s mesh.Snapshot) error { snapshots <- s; return nil },
+		Delta:    func([]byte) error { return nil },
+		OnError:  func(err error) bool { ends <- err; return false },
+	})
+	brokersOf := func(s mesh.Snapshot) int { return len(s.Mesh.Brokers) }
+	if s := <-snapshots; brokersOf(s) != 1 {
+		t.Fatalf("first view: %d brokers, want the one in a", brokersOf(s))
+	}
+	authz.grant.Store(&auth.Access{Subject: "t", All: true})
+	select {
+	case s := <-snapshots:
+		if brokersOf(s) != 2 {
+			t.Fatalf("widened view: %d brokers, want both", brokersOf(s))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the widened view never came")
+	}
+	authz.grant.Store(nil)
+	select {
+	case err := <-ends:
+		var status consumer.ErrStatus
+		if !errors.As(err, &status) || status.Code != http.StatusUnauthorized {
+			t.Fatalf("after revocation: %v, want 401 on reconnecting", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived the revocation")
+	}
+}

@@ -47,6 +47,22 @@ type options struct {
 	encoder   *codec.Encoder
 	watchers  *Watchers
 	heartbeat time.Duration
+	reauth    time.Duration
+}
+
+// DefaultReauthorize is how often a watch stream's caller is authorised again.
+const DefaultReauthorize = 10 * time.Second
+
+// WithReauthorize sets how often a watch stream's caller is authorised again (with
+// WithAuthorizer): a stream whose access changed ends with an `access` event.
+func WithReauthorize(every time.Duration) Option {
+	return func(o *options) error {
+		if every <= 0 {
+			return option.Invalid("reauthorize interval", "%v: want > 0", every)
+		}
+		o.reauth = every
+		return nil
+	}
 }
 
 // Option configures a Handler.
@@ -119,7 +135,7 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // WithAuthorizer), and beside them /healthz and /readyz, which need no token.
 // Defaults: open endpoints, no logging, no /v1/deltas or /v1/watch.
 func New(m Mesh, opts ...Option) (*Handler, error) {
-	o := options{log: option.Discard()}
+	o := options{log: option.Discard(), reauth: DefaultReauthorize}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}

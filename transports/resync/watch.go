@@ -3,6 +3,7 @@ package resync
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -200,10 +201,34 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(h.heartbeat)
 	defer beat.Stop()
+	recheck := auth.Recheck(r)
+	var reauth <-chan time.Time
+	if recheck != nil {
+		t := time.NewTicker(h.reauth)
+		defer t.Stop()
+		reauth = t.C
+	}
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-reauth:
+			// Access is decided again while the stream lasts: a revoked token ends it, and a
+			// changed view makes the caller start over with a snapshot of the new one.
+			access, err := recheck(r.Context())
+			switch {
+			case errors.Is(err, auth.ErrUnauthenticated):
+				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: the token is not accepted any more", Sequence: s.last})
+				return
+			case err != nil:
+				h.log.Warn("watch: cannot check a caller's access again; the stream goes on", "err", err)
+			case !access.All && len(access.Namespaces) == 0:
+				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: " + access.Subject + " may list eventtypes in no namespace of the mesh", Sequence: s.last})
+				return
+			case !access.Same(s.access):
+				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access changed: reconnect without Last-Event-ID for the new view", Sequence: s.last})
+				return
+			}
 		case <-h.watchers.closing:
 			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"})
 			return
