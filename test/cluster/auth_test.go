@@ -142,6 +142,42 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 			t.Errorf("watch: %d, brokers %+v", status, m.Brokers)
 		}
 	})
+	t.Run("a token revoked during a watch", func(t *testing.T) {
+		// Short review cache and re-authorisation, so the test waits seconds, not 20.
+		h, err := resync.New(r.hub, resync.WithAuthorizer(testkit.Must(kubeauth.New(client, kubeauth.WithTTL(time.Second)))),
+			resync.WithDeltaLog(log, enc), resync.WithWatch(watchers, time.Second), resync.WithReauthorize(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		short := httptest.NewServer(h)
+		defer short.Close()
+		token := serviceAccountToken(t, client, "team-b", "leaving")
+		grantClusterRole(t, client, "team-b", "leaving", listEventTypes)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, short.URL+"/v1/watch", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var events []string
+		revoked := false
+		err = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
+			events = append(events, ev.Type)
+			if ev.Type == mesh.SSESnapshot && !revoked { // the stream is up: take the token away
+				revoked = true
+				if err := client.CoreV1().ServiceAccounts("team-b").Delete(context.Background(), "leaving", metav1.DeleteOptions{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil || len(events) == 0 || events[len(events)-1] != mesh.SSEAccess {
+			t.Fatalf("the stream ended with %v after events %q; want it to end with %q", err, events, mesh.SSEAccess)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, body := get(tt.path, tt.token)
