@@ -132,13 +132,9 @@ func scrape(t testing.TB, base string) map[string]float64 {
 // transport declares the gap, republishes every entity and clears what was deleted meanwhile.
 func TestBrokersHangWithASmallLog(t *testing.T) {
 	t.Parallel()
-	mqttBroker, natsServer := brokers.StartEmbeddedMQTT(t), brokers.StartEmbeddedNATS(t)
-	dir := copyDir(t, "../../examples/mesh")
-	suffix := fmt.Sprint(time.Now().UnixNano())
-	mqttPrefix, natsPrefix := "hang/"+suffix, "hang.n"+suffix
-	base, logs := startRun(t, dir, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
-		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix, "--delta-log-size", "5")
-	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	c := startWithCarriers(t, "hang", "--delta-log-size", "5")
+	mqttBroker, natsServer, dir, base, logs := c.mqtt, c.nats, c.dir, c.base, c.logs
+	mqttPrefix, natsPrefix := c.mqttPrefix, c.natsPrefix
 	carriersAreMesh(t, "before the hang", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
 
 	mqttBroker.Pause()
@@ -199,17 +195,35 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 // the KV bucket all gone) get the whole state back, with no change needed.
 func TestBrokersRestartEmpty(t *testing.T) {
 	t.Parallel()
-	mqttBroker, natsServer := brokers.StartEmbeddedMQTT(t), brokers.StartEmbeddedNATS(t)
-	dir := copyDir(t, "../../examples/mesh")
-	suffix := fmt.Sprint(time.Now().UnixNano())
-	mqttPrefix, natsPrefix := "empty/"+suffix, "empty.n"+suffix
-	base, _ := startRun(t, dir, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
-		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
-	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
+	c := startWithCarriers(t, "empty")
+	mqttBroker, natsServer, base := c.mqtt, c.nats, c.base
+	mqttPrefix, natsPrefix := c.mqttPrefix, c.natsPrefix
 	carriersAreMesh(t, "before the restart", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
 	mqttBroker.Restart() // mochi keeps nothing on disk
 	natsServer.RestartEmpty()
 	carriersAreMesh(t, "after the restart", mqttBroker.URL, mqttPrefix, natsServer.URL, natsPrefix, base)
+}
+
+// withCarriers is the example running with MQTT and NATS brokers of the test's own.
+type withCarriers struct {
+	mqtt                   *brokers.MQTT
+	nats                   *brokers.NATS
+	dir, base              string
+	mqttPrefix, natsPrefix string
+	logs                   *testkit.Buffer
+}
+
+// startWithCarriers runs the example (with extra flags) publishing to MQTT and NATS brokers
+// in processes of their own, under prefixes of its own, and waits for the first load.
+func startWithCarriers(t *testing.T, name string, extra ...string) withCarriers {
+	t.Helper()
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	c := withCarriers{mqtt: brokers.StartEmbeddedMQTT(t), nats: brokers.StartEmbeddedNATS(t), dir: copyDir(t, "../../examples/mesh"),
+		mqttPrefix: name + "/" + suffix, natsPrefix: name + ".n" + suffix}
+	c.base, c.logs = startRun(t, c.dir, append([]string{"--mqtt", c.mqtt.URL, "--mqtt-topic-prefix", c.mqttPrefix,
+		"--nats", c.nats.URL, "--nats-subject-prefix", c.natsPrefix}, extra...)...)
+	testkit.Eventually(t, "first full load", 20*time.Second, func() (ok bool) { _, ok = getMesh(t, c.base); return ok })
+	return c
 }
 
 // carriersAreMesh waits until a late MQTT subscriber and a KV reader both hold exactly the
