@@ -64,5 +64,13 @@ func Required[T comparable](what string, v T) (T, error) {
 	return v, nil
 }
 
+// Positive returns n, or an error naming what when n is below 1 (a size, a count, a bound).
+func Positive[T ~int | ~int64](what string, n T) (T, error) {
+	if n < 1 {
+		return n, Invalid(what, "%d: want at least 1", n)
+	}
+	return n, nil
+}
+
 // Discard is the logger of a part given none.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -65,3 +65,15 @@ func TestRequired(t *testing.T) {
 		t.Errorf("set: %v, %v", w, err)
 	}
 }
+
+func TestPositive(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int64{0, -3} {
+		if _, err := option.Positive("size", n); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "size") {
+			t.Errorf("%d: %v, want an invalid-option error naming the size", n, err)
+		}
+	}
+	if n, err := option.Positive("size", 7); err != nil || n != 7 {
+		t.Errorf("7: %v, %v", n, err)
+	}
+}

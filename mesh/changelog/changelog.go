@@ -35,25 +35,13 @@ type Option = option.Func[options]
 
 // WithMaxChanges keeps at most n changes after the opening batch.
 func WithMaxChanges(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return option.Invalid("delta log size", "%d: want at least 1", n)
-		}
-		o.maxChanges = n
-		return nil
-	}
+	return func(o *options) (err error) { o.maxChanges, err = option.Positive("delta log size", n); return err }
 }
 
 // WithMaxBytes keeps at most about n bytes of changes after the opening batch (at least the
 // newest change, whatever its size).
 func WithMaxBytes(n int64) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return option.Invalid("delta log bytes", "%d: want at least 1", n)
-		}
-		o.maxBytes = n
-		return nil
-	}
+	return func(o *options) (err error) { o.maxBytes, err = option.Positive("delta log bytes", n); return err }
 }
 
 // Log is the history of the current epoch. It is a mesh/hub Listener; readers are safe to use

@@ -69,13 +69,7 @@ const DefaultMaxFileBytes = 16 << 20
 
 // WithMaxFileBytes refuses manifest files larger than n bytes (their objects stay as last read).
 func WithMaxFileBytes(n int64) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return option.Invalid("max file size", "%d: want at least 1", n)
-		}
-		o.maxFileBytes = n
-		return nil
-	}
+	return func(o *options) (err error) { o.maxFileBytes, err = option.Positive("max file size", n); return err }
 }
 
 // Option configures a Source.

@@ -31,13 +31,7 @@ type Option = option.Func[options]
 
 // WithBatch hands the publisher at most n changes at once.
 func WithBatch(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return option.Invalid("delivery batch", "%d: want at least 1", n)
-		}
-		o.batch = n
-		return nil
-	}
+	return func(o *options) (err error) { o.batch, err = option.Positive("delivery batch", n); return err }
 }
 
 // WithLogger logs gaps, rejections, failures and reconciles.

@@ -66,13 +66,7 @@ const DefaultWatchBuffer = 4096
 
 // WithWatchBuffer lets each watcher lag by n batches of changes before it is cut off.
 func WithWatchBuffer(n int) WatchersOption {
-	return func(o *watchersOptions) error {
-		if n < 1 {
-			return option.Invalid("watch buffer", "%d: want at least 1", n)
-		}
-		o.buffer = n
-		return nil
-	}
+	return func(o *watchersOptions) (err error) { o.buffer, err = option.Positive("watch buffer", n); return err }
 }
 
 // WithWatchLogger logs the changes that cannot be encoded.

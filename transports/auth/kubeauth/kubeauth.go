@@ -120,13 +120,7 @@ func WithTTL(d time.Duration) Option {
 
 // WithCacheSize bounds each cache to n entries.
 func WithCacheSize(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return option.Invalid("review cache size", "%d: want at least 1", n)
-		}
-		o.cacheSize = n
-		return nil
-	}
+	return func(o *options) (err error) { o.cacheSize, err = option.Positive("review cache size", n); return err }
 }
 
 // WithClock replaces the real clock (tests).
