@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,10 @@ type Config struct {
 	LeaseDuration Duration `json:"leaseDuration,omitempty"`
 	RenewDeadline Duration `json:"renewDeadline,omitempty"`
 	RetryPeriod   Duration `json:"retryPeriod,omitempty"`
+	// AdvertiseURL is where the other replicas reach this one's endpoints under leader
+	// election: the leader writes it into the Lease, and followers replicate its sequence
+	// space from there (default: http(s)://$POD_IP:<port>, else the listening address).
+	AdvertiseURL string `json:"advertiseURL,omitempty"`
 	// Listen is the address of the resync endpoints.
 	Listen string `json:"listen,omitempty"`
 	// TokensFile holds static bearer tokens, one per line; none means the endpoints are open.
@@ -97,6 +102,9 @@ type Config struct {
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
 	CEOverrides string `json:"-"`
 
+	// PodIP is $POD_IP (Kubernetes' downward API): the default host of AdvertiseURL.
+	PodIP string `json:"-"`
+
 	// InCluster is set by Load when the cluster is the one the process runs in.
 	InCluster bool `json:"-"`
 }
@@ -125,7 +133,7 @@ var ErrUsage = errors.New("usage")
 // the environment's K_SINK and K_CE_OVERRIDES.
 func defaults(getenv func(string) string) Config {
 	return Config{
-		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"),
+		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"), PodIP: getenv("POD_IP"),
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
 		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
@@ -191,6 +199,7 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.Var(&c.LeaseDuration, "lease-duration", "leader election: how long a lease holds without renewal")
 	fs.Var(&c.RenewDeadline, "renew-deadline", "leader election: how long the leader keeps trying to renew")
 	fs.Var(&c.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "leader election: the `url` other replicas reach this one at (default http(s)://$POD_IP:<port>)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "serve the resync endpoints on `addr`ess (default "+DefaultListen+"; "+DefaultClusterListen+" in cluster mode)")
 	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "require a bearer token listed in this `file` (one per line)")
 	audiencesGiven := false
@@ -262,7 +271,7 @@ func (c *Config) chooseSource(getenv func(string) string) error {
 	if !cluster {
 		for flag, set := range map[string]bool{
 			"--namespaces": len(c.Namespaces) > 0, "--label-selector": c.LabelSelector != "",
-			"--leader-elect": c.LeaderElect, "--token-audience": len(c.TokenAudiences) > 0,
+			"--leader-elect": c.LeaderElect, "--token-audience": len(c.TokenAudiences) > 0, "--advertise-url": c.AdvertiseURL != "",
 		} {
 			if set {
 				return fmt.Errorf("%w: %s needs cluster mode (--kubeconfig), not --manifests", ErrUsage, flag)
@@ -320,6 +329,7 @@ func (c *Config) validate() error {
 		{"--namespaces", false, func() error { return option.Check(kube.WithNamespaces(c.Namespaces...)) }},
 		{"--label-selector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
 		{fmt.Sprintf("--listen %q", c.Listen), false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
+		{fmt.Sprintf("--advertise-url %q", c.AdvertiseURL), c.AdvertiseURL == "", func() error { return checkAdvertiseURL(c.AdvertiseURL) }},
 		{"--log-level", false, func() error { _, err := c.Level(); return err }},
 		{"--delta-log-size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
 		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
@@ -360,11 +370,55 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: %s: %w", ErrUsage, check.flag, err)
 		}
 	}
+	if c.AdvertiseURL != "" && !c.LeaderElect {
+		return fmt.Errorf("%w: --advertise-url is for leader election (--leader-elect)", ErrUsage)
+	}
 	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
 		return fmt.Errorf("%w: leader election wants --lease-duration > --renew-deadline > --retry-period > 0 (have %v, %v, %v)",
 			ErrUsage, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
 	}
 	return nil
+}
+
+// checkAdvertiseURL wants an absolute http(s) URL of a host, with no path beyond "/".
+func checkAdvertiseURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("want an http:// or https:// URL")
+	case u.Host == "":
+		return fmt.Errorf("no host")
+	case strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil:
+		return fmt.Errorf("want scheme://host:port only (no path, query or credentials)")
+	}
+	return nil
+}
+
+// Advertised is AdvertiseURL, or else the URL this replica is reached at from its listening
+// address addr: $POD_IP with addr's port, or addr itself when it names a host.
+func (c Config) Advertised(addr net.Addr) string {
+	if c.AdvertiseURL != "" {
+		return strings.TrimSuffix(c.AdvertiseURL, "/")
+	}
+	scheme := "http"
+	if c.TLSCertFile != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + "://" + addr.String()
+	}
+	switch ip := net.ParseIP(host); {
+	case c.PodIP != "":
+		host = c.PodIP
+	case ip != nil && ip.IsUnspecified():
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // StaticTokens reads the tokens of TokensFile (manifests mode).

@@ -81,7 +81,8 @@ type Position struct {
 // StreamEnd is the data of the events that end a watch stream.
 type StreamEnd struct {
 	Reason string `json:"reason"`
-	// Sequence is the id of the last event sent (cutoff only).
+	// Sequence is the id of the last event sent. On a shutdown it is the broadcaster's last
+	// change: a follower holding it has all of them.
 	Sequence uint64 `json:"sequence,omitempty"`
 }
 

@@ -8,11 +8,9 @@ import (
 	"os"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 )
@@ -24,7 +22,12 @@ type elector struct {
 	namespace           string
 	lease, renew, retry time.Duration
 	ready               func() bool // only a replica holding the whole mesh may lead
-	log                 *slog.Logger
+	// url is where this replica serves; the Lease carries it while this replica leads.
+	url string
+	// leader hears where the current leader serves, each time the Lease is read ("" when
+	// nobody leads, or this replica does).
+	leader func(url string)
+	log    *slog.Logger
 }
 
 var _ leaderElector = (*elector)(nil)
@@ -40,12 +43,16 @@ func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) e
 		return nil
 	}
 	id := identity()
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: config.DefaultLeaseName, Namespace: e.namespace},
-		Client:     e.client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	log := e.log.With("lease", e.namespace+"/"+config.DefaultLeaseName, "identity", id)
+	lock := &leaseLock{client: e.client.CoordinationV1(), namespace: e.namespace, name: config.DefaultLeaseName,
+		identity: id, url: e.url, observed: func(holder, url string) {
+			if e.leader != nil {
+				if holder == id {
+					url = ""
+				}
+				e.leader(url)
+			}
+		}}
+	log := e.log.With("lease", e.namespace+"/"+config.DefaultLeaseName, "identity", id, "url", e.url)
 	for ctx.Err() == nil {
 		// The elector gets its own context: on shutdown the term ends first, and only then is
 		// the lease released to the next leader.

@@ -16,6 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
@@ -30,10 +31,21 @@ type publishing struct {
 	changes *changelog.Log
 	metrics *delivery.Metrics
 	log     *slog.Logger
-	// newEpoch makes each term open a new epoch with the whole mesh (a new leader); without
-	// it the workers deliver the hub's first epoch, which opens with the source's first listing.
-	newEpoch bool
+	// follower, under leader election, replicates the leader while this replica follows.
+	// Each term then continues the sequence space it followed (or, with no history anywhere,
+	// opens an epoch). Without it the workers deliver the hub's first epoch, which opens with
+	// the source's first listing.
+	follower *follow.Follower
 }
+
+// On taking over, a new leader waits this long for its predecessor's last words (the shutdown
+// event of a clean handover) if it has not heard them yet.
+const handoverGrace = 500 * time.Millisecond
+
+// crashSkip is how many numbers a new leader skips when its predecessor did not hand over:
+// more than that one can have published unseen, so consumers see a gap (and heal it with a
+// snapshot) instead of two changes under one number.
+const crashSkip = 1 << 20
 
 // destination is one opened transport: its worker, and whatever else runs on its connection
 // (the NATS snapshot server).
@@ -46,17 +58,17 @@ type destination struct {
 // errLeadershipLost) what is still undelivered is left: the next leader publishes it;
 // otherwise it gets a few seconds to be delivered.
 func (p *publishing) run(ctx context.Context) error {
-	epoch := p.hub.Snapshot().Epoch
-	if p.newEpoch {
-		epoch = newEpoch()
+	var start []delivery.Option
+	if p.follower != nil {
+		defer func() {
+			p.hub.Follow() // until the next leader's stream says otherwise, serve what was published
+			p.follower.Resume()
+		}()
+		start = p.takeOver()
 	}
-	destinations, err := p.open(ctx, epoch)
+	destinations, err := p.open(ctx, p.hub.Snapshot().Epoch, start)
 	if err != nil {
 		return err
-	}
-	if p.newEpoch { // before the workers read: they start from the new epoch's opening
-		p.hub.Restart(epoch)()
-		p.log.Info("leading: publishing the mesh as a new epoch", "epoch", epoch, "entities", p.hub.Snapshot().Len())
 	}
 
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
@@ -81,9 +93,36 @@ func (p *publishing) run(ctx context.Context) error {
 	return err
 }
 
+// takeOver makes this replica's hub lead: it continues the sequence space it followed, or
+// opens a new epoch when it holds none. It returns where the workers start.
+func (p *publishing) takeOver() []delivery.Option {
+	clean := p.follower.Pause(handoverGrace)
+	skip := uint64(0)
+	if !clean {
+		skip = crashSkip
+	}
+	before := p.hub.Position()
+	from, continued := p.hub.Lead(newEpoch(), skip)
+	after := p.hub.Position()
+	if !continued {
+		p.log.Info("leading: no replica holds a sequence space; publishing the mesh as a new epoch",
+			"epoch", after.Epoch, "entities", p.hub.Snapshot().Len())
+		return nil
+	}
+	if clean {
+		p.log.Info("leading: continuing the sequence space after a clean handover", "epoch", after.Epoch,
+			"from", before.Sequence, "changes", after.Sequence-from.Sequence)
+	} else {
+		p.log.Warn("leading: the previous leader did not hand over; continuing its sequence space after a gap "+
+			"(consumers heal it with a snapshot)", "epoch", after.Epoch, "held", before.Sequence, "from", from.Sequence,
+			"changes", after.Sequence-from.Sequence)
+	}
+	return []delivery.Option{delivery.From(from, !clean)}
+}
+
 // open connects a publisher per configured destination, each with its worker; on failure it
-// closes what it had opened.
-func (p *publishing) open(ctx context.Context, epoch string) (destinations []destination, err error) {
+// closes what it had opened. start positions the workers.
+func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Option) (destinations []destination, err error) {
 	cfg, log := p.cfg, p.log
 	defer func() {
 		if err != nil {
@@ -93,7 +132,7 @@ func (p *publishing) open(ctx context.Context, epoch string) (destinations []des
 		}
 	}()
 	add := func(name string, pub transports.Publisher, beside func(context.Context) error) error {
-		opts := []delivery.Option{delivery.WithLogger(log)}
+		opts := append([]delivery.Option{delivery.WithLogger(log)}, start...)
 		if p.metrics != nil {
 			opts = append(opts, delivery.WithMetrics(p.metrics))
 		}

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +32,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 )
@@ -54,7 +57,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		return err
 	}
 	epoch := newEpoch()
-	meshHub, err := hub.New(engine.New(epoch), src.HasSynced, hub.WithLogger(log))
+	hubOpts := []hub.Option{hub.WithLogger(log)}
+	if cfg.LeaderElect {
+		hubOpts = append(hubOpts, hub.Following()) // until elected, serve the leader's sequence space
+	}
+	meshHub, err := hub.New(engine.New(epoch), src.HasSynced, hubOpts...)
 	if err != nil {
 		return err
 	}
@@ -122,23 +129,42 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if cluster != nil {
 		sourceName = "cluster"
 	}
+	pub := &publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog, metrics: deliveryMetrics, log: log}
 	parts := []part{
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
-		{name: "publishing", leaderOnly: true, run: (&publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog,
-			metrics: deliveryMetrics, log: log, newEpoch: cfg.LeaderElect}).run},
+		{name: "publishing", leaderOnly: true, run: pub.run},
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {
+		follower, err := newFollower(cfg, cluster, meshHub, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		pub.follower = follower
+		parts = append(parts, part{name: "following the leader", run: follower.Run})
 		elect = &elector{client: cluster.election, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
-			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Ready, log: log}
+			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Synced,
+			url: cfg.Advertised(ln.Addr()), leader: follower.SetLeader, log: log}
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(), "https", cfg.TLSCertFile != "",
 		"epoch", epoch, "auth", cluster != nil || cfg.TokensFile != "", "leaderElect", cfg.LeaderElect)
 	if started != nil {
 		started(ln.Addr())
 	}
-	err = runParts(ctx, parts, elect, log)
+	// On shutdown the hub stops first, so that what it emitted is final: the leader delivers
+	// all of it, and its watch streams end saying where it stopped (a follower taking over
+	// then continues without a gap).
+	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopParts()
+	stopping := context.AfterFunc(ctx, func() {
+		last := meshHub.Stop()
+		log.Info("stopping", "epoch", last.Epoch, "sequence", last.Sequence)
+		stopParts()
+	})
+	defer stopping()
+	err = runParts(partsCtx, parts, elect, log)
 	ln.Close() // when a part failed before the server started
 	log.Info("broadcaster stopped")
 	return err
@@ -166,6 +192,25 @@ func serve(ctx context.Context, server *http.Server, ln net.Listener) error {
 // so that no flood of token reviews can delay a Lease renewal past its deadline.
 type clusterClients struct {
 	auth, election kubernetes.Interface
+	// token is the bearer token of the broadcaster's own credentials (read again each time:
+	// projected ServiceAccount tokens rotate); followers present it to the leader.
+	token func() (string, error)
+}
+
+// newFollower replicates the leader's sequence space into h, presenting the broadcaster's
+// own token and trusting the system's and --ca-file's CAs.
+func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *slog.Logger) (*follow.Follower, error) {
+	tlsConfig, err := cfg.TLS()
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	if token, _ := cluster.token(); token == "" {
+		log.Warn("the cluster credentials hold no bearer token: this replica cannot present one to the leader, " +
+			"so while it follows it serves nothing (run with a ServiceAccount, or a kubeconfig with a token)")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: 30 * time.Second, IdleConnTimeout: time.Minute}}
+	return follow.New(h, follow.WithClient(client), follow.WithToken(cluster.token), follow.WithLogger(log))
 }
 
 // openSource returns the manifests or cluster source; for a cluster also the clients for
@@ -189,7 +234,13 @@ func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Register
 	if err != nil {
 		return nil, nil, err
 	}
-	clients := &clusterClients{}
+	clients := &clusterClients{token: func() (string, error) {
+		if restCfg.BearerTokenFile == "" {
+			return restCfg.BearerToken, nil
+		}
+		raw, err := os.ReadFile(restCfg.BearerTokenFile)
+		return strings.TrimSpace(string(raw)), err
+	}}
 	for _, c := range []struct {
 		into       *kubernetes.Interface
 		qps, burst int

@@ -29,6 +29,11 @@ type Stream struct {
 	// Snapshot receives the stream's snapshot event; Delta each delta's structured CloudEvent.
 	Snapshot func(mesh.Snapshot) error
 	Delta    func(payload []byte) error
+	// SnapshotJSON, when set, receives the snapshot event's data as sent instead of Snapshot
+	// (a broadcaster replicating another keeps each entity's exact bytes).
+	SnapshotJSON func(data []byte) error
+	// End, when set, hears the event that ends a stream (cutoff, shutdown, access).
+	End func(event string, end mesh.StreamEnd)
 	// Position, when set, hears that the stream has shown everything of the caller's view up
 	// to sequence: the changes in between were in namespaces the caller may not see.
 	Position func(epoch string, sequence uint64) error
@@ -95,11 +100,22 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 		switch ev.Type {
 		case mesh.SSESnapshot:
 			var snap mesh.Snapshot
-			if err := json.Unmarshal(ev.Data, &snap); err != nil {
-				return fmt.Errorf("watch: snapshot: %w", err)
-			}
-			if err := s.Snapshot(snap); err != nil {
-				return err
+			if s.SnapshotJSON != nil {
+				var pos mesh.Position
+				if err := json.Unmarshal(ev.Data, &pos); err != nil {
+					return fmt.Errorf("watch: snapshot: %w", err)
+				}
+				if err := s.SnapshotJSON(ev.Data); err != nil {
+					return err
+				}
+				snap.Epoch, snap.Sequence = pos.Epoch, pos.Sequence
+			} else {
+				if err := json.Unmarshal(ev.Data, &snap); err != nil {
+					return fmt.Errorf("watch: snapshot: %w", err)
+				}
+				if err := s.Snapshot(snap); err != nil {
+					return err
+				}
 			}
 			s.Epoch, s.Sequence = snap.Epoch, snap.Sequence
 		case mesh.SSEDelta:
@@ -123,14 +139,28 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 				s.Sequence = pos.Sequence
 			}
 		case mesh.SSECutoff:
+			s.ended(ev)
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
+		case mesh.SSEShutdown:
+			s.ended(ev)
 		case mesh.SSEAccess:
+			s.ended(ev)
 			// The caller's view changed: start over with a snapshot of the new one (or hear
 			// the refusal when reconnecting).
 			s.Epoch, s.Sequence = "", 0
 		}
 		return nil
 	})
+}
+
+// ended tells End about an event that ends the stream.
+func (s *Stream) ended(ev SSEEvent) {
+	if s.End == nil {
+		return
+	}
+	var end mesh.StreamEnd
+	_ = json.Unmarshal(ev.Data, &end) // a malformed one still ends the stream; End hears its event
+	s.End(ev.Type, end)
 }
 
 // SSEEvent is one Server-Sent Event.

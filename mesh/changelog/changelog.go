@@ -75,12 +75,22 @@ func New(epoch string, opts ...Option) (*Log, error) {
 
 // Append adds a batch; it is a mesh/hub Listener and does not block. A batch that opens an
 // epoch replaces everything: it is kept whole as the epoch's opening, beyond the bounds.
+//
+// A batch that resets (a follower loading the leader's snapshot) empties the log: it then
+// holds nothing before the reset's position.
 func (l *Log) Append(b hub.Batch) {
-	if len(b.Changes) == 0 {
+	if len(b.Changes) == 0 && !b.Resets {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if b.Resets {
+		l.epoch, l.opening, l.ring, l.head, l.bytes, l.last = b.At.Epoch, nil, nil, 0, 0, b.At.Sequence
+		if len(b.Changes) == 0 {
+			l.wake()
+			return
+		}
+	}
 	if b.Opens {
 		l.epoch, l.opening, l.ring, l.head, l.bytes = b.Changes[0].Epoch, stripped(b.Changes), nil, 0, 0
 	} else {
@@ -93,6 +103,11 @@ func (l *Log) Append(b hub.Batch) {
 		l.evict()
 	}
 	l.last = b.Changes[len(b.Changes)-1].Sequence
+	l.wake()
+}
+
+// wake wakes the readers waiting for more. l.mu is held.
+func (l *Log) wake() {
 	close(l.more)
 	l.more = make(chan struct{})
 }
@@ -152,6 +167,9 @@ func (l *Log) Since(epoch string, after uint64) ([]mesh.Change, uint64, error) {
 	}
 	out, missed := l.after(after, int(l.last-after))
 	if missed > 0 || uint64(len(out)) != l.last-after {
+		if l.head == len(l.ring) {
+			return nil, 0, fmt.Errorf("since %d: %w (the log starts at %d)", after, ErrExpired, l.last)
+		}
 		return nil, 0, fmt.Errorf("since %d: %w (the oldest change kept after the opening is %d)",
 			after, ErrExpired, l.ring[l.head].change.Sequence)
 	}

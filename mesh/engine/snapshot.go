@@ -25,6 +25,9 @@ func (e *Engine) Snapshot() Snapshot {
 	return Snapshot{Epoch: e.epoch, Sequence: e.seq, tree: e.tree.Clone()}
 }
 
+// Position is where the snapshot is in its sequence space.
+func (s Snapshot) Position() mesh.Position { return mesh.Position{Epoch: s.Epoch, Sequence: s.Sequence} }
+
 // Len is the number of entities.
 func (s Snapshot) Len() int {
 	if s.tree == nil {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -22,6 +23,11 @@ type Batch struct {
 	// or on a Restart, so this batch then holds the whole mesh as added changes from meshseq 1;
 	// what a destination kept of earlier epochs and the mesh lacks is stale.
 	Opens bool
+	// Resets says the sequence space is now at At, with no history before it that this replica
+	// holds: a follower loaded the leader's snapshot, or a new leader skipped numbers after a
+	// crash. Listeners drop what they kept of it; Changes, if any, follow At.
+	Resets bool
+	At     mesh.Position
 }
 
 // Listener receives each batch of changes, in order. It must not block.
@@ -37,9 +43,18 @@ type Hub struct {
 	lastID    int
 	synced    func() bool
 	opened    bool // the engine's epoch has emitted its first batch
+	stopped   bool // nothing is emitted any more
+
+	// A follower serves another replica's sequence space (mirror, nil until its first
+	// snapshot) and keeps the engine's changes to itself.
+	following bool
+	mirror    *engine.Mirror
 }
 
-type options struct{ log *slog.Logger }
+type options struct {
+	log       *slog.Logger
+	following bool
+}
 
 // Option configures a Hub.
 type Option = option.Func[options]
@@ -47,6 +62,11 @@ type Option = option.Func[options]
 // WithLogger logs the parts of objects the engine had to ignore.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// Following starts the hub as a follower: it serves nothing until Load (see Follow).
+func Following() Option {
+	return func(o *options) error { o.following = true; return nil }
 }
 
 // New returns a hub around e. synced reports whether the source has delivered its initial
@@ -59,7 +79,7 @@ func New(e *engine.Engine, synced func() bool, opts ...Option) (*Hub, error) {
 	if e == nil || synced == nil {
 		return nil, option.Invalid("hub", "an engine and a synced function are required")
 	}
-	return &Hub{engine: e, synced: synced, log: o.log}, nil
+	return &Hub{engine: e, synced: synced, log: o.log, following: o.following}, nil
 }
 
 type listening struct {
@@ -101,14 +121,147 @@ func (h *Hub) add(listeners []Listener) (remove func()) {
 	}
 }
 
-// Ready reports whether the mesh is complete (the source's initial listing is applied).
-func (h *Hub) Ready() bool { return h.synced() }
+// Synced reports whether the engine holds the source's whole initial listing: only then may
+// this replica lead.
+func (h *Hub) Synced() bool { return h.synced() }
 
-// Snapshot returns the current mesh; it is cheap and consistent.
+// Ready reports whether the hub serves a whole mesh: the source's initial listing is applied,
+// or, on a follower, the leader's snapshot is loaded.
+func (h *Hub) Ready() bool {
+	h.mu.Lock()
+	following, mirrored := h.following, h.mirror != nil
+	h.mu.Unlock()
+	if following {
+		return mirrored
+	}
+	return h.synced()
+}
+
+// Snapshot returns the mesh served (a follower's: the leader's); it is cheap and consistent.
 func (h *Hub) Snapshot() engine.Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.following {
+		if h.mirror == nil {
+			return engine.Snapshot{}
+		}
+		return h.mirror.Snapshot()
+	}
 	return h.engine.Snapshot()
+}
+
+// Position is where the served sequence space is.
+func (h *Hub) Position() mesh.Position {
+	s := h.Snapshot()
+	return mesh.Position{Epoch: s.Epoch, Sequence: s.Sequence}
+}
+
+// Follow makes the hub a follower: from now on it serves what Load, Replicate and Advance
+// bring, and keeps the engine's changes to itself (the engine stays warm for taking over).
+// A leader stepping down keeps serving what it published until the next leader's stream
+// says otherwise.
+func (h *Hub) Follow() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.following {
+		return
+	}
+	h.following = true
+	h.mirror = nil
+	if h.opened {
+		h.mirror = engine.MirrorOf(h.engine.Snapshot())
+	}
+}
+
+// ErrNotFollowing refuses replication on a hub that leads.
+var ErrNotFollowing = errors.New("the hub is not following")
+
+// Load replaces the served mesh with the leader's snapshot.
+func (h *Hub) Load(s engine.SnapshotJSON) error {
+	m, err := engine.NewMirror(s)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.following {
+		return ErrNotFollowing
+	}
+	h.mirror = m
+	h.broadcast(Batch{Resets: true, At: m.Position()})
+	return nil
+}
+
+// Replicate applies the leader's next change to the served mesh.
+func (h *Hub) Replicate(c mesh.Change) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case !h.following:
+		return ErrNotFollowing
+	case h.mirror == nil:
+		return fmt.Errorf("change %s before a snapshot", c)
+	}
+	if err := h.mirror.Apply(c); err != nil {
+		return err
+	}
+	h.broadcast(Batch{Changes: []mesh.Change{c}})
+	return nil
+}
+
+// Advance moves the served sequence space to p without a change.
+func (h *Hub) Advance(p mesh.Position) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.following && h.mirror != nil && p.Epoch == h.mirror.Position().Epoch && p.Sequence > h.mirror.Position().Sequence {
+		h.mirror.Advance(p)
+		h.broadcast(Batch{Resets: true, At: p})
+	}
+}
+
+// Lead makes the hub number the engine's changes and emit them. A follower holding another
+// replica's sequence space continues it (engine.Engine.Continue, skipping skip numbers): the
+// first batch holds only what differs between what was published and the engine's mesh.
+// Otherwise it opens epoch with the whole mesh. from is where the served space was before
+// the first batch of the term (zero when an epoch opens).
+func (h *Hub) Lead(epoch string, skip uint64) (from mesh.Position, continued bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.following {
+		return h.engine.Snapshot().Position(), true
+	}
+	h.following = false
+	mirror := h.mirror
+	h.mirror = nil
+	if mirror == nil {
+		h.opened = false
+		h.emit(h.engine.Restart(epoch))
+		return mesh.Position{}, false
+	}
+	changes := h.engine.Continue(mirror.Snapshot(), skip)
+	h.opened = true
+	from = mirror.Position()
+	if skip > 0 {
+		from.Sequence += skip
+		h.broadcast(Batch{Resets: true, At: from})
+	}
+	h.emit(changes)
+	return from, true
+}
+
+// Stop ends the hub's output: later changes are applied but never emitted, so what a
+// stopping leader has emitted is final (it drains, and tells followers its last sequence).
+func (h *Hub) Stop() mesh.Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	if h.following && h.mirror != nil {
+		return h.mirror.Position()
+	}
+	if h.following {
+		return mesh.Position{}
+	}
+	return h.engine.Snapshot().Position()
 }
 
 // OnAdd applies a new object.
@@ -185,12 +338,20 @@ func (h *Hub) upsert(obj any) {
 	h.emit(changes)
 }
 
+// emit hands the engine's changes to the listeners, unless a follower serves another space.
 func (h *Hub) emit(changes []mesh.Change) {
-	if len(changes) == 0 {
+	if len(changes) == 0 || h.following {
 		return
 	}
 	b := Batch{Changes: changes, Opens: !h.opened}
 	h.opened = true
+	h.broadcast(b)
+}
+
+func (h *Hub) broadcast(b Batch) {
+	if h.stopped {
+		return
+	}
 	for _, l := range h.listeners {
 		l.fn(b)
 	}

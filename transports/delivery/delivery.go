@@ -24,6 +24,8 @@ type options struct {
 	batch   int
 	log     *slog.Logger
 	metrics *Metrics
+	start   mesh.Position
+	owed    reconcile
 }
 
 // Option configures a Worker.
@@ -46,6 +48,20 @@ func WithMetrics(m *Metrics) Option {
 			return option.Invalid("metrics", "nil")
 		}
 		o.metrics = m
+		return nil
+	}
+}
+
+// From starts the worker after pos instead of at the log's start: a new leader continues its
+// predecessor's sequence space from where that one stopped. A state carrier then reconciles
+// once: it drops stale keys, and with republish also publishes every entity's state again
+// (the predecessor may have published changes this replica never saw).
+func From(pos mesh.Position, republish bool) Option {
+	return func(o *options) error {
+		o.start, o.owed = pos, reconcileStale
+		if republish {
+			o.owed = reconcileAll
+		}
 		return nil
 	}
 }
@@ -91,7 +107,7 @@ func New(name string, log *changelog.Log, p transports.Publisher, opts ...Option
 		o.metrics.connected.up[name] = c.Connected // the latest worker of a name reports
 		o.metrics.connected.mu.Unlock()
 	}
-	return &Worker{name: name, changes: log, pub: p, options: o, m: o.metrics.of(name)}, nil
+	return &Worker{name: name, changes: log, pub: p, options: o, m: o.metrics.of(name), pos: o.start, reconcile: o.owed}, nil
 }
 
 // Name labels the worker's transport.
@@ -100,6 +116,9 @@ func (w *Worker) Name() string { return w.name }
 // Run delivers until ctx ends (nil) or the destination cannot be used at all (an error
 // wrapping transports.ErrFatal). What it could not deliver by then stays for Flush.
 func (w *Worker) Run(ctx context.Context) error {
+	if !w.reconcileIfOwed(ctx) { // owed from the start (From): a term that continues another
+		return nil
+	}
 	for {
 		b, err := w.changes.Read(ctx, w.pos, w.batch)
 		if err != nil {

@@ -40,8 +40,15 @@ func (ws *Watchers) Close() { ws.closeOnce.Do(func() { close(ws.closing) }) }
 
 type watcher struct {
 	frames chan []frame
-	cut    chan struct{} // closed when the watcher fell behind
+	cut    chan struct{} // closed when the watcher fell behind or the stream was reset
 	once   sync.Once
+	why    string // why cut was closed (set before)
+}
+
+// cutOff ends the watcher's stream with a cutoff event saying why. ws.mu is held.
+func (ws *Watchers) cutOff(w *watcher, why string) {
+	w.once.Do(func() { w.why = why; close(w.cut) })
+	delete(ws.conns, w)
 }
 
 // frame is one change, encoded once as its SSE event for every watcher.
@@ -95,6 +102,14 @@ func (ws *Watchers) Publish(b hub.Batch) {
 	if len(ws.conns) == 0 {
 		return
 	}
+	if b.Resets {
+		// The history the streams stand on is gone (a follower loaded the leader's snapshot):
+		// each resumes from wherever it is, or starts over with a snapshot.
+		for w := range ws.conns {
+			ws.cutOff(w, "the sequence space was reset (this replica re-synchronised with the leader): reconnect with Last-Event-ID")
+		}
+		return
+	}
 	frames := make([]frame, 0, len(b.Changes))
 	opens := b.Opens
 	for _, c := range b.Changes {
@@ -110,8 +125,7 @@ func (ws *Watchers) Publish(b hub.Batch) {
 		select {
 		case w.frames <- frames:
 		default:
-			w.once.Do(func() { close(w.cut) })
-			delete(ws.conns, w)
+			ws.cutOff(w, "too slow: the watcher fell more than its buffer behind")
 		}
 	}
 }
@@ -224,10 +238,22 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-h.watchers.closing:
-			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"})
+			// The hub emits nothing any more (a stopping broadcaster stops it first): what is
+			// buffered is the end of the stream, and the last id tells a follower taking over
+			// that it has everything.
+			for drained := false; !drained; {
+				select {
+				case batch := <-w.frames:
+					s.frames(batch)
+				default:
+					drained = true
+				}
+			}
+			s.accountSkipped()
+			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping", Sequence: s.last})
 			return
 		case <-w.cut:
-			s.end(mesh.SSECutoff, mesh.StreamEnd{Reason: "too slow: the watcher fell more than its buffer behind", Sequence: s.last})
+			s.end(mesh.SSECutoff, mesh.StreamEnd{Reason: w.why, Sequence: s.last})
 			return
 		case <-beat.C:
 			s.out.WriteString(": heartbeat\n\n")

@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/google/btree"
+)
+
+// Mirror is a sequence space another replica numbers: the entities as published, loaded from
+// one of its snapshots and kept up to date with its changes. A follower serves it, so that
+// every replica answers in the leader's epoch and sequence; a new leader continues it
+// (Engine.Continue). It is not safe for concurrent use.
+type Mirror struct {
+	epoch    string
+	seq      uint64
+	entities map[entityID]*record
+	tree     *btree.BTreeG[*record]
+}
+
+// SnapshotJSON is the raw form of a mesh.Snapshot: each entity as the bytes it was sent as, so
+// a mirror holds exactly what the leader published.
+type SnapshotJSON struct {
+	Epoch    string `json:"epoch"`
+	Sequence uint64 `json:"sequence"`
+	Mesh     struct {
+		Brokers       []json.RawMessage `json:"brokers"`
+		EventTypes    []json.RawMessage `json:"eventTypes"`
+		Sources       []json.RawMessage `json:"sources"`
+		Subscribables []json.RawMessage `json:"subscribables"`
+	} `json:"mesh"`
+}
+
+// NewMirror loads a snapshot. A snapshot does not say which change made each entity, so
+// every entity counts as added by the snapshot's last change.
+func NewMirror(s SnapshotJSON) (*Mirror, error) {
+	if s.Epoch == "" {
+		return nil, fmt.Errorf("snapshot: no epoch")
+	}
+	m := &Mirror{epoch: s.Epoch, seq: s.Sequence, entities: map[entityID]*record{}, tree: btree.NewG(32, recordLess)}
+	lists := []struct {
+		kind     mesh.EntityKind
+		entities []json.RawMessage
+	}{{mesh.KindBroker, s.Mesh.Brokers}, {mesh.KindEventType, s.Mesh.EventTypes},
+		{mesh.KindSource, s.Mesh.Sources}, {mesh.KindSubscribable, s.Mesh.Subscribables}}
+	for _, l := range lists {
+		for i, raw := range l.entities {
+			key, err := keyOfEntity(l.kind, raw)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot: %s %d: %w", l.kind, i, err)
+			}
+			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: bytes.Clone(raw), seq: s.Sequence, op: mesh.OpAdded})
+		}
+	}
+	return m, nil
+}
+
+// MirrorOf starts a mirror from an engine's snapshot: a leader stepping down keeps serving
+// what it published while it follows the next one.
+func MirrorOf(s Snapshot) *Mirror {
+	m := &Mirror{epoch: s.Epoch, seq: s.Sequence, entities: map[entityID]*record{}, tree: btree.NewG(32, recordLess)}
+	if s.tree != nil {
+		s.tree.Ascend(func(r *record) bool {
+			m.put(r)
+			return true
+		})
+	}
+	return m
+}
+
+// keyOfEntity reads the key an entity JSON stands for.
+func keyOfEntity(kind mesh.EntityKind, raw json.RawMessage) (mesh.Key, error) {
+	var e struct {
+		Namespace, Name, Group, Kind string
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return mesh.Key{}, err
+	}
+	if e.Namespace == "" || e.Name == "" {
+		return mesh.Key{}, fmt.Errorf("entity without namespace or name")
+	}
+	switch kind {
+	case mesh.KindBroker:
+		return mesh.Key{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject, Namespace: e.Namespace, Name: e.Name}, nil
+	case mesh.KindEventType:
+		return mesh.Key{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject, Namespace: e.Namespace, Name: e.Name}, nil
+	}
+	if e.Kind == "" {
+		return mesh.Key{}, fmt.Errorf("%s/%s: entity without kind", e.Namespace, e.Name)
+	}
+	return mesh.Key{Group: e.Group, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name}, nil
+}
+
+func (m *Mirror) put(r *record) {
+	m.entities[r.id] = r
+	m.tree.ReplaceOrInsert(r)
+}
+
+// Position is where the mirror is.
+func (m *Mirror) Position() mesh.Position { return mesh.Position{Epoch: m.epoch, Sequence: m.seq} }
+
+// Apply applies the next change of the sequence space. A change of another epoch, or not the
+// next one, is refused: the mirror then needs a new snapshot.
+func (m *Mirror) Apply(c mesh.Change) error {
+	switch {
+	case c.Epoch != m.epoch:
+		return fmt.Errorf("change %s of epoch %q: the mirror is in %q", c, c.Epoch, m.epoch)
+	case c.Sequence != m.seq+1:
+		return fmt.Errorf("change %s: the mirror is at %d", c, m.seq)
+	}
+	id := entityID{c.Kind, ObjectRef(c.Key)}
+	old := m.entities[id]
+	switch {
+	case c.Op == mesh.OpDeleted && old != nil:
+		delete(m.entities, id)
+		m.tree.Delete(old)
+	case c.Op != mesh.OpDeleted:
+		m.put(&record{id: id, json: c.Entity, seq: c.Sequence, op: c.Op})
+	}
+	m.seq = c.Sequence
+	return nil
+}
+
+// Advance moves the mirror to seq of its epoch without a change (a position event).
+func (m *Mirror) Advance(p mesh.Position) {
+	if p.Epoch == m.epoch && p.Sequence > m.seq {
+		m.seq = p.Sequence
+	}
+}
+
+// Snapshot is the mirror's mesh; like Engine.Snapshot it is immutable and cheap.
+func (m *Mirror) Snapshot() Snapshot {
+	return Snapshot{Epoch: m.epoch, Sequence: m.seq, tree: m.tree.Clone()}
+}
+
+// Continue makes the engine carry on the sequence space of base (what another replica
+// published, as mirrored): it returns the changes that turn base into the engine's mesh,
+// numbered from base.Sequence+skip+1, and from then on numbers its changes in base's epoch.
+// Entities that did not change keep base's records. skip leaves room for changes the other
+// replica may have published without base seeing them (it crashed): consumers see the jump as
+// a gap instead of two different changes under one number.
+func (e *Engine) Continue(base Snapshot, skip uint64) []mesh.Change {
+	if base.tree == nil {
+		base.tree = btree.NewG(32, recordLess)
+	}
+	var changes []mesh.Change
+	tree := btree.NewG(32, recordLess)
+	e.tree.Ascend(func(r *record) bool {
+		was, ok := base.tree.Get(r)
+		switch {
+		case !ok:
+			changes = append(changes, mesh.Change{Op: mesh.OpAdded, Kind: r.id.kind, Key: r.id.ref.Key(), Entity: r.json})
+		case !bytes.Equal(was.json, r.json):
+			changes = append(changes, mesh.Change{Op: mesh.OpUpdated, Kind: r.id.kind, Key: r.id.ref.Key(), Entity: r.json, Previous: was.json})
+		default:
+			e.entities[r.id] = was
+			tree.ReplaceOrInsert(was)
+		}
+		return true
+	})
+	base.tree.Ascend(func(r *record) bool {
+		if _, ok := e.entities[r.id]; !ok {
+			changes = append(changes, mesh.Change{Op: mesh.OpDeleted, Kind: r.id.kind, Key: r.id.ref.Key(), Entity: r.json})
+		}
+		return true
+	})
+	slices.SortFunc(changes, func(a, b mesh.Change) int {
+		x, y := a.Key, b.Key
+		return cmp.Or(cmp.Compare(batchRank[a.Kind], batchRank[b.Kind]), cmp.Compare(x.Namespace, y.Namespace),
+			cmp.Compare(x.Name, y.Name), cmp.Compare(x.Group, y.Group), cmp.Compare(x.Kind, y.Kind))
+	})
+	e.epoch, e.seq = base.Epoch, base.Sequence+skip
+	for i := range changes {
+		e.seq++
+		c := &changes[i]
+		c.Epoch, c.Sequence = e.epoch, e.seq
+		if c.Op != mesh.OpDeleted {
+			rec := &record{id: entityID{c.Kind, ObjectRef(c.Key)}, json: c.Entity, seq: c.Sequence, op: c.Op}
+			e.entities[rec.id] = rec
+			tree.ReplaceOrInsert(rec)
+		}
+	}
+	e.tree = tree // snapshots taken before keep the old tree: records are never mutated
+	return changes
+}

@@ -1,0 +1,294 @@
+// Package follow keeps a follower replica in its leader's sequence space: it follows the
+// leader's GET /v1/watch (Server-Sent Events) into the follower's hub, so that every replica
+// behind a Service answers snapshots, deltas and watches in the epoch and sequence the leader
+// pushes, and a follower taking over continues them.
+//
+// Why the watch stream and not the cluster: a follower's own informers see the same objects,
+// but not in the leader's order, so its numbering would differ. Replicating the leader's
+// output is the only way for two replicas to give one change one number.
+package follow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+)
+
+// Target is what a follower keeps in the leader's sequence space (mesh/hub.Hub).
+type Target interface {
+	Load(engine.SnapshotJSON) error
+	Replicate(mesh.Change) error
+	Advance(mesh.Position)
+	Position() mesh.Position
+}
+
+type options struct {
+	client *http.Client
+	token  func() (string, error)
+	log    *slog.Logger
+}
+
+// Option configures a Follower.
+type Option = option.Func[options]
+
+// WithClient makes the requests with c (TLS settings); it must have no overall timeout.
+func WithClient(c *http.Client) Option {
+	return func(o *options) error {
+		if c == nil {
+			return option.Invalid("http client", "nil")
+		}
+		o.client = c
+		return nil
+	}
+}
+
+// WithToken presents the bearer token token returns (read again at each connection: projected
+// ServiceAccount tokens rotate).
+func WithToken(token func() (string, error)) Option {
+	return func(o *options) error {
+		if token == nil {
+			return option.Invalid("token", "nil")
+		}
+		o.token = token
+		return nil
+	}
+}
+
+// WithLogger logs the leader followed, snapshots loaded and broken streams.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
+}
+
+// Follower follows one leader at a time into a Target.
+type Follower struct {
+	target Target
+	options
+
+	mu       sync.Mutex
+	leader   string // base URL of the leader to follow ("": none known, or this replica)
+	paused   bool
+	stop     context.CancelFunc // ends the current follow
+	stopped  chan struct{}      // closed when the current follow has ended
+	handover mesh.Position      // where the last leader said it stopped (its shutdown event)
+	heard    chan struct{}      // closed and replaced when a shutdown event is heard
+	ctx      context.Context    // Run's
+}
+
+// New returns a follower for target. Defaults: an http.Client without timeout, no token, no
+// logging. It follows nothing until SetLeader.
+func New(target Target, opts ...Option) (*Follower, error) {
+	o := options{client: &http.Client{}, token: func() (string, error) { return "", nil }, log: option.Discard()}
+	if err := option.Apply(&o, opts...); err != nil {
+		return nil, err
+	}
+	if target == nil {
+		return nil, option.Invalid("follow", "a target is required")
+	}
+	return &Follower{target: target, options: o, heard: make(chan struct{})}, nil
+}
+
+// Run follows the leader named by SetLeader until ctx ends.
+func (f *Follower) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.ctx = ctx
+	f.restart()
+	f.mu.Unlock()
+	<-ctx.Done()
+	f.mu.Lock()
+	f.halt()
+	f.mu.Unlock()
+	return nil
+}
+
+// SetLeader follows the replica at baseURL from now on ("" for none: this replica leads, or
+// nobody does). While paused it is only remembered.
+func (f *Follower) SetLeader(baseURL string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if baseURL == f.leader {
+		return
+	}
+	if baseURL != "" {
+		f.handover = mesh.Position{} // what a previous leader said does not speak for this one
+	}
+	f.leader = baseURL
+	f.restart()
+}
+
+// Pause stops following because this replica is taking over. It first waits up to grace for
+// the leader's shutdown event, unless one was heard already; clean reports whether the target
+// holds everything the last leader published: it said where it stopped, and the target is
+// there.
+func (f *Follower) Pause(grace time.Duration) (clean bool) {
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for waiting := true; waiting && !f.handedOver(); {
+		f.mu.Lock()
+		heard := f.heard
+		f.mu.Unlock()
+		select {
+		case <-heard:
+		case <-deadline.C:
+			waiting = false
+		}
+	}
+	f.mu.Lock()
+	f.paused = true
+	f.halt()
+	f.mu.Unlock()
+	return f.handedOver()
+}
+
+// Resume follows again (the term is over).
+func (f *Follower) Resume() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused = false
+	f.handover = mesh.Position{}
+	f.restart()
+}
+
+func (f *Follower) handedOver() bool {
+	f.mu.Lock()
+	h := f.handover
+	f.mu.Unlock()
+	return h.Epoch != "" && h == f.target.Position()
+}
+
+// halt ends the current follow and waits for it. f.mu is held; the follow never takes it
+// while stopping.
+func (f *Follower) halt() {
+	if f.stop == nil {
+		return
+	}
+	f.stop()
+	f.mu.Unlock()
+	<-f.stopped
+	f.mu.Lock()
+	f.stop, f.stopped = nil, nil
+}
+
+// restart follows f.leader afresh, if there is one to follow. f.mu is held.
+func (f *Follower) restart() {
+	f.halt()
+	if f.ctx == nil || f.paused || f.leader == "" {
+		return
+	}
+	ctx, stop := context.WithCancel(f.ctx)
+	stopped := make(chan struct{})
+	f.stop, f.stopped = stop, stopped
+	leader := f.leader
+	go func() {
+		defer close(stopped)
+		f.follow(ctx, leader)
+	}()
+}
+
+// errDiverged ends a connection whose changes do not continue the target: the next one starts
+// from a snapshot.
+var errDiverged = errors.New("the leader's stream does not continue what this replica holds")
+
+// follow reads the leader's watch until ctx ends.
+func (f *Follower) follow(ctx context.Context, leader string) {
+	log := f.log.With("leader", leader)
+	log.Info("following the leader's sequence space")
+	fresh := false // start from a snapshot rather than the target's position
+	for ctx.Err() == nil {
+		token, err := f.token()
+		if err != nil {
+			log.Error("following the leader: no token to present", "err", err)
+			sleep(ctx, 5*time.Second)
+			continue
+		}
+		var from mesh.Position
+		if !fresh {
+			from = f.target.Position()
+		}
+		fresh = false
+		failures := 0
+		err = consumer.Follow(ctx, leader, token, f.client, consumer.Stream{
+			Epoch:        from.Epoch,
+			Sequence:     from.Sequence,
+			SnapshotJSON: func(data []byte) error { return f.load(log, data) },
+			Delta: func(payload []byte) error {
+				c, err := codec.DecodeStructured(payload)
+				if err != nil {
+					return fmt.Errorf("leader's delta: %w", err)
+				}
+				if err := f.target.Replicate(c); err != nil {
+					return fmt.Errorf("%w: %w", errDiverged, err)
+				}
+				return nil
+			},
+			Position: func(epoch string, seq uint64) error {
+				f.target.Advance(mesh.Position{Epoch: epoch, Sequence: seq})
+				return nil
+			},
+			End: func(event string, end mesh.StreamEnd) {
+				if event != mesh.SSEShutdown {
+					return
+				}
+				f.mu.Lock()
+				f.handover = mesh.Position{Epoch: f.target.Position().Epoch, Sequence: end.Sequence}
+				close(f.heard)
+				f.heard = make(chan struct{})
+				f.mu.Unlock()
+				log.Info("the leader stopped", "sequence", end.Sequence)
+			},
+			OnError: func(err error) bool {
+				failures++
+				var status consumer.ErrStatus
+				switch {
+				case errors.Is(err, errDiverged):
+					log.Warn("following the leader: starting over from a snapshot", "err", err)
+					return false
+				case errors.As(err, &status):
+					log.Warn("following the leader: refused", "status", status.Code)
+					return false // a new token, perhaps
+				case failures == 1 || failures%20 == 0:
+					log.Warn("following the leader: connection ended", "err", err, "failures", failures)
+				}
+				return true
+			},
+		})
+		if errors.Is(err, errDiverged) {
+			fresh = true
+			continue
+		}
+		if ctx.Err() == nil {
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+func (f *Follower) load(log *slog.Logger, data []byte) error {
+	var s engine.SnapshotJSON
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("leader's snapshot: %w", err)
+	}
+	if err := f.target.Load(s); err != nil {
+		return fmt.Errorf("leader's snapshot: %w", err)
+	}
+	log.Info("loaded the leader's snapshot", "epoch", s.Epoch, "sequence", s.Sequence)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
