@@ -26,7 +26,9 @@ func (e *Engine) Snapshot() Snapshot {
 }
 
 // Position is where the snapshot is in its sequence space.
-func (s Snapshot) Position() mesh.Position { return mesh.Position{Epoch: s.Epoch, Sequence: s.Sequence} }
+func (s Snapshot) Position() mesh.Position {
+	return mesh.Position{Epoch: s.Epoch, Sequence: s.Sequence}
+}
 
 // Len is the number of entities.
 func (s Snapshot) Len() int {
