@@ -139,6 +139,8 @@ func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
 	s, err := backoff.Retry(ctx, func() (mesh.Snapshot, error) {
 		s, err := r.snapshots.Snapshot(ctx)
 		switch {
+		case errors.Is(err, ErrUnavailable):
+			return s, err // loading, or not in the leader's sequence space yet
 		case err != nil:
 			return s, backoff.Permanent(err)
 		case s.Epoch != c.Epoch || s.Sequence+1 < c.Sequence:

@@ -33,6 +33,10 @@ type Catcher interface {
 // ErrGone means the broadcaster no longer has the changes asked for (410 Gone).
 var ErrGone = errors.New("changes no longer available")
 
+// ErrUnavailable means the broadcaster cannot answer yet (503: its mesh is loading, or a
+// follower has not reached the leader); asking again shortly, or another replica, helps.
+var ErrUnavailable = errors.New("broadcaster not ready")
+
 // HTTPSnapshots reads snapshots from a broadcaster's GET /v1/mesh at baseURL, and catches up
 // through GET /v1/deltas. token, when not
 // empty, is sent as a bearer token. A nil client means one with a 30s timeout.
@@ -66,8 +70,11 @@ func (h httpSnapshots) get(ctx context.Context, path string) (*http.Response, er
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		err := fmt.Errorf("%s answered %d: %s", h.base+path, resp.StatusCode, strings.TrimSpace(string(body)))
-		if resp.StatusCode == http.StatusGone {
+		switch resp.StatusCode {
+		case http.StatusGone:
 			err = fmt.Errorf("%w: %w", ErrGone, err)
+		case http.StatusServiceUnavailable:
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return nil, err
 	}

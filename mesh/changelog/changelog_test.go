@@ -166,3 +166,28 @@ func TestNewEpoch(t *testing.T) {
 		t.Errorf("a reader of the old epoch: %v opens %v", seqs(b.Changes), b.Opens)
 	}
 }
+
+// A follower loading the leader's snapshot resets the log to its position: nothing before it
+// can be served, what follows it can.
+func TestResetStartsTheLogAtAPosition(t *testing.T) {
+	l, _ := New("old")
+	l.Append(hub.Batch{Changes: changes("old", 1, 3), Opens: true})
+	l.Append(hub.Batch{Resets: true, At: mesh.Position{Epoch: "ep", Sequence: 100}})
+	if h := l.Head(); h != (mesh.Position{Epoch: "ep", Sequence: 100}) {
+		t.Fatalf("head after the reset %v", h)
+	}
+	if got, last, err := l.Since("ep", 100); err != nil || len(got) != 0 || last != 100 {
+		t.Errorf("since the reset: %v %d %v", got, last, err)
+	}
+	if _, _, err := l.Since("ep", 99); !errors.Is(err, ErrExpired) {
+		t.Errorf("before the reset: %v, want ErrExpired", err)
+	}
+	l.Append(hub.Batch{Changes: changes("ep", 101, 102)})
+	if got, last, err := l.Since("ep", 100); err != nil || len(got) != 2 || last != 102 {
+		t.Errorf("after the reset: %v %d %v", got, last, err)
+	}
+	b, err := l.Read(context.Background(), mesh.Position{Epoch: "ep", Sequence: 100}, 10)
+	if err != nil || len(b.Changes) != 2 || b.Missed != 0 || b.Opens {
+		t.Errorf("read from the reset: %+v %v", b, err)
+	}
+}

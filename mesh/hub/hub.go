@@ -222,7 +222,8 @@ func (h *Hub) Advance(p mesh.Position) {
 // Lead makes the hub number the engine's changes and emit them. A follower holding another
 // replica's sequence space continues it (engine.Engine.Continue, skipping skip numbers): the
 // first batch holds only what differs between what was published and the engine's mesh.
-// Otherwise it opens epoch with the whole mesh. from is where the served space was before
+// Otherwise, or when the space has used half of the sequence range, it opens epoch with the
+// whole mesh. from is where the served space was before
 // the first batch of the term (zero when an epoch opens).
 func (h *Hub) Lead(epoch string, skip uint64) (from mesh.Position, continued bool) {
 	h.mu.Lock()
@@ -233,6 +234,9 @@ func (h *Hub) Lead(epoch string, skip uint64) (from mesh.Position, continued boo
 	h.following = false
 	mirror := h.mirror
 	h.mirror = nil
+	if mirror != nil && mirror.Position().Sequence+skip > mesh.MaxSequence/2 {
+		mirror = nil // half the sequence range is used: a term is a good time for a new epoch
+	}
 	if mirror == nil {
 		h.opened = false
 		h.emit(h.engine.Restart(epoch))

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -161,5 +164,88 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 		"e2 opens=false n=2", "e3 opens=true n=1", "e3 opens=false n=1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches\n got %q\nwant %q", got, want)
+	}
+}
+
+// snapshotJSON is s as a follower receives it.
+func snapshotJSON(t *testing.T, s engine.Snapshot) engine.SnapshotJSON {
+	t.Helper()
+	var buf bytes.Buffer
+	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
+	buf.WriteString(head)
+	if err := s.WriteEventMesh(&buf); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteString(tail)
+	var out engine.SnapshotJSON
+	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A follower serves the leader's sequence space and keeps its engine's changes to itself;
+// when it leads, it continues that space with only what differs, and after Stop it emits
+// nothing.
+func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
+	t.Parallel()
+	leader := testkit.Must(New(engine.New("lead"), func() bool { return true }))
+	var fromLeader []mesh.Change
+	leader.Listen(func(b Batch) { fromLeader = append(fromLeader, b.Changes...) })
+	leader.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+
+	follower := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	var got []string
+	follower.Listen(func(b Batch) {
+		if b.Resets {
+			got = append(got, fmt.Sprintf("reset %s #%d", b.At.Epoch, b.At.Sequence))
+		}
+		for _, c := range b.Changes {
+			got = append(got, c.Epoch+" "+c.String())
+		}
+	})
+	follower.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil), broker("c", nil)})
+	if follower.Ready() || follower.Snapshot().Len() != 0 {
+		t.Fatalf("a follower without the leader's snapshot serves %d entities (ready %v)", follower.Snapshot().Len(), follower.Ready())
+	}
+	if err := follower.Load(snapshotJSON(t, leader.Snapshot())); err != nil {
+		t.Fatal(err)
+	}
+	leader.OnAdd(broker("d", nil), false)
+	if err := follower.Replicate(fromLeader[len(fromLeader)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Replicate(fromLeader[0]); err == nil {
+		t.Error("a change the follower already has was applied again")
+	}
+	if s, l := follower.Snapshot(), leader.Snapshot(); !follower.Ready() || s.Position() != l.Position() || s.Len() != l.Len() {
+		t.Fatalf("the follower serves %v with %d entities, the leader %v with %d", s.Position(), s.Len(), l.Position(), l.Len())
+	}
+
+	from, continued := follower.Lead("fresh", 0)
+	if !continued || from != leader.Snapshot().Position() {
+		t.Fatalf("Lead: from %v continued %v, want from the leader's %v", from, continued, leader.Snapshot().Position())
+	}
+	if err := follower.Replicate(fromLeader[0]); !errors.Is(err, ErrNotFollowing) {
+		t.Errorf("replicating while leading: %v", err)
+	}
+	follower.OnAdd(broker("e", nil), false)
+	follower.Stop()
+	follower.OnAdd(broker("f", nil), false)
+	want := []string{
+		"reset lead #2",
+		"lead #3 broker added eventing.knative.dev/Broker/ns/d",
+		// Leading: c is new to the sequence space, d is not in this replica's cluster view.
+		"lead #4 broker added eventing.knative.dev/Broker/ns/c",
+		"lead #5 broker deleted eventing.knative.dev/Broker/ns/d",
+		"lead #6 broker added eventing.knative.dev/Broker/ns/e",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the follower emitted\n%q\nwant\n%q", got, want)
+	}
+
+	follower.Follow() // the term ended: it serves what it published until the next leader says otherwise
+	if s := follower.Snapshot(); s.Epoch != "lead" || s.Sequence != 7 || s.Len() != 5 {
+		t.Errorf("stepped down serving %v with %d entities, want lead #7 (f applied while stopped) with 5", s.Position(), s.Len())
 	}
 }

@@ -297,6 +297,11 @@ func checkWiring(t *testing.T, objs []*unstructured.Unstructured) {
 	}) {
 		t.Errorf("container env %v lacks POD_NAMESPACE from metadata.namespace", ctr.Env)
 	}
+	if !slices.ContainsFunc(ctr.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP"
+	}) {
+		t.Errorf("container env %v lacks POD_IP from status.podIP (the followers find the leader at it)", ctr.Env)
+	}
 	if !slices.ContainsFunc(ctr.Ports, func(p corev1.ContainerPort) bool { return p.Name == "http" && p.ContainerPort == 8080 }) {
 		t.Errorf("container ports %v lack http: 8080", ctr.Ports)
 	}
@@ -316,8 +321,8 @@ func checkWiring(t *testing.T, objs []*unstructured.Unstructured) {
 	if len(service.Spec.Ports) != 1 || service.Spec.Ports[0].Port != 80 || service.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("Service ports %v, want 80 → http", service.Spec.Ports)
 	}
-	if service.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
-		t.Errorf("Service sessionAffinity %q, want ClientIP", service.Spec.SessionAffinity)
+	if service.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		t.Error("Service sessionAffinity ClientIP: every replica serves the leader's sequence space, so none is needed")
 	}
 }
 
