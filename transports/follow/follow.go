@@ -82,6 +82,7 @@ type Follower struct {
 	stopped  chan struct{}      // closed when the current follow has ended
 	handover mesh.Position      // where the last leader said it stopped (its shutdown event)
 	heard    chan struct{}      // closed and replaced when a shutdown event is heard
+	broken   bool               // the connection failed since the last event: no last words will come
 	ctx      context.Context    // Run's
 }
 
@@ -127,16 +128,19 @@ func (f *Follower) SetLeader(baseURL string) {
 }
 
 // Pause stops following because this replica is taking over. It first waits up to grace for
-// the leader's shutdown event, unless one was heard already; clean reports whether the target
-// holds everything the last leader published: it said where it stopped, and the target is
-// there.
+// the leader's shutdown event, unless one was heard already or the connection to the leader
+// failed; clean reports whether the target holds everything the last leader published: it said
+// where it stopped, and the target is there.
 func (f *Follower) Pause(grace time.Duration) (clean bool) {
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 	for waiting := true; waiting && !f.handedOver(); {
 		f.mu.Lock()
-		heard := f.heard
+		heard, broken := f.heard, f.broken
 		f.mu.Unlock()
+		if broken {
+			break
+		}
 		select {
 		case <-heard:
 		case <-deadline.C:
@@ -220,8 +224,9 @@ func (f *Follower) follow(ctx context.Context, leader string) {
 		err = consumer.Follow(ctx, leader, token, f.client, consumer.Stream{
 			Epoch:        from.Epoch,
 			Sequence:     from.Sequence,
-			SnapshotJSON: func(data []byte) error { return f.load(log, data) },
+			SnapshotJSON: func(data []byte) error { f.setBroken(false); return f.load(log, data) },
 			Delta: func(payload []byte) error {
+				f.setBroken(false)
 				c, err := codec.DecodeStructured(payload)
 				if err != nil {
 					return fmt.Errorf("leader's delta: %w", err)
@@ -247,6 +252,7 @@ func (f *Follower) follow(ctx context.Context, leader string) {
 				log.Info("the leader stopped", "sequence", end.Sequence)
 			},
 			OnError: func(err error) bool {
+				f.setBroken(true)
 				failures++
 				var status consumer.ErrStatus
 				switch {
@@ -270,6 +276,12 @@ func (f *Follower) follow(ctx context.Context, leader string) {
 			sleep(ctx, time.Second)
 		}
 	}
+}
+
+func (f *Follower) setBroken(broken bool) {
+	f.mu.Lock()
+	f.broken = broken
+	f.mu.Unlock()
 }
 
 func (f *Follower) load(log *slog.Logger, data []byte) error {

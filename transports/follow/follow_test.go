@@ -1,0 +1,132 @@
+package follow
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+)
+
+// replica is a broadcaster's serving side over real HTTP: hub, change log, watch streams.
+type replica struct {
+	hub      *hub.Hub
+	watchers *resync.Watchers
+	url      string
+}
+
+func newReplica(t *testing.T, epoch string, opts ...hub.Option) *replica {
+	t.Helper()
+	r := &replica{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }, opts...))}
+	enc := testkit.Must(codec.NewEncoder(""))
+	deltaLog := testkit.Must(changelog.New(epoch))
+	r.watchers = testkit.Must(resync.NewWatchers(enc))
+	r.hub.Listen(deltaLog.Append, r.watchers.Publish)
+	h := testkit.Must(resync.New(r.hub, resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(r.watchers, time.Second)))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+func brokerObject(name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": name, "namespace": "ns"}}}
+}
+
+func (r *replica) add(names ...string) {
+	for _, n := range names {
+		r.hub.OnAdd(brokerObject(n), false)
+	}
+}
+
+func samePosition(a, b *replica) func() bool {
+	return func() bool { return a.hub.Position() == b.hub.Position() && a.hub.Snapshot().Len() == b.hub.Snapshot().Len() }
+}
+
+// A follower loads the leader's snapshot, follows its changes, and hears a clean handover
+// (the leader stops, and its last sequence is the follower's); when the leader just vanishes,
+// the follower knows it was not handed over.
+func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
+			leader := newReplica(t, "lead")
+			leader.hub.Replace([]*unstructured.Unstructured{brokerObject("a"), brokerObject("b")})
+			follower := newReplica(t, "own", hub.Following())
+			f := testkit.Must(New(follower.hub))
+			ctx := t.Context()
+			go f.Run(ctx)
+			f.SetLeader(leader.url)
+			testkit.Eventually(t, "the follower to load the leader's snapshot", 10*time.Second, samePosition(follower, leader))
+			leader.add("c", "d")
+			testkit.Eventually(t, "the follower to follow", 10*time.Second, samePosition(follower, leader))
+
+			if clean {
+				leader.hub.Stop()
+				leader.watchers.Close()
+			}
+			handedOver := f.Pause(300 * time.Millisecond)
+			if handedOver != clean {
+				t.Fatalf("Pause: handed over %v, want %v", handedOver, clean)
+			}
+			from, continued := follower.hub.Lead("fresh", 0)
+			if !continued || from != leader.hub.Position() {
+				t.Errorf("lead from %v (continued %v), want the leader's %v", from, continued, leader.hub.Position())
+			}
+		})
+	}
+}
+
+// A follower whose position the leader's stream does not continue (it led before, and its
+// last changes never reached the new leader) starts over from the new leader's snapshot.
+func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
+	leader := newReplica(t, "lead")
+	leader.hub.Replace([]*unstructured.Unstructured{brokerObject("a")})
+	follower := newReplica(t, "own", hub.Following())
+	f := testkit.Must(New(follower.hub))
+	go f.Run(t.Context())
+	f.SetLeader(leader.url)
+	testkit.Eventually(t, "the follower to load the leader's snapshot", 10*time.Second, samePosition(follower, leader))
+
+	// The follower leads for a while and publishes changes the other never sees...
+	f.Pause(0)
+	follower.hub.Lead("fresh", 0)
+	follower.add("x", "y", "z")
+	follower.hub.Follow()
+	// ...while the other, leading again after a crash, skips ahead in the same epoch.
+	leader.hub.Follow()
+	if err := leader.hub.Load(snapshotOf(t, leader)); err != nil {
+		t.Fatal(err)
+	}
+	leader.hub.Lead("unused", 1000)
+	leader.add("b")
+	f.Resume()
+	testkit.Eventually(t, "the follower to start over from the leader's snapshot", 10*time.Second, samePosition(follower, leader))
+	if got := follower.hub.Position(); got.Sequence < 1000 {
+		t.Errorf("the follower is at %v", got)
+	}
+}
+
+// snapshotOf is r's served mesh as a follower receives it.
+func snapshotOf(t *testing.T, r *replica) engine.SnapshotJSON {
+	t.Helper()
+	s := r.hub.Snapshot()
+	var raw engine.SnapshotJSON
+	raw.Epoch, raw.Sequence = s.Epoch, s.Sequence
+	s.Each(func(en engine.Entity) bool {
+		if en.Kind == mesh.KindBroker {
+			raw.Mesh.Brokers = append(raw.Mesh.Brokers, en.JSON)
+		}
+		return true
+	})
+	return raw
+}
