@@ -13,8 +13,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 )
 
 // replica is a broadcaster's serving side over real HTTP: hub, change log, watch streams.
@@ -50,7 +50,9 @@ func (r *replica) add(names ...string) {
 }
 
 func samePosition(a, b *replica) func() bool {
-	return func() bool { return a.hub.Position() == b.hub.Position() && a.hub.Snapshot().Len() == b.hub.Snapshot().Len() }
+	return func() bool {
+		return a.hub.Position() == b.hub.Position() && a.hub.Snapshot().Len() == b.hub.Snapshot().Len()
+	}
 }
 
 // A follower loads the leader's snapshot, follows its changes, and hears a clean handover
