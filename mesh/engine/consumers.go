@@ -6,8 +6,15 @@ import "github.com/event-mesh-broadcaster/broadcaster/mesh"
 // EventTypes they can receive.
 
 func (e *Engine) setID(ref ObjectRef, id string) {
-	if e.ids[ref] == id {
+	old := e.ids[ref]
+	if old == id {
 		return
+	}
+	if old != "" {
+		e.countID(old, ref.Namespace, -1)
+	}
+	if id != "" {
+		e.countID(id, ref.Namespace, 1)
 	}
 	if id == "" {
 		delete(e.ids, ref)

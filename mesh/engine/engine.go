@@ -26,6 +26,7 @@ type Engine struct {
 	crdKinds   map[string]GroupKind         // CRD name → the kind it serves
 	kinds      map[GroupKind]*crdObject     // kind → what its CRD says about it
 	ids        map[ObjectRef]string         // backstage.io/kubernetes-id of any object
+	idIndex    *btree.BTreeG[idInNamespace] // the same ids by namespace, for namespaced views
 
 	eventTypesByProvider  map[ObjectRef]refSet // Broker or channel → EventTypes referencing it
 	consumersByProvider   map[ObjectRef]refSet
@@ -67,6 +68,8 @@ type record struct {
 	json []byte
 	seq  uint64  // the change that made this JSON
 	op   mesh.Op // added or updated
+	// foreign: the JSON may name another namespace (foreignOf), so a namespaced view scopes it.
+	foreign bool
 }
 
 func recordLess(a, b *record) bool {
@@ -89,6 +92,7 @@ func New(epoch string) *Engine {
 		crdKinds:              map[string]GroupKind{},
 		kinds:                 map[GroupKind]*crdObject{},
 		ids:                   map[ObjectRef]string{},
+		idIndex:               newIDIndex(),
 		eventTypesByProvider:  map[ObjectRef]refSet{},
 		consumersByProvider:   map[ObjectRef]refSet{},
 		consumersBySubscriber: map[ObjectRef]refSet{},
@@ -117,7 +121,7 @@ func (e *Engine) Restart(epoch string) []mesh.Change {
 	changes := make([]mesh.Change, 0, e.tree.Len())
 	e.tree.Ascend(func(r *record) bool {
 		e.seq++
-		rec := &record{id: r.id, json: r.json, seq: e.seq, op: mesh.OpAdded}
+		rec := &record{id: r.id, json: r.json, seq: e.seq, op: mesh.OpAdded, foreign: r.foreign}
 		e.entities[r.id] = rec
 		tree.ReplaceOrInsert(rec)
 		changes = append(changes, mesh.Change{Epoch: epoch, Sequence: e.seq, Kind: r.id.kind, Op: mesh.OpAdded, Key: r.id.ref.Key(), Entity: r.json})

@@ -53,7 +53,9 @@ func NewMirror(s SnapshotJSON) (*Mirror, error) {
 			if err != nil {
 				return nil, fmt.Errorf("snapshot: %s %d: %w", l.kind, i, err)
 			}
-			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: bytes.Clone(raw), seq: s.Sequence, op: mesh.OpAdded})
+			data := bytes.Clone(raw)
+			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: data, seq: s.Sequence, op: mesh.OpAdded,
+				foreign: foreignJSON(l.kind, data)})
 		}
 	}
 	return m, nil
@@ -119,7 +121,7 @@ func (m *Mirror) Apply(c mesh.Change) error {
 		delete(m.entities, id)
 		m.tree.Delete(old)
 	case c.Op != mesh.OpDeleted:
-		m.put(&record{id: id, json: c.Entity, seq: c.Sequence, op: c.Op})
+		m.put(&record{id: id, json: c.Entity, seq: c.Sequence, op: c.Op, foreign: foreignJSON(c.Kind, c.Entity)})
 	}
 	m.seq = c.Sequence
 	return nil
@@ -179,7 +181,8 @@ func (e *Engine) Continue(base Snapshot, skip uint64) []mesh.Change {
 		c := &changes[i]
 		c.Epoch, c.Sequence = e.epoch, e.seq
 		if c.Op != mesh.OpDeleted {
-			rec := &record{id: entityID{c.Kind, ObjectRef(c.Key)}, json: c.Entity, seq: c.Sequence, op: c.Op}
+			rec := &record{id: entityID{c.Kind, ObjectRef(c.Key)}, json: c.Entity, seq: c.Sequence, op: c.Op,
+				foreign: e.entities[entityID{c.Kind, ObjectRef(c.Key)}].foreign}
 			e.entities[rec.id] = rec
 			tree.ReplaceOrInsert(rec)
 		}

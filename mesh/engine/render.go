@@ -36,7 +36,7 @@ func (e *Engine) flush() []mesh.Change {
 	})
 	var changes []mesh.Change
 	for _, id := range ids {
-		data, exists := e.render(id)
+		data, foreign, exists := e.render(id)
 		old := e.entities[id]
 		var c mesh.Change
 		switch {
@@ -55,7 +55,7 @@ func (e *Engine) flush() []mesh.Change {
 			delete(e.entities, id)
 			e.tree.Delete(old)
 		} else {
-			rec := &record{id: id, json: data, seq: c.Sequence, op: c.Op}
+			rec := &record{id: id, json: data, seq: c.Sequence, op: c.Op, foreign: foreign}
 			e.entities[id] = rec
 			e.tree.ReplaceOrInsert(rec)
 		}
@@ -64,35 +64,37 @@ func (e *Engine) flush() []mesh.Change {
 	return changes
 }
 
-// render builds an entity's JSON from the current state; false when the entity does not exist.
-func (e *Engine) render(id entityID) ([]byte, bool) {
+// render builds an entity's JSON from the current state, and says whether it may name another
+// namespace (foreignOf); exists is false when the entity does not exist.
+func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 	var v any
 	ref := id.ref
 	switch id.kind {
 	case mesh.KindBroker:
 		m := e.brokers[ref]
 		if m == nil {
-			return nil, false
+			return nil, false, false
 		}
-		v = mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
+		v = &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
 			Annotations: m.annotations, ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
 	case mesh.KindEventType:
 		et := e.eventTypes[ref]
 		if et == nil {
-			return nil, false
+			return nil, false, false
 		}
-		v = et.entity(ref)
+		entity := et.entity(ref)
+		v = &entity
 	case mesh.KindSubscribable:
 		if !e.isChannel(ref) {
-			return nil, false
+			return nil, false, false
 		}
 		g := e.generics[ref]
-		v = mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+		v = &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
 			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
 	case mesh.KindSource:
 		if !e.isSource(ref) {
-			return nil, false
+			return nil, false, false
 		}
 		g, types := e.generics[ref], e.kinds[ref.groupKind()].eventTypes
 		provided := make([]string, 0)
@@ -102,7 +104,7 @@ func (e *Engine) render(id entityID) ([]byte, bool) {
 			}
 		}
 		slices.Sort(provided)
-		v = mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
+		v = &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
 			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
 			Sink: gknn(g.sink)}
@@ -111,7 +113,7 @@ func (e *Engine) render(id entityID) ([]byte, bool) {
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
-	return data, true
+	return data, foreignOf(v), true
 }
 
 func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {

@@ -18,11 +18,12 @@ type Snapshot struct {
 	Epoch    string
 	Sequence uint64
 	tree     *btree.BTreeG[*record]
+	ids      *btree.BTreeG[idInNamespace] // Backstage ids by namespace, for namespaced views
 }
 
 // Snapshot returns the current mesh. Its cost does not depend on the mesh size.
 func (e *Engine) Snapshot() Snapshot {
-	return Snapshot{Epoch: e.epoch, Sequence: e.seq, tree: e.tree.Clone()}
+	return Snapshot{Epoch: e.epoch, Sequence: e.seq, tree: e.tree.Clone(), ids: e.idIndex.Clone()}
 }
 
 // Position is where the snapshot is in its sequence space.
@@ -46,6 +47,8 @@ type Entity struct {
 	// Sequence and Op are those of the change that produced JSON.
 	Sequence uint64
 	Op       mesh.Op
+	// Foreign says JSON may name another namespace: a namespaced view shows ForView of it.
+	Foreign bool
 }
 
 // Change is the entity's latest change (what a retained message or a KV entry holds).
@@ -70,7 +73,7 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 		return
 	}
 	s.tree.Ascend(func(r *record) bool {
-		return fn(Entity{Kind: r.id.kind, Key: r.id.ref.Key(), JSON: r.json, Sequence: r.seq, Op: r.op})
+		return fn(Entity{Kind: r.id.kind, Key: r.id.ref.Key(), JSON: r.json, Sequence: r.seq, Op: r.op, Foreign: r.foreign})
 	})
 }
 
@@ -80,8 +83,8 @@ var listNames = [...]string{mesh.KindBroker: "brokers", mesh.KindEventType: "eve
 // byte what json.Marshal(EventMesh) would produce, without building it in memory.
 func (s Snapshot) WriteEventMesh(w io.Writer) error { return s.WriteEventMeshOf(w, nil) }
 
-// WriteEventMeshOf is WriteEventMesh with only the entities in namespaces keep accepts
-// (all when keep is nil).
+// WriteEventMeshOf is WriteEventMesh with only the entities in namespaces keep accepts, each
+// as ForView shows it (all, whole, when keep is nil).
 func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString("{")
@@ -105,7 +108,11 @@ func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool
 			bw.WriteByte(',')
 		}
 		first = false
-		bw.Write(en.JSON)
+		if keep != nil && en.Foreign {
+			bw.Write(s.ForView(en.Kind, en.JSON, keep))
+		} else {
+			bw.Write(en.JSON)
+		}
 		return true
 	})
 	openUpTo(len(listNames) - 1)

@@ -145,7 +145,9 @@ func (h *Hub) Snapshot() engine.Snapshot {
 		if h.mirror == nil {
 			return engine.Snapshot{}
 		}
-		return h.mirror.Snapshot()
+		// The leader's entities; what this replica's engine knows of Backstage ids scopes them
+		// for namespaced callers.
+		return h.mirror.Snapshot().WithIDsOf(h.engine.Snapshot())
 	}
 	return h.engine.Snapshot()
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,6 +66,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ids []uint64
+	var deltaAt []bool // ids[i] is a delta's
 	var views []string
 	replica := consumer.NewReplica(consumer.HTTPSnapshots(srv.URL, "a", nil))
 	done := make(chan error, 1)
@@ -72,7 +74,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 		done <- consumer.Follow(ctx, srv.URL, "a", nil, consumer.Stream{
 			Snapshot: func(s mesh.Snapshot) error {
 				replica.Load(s)
-				ids = append(ids, s.Sequence)
+				ids, deltaAt = append(ids, s.Sequence), append(deltaAt, false)
 				return nil
 			},
 			Delta: func(p []byte) error {
@@ -80,22 +82,32 @@ func TestWatchOfOneNamespace(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				ids = append(ids, c.Sequence)
+				ids, deltaAt = append(ids, c.Sequence), append(deltaAt, true)
 				views = append(views, c.Key.String())
 				return replica.Apply(ctx, c)
 			},
 			Position: func(epoch string, seq uint64) error {
-				ids = append(ids, seq)
+				ids, deltaAt = append(ids, seq), append(deltaAt, false)
 				replica.Advance(epoch, seq)
 				return nil
 			},
 			OnError: func(err error) bool { t.Errorf("watch: %v", err); return false },
 		})
 	}()
+	select { // the changes below reach the stream as deltas
+	case <-replica.Loaded():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot")
+	}
 	// Changes in b (invisible), then a, then b again: positions fill the gaps.
 	for i, ns := range []string{"b", "b", "a", "b", "a", "b", "b"} {
 		h.OnAdd(brokerIn(ns, "n"+strconv.Itoa(i)), false)
 	}
+	// An EventType of b provided by a's Broker: the Broker's update goes out, without it.
+	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType",
+		"metadata": map[string]any{"name": "leak", "namespace": "b"},
+		"spec": map[string]any{"type": "t", "reference": map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"name": "x", "namespace": "a"}}}}, false)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, seq := replica.Position(); seq == h.Snapshot().Sequence {
@@ -125,9 +137,16 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	if !reflect.DeepEqual(got, want) || len(want.Brokers) != 3 {
 		t.Errorf("replica %+v\nwant %+v", got, want)
 	}
-	for i := 1; i < len(ids); i++ { // every event's id is the previous one + 1: no hidden gap
-		if ids[i] != ids[i-1]+1 {
-			t.Errorf("ids %v are not contiguous", ids)
+	for _, b := range got.Brokers {
+		if len(b.ProvidedEventTypes) > 0 {
+			t.Errorf("broker %s/%s shows %v of another namespace", b.Namespace, b.Name, b.ProvidedEventTypes)
+		}
+	}
+	// Every delta's id is the previous event's + 1, and a position's is larger: no hidden gap,
+	// and a position event accounts for the changes cut out before the next delta.
+	for i := 1; i < len(ids); i++ {
+		if deltaAt[i] && ids[i] != ids[i-1]+1 || !deltaAt[i] && ids[i] <= ids[i-1] {
+			t.Errorf("ids %v (deltas at %v) leave a gap", ids, deltaAt)
 			break
 		}
 	}
@@ -145,14 +164,18 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	last := h.Snapshot().Sequence
 	_ = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
 		resumed = append(resumed, ev.Type+" "+ev.ID)
+		if strings.Contains(string(ev.Data), "b/leak") {
+			t.Errorf("resumed event %s shows b's EventType: %s", ev.ID, ev.Data)
+		}
 		if ev.ID == strconv.FormatUint(last, 10) {
 			return io.EOF
 		}
 		return nil
 	})
 	resp.Body.Close()
-	// Changes 4..9 are b, a, b, a, b, b: a is shown, b only as positions.
-	if want := []string{"position 4", "delta 5", "position 6", "delta 7", "position 9"}; !reflect.DeepEqual(resumed, want) {
+	// Changes 4..9 are b, a, b, a, b, b: a is shown, b only as positions; then b's EventType
+	// (10) and a's Broker providing it (11).
+	if want := []string{"position 4", "delta 5", "position 6", "delta 7", "position 10", "delta 11"}; !reflect.DeepEqual(resumed, want) {
 		t.Errorf("resumed stream %q, want %q", resumed, want)
 	}
 

@@ -2,6 +2,7 @@ package resync
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,7 @@ type frame struct {
 	opens     bool   // the first change of an epoch's opening batch
 	namespace string // of the entity: what a caller with partial access may see
 	sse       []byte
+	change    mesh.Change // for a partial view, encoded again without what it may not see
 }
 
 type watchersOptions struct {
@@ -118,7 +120,8 @@ func (ws *Watchers) Publish(b hub.Batch) {
 			ws.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 			continue
 		}
-		frames = append(frames, frame{c.Epoch, c.Sequence, opens, c.Key.Namespace, sse})
+		c.Previous = nil
+		frames = append(frames, frame{c.Epoch, c.Sequence, opens, c.Key.Namespace, sse, c})
 		opens = false
 	}
 	for w := range ws.conns {
@@ -204,6 +207,9 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	rw.WriteHeader(http.StatusOK)
 	s := newStream(rw, auth.FromRequest(r), max(30*time.Second, 2*h.heartbeat))
+	if !s.access.All {
+		s.scope = h.scoper()
+	}
 	if !h.start(s, r) || !s.send() {
 		return
 	}
@@ -291,7 +297,7 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 					h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
 					return false
 				}
-				s.write(c.Sequence, c.Key.Namespace, sse)
+				s.write(c, sse)
 			}
 			s.accountSkipped()
 			return true
@@ -315,6 +321,9 @@ type stream struct {
 	epoch    string
 	last     uint64 // the id of the last event sent
 	skipped  uint64 // the newest change cut out of the caller's view
+	// scope, for a partial view, encodes a change without what names namespaces the caller
+	// may not see (nil: the shared event as is).
+	scope func(c mesh.Change, a auth.Access, shared []byte) ([]byte, bool)
 }
 
 func newStream(rw http.ResponseWriter, access auth.Access, patience time.Duration) *stream {
@@ -342,22 +351,52 @@ func (s *stream) frames(batch []frame) {
 		if f.epoch != s.epoch || f.seq <= s.last {
 			continue // already in the snapshot or the resumed deltas
 		}
-		s.write(f.seq, f.namespace, f.sse)
+		s.write(f.change, f.sse)
 	}
 }
 
 // write sends one change the caller may see, first accounting with a position event for those
 // it may not see since the last event sent.
-func (s *stream) write(seq uint64, namespace string, sse []byte) {
-	if !s.access.Sees(namespace) {
+func (s *stream) write(c mesh.Change, sse []byte) {
+	seq := c.Sequence
+	if !s.access.Sees(c.Key.Namespace) {
 		s.skipped = seq
 		return
+	}
+	if s.scope != nil {
+		scoped, ok := s.scope(c, s.access, sse)
+		if !ok {
+			s.skipped = seq // cannot be shown without what the caller may not see: accounted for
+			return
+		}
+		sse = scoped
 	}
 	if s.skipped > s.last {
 		s.out.Write(positionEvent(s.epoch, seq-1))
 	}
 	s.out.Write(sse)
 	s.last = seq
+}
+
+// scoper returns what encodes a change for a partial view: the entity as engine.Snapshot.ForView
+// shows it, with the Backstage ids the replica knows now. ok is false when it cannot be shown.
+func (h *Handler) scoper() func(mesh.Change, auth.Access, []byte) ([]byte, bool) {
+	return func(c mesh.Change, a auth.Access, shared []byte) ([]byte, bool) {
+		entity := h.mesh.Snapshot().ForView(c.Kind, c.Entity, a.Sees)
+		switch {
+		case entity == nil:
+			return nil, false
+		case bytes.Equal(entity, c.Entity):
+			return shared, true // nothing hidden: the event every watcher gets
+		}
+		c.Entity = entity
+		sse, err := deltaEvent(h.encoder, c)
+		if err != nil {
+			h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
+			return nil, false
+		}
+		return sse, true
+	}
 }
 
 // accountSkipped ends a burst: changes cut out since the last event sent get a position event.
