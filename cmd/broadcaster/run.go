@@ -82,9 +82,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	meshHub.Listen(deltaLog.Append, watchers.Publish)
 
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log)}
+	var roleBindings *kubeauth.RoleBindings
 	switch {
 	case cluster != nil:
-		authz, err := kubeauth.New(cluster.auth, kubeauth.WithAudiences(cfg.TokenAudiences...))
+		roleBindings, err = kubeauth.NewRoleBindings(cluster.auth, log)
+		if err != nil {
+			return err
+		}
+		authz, err := kubeauth.New(cluster.auth, kubeauth.WithAudiences(cfg.TokenAudiences...), kubeauth.WithRoleBindings(roleBindings))
 		if err != nil {
 			return err
 		}
@@ -134,6 +139,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
 		{name: "publishing", leaderOnly: true, run: pub.run},
+	}
+	if roleBindings != nil {
+		parts = append(parts, part{name: "role bindings", run: roleBindings.Run})
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {

@@ -143,6 +143,9 @@ func TestDeployManifests(t *testing.T) {
 		cases := []access{
 			{"create", "authentication.k8s.io", "tokenreviews", "", "", true},
 			{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", true},
+			{"watch", "rbac.authorization.k8s.io", "rolebindings", "", "", true},
+			{"update", "rbac.authorization.k8s.io", "rolebindings", "shop", "", false},
+			{"list", "rbac.authorization.k8s.io", "clusterroles", "", "", false},
 			{"create", "coordination.k8s.io", "leases", deployNamespace, "", true},
 			{"get", "coordination.k8s.io", "leases", deployNamespace, deployName, true},
 			{"update", "coordination.k8s.io", "leases", deployNamespace, deployName, true},

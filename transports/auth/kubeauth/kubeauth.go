@@ -49,6 +49,7 @@ type Authorizer struct {
 	audiences []string
 	clock     clock.PassiveClock
 	parallel  int
+	bindings  *RoleBindings // nil: ask about every namespace
 }
 
 // view is what one identity may see: every namespace, or some of those asked about.
@@ -61,12 +62,13 @@ type view struct {
 var _ auth.Authorizer = (*Authorizer)(nil)
 
 type options struct {
-	ttl         time.Duration
-	cacheSize   int
-	clock       clock.PassiveClock
-	reviewRate  rate.Limit
-	reviewBurst int
-	audiences   []string
+	ttl          time.Duration
+	cacheSize    int
+	clock        clock.PassiveClock
+	reviewRate   rate.Limit
+	reviewBurst  int
+	audiences    []string
+	roleBindings *RoleBindings
 }
 
 // WithAudiences asks TokenReviews to authenticate tokens for these audiences and accepts a
@@ -148,6 +150,7 @@ func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
 		audiences: o.audiences,
 		clock:     o.clock,
 		parallel:  8,
+		bindings:  o.roleBindings,
 	}, nil
 }
 
@@ -221,7 +224,21 @@ func (v *view) missing(namespaces []string) []string {
 
 // widen asks about the namespaces v lacks and caches the result as one entry, expiring with v.
 func (a *Authorizer) widen(ctx context.Context, who authenticationv1.UserInfo, id string, v *view, namespaces []string) (*view, error) {
+	wider := &view{asked: maps.Clone(v.asked), expires: v.expires}
 	missing := v.missing(namespaces)
+	if a.bindings != nil {
+		if bound, ok := a.bindings.candidates(who); ok {
+			ask := missing[:0:0]
+			for _, ns := range missing {
+				if bound[ns] {
+					ask = append(ask, ns)
+				} else {
+					wider.asked[ns] = false // no RoleBinding there names the caller
+				}
+			}
+			missing = ask
+		}
+	}
 	allowed := make([]bool, len(missing))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.parallel)
@@ -235,7 +252,6 @@ func (a *Authorizer) widen(ctx context.Context, who authenticationv1.UserInfo, i
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	wider := &view{asked: maps.Clone(v.asked), expires: v.expires}
 	for i, ns := range missing {
 		wider.asked[ns] = allowed[i]
 	}

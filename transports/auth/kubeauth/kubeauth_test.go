@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -215,5 +218,50 @@ func TestAudiences(t *testing.T) {
 	}
 	if _, err := New(client, WithAudiences(" ")); err == nil {
 		t.Error("an empty audience was accepted")
+	}
+}
+
+// With the RoleBindings known, only namespaces where one names the caller (by user, group or
+// ServiceAccount) are asked about: a 1,000-namespace mesh costs a handful of reviews.
+func TestRoleBindingsNarrowTheQuestions(t *testing.T) {
+	t.Parallel()
+	var checks atomic.Int32
+	client := fake.NewClientset(
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "sa", Namespace: "ns-1"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reader", Namespace: "team"}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "group", Namespace: "ns-2"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, Name: "readers"}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "someone-else", Namespace: "ns-3"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: "bob"}}},
+	)
+	client.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview)
+		tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: authenticationv1.UserInfo{
+			Username: "system:serviceaccount:team:reader", Groups: []string{"readers", "system:authenticated"}}}
+		return true, tr, nil
+	})
+	client.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		checks.Add(1)
+		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+		sar.Status.Allowed = sar.Spec.ResourceAttributes.Namespace == "ns-1" || sar.Spec.ResourceAttributes.Namespace == "ns-2"
+		return true, sar, nil
+	})
+	bindings := testkit.Must(NewRoleBindings(client, slog.New(slog.DiscardHandler)))
+	go bindings.Run(t.Context())
+	testkit.Eventually(t, "the RoleBindings to be listed", 10*time.Second, bindings.informer.HasSynced)
+	a := testkit.Must(New(client, WithRoleBindings(bindings)))
+	var namespaces []string
+	for i := range 1000 {
+		namespaces = append(namespaces, fmt.Sprintf("ns-%d", i))
+	}
+	got, err := a.Authorize(context.Background(), "token", func() []string { return namespaces })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.All || len(got.Namespaces) != 2 || !got.Namespaces["ns-1"] || !got.Namespaces["ns-2"] {
+		t.Errorf("access %+v, want ns-1 and ns-2", got)
+	}
+	if n := checks.Load(); n != 3 { // cluster-wide, ns-1, ns-2
+		t.Errorf("%d access reviews, want 3", n)
 	}
 }
