@@ -430,7 +430,13 @@ func benchEntities(n int) int {
 }
 
 // populate creates objects from..to-1 of the benchmark mesh (and their namespaces) concurrently.
-func populate(b *testing.B, client dynamic.Interface, from, to int) {
+func populate(b testing.TB, client dynamic.Interface, from, to int) {
+	populateWith(b, client, from, to, benchObject)
+}
+
+// populateWith creates objects from..to-1 of a mesh (and their namespaces) concurrently.
+func populateWith(b testing.TB, client dynamic.Interface, from, to int,
+	benchObject func(int) (schema.GroupVersionResource, *unstructured.Unstructured)) {
 	const workers = 24
 	var namespaces []string
 	for i := from; i < to; i++ {
@@ -744,7 +750,7 @@ func fastConfig(cfg *rest.Config) *rest.Config {
 	return cfg
 }
 
-func fastClient(b *testing.B, cfg *rest.Config) dynamic.Interface {
+func fastClient(b testing.TB, cfg *rest.Config) dynamic.Interface {
 	client, err := dynamic.NewForConfig(fastConfig(cfg))
 	if err != nil {
 		b.Fatal(err)

@@ -7,7 +7,8 @@
 // costs the API server one review per interval, not one per request, and a revoked permission
 // or token still stops working within the interval. The caches are bounded, so a flood of
 // made-up tokens cannot grow memory; concurrent requests with one token share one review, and
-// reviews of tokens not in the cache are rate-limited (ErrBusy beyond the rate), so neither
+// reviews of tokens not in the cache are rate-limited (ErrBusy beyond the rate; tokens that are
+// not JWTs, as made-up ones are, from a smaller budget of their own), so neither
 // can a flood of them turn the broadcaster against the API server. What an identity may see
 // is cached as one entry (the namespaces asked about and those allowed), so many namespaces
 // and many callers do not thrash the cache.
@@ -43,7 +44,8 @@ type Authorizer struct {
 	ttl       time.Duration
 	tokens    *cache.LRUExpireCache // sha256(token) → reviewed
 	views     *cache.LRUExpireCache // identity → *view
-	newTokens *rate.Limiter         // TokenReviews of tokens not in the cache
+	newTokens *rate.Limiter         // TokenReviews of JWTs not in the cache
+	newOpaque *rate.Limiter         // TokenReviews of other tokens not in the cache
 	reviews   singleflight.Group    // per token
 	asks      singleflight.Group    // per identity
 	audiences []string
@@ -91,9 +93,11 @@ type Option = option.Func[options]
 
 // Defaults of an Authorizer.
 const (
-	DefaultTTL         = 10 * time.Second
-	DefaultCacheSize   = 4096
-	DefaultReviewRate  = 20 // TokenReviews per second of tokens not in the cache
+	DefaultTTL       = 10 * time.Second
+	DefaultCacheSize = 4096
+	// TokenReviews per second of JWTs not in the cache (opaque tokens: a quarter of it, from a
+	// budget of their own; expired JWTs are refused without one).
+	DefaultReviewRate  = 20
 	DefaultReviewBurst = 40
 )
 
@@ -147,6 +151,7 @@ func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
 		tokens:    cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
 		views:     cache.NewLRUExpireCacheWithClock(o.cacheSize, o.clock),
 		newTokens: rate.NewLimiter(o.reviewRate, o.reviewBurst),
+		newOpaque: rate.NewLimiter(o.reviewRate/4, max(1, o.reviewBurst/4)),
 		audiences: o.audiences,
 		clock:     o.clock,
 		parallel:  8,
@@ -272,7 +277,16 @@ func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1
 		return v.(reviewed).result()
 	}
 	shared, err, _ := a.reviews.Do(string(key[:]), func() (any, error) {
-		if !a.newTokens.Allow() {
+		limiter := a.newTokens
+		switch shapeOf(token, a.clock.Now()) {
+		case shapeExpired:
+			r := reviewed{}
+			a.tokens.Add(key, r, a.ttl)
+			return r, nil // the API server would refuse it too
+		case shapeOpaque:
+			limiter = a.newOpaque
+		}
+		if !a.admit(ctx, limiter, limiter == a.newTokens) {
 			return nil, auth.ErrBusy
 		}
 		tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
@@ -292,6 +306,38 @@ func (a *Authorizer) review(ctx context.Context, token string) (authenticationv1
 		return authenticationv1.UserInfo{}, err
 	}
 	return shared.(reviewed).result()
+}
+
+// reviewQueue is how long a JWT not in the cache may wait for its turn when many arrive at
+// once (callers starting together); beyond it, and for opaque tokens at once, ErrBusy.
+const reviewQueue = 2 * time.Second
+
+// admit takes a review from limiter, waiting up to reviewQueue when wait is set.
+func (a *Authorizer) admit(ctx context.Context, limiter *rate.Limiter, wait bool) bool {
+	if !wait {
+		return limiter.Allow()
+	}
+	r := limiter.Reserve()
+	if !r.OK() {
+		return false
+	}
+	delay := r.Delay()
+	if delay > reviewQueue {
+		r.Cancel()
+		return false
+	}
+	if delay == 0 {
+		return true
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		r.Cancel()
+		return false
+	}
 }
 
 func (r reviewed) result() (authenticationv1.UserInfo, error) {

@@ -2,6 +2,7 @@ package kubeauth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -264,4 +265,40 @@ func TestRoleBindingsNarrowTheQuestions(t *testing.T) {
 	if n := checks.Load(); n != 3 { // cluster-wide, ns-1, ns-2
 		t.Errorf("%d access reviews, want 3", n)
 	}
+}
+
+func TestTokenShapes(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(2_000_000_000, 0)
+	seg := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
+	tests := []struct {
+		name, token string
+		want        tokenShape
+	}{
+		{"made up", "made-up-1-2", shapeOpaque},
+		{"EKS-like", "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8", shapeOpaque},
+		{"three garbage parts", "a.b.c", shapeOpaque},
+		{"alg none", seg(`{"alg":"none"}`) + "." + seg(`{"sub":"x"}`) + ".", shapeOpaque},
+		{"ServiceAccount token", seg(`{"alg":"RS256","kid":"k"}`) + "." + seg(`{"sub":"system:serviceaccount:a:b","exp":2000000600}`) + ".c2ln", shapeJWT},
+		{"legacy token without exp", seg(`{"alg":"RS256"}`) + "." + seg(`{"sub":"x"}`) + ".c2ln", shapeJWT},
+		{"expired", seg(`{"alg":"RS256"}`) + "." + seg(`{"sub":"x","exp":1999999999}`) + ".c2ln", shapeExpired},
+	}
+	for _, tt := range tests {
+		if got := shapeOf(tt.token, now); got != tt.want {
+			t.Errorf("%s: shape %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+// Callers' bearer tokens are untrusted: reading their shape never panics, and only a JWT
+// whose exp has passed is refused without asking the API server.
+func FuzzTokenShape(f *testing.F) {
+	for _, seed := range []string{"", "a.b.c", "made-up", "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln", "..", "eyJ9.e30.x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		if shapeOf(token, time.Unix(2_000_000_000, 0)) == shapeExpired && strings.Count(token, ".") != 2 {
+			t.Errorf("%q: expired without being a JWT", token)
+		}
+	})
 }
