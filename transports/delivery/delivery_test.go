@@ -211,3 +211,32 @@ func TestDeclaredGapWhileRunning(t *testing.T) {
 		t.Fatalf("missed %d, want 14", missed)
 	}
 }
+
+// A new leader's worker starts where its predecessor stopped (From): it delivers only what
+// follows, and a state carrier reconciles first: dropping stale keys after a clean handover,
+// also republishing after a crash (the predecessor may have published changes never seen).
+func TestWorkerFromAPredecessorsPosition(t *testing.T) {
+	t.Parallel()
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
+			t.Parallel()
+			log := testkit.Must(changelog.New("ep"))
+			log.Append(hub.Batch{Changes: changes(1, 5), Opens: true}) // what the predecessor published
+			r := &recorder{}
+			w := testkit.Must(delivery.New("r", log, r, delivery.From(mesh.Position{Epoch: "ep", Sequence: 5}, crash)))
+			log.Append(hub.Batch{Changes: changes(6, 7)})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			want := "reconcile,6,7"
+			if crash {
+				want = "reconcile+republish,6,7"
+			}
+			testkit.Eventually(t, "the changes after the predecessor's", 5*time.Second, func() bool { return r.String() == want })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
