@@ -32,3 +32,11 @@ type ListHandler interface {
 	cache.ResourceEventHandler
 	Replace(objs []*unstructured.Unstructured)
 }
+
+// Troubled is a source that can say why it cannot read its input now while it keeps
+// serving the last it read (a manifests directory that disappeared): the broadcaster is then
+// not ready, and says why.
+type Troubled interface {
+	// Trouble is nil while the source reads its input.
+	Trouble() error
+}

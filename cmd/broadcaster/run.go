@@ -105,6 +105,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		}
 		opts = append(opts, resync.WithAuthorizer(authz))
 	}
+	if troubled, ok := src.(source.Troubled); ok {
+		opts = append(opts, resync.WithTrouble(troubled.Trouble))
+	}
 	handler, err := resync.New(meshHub, opts...)
 	if err != nil {
 		return err
@@ -225,7 +228,7 @@ func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *sl
 // auth and leader election.
 func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Registerer) (source.Source, *clusterClients, error) {
 	if !cfg.Cluster() {
-		src, err := manifests.New(cfg.Manifests, manifests.WithLogger(log.With("source", "manifests")))
+		src, err := manifests.New(cfg.Manifests, manifests.WithLogger(log.With("source", "manifests")), manifests.WithMetrics(metrics))
 		return src, nil, err
 	}
 	restCfg, err := cfg.RESTConfig()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
@@ -36,6 +37,18 @@ type Source struct {
 	current  map[engine.ObjectRef]*definition // what the handler has been given
 	skipped  map[string]string                // paths passed over, and why: each is reported once
 	realRoot string                           // dir with its symlinks resolved
+	missing  atomic.Pointer[error]            // why the directory cannot be read now (nil: it can)
+	parent   string                           // the folder watched while dir is missing ("": none)
+}
+
+var _ source.Troubled = (*Source)(nil)
+
+// Trouble says why the directory cannot be read now; the mesh keeps what it last held.
+func (s *Source) Trouble() error {
+	if p := s.missing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 var _ source.Source = (*Source)(nil)
@@ -62,6 +75,24 @@ type options struct {
 	log             *slog.Logger
 	quiet, maxDelay time.Duration
 	maxFileBytes    int64
+	readable        prometheus.Gauge
+}
+
+// WithMetrics registers broadcaster_manifests_directory_readable (1 while the directory can be
+// read, 0 while it is gone and the mesh keeps its last content).
+func WithMetrics(r prometheus.Registerer) Option {
+	return func(o *options) error {
+		if r == nil {
+			return option.Invalid("metrics", "nil registerer")
+		}
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_manifests_directory_readable",
+			Help: "1 while the manifests directory can be read; 0 while it is missing (the mesh keeps what it last read)."})
+		if err := r.Register(g); err != nil {
+			return err
+		}
+		o.readable = g
+		return nil
+	}
 }
 
 // DefaultMaxFileBytes bounds the size of a manifest file.
@@ -185,8 +216,15 @@ func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
 }
 
 // rescan walks the directory, re-reads files that changed (or that events named), and hands
-// the handler the difference between the new merged view and the last one.
+// the handler the difference between the new merged view and the last one. A directory that
+// is gone changes nothing: the mesh keeps its content until the directory is back.
 func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.ResourceEventHandler, initial bool) {
+	if !s.present(w) {
+		if initial {
+			s.deliver(h, initial)
+		}
+		return
+	}
 	seen := map[string]bool{}
 	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -242,6 +280,9 @@ func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.Re
 	if err != nil {
 		s.log.Error("cannot walk manifests directory", "dir", s.dir, "err", err)
 		return // keep everything as it was
+	}
+	if !s.present(w) {
+		return // gone during the walk: what was not seen is not deleted
 	}
 	for path := range s.files {
 		if !seen[path] {
@@ -400,6 +441,50 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		} else {
 			h.OnAdd(u, initial)
 		}
+	}
+}
+
+// present checks that the directory is there. When it is not, it says so once (log, metric,
+// Trouble) and watches the folder above for its return; when it is back, it watches it again.
+func (s *Source) present(w *fsnotify.Watcher) bool {
+	info, err := os.Stat(s.dir)
+	if err == nil && !info.IsDir() {
+		err = fmt.Errorf("%s: not a directory", s.dir)
+	}
+	if err != nil {
+		if s.missing.Load() == nil {
+			trouble := fmt.Errorf("manifests directory unreadable (%w); serving the mesh as last read", err)
+			s.missing.Store(&trouble)
+			s.setReadable(0)
+			s.log.Error("manifests directory is gone; keeping the mesh as last read until it returns", "dir", s.dir, "err", err)
+			if parent := filepath.Dir(filepath.Clean(s.dir)); s.parent == "" && w.Add(parent) == nil {
+				s.parent = parent
+			}
+		}
+		return false
+	}
+	if s.missing.Load() != nil {
+		s.missing.Store(nil)
+		s.log.Info("manifests directory is back; reading it again", "dir", s.dir)
+		if root, err := filepath.EvalSymlinks(s.dir); err == nil {
+			s.realRoot = root
+		}
+		if s.parent != "" {
+			_ = w.Remove(s.parent)
+			s.parent = ""
+		}
+		clear(s.skipped)
+		for _, f := range s.files {
+			f.stat = fileStat{} // read everything again
+		}
+	}
+	s.setReadable(1)
+	return true
+}
+
+func (s *Source) setReadable(v float64) {
+	if s.readable != nil {
+		s.readable.Set(v)
 	}
 }
 

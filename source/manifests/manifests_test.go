@@ -351,3 +351,60 @@ func TestFileChangeIsOneBatch(t *testing.T) {
 		t.Error("the restored mesh differs from the original")
 	}
 }
+
+// A directory that disappears leaves the mesh as it was (no deletes go out) and says why it is
+// not ready; when it comes back, it is read again and only the net changes go out.
+func TestDirectoryGoneAndBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"a.yaml": strings.ReplaceAll(brokerAndType, "%TYPE%", "v1")})
+	h.take()
+	before := h.hub.Snapshot().Len()
+	if err := os.RemoveAll(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the source to notice", func() bool { return h.src.Trouble() != nil })
+	time.Sleep(300 * time.Millisecond) // more than a debounce: anything it would send is sent
+	if got := h.take(); len(got) > 0 || h.hub.Snapshot().Len() != before {
+		t.Fatalf("the directory went away and the mesh changed: %q, %d entities (had %d)", got, h.hub.Snapshot().Len(), before)
+	}
+	if !strings.Contains(h.src.Trouble().Error(), "serving the mesh as last read") {
+		t.Errorf("trouble: %v", h.src.Trouble())
+	}
+	h.write("a.yaml", strings.ReplaceAll(brokerAndType, "%TYPE%", "v2"))
+	h.expect("the directory back with an edit", "eventtype updated eventing.knative.dev/EventType/shop/created")
+	if err := h.src.Trouble(); err != nil {
+		t.Errorf("trouble after the directory returned: %v", err)
+	}
+	if n := strings.Count(h.logs.String(), "manifests directory is gone"); n != 1 {
+		t.Errorf("the disappearance was logged %d times", n)
+	}
+}
+
+// A Kubernetes ConfigMap volume: each file is a symlink into ..data, itself a symlink to a
+// timestamped folder that an update replaces atomically. The update is followed.
+func TestConfigMapVolumeUpdates(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	version := func(name, typ string) {
+		h.write(filepath.Join(name, "a.yaml"), strings.ReplaceAll(brokerAndType, "%TYPE%", typ))
+		tmp := filepath.Join(h.dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(h.dir, "..data")); err != nil { // atomic, as the kubelet does
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_02_08_00_00.1", "v1")
+	if err := os.Symlink(filepath.Join("..data", "a.yaml"), filepath.Join(h.dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("the ConfigMap mounted",
+		"eventtype added eventing.knative.dev/EventType/shop/created",
+		"broker added eventing.knative.dev/Broker/shop/orders")
+	version("..2026_12_02_08_05_00.2", "v2")
+	if err := os.RemoveAll(filepath.Join(h.dir, "..2026_12_02_08_00_00.1")); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("the ConfigMap updated", "eventtype updated eventing.knative.dev/EventType/shop/created")
+}

@@ -48,6 +48,19 @@ type options struct {
 	watchers  *Watchers
 	heartbeat time.Duration
 	reauth    time.Duration
+	trouble   func() error
+}
+
+// WithTrouble makes /readyz answer 503 with trouble's error while it has one (a source that
+// cannot read its input; the endpoints go on serving the mesh as last read).
+func WithTrouble(trouble func() error) Option {
+	return func(o *options) error {
+		if trouble == nil {
+			return option.Invalid("trouble", "nil")
+		}
+		o.trouble = trouble
+		return nil
+	}
 }
 
 // DefaultReauthorize is how often a watch stream's caller is authorised again.
@@ -167,6 +180,12 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 		if !h.mesh.Ready() {
 			http.Error(w, "mesh not loaded yet", http.StatusServiceUnavailable)
 			return
+		}
+		if h.trouble != nil {
+			if err := h.trouble(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ok")
 	})

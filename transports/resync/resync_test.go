@@ -3,6 +3,7 @@ package resync
 import (
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -250,5 +251,32 @@ func TestMissesAreJSON(t *testing.T) {
 			t.Errorf("%s %s: %d %q allow %q (%v), want %d with a Problem body and allow %q", tt.method, tt.path,
 				resp.StatusCode, p.Error, resp.Header.Get("Allow"), err, tt.want, tt.allow)
 		}
+	}
+}
+
+// A source in trouble (its directory gone) makes /readyz say why, while the mesh it last
+// read is still served.
+func TestReadyzSaysWhy(t *testing.T) {
+	t.Parallel()
+	h := testkit.Must(hub.New(engine.New("e"), func() bool { return true }))
+	var trouble atomic.Pointer[error]
+	handler := testkit.Must(New(h, WithTrouble(func() error {
+		if p := trouble.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})))
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	if resp, _ := get(t, srv.URL+"/readyz", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz without trouble: %d", resp.StatusCode)
+	}
+	gone := errors.New("manifests directory unreadable")
+	trouble.Store(&gone)
+	if resp, body := get(t, srv.URL+"/readyz", ""); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "unreadable") {
+		t.Errorf("/readyz in trouble: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, srv.URL+"/v1/mesh", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("/v1/mesh in trouble: %d, want the last mesh", resp.StatusCode)
 	}
 }
