@@ -146,8 +146,7 @@ var ErrInvalidObject = errors.New("invalid object")
 // problems lists what the engine had to ignore in the object (an invalid filter, a malformed
 // annotation), each naming the object and field; the rest of the object is applied regardless.
 func (e *Engine) Upsert(u *unstructured.Unstructured) (changes []mesh.Change, problems error) {
-	problems = e.upsert(u)
-	return e.flush(), problems
+	return e.UpsertParsed(Parse(u))
 }
 
 // Delete applies the deletion of the object ref and returns the entity changes it caused.
@@ -160,34 +159,23 @@ func (e *Engine) Delete(ref ObjectRef) []mesh.Change {
 // entity at most once, in its final state. A source hands over one file change or one relist
 // this way, so consumers never see the states in between.
 func (e *Engine) Apply(upserts []*unstructured.Unstructured, deletes []ObjectRef) (changes []mesh.Change, problems error) {
-	for _, ref := range deletes {
-		e.delete(ref)
-	}
-	var errs []error
-	for _, u := range upserts {
-		errs = append(errs, e.upsert(u))
-	}
-	return e.flush(), errors.Join(errs...)
+	return e.ApplyParsed(ParseAll(upserts), deletes)
 }
 
 // Replace makes the engine hold exactly objs: it deletes every object it holds that objs lacks,
 // then upserts objs, and returns the changes as one batch. This is how a relist is applied, so
 // deletions missed while a watch was down still produce their changes.
 func (e *Engine) Replace(objs []*unstructured.Unstructured) (changes []mesh.Change, problems error) {
-	keep := make(map[ObjectRef]struct{}, len(objs))
-	for _, u := range objs {
-		keep[RefOf(u)] = struct{}{}
+	return e.ReplaceParsed(ParseAll(objs))
+}
+
+// ParseAll is Parse of each object.
+func ParseAll(objs []*unstructured.Unstructured) []*Parsed {
+	out := make([]*Parsed, len(objs))
+	for i, u := range objs {
+		out[i] = Parse(u)
 	}
-	for _, ref := range e.objectRefs() {
-		if _, ok := keep[ref]; !ok {
-			e.delete(ref)
-		}
-	}
-	var errs []error
-	for _, u := range objs {
-		errs = append(errs, e.upsert(u))
-	}
-	return e.flush(), errors.Join(errs...)
+	return out
 }
 
 // objectRefs lists every object the engine holds.
@@ -213,11 +201,30 @@ func (e *Engine) objectRefs() []ObjectRef {
 
 func crdRef(name string) ObjectRef { return ObjectRef{GroupCRD, KindCRDObject, "", name} }
 
-func (e *Engine) upsert(u *unstructured.Unstructured) error {
+// Parsed is an object read for the engine. Reading is pure (it touches no engine state), so
+// callers that serialise the engine behind a lock read objects before taking it: a costly
+// filter expression is parsed without holding anyone up.
+type Parsed struct {
+	ref      ObjectRef
+	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
+	id       string // backstage.io/kubernetes-id
+	crd      crdObject
+	meta     objectMeta
+	et       eventTypeObject
+	consumer consumerObject
+	generic  genericObject
+	problems error // what could not be read, naming the object and field
+}
+
+// Parse reads u for Upsert; it is safe for concurrent use.
+func Parse(u *unstructured.Unstructured) *Parsed {
 	ref := RefOf(u)
+	p := &Parsed{ref: ref}
 	if ref.Kind == "" || ref.Name == "" {
-		return fmt.Errorf("%w: apiVersion %q kind %q name %q: kind and metadata.name are required",
+		p.skip = true
+		p.problems = fmt.Errorf("%w: apiVersion %q kind %q name %q: kind and metadata.name are required",
 			ErrInvalidObject, u.GetAPIVersion(), ref.Kind, ref.Name)
+		return p
 	}
 	gk := ref.groupKind()
 	if gk == gkCRD {
@@ -225,30 +232,93 @@ func (e *Engine) upsert(u *unstructured.Unstructured) error {
 		if crd.gk.Group == "" || crd.gk.Kind == "" {
 			crd = crdObject{} // unusable: as if absent
 		}
-		e.setKind(ref.Name, crd)
-		return objectProblem(ref, err)
+		p.crd, p.problems = crd, objectProblem(ref, err)
+		return p
 	}
 	if ref.Namespace == "" {
-		return nil // only CRDs matter among cluster-scoped objects
+		p.skip = true // only CRDs matter among cluster-scoped objects
+		return p
 	}
-	e.setID(ref, u.GetLabels()[LabelBackstageID])
+	p.id = u.GetLabels()[LabelBackstageID]
 	switch gk {
 	case gkBroker:
-		e.upsertBroker(ref, metaOf(u))
+		p.meta = metaOf(u)
 	case gkEventType:
 		et, err := parseEventType(u)
-		e.upsertEventType(ref, et)
-		return objectProblem(ref, err)
+		p.et, p.problems = et, objectProblem(ref, err)
 	case gkTrigger:
 		c, problems := parseTrigger(u)
-		e.upsertConsumer(ref, c)
-		return objectProblem(ref, errors.Join(problems...))
+		p.consumer, p.problems = c, objectProblem(ref, errors.Join(problems...))
 	case gkSubscription:
-		e.upsertConsumer(ref, parseSubscription(u))
+		p.consumer = parseSubscription(u)
 	default:
-		e.upsertGeneric(ref, parseGeneric(u))
+		p.generic = parseGeneric(u)
 	}
-	return nil
+	return p
+}
+
+// Ref is the object the parse is of.
+func (p *Parsed) Ref() ObjectRef { return p.ref }
+
+// apply puts a parsed object into the engine and returns what could not be read of it.
+func (e *Engine) apply(p *Parsed) error {
+	if p.skip {
+		return p.problems
+	}
+	ref := p.ref
+	gk := ref.groupKind()
+	if gk == gkCRD {
+		e.setKind(ref.Name, p.crd)
+		return p.problems
+	}
+	e.setID(ref, p.id)
+	switch gk {
+	case gkBroker:
+		e.upsertBroker(ref, p.meta)
+	case gkEventType:
+		e.upsertEventType(ref, p.et)
+	case gkTrigger, gkSubscription:
+		e.upsertConsumer(ref, p.consumer)
+	default:
+		e.upsertGeneric(ref, p.generic)
+	}
+	return p.problems
+}
+
+// UpsertParsed is Upsert of an object read by Parse.
+func (e *Engine) UpsertParsed(p *Parsed) (changes []mesh.Change, problems error) {
+	problems = e.apply(p)
+	return e.flush(), problems
+}
+
+// ApplyParsed is Apply of objects read by Parse.
+func (e *Engine) ApplyParsed(upserts []*Parsed, deletes []ObjectRef) (changes []mesh.Change, problems error) {
+	for _, ref := range deletes {
+		e.delete(ref)
+	}
+	var errs []error
+	for _, p := range upserts {
+		errs = append(errs, e.apply(p))
+	}
+	return e.flush(), errors.Join(errs...)
+}
+
+// ReplaceParsed is Replace of objects read by Parse.
+func (e *Engine) ReplaceParsed(objs []*Parsed) (changes []mesh.Change, problems error) {
+	keep := make(map[ObjectRef]struct{}, len(objs))
+	for _, p := range objs {
+		keep[p.ref] = struct{}{}
+	}
+	for _, ref := range e.objectRefs() {
+		if _, ok := keep[ref]; !ok {
+			e.delete(ref)
+		}
+	}
+	var errs []error
+	for _, p := range objs {
+		errs = append(errs, e.apply(p))
+	}
+	return e.flush(), errors.Join(errs...)
 }
 
 func objectProblem(ref ObjectRef, err error) error {

@@ -210,7 +210,19 @@ type cesqlFilter struct {
 	idents []string
 }
 
+// MaxCESQLBytes bounds a CESQL expression: parsing time grows with its length (80,000 terms
+// took seconds), and real filters are a few terms.
+const MaxCESQLBytes = 4096
+
 func newCESQLFilter(expression string) (f cesqlFilter, err error) {
+	if len(expression) > MaxCESQLBytes {
+		return cesqlFilter{}, fmt.Errorf("CESQL expression of %d bytes: at most %d are accepted", len(expression), MaxCESQLBytes)
+	}
+	// Lexing first, with errors collected: sdk-go's lexer would print them to stderr.
+	idents, lexErrs := lexCESQL(expression)
+	if len(lexErrs) > 0 {
+		return cesqlFilter{}, fmt.Errorf("invalid CESQL expression %q: %s", expression, strings.Join(lexErrs, "; "))
+	}
 	// sdk-go's parser panics on some malformed input (e.g. "type = ").
 	defer func() {
 		if r := recover(); r != nil {
@@ -221,16 +233,33 @@ func newCESQLFilter(expression string) (f cesqlFilter, err error) {
 	if err != nil {
 		return cesqlFilter{}, fmt.Errorf("invalid CESQL expression %q: %w", expression, err)
 	}
-	return cesqlFilter{expr: expr, idents: cesqlIdentifiers(expression)}, nil
+	return cesqlFilter{expr: expr, idents: idents}, nil
+}
+
+// lexErrors collects a lexer's errors instead of printing them.
+type lexErrors struct {
+	*antlr.DefaultErrorListener
+	errs []string
+}
+
+func (l *lexErrors) SyntaxError(_ antlr.Recognizer, _ any, line, column int, msg string, _ antlr.RecognitionException) {
+	l.errs = append(l.errs, fmt.Sprintf("column %d: %s", column+1, msg))
 }
 
 // cesqlIdentifiers lists the attribute names an expression reads (function names excluded).
 func cesqlIdentifiers(expression string) []string {
+	idents, _ := lexCESQL(expression)
+	return idents
+}
+
+// lexCESQL lists the attribute names an expression reads, and the lexer's errors.
+func lexCESQL(expression string) (idents, errs []string) {
 	in := cesqlparser.NewCaseChangingStream(antlr.NewInputStream(expression), true)
 	lexer := gen.NewCESQLParserLexer(in)
 	lexer.RemoveErrorListeners()
+	collected := &lexErrors{DefaultErrorListener: antlr.NewDefaultErrorListener()}
+	lexer.AddErrorListener(collected)
 	tokens := lexer.GetAllTokens()
-	var idents []string
 	for i, t := range tokens {
 		tt := t.GetTokenType()
 		if tt != gen.CESQLParserLexerIDENTIFIER && tt != gen.CESQLParserLexerIDENTIFIER_WITH_NUMBER {
@@ -241,7 +270,7 @@ func cesqlIdentifiers(expression string) []string {
 		}
 		idents = append(idents, strings.ToLower(t.GetText()))
 	}
-	return idents
+	return idents, collected.errs
 }
 
 func nextVisible(tokens []antlr.Token, i int) antlr.Token {

@@ -295,9 +295,10 @@ func (h *Hub) OnDelete(obj any) {
 // deleted. The initial listing through Replace makes the epoch open with one added event per
 // entity.
 func (h *Hub) Replace(objs []*unstructured.Unstructured) {
+	parsed := engine.ParseAll(objs) // before the lock: filter expressions can be costly to read
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.Replace(objs)
+	changes, problems := h.engine.ReplaceParsed(parsed)
 	h.logProblems(problems)
 	h.emit(changes)
 }
@@ -308,9 +309,10 @@ func (h *Hub) Apply(upserts, deletes []*unstructured.Unstructured) {
 	for i, u := range deletes {
 		refs[i] = engine.RefOf(u)
 	}
+	parsed := engine.ParseAll(upserts)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.Apply(upserts, refs)
+	changes, problems := h.engine.ApplyParsed(parsed, refs)
 	h.logProblems(problems)
 	h.emit(changes)
 }
@@ -335,11 +337,12 @@ func (h *Hub) upsert(obj any) {
 		h.log.Error("hub: object of unexpected type ignored", "type", typeName(obj))
 		return
 	}
+	parsed := engine.Parse(u)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.Upsert(u)
+	changes, problems := h.engine.UpsertParsed(parsed)
 	if problems != nil {
-		h.log.Warn("object partly ignored", "object", engine.RefOf(u).String(), "problems", problems.Error())
+		h.log.Warn("object partly ignored", "object", parsed.Ref().String(), "problems", problems.Error())
 	}
 	h.emit(changes)
 }
