@@ -26,6 +26,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -98,6 +99,8 @@ type Config struct {
 	DeltaLogBytes int64 `json:"deltaLogBytes,omitempty"`
 	// DeltaLogSize is how many recent changes GET /v1/deltas can serve.
 	DeltaLogSize int `json:"deltaLogSize,omitempty"`
+	// MaxWatchers bounds the GET /v1/watch streams served at once.
+	MaxWatchers int `json:"maxWatchers,omitempty"`
 
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
 	CEOverrides string `json:"-"`
@@ -136,6 +139,7 @@ func defaults(getenv func(string) string) Config {
 		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"), PodIP: getenv("POD_IP"),
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
 		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
+		MaxWatchers: resync.DefaultMaxWatchers,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
 		RetryPeriod: Duration(DefaultRetryPeriod),
 	}
@@ -230,6 +234,7 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials `file`")
 	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
 	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
+	fs.IntVar(&c.MaxWatchers, "max-watchers", c.MaxWatchers, "GET /v1/watch streams served at once (more get 503)")
 	fs.Int64Var(&c.DeltaLogBytes, "delta-log-bytes", c.DeltaLogBytes, "bytes of recent changes kept for GET /v1/deltas and the transports")
 	return fs
 }
@@ -332,6 +337,7 @@ func (c *Config) validate() error {
 		{fmt.Sprintf("--advertise-url %q", c.AdvertiseURL), c.AdvertiseURL == "", func() error { return checkAdvertiseURL(c.AdvertiseURL) }},
 		{"--log-level", false, func() error { _, err := c.Level(); return err }},
 		{"--delta-log-size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
+		{"--max-watchers", false, func() error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
 		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
 		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},

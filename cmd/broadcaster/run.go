@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return err
 	}
-	watchers, err := resync.NewWatchers(enc, resync.WithWatchLogger(log))
+	watchers, err := resync.NewWatchers(enc, resync.WithWatchLogger(log), resync.WithMaxWatchers(cfg.MaxWatchers))
 	if err != nil {
 		return err
 	}

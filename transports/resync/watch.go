@@ -24,6 +24,7 @@ import (
 // engine or the other watchers.
 type Watchers struct {
 	buffer  int
+	max     int // connections served at once; more are refused
 	encoder *codec.Encoder
 	log     *slog.Logger
 
@@ -63,8 +64,8 @@ type frame struct {
 }
 
 type watchersOptions struct {
-	buffer int
-	log    *slog.Logger
+	buffer, max int
+	log         *slog.Logger
 }
 
 // WatchersOption configures Watchers.
@@ -72,6 +73,16 @@ type WatchersOption = option.Func[watchersOptions]
 
 // DefaultWatchBuffer is how many batches of changes a watcher may lag by before it is cut off.
 const DefaultWatchBuffer = 4096
+
+// DefaultMaxWatchers bounds the watch streams served at once (each costs a goroutine, its
+// buffer and a connection).
+const DefaultMaxWatchers = 1000
+
+// WithMaxWatchers serves at most n watch streams at once; more are answered 503 with
+// Retry-After.
+func WithMaxWatchers(n int) WatchersOption {
+	return func(o *watchersOptions) (err error) { o.max, err = option.Positive("max watchers", n); return err }
+}
 
 // WithWatchBuffer lets each watcher lag by n batches of changes before it is cut off.
 func WithWatchBuffer(n int) WatchersOption {
@@ -86,14 +97,14 @@ func WithWatchLogger(l *slog.Logger) WatchersOption {
 // NewWatchers returns the fan-out of GET /v1/watch; each change is encoded once with enc,
 // whatever the number of watchers. Defaults: DefaultWatchBuffer, no logging.
 func NewWatchers(enc *codec.Encoder, opts ...WatchersOption) (*Watchers, error) {
-	o := watchersOptions{buffer: DefaultWatchBuffer, log: option.Discard()}
+	o := watchersOptions{buffer: DefaultWatchBuffer, max: DefaultMaxWatchers, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
 	if enc == nil {
 		return nil, option.Invalid("encoder", "nil")
 	}
-	return &Watchers{buffer: o.buffer, encoder: enc, log: o.log, conns: map[*watcher]struct{}{},
+	return &Watchers{buffer: o.buffer, max: o.max, encoder: enc, log: o.log, conns: map[*watcher]struct{}{},
 		closing: make(chan struct{})}, nil
 }
 
@@ -175,11 +186,15 @@ func (ws *Watchers) Len() int {
 	return len(ws.conns)
 }
 
+// add registers a watcher; nil when as many as allowed are connected.
 func (ws *Watchers) add() *watcher {
-	w := &watcher{frames: make(chan []frame, ws.buffer), cut: make(chan struct{})}
 	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if len(ws.conns) >= ws.max {
+		return nil
+	}
+	w := &watcher{frames: make(chan []frame, ws.buffer), cut: make(chan struct{})}
 	ws.conns[w] = struct{}{}
-	ws.mu.Unlock()
 	return w
 }
 
@@ -201,6 +216,11 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	}
 	// Register first: every change after the snapshot (or the resume point) is then in w.frames.
 	w := h.watchers.add()
+	if w == nil {
+		rw.Header().Set("Retry-After", "5")
+		writeError(rw, http.StatusServiceUnavailable, fmt.Sprintf("too many watch streams (%d); try again later, or take a snapshot", h.watchers.max))
+		return
+	}
 	defer h.watchers.remove(w)
 	rw.Header().Set("Content-Type", "text/event-stream")
 	rw.Header().Set("Cache-Control", "no-cache")

@@ -29,12 +29,12 @@ type watchServer struct {
 	n        atomic.Int64
 }
 
-func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration) *watchServer {
+func newWatchServer(t *testing.T, buffer int, heartbeat time.Duration, opts ...WatchersOption) *watchServer {
 	t.Helper()
 	ws := &watchServer{hub: testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))}
 	deltaLog, _ := changelog.New("ep", changelog.WithMaxChanges(100000))
 	enc, _ := codec.NewEncoder("")
-	ws.watchers, _ = NewWatchers(enc, WithWatchBuffer(buffer))
+	ws.watchers = testkit.Must(NewWatchers(enc, append([]WatchersOption{WithWatchBuffer(buffer)}, opts...)...))
 	ws.hub.Listen(deltaLog.Append)
 	ws.hub.Listen(ws.watchers.Publish)
 	h, err := New(ws.hub, WithDeltaLog(deltaLog, enc), WithWatch(ws.watchers, heartbeat))
@@ -213,5 +213,25 @@ func TestSlowWatcherIsCutOff(t *testing.T) {
 	}
 	if lastType != "cutoff" {
 		t.Fatalf("slow watcher's last event is %q, want cutoff", lastType)
+	}
+}
+
+// Beyond the cap a watch is refused with 503 and Retry-After, and the streams under it go on.
+func TestWatchersBeyondTheCapAreRefused(t *testing.T) {
+	t.Parallel()
+	ws := newWatchServer(t, 64, time.Hour, WithMaxWatchers(2))
+	ws.add(1)
+	first, second := open(t, ws.url, ""), open(t, ws.url, "")
+	testkit.Eventually(t, "two watchers", 5*time.Second, func() bool { return ws.watchers.Len() == 2 })
+	resp, body := get(t, ws.url+"/v1/watch", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "too many watch streams") {
+		t.Errorf("a third watcher: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	ws.add(1)
+	for _, r := range []*http.Response{first, second} {
+		got := collect(t, r, func(evs []consumer.SSEEvent) bool { return len(evs) == 2 })
+		if got[1].Type != "delta" || got[1].ID != "2" {
+			t.Errorf("a watcher under the cap got %s %s", got[1].Type, got[1].ID)
+		}
 	}
 }
