@@ -139,7 +139,7 @@ func defaults(getenv func(string) string) Config {
 		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"), PodIP: getenv("POD_IP"),
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
 		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
-		MaxWatchers: resync.DefaultMaxWatchers,
+		MaxWatchers:   resync.DefaultMaxWatchers,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
 		RetryPeriod: Duration(DefaultRetryPeriod),
 	}
