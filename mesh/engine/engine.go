@@ -260,6 +260,9 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 // Ref is the object the parse is of.
 func (p *Parsed) Ref() ObjectRef { return p.ref }
 
+// Problems is what could not be read of the object (nil: everything), naming the fields.
+func (p *Parsed) Problems() error { return p.problems }
+
 // apply puts a parsed object into the engine and returns what could not be read of it.
 func (e *Engine) apply(p *Parsed) error {
 	if p.skip {

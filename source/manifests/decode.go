@@ -38,17 +38,38 @@ var clusterScoped = map[string]bool{
 	"CustomResourceDefinition": true, "Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
 }
 
+// InvalidObjects lists the objects of a stream that were left out, each with its line; the
+// stream's other objects are valid.
+type InvalidObjects []*SyntaxError
+
+func (e InvalidObjects) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
 // Decode reads every object of a YAML or JSON stream: several documents separated by ---, and
 // the items of any kind: List. Values keep Kubernetes' YAML reading: timestamps and other
-// special scalars stay strings, integers are int64. The first error stops decoding and names
-// its line.
+// special scalars stay strings, integers are int64.
+//
+// An object that is not valid (as the API server would judge it: names, required fields, label
+// syntax, sizes) is left out: the others are returned with an InvalidObjects error naming
+// every one left out and its line. A stream that cannot be read (YAML syntax, or beyond the
+// expansion bounds) returns no objects and a *SyntaxError.
 func Decode(data []byte) ([]Object, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
+	w := &walker{budget: maxNodes, bytes: maxExpandedBytes} // one budget for the whole file
 	var objects []Object
+	var invalid InvalidObjects
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
+			if len(invalid) > 0 {
+				return objects, invalid
+			}
 			return objects, nil
 		}
 		if err != nil {
@@ -61,48 +82,57 @@ func Decode(data []byte) ([]Object, error) {
 		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 			continue // "---" followed by nothing but comments
 		}
-		objs, err := documentObjects(root)
+		objs, errs, err := w.documentObjects(root)
 		if err != nil {
 			return nil, err
 		}
 		objects = append(objects, objs...)
+		invalid = append(invalid, errs...)
 	}
 }
 
-func documentObjects(root *yaml.Node) ([]Object, error) {
-	v, err := value(root)
-	if err != nil {
-		return nil, err
+// documentObjects reads one document's objects, and the errors of those left out; err is a
+// document that cannot be read at all (beyond the bounds: the file is refused).
+func (w *walker) documentObjects(root *yaml.Node) (objects []Object, invalid []*SyntaxError, err error) {
+	v, err := w.value(root)
+	var se *SyntaxError
+	switch {
+	case w.budget < 0 || w.bytes < 0:
+		return nil, nil, err
+	case errors.As(err, &se):
+		return nil, []*SyntaxError{se}, nil
+	case err != nil:
+		return nil, nil, err
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, &SyntaxError{root.Line, fmt.Sprintf("a manifest must be a mapping, not %s", describe(root))}
+		return nil, []*SyntaxError{{root.Line, fmt.Sprintf("a manifest must be a mapping, not %s", describe(root))}}, nil
 	}
 	kind, _ := m["kind"].(string)
 	if items, isList := m["items"]; isList && strings.HasSuffix(kind, "List") {
 		list, ok := items.([]any)
 		itemsNode := mappingValue(root, "items")
 		if !ok || itemsNode == nil || len(itemsNode.Content) != len(list) {
-			return nil, &SyntaxError{root.Line, kind + ": items must be a list"}
+			return nil, []*SyntaxError{{root.Line, kind + ": items must be a list"}}, nil
 		}
-		var objects []Object
 		for i, item := range list {
 			obj, err := object(item, itemsNode.Content[i].Line)
 			if err != nil {
-				return nil, err
+				invalid = append(invalid, err)
+				continue
 			}
 			objects = append(objects, obj)
 		}
-		return objects, nil
+		return objects, invalid, nil
 	}
-	obj, err := object(m, root.Line)
-	if err != nil {
-		return nil, err
+	obj, oerr := object(m, root.Line)
+	if oerr != nil {
+		return nil, []*SyntaxError{oerr}, nil
 	}
-	return []Object{obj}, nil
+	return []Object{obj}, nil, nil
 }
 
-func object(v any, line int) (Object, error) {
+func object(v any, line int) (Object, *SyntaxError) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return Object{}, &SyntaxError{line, fmt.Sprintf("a manifest must be a mapping, not %T", v)}
@@ -138,6 +168,9 @@ func object(v any, line int) (Object, error) {
 			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.%s: %v", kind, name, f, err)}
 		}
 	}
+	if problems := validate(u); len(problems) > 0 {
+		return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: %s", kind, name, strings.Join(problems, "; "))}
+	}
 	return Object{Unstructured: u, Line: line}, nil
 }
 
@@ -158,21 +191,28 @@ func checkStringMap(meta map[string]any, field string) error {
 	return nil
 }
 
-// value converts a YAML node to the JSON-compatible values unstructured objects hold.
-func value(n *yaml.Node) (any, error) {
-	w := walker{budget: maxNodes}
-	return w.value(n)
-}
+// Bounds of one file, aliases expanded: so many values and bytes of strings (a few thousand
+// objects' worth), so aliases cannot multiply a small file into a huge one; and one string,
+// a little below what the API server stores in a whole object.
+const (
+	maxNodes         = 1 << 20
+	maxExpandedBytes = 64 << 20
+	MaxStringBytes   = 1 << 20
+)
 
-// maxNodes bounds the values one document may expand to, so aliases cannot multiply a small
-// file into an exponential one.
-const maxNodes = 1 << 20
-
-type walker struct{ budget int }
+type walker struct{ budget, bytes int }
 
 func (w *walker) value(n *yaml.Node) (any, error) {
 	if w.budget--; w.budget < 0 {
-		return nil, &SyntaxError{n.Line, "document expands to too many values (alias loop or bomb?)"}
+		return nil, &SyntaxError{n.Line, fmt.Sprintf("the file expands to more than %d values (an alias loop or bomb?)", maxNodes)}
+	}
+	if n.Kind == yaml.ScalarNode {
+		if w.bytes -= len(n.Value); w.bytes < 0 {
+			return nil, &SyntaxError{n.Line, fmt.Sprintf("the file expands to more than %d bytes of strings (aliases of long strings?)", maxExpandedBytes)}
+		}
+		if len(n.Value) > MaxStringBytes {
+			return nil, &SyntaxError{n.Line, fmt.Sprintf("a string of %d bytes: at most %d are accepted", len(n.Value), MaxStringBytes)}
+		}
 	}
 	switch n.Kind {
 	case yaml.AliasNode:

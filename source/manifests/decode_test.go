@@ -2,8 +2,11 @@ package manifests
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,7 +81,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"non-string key", "apiVersion: v1\nkind: S\nmetadata: {name: a}\nspec: {[1]: x}\n", "line 4: mapping keys must be strings"},
 		{"list items", "apiVersion: v1\nkind: List\nitems: {a: b}\n", "List: items must be a list"},
 		{"bad list item", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: S\n", "line 4: S: metadata.name is required"},
-		{"alias bomb", bomb(), "too many values"},
+		{"alias bomb", bomb(), "expands to more than 1048576 values"},
 		{"name MQTT cannot carry", "apiVersion: v1\nkind: S\nmetadata: {name: 'wild#card+name'}\n", `line 1: S "wild#card+name": metadata.name: a lowercase RFC 1123 subdomain`},
 		{"name with capitals", "apiVersion: v1\nkind: S\nmetadata: {name: Orders}\n", `S "Orders": metadata.name`},
 		{"namespace with a dot", "apiVersion: v1\nkind: S\nmetadata: {name: a, namespace: a.b}\n", `S a: metadata.namespace "a.b": must not contain dots`},
@@ -124,8 +127,17 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: S, metadata: {name: a}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, err := Decode(data)
-		if err != nil {
+		var invalid InvalidObjects
+		if err != nil && !errors.As(err, &invalid) {
+			if objs != nil {
+				t.Fatalf("objects returned with a stream error: %v", err)
+			}
 			return
+		}
+		for _, e := range invalid {
+			if e.Line < 1 {
+				t.Fatalf("an invalid object without its line: %v", e)
+			}
 		}
 		for _, o := range objs {
 			if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" || o.Line < 1 {
@@ -145,4 +157,115 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A file's invalid objects are left out, each reported with its line and every problem it
+// has, while its valid objects are read.
+func TestInvalidObjectsAreLeftOutAndAllReported(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", MaxStringBytes+1)
+	input := `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: good, namespace: shop}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: no-broker, namespace: shop}
+spec: {subscriber: {uri: "http://x"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: spec-text, namespace: shop}
+spec: "hello"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: UPPER_case, namespace: shop}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: labelled, namespace: shop, labels: {team: "not a label value!"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: huge, namespace: shop, annotations: {a: "` + long + `"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: bad-filter, namespace: shop}
+spec: {broker: b, subscriber: {uri: "http://x"}, filters: [{cesql: "type = "}]}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: no-channel, namespace: shop}
+spec: {}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: good, namespace: shop}
+spec: {broker: good, subscriber: {uri: "http://x"}}
+`
+	objs, err := Decode([]byte(input))
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+"/"+o.GetName())
+	}
+	if want := []string{"Broker/good", "Trigger/good"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("valid objects %q, want %q", got, want)
+	}
+	var invalid InvalidObjects
+	if !errors.As(err, &invalid) {
+		t.Fatalf("error %v, want InvalidObjects", err)
+	}
+	want := []string{
+		"line 5: Trigger no-broker: spec.broker: Required value",
+		"line 10: Broker spec-text: spec: Invalid value: \"hello\": must be an object",
+		"line 15: Broker \"UPPER_case\": metadata.name",
+		"line 19: Broker labelled: metadata.labels: Invalid value: \"not a label value!\"",
+		"line 25: a string of 1048577 bytes",
+		"line 27: Trigger bad-filter: spec: Invalid value: \"filters\"",
+		"line 32: Subscription no-channel: spec.channel: Required value",
+	}
+	if len(invalid) != len(want) {
+		t.Fatalf("%d invalid objects, want %d: %v", len(invalid), len(want), invalid)
+	}
+	for i, w := range want {
+		if !strings.Contains(invalid[i].Error(), w) {
+			t.Errorf("invalid object %d: %q, want it to contain %q", i, invalid[i].Error(), w)
+		}
+	}
+}
+
+// The expansion budget is the file's, not each document's: many documents each under a
+// document's share cannot add up to gigabytes. Aliases of a long string count their bytes.
+func TestExpansionBoundedPerFile(t *testing.T) {
+	t.Parallel()
+	doc := func(i int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: S\nmetadata: {name: a%d}\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n", i)
+		for j := 1; j < 5; j++ { // 10^5 values per document
+			fmt.Fprintf(&b, "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", j, j, j-1, j-1, j-1, j-1, j-1, j-1, j-1, j-1, j-1, j-1)
+		}
+		return b.String()
+	}
+	var many []string
+	for i := range 60 {
+		many = append(many, doc(i))
+	}
+	longString := "apiVersion: v1\nkind: S\nmetadata: {name: a}\ns: &s " + strings.Repeat("y", 1<<20) +
+		"\nl: [" + strings.Repeat("*s, ", 100) + "*s]\n"
+	for name, input := range map[string]string{"60 documents of 100,000 values": strings.Join(many, "---\n"),
+		"a 1 MiB string aliased 100 times": longString} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		objs, err := Decode([]byte(input))
+		runtime.ReadMemStats(&after)
+		var se *SyntaxError
+		if objs != nil || !errors.As(err, &se) || !strings.Contains(err.Error(), "the file expands to more than") {
+			t.Errorf("%s: %d objects, error %v; want the file refused", name, len(objs), err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 100<<20 {
+			t.Errorf("%s: decoding allocated %d MiB, want under 100", name, grew>>20)
+		}
+	}
 }

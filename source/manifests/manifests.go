@@ -330,6 +330,13 @@ func (s *Source) load(path string, st fileStat) {
 	}
 	f.stat = st
 	objs, err := Decode(data)
+	var invalid InvalidObjects
+	if errors.As(err, &invalid) {
+		for _, e := range invalid { // the file's valid objects are applied; these are kept out
+			s.log.Error("manifest object invalid; left out of the mesh", "file", fmt.Sprintf("%s:%d", s.rel(path), e.Line), "err", e.Msg)
+		}
+		err = nil
+	}
 	if err != nil {
 		f.failed = true
 		kept := "no objects"

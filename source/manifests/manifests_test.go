@@ -408,3 +408,17 @@ func TestConfigMapVolumeUpdates(t *testing.T) {
 	}
 	h.expect("the ConfigMap updated", "eventtype updated eventing.knative.dev/EventType/shop/created")
 }
+
+// An invalid object is kept out and reported with its file and line; the valid objects of the
+// same file are applied.
+func TestInvalidObjectKeptOutOthersApplied(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"mixed.yaml": strings.ReplaceAll(brokerAndType, "%TYPE%", "t") +
+		"---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: lost, namespace: shop}\nspec: {subscriber: {uri: 'http://x'}}\n"})
+	if n := h.hub.Snapshot().Len(); n != 2 {
+		t.Errorf("mesh has %d entities, want the Broker and the EventType", n)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "mixed.yaml:10") || !strings.Contains(logs, "spec.broker: Required value") {
+		t.Errorf("log does not name file, line and problem:\n%s", logs)
+	}
+}
