@@ -18,6 +18,8 @@ const (
 
 	ParamEpoch = "epoch"
 	ParamSince = "since"
+	// ParamLimit bounds the events of one GET /v1/deltas answer (a page).
+	ParamLimit = "limit"
 )
 
 // Headers of the contract.

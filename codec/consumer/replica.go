@@ -99,32 +99,30 @@ func (r *Replica) apply(c mesh.Change) {
 	r.seq = c.Sequence
 }
 
-// catchUp fills a gap from the delta log when the snapshotter offers one; false when it
-// could not (no log, the changes expired, or they have not reached it yet), so resync.
+// catchUp fills a gap from the delta log when the snapshotter offers one, a page at a time;
+// false when it could not (no log, the changes expired, or they have not reached it yet), so
+// resync.
 func (r *Replica) catchUp(ctx context.Context, c mesh.Change) bool {
 	catcher, ok := r.snapshots.(Catcher)
 	if !ok {
 		return false
 	}
-	missed, err := catcher.Deltas(ctx, r.epoch, r.seq)
-	if err != nil {
-		return false
-	}
-	for _, m := range missed {
-		if m.Epoch != r.epoch || m.Sequence != r.seq+1 {
-			return false // not what was asked for: start over from a snapshot
+	for r.seq+1 < c.Sequence {
+		missed, err := catcher.Deltas(ctx, r.epoch, r.seq)
+		if err != nil || len(missed) == 0 {
+			return false
 		}
-		r.apply(m)
-		if m.Sequence == c.Sequence {
-			break
+		for _, m := range missed {
+			if m.Epoch != r.epoch || m.Sequence != r.seq+1 {
+				return false // not what was asked for: start over from a snapshot
+			}
+			if m.Sequence >= c.Sequence {
+				break
+			}
+			r.apply(m)
 		}
 	}
-	if r.seq+1 == c.Sequence {
-		r.apply(c)
-	}
-	if r.seq < c.Sequence {
-		return false
-	}
+	r.apply(c)
 	r.catchUps++
 	return true
 }

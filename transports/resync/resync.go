@@ -1,6 +1,7 @@
 package resync
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -49,6 +50,13 @@ type options struct {
 	heartbeat time.Duration
 	reauth    time.Duration
 	trouble   func() error
+	page      int // the most events of one GET /v1/deltas answer
+}
+
+// WithDeltasPage answers GET /v1/deltas with at most n events (the caller asks again from the
+// last one); ?limit= may ask for fewer.
+func WithDeltasPage(n int) Option {
+	return func(o *options) (err error) { o.page, err = option.Positive("deltas page", n); return err }
 }
 
 // WithTrouble makes /readyz answer 503 with trouble's error while it has one (a source that
@@ -148,7 +156,7 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // WithAuthorizer), and beside them /healthz and /readyz, which need no token.
 // Defaults: open endpoints, no logging, no /v1/deltas or /v1/watch.
 func New(m Mesh, opts ...Option) (*Handler, error) {
-	o := options{log: option.Discard(), reauth: DefaultReauthorize}
+	o := options{log: option.Discard(), reauth: DefaultReauthorize, page: DefaultDeltasPage}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
@@ -358,6 +366,13 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "want ?epoch=E&since=N (N a sequence number)")
 		return
 	}
+	limit := h.page
+	if text := q.Get(mesh.ParamLimit); text != "" {
+		if limit, err = strconv.Atoi(text); err != nil || limit < 1 || limit > h.page {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1..%d", text, h.page))
+			return
+		}
+	}
 	changes, last, err := h.deltas.Since(epoch, since)
 	switch {
 	case errors.Is(err, changelog.ErrOtherEpoch), errors.Is(err, changelog.ErrExpired):
@@ -368,26 +383,34 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body := make([]byte, 0, 512*len(changes)+2)
-	body = append(body, '[')
-	for i, c := range changes {
-		ev, err := h.encoder.Structured(c)
-		if err != nil {
-			h.log.Error("delta log: change does not encode", "change", c.String(), "err", err)
-			writeError(w, http.StatusInternalServerError, "a change does not encode")
-			return
-		}
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, ev...)
+	if len(changes) > limit { // a page: the caller asks again from its last sequence
+		changes = changes[:limit]
+		last = changes[len(changes)-1].Sequence
 	}
-	body = append(body, ']')
 	w.Header().Set("Content-Type", mesh.ContentTypeBatch)
 	w.Header().Set(mesh.HeaderEpoch, epoch)
 	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(last, 10))
-	w.Write(body)
+	// Streamed, each event encoded as it is written: eight readers of a whole log hold a buffer
+	// each, not eight copies of the log as JSON.
+	out := bufio.NewWriterSize(w, 32<<10)
+	out.WriteByte('[')
+	for i, c := range changes {
+		ev, err := h.encoder.Structured(c)
+		if err != nil { // a bug: the log holds only changes that were encoded once already
+			h.log.Error("delta log: change does not encode; response cut short", "change", c.String(), "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(ev)
+	}
+	out.WriteByte(']')
+	out.Flush()
 }
+
+// DefaultDeltasPage is the most events one GET /v1/deltas answers (and the largest ?limit=).
+const DefaultDeltasPage = 10000
 
 func writeGone(w http.ResponseWriter, err error) {
 	reason := mesh.GoneExpired

@@ -2,6 +2,7 @@ package resync
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
@@ -278,5 +280,56 @@ func TestReadyzSaysWhy(t *testing.T) {
 	}
 	if resp, _ := get(t, srv.URL+"/v1/mesh", ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("/v1/mesh in trouble: %d, want the last mesh", resp.StatusCode)
+	}
+}
+
+// GET /v1/deltas answers a page at a time (Mesh-Sequence names its last event), and a
+// consumer catching up over a gap asks page after page.
+func TestDeltasInPages(t *testing.T) {
+	t.Parallel()
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
+	deltaLog := testkit.Must(changelog.New("ep"))
+	h.Listen(deltaLog.Append)
+	enc := testkit.Must(codec.NewEncoder(""))
+	srv := httptest.NewServer(testkit.Must(New(h, WithDeltaLog(deltaLog, enc), WithDeltasPage(4))))
+	defer srv.Close()
+	add := func(from, to int) {
+		for i := from; i < to; i++ {
+			h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+				"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, false)
+		}
+	}
+	add(0, 10)
+	resp, body := get(t, srv.URL+"/v1/deltas?epoch=ep&since=0", "")
+	var page []json.RawMessage
+	if err := json.Unmarshal([]byte(body), &page); err != nil || len(page) != 4 || resp.Header.Get(mesh.HeaderSequence) != "4" {
+		t.Fatalf("first page: %d events, Mesh-Sequence %s, %v", len(page), resp.Header.Get(mesh.HeaderSequence), err)
+	}
+	if resp, body = get(t, srv.URL+"/v1/deltas?epoch=ep&since=4&limit=2", ""); resp.Header.Get(mesh.HeaderSequence) != "6" {
+		t.Errorf("limit=2 from 4: Mesh-Sequence %s: %s", resp.Header.Get(mesh.HeaderSequence), body)
+	}
+	for _, limit := range []string{"0", "5", "x"} {
+		if resp, _ := get(t, srv.URL+"/v1/deltas?epoch=ep&since=0&limit="+limit, ""); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("limit=%s: %d, want 400", limit, resp.StatusCode)
+		}
+	}
+
+	replica := consumer.NewReplica(consumer.HTTPSnapshots(srv.URL, "", nil))
+	if err := replica.Resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	add(10, 21) // a gap of 10 before the 11th: three pages
+	latest := h.Snapshot().Latest()
+	last := latest[len(latest)-1]
+	for _, c := range latest {
+		if c.Sequence == h.Snapshot().Sequence {
+			last = c
+		}
+	}
+	if err := replica.Apply(context.Background(), last); err != nil {
+		t.Fatal(err)
+	}
+	if _, seq := replica.Position(); seq != 21 || replica.CatchUps() != 1 || replica.Resyncs() != 1 {
+		t.Errorf("replica at %d after %d catch-ups and %d resyncs, want 21 after one catch-up over pages", seq, replica.CatchUps(), replica.Resyncs())
 	}
 }
