@@ -176,6 +176,24 @@ func (l *Log) Since(epoch string, after uint64) ([]mesh.Change, uint64, error) {
 	return out, l.last, nil
 }
 
+// Page is Since with at most max changes (max > 0); last is the sequence of the last one
+// returned (= after when there are none).
+func (l *Log) Page(epoch string, after uint64, max int) ([]mesh.Change, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case epoch != l.epoch:
+		return nil, 0, fmt.Errorf("epoch %q: %w (it is %q)", epoch, ErrOtherEpoch, l.epoch)
+	case after > l.last:
+		return nil, 0, fmt.Errorf("since %d: %w (the newest change is %d)", after, ErrAhead, l.last)
+	}
+	out, missed := l.after(after, min(max, int(l.last-after)))
+	if want := min(uint64(max), l.last-after); missed > 0 || uint64(len(out)) != want {
+		return nil, 0, fmt.Errorf("since %d: %w (the log no longer holds the change after it)", after, ErrExpired)
+	}
+	return out, after + uint64(len(out)), nil
+}
+
 // Batch is what a reader gets: changes in order, and what they mean for its position.
 type Batch struct {
 	Changes []mesh.Change

@@ -37,14 +37,16 @@ func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
 	h.Listen(deltaLog.Append)
 	h.Listen(watchers.Publish)
 	handler, _ := New(h, WithDeltaLog(deltaLog, enc), WithWatch(watchers, 15*time.Second))
+	var objs []*unstructured.Unstructured
 	for i := range entities / 11 {
 		ns, broker := fmt.Sprint("ns-", i/10), fmt.Sprint("broker-", i%10)
-		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-			"metadata": map[string]any{"name": broker, "namespace": ns, "labels": map[string]any{"app": "shop"}}}}, false)
+		objs = append(objs, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": broker, "namespace": ns, "labels": map[string]any{"app": "shop"}}}})
 		for j := range 10 {
-			h.OnAdd(eventType(ns, broker, j, "t"), false)
+			objs = append(objs, eventType(ns, broker, j, "t"))
 		}
 	}
+	h.Replace(objs) // the initial listing: the epoch opens with one change per entity
 	srv := httptest.NewServer(handler)
 	b.Cleanup(srv.Close)
 	return h, watchers, srv.URL
@@ -213,4 +215,68 @@ func BenchmarkWatchLoad(b *testing.B) {
 	b.ReportMetric(float64(percentile(lags, 99).Microseconds())/1000, "p99-lag-ms")
 	b.ReportMetric(float64(cut), "cut-off")
 	b.ReportMetric(rss, "RSS-MB")
+}
+
+// BenchmarkDeltasReaders: eight clients read the whole change log of a 50,000-entity mesh at
+// once through GET /v1/deltas, page after page, discarding the bodies. Reports the peak heap
+// beyond the mesh's own while they read (sampled every 5 ms), and the process RSS.
+func BenchmarkDeltasReaders(b *testing.B) {
+	h, _, url := loadServer(b, 50000)
+	epoch, head := h.Snapshot().Epoch, h.Snapshot().Sequence
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	readAll := func() (bytes int64) {
+		for since := uint64(0); since < head; {
+			resp, err := client.Get(fmt.Sprintf("%s/v1/deltas?epoch=%s&since=%d", url, epoch, since))
+			if err != nil {
+				b.Error(err)
+				return bytes
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			bytes += n
+			next, _ := strconv.ParseUint(resp.Header.Get("Mesh-Sequence"), 10, 64)
+			if next <= since {
+				b.Errorf("no progress from %d: %s", since, resp.Status)
+				return bytes
+			}
+			since = next
+		}
+		return bytes
+	}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	b.ResetTimer()
+	for range b.N {
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			var m runtime.MemStats
+			for {
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		var total atomic.Int64
+		for range 8 {
+			wg.Go(func() { total.Add(readAll()) })
+		}
+		wg.Wait()
+		close(stop)
+		<-sampled
+		b.ReportMetric(float64(peak.Load()-min(peak.Load(), base.HeapInuse))/(1<<20), "extra-heap-MB")
+		b.ReportMetric(float64(total.Load())/8/(1<<20), "MB-per-reader")
+	}
+	b.ReportMetric(float64(base.HeapInuse)/(1<<20), "mesh-heap-MB")
+	b.ReportMetric(rssMB(), "RSS-MB")
 }

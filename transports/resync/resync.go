@@ -373,7 +373,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	changes, last, err := h.deltas.Since(epoch, since)
+	changes, last, err := h.deltas.Page(epoch, since, limit)
 	switch {
 	case errors.Is(err, changelog.ErrOtherEpoch), errors.Is(err, changelog.ErrExpired):
 		w.Header().Set(mesh.HeaderEpoch, h.deltas.Epoch())
@@ -382,10 +382,6 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	if len(changes) > limit { // a page: the caller asks again from its last sequence
-		changes = changes[:limit]
-		last = changes[len(changes)-1].Sequence
 	}
 	w.Header().Set("Content-Type", mesh.ContentTypeBatch)
 	w.Header().Set(mesh.HeaderEpoch, epoch)
