@@ -99,8 +99,10 @@ type Config struct {
 	DeltaLogBytes int64 `json:"deltaLogBytes,omitempty"`
 	// DeltaLogSize is how many recent changes GET /v1/deltas can serve.
 	DeltaLogSize int `json:"deltaLogSize,omitempty"`
-	// MaxWatchers bounds the GET /v1/watch streams served at once.
-	MaxWatchers int `json:"maxWatchers,omitempty"`
+	// MaxWatchers bounds the GET /v1/watch streams served at once, in all and per caller
+	// identity (with access control).
+	MaxWatchers            int `json:"maxWatchers,omitempty"`
+	MaxWatchersPerIdentity int `json:"maxWatchersPerIdentity,omitempty"`
 
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
 	CEOverrides string `json:"-"`
@@ -139,7 +141,7 @@ func defaults(getenv func(string) string) Config {
 		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"), PodIP: getenv("POD_IP"),
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
 		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
-		MaxWatchers:   resync.DefaultMaxWatchers,
+		MaxWatchers: resync.DefaultMaxWatchers, MaxWatchersPerIdentity: resync.DefaultMaxWatchersPerIdentity,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
 		RetryPeriod: Duration(DefaultRetryPeriod),
 	}
@@ -235,6 +237,7 @@ func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
 	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
 	fs.IntVar(&c.MaxWatchers, "max-watchers", c.MaxWatchers, "GET /v1/watch streams served at once (more get 503)")
+	fs.IntVar(&c.MaxWatchersPerIdentity, "max-watchers-per-identity", c.MaxWatchersPerIdentity, "GET /v1/watch streams served at once to one caller identity (with tokens)")
 	fs.Int64Var(&c.DeltaLogBytes, "delta-log-bytes", c.DeltaLogBytes, "bytes of recent changes kept for GET /v1/deltas and the transports")
 	return fs
 }
@@ -338,6 +341,7 @@ func (c *Config) validate() error {
 		{"--log-level", false, func() error { _, err := c.Level(); return err }},
 		{"--delta-log-size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
 		{"--max-watchers", false, func() error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
+		{"--max-watchers-per-identity", false, func() error { return option.Check(resync.WithMaxWatchersPerIdentity(c.MaxWatchersPerIdentity)) }},
 		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
 		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},

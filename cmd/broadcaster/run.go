@@ -75,7 +75,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	if err != nil {
 		return err
 	}
-	watchers, err := resync.NewWatchers(enc, resync.WithWatchLogger(log), resync.WithMaxWatchers(cfg.MaxWatchers))
+	watchers, err := resync.NewWatchers(enc, resync.WithWatchLogger(log), resync.WithMaxWatchers(cfg.MaxWatchers),
+		resync.WithMaxWatchersPerIdentity(cfg.MaxWatchersPerIdentity))
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,13 @@ import (
 type Watchers struct {
 	buffer  int
 	max     int // connections served at once; more are refused
+	mine    int // of them, per caller identity
 	encoder *codec.Encoder
 	log     *slog.Logger
 
 	mu    sync.Mutex
 	conns map[*watcher]struct{}
+	per   map[string]int // open streams by caller identity
 
 	closing   chan struct{} // closed by Close: every stream ends
 	closeOnce sync.Once
@@ -41,7 +43,8 @@ type Watchers struct {
 func (ws *Watchers) Close() { ws.closeOnce.Do(func() { close(ws.closing) }) }
 
 type watcher struct {
-	frames chan []frame
+	subject string
+	frames  chan []frame
 	cut    chan struct{} // closed when the watcher fell behind or the stream was reset
 	once   sync.Once
 	why    string // why cut was closed (set before)
@@ -50,7 +53,18 @@ type watcher struct {
 // cutOff ends the watcher's stream with a cutoff event saying why. ws.mu is held.
 func (ws *Watchers) cutOff(w *watcher, why string) {
 	w.once.Do(func() { w.why = why; close(w.cut) })
+	ws.forget(w)
+}
+
+// forget takes w off the connections. ws.mu is held.
+func (ws *Watchers) forget(w *watcher) {
+	if _, ok := ws.conns[w]; !ok {
+		return
+	}
 	delete(ws.conns, w)
+	if ws.per[w.subject]--; ws.per[w.subject] <= 0 {
+		delete(ws.per, w.subject)
+	}
 }
 
 // frame is one change, encoded once as its SSE event for every watcher.
@@ -64,8 +78,8 @@ type frame struct {
 }
 
 type watchersOptions struct {
-	buffer, max int
-	log         *slog.Logger
+	buffer, max, mine int
+	log               *slog.Logger
 }
 
 // WatchersOption configures Watchers.
@@ -77,6 +91,15 @@ const DefaultWatchBuffer = 4096
 // DefaultMaxWatchers bounds the watch streams served at once (each costs a goroutine, its
 // buffer and a connection).
 const DefaultMaxWatchers = 1000
+
+// DefaultMaxWatchersPerIdentity bounds the watch streams of one caller identity (with access
+// control), so one caller cannot take every stream.
+const DefaultMaxWatchersPerIdentity = 100
+
+// WithMaxWatchersPerIdentity serves at most n watch streams at once to one caller identity.
+func WithMaxWatchersPerIdentity(n int) WatchersOption {
+	return func(o *watchersOptions) (err error) { o.mine, err = option.Positive("max watchers per identity", n); return err }
+}
 
 // WithMaxWatchers serves at most n watch streams at once; more are answered 503 with
 // Retry-After.
@@ -97,14 +120,14 @@ func WithWatchLogger(l *slog.Logger) WatchersOption {
 // NewWatchers returns the fan-out of GET /v1/watch; each change is encoded once with enc,
 // whatever the number of watchers. Defaults: DefaultWatchBuffer, no logging.
 func NewWatchers(enc *codec.Encoder, opts ...WatchersOption) (*Watchers, error) {
-	o := watchersOptions{buffer: DefaultWatchBuffer, max: DefaultMaxWatchers, log: option.Discard()}
+	o := watchersOptions{buffer: DefaultWatchBuffer, max: DefaultMaxWatchers, mine: DefaultMaxWatchersPerIdentity, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
 	if enc == nil {
 		return nil, option.Invalid("encoder", "nil")
 	}
-	return &Watchers{buffer: o.buffer, max: o.max, encoder: enc, log: o.log, conns: map[*watcher]struct{}{},
+	return &Watchers{buffer: o.buffer, max: o.max, mine: o.mine, encoder: enc, log: o.log, conns: map[*watcher]struct{}{}, per: map[string]int{},
 		closing: make(chan struct{})}, nil
 }
 
@@ -186,21 +209,26 @@ func (ws *Watchers) Len() int {
 	return len(ws.conns)
 }
 
-// add registers a watcher; nil when as many as allowed are connected.
-func (ws *Watchers) add() *watcher {
+// add registers a watcher of subject ("": no access control); nil and why when as many as
+// allowed are connected, in all or for subject.
+func (ws *Watchers) add(subject string) (*watcher, string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if len(ws.conns) >= ws.max {
-		return nil
+	switch {
+	case len(ws.conns) >= ws.max:
+		return nil, fmt.Sprintf("too many watch streams (%d); try again later, or take a snapshot", ws.max)
+	case subject != "" && ws.per[subject] >= ws.mine:
+		return nil, fmt.Sprintf("too many watch streams for %s (%d); close some, or try again later", subject, ws.mine)
 	}
-	w := &watcher{frames: make(chan []frame, ws.buffer), cut: make(chan struct{})}
+	w := &watcher{subject: subject, frames: make(chan []frame, ws.buffer), cut: make(chan struct{})}
 	ws.conns[w] = struct{}{}
-	return w
+	ws.per[subject]++
+	return w, ""
 }
 
 func (ws *Watchers) remove(w *watcher) {
 	ws.mu.Lock()
-	delete(ws.conns, w)
+	ws.forget(w)
 	ws.mu.Unlock()
 }
 
@@ -215,10 +243,10 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Register first: every change after the snapshot (or the resume point) is then in w.frames.
-	w := h.watchers.add()
+	w, refused := h.watchers.add(auth.FromRequest(r).Subject)
 	if w == nil {
 		rw.Header().Set("Retry-After", "5")
-		writeError(rw, http.StatusServiceUnavailable, fmt.Sprintf("too many watch streams (%d); try again later, or take a snapshot", h.watchers.max))
+		writeError(rw, http.StatusServiceUnavailable, refused)
 		return
 	}
 	defer h.watchers.remove(w)

@@ -20,6 +20,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
 type watchServer struct {
@@ -233,5 +234,40 @@ func TestWatchersBeyondTheCapAreRefused(t *testing.T) {
 		if got[1].Type != "delta" || got[1].ID != "2" {
 			t.Errorf("a watcher under the cap got %s %s", got[1].Type, got[1].ID)
 		}
+	}
+}
+
+// One identity cannot take every stream: beyond its share it is refused, others are not.
+func TestWatchersPerIdentity(t *testing.T) {
+	t.Parallel()
+	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
+	deltaLog := testkit.Must(changelog.New("ep"))
+	enc := testkit.Must(codec.NewEncoder(""))
+	watchers := testkit.Must(NewWatchers(enc, WithMaxWatchersPerIdentity(1)))
+	h.Listen(deltaLog.Append, watchers.Publish)
+	authz := testkit.Must(auth.StaticTokens([]string{"alice", "bob"}))
+	srv := httptest.NewServer(testkit.Must(New(h, WithDeltaLog(deltaLog, enc), WithWatch(watchers, time.Hour), WithAuthorizer(authz))))
+	t.Cleanup(srv.Close) // after the streams' bodies are closed (cleanups run last first)
+	t.Cleanup(watchers.Close)
+	h.Replace(nil)
+	watch := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/watch", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	if resp := watch("alice"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice's first stream: %d", resp.StatusCode)
+	}
+	testkit.Eventually(t, "alice's stream", 5*time.Second, func() bool { return watchers.Len() == 1 })
+	if resp := watch("alice"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("alice's second stream: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := watch("bob"); resp.StatusCode != http.StatusOK {
+		t.Errorf("bob's stream: %d", resp.StatusCode)
 	}
 }
