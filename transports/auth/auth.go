@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"strconv"
 	"bufio"
 	"bytes"
 	"context"
@@ -12,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"

@@ -45,9 +45,9 @@ func (ws *Watchers) Close() { ws.closeOnce.Do(func() { close(ws.closing) }) }
 type watcher struct {
 	subject string
 	frames  chan []frame
-	cut    chan struct{} // closed when the watcher fell behind or the stream was reset
-	once   sync.Once
-	why    string // why cut was closed (set before)
+	cut     chan struct{} // closed when the watcher fell behind or the stream was reset
+	once    sync.Once
+	why     string // why cut was closed (set before)
 }
 
 // cutOff ends the watcher's stream with a cutoff event saying why. ws.mu is held.
@@ -98,7 +98,10 @@ const DefaultMaxWatchersPerIdentity = 100
 
 // WithMaxWatchersPerIdentity serves at most n watch streams at once to one caller identity.
 func WithMaxWatchersPerIdentity(n int) WatchersOption {
-	return func(o *watchersOptions) (err error) { o.mine, err = option.Positive("max watchers per identity", n); return err }
+	return func(o *watchersOptions) (err error) {
+		o.mine, err = option.Positive("max watchers per identity", n)
+		return err
+	}
 }
 
 // WithMaxWatchers serves at most n watch streams at once; more are answered 503 with
