@@ -173,13 +173,13 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	if h.watchers != nil {
 		v1.HandleFunc("GET "+mesh.PathWatch, h.watch)
 	}
-	var guarded = jsonMisses(v1)
+	var guarded = writeDeadline(jsonMisses(v1))
 	if h.authz != nil {
 		guard, err := auth.Middleware(h.authz, h, auth.WithLogger(h.log))
 		if err != nil {
 			return nil, err
 		}
-		guarded = guard(v1)
+		guarded = writeDeadline(guard(v1))
 	}
 	routes := http.NewServeMux()
 	routes.Handle("/v1/", guarded)
@@ -199,6 +199,17 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	})
 	h.routes = jsonMisses(routes)
 	return h, nil
+}
+
+// answerTimeout bounds writing one answer, so a caller that stops reading cannot hold a
+// connection and its goroutine for ever (watch streams push theirs forward as they go).
+const answerTimeout = time.Minute
+
+func writeDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
+		next.ServeHTTP(w, r)
+	})
 }
 
 // jsonMisses answers what mux has no route for (404, and 405 with its Allow header) with a
