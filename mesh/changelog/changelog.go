@@ -2,6 +2,7 @@ package changelog
 
 import (
 	"context"
+	"math"
 	"errors"
 	"fmt"
 	"sync"
@@ -157,23 +158,7 @@ func (l *Log) Head() mesh.Position {
 // Since returns the changes after sequence `after` of epoch, and the sequence of the last one
 // (= after when there are none). It does not wait.
 func (l *Log) Since(epoch string, after uint64) ([]mesh.Change, uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case epoch != l.epoch:
-		return nil, 0, fmt.Errorf("epoch %q: %w (it is %q)", epoch, ErrOtherEpoch, l.epoch)
-	case after > l.last:
-		return nil, 0, fmt.Errorf("since %d: %w (the newest change is %d)", after, ErrAhead, l.last)
-	}
-	out, missed := l.after(after, int(l.last-after))
-	if missed > 0 || uint64(len(out)) != l.last-after {
-		if l.head == len(l.ring) {
-			return nil, 0, fmt.Errorf("since %d: %w (the log starts at %d)", after, ErrExpired, l.last)
-		}
-		return nil, 0, fmt.Errorf("since %d: %w (the oldest change kept after the opening is %d)",
-			after, ErrExpired, l.ring[l.head].change.Sequence)
-	}
-	return out, l.last, nil
+	return l.Page(epoch, after, math.MaxInt)
 }
 
 // Page is Since with at most max changes (max > 0); last is the sequence of the last one
@@ -187,9 +172,14 @@ func (l *Log) Page(epoch string, after uint64, max int) ([]mesh.Change, uint64, 
 	case after > l.last:
 		return nil, 0, fmt.Errorf("since %d: %w (the newest change is %d)", after, ErrAhead, l.last)
 	}
-	out, missed := l.after(after, min(max, int(l.last-after)))
-	if want := min(uint64(max), l.last-after); missed > 0 || uint64(len(out)) != want {
-		return nil, 0, fmt.Errorf("since %d: %w (the log no longer holds the change after it)", after, ErrExpired)
+	want := min(uint64(max), l.last-after)
+	out, missed := l.after(after, int(want))
+	if missed > 0 || uint64(len(out)) != want {
+		if l.head == len(l.ring) {
+			return nil, 0, fmt.Errorf("since %d: %w (the log starts at %d)", after, ErrExpired, l.last)
+		}
+		return nil, 0, fmt.Errorf("since %d: %w (the oldest change kept after the opening is %d)",
+			after, ErrExpired, l.ring[l.head].change.Sequence)
 	}
 	return out, after + uint64(len(out)), nil
 }
