@@ -2,9 +2,9 @@ package changelog
 
 import (
 	"context"
-	"math"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
