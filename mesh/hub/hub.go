@@ -94,18 +94,6 @@ func (h *Hub) Listen(listeners ...Listener) (remove func()) {
 	return h.add(listeners)
 }
 
-// Restart opens a new epoch (engine.Engine.Restart) and emits the whole mesh as its first
-// changes. Listeners given here are added first, under the same lock, so they receive that
-// whole batch and every later one; remove takes them off again.
-func (h *Hub) Restart(epoch string, listeners ...Listener) (remove func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	remove = h.add(listeners)
-	h.opened = false
-	h.emit(h.engine.Restart(epoch))
-	return remove
-}
-
 // add adds listeners under h.mu and returns what removes them.
 func (h *Hub) add(listeners []Listener) (remove func()) {
 	ids := map[int]bool{}

@@ -108,62 +108,39 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 	}
 }
 
-// A restart re-emits the whole mesh in a new epoch to the listeners added with it, and
-// removing them stops their deliveries while the others go on.
-func TestHubRestartAddsListenersForTheWholeEpoch(t *testing.T) {
-	t.Parallel()
-	h := testkit.Must(New(engine.New("e1"), func() bool { return true }))
-	var always, leader []string
-	record := func(into *[]string) Listener {
-		return func(b Batch) {
-			for _, c := range b.Changes {
-				*into = append(*into, c.Epoch+" "+c.String())
-			}
-		}
-	}
-	h.Listen(record(&always))
-	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
-	remove := h.Restart("e2", record(&leader))
-	h.OnAdd(broker("c", nil), false)
-	remove()
-	h.OnAdd(broker("d", nil), false)
-	wantLeader := []string{
-		"e2 #1 broker added eventing.knative.dev/Broker/ns/a",
-		"e2 #2 broker added eventing.knative.dev/Broker/ns/b",
-		"e2 #3 broker added eventing.knative.dev/Broker/ns/c",
-	}
-	if !reflect.DeepEqual(leader, wantLeader) {
-		t.Errorf("restart listener got\n%q\nwant\n%q", leader, wantLeader)
-	}
-	if len(always) != 2+3+1 || always[len(always)-1] != "e2 #4 broker added eventing.knative.dev/Broker/ns/d" {
-		t.Errorf("permanent listener got %q", always)
-	}
-	if s := h.Snapshot(); s.Epoch != "e2" || s.Sequence != 4 || s.Len() != 4 {
-		t.Errorf("snapshot %s #%d with %d entities, want e2 #4 with 4", s.Epoch, s.Sequence, s.Len())
-	}
-}
-
-// The first batch of each epoch says it opens the epoch, however the epoch began: the initial
-// listing, a Restart, or a Restart of an empty mesh followed by the first change.
+// A follower that leads with no sequence space to continue opens an epoch with the whole
+// mesh, and the first batch of each epoch says it opens it, even when the mesh was empty and
+// the epoch's first batch comes later; removing a listener stops its deliveries.
 func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	t.Parallel()
-	h := testkit.Must(New(engine.New("e1"), func() bool { return true }))
-	var got []string
-	h.Listen(func(b Batch) {
-		got = append(got, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
-	})
-	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+	var got, stopped []string
+	record := func(into *[]string) Listener {
+		return func(b Batch) {
+			*into = append(*into, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
+		}
+	}
+	h := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	h.Listen(record(&got))
+	remove := h.Listen(record(&stopped))
+	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}) // kept to itself while following
+	if from, continued := h.Lead("e1", 0); continued || from != (mesh.Position{}) {
+		t.Fatalf("Lead without a sequence space: from %v, continued %v", from, continued)
+	}
 	h.OnAdd(broker("c", nil), false)
-	h.Restart("e2")
+	remove()
 	h.OnDelete(broker("a", nil))
-	h.Replace(nil)
-	h.Restart("e3") // an empty mesh: nothing to emit, so the next batch opens e3
-	h.OnAdd(broker("d", nil), false)
-	h.OnAdd(broker("e", nil), false)
-	want := []string{"e1 opens=true n=2", "e1 opens=false n=1", "e2 opens=true n=3", "e2 opens=false n=1",
-		"e2 opens=false n=2", "e3 opens=true n=1", "e3 opens=false n=1"}
+
+	empty := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	empty.Listen(record(&got))
+	empty.Lead("e2", 0) // an empty mesh: nothing to emit, so the next batch opens e2
+	empty.OnAdd(broker("d", nil), false)
+	empty.OnAdd(broker("e", nil), false)
+	want := []string{"e1 opens=true n=2", "e1 opens=false n=1", "e1 opens=false n=1", "e2 opens=true n=1", "e2 opens=false n=1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches\n got %q\nwant %q", got, want)
+	}
+	if want := want[:2]; !reflect.DeepEqual(stopped, want) {
+		t.Errorf("removed listener got %q, want %q", stopped, want)
 	}
 }
 
