@@ -110,6 +110,8 @@ type Source struct {
 	subscribers map[engine.ObjectRef]engine.GroupKind // Trigger/Subscription → its subscriber's kind
 	wanted      map[engine.GroupKind]int              // subscriber kind → references
 	unserved    map[engine.GroupKind]bool             // kinds wanted but not served by the cluster
+	batch       changeBatch                           // live changes of the burst under way
+	more        chan struct{}                         // a live change joined the batch
 }
 
 type nsName struct{ namespace, name string }
@@ -195,6 +197,14 @@ func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
 		return errors.New("kube source: Run called twice")
 	}
 	s.ctx, s.handler = ctx, h
+	if bh, ok := h.(source.BatchHandler); ok {
+		s.more = make(chan struct{}, 1)
+		s.running.Add(1)
+		go func() {
+			defer s.running.Done()
+			s.flushBursts(ctx, bh)
+		}()
+	}
 	s.start(gkCRD, watchSpec{resource: crdResource})
 	s.mu.Unlock()
 	// Load discovery while the CRDs list, so resolving the first built-in subscriber kind
@@ -306,6 +316,14 @@ func (s *Source) hand(gk engine.GroupKind, u *unstructured.Unstructured, deleted
 			delete(s.initial, engine.RefOf(u))
 		} else {
 			s.initial[engine.RefOf(u)] = u
+		}
+		return
+	}
+	if s.more != nil { // a batch handler: the burst goes over as one batch
+		s.batch.put(u, deleted)
+		select {
+		case s.more <- struct{}{}:
+		default:
 		}
 		return
 	}
