@@ -170,17 +170,18 @@ func (f *Follower) handedOver() bool {
 	return h.Epoch != "" && h == f.target.Position()
 }
 
-// halt ends the current follow and waits for it. f.mu is held; the follow never takes it
-// while stopping.
+// halt ends the current follow and waits for it. f.mu is held, and let go while waiting (the
+// follow takes it as it stops); it returns when no follow runs, whatever another caller
+// started meanwhile.
 func (f *Follower) halt() {
-	if f.stop == nil {
-		return
+	for f.stop != nil {
+		stop, stopped := f.stop, f.stopped
+		f.stop, f.stopped = nil, nil
+		stop()
+		f.mu.Unlock()
+		<-stopped
+		f.mu.Lock()
 	}
-	f.stop()
-	f.mu.Unlock()
-	<-f.stopped
-	f.mu.Lock()
-	f.stop, f.stopped = nil, nil
 }
 
 // restart follows f.leader afresh, if there is one to follow. f.mu is held.
