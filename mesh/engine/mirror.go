@@ -35,6 +35,18 @@ type SnapshotJSON struct {
 	} `json:"mesh"`
 }
 
+// Raw is the snapshot as a follower receives it: each entity's JSON in its list.
+func (s Snapshot) Raw() SnapshotJSON {
+	raw := SnapshotJSON{Epoch: s.Epoch, Sequence: s.Sequence}
+	lists := [...]*[]json.RawMessage{mesh.KindBroker: &raw.Mesh.Brokers, mesh.KindEventType: &raw.Mesh.EventTypes,
+		mesh.KindSource: &raw.Mesh.Sources, mesh.KindSubscribable: &raw.Mesh.Subscribables}
+	s.Each(func(en Entity) bool {
+		*lists[en.Kind] = append(*lists[en.Kind], en.JSON)
+		return true
+	})
+	return raw
+}
+
 // NewMirror loads a snapshot. A snapshot does not say which change made each entity, so
 // every entity counts as added by the snapshot's last change.
 func NewMirror(s SnapshotJSON) (*Mirror, error) {

@@ -32,6 +32,11 @@ func TestContinueAnotherReplicasSequenceSpace(t *testing.T) {
 			mark := g.rnd.IntN(len(shared))
 			leaderChanges := feed(leader, shared[:mark])
 			mirror := mirrorOfJSON(t, leader.Snapshot())
+			if raw, err := NewMirror(leader.Snapshot().Raw()); err != nil {
+				t.Fatal(err)
+			} else {
+				sameEntities(t, "a mirror of Raw against one of the wire form", raw.Snapshot(), mirror.Snapshot(), true)
+			}
 			for _, c := range feed(leader, shared[mark:]) { // the leader goes on; the follower hears it
 				if err := mirror.Apply(c); err != nil {
 					t.Fatal(err)

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -144,23 +143,6 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	}
 }
 
-// snapshotJSON is s as a follower receives it.
-func snapshotJSON(t *testing.T, s engine.Snapshot) engine.SnapshotJSON {
-	t.Helper()
-	var buf bytes.Buffer
-	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
-	buf.WriteString(head)
-	if err := s.WriteEventMesh(&buf); err != nil {
-		t.Fatal(err)
-	}
-	buf.WriteString(tail)
-	var out engine.SnapshotJSON
-	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // A follower serves the leader's sequence space and keeps its engine's changes to itself;
 // when it leads, it continues that space with only what differs, and after Stop it emits
 // nothing.
@@ -185,7 +167,7 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	if follower.Ready() || follower.Snapshot().Len() != 0 {
 		t.Fatalf("a follower without the leader's snapshot serves %d entities (ready %v)", follower.Snapshot().Len(), follower.Ready())
 	}
-	if err := follower.Load(snapshotJSON(t, leader.Snapshot())); err != nil {
+	if err := follower.Load(leader.Snapshot().Raw()); err != nil {
 		t.Fatal(err)
 	}
 	leader.OnAdd(broker("d", nil), false)

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
@@ -106,7 +105,7 @@ func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	follower.hub.Follow()
 	// ...while the other, leading again after a crash, skips ahead in the same epoch.
 	leader.hub.Follow()
-	if err := leader.hub.Load(snapshotOf(t, leader)); err != nil {
+	if err := leader.hub.Load(leader.hub.Snapshot().Raw()); err != nil {
 		t.Fatal(err)
 	}
 	leader.hub.Lead("unused", 1000)
@@ -116,19 +115,4 @@ func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	if got := follower.hub.Position(); got.Sequence < 1000 {
 		t.Errorf("the follower is at %v", got)
 	}
-}
-
-// snapshotOf is r's served mesh as a follower receives it.
-func snapshotOf(t *testing.T, r *replica) engine.SnapshotJSON {
-	t.Helper()
-	s := r.hub.Snapshot()
-	var raw engine.SnapshotJSON
-	raw.Epoch, raw.Sequence = s.Epoch, s.Sequence
-	s.Each(func(en engine.Entity) bool {
-		if en.Kind == mesh.KindBroker {
-			raw.Mesh.Brokers = append(raw.Mesh.Brokers, en.JSON)
-		}
-		return true
-	})
-	return raw
 }
