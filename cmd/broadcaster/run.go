@@ -149,7 +149,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {
-		follower, err := newFollower(cfg, cluster, meshHub, log)
+		follower, err := newFollower(cfg, cluster, meshHub, log, registry)
 		if err != nil {
 			ln.Close()
 			return err
@@ -211,7 +211,7 @@ type clusterClients struct {
 
 // newFollower replicates the leader's sequence space into h, presenting the broadcaster's
 // own token and trusting the system's and --ca-file's CAs.
-func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *slog.Logger) (*follow.Follower, error) {
+func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *slog.Logger, metrics prometheus.Registerer) (*follow.Follower, error) {
 	tlsConfig, err := cfg.TLS()
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
@@ -222,7 +222,7 @@ func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *sl
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment,
 		ResponseHeaderTimeout: 30 * time.Second, IdleConnTimeout: time.Minute}}
-	return follow.New(h, follow.WithClient(client), follow.WithToken(cluster.token), follow.WithLogger(log))
+	return follow.New(h, follow.WithClient(client), follow.WithToken(cluster.token), follow.WithLogger(log), follow.WithMetrics(metrics))
 }
 
 // openSource returns the manifests or cluster source; for a cluster also the clients for

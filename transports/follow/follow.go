@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
@@ -34,9 +36,42 @@ type Target interface {
 }
 
 type options struct {
-	client *http.Client
-	token  func() (string, error)
-	log    *slog.Logger
+	client  *http.Client
+	token   func() (string, error)
+	log     *slog.Logger
+	metrics *metrics
+}
+
+type metrics struct {
+	streaming prometheus.Gauge
+	snapshots prometheus.Counter
+	changes   prometheus.Counter
+}
+
+// WithMetrics registers broadcaster_follow_streaming (1 while the leader's stream flows),
+// broadcaster_follow_snapshots_total and broadcaster_follow_changes_total (what was loaded
+// and replicated).
+func WithMetrics(r prometheus.Registerer) Option {
+	return func(o *options) error {
+		if r == nil {
+			return option.Invalid("metrics", "nil registerer")
+		}
+		m := &metrics{
+			streaming: prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_follow_streaming",
+				Help: "1 while this follower receives the leader's watch stream; 0 while it leads or cannot reach the leader."}),
+			snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_snapshots_total",
+				Help: "Snapshots of the leader's mesh loaded."}),
+			changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_changes_total",
+				Help: "Changes of the leader's sequence space replicated."}),
+		}
+		for _, c := range []prometheus.Collector{m.streaming, m.snapshots, m.changes} {
+			if err := r.Register(c); err != nil {
+				return err
+			}
+		}
+		o.metrics = m
+		return nil
+	}
 }
 
 // Option configures a Follower.
@@ -208,6 +243,9 @@ var errDiverged = errors.New("the leader's stream does not continue what this re
 func (f *Follower) follow(ctx context.Context, leader string) {
 	log := f.log.With("leader", leader)
 	log.Info("following the leader's sequence space")
+	if f.metrics != nil {
+		defer f.metrics.streaming.Set(0)
+	}
 	fresh := false // start from a snapshot rather than the target's position
 	for ctx.Err() == nil {
 		token, err := f.token()
@@ -234,6 +272,9 @@ func (f *Follower) follow(ctx context.Context, leader string) {
 				}
 				if err := f.target.Replicate(c); err != nil {
 					return fmt.Errorf("%w: %w", errDiverged, err)
+				}
+				if f.metrics != nil {
+					f.metrics.changes.Inc()
 				}
 				return nil
 			},
@@ -283,6 +324,9 @@ func (f *Follower) setBroken(broken bool) {
 	f.mu.Lock()
 	f.broken = broken
 	f.mu.Unlock()
+	if f.metrics != nil {
+		f.metrics.streaming.Set(map[bool]float64{false: 1, true: 0}[broken])
+	}
 }
 
 func (f *Follower) load(log *slog.Logger, data []byte) error {
@@ -292,6 +336,9 @@ func (f *Follower) load(log *slog.Logger, data []byte) error {
 	}
 	if err := f.target.Load(s); err != nil {
 		return fmt.Errorf("leader's snapshot: %w", err)
+	}
+	if f.metrics != nil {
+		f.metrics.snapshots.Inc()
 	}
 	log.Info("loaded the leader's snapshot", "epoch", s.Epoch, "sequence", s.Sequence)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // replica is a broadcaster's serving side over real HTTP: hub, change log, watch streams.
@@ -63,7 +64,8 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 			leader := newReplica(t, "lead")
 			leader.hub.Replace([]*unstructured.Unstructured{brokerObject("a"), brokerObject("b")})
 			follower := newReplica(t, "own", hub.Following())
-			f := testkit.Must(New(follower.hub))
+			registry := prometheus.NewRegistry()
+			f := testkit.Must(New(follower.hub, WithMetrics(registry)))
 			ctx := t.Context()
 			go f.Run(ctx)
 			f.SetLeader(leader.url)
@@ -71,6 +73,10 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 			leader.add("c", "d")
 			testkit.Eventually(t, "the follower to follow", 10*time.Second, samePosition(follower, leader))
 
+			if got := counted(t, registry); got["broadcaster_follow_snapshots_total"] != 1 || got["broadcaster_follow_changes_total"] != 2 ||
+				got["broadcaster_follow_streaming"] != 1 {
+				t.Errorf("metrics %v, want one snapshot, two changes, streaming", got)
+			}
 			if clean {
 				leader.hub.Stop()
 				leader.watchers.Close()
@@ -115,4 +121,20 @@ func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	if got := follower.hub.Position(); got.Sequence < 1000 {
 		t.Errorf("the follower is at %v", got)
 	}
+}
+
+// counted reads every gauge and counter of registry by name.
+func counted(t *testing.T, registry *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			out[f.GetName()] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
