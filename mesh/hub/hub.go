@@ -20,8 +20,9 @@ import (
 type Batch struct {
 	Changes []mesh.Change
 	// Opens marks the first batch of an epoch. An epoch opens on the source's initial listing
-	// or on a Restart, so this batch then holds the whole mesh as added changes from meshseq 1;
-	// what a destination kept of earlier epochs and the mesh lacks is stale.
+	// or when a leader finds no sequence space to continue (Lead), so this batch then holds
+	// the whole mesh as added changes from meshseq 1; what a destination kept of earlier
+	// epochs and the mesh lacks is stale.
 	Opens bool
 	// Resets says the sequence space is now at At, with no history before it that this replica
 	// holds: a follower loaded the leader's snapshot, or a new leader skipped numbers after a
@@ -129,6 +130,11 @@ func (h *Hub) Ready() bool {
 func (h *Hub) Snapshot() engine.Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.served()
+}
+
+// served is the mesh served. h.mu is held.
+func (h *Hub) served() engine.Snapshot {
 	if h.following {
 		if h.mirror == nil {
 			return engine.Snapshot{}
@@ -141,10 +147,7 @@ func (h *Hub) Snapshot() engine.Snapshot {
 }
 
 // Position is where the served sequence space is.
-func (h *Hub) Position() mesh.Position {
-	s := h.Snapshot()
-	return mesh.Position{Epoch: s.Epoch, Sequence: s.Sequence}
-}
+func (h *Hub) Position() mesh.Position { return h.Snapshot().Position() }
 
 // Follow makes the hub a follower: from now on it serves what Load, Replicate and Advance
 // bring, and keeps the engine's changes to itself (the engine stays warm for taking over).
@@ -213,8 +216,8 @@ func (h *Hub) Advance(p mesh.Position) {
 // replica's sequence space continues it (engine.Engine.Continue, skipping skip numbers): the
 // first batch holds only what differs between what was published and the engine's mesh.
 // Otherwise, or when the space has used half of the sequence range, it opens epoch with the
-// whole mesh. from is where the served space was before
-// the first batch of the term (zero when an epoch opens).
+// whole mesh. from is where the served space was before the first batch of the term (zero
+// when an epoch opens).
 func (h *Hub) Lead(epoch string, skip uint64) (from mesh.Position, continued bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -249,13 +252,7 @@ func (h *Hub) Stop() mesh.Position {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stopped = true
-	if h.following && h.mirror != nil {
-		return h.mirror.Position()
-	}
-	if h.following {
-		return mesh.Position{}
-	}
-	return h.engine.Snapshot().Position()
+	return h.served().Position()
 }
 
 // OnAdd applies a new object.
