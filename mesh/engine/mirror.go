@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -61,13 +60,12 @@ func NewMirror(s SnapshotJSON) (*Mirror, error) {
 		{mesh.KindSource, s.Mesh.Sources}, {mesh.KindSubscribable, s.Mesh.Subscribables}}
 	for _, l := range lists {
 		for i, raw := range l.entities {
-			key, err := keyOfEntity(l.kind, raw)
+			key, foreign, err := readEntity(l.kind, raw)
 			if err != nil {
 				return nil, fmt.Errorf("snapshot: %s %d: %w", l.kind, i, err)
 			}
-			data := bytes.Clone(raw)
-			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: data, seq: s.Sequence, op: mesh.OpAdded,
-				foreign: foreignJSON(l.kind, data)})
+			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: bytes.Clone(raw), seq: s.Sequence, op: mesh.OpAdded,
+				foreign: foreign})
 		}
 	}
 	return m, nil
@@ -86,27 +84,21 @@ func MirrorOf(s Snapshot) *Mirror {
 	return m
 }
 
-// keyOfEntity reads the key an entity JSON stands for.
-func keyOfEntity(kind mesh.EntityKind, raw json.RawMessage) (mesh.Key, error) {
-	var e struct {
-		Namespace, Name, Group, Kind string
+// readEntity reads the key an entity JSON stands for, and whether it may name another
+// namespace (foreignOf).
+func readEntity(kind mesh.EntityKind, raw json.RawMessage) (key mesh.Key, foreign bool, err error) {
+	v, err := decodeEntity(kind, raw)
+	if err != nil {
+		return mesh.Key{}, false, err
 	}
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return mesh.Key{}, err
+	key = v.(interface{ Key() mesh.Key }).Key()
+	switch {
+	case key.Namespace == "" || key.Name == "":
+		return mesh.Key{}, false, fmt.Errorf("entity without namespace or name")
+	case key.Kind == "":
+		return mesh.Key{}, false, fmt.Errorf("%s/%s: entity without kind", key.Namespace, key.Name)
 	}
-	if e.Namespace == "" || e.Name == "" {
-		return mesh.Key{}, fmt.Errorf("entity without namespace or name")
-	}
-	switch kind {
-	case mesh.KindBroker:
-		return mesh.Key{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject, Namespace: e.Namespace, Name: e.Name}, nil
-	case mesh.KindEventType:
-		return mesh.Key{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject, Namespace: e.Namespace, Name: e.Name}, nil
-	}
-	if e.Kind == "" {
-		return mesh.Key{}, fmt.Errorf("%s/%s: entity without kind", e.Namespace, e.Name)
-	}
-	return mesh.Key{Group: e.Group, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name}, nil
+	return key, foreignOf(v), nil
 }
 
 func (m *Mirror) put(r *record) {
@@ -183,9 +175,7 @@ func (e *Engine) Continue(base Snapshot, skip uint64) []mesh.Change {
 		return true
 	})
 	slices.SortFunc(changes, func(a, b mesh.Change) int {
-		x, y := a.Key, b.Key
-		return cmp.Or(cmp.Compare(batchRank[a.Kind], batchRank[b.Kind]), cmp.Compare(x.Namespace, y.Namespace),
-			cmp.Compare(x.Name, y.Name), cmp.Compare(x.Group, y.Group), cmp.Compare(x.Kind, y.Kind))
+		return batchOrder(entityID{a.Kind, ObjectRef(a.Key)}, entityID{b.Kind, ObjectRef(b.Key)})
 	})
 	e.epoch, e.seq = base.Epoch, base.Sequence+skip
 	for i := range changes {

@@ -20,6 +20,13 @@ func (e *Engine) mark(kind mesh.EntityKind, ref ObjectRef) {
 // batchRank orders a batch: EventTypes first, then the entities listing them.
 var batchRank = [...]int{mesh.KindEventType: 0, mesh.KindBroker: 1, mesh.KindSubscribable: 2, mesh.KindSource: 3}
 
+// batchOrder orders the entities of a batch: by batchRank, then namespace, name, group, kind.
+func batchOrder(a, b entityID) int {
+	return cmp.Or(cmp.Compare(batchRank[a.kind], batchRank[b.kind]),
+		cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name),
+		cmp.Compare(a.ref.Group, b.ref.Group), cmp.Compare(a.ref.Kind, b.ref.Kind))
+}
+
 func (e *Engine) flush() []mesh.Change {
 	if len(e.dirty) == 0 {
 		return nil
@@ -29,11 +36,7 @@ func (e *Engine) flush() []mesh.Change {
 		ids = append(ids, id)
 	}
 	clear(e.dirty)
-	slices.SortFunc(ids, func(a, b entityID) int {
-		return cmp.Or(cmp.Compare(batchRank[a.kind], batchRank[b.kind]),
-			cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name),
-			cmp.Compare(a.ref.Group, b.ref.Group), cmp.Compare(a.ref.Kind, b.ref.Kind))
-	})
+	slices.SortFunc(ids, batchOrder)
 	var changes []mesh.Change
 	for _, id := range ids {
 		data, foreign, exists := e.render(id)
