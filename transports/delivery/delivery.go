@@ -21,6 +21,7 @@ import (
 const DefaultBatch = 512
 
 type options struct {
+	retry   time.Duration // the first wait before a failed reconcile is tried again
 	batch   int
 	log     *slog.Logger
 	metrics *Metrics
@@ -30,6 +31,25 @@ type options struct {
 
 // Option configures a Worker.
 type Option = option.Func[options]
+
+// DefaultReconcileRetry is the first wait before a failed reconcile is tried again; it doubles
+// up to MaxReconcileRetry while it keeps failing.
+const (
+	DefaultReconcileRetry = 5 * time.Second
+	MaxReconcileRetry     = 5 * time.Minute
+)
+
+// WithReconcileRetry waits d before trying a failed reconcile again (then twice as long, up to
+// MaxReconcileRetry).
+func WithReconcileRetry(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return option.Invalid("reconcile retry", "%v: want > 0", d)
+		}
+		o.retry = d
+		return nil
+	}
+}
 
 // WithBatch hands the publisher at most n changes at once.
 func WithBatch(n int) Option {
@@ -78,6 +98,8 @@ type Worker struct {
 
 	pos       mesh.Position // the last change handed over
 	reconcile reconcile     // owed to a Reconciler
+	retryIn   time.Duration // after a failed reconcile: the wait before the next try (0: none failed)
+	retryAt   time.Time     // when that try is due
 	fatal     error         // the destination cannot be used (transports.ErrFatal)
 }
 
@@ -94,7 +116,7 @@ const (
 // New returns a worker delivering log to p; name labels its logs and metrics (it must not hold
 // credentials). Defaults: DefaultBatch, no logging, no metrics.
 func New(name string, log *changelog.Log, p transports.Publisher, opts ...Option) (*Worker, error) {
-	o := options{batch: DefaultBatch, log: option.Discard()}
+	o := options{batch: DefaultBatch, retry: DefaultReconcileRetry, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
@@ -120,11 +142,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		b, err := w.changes.Read(ctx, w.pos, w.batch)
-		if err != nil {
-			return nil // ctx ended
+		read, cancel := ctx, context.CancelFunc(func() {})
+		if w.retryIn > 0 { // a reconcile failed: it is tried again when due, changes or not
+			read, cancel = context.WithDeadline(ctx, w.retryAt)
 		}
-		if !w.deliver(ctx, b) {
+		b, err := w.changes.Read(read, w.pos, w.batch)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil: // the time to try the reconcile again
+			if !w.reconcileIfOwed(ctx) {
+				return nil
+			}
+		case !w.deliver(ctx, b):
 			return w.fatal
 		}
 	}
@@ -156,6 +187,9 @@ func (w *Worker) Close(ctx context.Context) error { return w.pub.Close(ctx) }
 
 // deliver hands one batch over; false when ctx ended first (the batch will be read again).
 func (w *Worker) deliver(ctx context.Context, b changelog.Batch) bool {
+	if b.Opens || b.Missed > 0 {
+		w.retryIn = 0 // a new reason to reconcile: tried at once, whatever failed before
+	}
 	if b.Opens {
 		w.reconcile = max(w.reconcile, reconcileStale)
 	}
@@ -206,16 +240,23 @@ func (w *Worker) reconcileIfOwed(ctx context.Context) bool {
 		w.reconcile = reconcileNone
 		return true
 	}
+	if w.retryIn > 0 && time.Now().Before(w.retryAt) {
+		return true // a failed one is tried again when due (Run)
+	}
 	err := r.Reconcile(ctx, w.reconcile == reconcileAll)
 	switch {
 	case err == nil:
 		w.m.reconciles.Inc()
-		w.reconcile = reconcileNone
+		w.reconcile, w.retryIn = reconcileNone, 0
 	case ctx.Err() != nil:
 		return false
 	default:
-		w.log.Warn("transport could not make its state equal to the mesh", "err", err)
-		w.reconcile = reconcileNone
+		// Tried again later, clearing only: what was republished stays, and a broker that
+		// keeps failing is not sent the whole mesh over and over.
+		w.retryIn = min(max(2*w.retryIn, w.retry), MaxReconcileRetry)
+		w.retryAt = time.Now().Add(w.retryIn)
+		w.log.Warn("transport could not make its state equal to the mesh; trying again", "in", w.retryIn, "err", err)
+		w.reconcile = reconcileStale
 	}
 	return true
 }

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -115,6 +116,7 @@ type recorder struct {
 	mu    sync.Mutex
 	calls []string
 	block chan struct{}
+	fail  int // reconciles that fail before one succeeds
 }
 
 func (r *recorder) Publish(ctx context.Context, cs []mesh.Change) error {
@@ -136,7 +138,13 @@ func (r *recorder) Publish(ctx context.Context, cs []mesh.Change) error {
 func (r *recorder) Reconcile(_ context.Context, republish bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, map[bool]string{false: "reconcile", true: "reconcile+republish"}[republish])
+	call := map[bool]string{false: "reconcile", true: "reconcile+republish"}[republish]
+	if r.fail > 0 {
+		r.fail--
+		r.calls = append(r.calls, call+" failed")
+		return errors.New("the broker dropped retained messages")
+	}
+	r.calls = append(r.calls, call)
 	return nil
 }
 
@@ -238,5 +246,31 @@ func TestWorkerFromAPredecessorsPosition(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A reconcile that fails is tried again later, with no change needed to wake it, clearing only
+// (what was republished stays), and less often while it keeps failing.
+func TestFailedReconcileIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	log := testkit.Must(changelog.New("ep", changelog.WithMaxChanges(2)))
+	r := &recorder{fail: 2}
+	w := testkit.Must(delivery.New("r", log, r, delivery.WithReconcileRetry(20*time.Millisecond)))
+	log.Append(hub.Batch{Changes: changes(1, 2), Opens: true})
+	log.Append(hub.Batch{Changes: changes(3, 7)}) // a gap: republish owed
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	// The opening's reconcile fails, the gap's too (a new reason: tried at once), and the
+	// retry, with nothing new to deliver, clears only.
+	want := "1,2,reconcile failed,6,7,reconcile+republish failed,reconcile"
+	testkit.Eventually(t, "the reconcile to be tried again", 5*time.Second, func() bool { return r.String() == want })
+	time.Sleep(100 * time.Millisecond)
+	if got := r.String(); got != want {
+		t.Errorf("calls %s, want %s and nothing more once it succeeded", got, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
