@@ -254,7 +254,6 @@ type sinkConsumer struct {
 	events     int
 	last       map[string]string // "kind key" → the entity of its latest event
 	unchanged  int
-	seqs       []uint64 // every event's meshseq, in arrival order
 	newest     uint64   // the highest meshseq received
 	duplicates int      // events received again
 	resent     []string // the events that re-sent an entity unchanged
