@@ -21,23 +21,23 @@ func (e *Engine) setID(ref ObjectRef, id string) {
 	} else {
 		e.ids[ref] = id
 	}
-	for c := range e.consumersBySubscriber[ref] {
-		e.refreshConsumer(e.consumers[c])
+	for c := range e.consumersBySubscriber[ref].Keys() {
+		e.refreshConsumer(c)
 	}
 }
 
-func (e *Engine) upsertConsumer(ref ObjectRef, obj consumerObject) {
+func (e *Engine) upsertConsumer(ref ObjectRef, obj *consumerObject) {
 	c, existed := e.consumers[ref]
 	if existed {
 		e.unindexConsumer(c)
 	} else {
-		c = &consumerState{ref: ref, targets: refSet{}}
+		c = &consumerState{ref: ref}
 		e.consumers[ref] = c
 	}
 	c.consumerObject = obj
-	addRef(e.consumersByProvider, c.provider, ref)
+	addRef(e.consumersByProvider, c.provider, c)
 	if c.subscriber != nil {
-		addRef(e.consumersBySubscriber, *c.subscriber, ref)
+		addRef(e.consumersBySubscriber, *c.subscriber, c)
 	}
 	e.refreshConsumer(c)
 }
@@ -47,23 +47,23 @@ func (e *Engine) deleteConsumer(ref ObjectRef) {
 	if !ok {
 		return
 	}
-	for t := range c.targets {
-		e.withdraw(c, e.eventTypes[t])
+	for et := range c.targets.Keys() {
+		e.withdraw(c, et)
 	}
 	e.unindexConsumer(c)
 	delete(e.consumers, ref)
 }
 
 func (e *Engine) unindexConsumer(c *consumerState) {
-	removeRef(e.consumersByProvider, c.provider, c.ref)
+	removeRef(e.consumersByProvider, c.provider, c)
 	if c.subscriber != nil {
-		removeRef(e.consumersBySubscriber, *c.subscriber, c.ref)
+		removeRef(e.consumersBySubscriber, *c.subscriber, c)
 	}
 }
 
 func (e *Engine) refreshConsumersOf(provider ObjectRef) {
-	for c := range e.consumersByProvider[provider] {
-		e.refreshConsumer(e.consumers[c])
+	for c := range e.consumersByProvider[provider].Keys() {
+		e.refreshConsumer(c)
 	}
 }
 
@@ -77,13 +77,13 @@ func (e *Engine) subscriberID(c *consumerState) string {
 // refreshConsumer recomputes every EventType a consumer contributes to.
 func (e *Engine) refreshConsumer(c *consumerState) {
 	id, live := e.subscriberID(c), e.isProvider(c.provider)
-	for t := range c.targets {
-		if et := e.eventTypes[t]; !e.wants(c, et, id, live) {
+	for et := range c.targets.Keys() {
+		if !e.wants(c, et, id, live) {
 			e.withdraw(c, et)
 		}
 	}
-	for t := range e.eventTypesByProvider[c.provider] {
-		if et := e.eventTypes[t]; e.wants(c, et, id, live) {
+	for et := range e.eventTypesByProvider[c.provider].Keys() {
+		if e.wants(c, et, id, live) {
 			e.contribute(c, et, id)
 		}
 	}
@@ -106,17 +106,15 @@ func (e *Engine) wants(c *consumerState, et *eventTypeState, id string, live boo
 }
 
 func (e *Engine) contribute(c *consumerState, et *eventTypeState, id string) {
-	if old, ok := et.consumedBy[c.ref]; !ok || old != id {
-		et.consumedBy[c.ref] = id
+	if et.consumedBy.Set(c, id) {
 		e.mark(mesh.KindEventType, et.ref)
 	}
-	c.targets[et.ref] = struct{}{}
+	c.targets.Add(et)
 }
 
 func (e *Engine) withdraw(c *consumerState, et *eventTypeState) {
-	if _, ok := et.consumedBy[c.ref]; ok {
-		delete(et.consumedBy, c.ref)
+	if et.consumedBy.Delete(c) {
 		e.mark(mesh.KindEventType, et.ref)
 	}
-	delete(c.targets, et.ref)
+	c.targets.Delete(et)
 }

@@ -28,32 +28,30 @@ type Engine struct {
 	ids        map[ObjectRef]string         // backstage.io/kubernetes-id of any object
 	idIndex    *btree.BTreeG[idInNamespace] // the same ids by namespace, for namespaced views
 
-	eventTypesByProvider  map[ObjectRef]refSet // Broker or channel → EventTypes referencing it
-	consumersByProvider   map[ObjectRef]refSet
-	consumersBySubscriber map[ObjectRef]refSet
-	eventTypesByNsType    map[nsType]refSet
-	sourcesByNsType       map[nsType]refSet
-	genericsByKind        map[GroupKind]refSet
+	eventTypesByProvider  map[ObjectRef]*smallSet[*eventTypeState] // Broker or channel → EventTypes referencing it
+	consumersByProvider   map[ObjectRef]*smallSet[*consumerState]
+	consumersBySubscriber map[ObjectRef]*smallSet[*consumerState]
+	eventTypesByNsType    map[nsType]*smallSet[*eventTypeState]
+	sourcesByNsType       map[nsType]*refSet
+	genericsByKind        map[GroupKind]*refSet
 
 	entities map[entityID]*record
 	tree     *btree.BTreeG[*record]
 	dirty    map[entityID]struct{}
 }
 
-type refSet map[ObjectRef]struct{}
-
 type nsType struct{ namespace, typ string }
 
 type eventTypeState struct {
 	ref ObjectRef
-	eventTypeObject
-	consumedBy map[ObjectRef]string // Trigger or Subscription → its subscriber's Backstage id
+	*eventTypeObject // shared with the Parsed it came from: never written to
+	consumedBy smallMap[*consumerState, string] // Trigger or Subscription → its subscriber's Backstage id
 }
 
 type consumerState struct {
 	ref ObjectRef
-	consumerObject
-	targets refSet // EventTypes whose consumedBy this consumer is in
+	*consumerObject // shared with the Parsed it came from: never written to
+	targets smallSet[*eventTypeState] // EventTypes whose consumedBy this consumer is in
 }
 
 type entityID struct {
@@ -93,12 +91,12 @@ func New(epoch string) *Engine {
 		kinds:                 map[GroupKind]*crdObject{},
 		ids:                   map[ObjectRef]string{},
 		idIndex:               newIDIndex(),
-		eventTypesByProvider:  map[ObjectRef]refSet{},
-		consumersByProvider:   map[ObjectRef]refSet{},
-		consumersBySubscriber: map[ObjectRef]refSet{},
-		eventTypesByNsType:    map[nsType]refSet{},
-		sourcesByNsType:       map[nsType]refSet{},
-		genericsByKind:        map[GroupKind]refSet{},
+		eventTypesByProvider:  map[ObjectRef]*smallSet[*eventTypeState]{},
+		consumersByProvider:   map[ObjectRef]*smallSet[*consumerState]{},
+		consumersBySubscriber: map[ObjectRef]*smallSet[*consumerState]{},
+		eventTypesByNsType:    map[nsType]*smallSet[*eventTypeState]{},
+		sourcesByNsType:       map[nsType]*refSet{},
+		genericsByKind:        map[GroupKind]*refSet{},
 		entities:              map[entityID]*record{},
 		tree:                  btree.NewG(32, recordLess),
 		dirty:                 map[entityID]struct{}{},
@@ -204,16 +202,20 @@ func crdRef(name string) ObjectRef { return ObjectRef{GroupCRD, KindCRDObject, "
 // Parsed is an object read for the engine. Reading is pure (it touches no engine state), so
 // callers that serialise the engine behind a lock read objects before taking it: a costly
 // filter expression is parsed without holding anyone up.
+//
+// A Parsed is small (the fields of its kind only, behind one pointer) and the engine keeps
+// what it points to rather than a copy, so a cache of Parsed objects (a source's informers)
+// costs little beside the engine.
 type Parsed struct {
 	ref      ObjectRef
-	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
 	id       string // backstage.io/kubernetes-id
-	crd      crdObject
-	meta     objectMeta
-	et       eventTypeObject
-	consumer consumerObject
-	generic  genericObject
-	problems error // what could not be read, naming the object and field
+	problems error  // what could not be read, naming the object and field
+	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
+	crd      *crdObject
+	meta     *objectMeta // a Broker
+	et       *eventTypeObject
+	consumer *consumerObject
+	generic  *genericObject
 }
 
 // Parse reads u for Upsert; it is safe for concurrent use.
@@ -232,7 +234,7 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 		if crd.gk.Group == "" || crd.gk.Kind == "" {
 			crd = crdObject{} // unusable: as if absent
 		}
-		p.crd, p.problems = crd, objectProblem(ref, err)
+		p.crd, p.problems = &crd, objectProblem(ref, err)
 		return p
 	}
 	if ref.Namespace == "" {
@@ -242,17 +244,20 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 	p.id = u.GetLabels()[LabelBackstageID]
 	switch gk {
 	case gkBroker:
-		p.meta = metaOf(u)
+		m := metaOf(u)
+		p.meta = &m
 	case gkEventType:
 		et, err := parseEventType(u)
-		p.et, p.problems = et, objectProblem(ref, err)
+		p.et, p.problems = &et, objectProblem(ref, err)
 	case gkTrigger:
 		c, problems := parseTrigger(u)
-		p.consumer, p.problems = c, objectProblem(ref, errors.Join(problems...))
+		p.consumer, p.problems = &c, objectProblem(ref, errors.Join(problems...))
 	case gkSubscription:
-		p.consumer = parseSubscription(u)
+		c := parseSubscription(u)
+		p.consumer = &c
 	default:
-		p.generic = parseGeneric(u)
+		g := parseGeneric(u)
+		p.generic = &g
 	}
 	return p
 }
@@ -271,7 +276,7 @@ func (e *Engine) apply(p *Parsed) error {
 	ref := p.ref
 	gk := ref.groupKind()
 	if gk == gkCRD {
-		e.setKind(ref.Name, p.crd)
+		e.setKind(ref.Name, *p.crd)
 		return p.problems
 	}
 	e.setID(ref, p.id)

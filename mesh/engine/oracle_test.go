@@ -87,7 +87,7 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 			Labels: b.labels, Annotations: b.annotations, ProvidedEventTypes: providedBy(ref)})
 	}
 	for ref, et := range eventTypes {
-		state := eventTypeState{eventTypeObject: et}
+		state := eventTypeState{eventTypeObject: &et}
 		e := state.entity(ref)
 		e.ConsumedBy = consumedBy[ref]
 		slices.Sort(e.ConsumedBy)

@@ -9,9 +9,9 @@ import (
 // Brokers and channels provide EventTypes; sources are matched to EventTypes by type; the
 // CRDs say which kinds are channels and sources.
 
-func (e *Engine) upsertBroker(ref ObjectRef, m objectMeta) {
+func (e *Engine) upsertBroker(ref ObjectRef, m *objectMeta) {
 	_, existed := e.brokers[ref]
-	e.brokers[ref] = &m
+	e.brokers[ref] = m
 	e.mark(mesh.KindBroker, ref)
 	if !existed {
 		e.refreshConsumersOf(ref)
@@ -53,9 +53,9 @@ func (e *Engine) markProvider(ref ObjectRef) {
 	}
 }
 
-func (e *Engine) upsertGeneric(ref ObjectRef, g genericObject) {
+func (e *Engine) upsertGeneric(ref ObjectRef, g *genericObject) {
 	_, existed := e.generics[ref]
-	e.generics[ref] = &g
+	e.generics[ref] = g
 	if !existed {
 		addRef(e.genericsByKind, ref.groupKind(), ref)
 		if k := e.kinds[ref.groupKind()]; k != nil && k.source {
@@ -120,7 +120,7 @@ func (e *Engine) applyKind(gk GroupKind, crd *crdObject) {
 	}
 	sourceChanged := before.source != after.source || !slices.Equal(before.eventTypes, after.eventTypes)
 	channelChanged := before.subscribable != after.subscribable
-	for ref := range e.genericsByKind[gk] {
+	for ref := range e.genericsByKind[gk].Keys() {
 		if sourceChanged {
 			if before.source {
 				e.unindexSource(ref, before.eventTypes)

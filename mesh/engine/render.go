@@ -35,7 +35,11 @@ func (e *Engine) flush() []mesh.Change {
 	for id := range e.dirty {
 		ids = append(ids, id)
 	}
-	clear(e.dirty)
+	if len(ids) > 1024 {
+		e.dirty = map[entityID]struct{}{} // a map keeps its size: let a large batch's go
+	} else {
+		clear(e.dirty)
+	}
 	slices.SortFunc(ids, batchOrder)
 	var changes []mesh.Change
 	for _, id := range ids {
@@ -102,8 +106,8 @@ func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 		g, types := e.generics[ref], e.kinds[ref.groupKind()].eventTypes
 		provided := make([]string, 0)
 		for _, t := range types {
-			for et := range e.eventTypesByNsType[nsType{ref.Namespace, t}] {
-				provided = append(provided, et.NamespacedName())
+			for et := range e.eventTypesByNsType[nsType{ref.Namespace, t}].Keys() {
+				provided = append(provided, et.ref.NamespacedName())
 			}
 		}
 		slices.Sort(provided)
@@ -120,8 +124,8 @@ func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 }
 
 func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
-	consumed := make([]string, 0, len(et.consumedBy))
-	for _, id := range et.consumedBy {
+	consumed := make([]string, 0, et.consumedBy.Len())
+	for _, id := range et.consumedBy.All() {
 		consumed = append(consumed, id)
 	}
 	slices.Sort(consumed)
@@ -131,10 +135,10 @@ func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
 }
 
-func namesOf(s refSet) []string {
-	names := make([]string, 0, len(s))
-	for r := range s {
-		names = append(names, r.NamespacedName())
+func namesOf(s *smallSet[*eventTypeState]) []string {
+	names := make([]string, 0, s.Len())
+	for et := range s.Keys() {
+		names = append(names, et.ref.NamespacedName())
 	}
 	slices.Sort(names)
 	return names
@@ -166,22 +170,4 @@ func equalRef(a, b *ObjectRef) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-func addRef[K comparable](m map[K]refSet, k K, r ObjectRef) {
-	s := m[k]
-	if s == nil {
-		s = refSet{}
-		m[k] = s
-	}
-	s[r] = struct{}{}
-}
-
-func removeRef[K comparable](m map[K]refSet, k K, r ObjectRef) {
-	if s := m[k]; s != nil {
-		delete(s, r)
-		if len(s) == 0 {
-			delete(m, k)
-		}
-	}
 }
