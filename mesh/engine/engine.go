@@ -43,15 +43,15 @@ type Engine struct {
 type nsType struct{ namespace, typ string }
 
 type eventTypeState struct {
-	ref ObjectRef
-	*eventTypeObject // shared with the Parsed it came from: never written to
-	consumedBy smallMap[*consumerState, string] // Trigger or Subscription → its subscriber's Backstage id
+	ref              ObjectRef
+	*eventTypeObject                                  // shared with the Parsed it came from: never written to
+	consumedBy       smallMap[*consumerState, string] // Trigger or Subscription → its subscriber's Backstage id
 }
 
 type consumerState struct {
-	ref ObjectRef
-	*consumerObject // shared with the Parsed it came from: never written to
-	targets smallSet[*eventTypeState] // EventTypes whose consumedBy this consumer is in
+	ref             ObjectRef
+	*consumerObject                           // shared with the Parsed it came from: never written to
+	targets         smallSet[*eventTypeState] // EventTypes whose consumedBy this consumer is in
 }
 
 type entityID struct {
