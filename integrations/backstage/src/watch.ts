@@ -1,0 +1,114 @@
+// One GET /v1/watch connection: opens it (resuming with Last-Event-ID and ?epoch= when asked)
+// and yields the stream's events, checked. It decides nothing; the follower does.
+
+import { MeshChange, MeshProtocolError, MeshSnapshot, parseDelta, parseSnapshot } from './mesh';
+import { readServerSentEvents } from './sse';
+
+export type WatchEvent =
+  | { type: 'snapshot'; id: number; snapshot: MeshSnapshot; bytes: number }
+  | { type: 'delta'; id: number; change: MeshChange; bytes: number }
+  | { type: 'position'; id: number; epoch: string; sequence: number }
+  /** cutoff, shutdown, access: the stream ends. */
+  | { type: 'end'; reason: string; event: string };
+
+/** Where to resume from: the last id seen and its epoch. */
+export interface ResumePoint {
+  epoch: string;
+  id: number;
+}
+
+/** The server answered something other than a stream; `status` says what. */
+export class WatchRefusedError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+    this.name = 'WatchRefusedError';
+  }
+}
+
+export interface WatchOptions {
+  baseUrl: string;
+  token: string | undefined;
+  resume: ResumePoint | undefined;
+  signal: AbortSignal;
+}
+
+export function watchUrl(baseUrl: string, resume: ResumePoint | undefined): string {
+  const url = `${baseUrl.replace(/\/$/, '')}/v1/watch`;
+  return resume ? `${url}?epoch=${encodeURIComponent(resume.epoch)}` : url;
+}
+
+/** Opens the stream; throws WatchRefusedError on any answer but 200. */
+export async function openWatch(options: WatchOptions): Promise<AsyncGenerator<WatchEvent>> {
+  const headers: Record<string, string> = { Accept: 'text/event-stream' };
+  if (options.token) {
+    headers.Authorization = `Bearer ${options.token}`;
+  }
+  if (options.resume) {
+    headers['Last-Event-ID'] = String(options.resume.id);
+  }
+  const response = await fetch(watchUrl(options.baseUrl, options.resume), {
+    headers,
+    signal: options.signal,
+  });
+  if (response.status !== 200 || !response.body) {
+    const body = await response.text().catch(() => '');
+    const retryAfter = Number(response.headers.get('retry-after'));
+    throw new WatchRefusedError(
+      response.status,
+      `GET /v1/watch answered ${response.status}: ${body.slice(0, 300)}`,
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+    );
+  }
+  return events(response.body as unknown as AsyncIterable<Uint8Array>);
+}
+
+async function* events(body: AsyncIterable<Uint8Array>): AsyncGenerator<WatchEvent> {
+  for await (const sse of readServerSentEvents(body)) {
+    switch (sse.event) {
+      case 'snapshot':
+        yield { type: 'snapshot', id: eventId(sse.id, 'snapshot'), snapshot: parseSnapshot(json(sse.data, 'snapshot')), bytes: sse.data.length };
+        break;
+      case 'delta':
+        yield { type: 'delta', id: eventId(sse.id, 'delta'), change: parseDelta(json(sse.data, 'delta')), bytes: sse.data.length };
+        break;
+      case 'position': {
+        const position = json(sse.data, 'position') as { epoch?: unknown; sequence?: unknown };
+        if (typeof position.epoch !== 'string' || !Number.isSafeInteger(position.sequence)) {
+          throw new MeshProtocolError(`position: want {epoch, sequence}, got ${sse.data.slice(0, 200)}`);
+        }
+        yield { type: 'position', id: eventId(sse.id, 'position'), epoch: position.epoch, sequence: position.sequence as number };
+        break;
+      }
+      case 'cutoff':
+      case 'shutdown':
+      case 'access': {
+        const end = json(sse.data, sse.event) as { reason?: unknown };
+        yield { type: 'end', event: sse.event, reason: typeof end.reason === 'string' ? end.reason : '' };
+        return;
+      }
+      default:
+        // Unknown events are for newer consumers; skipping them is what the protocol allows.
+        break;
+    }
+  }
+}
+
+function json(data: string, event: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch (error) {
+    throw new MeshProtocolError(`${event}: data is not JSON (${(error as Error).message})`);
+  }
+}
+
+function eventId(id: string | undefined, event: string): number {
+  const n = Number(id);
+  if (id === undefined || id === '' || !Number.isSafeInteger(n) || n < 0) {
+    throw new MeshProtocolError(`${event}: id ${JSON.stringify(id)} is not a sequence`);
+  }
+  return n;
+}

@@ -1,0 +1,437 @@
+// What the node tests share: the real broadcaster on a manifests directory, a proxy in front of
+// it that can cut streams and answer 410, and the real Backstage catalog backend in-process
+// (startTestBackend) on SQLite or PostgreSQL, with this module or the published plugin.
+//
+// Environment (set by the Go test in test/backstagepush): BROADCASTER_BIN, the broadcaster
+// binary; EXAMPLES_MESH, the examples/mesh folder; POSTGRES_URL (optional).
+
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createBackendModule, coreServices, BackendFeature } from '@backstage/backend-plugin-api';
+import { Entity } from '@backstage/catalog-model';
+import { catalogProcessingExtensionPoint, catalogServiceRef } from '@backstage/plugin-catalog-node';
+import { mockServices, startTestBackend } from '@backstage/backend-test-utils';
+import { schedulerServiceFactory } from '@backstage/backend-defaults/scheduler';
+import { databaseServiceFactory } from '@backstage/backend-defaults/database';
+
+export function requireEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set: run these tests through go test ./test/backstagepush (see its doc.go)`);
+  }
+  return value;
+}
+
+/** A copy of examples/mesh in a temporary folder, so a test can edit it. */
+export function copyExampleMesh(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-'));
+  fs.cpSync(requireEnv('EXAMPLES_MESH'), dir, { recursive: true });
+  return dir;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** The real broadcaster binary on a manifests directory, on a fixed port so restarts keep it. */
+export class Broadcaster {
+  private child: ChildProcess | undefined;
+  log = '';
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async start(dir: string, extraArgs: string[] = []): Promise<Broadcaster> {
+    const b = new Broadcaster(dir, await freePort());
+    await b.launch(extraArgs);
+    return b;
+  }
+
+  async launch(extraArgs: string[] = []): Promise<void> {
+    const child = spawn(requireEnv('BROADCASTER_BIN'), ['--manifests', this.dir, '--listen', `127.0.0.1:${this.port}`, ...extraArgs], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.child = child;
+    child.stderr!.on('data', (chunk) => {
+      this.log += chunk;
+    });
+    await waitFor('the broadcaster to serve its mesh', async () => {
+      if (child.exitCode !== null) throw new Error(`broadcaster exited: ${this.log}`);
+      const res = await fetch(`${this.url}/readyz`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    }, 30_000);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.launch();
+  }
+
+  async mesh(): Promise<{ epoch: string; sequence: number; mesh: any }> {
+    const res = await fetch(`${this.url}/v1/mesh`);
+    if (res.status !== 200) throw new Error(`GET /v1/mesh: ${res.status}`);
+    return (await res.json()) as any;
+  }
+}
+
+export interface ProxiedRequest {
+  path: string;
+  lastEventId: string | undefined;
+  status: number;
+  /** The first SSE event name of a watch stream. */
+  firstEvent: string | undefined;
+  bytes: number;
+}
+
+/**
+ * An HTTP proxy in front of the broadcaster: it records every request, can cut every open
+ * stream, and can answer the next watch requests 410 itself.
+ */
+export class Proxy {
+  readonly requests: ProxiedRequest[] = [];
+  /** How many coming /v1/watch requests to answer 410 Gone. */
+  goneCount = 0;
+  private readonly open = new Set<http.ServerResponse>();
+  private server!: http.Server;
+  port = 0;
+
+  constructor(public upstream: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** Destroys every stream in flight, as a network cut would. */
+  cutAll(): number {
+    const n = this.open.size;
+    for (const res of this.open) res.destroy();
+    this.open.clear();
+    return n;
+  }
+
+  watchRequests(): ProxiedRequest[] {
+    return this.requests.filter((r) => r.path.startsWith('/v1/watch'));
+  }
+
+  async stop(): Promise<void> {
+    this.cutAll();
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const record: ProxiedRequest = {
+      path: req.url ?? '',
+      lastEventId: req.headers['last-event-id'] as string | undefined,
+      status: 0,
+      firstEvent: undefined,
+      bytes: 0,
+    };
+    this.requests.push(record);
+    if (record.path.startsWith('/v1/watch') && this.goneCount > 0) {
+      this.goneCount--;
+      record.status = 410;
+      res.writeHead(410, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: 'the test proxy says: gone', reason: 'expired' }));
+      return;
+    }
+    const target = new URL(req.url ?? '/', this.upstream);
+    const upstream = http.request(target, { method: req.method, headers: req.headers }, (up) => {
+      record.status = up.statusCode ?? 0;
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      this.open.add(res);
+      let head = '';
+      up.on('data', (chunk: Buffer) => {
+        record.bytes += chunk.length;
+        if (record.firstEvent === undefined && head.length < 4096) {
+          head += chunk.toString('utf8', 0, Math.min(chunk.length, 4096));
+          const m = /^event: (\w+)$/m.exec(head);
+          if (m) record.firstEvent = m[1];
+        }
+        res.write(chunk);
+      });
+      up.on('end', () => {
+        this.open.delete(res);
+        res.end();
+      });
+      up.on('error', () => res.destroy());
+      res.on('close', () => {
+        this.open.delete(res);
+        up.destroy();
+      });
+    });
+    upstream.on('error', () => {
+      record.status = 502;
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  }
+}
+
+/** Polls fn until it returns something other than undefined, or fails after timeoutMs with the last error. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).stack ?? last}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Which database the catalog runs on: a fresh one per call. */
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+export function databaseConfig(kind: DatabaseKind, name: string): any {
+  if (kind === 'sqlite') {
+    return {
+      client: 'better-sqlite3',
+      connection: { directory: fs.mkdtempSync(path.join(os.tmpdir(), `catalog-${name}-`)) },
+    };
+  }
+  // A prefix of its own per test: every plugin's database is created anew under it.
+  return {
+    client: 'pg',
+    connection: requireEnv('POSTGRES_URL'),
+    prefix: `emb_${name.replace(/\W/g, '_')}_${process.pid}_${Date.now() % 1e6}_`,
+  };
+}
+
+/** Components standing for the services that consume events: what `consumedBy` names. */
+export const consumerComponents: Array<{ namespace: string; name: string; kubernetesId: string }> = [
+  { namespace: 'shop', name: 'audit', kubernetesId: 'audit-log' },
+  { namespace: 'shop', name: 'shipping', kubernetesId: 'shipping-service' },
+  { namespace: 'shop', name: 'notifications', kubernetesId: 'notification-service' },
+  { namespace: 'shop', name: 'billing', kubernetesId: 'billing-service' },
+  { namespace: 'payments', name: 'billing', kubernetesId: 'billing-service' },
+  { namespace: 'payments', name: 'audit', kubernetesId: 'audit-log' },
+  { namespace: 'ops', name: 'pager', kubernetesId: 'pager-duty-bridge' },
+];
+
+const consumersModule = createBackendModule({
+  pluginId: 'catalog',
+  moduleId: 'test-consumers',
+  register(env) {
+    env.registerInit({
+      deps: { catalog: catalogProcessingExtensionPoint },
+      async init({ catalog }) {
+        catalog.addEntityProvider({
+          getProviderName: () => 'test-consumers',
+          connect: async (connection) => {
+            await connection.applyMutation({
+              type: 'full',
+              entities: consumerComponents.map((c) => ({
+                locationKey: 'test-consumers',
+                entity: {
+                  apiVersion: 'backstage.io/v1alpha1',
+                  kind: 'Component',
+                  metadata: {
+                    name: c.name,
+                    namespace: c.namespace,
+                    annotations: {
+                      'backstage.io/kubernetes-id': c.kubernetesId,
+                      'backstage.io/managed-by-location': 'url:http://consumers.example',
+                      'backstage.io/managed-by-origin-location': 'url:http://consumers.example',
+                    },
+                  },
+                  spec: { type: 'service', lifecycle: 'production', owner: 'team' },
+                },
+              })),
+            });
+          },
+        });
+      },
+    });
+  },
+});
+
+/** The published plugin's provider and processor, wired as its own module does, for comparisons. */
+export function publishedPluginModule(id: string, baseUrl: string, pollSeconds: number): BackendFeature {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const published = require('@knative-extensions/plugin-knative-event-mesh-backend');
+  return createBackendModule({
+    pluginId: 'catalog',
+    moduleId: 'published-knative-event-mesh',
+    register(env) {
+      env.registerInit({
+        deps: {
+          catalog: catalogProcessingExtensionPoint,
+          catalogApi: catalogServiceRef,
+          auth: coreServices.auth,
+          logger: coreServices.logger,
+          scheduler: coreServices.scheduler,
+        },
+        async init({ catalog, catalogApi, auth, logger, scheduler }) {
+          const runner = scheduler.createScheduledTaskRunner({
+            frequency: { seconds: pollSeconds },
+            timeout: { seconds: 60 },
+          });
+          catalog.addEntityProvider(new published.KnativeEventMeshProvider({ id, baseUrl, token: '' }, logger, runner));
+          const client = {
+            queryEntities: async (request: any) =>
+              catalogApi.queryEntities(request, { credentials: await auth.getOwnServiceCredentials() }),
+          };
+          catalog.addProcessor(new published.KnativeEventMeshProcessor(client, logger));
+        },
+      });
+    },
+  });
+}
+
+export interface CatalogOptions {
+  plugin: 'push' | 'published';
+  providerId?: string;
+  baseUrl: string;
+  database: any;
+  processingIntervalSeconds?: number;
+  /** Extra provider config (push settings, schedule). */
+  providerConfig?: any;
+  consumers?: boolean;
+  pollSeconds?: number;
+}
+
+export interface Catalog {
+  url: string;
+  stop(): Promise<void>;
+  /** Every entity the catalog REST API serves. */
+  entities(): Promise<Entity[]>;
+  entity(ref: string): Promise<Entity | undefined>;
+}
+
+export async function startCatalog(options: CatalogOptions): Promise<Catalog> {
+  const id = options.providerId ?? 'test';
+  const features: any[] = [
+    import('@backstage/plugin-catalog-backend'),
+    schedulerServiceFactory,
+    databaseServiceFactory,
+    mockServices.rootConfig.factory({
+      data: {
+        backend: { database: options.database },
+        catalog: {
+          processingInterval: { seconds: options.processingIntervalSeconds ?? 3 },
+          providers: {
+            knativeEventMesh: { [id]: { baseUrl: options.baseUrl, ...(options.providerConfig ?? {}) } },
+          },
+        },
+      },
+    }),
+  ];
+  if (options.consumers !== false) features.push(consumersModule);
+  if (options.plugin === 'push') {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    features.push(require('../src/index').default);
+  } else {
+    features.push(publishedPluginModule(id, options.baseUrl, options.pollSeconds ?? 2));
+  }
+  const backend = await startTestBackend({ features });
+  const url = `http://127.0.0.1:${backend.server.port()}/api/catalog`;
+  return {
+    url,
+    stop: () => backend.stop(),
+    entities: async () => {
+      const res = await fetch(`${url}/entities`);
+      if (res.status !== 200) throw new Error(`GET /entities: ${res.status} ${await res.text()}`);
+      return (await res.json()) as Entity[];
+    },
+    entity: async (ref: string) => {
+      const [kind, rest] = ref.split(':');
+      const [namespace, name] = rest.split('/');
+      const res = await fetch(`${url}/entities/by-name/${kind}/${namespace}/${name}`);
+      if (res.status === 404) return undefined;
+      if (res.status !== 200) throw new Error(`GET ${ref}: ${res.status}`);
+      return (await res.json()) as Entity;
+    },
+  };
+}
+
+/** The refs of the entities a provider wrote: they carry its base URL. */
+export function meshEntities(entities: Entity[], baseUrl: string): Entity[] {
+  return entities.filter((e) => e.metadata.annotations?.['backstage.io/managed-by-location'] === `url:${baseUrl}`);
+}
+
+export function refOf(e: Entity): string {
+  return `${e.kind.toLowerCase()}:${e.metadata.namespace ?? 'default'}/${e.metadata.name}`;
+}
+
+/**
+ * An entity as a golden file holds it: without what differs between runs (uid, etag, the
+ * broadcaster's URL), relations sorted.
+ */
+export function normalize(entity: Entity, baseUrl: string): unknown {
+  const copy = JSON.parse(JSON.stringify(entity).split(baseUrl).join('${BASE_URL}'));
+  delete copy.metadata.uid;
+  delete copy.metadata.etag;
+  delete copy.metadata.generation;
+  copy.relations = (copy.relations ?? [])
+    .map((r: any) => ({ type: r.type, targetRef: r.targetRef }))
+    .sort((a: any, b: any) => (a.type + a.targetRef < b.type + b.targetRef ? -1 : a.type + a.targetRef > b.type + b.targetRef ? 1 : 0));
+  return copy;
+}
+
+/** Every entity of the catalog, normalized and sorted by ref: what a golden file holds. */
+export function golden(entities: Entity[], baseUrl: string): Array<{ ref: string; entity: unknown }> {
+  return entities
+    .map((e) => ({ ref: refOf(e), entity: normalize(e, baseUrl) }))
+    .sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+}
+
+/** SQLite always; PostgreSQL too when POSTGRES_URL names a server. */
+export function databaseKinds(): DatabaseKind[] {
+  return process.env.POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+}
+
+/** Drops the PostgreSQL databases a test's catalog created (its prefix); nothing for SQLite. */
+export async function dropDatabases(database: any): Promise<void> {
+  if (database.client !== 'pg') return;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { Client } = require('pg');
+  const client = new Client({ connectionString: database.connection });
+  await client.connect();
+  try {
+    const { rows } = await client.query('SELECT datname FROM pg_database WHERE datname LIKE $1', [`${database.prefix}%`]);
+    for (const row of rows) {
+      await client.query(`DROP DATABASE IF EXISTS "${row.datname}" WITH (FORCE)`);
+    }
+  } finally {
+    await client.end();
+  }
+}
