@@ -116,6 +116,10 @@ export class Proxy {
   readonly requests: ProxiedRequest[] = [];
   /** How many coming /v1/watch requests to answer 410 Gone. */
   goneCount = 0;
+  /** How many coming delta events to drop (a loss the follower must notice), and those dropped. */
+  dropDeltas = 0;
+  readonly dropped: string[] = [];
+  private hold: Promise<void> | undefined;
   private readonly open = new Set<http.ServerResponse>();
   private server!: http.Server;
   port = 0;
@@ -159,27 +163,60 @@ export class Proxy {
       bytes: 0,
     };
     this.requests.push(record);
-    if (record.path.startsWith('/v1/watch') && this.goneCount > 0) {
-      this.goneCount--;
-      record.status = 410;
-      res.writeHead(410, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ error: 'the test proxy says: gone', reason: 'expired' }));
-      return;
-    }
+    const watch = record.path.startsWith('/v1/watch');
+    const proceed = async () => {
+      if (watch && this.hold) await this.hold;
+      if (watch && this.goneCount > 0) {
+        this.goneCount--;
+        record.status = 410;
+        res.writeHead(410, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ error: 'the test proxy says: gone', reason: 'expired' }));
+        return;
+      }
+      this.forward(req, res, record, watch);
+    };
+    void proceed();
+  }
+
+  /** Holds every coming watch request until release() (with the answer chosen by then). */
+  holdWatches(): () => void {
+    let release!: () => void;
+    this.hold = new Promise<void>((resolve) => (release = resolve));
+    return () => {
+      this.hold = undefined;
+      release();
+    };
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, record: ProxiedRequest, watch: boolean): void {
     const target = new URL(req.url ?? '/', this.upstream);
     const upstream = http.request(target, { method: req.method, headers: req.headers }, (up) => {
       record.status = up.statusCode ?? 0;
       res.writeHead(up.statusCode ?? 502, up.headers);
       this.open.add(res);
-      let head = '';
-      up.on('data', (chunk: Buffer) => {
-        record.bytes += chunk.length;
-        if (record.firstEvent === undefined && head.length < 4096) {
-          head += chunk.toString('utf8', 0, Math.min(chunk.length, 4096));
-          const m = /^event: (\w+)$/m.exec(head);
-          if (m) record.firstEvent = m[1];
+      let pending = '';
+      up.setEncoding('utf8');
+      up.on('data', (chunk: string) => {
+        record.bytes += Buffer.byteLength(chunk);
+        if (!watch) {
+          res.write(chunk);
+          return;
         }
-        res.write(chunk);
+        // Whole events only, so one can be recorded or dropped.
+        pending += chunk;
+        let end: number;
+        while ((end = pending.indexOf('\n\n')) >= 0) {
+          const block = pending.slice(0, end + 2);
+          pending = pending.slice(end + 2);
+          const name = /^event: (\w+)$/m.exec(block)?.[1];
+          if (name && record.firstEvent === undefined) record.firstEvent = name;
+          if (name === 'delta' && this.dropDeltas > 0) {
+            this.dropDeltas--;
+            this.dropped.push(block);
+            continue;
+          }
+          res.write(block);
+        }
       });
       up.on('end', () => {
         this.open.delete(res);
@@ -434,4 +471,80 @@ export async function dropDatabases(database: any): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * The mesh entities the published plugin builds from a mesh (its own buildEntities, run here as
+ * an oracle only), one per ref as the catalog keeps them on its first ingest: the last wins.
+ */
+export function publishedEntities(mesh: unknown, id: string, baseUrl: string): Entity[] {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const published = require('@knative-extensions/plugin-knative-event-mesh-backend');
+  const quiet: any = { child: () => quiet, info() {}, debug() {}, warn() {}, error() {} };
+  const provider = new published.KnativeEventMeshProvider({ id, baseUrl, token: '' }, quiet, { run: async () => {} });
+  const byRef = new Map<string, Entity>();
+  for (const entity of provider.buildEntities(JSON.parse(JSON.stringify(mesh)))) {
+    byRef.set(refOf(entity), JSON.parse(JSON.stringify(entity)));
+  }
+  return [...byRef.values()];
+}
+
+/** Annotations the catalog adds to what a provider gave it. */
+const catalogAnnotations = ['backstage.io/view-url', 'backstage.io/edit-url', 'backstage.io/source-location'];
+
+/** What of a served entity its provider decided: no uid, etag, relations or catalog annotations. */
+export function providedPart(entity: Entity): unknown {
+  const copy = JSON.parse(JSON.stringify(entity));
+  delete copy.relations;
+  delete copy.metadata.uid;
+  delete copy.metadata.etag;
+  delete copy.metadata.generation;
+  for (const key of catalogAnnotations) delete copy.metadata.annotations?.[key];
+  return sortKeys(copy);
+}
+
+function sortKeys(value: any): any {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, sortKeys(value[k])]));
+  }
+  return value;
+}
+
+/**
+ * undefined when the catalog's mesh entities are exactly what the published plugin builds from
+ * the broadcaster's current mesh (no missing, extra or different entity); else what differs.
+ */
+export async function differenceFromPublished(catalog: Catalog, broadcaster: Broadcaster, baseUrl: string, id = 'test'): Promise<string | undefined> {
+  const { mesh } = await broadcaster.mesh();
+  const want = new Map(publishedEntities(mesh, id, baseUrl).map((e) => [refOf(e), JSON.stringify(providedPart(e))]));
+  const got = new Map<string, string>();
+  const problems: string[] = [];
+  for (const e of meshEntities(await catalog.entities(), baseUrl)) {
+    if (got.has(refOf(e))) problems.push(`duplicate ${refOf(e)}`);
+    got.set(refOf(e), JSON.stringify(providedPart(e)));
+  }
+  for (const [ref, json] of want) {
+    if (!got.has(ref)) problems.push(`missing ${ref}`);
+    else if (got.get(ref) !== json) problems.push(`differs ${ref}: got ${got.get(ref)}, want ${json}`);
+  }
+  for (const ref of got.keys()) if (!want.has(ref)) problems.push(`extra ${ref}`);
+  return problems.length ? problems.join('\n') : undefined;
+}
+
+/** Every served entity by ref: its uid and its normalized JSON. */
+export async function catalogState(catalog: Catalog, baseUrl: string): Promise<Map<string, { uid: string; json: string }>> {
+  const state = new Map<string, { uid: string; json: string }>();
+  for (const e of await catalog.entities()) {
+    state.set(refOf(e), { uid: e.metadata.uid!, json: JSON.stringify(normalize(e, baseUrl)) });
+  }
+  return state;
+}
+
+/** The refs added, removed or changed between two states, sorted. */
+export function changedRefs(before: Map<string, { json: string }>, after: Map<string, { json: string }>): string[] {
+  const refs = new Set<string>();
+  for (const [ref, b] of before) if (after.get(ref)?.json !== b.json) refs.add(ref);
+  for (const ref of after.keys()) if (!before.has(ref)) refs.add(ref);
+  return [...refs].sort();
 }
