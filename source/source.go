@@ -3,11 +3,13 @@ package source
 import (
 	"context"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"k8s.io/client-go/tools/cache"
 )
 
-// Source delivers objects (as *unstructured.Unstructured) to a handler.
+// Source delivers objects, read for the mesh (*engine.Parsed), to a handler. Sources read
+// them, so the costly part of reading (a filter expression) happens in the source's own
+// goroutine, and a source that caches objects caches the small parsed form.
 type Source interface {
 	// Run delivers the initial listing, then every change, until ctx is done. It returns
 	// ctx's error on a clean stop and any other error when the source cannot go on.
@@ -22,7 +24,7 @@ type Source interface {
 type BatchHandler interface {
 	cache.ResourceEventHandler
 	// Apply applies the deletion of deletes and the creation or update of upserts together.
-	Apply(upserts, deletes []*unstructured.Unstructured)
+	Apply(upserts []*engine.Parsed, deletes []engine.ObjectRef)
 }
 
 // ListHandler is a handler that can also take a whole listing at once. Sources deliver their
@@ -30,7 +32,7 @@ type BatchHandler interface {
 // new epoch then opens with each entity added exactly once.
 type ListHandler interface {
 	cache.ResourceEventHandler
-	Replace(objs []*unstructured.Unstructured)
+	Replace(objs []*engine.Parsed)
 }
 
 // Troubled is a source that can say why it cannot read its input now while it keeps

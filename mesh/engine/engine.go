@@ -7,6 +7,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/google/btree"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -208,6 +209,7 @@ func crdRef(name string) ObjectRef { return ObjectRef{GroupCRD, KindCRDObject, "
 // costs little beside the engine.
 type Parsed struct {
 	ref      ObjectRef
+	version  string // metadata.resourceVersion
 	id       string // backstage.io/kubernetes-id
 	problems error  // what could not be read, naming the object and field
 	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
@@ -221,7 +223,7 @@ type Parsed struct {
 // Parse reads u for Upsert; it is safe for concurrent use.
 func Parse(u *unstructured.Unstructured) *Parsed {
 	ref := RefOf(u)
-	p := &Parsed{ref: ref}
+	p := &Parsed{ref: ref, version: u.GetResourceVersion()}
 	if ref.Kind == "" || ref.Name == "" {
 		p.skip = true
 		p.problems = fmt.Errorf("%w: apiVersion %q kind %q name %q: kind and metadata.name are required",
@@ -265,8 +267,30 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 // Ref is the object the parse is of.
 func (p *Parsed) Ref() ObjectRef { return p.ref }
 
+// ResourceVersion is the object's metadata.resourceVersion, as read.
+func (p *Parsed) ResourceVersion() string { return p.version }
+
 // Problems is what could not be read of the object (nil: everything), naming the fields.
 func (p *Parsed) Problems() error { return p.problems }
+
+// Deleted stands for the deletion of ref, for handlers that take objects: only its Ref is read.
+func Deleted(ref ObjectRef) *Parsed { return &Parsed{ref: ref, skip: true} }
+
+// Subscriber is the subscriber a Trigger or Subscription references, its namespace defaulted as
+// the mesh resolves it; ok is false for other kinds and for URI-only subscribers. Sources use
+// it to know which subscriber objects the mesh needs to see.
+func (p *Parsed) Subscriber() (ObjectRef, bool) {
+	if p.consumer == nil || p.consumer.subscriber == nil {
+		return ObjectRef{}, false
+	}
+	return *p.consumer.subscriber, true
+}
+
+// GetObjectMeta gives the object's namespace and name to client-go, so an informer can keep
+// Parsed objects (its key function reads them through this method).
+func (p *Parsed) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: p.ref.Namespace, Name: p.ref.Name}
+}
 
 // apply puts a parsed object into the engine and returns what could not be read of it.
 func (e *Engine) apply(p *Parsed) error {

@@ -284,14 +284,3 @@ func parseGeneric(u *unstructured.Unstructured) genericObject {
 	}
 	return g
 }
-
-// SubscriberOf returns the subscriber a Trigger or Subscription references, with its namespace
-// defaulted as the mesh resolves it. ok is false for other kinds and for URI-only subscribers.
-// Sources use it to know which subscriber objects the mesh needs to see.
-func SubscriberOf(u *unstructured.Unstructured) (ObjectRef, bool) {
-	switch gk := RefOf(u).groupKind(); gk {
-	case gkTrigger, gkSubscription:
-		return kref(u.Object, u.GetNamespace(), "spec", "subscriber", "ref")
-	}
-	return ObjectRef{}, false
-}

@@ -7,7 +7,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func TestSubscriberOf(t *testing.T) {
+func TestSubscriber(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
@@ -32,7 +32,7 @@ func TestSubscriberOf(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(tt.doc), &u.Object); err != nil {
 				t.Fatal(err)
 			}
-			got, ok := SubscriberOf(u)
+			got, ok := Parse(u).Subscriber()
 			if got != tt.want || ok != tt.ok {
 				t.Errorf("got %v %v, want %v %v", got, ok, tt.want, tt.ok)
 			}

@@ -266,38 +266,43 @@ func (h *Hub) OnDelete(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
+	p, ok := parsed(obj)
 	if !ok {
 		h.log.Error("hub: deleted object of unexpected type ignored", "type", typeName(obj))
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.emit(h.engine.Delete(engine.RefOf(u)))
+	h.emit(h.engine.Delete(p.Ref()))
+}
+
+// parsed is an object as sources deliver it (read for the engine) or whole (read here).
+func parsed(obj any) (*engine.Parsed, bool) {
+	switch o := obj.(type) {
+	case *engine.Parsed:
+		return o, true
+	case *unstructured.Unstructured:
+		return engine.Parse(o), true
+	}
+	return nil, false
 }
 
 // Replace applies a whole listing as one batch: objects the hub holds that the list lacks are
 // deleted. The initial listing through Replace makes the epoch open with one added event per
 // entity.
-func (h *Hub) Replace(objs []*unstructured.Unstructured) {
-	parsed := engine.ParseAll(objs) // before the lock: filter expressions can be costly to read
+func (h *Hub) Replace(objs []*engine.Parsed) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.ReplaceParsed(parsed)
+	changes, problems := h.engine.ReplaceParsed(objs)
 	h.logProblems(problems)
 	h.emit(changes)
 }
 
 // Apply applies deletions and upserts as one batch: only the net entity changes are emitted.
-func (h *Hub) Apply(upserts, deletes []*unstructured.Unstructured) {
-	refs := make([]engine.ObjectRef, len(deletes))
-	for i, u := range deletes {
-		refs[i] = engine.RefOf(u)
-	}
-	parsed := engine.ParseAll(upserts)
+func (h *Hub) Apply(upserts []*engine.Parsed, deletes []engine.ObjectRef) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.ApplyParsed(parsed, refs)
+	changes, problems := h.engine.ApplyParsed(upserts, deletes)
 	h.logProblems(problems)
 	h.emit(changes)
 }
@@ -317,17 +322,16 @@ func (h *Hub) logProblems(problems error) {
 }
 
 func (h *Hub) upsert(obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
+	p, ok := parsed(obj) // before the lock: filter expressions can be costly to read
 	if !ok {
 		h.log.Error("hub: object of unexpected type ignored", "type", typeName(obj))
 		return
 	}
-	parsed := engine.Parse(u)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changes, problems := h.engine.UpsertParsed(parsed)
+	changes, problems := h.engine.UpsertParsed(p)
 	if problems != nil {
-		h.log.Warn("object partly ignored", "object", parsed.Ref().String(), "problems", problems.Error())
+		h.log.Warn("object partly ignored", "object", p.Ref().String(), "problems", problems.Error())
 	}
 	h.emit(changes)
 }

@@ -96,8 +96,8 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 		}
 		batches = append(batches, b)
 	})
-	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
-	h.Replace([]*unstructured.Unstructured{broker("b", nil)})
+	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}))
+	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("b", nil)}))
 	want := [][]string{
 		{"#1 broker added eventing.knative.dev/Broker/ns/a", "#2 broker added eventing.knative.dev/Broker/ns/b"},
 		{"#3 broker deleted eventing.knative.dev/Broker/ns/a"},
@@ -121,7 +121,7 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	h := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
 	h.Listen(record(&got))
 	remove := h.Listen(record(&stopped))
-	h.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}) // kept to itself while following
+	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})) // kept to itself while following
 	if from, continued := h.Lead("e1", 0); continued || from != (mesh.Position{}) {
 		t.Fatalf("Lead without a sequence space: from %v, continued %v", from, continued)
 	}
@@ -151,7 +151,7 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	leader := testkit.Must(New(engine.New("lead"), func() bool { return true }))
 	var fromLeader []mesh.Change
 	leader.Listen(func(b Batch) { fromLeader = append(fromLeader, b.Changes...) })
-	leader.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})
+	leader.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}))
 
 	follower := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
 	var got []string
@@ -163,7 +163,7 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 			got = append(got, c.Epoch+" "+c.String())
 		}
 	})
-	follower.Replace([]*unstructured.Unstructured{broker("a", nil), broker("b", nil), broker("c", nil)})
+	follower.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil), broker("c", nil)}))
 	if follower.Ready() || follower.Snapshot().Len() != 0 {
 		t.Fatalf("a follower without the leader's snapshot serves %d entities (ready %v)", follower.Snapshot().Len(), follower.Ready())
 	}

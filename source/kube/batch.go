@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
@@ -26,30 +24,26 @@ type changeBatch struct {
 	latest map[engine.ObjectRef]pendingChange
 }
 
-type pendingChange struct {
-	u       *unstructured.Unstructured
-	deleted bool
-}
+// pendingChange is an object's latest state in the burst; nil: deleted.
+type pendingChange struct{ p *engine.Parsed }
 
-func (b *changeBatch) put(u *unstructured.Unstructured, deleted bool) {
+func (b *changeBatch) put(ref engine.ObjectRef, p *engine.Parsed) {
 	if b.latest == nil {
 		b.latest = map[engine.ObjectRef]pendingChange{}
 	}
-	ref := engine.RefOf(u)
 	if _, seen := b.latest[ref]; !seen {
 		b.order = append(b.order, ref)
 	}
-	b.latest[ref] = pendingChange{u, deleted}
+	b.latest[ref] = pendingChange{p}
 }
 
 // take empties the batch: the objects whose latest change is an update, and those deleted.
-func (b *changeBatch) take() (upserts, deletes []*unstructured.Unstructured) {
+func (b *changeBatch) take() (upserts []*engine.Parsed, deletes []engine.ObjectRef) {
 	for _, ref := range b.order {
-		c := b.latest[ref]
-		if c.deleted {
-			deletes = append(deletes, c.u)
+		if c := b.latest[ref]; c.p == nil {
+			deletes = append(deletes, ref)
 		} else {
-			upserts = append(upserts, c.u)
+			upserts = append(upserts, c.p)
 		}
 	}
 	b.order, b.latest = nil, nil

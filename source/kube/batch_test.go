@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -20,24 +21,31 @@ func TestChangeBatchKeepsEachObjectsLatest(t *testing.T) {
 		return u
 	}
 	var b changeBatch
-	b.put(obj("Trigger", "t"), true)
-	b.put(obj("EventType", "e"), false)
-	b.put(obj("Trigger", "t"), false) // re-created
-	b.put(obj("Broker", "b"), false)
-	b.put(obj("Broker", "b"), true) // created and gone again
-	b.put(obj("EventType", "gone"), true)
-	names := func(us []*unstructured.Unstructured) []string {
-		var out []string
-		for _, u := range us {
-			out = append(out, u.GetKind()+"/"+u.GetName())
+	put := func(u *unstructured.Unstructured, deleted bool) {
+		if deleted {
+			b.put(engine.RefOf(u), nil)
+		} else {
+			b.put(engine.RefOf(u), engine.Parse(u))
 		}
-		return out
 	}
+	put(obj("Trigger", "t"), true)
+	put(obj("EventType", "e"), false)
+	put(obj("Trigger", "t"), false) // re-created
+	put(obj("Broker", "b"), false)
+	put(obj("Broker", "b"), true) // created and gone again
+	put(obj("EventType", "gone"), true)
+	var upsertNames, deleteNames []string
 	upserts, deletes := b.take()
-	if got, want := names(upserts), []string{"Trigger/t", "EventType/e"}; !reflect.DeepEqual(got, want) {
+	for _, p := range upserts {
+		upsertNames = append(upsertNames, p.Ref().Kind+"/"+p.Ref().Name)
+	}
+	for _, r := range deletes {
+		deleteNames = append(deleteNames, r.Kind+"/"+r.Name)
+	}
+	if got, want := upsertNames, []string{"Trigger/t", "EventType/e"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("upserts %q, want %q", got, want)
 	}
-	if got, want := names(deletes), []string{"Broker/b", "EventType/gone"}; !reflect.DeepEqual(got, want) {
+	if got, want := deleteNames, []string{"Broker/b", "EventType/gone"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("deletes %q, want %q", got, want)
 	}
 	if u, d := b.take(); len(u)+len(d) > 0 {

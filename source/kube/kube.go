@@ -101,7 +101,7 @@ type Source struct {
 	mu          sync.Mutex
 	ctx         context.Context
 	handler     cache.ResourceEventHandler
-	initial     map[engine.ObjectRef]*unstructured.Unstructured // the initial listing, until live
+	initial     map[engine.ObjectRef]*engine.Parsed // the initial listing, until live
 	watches     map[engine.GroupKind]*kindWatch
 	handed      map[engine.GroupKind]map[nsName]struct{} // what the handler holds, per kind
 	crdsReady   bool                                     // the CRD informer has listed (or cannot)
@@ -173,7 +173,7 @@ func New(cfg *rest.Config, opts ...Option) (*Source, error) {
 		selector:    o.selector,
 		log:         o.log,
 		degraded:    degraded,
-		initial:     map[engine.ObjectRef]*unstructured.Unstructured{},
+		initial:     map[engine.ObjectRef]*engine.Parsed{},
 		watches:     map[engine.GroupKind]*kindWatch{},
 		handed:      map[engine.GroupKind]map[nsName]struct{}{},
 		crds:        map[string]crdInfo{},
@@ -253,16 +253,16 @@ func (s *Source) goLiveWhenListed() bool {
 			return false
 		}
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(s.initial))
-	for _, u := range s.initial {
-		objs = append(objs, u)
+	objs := make([]*engine.Parsed, 0, len(s.initial))
+	for _, p := range s.initial {
+		objs = append(objs, p)
 	}
 	s.initial = nil
 	if lh, ok := s.handler.(source.ListHandler); ok {
 		lh.Replace(objs)
 	} else {
-		for _, u := range objs {
-			s.handler.OnAdd(u, true)
+		for _, p := range objs {
+			s.handler.OnAdd(p, true)
 		}
 	}
 	s.synced.Store(true)
@@ -276,8 +276,14 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
+	var p *engine.Parsed
+	var crd *unstructured.Unstructured
+	switch o := obj.(type) {
+	case *engine.Parsed:
+		p = o
+	case *unstructured.Unstructured: // a CRD: the source reads more of it than the mesh
+		crd, p = o, engine.Parse(o)
+	default:
 		s.log.Error("kube source: object of unexpected type ignored", "kind", w.gk, "type", fmt.Sprintf("%T", obj))
 		return
 	}
@@ -286,18 +292,23 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 	if s.watches[w.gk] != w {
 		return
 	}
-	s.hand(w.gk, u, deleted)
+	if deleted {
+		s.hand(w.gk, p.Ref(), nil)
+	} else {
+		s.hand(w.gk, p.Ref(), p)
+	}
 	switch w.gk {
 	case gkCRD:
-		s.noteCRD(u, deleted)
+		s.noteCRD(crd, deleted)
 	case gkTrigger, gkSubscription:
-		s.noteConsumer(u, deleted)
+		s.noteConsumer(p, deleted)
 	}
 }
 
-// hand passes one object change on and records what the handler holds.
-func (s *Source) hand(gk engine.GroupKind, u *unstructured.Unstructured, deleted bool) {
-	key := nsName{u.GetNamespace(), u.GetName()}
+// hand passes one object change on (p nil: ref is deleted) and records what the handler holds.
+func (s *Source) hand(gk engine.GroupKind, ref engine.ObjectRef, p *engine.Parsed) {
+	deleted := p == nil
+	key := nsName{ref.Namespace, ref.Name}
 	held := s.handed[gk]
 	if deleted {
 		if _, ok := held[key]; !ok {
@@ -313,14 +324,14 @@ func (s *Source) hand(gk engine.GroupKind, u *unstructured.Unstructured, deleted
 	}
 	if !s.synced.Load() {
 		if deleted {
-			delete(s.initial, engine.RefOf(u))
+			delete(s.initial, ref)
 		} else {
-			s.initial[engine.RefOf(u)] = u
+			s.initial[ref] = p
 		}
 		return
 	}
 	if s.more != nil { // a batch handler: the burst goes over as one batch
-		s.batch.put(u, deleted)
+		s.batch.put(ref, p)
 		select {
 		case s.more <- struct{}{}:
 		default:
@@ -329,35 +340,30 @@ func (s *Source) hand(gk engine.GroupKind, u *unstructured.Unstructured, deleted
 	}
 	switch {
 	case deleted:
-		s.handler.OnDelete(u)
+		s.handler.OnDelete(engine.Deleted(ref))
 	default:
-		s.handler.OnUpdate(u, u) // the mesh treats adds and updates alike
+		s.handler.OnUpdate(p, p) // the mesh treats adds and updates alike
 	}
 }
 
 // forget deletes every object of gk the handler holds that keep lacks (nil: all of them).
-func (s *Source) forget(gk engine.GroupKind, apiVersion string, keep map[nsName]struct{}) {
+func (s *Source) forget(gk engine.GroupKind, keep map[nsName]struct{}) {
 	for key := range s.handed[gk] {
 		if _, ok := keep[key]; ok {
 			continue
 		}
-		u := &unstructured.Unstructured{}
-		u.SetAPIVersion(apiVersion)
-		u.SetKind(gk.Kind)
-		u.SetNamespace(key.namespace)
-		u.SetName(key.name)
-		s.hand(gk, u, true)
+		s.hand(gk, engine.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: key.namespace, Name: key.name}, nil)
 	}
 }
 
 // noteConsumer counts the subscriber kinds Triggers and Subscriptions reference.
-func (s *Source) noteConsumer(u *unstructured.Unstructured, deleted bool) {
-	ref := engine.RefOf(u)
+func (s *Source) noteConsumer(p *engine.Parsed, deleted bool) {
+	ref := p.Ref()
 	old, had := s.subscribers[ref]
 	var now engine.GroupKind
 	has := false
 	if !deleted {
-		if sub, ok := engine.SubscriberOf(u); ok {
+		if sub, ok := p.Subscriber(); ok {
 			now, has = engine.GroupKind{Group: sub.Group, Kind: sub.Kind}, true
 		}
 	}
@@ -513,7 +519,7 @@ func (s *Source) start(gk engine.GroupKind, spec watchSpec) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.watches[gk] == w {
-			s.forget(gk, spec.resource.GroupVersion().String(), w.keys())
+			s.forget(gk, w.keys())
 		}
 	}()
 }
@@ -523,7 +529,7 @@ func (s *Source) stop(gk engine.GroupKind, w *kindWatch) {
 	w.cancel()
 	s.clearDegraded(w)
 	delete(s.watches, gk)
-	s.forget(gk, w.spec.resource.GroupVersion().String(), nil)
+	s.forget(gk, nil)
 }
 
 func (s *Source) clearDegraded(w *kindWatch) {

@@ -101,8 +101,11 @@ func (w *kindWatch) keys() map[nsName]struct{} {
 	out := map[nsName]struct{}{}
 	for _, inf := range w.informers {
 		for _, obj := range inf.GetStore().List() {
-			if m, ok := obj.(metav1.Object); ok {
-				out[nsName{m.GetNamespace(), m.GetName()}] = struct{}{}
+			switch o := obj.(type) {
+			case *engine.Parsed:
+				out[nsName{o.Ref().Namespace, o.Ref().Name}] = struct{}{}
+			case metav1.Object:
+				out[nsName{o.GetNamespace(), o.GetName()}] = struct{}{}
 			}
 		}
 	}
@@ -185,9 +188,10 @@ func (s *Source) observe(w *kindWatch, ns string, err error) {
 
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// transform trims what the mesh never reads before the informer stores it: managed fields,
-// kubectl's last-applied copy and status everywhere, and schemas from CRDs. Metadata objects
-// become unstructured with their kind, so every handler sees one type.
+// transform reads each object for the mesh before the informer stores it, so the informer
+// keeps the small parsed form (whose fields the engine shares) and the decoded object is let
+// go at once. CRDs, which the source itself reads, stay whole but for their schemas, status,
+// managed fields and kubectl's last-applied copy.
 func (w *kindWatch) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *metav1.PartialObjectMetadata:
@@ -199,7 +203,7 @@ func (w *kindWatch) transform(obj any) (any, error) {
 		u.SetUID(o.UID)
 		u.SetResourceVersion(o.ResourceVersion)
 		u.SetLabels(o.Labels)
-		return u, nil
+		return engine.Parse(u), nil
 	case *unstructured.Unstructured:
 		if w.gk == gkCRD {
 			unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")
@@ -212,10 +216,9 @@ func (w *kindWatch) transform(obj any) (any, error) {
 			trimCRD(o)
 			return o, nil
 		}
-		engine.Trim(o) // the informer keeps what the mesh reads, no more
-		return o, nil
+		return engine.Parse(o), nil
 	}
-	return obj, nil // tombstones and anything else pass through
+	return obj, nil // tombstones, and objects already read, pass through
 }
 
 // trimCRD keeps group, names, scope and each version's name and serving flags: the schemas

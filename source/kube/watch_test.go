@@ -2,6 +2,7 @@ package kube
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
@@ -93,10 +94,32 @@ status: {conditions: [{type: Established}]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := out.(*unstructured.Unstructured)
-	if ref := engine.RefOf(u); ref != (engine.ObjectRef{Kind: "Service", Namespace: "n", Name: "s"}) || u.GetUID() != "u" ||
-		u.GetResourceVersion() != "7" || u.GetLabels()[engine.LabelBackstageID] != "svc" || u.GetAnnotations() != nil || u.GetManagedFields() != nil {
-		t.Errorf("subscriber %v", u.Object)
+	service := &unstructured.Unstructured{}
+	service.SetAPIVersion("v1")
+	service.SetKind("Service")
+	service.SetNamespace("n")
+	service.SetName("s")
+	service.SetUID("u")
+	service.SetResourceVersion("7")
+	service.SetLabels(map[string]string{engine.LabelBackstageID: "svc"})
+	if p, ok := out.(*engine.Parsed); !ok || !reflect.DeepEqual(p, engine.Parse(service)) {
+		t.Errorf("subscriber read as %#v, want %#v", out, engine.Parse(service))
+	}
+
+	// Any other object is kept as the engine reads it: the decoded object is let go.
+	trigger := &kindWatch{gk: engine.GroupKind{Group: "eventing.knative.dev", Kind: "Trigger"}}
+	obj := crd(t, `
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: n, resourceVersion: "9", managedFields: [{manager: kubectl}]}
+spec: {broker: b, subscriber: {ref: {apiVersion: v1, kind: Service, name: s}}, delivery: {retry: 3}}
+status: {conditions: [{type: Ready}]}`)
+	out, err = trigger.transform(obj)
+	if p, ok := out.(*engine.Parsed); err != nil || !ok || !reflect.DeepEqual(p, engine.Parse(obj)) || p.ResourceVersion() != "9" {
+		t.Errorf("trigger read as %#v (%v), want %#v", out, err, engine.Parse(obj))
+	}
+	if again, _ := trigger.transform(out); again != out {
+		t.Error("an object already read is not passed through as it is")
 	}
 }
 

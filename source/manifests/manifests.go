@@ -1,8 +1,8 @@
 package manifests
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +19,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
@@ -65,10 +64,10 @@ type fileStat struct {
 }
 
 type definition struct {
-	obj  *unstructured.Unstructured
-	json []byte // canonical form, to tell real edits from rewrites
-	path string
-	line int
+	obj    *engine.Parsed
+	digest [sha256.Size]byte // of the canonical form, to tell real edits from rewrites
+	path   string
+	line   int
 }
 
 type options struct {
@@ -357,7 +356,7 @@ func (s *Source) load(path string, st fileStat) {
 			s.log.Error("manifest object does not encode", "file", fmt.Sprintf("%s:%d", s.rel(path), o.Line), "err", err)
 			continue
 		}
-		f.objects = append(f.objects, definition{obj: o.Unstructured, json: canonical, path: path, line: o.Line})
+		f.objects = append(f.objects, definition{obj: engine.Parse(o.Unstructured), digest: sha256.Sum256(canonical), path: path, line: o.Line})
 	}
 }
 
@@ -380,7 +379,7 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 	for _, p := range paths {
 		for i := range s.files[p].objects {
 			d := &s.files[p].objects[i]
-			ref := engine.RefOf(d.obj)
+			ref := d.obj.Ref()
 			if first, dup := next[ref]; dup {
 				s.log.Warn("object defined twice; using the first", "object", ref.String(),
 					"used", fmt.Sprintf("%s:%d", s.rel(first.path), first.line),
@@ -414,7 +413,7 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		return strings.Compare(a.String(), b.String())
 	})
 	if lh, ok := h.(source.ListHandler); ok && initial {
-		list := make([]*unstructured.Unstructured, len(refs))
+		list := make([]*engine.Parsed, len(refs))
 		for i, ref := range refs {
 			list[i] = next[ref].obj
 		}
@@ -422,31 +421,28 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		s.current = next
 		return
 	}
-	var deletes, upserts []*unstructured.Unstructured
-	for _, ref := range gone {
-		deletes = append(deletes, s.current[ref].obj)
-	}
+	var upserts []*engine.Parsed
 	for _, ref := range refs {
-		if d, old := next[ref], s.current[ref]; old == nil || !bytes.Equal(old.json, d.json) {
+		if d, old := next[ref], s.current[ref]; old == nil || old.digest != d.digest {
 			upserts = append(upserts, d.obj)
 		}
 	}
 	previous := s.current
 	s.current = next
 	if bh, ok := h.(source.BatchHandler); ok { // one batch: only the net entity changes
-		if len(deletes)+len(upserts) > 0 {
-			bh.Apply(upserts, deletes)
+		if len(gone)+len(upserts) > 0 {
+			bh.Apply(upserts, gone)
 		}
 		return
 	}
-	for _, u := range deletes {
-		h.OnDelete(u)
+	for _, ref := range gone {
+		h.OnDelete(engine.Deleted(ref))
 	}
-	for _, u := range upserts {
-		if old := previous[engine.RefOf(u)]; old != nil {
-			h.OnUpdate(old.obj, u)
+	for _, p := range upserts {
+		if old := previous[p.Ref()]; old != nil {
+			h.OnUpdate(old.obj, p)
 		} else {
-			h.OnAdd(u, initial)
+			h.OnAdd(p, initial)
 		}
 	}
 }

@@ -254,9 +254,9 @@ func (rc *recorder) OnDelete(obj any) {
 	rc.ListHandler.OnDelete(obj)
 }
 
-func (rc *recorder) Replace(objs []*unstructured.Unstructured) {
-	for _, u := range objs {
-		rc.seen.note(u, false)
+func (rc *recorder) Replace(objs []*engine.Parsed) {
+	for _, p := range objs {
+		rc.seen.note(p, false)
 	}
 	rc.ListHandler.Replace(objs)
 }
@@ -270,17 +270,16 @@ type seenObjects struct {
 func newSeenObjects() *seenObjects { return &seenObjects{objs: map[engine.ObjectRef]string{}} }
 
 func (s *seenObjects) note(obj any, deleted bool) {
-	u, ok := obj.(*unstructured.Unstructured)
+	p, ok := obj.(*engine.Parsed)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref := engine.RefOf(u)
 	if deleted {
-		s.objs[ref] = ""
+		s.objs[p.Ref()] = ""
 	} else {
-		s.objs[ref] = u.GetResourceVersion()
+		s.objs[p.Ref()] = p.ResourceVersion()
 	}
 }
 

@@ -61,7 +61,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	}
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	h.Replace([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")})
+	h.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -213,7 +213,7 @@ func TestWatchReauthorised(t *testing.T) {
 		WithReauthorize(50*time.Millisecond)))
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	h.Replace([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")})
+	h.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")}))
 
 	snapshots := make(chan mesh.Snapshot, 10)
 	ends := make(chan error, 10)

@@ -46,7 +46,7 @@ func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
 			objs = append(objs, eventType(ns, broker, j, "t"))
 		}
 	}
-	h.Replace(objs) // the initial listing: the epoch opens with one change per entity
+	h.Replace(engine.ParseAll(objs)) // the initial listing: the epoch opens with one change per entity
 	srv := httptest.NewServer(handler)
 	b.Cleanup(srv.Close)
 	return h, watchers, srv.URL
