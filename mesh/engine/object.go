@@ -59,41 +59,56 @@ func RefOf(u *unstructured.Unstructured) ObjectRef {
 	return ObjectRef{GroupOf(u.GetAPIVersion()), u.GetKind(), u.GetNamespace(), u.GetName()}
 }
 
-// objectMeta is the metadata every entity carries.
+// objectMeta is the metadata every entity carries. The annotations leave out kubectl's
+// last-applied copy, which the mesh never shows.
 type objectMeta struct {
 	uid         string
-	labels      map[string]string
-	annotations map[string]string
+	labels      pairs
+	annotations pairs
 }
 
 func metaOf(u *unstructured.Unstructured) objectMeta {
 	return objectMeta{
 		uid:         string(u.GetUID()),
-		labels:      nilIfEmpty(u.GetLabels()),
-		annotations: filterAnnotations(u.GetAnnotations()),
+		labels:      pairsOf(u.GetLabels(), ""),
+		annotations: pairsOf(u.GetAnnotations(), annotationLastApplied),
 	}
 }
 
-func nilIfEmpty(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	return m
-}
+// pairs is a string map kept as key, value, key, value... sorted by key: a Go map costs some
+// 300 bytes even for one label, and the engine keeps the labels and annotations of every
+// object it shows.
+type pairs []string
 
-// filterAnnotations drops the annotations the mesh never shows. Like the upstream backend, an
-// empty result is nil (JSON null).
-func filterAnnotations(in map[string]string) map[string]string {
-	if _, ok := in[annotationLastApplied]; !ok {
-		return nilIfEmpty(in)
-	}
-	out := make(map[string]string, len(in)-1)
-	for k, v := range in {
-		if k != annotationLastApplied {
-			out[k] = v
+// pairsOf is m without the key skip.
+func pairsOf(m map[string]string, skip string) pairs {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != skip {
+			keys = append(keys, k)
 		}
 	}
-	return nilIfEmpty(out)
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	p := make(pairs, 0, 2*len(keys))
+	for _, k := range keys {
+		p = append(p, k, m[k])
+	}
+	return p
+}
+
+// Map is the pairs as a map; like the upstream backend, none is nil (JSON null).
+func (p pairs) Map() map[string]string {
+	if len(p) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(p)/2)
+	for i := 0; i < len(p); i += 2 {
+		m[p[i]] = p[i+1]
+	}
+	return m
 }
 
 // str reads a string field, tolerating absence and wrong types (validation is the webhook's job).

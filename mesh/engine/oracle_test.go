@@ -84,7 +84,7 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
 	for ref, b := range brokers {
 		m.Brokers = append(m.Brokers, mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: b.uid,
-			Labels: b.labels, Annotations: b.annotations, ProvidedEventTypes: providedBy(ref)})
+			Labels: b.labels.Map(), Annotations: b.annotations.Map(), ProvidedEventTypes: providedBy(ref)})
 	}
 	for ref, et := range eventTypes {
 		state := eventTypeState{eventTypeObject: &et}
@@ -98,7 +98,7 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 		k := kinds[ref.groupKind()]
 		if k.subscribable {
 			m.Subscribables = append(m.Subscribables, mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name,
-				UID: g.uid, Labels: g.labels, Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+				UID: g.uid, Labels: g.labels.Map(), Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
 				ProvidedEventTypes: providedBy(ref)})
 		}
 		if k.source {
@@ -110,7 +110,7 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 			}
 			slices.Sort(provided)
 			m.Sources = append(m.Sources, mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid,
-				Labels: g.labels, Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+				Labels: g.labels.Map(), Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
 				ProvidedEventTypeTypes: orEmpty(k.eventTypes), ProvidedEventTypes: provided, Sink: gknn(g.sink)})
 		}
 	}

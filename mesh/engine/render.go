@@ -82,8 +82,8 @@ func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 		if m == nil {
 			return nil, false, false
 		}
-		v = &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels,
-			Annotations: m.annotations, ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
+		v = &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels.Map(),
+			Annotations: m.annotations.Map(), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
 	case mesh.KindEventType:
 		et := e.eventTypes[ref]
 		if et == nil {
@@ -96,8 +96,8 @@ func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 			return nil, false, false
 		}
 		g := e.generics[ref]
-		v = &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
-			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+		v = &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
+			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
 	case mesh.KindSource:
 		if !e.isSource(ref) {
@@ -111,8 +111,8 @@ func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
 			}
 		}
 		slices.Sort(provided)
-		v = &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels,
-			Annotations: g.annotations, Group: ref.Group, Kind: ref.Kind,
+		v = &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
+			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
 			Sink: gknn(g.sink)}
 	}
@@ -131,7 +131,7 @@ func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 	slices.Sort(consumed)
 	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
 		Description: optional(et.description), SchemaURL: optional(et.schemaURL),
-		SchemaData: optional(et.schemaData), Labels: et.labels, Annotations: et.annotations,
+		SchemaData: optional(et.schemaData), Labels: et.labels.Map(), Annotations: et.annotations.Map(),
 		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
 }
 
