@@ -143,6 +143,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
 		{name: "publishing", leaderOnly: true, run: pub.run},
+		{name: "memory release", run: releaseListingMemory(meshHub.Synced)},
 	}
 	if roleBindings != nil {
 		parts = append(parts, part{name: "role bindings", run: roleBindings.Run})
