@@ -56,6 +56,8 @@ export async function* readServerSentEvents(
     return undefined;
   };
 
+  // A line ended by CR may be the first half of CRLF: the LF, even in the next chunk, is skipped.
+  let skipLF = false;
   for await (const chunk of body) {
     pending += decoder.decode(chunk, { stream: true });
     if (first && pending.length > 0) {
@@ -65,17 +67,26 @@ export async function* readServerSentEvents(
       }
     }
     let start = 0;
+    if (skipLF && pending.length > 0) {
+      skipLF = false;
+      if (pending[0] === '\n') start = 1;
+    }
     for (;;) {
       const end = nextLineEnd(pending, start);
       if (end < 0) {
         break;
       }
-      // A CR at the very end may be the first half of CRLF: wait for the next chunk.
-      if (pending[end] === '\r' && end + 1 === pending.length) {
-        break;
-      }
       const dispatched = line(pending.slice(start, end));
-      start = pending[end] === '\r' && pending[end + 1] === '\n' ? end + 2 : end + 1;
+      if (pending[end] === '\r') {
+        if (end + 1 === pending.length) {
+          skipLF = true;
+          start = end + 1;
+        } else {
+          start = pending[end + 1] === '\n' ? end + 2 : end + 1;
+        }
+      } else {
+        start = end + 1;
+      }
       if (dispatched) {
         yield dispatched;
       }

@@ -1,0 +1,181 @@
+// The follower's decisions against a scripted watch server: what the real broadcaster does not
+// produce on demand (a new epoch mid-stream, a malformed event, a refused token, position
+// events, a failing catalog write). A recording connection stands in for the catalog.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { MeshFollower } from '../src/follower';
+import { DEFAULT_SCHEDULE, ProviderConfig } from '../src/config';
+import { waitFor } from './harness';
+
+const emptyMesh = { brokers: [], eventTypes: [], sources: [], subscribables: [] };
+const broker = (name: string, labels: Record<string, string> | null = null) => ({
+  namespace: 'shop', name, uid: '', labels, annotations: null, providedEventTypes: [],
+});
+const snapshot = (epoch: string, id: number, brokers: object[] = []) =>
+  `event: snapshot\nid: ${id}\ndata: ${JSON.stringify({ epoch, sequence: id, mesh: { ...emptyMesh, brokers } })}\n\n`;
+const delta = (epoch: string, id: number, entity: object, op = 'added') =>
+  `event: delta\nid: ${id}\ndata: ${JSON.stringify({
+    specversion: '1.0', id: `${epoch}-${id}`, type: `dev.knative.eventmesh.broker.${op}`,
+    data: { key: `eventing.knative.dev/Broker/shop/${(entity as any).name}`, kind: 'broker', op, epoch, sequence: id, entity },
+  })}\n\n`;
+
+interface Seen {
+  lastEventId: string | undefined;
+  url: string;
+  authorization: string | undefined;
+}
+
+/** Answers the n-th watch request with script[n] (status and body), holding the last one open. */
+async function scriptedServer(script: Array<{ status?: number; headers?: Record<string, string>; body: string; end?: boolean }>) {
+  const seen: Seen[] = [];
+  const server = http.createServer((req, res) => {
+    const step = script[Math.min(seen.length, script.length - 1)];
+    seen.push({ lastEventId: req.headers['last-event-id'] as string | undefined, url: req.url!, authorization: req.headers.authorization });
+    res.writeHead(step.status ?? 200, { 'Content-Type': step.status && step.status !== 200 ? 'application/json' : 'text/event-stream', ...step.headers });
+    res.write(step.body);
+    if (step.end !== false) res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url, seen, stop: () => { server.closeAllConnections(); return new Promise((r) => server.close(r)); } };
+}
+
+function recorder(failFirstDelta = false) {
+  const mutations: any[] = [];
+  let failed = false;
+  return {
+    mutations,
+    connection: {
+      applyMutation: async (m: any) => {
+        if (failFirstDelta && m.type === 'delta' && !failed) {
+          failed = true;
+          throw new Error('database is locked');
+        }
+        mutations.push(m);
+      },
+      refresh: async () => {},
+    },
+  };
+}
+
+const quiet: any = { child: () => quiet, info() {}, debug() {}, warn() {}, error() {} };
+const counter = { add() {}, record() {} };
+const metrics = { connections: counter, resyncs: counter, mutations: counter, mutationDuration: counter, received: counter };
+
+function follow(baseUrl: string, connection: any, token?: ProviderConfig['token']) {
+  const config: ProviderConfig = { id: 'dev', baseUrl, token, schedule: DEFAULT_SCHEDULE, push: { minReconnectDelayMs: 10, maxReconnectDelayMs: 50 } };
+  const follower = new MeshFollower({ config, locationKey: 'knative-event-mesh-provider-dev', connection, logger: quiet, metrics: metrics as any });
+  const abort = new AbortController();
+  const done = follower.run(abort.signal);
+  return { stop: async () => { abort.abort(); await done; } };
+}
+
+test('a delta of another epoch mid-stream: a fresh snapshot', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2, [broker('a')]) + delta('e2', 1, broker('b')) },
+    { body: snapshot('e2', 1, [broker('b')]), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await waitFor('two full mutations', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.deepEqual(rec.mutations.map((m) => m.type), ['full', 'full']);
+  assert.deepEqual(rec.mutations[1].entities.map((e: any) => e.entity.metadata.name), ['b']);
+  assert.equal(server.seen[1].lastEventId, undefined, 'no resume into another epoch');
+});
+
+test('a malformed event: a fresh snapshot, never a resume', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2) + 'event: delta\nid: 3\ndata: {"specversion":"1.0","data":{"key":"nonsense"}}\n\n' },
+    { body: snapshot('e1', 3), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await waitFor('the second snapshot', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.equal(server.seen[1].lastEventId, undefined);
+});
+
+test('position events move the resume point; a clean end resumes at once with ?epoch=', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2) + 'event: position\nid: 5\ndata: {"epoch":"e1","sequence":5}\n\n' },
+    { body: delta('e1', 6, broker('a')), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await waitFor('the delta', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.equal(server.seen[1].lastEventId, '5');
+  assert.equal(server.seen[1].url, '/v1/watch?epoch=e1');
+  assert.equal(rec.mutations[1].type, 'delta');
+  assert.equal(rec.mutations[1].added[0].entity.metadata.name, 'a');
+  assert.equal(rec.mutations[1].added[0].locationKey, 'knative-event-mesh-provider-dev');
+});
+
+test('a failed catalog write: the next stream starts from a snapshot', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2) + delta('e1', 3, broker('a')), end: false },
+    { body: snapshot('e1', 3, [broker('a')]), end: false },
+  ]);
+  const rec = recorder(true);
+  const f = follow(server.url, rec.connection);
+  await waitFor('the resync', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.deepEqual(rec.mutations.map((m) => m.type), ['full', 'full']);
+  assert.equal(server.seen[1].lastEventId, undefined);
+});
+
+test('a delete is a removal of the ref', async () => {
+  const server = await scriptedServer([{ body: snapshot('e1', 1, [broker('a')]) + delta('e1', 2, broker('a'), 'deleted'), end: false }]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await waitFor('the delete', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.deepEqual(rec.mutations[1], { type: 'delta', added: [], removed: [{ entityRef: 'component:shop/a', locationKey: 'knative-event-mesh-provider-dev' }] });
+});
+
+test('the token goes as a bearer token; a token file is read at every connection; 401 drops the resume point', async () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'token-')), 'token');
+  fs.writeFileSync(file, 'first\n');
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2), end: true },
+    { status: 401, body: '{"error":"no"}' },
+    { body: snapshot('e1', 2), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, { file });
+  await waitFor('the first request', async () => (server.seen.length >= 1 ? true : undefined), 5000, 5);
+  fs.writeFileSync(file, 'second\n');
+  await waitFor('three requests', async () => (server.seen.length >= 3 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.equal(server.seen[0].authorization, 'Bearer first');
+  assert.equal(server.seen[2].authorization, 'Bearer second');
+  assert.equal(server.seen[1].lastEventId, '2', 'the clean end resumed');
+  assert.equal(server.seen[2].lastEventId, undefined, 'after 401, a fresh stream');
+});
+
+test('503 with Retry-After is waited out', async () => {
+  const server = await scriptedServer([
+    { status: 503, headers: { 'Retry-After': '1' }, body: '{"error":"loading"}' },
+    { body: snapshot('e1', 0), end: false },
+  ]);
+  const rec = recorder();
+  const started = Date.now();
+  const f = follow(server.url, rec.connection);
+  await waitFor('the snapshot', async () => (rec.mutations.length >= 1 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.ok(Date.now() - started >= 1000, 'waited the second the server asked for');
+});
