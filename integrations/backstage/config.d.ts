@@ -24,6 +24,8 @@ export interface Config {
             minReconnectDelay?: HumanDuration | string;
             /** The longest wait between reconnection attempts. Default 5 s. */
             maxReconnectDelay?: HumanDuration | string;
+            /** A stream silent this long (no heartbeat) is dropped and resumed. Default 45 s, at least 20 s. */
+            idleTimeout?: HumanDuration | string;
           };
         };
       };

@@ -17,6 +17,8 @@ export interface PushSettings {
   minReconnectDelayMs: number;
   /** The longest wait between attempts. */
   maxReconnectDelayMs: number;
+  /** A stream that sends nothing, not even its 15 s heartbeat, for this long is dropped and resumed. */
+  idleTimeoutMs: number;
 }
 
 export interface ProviderConfig {
@@ -42,6 +44,7 @@ export const DEFAULT_SCHEDULE: SchedulerServiceTaskScheduleDefinition = {
 export const DEFAULT_PUSH: PushSettings = {
   minReconnectDelayMs: 100,
   maxReconnectDelayMs: 5000,
+  idleTimeoutMs: 45_000,
 };
 
 export class ProviderConfigError extends Error {
@@ -111,14 +114,18 @@ export function readProviderConfig(id: string, config: Config): ProviderConfig {
   const push = { ...DEFAULT_PUSH };
   if (config.has('push')) {
     const pushConfig = guarded('push', () => config.getConfig('push'));
-    const delay = (key: 'minReconnectDelay' | 'maxReconnectDelay') =>
+    const delay = (key: 'minReconnectDelay' | 'maxReconnectDelay' | 'idleTimeout') =>
       pushConfig.has(key)
         ? guarded(`push.${key}`, () => durationToMilliseconds(readDurationFromConfig(pushConfig, { key })))
         : undefined;
     push.minReconnectDelayMs = delay('minReconnectDelay') ?? push.minReconnectDelayMs;
     push.maxReconnectDelayMs = delay('maxReconnectDelay') ?? push.maxReconnectDelayMs;
+    push.idleTimeoutMs = delay('idleTimeout') ?? push.idleTimeoutMs;
     if (push.minReconnectDelayMs <= 0) {
       throw new ProviderConfigError(at('push.minReconnectDelay'), 'must be longer than zero');
+    }
+    if (push.idleTimeoutMs < 20_000) {
+      throw new ProviderConfigError(at('push.idleTimeout'), 'must be at least 20 s (the broadcaster sends a heartbeat every 15 s)');
     }
     if (push.maxReconnectDelayMs < push.minReconnectDelayMs) {
       throw new ProviderConfigError(at('push.maxReconnectDelay'), 'must not be shorter than push.minReconnectDelay');

@@ -53,6 +53,7 @@ export class MeshFollower {
           token: readToken(config),
           resume: this.resume,
           signal,
+          idleTimeoutMs: config.push.idleTimeoutMs,
         });
         const resume = this.resume as ResumePoint | undefined;
         this.options.metrics.connections.add(1, { result: resume ? 'resuming' : 'snapshot' });

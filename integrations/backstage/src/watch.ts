@@ -34,6 +34,18 @@ export interface WatchOptions {
   token: string | undefined;
   resume: ResumePoint | undefined;
   signal: AbortSignal;
+  /** A stream silent for this long is dead (default 45 s: three of the server's 15 s heartbeats). */
+  idleTimeoutMs?: number;
+}
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
+
+/** The stream went silent past its idle timeout: the connection is presumed dead. */
+export class WatchIdleError extends Error {
+  constructor(ms: number) {
+    super(`no data, not even a heartbeat, for ${ms} ms`);
+    this.name = 'WatchIdleError';
+  }
 }
 
 export function watchUrl(baseUrl: string, resume: ResumePoint | undefined): string {
@@ -50,11 +62,19 @@ export async function openWatch(options: WatchOptions): Promise<AsyncGenerator<W
   if (options.resume) {
     headers['Last-Event-ID'] = String(options.resume.id);
   }
+  // Our own controller, so a silent connection can be dropped without stopping the follower.
+  const connection = new AbortController();
+  const stop = () => connection.abort();
+  options.signal.addEventListener('abort', stop, { once: true });
   const response = await fetch(watchUrl(options.baseUrl, options.resume), {
     headers,
-    signal: options.signal,
+    signal: connection.signal,
+  }).catch((error) => {
+    options.signal.removeEventListener('abort', stop);
+    throw error;
   });
   if (response.status !== 200 || !response.body) {
+    options.signal.removeEventListener('abort', stop);
     const body = await response.text().catch(() => '');
     const retryAfter = Number(response.headers.get('retry-after'));
     throw new WatchRefusedError(
@@ -63,7 +83,43 @@ export async function openWatch(options: WatchOptions): Promise<AsyncGenerator<W
       Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
     );
   }
-  return events(response.body as unknown as AsyncIterable<Uint8Array>);
+  const body = watchdog(
+    response.body as unknown as AsyncIterable<Uint8Array>,
+    options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    connection,
+    () => options.signal.removeEventListener('abort', stop),
+  );
+  return events(body);
+}
+
+/** Passes the body through, aborting the connection when no chunk comes within idleMs. */
+async function* watchdog(
+  body: AsyncIterable<Uint8Array>,
+  idleMs: number,
+  connection: AbortController,
+  done: () => void,
+): AsyncGenerator<Uint8Array> {
+  let idle = false;
+  let timer = setTimeout(expire, idleMs);
+  function expire() {
+    idle = true;
+    connection.abort();
+  }
+  try {
+    for await (const chunk of body) {
+      clearTimeout(timer);
+      // Only time spent waiting for the server counts, not the time the catalog takes.
+      yield chunk;
+      timer = setTimeout(expire, idleMs);
+    }
+  } catch (error) {
+    throw idle ? new WatchIdleError(idleMs) : error;
+  } finally {
+    clearTimeout(timer);
+    // Leaving early (the follower stopped reading) closes the connection too.
+    connection.abort();
+    done();
+  }
 }
 
 async function* events(body: AsyncIterable<Uint8Array>): AsyncGenerator<WatchEvent> {

@@ -68,8 +68,8 @@ const quiet: any = { child: () => quiet, info() {}, debug() {}, warn() {}, error
 const counter = { add() {}, record() {} };
 const metrics = { connections: counter, resyncs: counter, mutations: counter, mutationDuration: counter, received: counter };
 
-function follow(baseUrl: string, connection: any, token?: ProviderConfig['token']) {
-  const config: ProviderConfig = { id: 'dev', baseUrl, token, schedule: DEFAULT_SCHEDULE, push: { minReconnectDelayMs: 10, maxReconnectDelayMs: 50 } };
+function follow(baseUrl: string, connection: any, token?: ProviderConfig['token'], idleTimeoutMs = 45_000) {
+  const config: ProviderConfig = { id: 'dev', baseUrl, token, schedule: DEFAULT_SCHEDULE, push: { minReconnectDelayMs: 10, maxReconnectDelayMs: 50, idleTimeoutMs } };
   const follower = new MeshFollower({ config, locationKey: 'knative-event-mesh-provider-dev', connection, logger: quiet, metrics: metrics as any });
   const abort = new AbortController();
   const done = follower.run(abort.signal);
@@ -178,4 +178,18 @@ test('503 with Retry-After is waited out', async () => {
   await f.stop();
   await server.stop();
   assert.ok(Date.now() - started >= 1000, 'waited the second the server asked for');
+});
+
+test('a silent stream (no heartbeat) is dropped and resumed', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 2), end: false },
+    { body: delta('e1', 3, broker('a')), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, undefined, 300);
+  await waitFor('the resumed delta', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.equal(server.seen[1].lastEventId, '2');
+  assert.equal(rec.mutations[1].type, 'delta');
 });

@@ -11,6 +11,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { createBackendModule, coreServices, BackendFeature } from '@backstage/backend-plugin-api';
 import { Entity } from '@backstage/catalog-model';
 import { catalogProcessingExtensionPoint, catalogServiceRef } from '@backstage/plugin-catalog-node';
@@ -195,15 +196,15 @@ export class Proxy {
       res.writeHead(up.statusCode ?? 502, up.headers);
       this.open.add(res);
       let pending = '';
-      up.setEncoding('utf8');
-      up.on('data', (chunk: string) => {
-        record.bytes += Buffer.byteLength(chunk);
+      const text = new StringDecoder('utf8');
+      up.on('data', (chunk: Buffer) => {
+        record.bytes += chunk.length;
         if (!watch) {
           res.write(chunk);
           return;
         }
         // Whole events only, so one can be recorded or dropped.
-        pending += chunk;
+        pending += text.write(chunk);
         let end: number;
         while ((end = pending.indexOf('\n\n')) >= 0) {
           const block = pending.slice(0, end + 2);

@@ -76,7 +76,7 @@ test('configuration: what is read, and errors naming the key', async (t) => {
     assert.equal(c.id, 'dev');
     assert.equal(c.baseUrl, 'http://b:8080/');
     assert.equal(c.token, undefined);
-    assert.deepEqual(c.push, { minReconnectDelayMs: 100, maxReconnectDelayMs: 5000 });
+    assert.deepEqual(c.push, { minReconnectDelayMs: 100, maxReconnectDelayMs: 5000, idleTimeoutMs: 45000 });
     assert.deepEqual(c.schedule.timeout, { minutes: 10 });
   });
   await t.test('none configured', () => assert.deepEqual(readProviderConfigs(new ConfigReader({})), []));
@@ -89,9 +89,10 @@ test('configuration: what is read, and errors naming the key', async (t) => {
   fs.writeFileSync(file, 'abc\n');
   await t.test('a token file', () => assert.deepEqual(read({ baseUrl: 'http://b', tokenFile: file })[0].token, { file }));
   await t.test('push settings', () =>
-    assert.deepEqual(read({ baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 1 }, maxReconnectDelay: { seconds: 30 } } })[0].push, {
+    assert.deepEqual(read({ baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 1 }, maxReconnectDelay: { seconds: 30 }, idleTimeout: { minutes: 1 } } })[0].push, {
       minReconnectDelayMs: 1000,
       maxReconnectDelayMs: 30000,
+      idleTimeoutMs: 60000,
     }),
   );
   const errors: Array<{ name: string; provider: object; error: RegExp }> = [
@@ -104,6 +105,7 @@ test('configuration: what is read, and errors naming the key', async (t) => {
     { name: 'token not a string', provider: { baseUrl: 'http://b', token: { a: 1 } }, error: /knativeEventMesh\.dev\.token: / },
     { name: 'bad schedule', provider: { baseUrl: 'http://b', schedule: { frequency: 'often' } }, error: /knativeEventMesh\.dev\.schedule: / },
     { name: 'max below min', provider: { baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 2 }, maxReconnectDelay: { seconds: 1 } } }, error: /knativeEventMesh\.dev\.push\.maxReconnectDelay: must not be shorter/ },
+    { name: 'idle timeout below the heartbeat', provider: { baseUrl: 'http://b', push: { idleTimeout: { seconds: 5 } } }, error: /knativeEventMesh\.dev\.push\.idleTimeout: must be at least 20 s/ },
     { name: 'bad duration', provider: { baseUrl: 'http://b', push: { minReconnectDelay: { lightyears: 2 } } }, error: /knativeEventMesh\.dev\.push\.minReconnectDelay: / },
   ];
   for (const e of errors) {
