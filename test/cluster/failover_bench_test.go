@@ -22,7 +22,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
-// BenchmarkFailover runs two broadcasters (built without -race, client-go's default lease
+// BenchmarkFailover runs two broadcasters (built without -race, the default election
 // timings) over 10,000 objects with an HTTP sink, then stops the leader cleanly (SIGTERM) and,
 // with a replacement beside the new leader, kills that one (SIGKILL). Right after each, one
 // EventType (of no Broker) is created. It reports the events the sink receives because of the
