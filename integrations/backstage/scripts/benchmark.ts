@@ -26,7 +26,7 @@ function summary(ms: number[]): string {
 const brokerLabels = 'labels: {app.kubernetes.io/part-of: shop}';
 
 /** Edits the orders Broker's labels EDITS times; each time, how long until the REST API serves it. */
-async function editLatency(plugin: 'push' | 'published'): Promise<number[]> {
+async function editLatency(plugin: 'push' | 'published', stitchingPollMs?: number): Promise<{ served: number[]; streamed: number[] }> {
   const dir = copyExampleMesh();
   const broadcaster = await Broadcaster.start(dir);
   const catalog = await startCatalog({
@@ -35,7 +35,24 @@ async function editLatency(plugin: 'push' | 'published'): Promise<number[]> {
     database: databaseConfig('sqlite', `bench-${plugin}`),
     processingIntervalSeconds: 120,
     pollSeconds: POLL_SECONDS,
+    stitchingPollMs,
   });
+  // Our own watcher beside the catalog: when the change reaches a follower, before the catalog.
+  const stream = await fetch(`${broadcaster.url}/v1/watch`);
+  const reader = stream.body!.getReader();
+  let received = '';
+  const seenAt = new Map<number, number>();
+  void (async () => {
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) return;
+      received += new TextDecoder().decode(value);
+      for (const m of received.matchAll(/"bench":"(\d+)"/g)) {
+        if (!seenAt.has(Number(m[1]))) seenAt.set(Number(m[1]), performance.now());
+      }
+      received = received.slice(-4096);
+    }
+  })();
   const file = path.join(dir, 'shop', 'broker.yaml');
   const original = fs.readFileSync(file, 'utf8');
   const url = `${catalog.url}/entities/by-name/component/shop/orders`;
@@ -48,16 +65,19 @@ async function editLatency(plugin: 'push' | 'published'): Promise<number[]> {
   try {
     await waitFor('the first ingest', () => catalog.entity('component:shop/orders'), 60_000);
     const times: number[] = [];
+    const streamed: number[] = [];
     for (let i = 1; i <= EDITS; i++) {
       const started = performance.now();
       fs.writeFileSync(file, original.replace(brokerLabels, `labels: {app.kubernetes.io/part-of: shop, bench: "${i}"}`));
       await waitFor(`edit ${i}`, () => served(i), 60_000, 5);
       times.push(performance.now() - started);
+      if (seenAt.has(i)) streamed.push(seenAt.get(i)! - started);
       // Apart, so edits are not gathered into one change.
       await new Promise((r) => setTimeout(r, 100 + Math.random() * 100));
     }
-    return times;
+    return { served: times, streamed };
   } finally {
+    await reader.cancel().catch(() => {});
     await catalog.stop();
     await broadcaster.stop();
   }
@@ -131,8 +151,12 @@ async function main() {
   const what = process.argv.slice(2);
   const all = what.length === 0;
   if (all || what.includes('latency')) {
-    console.log(`edit → served, push:      ${summary(await editLatency('push'))}`);
-    console.log(`edit → served, poll ${POLL_SECONDS}s: ${summary(await editLatency('published'))}`);
+    const push = await editLatency('push');
+    console.log(`edit → on the watch stream:           ${summary(push.streamed)}`);
+    console.log(`edit → served, push:                   ${summary(push.served)}`);
+    const fastStitch = await editLatency('push', 100);
+    console.log(`edit → served, push, stitching 100 ms: ${summary(fastStitch.served)}`);
+    console.log(`edit → served, poll every ${POLL_SECONDS} s:        ${summary((await editLatency('published')).served)}`);
   }
   if (all || what.includes('ingest')) {
     for (const plugin of ['push', 'published'] as const) {

@@ -46,6 +46,9 @@ export class MeshFollower {
     this.resume = undefined;
     this.resyncReason = 'start';
     let failures = 0;
+    // Resyncs in a row with no delta applied between them: a stream that keeps failing right
+    // after its snapshot must not turn into a loop of full mutations.
+    let resyncStreak = 0;
     while (!signal.aborted) {
       try {
         const stream = await openWatch({
@@ -62,8 +65,9 @@ export class MeshFollower {
             ? `Following ${config.baseUrl}/v1/watch from ${resume.epoch} #${resume.id}`
             : `Following ${config.baseUrl}/v1/watch from a snapshot (${this.resyncReason})`,
         );
-        const ended = await this.follow(stream, () => {
+        const ended = await this.follow(stream, (event) => {
           failures = 0;
+          if (event === 'delta') resyncStreak = 0;
         });
         if (ended === 'shutdown') {
           // The broadcaster is stopping: give it (or another replica) a moment.
@@ -73,17 +77,25 @@ export class MeshFollower {
         if (signal.aborted) break;
         if (error instanceof Resync) {
           this.startOver(error.reason, error.message);
+          resyncStreak++;
+          if (resyncStreak > 1) {
+            await sleep(backoff(resyncStreak - 1, config.push.minReconnectDelayMs, config.push.maxReconnectDelayMs), signal);
+          }
+          continue;
+        }
+        if (error instanceof WatchRefusedError && error.status === 410 && this.resume) {
+          // The server cannot resume from our position: at once, a fresh stream.
+          this.options.metrics.connections.add(1, { result: 'refused_410' });
+          this.startOver('gone', error.message);
           continue;
         }
         failures++;
-        const wait = backoff(failures, config.push.minReconnectDelayMs, config.push.maxReconnectDelayMs);
+        if (error instanceof MeshProtocolError) {
+          resyncStreak++;
+        }
+        const wait = backoff(Math.max(failures, resyncStreak), config.push.minReconnectDelayMs, config.push.maxReconnectDelayMs);
         if (error instanceof WatchRefusedError) {
           this.options.metrics.connections.add(1, { result: `refused_${error.status}` });
-          if (error.status === 410) {
-            // The server cannot resume from our position.
-            this.startOver('gone', error.message);
-            continue;
-          }
           if (error.status === 401 || error.status === 403) {
             this.startOver('access', error.message);
           }
@@ -105,18 +117,18 @@ export class MeshFollower {
   }
 
   /** Reads one stream to its end; returns how it ended. */
-  private async follow(stream: AsyncGenerator<WatchEvent>, onProgress: () => void): Promise<string> {
+  private async follow(stream: AsyncGenerator<WatchEvent>, onProgress: (event: 'snapshot' | 'delta') => void): Promise<string> {
     const { logger } = this.options;
     try {
       for await (const event of stream) {
         switch (event.type) {
           case 'snapshot':
             await this.applySnapshot(event.id, event.snapshot, event.bytes);
-            onProgress();
+            onProgress('snapshot');
             break;
           case 'delta':
             await this.applyDelta(event);
-            onProgress();
+            onProgress('delta');
             break;
           case 'position':
             if (this.resume && event.epoch === this.resume.epoch && event.id > this.resume.id) {

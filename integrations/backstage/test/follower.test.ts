@@ -193,3 +193,26 @@ test('a silent stream (no heartbeat) is dropped and resumed', async () => {
   assert.equal(server.seen[1].lastEventId, '2');
   assert.equal(rec.mutations[1].type, 'delta');
 });
+
+test('a stream that breaks right after every snapshot backs off instead of looping', async () => {
+  const server = await scriptedServer([{ body: snapshot('e1', 2) + delta('e1', 9, broker('a')) }]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await new Promise((r) => setTimeout(r, 1000));
+  await f.stop();
+  await server.stop();
+  // Without backoff this is hundreds; with 10 ms doubling to 50 ms, a few dozen at most.
+  assert.ok(server.seen.length >= 3 && server.seen.length <= 40, `${server.seen.length} connections in a second`);
+  assert.ok(server.seen.every((s) => s.lastEventId === undefined), 'every one a fresh snapshot');
+});
+
+test('a 410 to a fresh request is retried with backoff, not at once', async () => {
+  const server = await scriptedServer([{ status: 410, body: '{"error":"gone","reason":"expired"}' }]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection);
+  await new Promise((r) => setTimeout(r, 1000));
+  await f.stop();
+  await server.stop();
+  assert.ok(server.seen.length <= 40, `${server.seen.length} requests in a second`);
+  assert.equal(rec.mutations.length, 0);
+});

@@ -365,6 +365,8 @@ export interface CatalogOptions {
   providerConfig?: any;
   consumers?: boolean;
   pollSeconds?: number;
+  /** catalog.stitchingStrategy.pollingInterval (the catalog's default is 1 s). */
+  stitchingPollMs?: number;
 }
 
 export interface Catalog {
@@ -386,6 +388,7 @@ export async function startCatalog(options: CatalogOptions): Promise<Catalog> {
         backend: { database: options.database },
         catalog: {
           processingInterval: { seconds: options.processingIntervalSeconds ?? 3 },
+          ...(options.stitchingPollMs ? { stitchingStrategy: { pollingInterval: { milliseconds: options.stitchingPollMs } } } : {}),
           providers: {
             knativeEventMesh: { [id]: { baseUrl: options.baseUrl, ...(options.providerConfig ?? {}) } },
           },
