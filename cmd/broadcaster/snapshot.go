@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/graph"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
+	"github.com/event-mesh-broadcaster/broadcaster/source"
+	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
+)
+
+// snapshotOptions are the flags of `broadcaster snapshot`.
+type snapshotOptions struct {
+	manifests, kubeconfig, url string
+	token, tokenFile, caFile   string
+	output                     string
+	timeout                    time.Duration
+}
+
+// envToken is where `snapshot --url` finds a bearer token when no flag gives one.
+const envToken = "BROADCASTER_TOKEN"
+
+func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
+	fs := flag.NewFlagSet("broadcaster snapshot", flag.ContinueOnError)
+	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
+	fs.StringVar(&o.url, "url", "", "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080)")
+	fs.StringVar(&o.token, "token", "", "with --url: the bearer `token` (visible in ps: prefer --token-file or $"+envToken+")")
+	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
+	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
+	fs.StringVar(&o.output, "o", "json", "output `format`: json, yaml, mermaid or dot")
+	fs.StringVar(&o.output, "output", "json", "the same as -o")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this `duration`")
+	return fs
+}
+
+// snapshot prints the mesh once, from a manifests directory, a cluster or a running
+// broadcaster. JSON is GET /v1/getEventMesh's document (indented) and YAML the same in YAML;
+// Mermaid and DOT draw mesh/graph's picture of it. Usage errors wrap errUsage.
+func snapshot(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o snapshotOptions
+	fs := snapshotFlags(&o)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: snapshot: %w", errUsage, err)
+	}
+	if err := o.validate(fs.Args()); err != nil {
+		return fmt.Errorf("%w: snapshot: %w", errUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var raw []byte // the EventMesh JSON
+	var err error
+	switch {
+	case o.manifests != "":
+		src, serr := manifests.New(o.manifests, manifests.WithLogger(log.With("source", "manifests")))
+		if serr != nil {
+			return fmt.Errorf("%w: snapshot: --manifests %s: %w", errUsage, o.manifests, serr)
+		}
+		raw, err = meshOf(ctx, src, log)
+		if err != nil {
+			err = fmt.Errorf("snapshot: --manifests %s: %w", o.manifests, err)
+		}
+	case o.kubeconfig != "":
+		raw, err = meshOfCluster(ctx, o.kubeconfig, log)
+	default:
+		raw, err = meshOfBroadcaster(ctx, o, getenv)
+	}
+	if err != nil {
+		return err
+	}
+	return writeSnapshot(stdout, raw, o.output)
+}
+
+func (o *snapshotOptions) validate(rest []string) error {
+	given := 0
+	for _, s := range []string{o.manifests, o.kubeconfig, o.url} {
+		if s != "" {
+			given++
+		}
+	}
+	switch {
+	case len(rest) > 0:
+		return fmt.Errorf("unexpected arguments %q", strings.Join(rest, " "))
+	case given != 1:
+		return errors.New("give exactly one of --manifests DIR, --kubeconfig FILE, --url URL")
+	case o.output != "json" && o.output != "yaml" && o.output != "mermaid" && o.output != "dot":
+		return fmt.Errorf("-o %q: want json, yaml, mermaid or dot", o.output)
+	case o.timeout <= 0:
+		return fmt.Errorf("--timeout %v: want a positive duration", o.timeout)
+	case o.url == "" && (o.token != "" || o.tokenFile != "" || o.caFile != ""):
+		return errors.New("--token, --token-file and --ca-file go with --url")
+	case o.token != "" && o.tokenFile != "":
+		return errors.New("give --token or --token-file, not both")
+	}
+	if o.url != "" {
+		u, err := url.Parse(o.url)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--url %q: want http(s)://host:port", o.url)
+		}
+	}
+	if o.kubeconfig != "" {
+		if _, err := os.Stat(o.kubeconfig); err != nil {
+			return fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
+		}
+	}
+	return nil
+}
+
+// meshOf runs src until its initial listing is in the mesh, stops it, and returns the mesh.
+func meshOf(ctx context.Context, src source.Source, log *slog.Logger) ([]byte, error) {
+	h, err := hub.New(engine.New("snapshot"), src.HasSynced, hub.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(runCtx, h) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !h.Ready() {
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("stopped before its initial listing: %w", err)
+		case <-ctx.Done():
+			stop()
+			<-done
+			return nil, fmt.Errorf("the initial listing did not finish within --timeout (warnings above say why): %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	stop()
+	<-done
+	var buf bytes.Buffer
+	err = h.Snapshot().WriteEventMesh(&buf)
+	return buf.Bytes(), err
+}
+
+func meshOfCluster(ctx context.Context, kubeconfig string, log *slog.Logger) ([]byte, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot: --kubeconfig %s: %w", errUsage, kubeconfig, err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "event-mesh-broadcaster snapshot"
+	cfg.QPS, cfg.Burst = 50, 100
+	src, err := kube.New(cfg, kube.WithLogger(log.With("source", "cluster")))
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot: --kubeconfig %s: %w", errUsage, kubeconfig, err)
+	}
+	raw, err := meshOf(ctx, src, log)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: --kubeconfig %s (%s): %w", kubeconfig, cfg.Host, err)
+	}
+	return raw, nil
+}
+
+// meshOfBroadcaster reads GET /v1/getEventMesh, asking again while the broadcaster is loading.
+func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(string) string) ([]byte, error) {
+	token, err := o.bearerToken(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %w", errUsage, err)
+	}
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: snapshot: --ca-file: %w", errUsage, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: snapshot: --ca-file %s: no PEM certificate in it", errUsage, o.caFile)
+		}
+		tlsConfig.RootCAs = pool
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
+	base := strings.TrimSuffix(o.url, "/")
+	for _, p := range []string{mesh.PathGetEventMesh, mesh.PathMesh} { // a whole endpoint URL works too
+		base = strings.TrimSuffix(base, p)
+	}
+	endpoint := base + mesh.PathGetEventMesh
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: snapshot: --url %s: %w", errUsage, o.url, err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: --url %s: %w", o.url, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: --url %s: reading the answer: %w", o.url, err)
+		}
+		var problem mesh.Problem
+		_ = json.Unmarshal(body, &problem) // error answers carry one; its absence leaves it empty
+		switch resp.StatusCode {
+		case http.StatusOK:
+			if !json.Valid(body) {
+				return nil, fmt.Errorf("snapshot: --url %s: %s is not JSON", o.url, endpoint)
+			}
+			return body, nil
+		case http.StatusUnauthorized:
+			if token == "" {
+				return nil, fmt.Errorf("snapshot: --url %s: 401: the broadcaster wants a bearer token: give --token-file, --token or $%s", o.url, envToken)
+			}
+			return nil, fmt.Errorf("snapshot: --url %s: 401: the broadcaster refused the token (%s)", o.url, problem.Error)
+		case http.StatusForbidden:
+			return nil, fmt.Errorf("snapshot: --url %s: 403: the token may see no namespace of the mesh (%s)", o.url, problem.Error)
+		case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+			wait := time.Second
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("snapshot: --url %s: still %d (%s) when time ran out: %w", o.url, resp.StatusCode, problem.Error, ctx.Err())
+			case <-time.After(wait):
+			}
+		default:
+			return nil, fmt.Errorf("snapshot: --url %s: %s answered %d %s", o.url, endpoint, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 512)])))
+		}
+	}
+}
+
+// bearerToken is --token, else --token-file's content, else $BROADCASTER_TOKEN, else none.
+func (o snapshotOptions) bearerToken(getenv func(string) string) (string, error) {
+	switch {
+	case o.token != "":
+		return o.token, nil
+	case o.tokenFile != "":
+		raw, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token := strings.TrimSpace(string(raw))
+		if token == "" || strings.ContainsAny(token, " \t\r\n") {
+			return "", fmt.Errorf("--token-file %s: want one token and nothing else", o.tokenFile)
+		}
+		return token, nil
+	}
+	return strings.TrimSpace(getenv(envToken)), nil
+}
+
+// writeSnapshot prints the EventMesh JSON raw in format.
+func writeSnapshot(w io.Writer, raw []byte, format string) error {
+	switch format {
+	case "json":
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		buf.WriteByte('\n')
+		_, err := w.Write(buf.Bytes())
+		return err
+	case "yaml":
+		// Through a yaml.Node, so members keep the order of the JSON (and of the protocol).
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		blockStyle(&doc)
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(&doc); err != nil {
+			return err
+		}
+		return enc.Close()
+	}
+	var m mesh.EventMesh
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	g := graph.Build(m)
+	if format == "dot" {
+		return g.WriteDOT(w)
+	}
+	return g.WriteMermaid(w)
+}
+
+// blockStyle drops the flow style and quotes a node read from JSON has, so the YAML encoder
+// writes block style and quotes only the strings that need it.
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
