@@ -44,6 +44,8 @@ const envToken = "BROADCASTER_TOKEN"
 
 func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster snapshot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; the help is the command's
+	fs.Usage = func() {}
 	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
 	fs.StringVar(&o.url, "url", "", "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080)")
@@ -51,7 +53,7 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
 	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
 	fs.StringVar(&o.output, "o", "json", "output `format`: json, yaml, mermaid or dot")
-	fs.StringVar(&o.output, "output", "json", "the same as -o")
+	fs.StringVar(&o.output, "output", "json", "the same as -o `format`")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this `duration`")
 	return fs
 }
@@ -62,7 +64,6 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 func snapshot(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var o snapshotOptions
 	fs := snapshotFlags(&o)
-	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -1,0 +1,677 @@
+'use strict';
+// The live picture of the event mesh. It keeps a replica of the mesh by the resync algorithm
+// of docs/protocol.md (a snapshot from GET /v1/getEventMesh, then GET /v1/watch resumed from
+// it; a new epoch, a gap that GET /v1/deltas cannot fill, a 410 or an `access` event mean a
+// new snapshot) and draws the graph of mesh/graph: per namespace, sources → Brokers and
+// channels → EventTypes → Backstage consumers. fetch streams rather than EventSource, so the
+// bearer token can go in the Authorization header.
+(() => {
+  const TOKEN_KEY = 'event-mesh-broadcaster-token';
+  const COLUMN_LIMIT = 150; // nodes drawn per column of a namespace before "show more"
+  const OPEN_LIMIT = 400; // namespaces open by themselves while the nodes to draw stay under this
+  const $ = (id) => document.getElementById(id);
+
+  // ---- The replica ----
+
+  const state = {
+    epoch: '',
+    seq: 0,
+    entities: new Map(), // kind + '\n' + key → entity JSON
+    byNS: new Map(), // namespace → {source, broker, subscribable, eventtype: Map key → entity}
+  };
+  const stats = { snapshots: 0, resyncs: 0, catchUps: 0, deltas: 0, connects: 0, renders: 0, lastRenderMs: 0, lastReason: '' };
+  const view = {
+    search: '',
+    nsFilter: '',
+    hidden: new Set(), // namespaces unticked
+    userOpen: new Map(), // namespace → open, as the user left it
+    more: new Map(), // namespace → nodes per column shown
+    sections: new Map(), // namespace → {el, open, built}
+    dirty: new Set(), // namespaces to draw again
+    allDirty: true,
+    changed: new Set(), // node ids changed since the last render (they flash)
+  };
+  window.meshPage = { state, stats, view };
+
+  function keyOf(kind, e) {
+    if (kind === 'broker') return 'eventing.knative.dev/Broker/' + e.namespace + '/' + e.name;
+    if (kind === 'eventtype') return 'eventing.knative.dev/EventType/' + e.namespace + '/' + e.name;
+    return e.group + '/' + e.kind + '/' + e.namespace + '/' + e.name;
+  }
+  const graphKind = { broker: 'broker', eventtype: 'eventtype', subscribable: 'channel', source: 'source' };
+
+  function bucket(ns) {
+    let b = state.byNS.get(ns);
+    if (!b) {
+      b = { source: new Map(), broker: new Map(), subscribable: new Map(), eventtype: new Map() };
+      state.byNS.set(ns, b);
+    }
+    return b;
+  }
+
+  function touch(e) {
+    view.dirty.add(e.namespace);
+    for (const p of e.providedEventTypes || []) view.dirty.add(p.slice(0, p.indexOf('/')));
+    if (e.reference) view.dirty.add(e.reference.namespace);
+  }
+
+  function put(kind, key, e) {
+    const old = state.entities.get(kind + '\n' + key);
+    if (old) remove(kind, key);
+    state.entities.set(kind + '\n' + key, e);
+    bucket(e.namespace)[kind].set(key, e);
+    touch(e);
+    view.changed.add(graphKind[kind] + ':' + key);
+  }
+
+  function remove(kind, key) {
+    const old = state.entities.get(kind + '\n' + key);
+    if (!old) return;
+    state.entities.delete(kind + '\n' + key);
+    const b = state.byNS.get(old.namespace);
+    if (b) {
+      b[kind].delete(key);
+      if (!b.source.size && !b.broker.size && !b.subscribable.size && !b.eventtype.size) state.byNS.delete(old.namespace);
+    }
+    touch(old);
+  }
+
+  function loadMesh(m) {
+    state.entities.clear();
+    state.byNS.clear();
+    const lists = [['brokers', 'broker'], ['eventTypes', 'eventtype'], ['sources', 'source'], ['subscribables', 'subscribable']];
+    for (const [list, kind] of lists) {
+      for (const e of m[list] || []) {
+        const key = keyOf(kind, e);
+        state.entities.set(kind + '\n' + key, e);
+        bucket(e.namespace)[kind].set(key, e);
+      }
+    }
+    view.allDirty = true;
+    scheduleRender();
+  }
+
+  function apply(d) {
+    if (d.op === 'deleted') remove(d.kind, d.key);
+    else put(d.kind, d.key, d.entity);
+    state.seq = d.sequence;
+    stats.deltas++;
+  }
+
+  // ---- Talking to the broadcaster ----
+
+  class Resync extends Error {} // drop the position: take a new snapshot
+  class Reconnect extends Error {
+    constructor(reason, wait) {
+      super(reason);
+      this.wait = wait;
+    }
+  }
+
+  let controller = null;
+  let tokenWaiter = null;
+
+  const sleep = (ms, signal) =>
+    new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      if (signal) signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+
+  function setState(s, text) {
+    document.body.dataset.state = s;
+    if (text !== undefined) $('status').textContent = text;
+  }
+
+  function headers(extra) {
+    const h = Object.assign({}, extra);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) h.Authorization = 'Bearer ' + token;
+    return h;
+  }
+
+  // askToken shows the token form and resolves when one is given.
+  function askToken(why) {
+    setState('unauthorized', why);
+    $('login-why').textContent = why;
+    $('login').hidden = false;
+    $('token').focus();
+    return new Promise((resolve) => { tokenWaiter = resolve; });
+  }
+
+  async function problem(r) {
+    try {
+      return (await r.json()).error || '';
+    } catch {
+      return '';
+    }
+  }
+
+  // request GETs path, asking for a token on 401 and 403 and waiting out 503 and 429.
+  async function request(path, extra, signal) {
+    for (;;) {
+      const r = await fetch(path, { headers: headers(extra), signal, cache: 'no-store' });
+      if (r.status === 401 || r.status === 403) {
+        const had = !!sessionStorage.getItem(TOKEN_KEY);
+        const why = await problem(r);
+        await askToken(r.status === 403 ? 'This token may see no namespace of the mesh (403). Give another.'
+          : had ? 'The broadcaster refused the token (401)' + (why ? ': ' + why : '') + '.' : 'The broadcaster wants a bearer token.');
+        continue;
+      }
+      if (r.status === 503 || r.status === 429) {
+        const wait = Number(r.headers.get('Retry-After')) || 1;
+        setState('loading', 'the broadcaster is not ready (' + r.status + '); asking again in ' + wait + ' s');
+        if (r.body) r.body.cancel();
+        await sleep(wait * 1000, signal);
+        if (signal.aborted) throw new DOMException('aborted', 'AbortError');
+        continue;
+      }
+      return r;
+    }
+  }
+
+  async function loadSnapshot(signal) {
+    const r = await request('/v1/getEventMesh', { Accept: 'application/json' }, signal);
+    if (r.status === 410) throw new Resync('410 from /v1/getEventMesh');
+    if (!r.ok) throw new Error('GET /v1/getEventMesh answered ' + r.status + ' ' + (await problem(r)));
+    const m = await r.json();
+    state.epoch = r.headers.get('Mesh-Epoch') || '';
+    state.seq = Number(r.headers.get('Mesh-Sequence') || 0);
+    stats.snapshots++;
+    loadMesh(m);
+  }
+
+  // catchUp fills a gap before sequence upTo from GET /v1/deltas; anything else than a 200
+  // (a 410 when the log no longer holds it) means a new snapshot.
+  async function catchUp(upTo, signal) {
+    const q = '?epoch=' + encodeURIComponent(state.epoch) + '&since=' + state.seq;
+    const r = await request('/v1/deltas' + q, { Accept: 'application/cloudevents-batch+json' }, signal);
+    if (!r.ok) throw new Resync('GET /v1/deltas answered ' + r.status);
+    stats.catchUps++;
+    for (const ce of await r.json()) {
+      const d = ce.data;
+      if (d.epoch !== state.epoch || d.sequence !== state.seq + 1 || d.sequence >= upTo) break;
+      apply(d);
+    }
+  }
+
+  async function onDelta(ce, signal) {
+    const d = ce.data;
+    if (d.epoch !== state.epoch) {
+      if (d.sequence !== 1) throw new Resync('a delta of another epoch');
+      // A new epoch opens with the whole mesh from meshseq 1: rebuild from the stream.
+      state.entities.clear();
+      state.byNS.clear();
+      view.allDirty = true;
+      state.epoch = d.epoch;
+      state.seq = 0;
+    }
+    if (d.sequence <= state.seq) return; // a duplicate, or already in the snapshot
+    if (d.sequence > state.seq + 1) {
+      await catchUp(d.sequence, signal);
+      if (d.sequence !== state.seq + 1) throw new Resync('a gap GET /v1/deltas did not fill');
+    }
+    apply(d);
+  }
+
+  async function onEvent(ev, signal) {
+    switch (ev.type) {
+      case 'snapshot': {
+        const s = JSON.parse(ev.data);
+        state.epoch = s.epoch;
+        state.seq = s.sequence;
+        stats.snapshots++;
+        loadMesh(s.mesh);
+        break;
+      }
+      case 'delta':
+        await onDelta(JSON.parse(ev.data), signal);
+        break;
+      case 'position': {
+        const p = JSON.parse(ev.data);
+        if (p.epoch === state.epoch && p.sequence > state.seq) state.seq = p.sequence;
+        break;
+      }
+      case 'access': // the caller's view changed: start over without Last-Event-ID
+        throw new Resync('access');
+      case 'cutoff':
+        throw new Reconnect('cut off (fell behind)', 0);
+      case 'shutdown':
+        throw new Reconnect('the broadcaster stopped', 1000);
+    }
+    scheduleRender();
+  }
+
+  // readSSE calls fn for each event of a text/event-stream body, in order.
+  async function readSSE(body, fn) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    let from = 0;
+    let type = '';
+    let id = '';
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf('\n', from)) >= 0) {
+        let line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        from = 0;
+        if (line.endsWith('\r')) line = line.slice(0, -1);
+        if (line === '') {
+          if (data.length) await fn({ type: type || 'message', id, data: data.join('\n') });
+          type = '';
+          id = '';
+          data = [];
+          continue;
+        }
+        if (line[0] === ':') continue;
+        const c = line.indexOf(':');
+        const field = c < 0 ? line : line.slice(0, c);
+        let v = c < 0 ? '' : line.slice(c + 1);
+        if (v[0] === ' ') v = v.slice(1);
+        if (field === 'event') type = v;
+        else if (field === 'id') id = v;
+        else if (field === 'data') data.push(v);
+      }
+      from = buf.length; // a long line (a snapshot) is scanned once
+    }
+  }
+
+  async function watch(signal) {
+    const q = '?epoch=' + encodeURIComponent(state.epoch);
+    const r = await request('/v1/watch' + q, { Accept: 'text/event-stream', 'Last-Event-ID': String(state.seq) }, signal);
+    if (r.status === 410) throw new Resync('410 from /v1/watch');
+    if (!r.ok) throw new Error('GET /v1/watch answered ' + r.status + ' ' + (await problem(r)));
+    stats.connects++;
+    setState('live');
+    scheduleRender();
+    await readSSE(r.body, (ev) => onEvent(ev, signal));
+  }
+
+  async function follow() {
+    let failures = 0;
+    for (;;) {
+      controller = new AbortController();
+      const signal = controller.signal;
+      try {
+        if (!state.epoch) {
+          setState('loading', 'loading the mesh…');
+          await loadSnapshot(signal);
+        }
+        await watch(signal);
+        failures = 0; // ended cleanly: reconnect at once, resuming
+      } catch (e) {
+        if (e instanceof Resync) {
+          stats.resyncs++;
+          stats.lastReason = e.message;
+          state.epoch = '';
+          state.seq = 0;
+          continue;
+        }
+        if (e instanceof Reconnect) {
+          stats.lastReason = e.message;
+          setState('loading', e.message + '; reconnecting');
+          await sleep(e.wait);
+          continue;
+        }
+        if (signal.aborted) continue; // a restart asked for (a token forgotten)
+        failures++;
+        stats.lastReason = String(e && e.message ? e.message : e);
+        setState('error', stats.lastReason + ' (retrying)');
+        const backoff = Math.min(5000, 100 * 2 ** failures);
+        await sleep(backoff / 2 + Math.random() * backoff / 2);
+      }
+    }
+  }
+
+  // ---- The graph of a namespace (the rules of mesh/graph.Build) ----
+
+  function node(kind, ns, key, name, detail) {
+    return { id: kind + ':' + key, kind, ns, name, detail: detail || '', text: (name + ' ' + (detail || '') + ' ' + ns).toLowerCase() };
+  }
+
+  function eventTypeKey(nsName) {
+    const i = nsName.indexOf('/');
+    return 'eventing.knative.dev/EventType/' + nsName.slice(0, i) + '/' + nsName.slice(i + 1);
+  }
+
+  function sectionGraph(ns) {
+    const b = state.byNS.get(ns);
+    const nodes = new Map();
+    const edges = [];
+    const add = (n) => { if (!nodes.has(n.id)) nodes.set(n.id, n); return nodes.get(n.id); };
+    const provides = (from, provided) => {
+      for (const p of provided || []) {
+        if (p.slice(0, p.indexOf('/')) !== ns) continue; // drawn in that namespace
+        const to = 'eventtype:' + eventTypeKey(p);
+        if (b.eventtype.has(eventTypeKey(p))) edges.push({ from, to, kind: 'provides' });
+      }
+    };
+    for (const [key, e] of b.eventtype) add(node('eventtype', ns, key, e.name, e.type));
+    for (const [key, e] of b.broker) provides(add(node('broker', ns, key, e.name)).id, e.providedEventTypes);
+    for (const [key, e] of b.subscribable) provides(add(node('channel', ns, key, e.name, e.kind)).id, e.providedEventTypes);
+    for (const [key, e] of b.source) provides(add(node('source', ns, key, e.name, e.kind)).id, e.providedEventTypes);
+    for (const [key, e] of b.source) {
+      if (!e.sink) continue;
+      const k = e.sink.group + '/' + e.sink.kind + '/' + e.sink.namespace + '/' + e.sink.name;
+      for (const [kind, entityKind] of [['broker', 'broker'], ['channel', 'subscribable']]) {
+        const target = state.entities.get(entityKind + '\n' + k);
+        if (!target) continue;
+        const n = add(node(kind, target.namespace, k, target.name, kind === 'channel' ? target.kind : ''));
+        if (target.namespace !== ns) n.foreign = true; // a sink in another namespace, drawn here too
+        edges.push({ from: 'source:' + key, to: n.id, kind: 'sink' });
+      }
+    }
+    for (const [key, e] of b.eventtype) {
+      const r = e.reference;
+      if (r && r.namespace !== ns) { // a provider in another namespace, drawn here too
+        const k = r.group + '/' + r.kind + '/' + r.namespace + '/' + r.name;
+        const nsName = ns + '/' + e.name;
+        const broker = state.entities.get('broker\n' + k);
+        const channel = state.entities.get('subscribable\n' + k);
+        for (const [p, kind] of [[broker, 'broker'], [channel, 'channel']]) {
+          if (p && (p.providedEventTypes || []).includes(nsName)) {
+            const n = add(node(kind, r.namespace, k, p.name, p.kind));
+            n.foreign = true;
+            edges.push({ from: n.id, to: 'eventtype:' + key, kind: 'provides' });
+          }
+        }
+      }
+      for (const c of e.consumedBy || []) {
+        add(node('consumer', '', c, c));
+        edges.push({ from: 'eventtype:' + key, to: 'consumer:' + c, kind: 'consumes' });
+      }
+    }
+    return { nodes, edges };
+  }
+
+  const columnOf = { source: 0, broker: 1, channel: 1, eventtype: 2, consumer: 3 };
+
+  // visible filters a namespace's graph by the search (a match, with the EventTypes it touches
+  // and their neighbours) and orders each column so that edges cross little.
+  function visible(g, q) {
+    let keep;
+    const matched = new Set();
+    if (!q) keep = new Set(g.nodes.keys());
+    else {
+      keep = new Set();
+      for (const n of g.nodes.values()) if (n.text.includes(q)) { matched.add(n.id); keep.add(n.id); }
+      const touched = new Set();
+      for (const e of g.edges) {
+        if (matched.has(e.from) && e.to.startsWith('eventtype:')) touched.add(e.to);
+        if (matched.has(e.to) && e.from.startsWith('eventtype:')) touched.add(e.from);
+        if (matched.has(e.from) && e.kind === 'sink') keep.add(e.to);
+      }
+      for (const id of matched) if (id.startsWith('eventtype:')) touched.add(id);
+      for (const e of g.edges) if (touched.has(e.from) || touched.has(e.to)) { keep.add(e.from); keep.add(e.to); }
+    }
+    const cols = [[], [], [], []];
+    for (const id of keep) { const n = g.nodes.get(id); cols[columnOf[n.kind]].push(n); }
+    const byName = (a, b) => (a.foreign === b.foreign ? 0 : a.foreign ? 1 : -1) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id);
+    cols[1].sort(byName);
+    const rank = new Map(cols[1].map((n, i) => [n.id, i]));
+    const firstProvider = new Map();
+    for (const e of g.edges) {
+      if (e.kind === 'provides' && rank.has(e.from)) firstProvider.set(e.to, Math.min(firstProvider.get(e.to) ?? Infinity, rank.get(e.from)));
+    }
+    cols[2].sort((a, b) => (firstProvider.get(a.id) ?? Infinity) - (firstProvider.get(b.id) ?? Infinity) || byName(a, b));
+    cols[2].forEach((n, i) => rank.set(n.id, cols[1].length + i));
+    const mean = new Map();
+    for (const e of g.edges) {
+      const [self, other] = e.kind === 'consumes' ? [e.to, e.from] : [e.from, e.to];
+      if (!rank.has(other)) continue;
+      const m = mean.get(self) || { sum: 0, n: 0 };
+      m.sum += rank.get(other);
+      m.n++;
+      mean.set(self, m);
+    }
+    const avg = (n) => { const m = mean.get(n.id); return m ? m.sum / m.n : Infinity; };
+    cols[0].sort((a, b) => avg(a) - avg(b) || byName(a, b));
+    cols[3].sort((a, b) => avg(a) - avg(b) || byName(a, b));
+    return { cols, matched, keep };
+  }
+
+  // ---- Drawing ----
+
+  let renderPending = false;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    const go = () => { if (renderPending) { renderPending = false; render(); } };
+    requestAnimationFrame(go);
+    setTimeout(go, 100); // rAF does not run in a hidden tab
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  const plural = (n, one, many) => n + ' ' + (n === 1 ? one : many);
+
+  function summary(g) {
+    const c = { source: 0, broker: 0, channel: 0, eventtype: 0, consumer: 0 };
+    for (const n of g.nodes.values()) if (!n.foreign) c[n.kind]++;
+    return [plural(c.source, 'source', 'sources'), plural(c.broker, 'broker', 'brokers'), plural(c.channel, 'channel', 'channels'),
+      plural(c.eventtype, 'event type', 'event types'), plural(c.consumer, 'consumer', 'consumers')].filter((s) => !s.startsWith('0 ')).join(' · ');
+  }
+
+  const titles = ['Sources', 'Brokers & channels', 'Event types', 'Consumers'];
+
+  function buildSection(ns, g, v, open) {
+    const sec = el('section', 'ns' + (open ? ' open' : ''));
+    sec.dataset.ns = ns;
+    const h = el('h2');
+    h.append(el('span', 'name', ns), el('span', 'summary', summary(g) + (view.search ? ' — ' + v.keep.size + ' shown' : '')));
+    h.addEventListener('click', () => {
+      view.userOpen.set(ns, !open);
+      view.dirty.add(ns);
+      scheduleRender();
+    });
+    sec.append(h);
+    if (!open) return { el: sec, drawn: null };
+    const body = el('div', 'body');
+    const limit = view.more.get(ns) || COLUMN_LIMIT;
+    const drawn = new Map();
+    v.cols.forEach((col, i) => {
+      const c = el('div', 'col');
+      c.append(el('h3', '', titles[i]));
+      for (const n of col.slice(0, limit)) {
+        const d = el('div', 'node kind-' + n.kind + (v.matched.has(n.id) ? ' match' : '') + (view.changed.has(n.id) ? ' changed' : ''));
+        d.dataset.id = n.id;
+        d.title = n.id;
+        if (n.foreign) d.append(el('span', 'ns-tag', n.ns + '/'));
+        d.append(el('span', 'label', n.name));
+        if (n.detail) d.append(el('span', 'detail', n.detail));
+        c.append(d);
+        drawn.set(n.id, d);
+      }
+      if (col.length > limit) {
+        const more = el('button', 'more', 'show ' + Math.min(col.length - limit, limit) + ' more of ' + (col.length - limit));
+        more.type = 'button';
+        more.addEventListener('click', () => {
+          view.more.set(ns, limit * 2);
+          view.dirty.add(ns);
+          scheduleRender();
+        });
+        c.append(more);
+      }
+      body.append(c);
+    });
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('class', 'edges');
+    body.prepend(svg);
+    sec.append(body);
+    const edges = g.edges.filter((e) => drawn.has(e.from) && drawn.has(e.to));
+    return { el: sec, drawn, svg, body, edges };
+  }
+
+  // drawEdges draws a built section's edges once it is laid out.
+  function drawEdges(s) {
+    if (!s.drawn) return;
+    const base = s.body.getBoundingClientRect();
+    const box = new Map();
+    for (const [id, d] of s.drawn) box.set(id, d.getBoundingClientRect());
+    const paths = [];
+    for (const e of s.edges) {
+      const a = box.get(e.from);
+      const b = box.get(e.to);
+      const x1 = a.right - base.left;
+      const y1 = a.top + a.height / 2 - base.top;
+      const x2 = b.left - base.left;
+      const y2 = b.top + b.height / 2 - base.top;
+      const dx = Math.max(24, (x2 - x1) / 2);
+      const p = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+      p.setAttribute('d', `M${x1.toFixed(1)},${y1.toFixed(1)} C${(x1 + dx).toFixed(1)},${y1.toFixed(1)} ${(x2 - dx).toFixed(1)},${y2.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`);
+      p.dataset.from = e.from;
+      p.dataset.to = e.to;
+      p.dataset.kind = e.kind;
+      paths.push(p);
+    }
+    s.svg.replaceChildren(...paths);
+  }
+
+  function renderNamespaceList(namespaces) {
+    const list = $('ns-list');
+    const f = view.nsFilter;
+    const items = [];
+    for (const ns of namespaces) {
+      if (f && !ns.toLowerCase().includes(f)) continue;
+      const b = state.byNS.get(ns);
+      const li = el('li');
+      const label = el('label');
+      const box = el('input');
+      box.type = 'checkbox';
+      box.checked = !view.hidden.has(ns);
+      box.dataset.ns = ns;
+      label.append(box, el('span', 'name', ns), el('span', 'count', String(b.source.size + b.broker.size + b.subscribable.size + b.eventtype.size)));
+      li.append(label);
+      items.push(li);
+    }
+    list.replaceChildren(...items);
+  }
+
+  function render() {
+    const t0 = performance.now();
+    const namespaces = [...state.byNS.keys()].sort();
+    const q = view.search;
+    const all = view.allDirty;
+    renderNamespaceList(namespaces);
+    const shown = namespaces.filter((ns) => !view.hidden.has(ns));
+    // Graphs of the shown namespaces: each is small, so all are filtered to decide what opens.
+    const parts = [];
+    let total = 0;
+    for (const ns of shown) {
+      const g = sectionGraph(ns);
+      const v = visible(g, q);
+      if (q && v.keep.size === 0) continue;
+      parts.push({ ns, g, v });
+      total += v.keep.size;
+    }
+    const autoOpen = parts.length === 1 || total <= OPEN_LIMIT;
+    const main = $('graph');
+    const children = [];
+    const built = [];
+    const sections = new Map();
+    for (const { ns, g, v } of parts) {
+      const open = view.userOpen.has(ns) ? view.userOpen.get(ns) : autoOpen;
+      let s = view.sections.get(ns);
+      if (all || !s || s.open !== open || view.dirty.has(ns)) {
+        s = buildSection(ns, g, v, open);
+        s.open = open;
+        built.push(s);
+      }
+      sections.set(ns, s);
+      children.push(s.el);
+    }
+    if (!children.length) {
+      const why = !state.epoch ? 'Loading…' : !namespaces.length ? 'The mesh is empty.' : !shown.length ? 'No namespace selected.' : 'Nothing matches “' + q + '”.';
+      children.push(el('p', 'empty', why));
+    }
+    main.replaceChildren(...children);
+    for (const s of built) drawEdges(s);
+    view.sections = sections;
+    view.dirty.clear();
+    view.allDirty = false;
+    view.changed.clear();
+    stats.renders++;
+    stats.lastRenderMs = Math.round(performance.now() - t0);
+    document.body.dataset.epoch = state.epoch;
+    document.body.dataset.seq = String(state.seq);
+    document.body.dataset.entities = String(state.entities.size);
+    if (document.body.dataset.state === 'live') {
+      $('status').textContent = `live · ${state.entities.size} entities in ${namespaces.length} namespaces · ${total} nodes shown · epoch ${state.epoch.slice(0, 8)} · #${state.seq}`;
+    }
+    $('forget').hidden = !sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function redrawAll() {
+    for (const s of view.sections.values()) drawEdges(s);
+  }
+
+  // ---- Controls ----
+
+  $('login').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const token = $('token').value.trim();
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token').value = '';
+    $('login').hidden = true;
+    setState('loading', 'connecting…');
+    if (tokenWaiter) {
+      const w = tokenWaiter;
+      tokenWaiter = null;
+      w();
+    }
+  });
+  $('forget').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.epoch = '';
+    if (controller) controller.abort();
+    scheduleRender();
+  });
+  let searchTimer = 0;
+  $('search').addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      view.search = $('search').value.trim().toLowerCase();
+      view.allDirty = true;
+      scheduleRender();
+    }, 120);
+  });
+  $('ns-filter').addEventListener('input', () => {
+    view.nsFilter = $('ns-filter').value.trim().toLowerCase();
+    scheduleRender();
+  });
+  $('ns-list').addEventListener('change', (ev) => {
+    const ns = ev.target.dataset.ns;
+    if (ev.target.checked) view.hidden.delete(ns);
+    else view.hidden.add(ns);
+    view.dirty.add(ns);
+    scheduleRender();
+  });
+  const setAll = (hide) => {
+    const f = view.nsFilter;
+    for (const ns of state.byNS.keys()) {
+      if (f && !ns.toLowerCase().includes(f)) continue;
+      if (hide) view.hidden.add(ns);
+      else view.hidden.delete(ns);
+    }
+    view.allDirty = true;
+    scheduleRender();
+  };
+  $('ns-all').addEventListener('click', () => setAll(false));
+  $('ns-none').addEventListener('click', () => setAll(true));
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(redrawAll, 100);
+  });
+
+  follow();
+})();

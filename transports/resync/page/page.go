@@ -1,0 +1,53 @@
+package page
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+var (
+	//go:embed assets/index.html
+	indexHTML string
+	//go:embed assets/page.css
+	pageCSS string
+	//go:embed assets/page.js
+	pageJS string
+)
+
+// Handler serves the page. Mount it on the exact root path (GET /{$}); every other path stays
+// with the resync endpoints.
+func Handler() http.Handler {
+	doc, csp := Document()
+	etag := fmt.Sprintf(`"%x"`, sha256.Sum256(doc))
+	modified := time.Now()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", etag)
+		http.ServeContent(w, r, "index.html", modified, bytes.NewReader(doc))
+	})
+}
+
+// Document returns the page with its style and script inline, and the Content-Security-Policy
+// that allows exactly those two (by hash) and requests to its own origin, nothing else.
+func Document() (doc []byte, csp string) {
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	html := strings.Replace(indexHTML, "/*STYLE*/", pageCSS, 1)
+	html = strings.Replace(html, "/*SCRIPT*/", pageJS, 1)
+	csp = "default-src 'none'; script-src " + hash(pageJS) + "; style-src " + hash(pageCSS) +
+		"; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	return []byte(html), csp
+}
