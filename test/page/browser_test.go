@@ -222,5 +222,4 @@ func copyDir(t testing.TB, from string) string {
 	return to
 }
 
-
 func chromedpReload(ctx context.Context) error { return chromedp.Do(ctx, chromedp.Reload()) }
