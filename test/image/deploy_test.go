@@ -1,0 +1,427 @@
+package image
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config"
+)
+
+const (
+	deployDir     = repoRoot + "/deploy"
+	kustomization = deployDir + "/Kustomization"
+	namespace     = "knative-eventing"
+	imageRepo     = "ghcr.io/event-mesh-broadcaster/broadcaster"
+)
+
+// kustomizationFile is the part of deploy/Kustomization these tests read.
+type kustomizationFile struct {
+	Namespace string   `json:"namespace"`
+	Resources []string `json:"resources"`
+	Images    []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+// decodeAll reads every document of a multi-document YAML (or JSON) stream.
+func decodeAll(t *testing.T, what string, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if obj != nil {
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeAll(t, path, data)
+}
+
+// find returns the one object of kind and name in objs, converted to into.
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+				t.Fatalf("%s %s: %v", kind, name, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s %s", kind, name)
+}
+
+func readKustomization(t *testing.T) kustomizationFile {
+	t.Helper()
+	raw, err := os.ReadFile(kustomization)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomizationFile
+	if err := yaml.Unmarshal(raw, &k); err != nil {
+		t.Fatalf("%s: %v", kustomization, err)
+	}
+	return k
+}
+
+// The image of deploy/ is one versioned reference everywhere: the Deployment, the
+// kustomization's images, build-image.sh's default repository and the deploy README.
+func versionedImage(t *testing.T) string {
+	t.Helper()
+	k := readKustomization(t)
+	if len(k.Images) != 1 || k.Images[0].Name != imageRepo || k.Images[0].NewName != "" ||
+		!regexp.MustCompile(`^v\d+\.\d+\.\d+$`).MatchString(k.Images[0].NewTag) {
+		t.Fatalf("%s images: %+v, want one entry for %s with a vX.Y.Z newTag", kustomization, k.Images, imageRepo)
+	}
+	return imageRepo + ":" + k.Images[0].NewTag
+}
+
+// `kubectl kustomize deploy` builds exactly the objects of deploy/*.yaml (every manifest is a
+// resource of the kustomization and every resource is a manifest there, so `kubectl apply -k`
+// and `kubectl apply -f` install the same), all of known kinds, the namespaced ones in
+// knative-eventing, the Deployment running the versioned image the docs and the build script name.
+func TestKustomization(t *testing.T) {
+	t.Parallel()
+	k := readKustomization(t)
+	manifests, err := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
+	if err != nil || len(manifests) == 0 {
+		t.Fatalf("no manifests in %s: %v", deployDir, err)
+	}
+	var names []string
+	for _, m := range manifests {
+		names = append(names, filepath.Base(m))
+	}
+	sort.Strings(names)
+	resources := slices.Sorted(slices.Values(k.Resources))
+	if !slices.Equal(names, resources) {
+		t.Errorf("%s resources %q, want every manifest of deploy/: %q", kustomization, resources, names)
+	}
+	if k.Namespace != namespace {
+		t.Errorf("%s namespace %q, want %q", kustomization, k.Namespace, namespace)
+	}
+	image := versionedImage(t)
+
+	var want []string // kind/namespace/name of every object in the manifests
+	for _, r := range k.Resources {
+		for _, o := range readObjects(t, filepath.Join(deployDir, r)) {
+			want = append(want, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+		}
+	}
+
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatal("kubectl not installed: this test runs `kubectl kustomize deploy` (https://kubernetes.io/docs/tasks/tools/)")
+	}
+	cmd := exec.Command(kubectl, "kustomize", deployDir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize deploy: %v\n%s", err, stderr.String())
+	}
+	objs := decodeAll(t, "kubectl kustomize output", out)
+	known := map[string]bool{ // kind → namespaced
+		"ServiceAccount": true, "ClusterRole": false, "ClusterRoleBinding": false, "Role": true,
+		"RoleBinding": true, "ConfigMap": true, "Deployment": true, "Service": true,
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+		namespaced, ok := known[o.GetKind()]
+		switch {
+		case !ok:
+			t.Errorf("kustomize built a %s %s: not a kind deploy/ is known to need", o.GetKind(), o.GetName())
+		case namespaced && o.GetNamespace() != namespace:
+			t.Errorf("%s %s is in namespace %q, want %q", o.GetKind(), o.GetName(), o.GetNamespace(), namespace)
+		case !namespaced && o.GetNamespace() != "":
+			t.Errorf("cluster-scoped %s %s has namespace %q", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+	}
+	if !sameSet(got, want) {
+		t.Errorf("kubectl kustomize deploy built %q, want the objects of the manifests %q", got, want)
+	}
+
+	var built, raw appsv1.Deployment
+	find(t, objs, "Deployment", "event-mesh-broadcaster", &built)
+	find(t, readObjects(t, filepath.Join(deployDir, "deployment.yaml")), "Deployment", "event-mesh-broadcaster", &raw)
+	for what, d := range map[string]appsv1.Deployment{"kubectl kustomize": built, "deployment.yaml": raw} {
+		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
+			t.Errorf("%s runs image %q, want %q (kustomization images)", what, got, image)
+		}
+	}
+	for _, doc := range []string{deployDir + "/README.md", repoRoot + "/README.md"} {
+		if text, err := os.ReadFile(doc); err != nil || !strings.Contains(string(text), image) {
+			t.Errorf("%s does not name the image %s (%v)", doc, image, err)
+		}
+	}
+	script, err := os.ReadFile(filepath.Join(deployDir, "build-image.sh"))
+	if err != nil || !strings.Contains(string(script), "IMAGE=${IMAGE:-"+imageRepo+"}") {
+		t.Errorf("deploy/build-image.sh does not default IMAGE to %s (%v)", imageRepo, err)
+	}
+}
+
+// The settings file of deploy/configmap.yaml, mounted where the Deployment's --config points,
+// loads through config.Load with the Deployment's own arguments and the environment a pod bound
+// by examples/sinkbinding.yaml gets: every value of the file is in effect, the arguments win,
+// and the file leaves the SinkBinding's K_SINK and K_CE_OVERRIDES in force.
+func TestConfigMapLoads(t *testing.T) {
+	t.Parallel()
+	objs := readObjects(t, filepath.Join(deployDir, "configmap.yaml"))
+	var cm corev1.ConfigMap
+	var deployment appsv1.Deployment
+	find(t, objs, "ConfigMap", "event-mesh-broadcaster", &cm)
+	find(t, readObjects(t, filepath.Join(deployDir, "deployment.yaml")), "Deployment", "event-mesh-broadcaster", &deployment)
+
+	// Where the pod finds the file: the --config argument, a mount of a volume of this ConfigMap.
+	ctr := deployment.Spec.Template.Spec.Containers[0]
+	var configPath string
+	for _, a := range ctr.Args {
+		if p, ok := strings.CutPrefix(a, "--config="); ok {
+			configPath = p
+		}
+	}
+	if configPath == "" {
+		t.Fatalf("container args %q pass no --config=FILE", ctr.Args)
+	}
+	var key string
+	for _, m := range ctr.VolumeMounts {
+		rel, err := filepath.Rel(m.MountPath, configPath)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		for _, v := range deployment.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+				key = rel
+			}
+		}
+	}
+	settings, ok := cm.Data[key]
+	if key == "" || !ok {
+		t.Fatalf("--config=%s is not a key of ConfigMap %s mounted into the container (mounts %+v)", configPath, cm.Name, ctr.VolumeMounts)
+	}
+
+	var binding struct {
+		Spec struct {
+			CEOverrides map[string]any `json:"ceOverrides"`
+		} `json:"spec"`
+	}
+	find(t, readObjects(t, filepath.Join(repoRoot, "examples", "sinkbinding.yaml")), "SinkBinding", "event-mesh-broadcaster", &binding)
+	overrides, err := json.Marshal(binding.Spec.CEOverrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sink = "http://broker-ingress.knative-eventing.svc.cluster.local/knative-eventing/event-mesh"
+	env := map[string]string{ // what Kubernetes, the downward API and the SinkBinding set
+		"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+		"POD_NAMESPACE": namespace, "POD_IP": "10.244.0.7",
+		"K_SINK": sink, "K_CE_OVERRIDES": string(overrides),
+	}
+	for _, e := range ctr.Env {
+		if e.Value != "" {
+			env[e.Name] = e.Value
+		}
+	}
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, []byte(settings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := slices.Clone(ctr.Args)
+	args[slices.Index(args, "--config="+configPath)] = "--config=" + file
+	cfg, err := config.Load(args, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("config.Load(%q) with the ConfigMap's file: %v", args, err)
+	}
+
+	// Every setting of the file is in effect, as written.
+	var inFile map[string]any
+	if err := yaml.Unmarshal([]byte(settings), &inFile); err != nil {
+		t.Fatal(err)
+	}
+	if len(inFile) == 0 {
+		t.Fatal("the ConfigMap's settings file sets nothing")
+	}
+	effectiveJSON, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var effective map[string]any
+	if err := json.Unmarshal(effectiveJSON, &effective); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range inFile {
+		if got, want := mustJSON(t, effective[k]), mustJSON(t, v); got != want {
+			t.Errorf("%s: %s in the file, %s in effect", k, want, got)
+		}
+	}
+	if !cfg.InCluster || !cfg.LeaderElect || cfg.Listen != ":8080" || cfg.LeaderElectionNamespace != namespace {
+		t.Errorf("in effect: in-cluster %v, leader election %v in %q, listen %q; want the Deployment's args in force",
+			cfg.InCluster, cfg.LeaderElect, cfg.LeaderElectionNamespace, cfg.Listen)
+	}
+	if cfg.Sink != sink || cfg.CEOverrides != string(overrides) {
+		t.Errorf("sink %q with overrides %q in effect, want the SinkBinding's K_SINK %q and K_CE_OVERRIDES %q",
+			cfg.Sink, cfg.CEOverrides, sink, overrides)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// examples/sinkbinding.yaml binds the Deployment of deploy/ to the Broker it defines.
+func TestSinkBindingExample(t *testing.T) {
+	t.Parallel()
+	objs := readObjects(t, filepath.Join(repoRoot, "examples", "sinkbinding.yaml"))
+	var deployment appsv1.Deployment
+	find(t, readObjects(t, filepath.Join(deployDir, "deployment.yaml")), "Deployment", "event-mesh-broadcaster", &deployment)
+	type ref struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Name       string `json:"name"`
+		Namespace  string `json:"namespace"`
+	}
+	var binding struct {
+		APIVersion string `json:"apiVersion"`
+		Metadata   struct {
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Spec struct {
+			Subject ref `json:"subject"`
+			Sink    struct {
+				Ref ref `json:"ref"`
+			} `json:"sink"`
+		} `json:"spec"`
+	}
+	find(t, objs, "SinkBinding", "event-mesh-broadcaster", &binding)
+	if binding.APIVersion != "sources.knative.dev/v1" {
+		t.Errorf("SinkBinding apiVersion %q, want sources.knative.dev/v1", binding.APIVersion)
+	}
+	subject := binding.Spec.Subject
+	if subject.APIVersion != "apps/v1" || subject.Kind != "Deployment" || subject.Name != deployment.Name ||
+		binding.Metadata.Namespace != deployment.Namespace {
+		t.Errorf("SinkBinding in %q binds %+v, want the Deployment %s/%s of deploy/", binding.Metadata.Namespace, subject, deployment.Namespace, deployment.Name)
+	}
+	sink := binding.Spec.Sink.Ref
+	sinkNamespace := cmpOr(sink.Namespace, binding.Metadata.Namespace)
+	var broker unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Broker" && o.GetName() == sink.Name && o.GetNamespace() == sinkNamespace {
+			broker = *o
+		}
+	}
+	if sink.APIVersion != "eventing.knative.dev/v1" || sink.Kind != "Broker" || broker.Object == nil {
+		t.Errorf("SinkBinding sinks into %+v, want a Broker the example defines", sink)
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// deploy/backstage/app-config.yaml configures the integrations/backstage module with keys its
+// config.d.ts declares, against the Service of deploy/.
+func TestBackstageAppConfig(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(deployDir, "backstage", "app-config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var appConfig struct {
+		Catalog struct {
+			Providers struct {
+				KnativeEventMesh map[string]map[string]any `json:"knativeEventMesh"`
+			} `json:"providers"`
+		} `json:"catalog"`
+	}
+	if err := yaml.Unmarshal(raw, &appConfig); err != nil {
+		t.Fatal(err)
+	}
+	providers := appConfig.Catalog.Providers.KnativeEventMesh
+	if len(providers) == 0 {
+		t.Fatal("no catalog.providers.knativeEventMesh.<id> in the snippet")
+	}
+
+	// The keys the module declares: the property names of config.d.ts.
+	decl, err := os.ReadFile(filepath.Join(repoRoot, "integrations", "backstage", "config.d.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*(\w+)\??:`).FindAllStringSubmatch(string(decl), -1) {
+		declared[m[1]] = true
+	}
+	if !declared["baseUrl"] || !declared["knativeEventMesh"] {
+		t.Fatalf("config.d.ts declares %v: no baseUrl or knativeEventMesh, has the module's configuration moved?", declared)
+	}
+
+	var service corev1.Service
+	find(t, readObjects(t, filepath.Join(deployDir, "service.yaml")), "Service", "event-mesh-broadcaster", &service)
+	wantHost := service.Name + "." + service.Namespace + ".svc"
+	for id, p := range providers {
+		for k, v := range p {
+			if !declared[k] {
+				t.Errorf("%s.%s: not a key of integrations/backstage/config.d.ts", id, k)
+			}
+			if sub, ok := v.(map[string]any); ok && k == "push" {
+				for k2 := range sub {
+					if !declared[k2] {
+						t.Errorf("%s.push.%s: not a key of integrations/backstage/config.d.ts", id, k2)
+					}
+				}
+			}
+		}
+		baseURL, _ := p["baseUrl"].(string)
+		u, err := url.Parse(baseURL)
+		if err != nil || u.Scheme != "http" || u.Hostname() != wantHost || cmpOr(u.Port(), "80") != "80" ||
+			service.Spec.Ports[0].Port != 80 {
+			t.Errorf("%s.baseUrl %q, want http://%s (the Service of deploy/, port %d)", id, baseURL, wantHost, service.Spec.Ports[0].Port)
+		}
+		if _, ok := p["tokenFile"]; !ok {
+			if _, ok := p["token"]; !ok {
+				t.Errorf("%s: neither token nor tokenFile (the broadcaster in cluster mode requires a token)", id)
+			}
+		}
+	}
+}
