@@ -193,6 +193,50 @@ func TestKustomization(t *testing.T) {
 	if err != nil || !strings.Contains(string(script), "IMAGE=${IMAGE:-"+imageRepo+"}") {
 		t.Errorf("deploy/build-image.sh does not default IMAGE to %s (%v)", imageRepo, err)
 	}
+
+	// What the docs promise an overlay: another namespace and image, the bindings following.
+	overlay := t.TempDir()
+	absDeploy, err := filepath.Abs(deployDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.Rel(overlay, absDeploy) // kustomize takes no absolute bases
+	if err != nil {
+		t.Fatal(err)
+	}
+	const otherNS, otherImage = "mesh-system", "registry.example.com/broadcaster:v9.9.9"
+	err = os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(`resources: [`+base+`]
+namespace: `+otherNS+`
+images:
+  - {name: `+imageRepo+`, newName: registry.example.com/broadcaster, newTag: v9.9.9}
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(kubectl, "kustomize", overlay)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize of an overlay: %v\n%s", err, stderr.String())
+	}
+	moved := decodeAll(t, "overlay output", out)
+	for _, o := range moved {
+		if known[o.GetKind()] && o.GetNamespace() != otherNS {
+			t.Errorf("overlay: %s %s stays in namespace %q, want %q", o.GetKind(), o.GetName(), o.GetNamespace(), otherNS)
+		}
+		subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+		for _, s := range subjects {
+			if s, _ := s.(map[string]any); s["namespace"] != otherNS {
+				t.Errorf("overlay: %s %s binds %v, want the ServiceAccount in %q", o.GetKind(), o.GetName(), s, otherNS)
+			}
+		}
+	}
+	var movedDeployment appsv1.Deployment
+	find(t, moved, "Deployment", "event-mesh-broadcaster", &movedDeployment)
+	if got := movedDeployment.Spec.Template.Spec.Containers[0].Image; got != otherImage {
+		t.Errorf("overlay: image %q, want %q", got, otherImage)
+	}
 }
 
 // The settings file of deploy/configmap.yaml, mounted where the Deployment's --config points,
