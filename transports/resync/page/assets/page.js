@@ -322,6 +322,8 @@
         setState('error', stats.lastReason + ' (retrying)');
         const backoff = Math.min(5000, 100 * 2 ** failures);
         await sleep(backoff / 2 + Math.random() * backoff / 2);
+      } finally {
+        controller.abort(); // a stream left behind (a resync) is closed, not leaked
       }
     }
   }
