@@ -139,7 +139,9 @@ func added(epoch string, seq uint64, v any) mesh.Change {
 	return c
 }
 
-func has(id string) string { return fmt.Sprintf(`!!document.querySelector('#graph .node[data-id=%q]')`, id) }
+func has(id string) string {
+	return fmt.Sprintf(`!!document.querySelector('#graph .node[data-id=%q]')`, id)
+}
 
 func stat(t *testing.T, ctx context.Context, name string) int {
 	return eval[int](t, ctx, "window.meshPage.stats."+name)
