@@ -19,14 +19,15 @@
     entities: new Map(), // kind + '\n' + key → entity JSON
     byNS: new Map(), // namespace → {source, broker, subscribable, eventtype: Map key → entity}
   };
-  const stats = { snapshots: 0, resyncs: 0, catchUps: 0, deltas: 0, connects: 0, renders: 0, lastRenderMs: 0, lastReason: '' };
+  const stats = { snapshots: 0, resyncs: 0, catchUps: 0, deltas: 0, connects: 0, renders: 0, lastRenderMs: 0, maxRenderMs: 0, lastReason: '' };
   const view = {
     search: '',
     nsFilter: '',
     hidden: new Set(), // namespaces unticked
     userOpen: new Map(), // namespace → open, as the user left it
     more: new Map(), // namespace → nodes per column shown
-    sections: new Map(), // namespace → {el, open, built}
+    sections: new Map(), // namespace → {el, open, drawn, …}: what is on screen
+    graphs: new Map(), // namespace → {g, v}: its graph and what the search keeps of it
     dirty: new Set(), // namespaces to draw again
     allDirty: true,
     changed: new Set(), // node ids changed since the last render (they flash)
@@ -567,13 +568,19 @@
     // Graphs of the shown namespaces: each is small, so all are filtered to decide what opens.
     const parts = [];
     let total = 0;
+    const graphs = new Map();
     for (const ns of shown) {
-      const g = sectionGraph(ns);
-      const v = visible(g, q);
-      if (q && v.keep.size === 0) continue;
-      parts.push({ ns, g, v });
-      total += v.keep.size;
+      let part = view.graphs.get(ns);
+      if (all || !part || view.dirty.has(ns)) { // only what changed is built again
+        const g = sectionGraph(ns);
+        part = { ns, g, v: visible(g, q) };
+      }
+      graphs.set(ns, part);
+      if (q && part.v.keep.size === 0) continue;
+      parts.push(part);
+      total += part.v.keep.size;
     }
+    view.graphs = graphs;
     const autoOpen = parts.length === 1 || total <= OPEN_LIMIT;
     const main = $('graph');
     const children = [];
@@ -602,11 +609,15 @@
     view.changed.clear();
     stats.renders++;
     stats.lastRenderMs = Math.round(performance.now() - t0);
+    stats.maxRenderMs = Math.max(stats.maxRenderMs, stats.lastRenderMs);
     document.body.dataset.epoch = state.epoch;
     document.body.dataset.seq = String(state.seq);
     document.body.dataset.entities = String(state.entities.size);
     if (document.body.dataset.state === 'live') {
-      $('status').textContent = `live · ${state.entities.size} entities in ${namespaces.length} namespaces · ${total} nodes shown · epoch ${state.epoch.slice(0, 8)} · #${state.seq}`;
+      let drawn = 0;
+      for (const s of sections.values()) drawn += s.drawn ? s.drawn.size : 0;
+      const found = q ? ` · ${total} match “${q}”` : '';
+      $('status').textContent = `live · ${state.entities.size} entities in ${namespaces.length} namespaces${found} · ${drawn} drawn · epoch ${state.epoch.slice(0, 8)} · #${state.seq}`;
     }
     $('forget').hidden = !sessionStorage.getItem(TOKEN_KEY);
   }
