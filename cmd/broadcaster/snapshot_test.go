@@ -13,7 +13,15 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 )
 
 // runSnapshot runs `broadcaster snapshot args` and returns what it printed.
@@ -214,5 +222,53 @@ current-context: c
 
 	if _, err := runSnapshot(t, nil, "-h"); err == nil || errors.Is(err, errUsage) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestSnapshotFromCluster reads a real API server's initial listing through a kubeconfig file
+// and prints its graph; the command stops once the listing is in.
+func TestSnapshotFromCluster(t *testing.T) {
+	t.Parallel()
+	cfg := testkube.Start(t)
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "shop"}}}
+	if _, err := client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []struct {
+		gvr schema.GroupVersionResource
+		obj map[string]any
+	}{
+		{schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"},
+			map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": map[string]any{"name": "orders", "namespace": "shop"}}},
+		{schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1beta2", Resource: "eventtypes"},
+			map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType", "metadata": map[string]any{"name": "order-paid", "namespace": "shop"},
+				"spec": map[string]any{"type": "com.example.order.paid", "reference": map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "orders"}}}},
+	} {
+		if _, err := client.Resource(obj.gvr).Namespace("shop").Create(ctx, &unstructured.Unstructured{Object: obj.obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := runSnapshot(t, nil, "--kubeconfig", path, "-o", "mermaid", "--timeout", "2m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`subgraph ns0["namespace shop"]`, `n0[["orders"]]:::broker`, `n1["order-paid<br/>com.example.order.paid"]:::eventtype`, "n0 --> n1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
 	}
 }
