@@ -16,10 +16,10 @@ const (
 	scaleEntities   = scaleNamespaces * (scaleBrokers*(1+scaleTypes) + 1)
 )
 
-// writeLargeMesh writes about 10,000 entities: per namespace 10 Brokers with 10 EventTypes
-// each, a Trigger per Broker whose subscriber carries a Backstage id (3 consumers per
-// namespace), and a PingSource sinking into the first Broker. One file per namespace.
-func writeLargeMesh(t testing.TB) string {
+// writeLargeMesh writes per namespace a number of Brokers with a number of EventTypes each, a
+// Trigger per Broker whose subscriber carries a Backstage id (3 consumers per namespace), and a
+// PingSource sinking into the first Broker. One file per namespace.
+func writeLargeMesh(t testing.TB, namespaces, brokers, types int) string {
 	t.Helper()
 	dir := t.TempDir()
 	crds, err := os.ReadFile("../../examples/mesh/crds/knative-sources.yaml")
@@ -27,7 +27,7 @@ func writeLargeMesh(t testing.TB) string {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "crds.yaml"), crds, 0o644)
-	for i := range scaleNamespaces {
+	for i := range namespaces {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("ns-%02d.yaml", i)))
 		if err != nil {
 			t.Fatal(err)
@@ -39,11 +39,11 @@ func writeLargeMesh(t testing.TB) string {
 		}
 		fmt.Fprintf(w, "---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {name: tick, namespace: %s}\n"+
 			"spec: {schedule: '* * * * *', sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: b0}}}\n", ns)
-		for b := range scaleBrokers {
+		for b := range brokers {
 			fmt.Fprintf(w, "---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b%d, namespace: %s}\n", b, ns)
 			fmt.Fprintf(w, "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: b%d-all, namespace: %s}\n"+
 				"spec: {broker: b%d, subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: svc-%d}}}\n", b, ns, b, b%3)
-			for e := range scaleTypes {
+			for e := range types {
 				fmt.Fprintf(w, "---\napiVersion: eventing.knative.dev/v1beta2\nkind: EventType\nmetadata: {name: b%d-et-%d, namespace: %s}\n"+
 					"spec: {type: com.example.%s.b%d.t%d, reference: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: b%d}}\n", b, e, ns, ns, b, e, b)
 			}
@@ -63,7 +63,7 @@ func writeLargeMesh(t testing.TB) string {
 // docs/benchmarks.md, never asserted.
 func TestPageAtScale(t *testing.T) {
 	t.Parallel()
-	dir := writeLargeMesh(t)
+	dir := writeLargeMesh(t, scaleNamespaces, scaleBrokers, scaleTypes)
 	base := startBroadcaster(t, dir)
 	ctx := browser(t)
 	start := time.Now()
@@ -129,4 +129,42 @@ func TestPageAtScale(t *testing.T) {
 		"manifest edit → drawn %v (render %d ms); JS heap %.0f MiB",
 		scaleEntities, scaleNamespaces, load.Round(time.Millisecond), firstRender, elements, search.Round(time.Millisecond), searchRender,
 		open.Round(time.Millisecond), openRender, edit.Round(time.Millisecond), editRender, heap)
+}
+
+// TestPageOneLargeNamespace puts 10,001 entities in one namespace (100 Brokers of 99
+// EventTypes): the namespace opens, each column draws at most a page of boxes with a "show
+// more" button, and an edit still shows. Times are logged, never asserted.
+func TestPageOneLargeNamespace(t *testing.T) {
+	t.Parallel()
+	dir := writeLargeMesh(t, 1, 100, 99)
+	base := startBroadcaster(t, dir)
+	ctx := browser(t)
+	start := time.Now()
+	navigate(t, ctx, base+"/")
+	waitFor(t, ctx, "the namespace drawn", 60*time.Second, `document.body.dataset.state === 'live' && document.body.dataset.entities === '10001' &&
+		document.querySelectorAll('section.ns.open').length === 1`)
+	load := time.Since(start)
+	longest := eval[int](t, ctx, `window.meshPage.stats.maxRenderMs`)
+	perColumn := eval[[]int](t, ctx, `[...document.querySelectorAll('section.ns .col')].map((c) => c.querySelectorAll('.node').length)`)
+	if fmt.Sprint(perColumn) != "[1 100 150 3]" {
+		t.Errorf("boxes per column (sources, brokers, event types, consumers): %v, want [1 100 150 3]", perColumn)
+	}
+	elements := eval[int](t, ctx, `document.getElementsByTagName('*').length`)
+	eval[bool](t, ctx, `(() => { document.querySelector('section.ns .col:nth-of-type(3) .more').click(); return true; })()`)
+	waitFor(t, ctx, "a second page of event types", 30*time.Second, `document.querySelectorAll('section.ns .node.kind-eventtype').length === 300`)
+	screenshot(t, ctx, "page-10k-one-namespace.png")
+
+	eval[int](t, ctx, `window.meshPage.stats.maxRenderMs = 0`)
+	start = time.Now()
+	f, err := os.OpenFile(filepath.Join(dir, "ns-00.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: a-new-broker, namespace: ns-00}\n")
+	f.Close()
+	waitFor(t, ctx, "the new Broker drawn", 30*time.Second, has("broker:eventing.knative.dev/Broker/ns-00/a-new-broker"))
+	edit := time.Since(start)
+	editRender := eval[int](t, ctx, `window.meshPage.stats.maxRenderMs`)
+	t.Logf("10,001 entities in one namespace: page load → drawn %v (longest render %d ms, %d elements); manifest edit → drawn %v (render %d ms)",
+		load.Round(time.Millisecond), longest, elements, edit.Round(time.Millisecond), editRender)
 }
