@@ -128,7 +128,8 @@ var dotShape = map[Kind]string{
 func (g Graph) WriteDOT(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	id := ids(g)
-	bw.WriteString("digraph mesh {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [color=\"#555555\"];\n")
+	bw.WriteString("digraph mesh {\n  rankdir=LR;\n  graph [fontname=\"Helvetica\", fontsize=12];\n" +
+		"  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=10, color=\"#555555\"];\n")
 	node := func(n Node) {
 		parts := label(n)
 		for i := range parts {
