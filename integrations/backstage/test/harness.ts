@@ -103,6 +103,7 @@ export class Broadcaster {
 export interface ProxiedRequest {
   path: string;
   lastEventId: string | undefined;
+  authorization: string | undefined;
   status: number;
   /** The first SSE event name of a watch stream. */
   firstEvent: string | undefined;
@@ -145,6 +146,11 @@ export class Proxy {
     return n;
   }
 
+  /** Streams being forwarded right now. */
+  openStreams(): number {
+    return this.open.size;
+  }
+
   watchRequests(): ProxiedRequest[] {
     return this.requests.filter((r) => r.path.startsWith('/v1/watch'));
   }
@@ -159,6 +165,7 @@ export class Proxy {
     const record: ProxiedRequest = {
       path: req.url ?? '',
       lastEventId: req.headers['last-event-id'] as string | undefined,
+      authorization: req.headers.authorization,
       status: 0,
       firstEvent: undefined,
       bytes: 0,
