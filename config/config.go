@@ -3,11 +3,8 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,7 +18,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
-	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
@@ -30,88 +26,110 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 )
 
 // Config is the broadcaster's whole configuration.
 type Config struct {
 	// Manifests is the directory of manifests to watch.
-	Manifests string `json:"manifests,omitempty"`
+	Manifests string
 	// Kubeconfig is a kubeconfig file of the cluster to watch (default $KUBECONFIG; in a pod,
 	// the in-cluster config).
-	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Kubeconfig string
 	// Namespaces restricts the cluster source to these namespaces (default all).
-	Namespaces []string `json:"namespaces,omitempty"`
+	Namespaces []string
 	// LabelSelector restricts the cluster source's Knative objects.
-	LabelSelector string `json:"labelSelector,omitempty"`
+	LabelSelector string
 	// LeaderElect makes replicas elect one publisher through a Lease; all serve snapshots.
-	LeaderElect bool `json:"leaderElect,omitempty"`
+	LeaderElect bool
 	// LeaderElectionNamespace holds the Lease (default $POD_NAMESPACE, else the pod's service
 	// account namespace, else default).
-	LeaderElectionNamespace string `json:"leaderElectionNamespace,omitempty"`
+	LeaderElectionNamespace string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune the election (client-go's meanings).
-	LeaseDuration Duration `json:"leaseDuration,omitempty"`
-	RenewDeadline Duration `json:"renewDeadline,omitempty"`
-	RetryPeriod   Duration `json:"retryPeriod,omitempty"`
+	LeaseDuration Duration
+	RenewDeadline Duration
+	RetryPeriod   Duration
 	// AdvertiseURL is where the other replicas reach this one's endpoints under leader
 	// election: the leader writes it into the Lease, and followers replicate its sequence
 	// space from there (default: http(s)://$POD_IP:<port>, else the listening address).
-	AdvertiseURL string `json:"advertiseURL,omitempty"`
+	AdvertiseURL string
 	// Listen is the address of the resync endpoints.
-	Listen string `json:"listen,omitempty"`
+	Listen string
 	// TokensFile holds static bearer tokens, one per line; none means the endpoints are open.
-	TokensFile string `json:"tokensFile,omitempty"`
+	TokensFile string
 	// TokenAudiences, in cluster mode, are the audiences callers' tokens must be for
 	// (TokenReview audiences); none accepts the API server's own.
-	TokenAudiences []string `json:"tokenAudiences,omitempty"`
+	TokenAudiences []string
 	// LogLevel is debug, info, warn or error.
-	LogLevel string `json:"logLevel,omitempty"`
+	LogLevel string
 	// Sink is a CloudEvents HTTP target for mesh deltas (default $K_SINK).
-	Sink string `json:"sink,omitempty"`
+	Sink string
 	// MQTT is an MQTT v5 broker URL (mqtt://, mqtts://) for mesh deltas.
-	MQTT string `json:"mqtt,omitempty"`
+	MQTT string
 	// MQTTTopicPrefix is the topic prefix of MQTT deltas.
-	MQTTTopicPrefix string `json:"mqttTopicPrefix,omitempty"`
+	MQTTTopicPrefix string
 	// NATS is a NATS server URL for mesh deltas.
-	NATS string `json:"nats,omitempty"`
+	NATS string
 	// NATSCoreOnly publishes plain NATS messages instead of JetStream + KV.
-	NATSCoreOnly bool `json:"natsCoreOnly,omitempty"`
+	NATSCoreOnly bool
 	// NATSSubjectPrefix is the subject prefix of NATS deltas.
-	NATSSubjectPrefix string `json:"natsSubjectPrefix,omitempty"`
+	NATSSubjectPrefix string
 	// NATSStream and NATSKVBucket name the JetStream stream and KV bucket (default: derived from
 	// the subject prefix).
-	NATSStream   string `json:"natsStream,omitempty"`
-	NATSKVBucket string `json:"natsKVBucket,omitempty"`
+	NATSStream   string
+	NATSKVBucket string
 	// MQTTClientID is the MQTT client id (default: derived from the topic prefix).
-	MQTTClientID string `json:"mqttClientID,omitempty"`
+	MQTTClientID string
 	// CAFile holds PEM CA certificates trusted (beside the system's) by every TLS transport.
-	CAFile string `json:"caFile,omitempty"`
+	CAFile string
 	// TLSCertFile and TLSKeyFile make the endpoints serve HTTPS with this PEM certificate and
 	// key, read again when the files change.
-	TLSCertFile string `json:"tlsCertFile,omitempty"`
-	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
+	TLSCertFile string
+	TLSKeyFile  string
 	// NATSCreds is a NATS credentials file (JWT and NKey seed).
-	NATSCreds string `json:"natsCreds,omitempty"`
+	NATSCreds string
 	// EventSource is the CloudEvents source attribute of mesh deltas.
-	EventSource string `json:"eventSource,omitempty"`
+	EventSource string
 	// DeltaLogBytes bounds the change log in memory: GET /v1/deltas and every transport read
 	// from it, so a transport further behind than the log holds gets a declared gap.
-	DeltaLogBytes int64 `json:"deltaLogBytes,omitempty"`
+	DeltaLogBytes int64
 	// DeltaLogSize is how many recent changes GET /v1/deltas can serve.
-	DeltaLogSize int `json:"deltaLogSize,omitempty"`
+	DeltaLogSize int
 	// MaxWatchers bounds the GET /v1/watch streams served at once, in all and per caller
 	// identity (with access control).
-	MaxWatchers            int `json:"maxWatchers,omitempty"`
-	MaxWatchersPerIdentity int `json:"maxWatchersPerIdentity,omitempty"`
+	MaxWatchers            int
+	MaxWatchersPerIdentity int
 
 	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
-	CEOverrides string `json:"-"`
+	CEOverrides string
+	// SinkTLS, MQTTTLS and NATSTLS are each transport's own TLS files.
+	SinkTLS, MQTTTLS, NATSTLS ClientTLS
+	// MQTT and NATS credentials; the passwords and the token may come from files.
+	MQTTUsername, MQTTPassword, MQTTPasswordFile string
+	NATSUser, NATSPassword, NATSPasswordFile     string
+	NATSToken, NATSTokenFile                     string
+	// LogFormat is text or json.
+	LogFormat string
 
 	// PodIP is $POD_IP (Kubernetes' downward API): the default host of AdvertiseURL.
-	PodIP string `json:"-"`
+	PodIP string
 
 	// InCluster is set by Load when the cluster is the one the process runs in.
-	InCluster bool `json:"-"`
+	InCluster bool
+
+	origins map[string]string // setting key → where its value came from
+}
+
+// ClientTLS is a client's TLS files: CAs to trust beside the system's, and a client
+// certificate and key (read again when they change).
+type ClientTLS struct{ CAFile, CertFile, KeyFile string }
+
+// Origin says where the setting key ("transports.mqtt.url") got its value: a file and line,
+// "--flag", "$VARIABLE", or "default".
+func (c Config) Origin(key string) string {
+	if o, ok := c.origins[key]; ok {
+		return o
+	}
+	return OriginDefault
 }
 
 // DefaultListen is loopback: with no tokens, manifests mode must not be reachable from outside.
@@ -137,11 +155,11 @@ const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/n
 // ErrUsage marks errors in the command line or settings (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// defaults is the configuration before the file and the flags: the packages' own defaults and
-// the environment's K_SINK and K_CE_OVERRIDES.
-func defaults(getenv func(string) string) Config {
+// defaults is the configuration before the file, the environment and the flags: the parts'
+// own defaults.
+func defaults() Config {
 	return Config{
-		LogLevel: "info", Sink: getenv("K_SINK"), CEOverrides: getenv("K_CE_OVERRIDES"), PodIP: getenv("POD_IP"),
+		LogLevel: "info", LogFormat: "text",
 		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
 		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
 		MaxWatchers: resync.DefaultMaxWatchers, MaxWatchersPerIdentity: resync.DefaultMaxWatchersPerIdentity,
@@ -150,151 +168,62 @@ func defaults(getenv func(string) string) Config {
 	}
 }
 
-// Load reads args (without the program name), the YAML file named by --config and the
-// environment through getenv. A flag given on the command line wins over the file, even to
-// turn a boolean off or clear a string; the file wins over the environment (K_SINK,
-// K_CE_OVERRIDES), which wins over the defaults. Help output goes to out.
-func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	// The first pass checks the command line, answers --help (showing the defaults) and finds
-	// --config; the second writes the flags given over the defaults and the file.
-	shown, cfgFile := defaults(func(string) string { return "" }), ""
-	fs := flagSet(&shown, &cfgFile, out)
-	if err := fs.Parse(args); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
-	}
-	cfg := defaults(getenv)
-	if cfgFile != "" {
-		if err := readFile(cfgFile, &cfg); err != nil {
-			return Config{}, err
+// at is where key's value came from, as the user wrote it; a default is named by its key.
+func (l *loader) at(key string) string {
+	switch o := l.origins[key]; o {
+	case "", OriginDefault:
+		if s, ok := settingByKey(key); ok && s.flag != "" {
+			return "--" + s.flag + " (default)"
 		}
+		return key + " (default)"
+	default:
+		return o
 	}
-	if err := flagSet(&cfg, new(string), io.Discard).Parse(args); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err) // the first pass took the same args
-	}
-	if err := cfg.chooseSource(getenv); err != nil {
-		return Config{}, err
-	}
-	if err := cfg.validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
-// flagSet binds the flags to c; a flag's default is what c holds when it is called.
-func flagSet(c *Config, cfgFile *string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(cfgFile, "config", "", "YAML `file` with settings (flags win over it)")
-	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "watch this `dir`ectory of YAML/JSON manifests")
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "watch the cluster of this kubeconfig `file` (default $KUBECONFIG, or in-cluster)")
-	given := false
-	fs.Func("namespaces", "watch only these comma-separated `namespaces` (cluster mode; default all)", func(v string) error {
-		if !given { // the first --namespaces replaces the file's list; more of them add to it
-			c.Namespaces, given = nil, true
-		}
-		for _, ns := range strings.Split(v, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				c.Namespaces = append(c.Namespaces, ns)
-			}
-		}
-		return nil
-	})
-	fs.StringVar(&c.LabelSelector, "label-selector", c.LabelSelector, "watch only Knative objects matching this label `selector` (cluster mode)")
-	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots")
-	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", c.LeaderElectionNamespace, "`namespace` of the leader-election Lease (default $POD_NAMESPACE)")
-	fs.Var(&c.LeaseDuration, "lease-duration", "leader election: how long a lease holds without renewal")
-	fs.Var(&c.RenewDeadline, "renew-deadline", "leader election: how long the leader keeps trying to renew")
-	fs.Var(&c.RetryPeriod, "retry-period", "leader election: how often to try to acquire or renew")
-	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "leader election: the `url` other replicas reach this one at (default http(s)://$POD_IP:<port>)")
-	fs.StringVar(&c.Listen, "listen", c.Listen, "serve the resync endpoints on `addr`ess (default "+DefaultListen+"; "+DefaultClusterListen+" in cluster mode)")
-	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "require a bearer token listed in this `file` (one per line)")
-	audiencesGiven := false
-	fs.Func("token-audience", "cluster mode: accept only tokens for this `audience` (repeatable, or comma-separated)", func(v string) error {
-		if !audiencesGiven { // the first flag replaces the file's list; more of them add to it
-			c.TokenAudiences, audiencesGiven = nil, true
-		}
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				c.TokenAudiences = append(c.TokenAudiences, a)
-			}
-		}
-		return nil
-	})
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.Sink, "sink", c.Sink, "send mesh-delta CloudEvents to this HTTP `url` (default $K_SINK)")
-	fs.StringVar(&c.MQTT, "mqtt", c.MQTT, "publish mesh deltas to this MQTT v5 broker `url` (mqtt://host:1883, mqtts://...)")
-	fs.StringVar(&c.MQTTTopicPrefix, "mqtt-topic-prefix", c.MQTTTopicPrefix, "MQTT topic `prefix`")
-	fs.StringVar(&c.NATS, "nats", c.NATS, "publish mesh deltas to this NATS `url` (a JetStream stream and a KV bucket)")
-	fs.StringVar(&c.NATSStream, "nats-stream", c.NATSStream, "JetStream stream `name` (default from the subject prefix: "+nats.StreamName(nats.DefaultSubjectPrefix)+")")
-	fs.StringVar(&c.NATSKVBucket, "nats-kv-bucket", c.NATSKVBucket, "KV bucket `name` (default from the subject prefix: "+nats.BucketName(nats.DefaultSubjectPrefix)+")")
-	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", c.MQTTClientID, "MQTT client `id` (default from the topic prefix: "+mqtt.ClientID(mqtt.DefaultTopicPrefix)+")")
-	fs.BoolVar(&c.NATSCoreOnly, "nats-core", c.NATSCoreOnly, "publish plain NATS messages (no JetStream stream or KV bucket)")
-	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", c.NATSSubjectPrefix, "NATS subject `prefix`")
-	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "trust the PEM CA certificates in `file` for the sink, MQTT and NATS TLS connections")
-	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serve the endpoints over HTTPS with the PEM certificate in `file` (with --tls-key-file; reloaded when it changes)")
-	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "the PEM private key `file` of --tls-cert-file")
-	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials `file`")
-	fs.StringVar(&c.EventSource, "event-source", c.EventSource, "CloudEvents `source` of mesh deltas")
-	fs.IntVar(&c.DeltaLogSize, "delta-log-size", c.DeltaLogSize, "recent changes kept for GET /v1/deltas")
-	fs.IntVar(&c.MaxWatchers, "max-watchers", c.MaxWatchers, "GET /v1/watch streams served at once (more get 503)")
-	fs.IntVar(&c.MaxWatchersPerIdentity, "max-watchers-per-identity", c.MaxWatchersPerIdentity, "GET /v1/watch streams served at once to one caller identity (with tokens)")
-	fs.Int64Var(&c.DeltaLogBytes, "delta-log-bytes", c.DeltaLogBytes, "bytes of recent changes kept for GET /v1/deltas and the transports")
-	return fs
-}
-
-// readFile reads the YAML file at path over c: the settings it names replace c's.
-func readFile(path string, c *Config) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("%w: config file: %w", ErrUsage, err)
-	}
-	if err := yaml.UnmarshalStrict(raw, c); err != nil {
-		return fmt.Errorf("%w: config file %s: %w", ErrUsage, path, err)
-	}
-	return nil
 }
 
 // chooseSource settles manifests or cluster mode and the defaults that depend on it.
-func (c *Config) chooseSource(getenv func(string) string) error {
+func (l *loader) chooseSource(getenv func(string) string) {
+	c := &l.cfg
+	defer func() {
+		if c.Listen == "" {
+			c.Listen = DefaultListen
+			if c.Cluster() {
+				c.Listen = DefaultClusterListen
+			}
+		}
+	}()
 	if c.Manifests != "" && c.Kubeconfig != "" {
-		return fmt.Errorf("%w: --manifests and --kubeconfig: choose one source", ErrUsage)
+		l.problem(l.at("source.manifests")+" and "+l.at("source.kubeconfig"), "", "choose one source")
+		return
+	}
+	// $KUBECONFIG, like the other variables, wins over the file; but only a cluster source,
+	// and not one named by a flag or BROADCASTER_SOURCE_KUBECONFIG.
+	if kc := getenv("KUBECONFIG"); kc != "" && c.Manifests == "" &&
+		(l.origins["source.kubeconfig"] == OriginDefault || strings.Contains(l.origins["source.kubeconfig"], ": source.kubeconfig")) {
+		c.Kubeconfig = kc
+		l.origins["source.kubeconfig"] = "$KUBECONFIG"
 	}
 	if c.Manifests == "" && c.Kubeconfig == "" {
 		switch {
-		case getenv("KUBECONFIG") != "":
-			c.Kubeconfig = getenv("KUBECONFIG")
 		case getenv("KUBERNETES_SERVICE_HOST") != "":
 			c.InCluster = true
 		default:
-			return fmt.Errorf("%w: no source: pass --manifests DIR or --kubeconfig FILE (or set $KUBECONFIG, or run in a pod)", ErrUsage)
+			l.problem("source", "", "none given: pass --manifests DIR or --kubeconfig FILE (or set source.manifests or "+
+				"source.kubeconfig in the config file, or $KUBECONFIG, or run in a pod)")
+			return
 		}
 	}
-	cluster := c.Cluster()
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-		if cluster {
-			c.Listen = DefaultClusterListen
-		}
-	}
-	if !cluster {
-		for flag, set := range map[string]bool{
-			"--namespaces": len(c.Namespaces) > 0, "--label-selector": c.LabelSelector != "",
-			"--leader-elect": c.LeaderElect, "--token-audience": len(c.TokenAudiences) > 0, "--advertise-url": c.AdvertiseURL != "",
-		} {
-			if set {
-				return fmt.Errorf("%w: %s needs cluster mode (--kubeconfig), not --manifests", ErrUsage, flag)
+	if !c.Cluster() {
+		for _, key := range []string{"source.namespaces", "source.labelSelector", "leaderElection.enabled",
+			"access.tokenAudiences", "leaderElection.advertiseURL"} {
+			if s, _ := settingByKey(key); s.field(c).String() != "" && s.field(c).String() != "false" {
+				l.problem(l.at(key), shown(s, s.field(c).String()), "needs cluster mode (--kubeconfig), not --manifests")
 			}
 		}
-		return nil
+		return
 	}
 	if c.TokensFile != "" {
-		return fmt.Errorf("%w: --tokens-file is for manifests mode; in cluster mode callers present Kubernetes tokens", ErrUsage)
-	}
-	if c.LeaderElectionNamespace == "" {
-		c.LeaderElectionNamespace = getenv("POD_NAMESPACE")
+		l.problem(l.at("access.tokensFile"), "", "is for manifests mode; in cluster mode callers present Kubernetes tokens")
 	}
 	if c.LeaderElectionNamespace == "" && c.InCluster {
 		if raw, err := os.ReadFile(serviceAccountNamespace); err == nil {
@@ -304,7 +233,6 @@ func (c *Config) chooseSource(getenv func(string) string) error {
 	if c.LeaderElectionNamespace == "" {
 		c.LeaderElectionNamespace = "default"
 	}
-	return nil
 }
 
 // Cluster reports whether the source is a cluster (not a manifests directory).
@@ -319,78 +247,175 @@ func (c Config) RESTConfig() (*rest.Config, error) {
 		}
 		return cfg, nil
 	}
-	rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(c.Kubeconfig)}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cfg, err := c.kubeconfigREST()
 	if err != nil {
-		return nil, fmt.Errorf("%w: --kubeconfig %s: %w", ErrUsage, c.Kubeconfig, err)
+		return nil, fmt.Errorf("kubeconfig %s: %w", c.Kubeconfig, err)
 	}
 	return cfg, nil
 }
 
-// validate asks each part whether it accepts its settings; it changes nothing. Every error
-// names the flag at fault.
-func (c *Config) validate() error {
+func (c Config) kubeconfigREST() (*rest.Config, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(c.Kubeconfig)}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+}
+
+// validate asks each part whether it accepts its settings; it changes nothing. Every problem
+// names where the value came from.
+func (l *loader) validate() {
+	c := &l.cfg
 	checks := []struct {
-		flag string // how the setting is named to the user (with its value when that helps)
+		key  string // the setting at fault
 		skip bool
 		err  func() error
 	}{
-		{"--manifests", c.Manifests == "", func() error { return manifests.Check(c.Manifests) }},
-		{"--kubeconfig", c.Kubeconfig == "", func() error { _, err := c.RESTConfig(); return err }},
-		{"--namespaces", false, func() error { return option.Check(kube.WithNamespaces(c.Namespaces...)) }},
-		{"--label-selector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
-		{fmt.Sprintf("--listen %q", c.Listen), false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
-		{fmt.Sprintf("--advertise-url %q", c.AdvertiseURL), c.AdvertiseURL == "", func() error { return checkAdvertiseURL(c.AdvertiseURL) }},
-		{"--log-level", false, func() error { _, err := c.Level(); return err }},
-		{"--delta-log-size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
-		{"--max-watchers", false, func() error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
-		{"--max-watchers-per-identity", false, func() error { return option.Check(resync.WithMaxWatchersPerIdentity(c.MaxWatchersPerIdentity)) }},
-		{"--delta-log-bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
-		{"--tokens-file", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
-		{"--ca-file", c.CAFile == "", func() error { _, err := c.CACertificates(); return err }},
-		{"--tls-cert-file and --tls-key-file", c.TLSCertFile == "" && c.TLSKeyFile == "", func() error {
+		{"source.manifests", c.Manifests == "", func() error { return manifests.Check(c.Manifests) }},
+		{"source.kubeconfig", c.Kubeconfig == "", c.checkKubeconfig},
+		{"source.namespaces", false, func() error { return option.Check(kube.WithNamespaces(c.Namespaces...)) }},
+		{"source.labelSelector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
+		{"server.listen", false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
+		{"leaderElection.advertiseURL", c.AdvertiseURL == "", func() error { return checkAdvertiseURL(c.AdvertiseURL) }},
+		{"logging.level", false, func() error { _, err := c.Level(); return err }},
+		{"logging.format", false, func() error {
+			if c.LogFormat != "text" && c.LogFormat != "json" {
+				return errors.New("want text or json")
+			}
+			return nil
+		}},
+		{"server.deltaLog.size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
+		{"server.maxWatchers", false, func() error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
+		{"server.maxWatchersPerIdentity", false, func() error { return option.Check(resync.WithMaxWatchersPerIdentity(c.MaxWatchersPerIdentity)) }},
+		{"server.deltaLog.bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
+		{"access.tokensFile", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
+		{"transports.caFile", c.CAFile == "", func() error { _, err := readCAFile(c.CAFile); return err }},
+		{"server.tls.certFile", c.TLSCertFile == "" && c.TLSKeyFile == "", func() error {
 			if c.TLSCertFile == "" || c.TLSKeyFile == "" {
-				return fmt.Errorf("give both or neither")
+				return fmt.Errorf("give both the certificate and the key (server.tls.certFile and keyFile), or neither")
 			}
 			_, err := tlsfiles.Load(c.TLSCertFile, c.TLSKeyFile)
 			return err
 		}},
-		{fmt.Sprintf("--sink %q (or K_SINK)", transports.RedactURL(c.Sink)), c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
-		{"K_CE_OVERRIDES", c.Sink == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
-		{fmt.Sprintf("--mqtt %q", c.MQTT), c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
-		{"--mqtt-topic-prefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},
-		{fmt.Sprintf("--nats %q", c.NATS), c.NATS == "", func() error { return nats.Check(c.NATS) }},
-		{"--nats-subject-prefix", false, func() error { return option.Check(nats.WithSubjectPrefix(c.NATSSubjectPrefix)) }},
-		{"--nats-stream", c.NATSStream == "", func() error { return option.Check(nats.WithStream(c.NATSStream)) }},
-		{"--nats-kv-bucket", c.NATSKVBucket == "", func() error { return option.Check(nats.WithBucket(c.NATSKVBucket)) }},
-		{"--mqtt-client-id", c.MQTTClientID == "", func() error { return option.Check(mqtt.WithClientID(c.MQTTClientID)) }},
-		{"--nats-creds", c.NATSCreds == "", func() error { return option.Check(nats.WithCredsFile(c.NATSCreds)) }},
-		{"--event-source", false, func() error { _, err := codec.NewEncoder(c.EventSource); return err }},
+		{"transports.http.sink", c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
+		{"transports.http.ceOverrides", c.CEOverrides == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
+		{"transports.mqtt.url", c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
+		{"transports.mqtt.topicPrefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},
+		{"transports.mqtt.clientID", c.MQTTClientID == "", func() error { return option.Check(mqtt.WithClientID(c.MQTTClientID)) }},
+		{"transports.mqtt.passwordFile", c.MQTTPasswordFile == "", func() error {
+			return oneSecret(c.MQTTPassword, c.MQTTPasswordFile, "transports.mqtt.password")
+		}},
+		{"transports.nats.url", c.NATS == "", func() error { return nats.Check(c.NATS) }},
+		{"transports.nats.subjectPrefix", false, func() error { return option.Check(nats.WithSubjectPrefix(c.NATSSubjectPrefix)) }},
+		{"transports.nats.stream", c.NATSStream == "", func() error { return option.Check(nats.WithStream(c.NATSStream)) }},
+		{"transports.nats.kvBucket", c.NATSKVBucket == "", func() error { return option.Check(nats.WithBucket(c.NATSKVBucket)) }},
+		{"transports.nats.credsFile", c.NATSCreds == "", func() error { return option.Check(nats.WithCredsFile(c.NATSCreds)) }},
+		{"transports.nats.passwordFile", c.NATSPasswordFile == "", func() error {
+			return oneSecret(c.NATSPassword, c.NATSPasswordFile, "transports.nats.password")
+		}},
+		{"transports.nats.tokenFile", c.NATSTokenFile == "", func() error {
+			return oneSecret(c.NATSToken, c.NATSTokenFile, "transports.nats.token")
+		}},
+		{"events.source", false, func() error { _, err := codec.NewEncoder(c.EventSource); return err }},
+	}
+	for _, t := range []struct {
+		prefix string
+		tls    ClientTLS
+	}{{"transports.http", c.SinkTLS}, {"transports.mqtt", c.MQTTTLS}, {"transports.nats", c.NATSTLS}} {
+		checks = append(checks, struct {
+			key  string
+			skip bool
+			err  func() error
+		}{t.prefix + ".tls.caFile", t.tls.CAFile == "", func() error { _, err := readCAFile(t.tls.CAFile); return err }},
+			struct {
+				key  string
+				skip bool
+				err  func() error
+			}{t.prefix + ".tls.certFile", t.tls.CertFile == "" && t.tls.KeyFile == "", func() error {
+				if t.tls.CertFile == "" || t.tls.KeyFile == "" {
+					return fmt.Errorf("give both the certificate and the key (%s.tls.certFile and keyFile), or neither", t.prefix)
+				}
+				_, err := tlsfiles.Load(t.tls.CertFile, t.tls.KeyFile)
+				return err
+			}})
 	}
 	for _, check := range checks {
 		if check.skip {
 			continue
 		}
 		err := check.err()
+		if err == nil {
+			continue
+		}
+		s, _ := settingByKey(check.key)
 		var invalid *option.InvalidError
+		msg := unwrapPathError(err).Error()
+		if errors.As(err, &invalid) {
+			msg = invalid.Reason
+		}
+		l.problem(l.at(check.key), shown(s, s.field(c).String()), "%s", msg)
+	}
+	if c.NATSUser != "" && c.NATSPassword == "" && c.NATSPasswordFile == "" {
+		l.problem(l.at("transports.nats.user"), "", "needs a password (transports.nats.passwordFile or password)")
+	}
+	for _, pw := range []struct{ inline, file, user, userKey string }{
+		{c.NATSPassword, c.NATSPasswordFile, c.NATSUser, "transports.nats.user"},
+		{c.MQTTPassword, c.MQTTPasswordFile, c.MQTTUsername, "transports.mqtt.username"},
+	} {
+		if pw.user != "" {
+			continue
+		}
+		prefix := pw.userKey[:strings.LastIndexByte(pw.userKey, '.')]
 		switch {
-		case err == nil:
-		case errors.Is(err, ErrUsage):
-			return err
-		case errors.As(err, &invalid):
-			return fmt.Errorf("%w: %s: %s", ErrUsage, check.flag, invalid.Reason)
-		default:
-			return fmt.Errorf("%w: %s: %w", ErrUsage, check.flag, err)
+		case pw.inline != "":
+			l.problem(l.at(prefix+".password"), "", "needs a user name (%s)", pw.userKey)
+		case pw.file != "":
+			l.problem(l.at(prefix+".passwordFile"), "", "needs a user name (%s)", pw.userKey)
 		}
 	}
 	if c.AdvertiseURL != "" && !c.LeaderElect {
-		return fmt.Errorf("%w: --advertise-url is for leader election (--leader-elect)", ErrUsage)
+		l.problem(l.at("leaderElection.advertiseURL"), "", "is for leader election (--leader-elect)")
 	}
 	if c.LeaderElect && !(c.LeaseDuration > c.RenewDeadline && c.RenewDeadline > c.RetryPeriod && c.RetryPeriod > 0) {
-		return fmt.Errorf("%w: leader election wants --lease-duration > --renew-deadline > --retry-period > 0 (have %v, %v, %v)",
-			ErrUsage, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
+		l.problem(l.at("leaderElection.leaseDuration")+", "+l.at("leaderElection.renewDeadline")+", "+l.at("leaderElection.retryPeriod"),
+			fmt.Sprintf("%v, %v, %v", c.LeaseDuration, c.RenewDeadline, c.RetryPeriod), "want lease duration > renew deadline > retry period > 0")
 	}
-	return nil
+}
+
+// oneSecret checks a secret given inline or in a file, not both; the file must be readable.
+func oneSecret(inline, file, inlineKey string) error {
+	if inline != "" {
+		return fmt.Errorf("give this or %s, not both", inlineKey)
+	}
+	_, err := readSecretFile(file)
+	return err
+}
+
+// readSecretFile reads a secret from a file (a mounted Kubernetes Secret), without the
+// trailing newline editors add.
+func readSecretFile(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", unwrapPathError(err)
+	}
+	secret := strings.TrimRight(string(raw), "\r\n")
+	if secret == "" {
+		return "", errors.New("the file is empty")
+	}
+	return secret, nil
+}
+
+// checkKubeconfig says which kubeconfig file is missing or unreadable before client-go's
+// generic advice would.
+func (c *Config) checkKubeconfig() error {
+	paths := filepath.SplitList(c.Kubeconfig)
+	for _, path := range paths {
+		if _, err := os.Stat(path); err != nil {
+			if len(paths) == 1 {
+				return unwrapPathError(err)
+			}
+			return fmt.Errorf("%s: %v", path, unwrapPathError(err))
+		}
+	}
+	_, err := c.kubeconfigREST()
+	return err
 }
 
 // checkAdvertiseURL wants an absolute http(s) URL of a host, with no path beyond "/".
@@ -438,16 +463,19 @@ func (c Config) Advertised(addr net.Addr) string {
 func (c Config) StaticTokens() ([]string, error) { return auth.ReadTokens(c.TokensFile) }
 
 // CACertificates reads CAFile: PEM certificates trusted beside the system's (nil without one).
-func (c Config) CACertificates() ([]byte, error) {
-	if c.CAFile == "" {
+func (c Config) CACertificates() ([]byte, error) { return readCAFile(c.CAFile) }
+
+// readCAFile reads PEM CA certificates ("": none).
+func readCAFile(path string) ([]byte, error) {
+	if path == "" {
 		return nil, nil
 	}
-	raw, err := os.ReadFile(c.CAFile)
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, unwrapPathError(err)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(raw) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", c.CAFile)
+		return nil, errors.New("no PEM certificate in the file")
 	}
 	return raw, nil
 }
@@ -470,17 +498,38 @@ func (d *Duration) Set(s string) error {
 	return nil
 }
 
-// UnmarshalJSON reads "15s" (the config file is YAML, read as JSON).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration such as \"15s\": %w", err)
+// TransportTLS is a transport's client TLS configuration: the system's CAs, CAFile's and the
+// transport's own, and its client certificate (read again when the files change).
+func (c Config) TransportTLS(t ClientTLS) (*tls.Config, error) {
+	conf, err := c.TLS()
+	if err != nil {
+		return nil, err
 	}
-	return d.Set(s)
+	extra, err := readCAFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.CAFile, err)
+	}
+	conf.RootCAs.AppendCertsFromPEM(extra)
+	if t.CertFile != "" {
+		cert, err := tlsfiles.Load(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		conf.GetClientCertificate = cert.GetClientCertificate
+	}
+	return conf, nil
 }
 
-// MarshalJSON writes the text form.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// Secret is a secret given inline or, read now, from a file ("" when neither).
+func Secret(inline, file string) (string, error) {
+	if file == "" {
+		return inline, nil
+	}
+	return readSecretFile(file)
+}
+
+// Customised reports whether a transport has TLS settings of its own or CAFile adds CAs.
+func (c Config) Customised(t ClientTLS) bool { return t != (ClientTLS{}) || c.CAFile != "" }
 
 // TLS is the client TLS configuration of the transports: the system's CAs plus CAFile's.
 func (c Config) TLS() (*tls.Config, error) {
@@ -500,7 +549,7 @@ func (c Config) TLS() (*tls.Config, error) {
 func (c Config) Level() (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
+		return 0, errors.New("want debug, info, warn or error")
 	}
 	return l, nil
 }

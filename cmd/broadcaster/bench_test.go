@@ -68,7 +68,7 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 		args = append(args, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 			"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
 	}
-	cfg, err := config.Load(args, noEnv, io.Discard)
+	cfg, err := config.Load(args, noEnv)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -146,18 +147,14 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 		return nil
 	}
 	latest := func() []mesh.Change { return p.hub.Snapshot().Latest() }
-	caPEM, err := cfg.CACertificates()
-	if err != nil {
-		return nil, err
-	}
-	tlsConfig, err := cfg.TLS()
-	if err != nil {
-		return nil, err
-	}
 	if cfg.Sink != "" {
 		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides), httpsink.WithLogger(log)}
-		if caPEM != nil {
-			opts = append(opts, httpsink.WithCACertificates(caPEM))
+		if cfg.Customised(cfg.SinkTLS) {
+			tlsConfig, err := cfg.TransportTLS(cfg.SinkTLS)
+			if err != nil {
+				return destinations, fmt.Errorf("sink TLS: %w", err)
+			}
+			opts = append(opts, httpsink.WithTLS(tlsConfig))
 		}
 		sink, err := httpsink.New(cfg.Sink, p.enc, opts...)
 		if err != nil {
@@ -168,11 +165,22 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 		}
 	}
 	if cfg.MQTT != "" {
+		tlsConfig, err := cfg.TransportTLS(cfg.MQTTTLS)
+		if err != nil {
+			return destinations, fmt.Errorf("mqtt TLS: %w", err)
+		}
 		opts := []mqtt.Option{mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
 			mqtt.WithLatest(latest), mqtt.WithLogger(log), mqtt.WithEpoch(epoch),
 			mqtt.WithEntityCount(func() int { return p.hub.Snapshot().Len() })}
 		if cfg.MQTTClientID != "" {
 			opts = append(opts, mqtt.WithClientID(cfg.MQTTClientID))
+		}
+		if cfg.MQTTUsername != "" {
+			password, err := config.Secret(cfg.MQTTPassword, cfg.MQTTPasswordFile)
+			if err != nil {
+				return destinations, fmt.Errorf("mqtt password file %s: %w", cfg.MQTTPasswordFile, err)
+			}
+			opts = append(opts, mqtt.WithCredentials(cfg.MQTTUsername, password))
 		}
 		mp, err := mqtt.New(cfg.MQTT, p.enc, opts...)
 		if err != nil {
@@ -196,9 +204,27 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 		if cfg.NATSCreds != "" {
 			opts = append(opts, nats.WithCredsFile(cfg.NATSCreds))
 		}
+		if cfg.NATSUser != "" {
+			password, err := config.Secret(cfg.NATSPassword, cfg.NATSPasswordFile)
+			if err != nil {
+				return destinations, fmt.Errorf("nats password file %s: %w", cfg.NATSPasswordFile, err)
+			}
+			opts = append(opts, nats.WithUserInfo(cfg.NATSUser, password))
+		}
+		if cfg.NATSToken != "" || cfg.NATSTokenFile != "" {
+			token, err := config.Secret(cfg.NATSToken, cfg.NATSTokenFile)
+			if err != nil {
+				return destinations, fmt.Errorf("nats token file %s: %w", cfg.NATSTokenFile, err)
+			}
+			opts = append(opts, nats.WithToken(token))
+		}
 		// For nats:// the client negotiates TLS only when the server requires it, with the
-		// system's CAs unless --ca-file adds some.
-		if strings.HasPrefix(cfg.NATS, "tls://") || caPEM != nil {
+		// system's CAs unless TLS settings add some or a client certificate.
+		if strings.HasPrefix(cfg.NATS, "tls://") || cfg.Customised(cfg.NATSTLS) {
+			tlsConfig, err := cfg.TransportTLS(cfg.NATSTLS)
+			if err != nil {
+				return destinations, fmt.Errorf("nats TLS: %w", err)
+			}
 			opts = append(opts, nats.WithTLS(tlsConfig))
 		}
 		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -34,17 +34,19 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 )
 
-// run wires the broadcaster and blocks until ctx ends or a part fails. started, when set, is
+// run wires the broadcaster and blocks until ctx ends or a part fails. listening, when set, is
 // told the address the endpoints listen on.
-func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(net.Addr)) error {
+func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening func(net.Addr)) error {
 	level, err := cfg.Level()
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	log := newLogger(logOut, cfg.LogFormat, level)
+	started := time.Now()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -115,6 +117,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /{$}", page.Handler()) // the live picture of the mesh; the API stays below
 	mux.Handle("/", handler)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -143,7 +146,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
 		{name: "publishing", leaderOnly: true, run: pub.run},
-		{name: "memory release", run: releaseListingMemory(meshHub.Synced)},
+		{name: "readiness", run: announceReady(meshHub, started, log)},
 	}
 	if roleBindings != nil {
 		parts = append(parts, part{name: "role bindings", run: roleBindings.Run})
@@ -163,8 +166,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(), "https", cfg.TLSCertFile != "",
 		"epoch", epoch, "auth", cluster != nil || cfg.TokensFile != "", "leaderElect", cfg.LeaderElect)
-	if started != nil {
-		started(ln.Addr())
+	if listening != nil {
+		listening(ln.Addr())
 	}
 	// On shutdown the hub stops first, so that what it emitted is final: the leader delivers
 	// all of it, and its watch streams end saying where it stopped (a follower taking over
@@ -173,7 +176,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, started func(
 	defer stopParts()
 	stopping := context.AfterFunc(ctx, func() {
 		last := meshHub.Stop()
-		log.Info("stopping", "epoch", last.Epoch, "sequence", last.Sequence)
+		log.Info("stopping", "reason", stopReason(ctx), "epoch", last.Epoch, "sequence", last.Sequence)
 		stopParts()
 	})
 	defer stopping()

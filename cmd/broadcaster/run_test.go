@@ -42,7 +42,7 @@ var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json fro
 // startRun runs the broadcaster on dir and returns its base URL and its log.
 func startRun(t *testing.T, dir string, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
-	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv, io.Discard)
+	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv, io.Discard)
+	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +551,7 @@ func TestTransportsOverTLS(t *testing.T) {
 // A running watch stream does not hold up shutdown: it gets a final event and run returns nil.
 func TestShutdownEndsWatchStreams(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load([]string{"--manifests", copyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv, io.Discard)
+	cfg, err := config.Load([]string{"--manifests", copyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}

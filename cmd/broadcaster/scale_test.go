@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -127,7 +126,7 @@ func TestWholeMeshAtScale(t *testing.T) {
 	start := func() (base string, stop func()) {
 		cfg, err := config.Load([]string{"--manifests", dir, "--listen", "127.0.0.1:0", "--sink", sinkServer.URL,
 			"--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix, "--nats", natsServer.URL,
-			"--nats-subject-prefix", natsPrefix}, noEnv, io.Discard)
+			"--nats-subject-prefix", natsPrefix}, noEnv)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,11 +35,11 @@ type tailOptions struct {
 	color             string
 }
 
-// tail prints mesh changes as they happen, from /v1/watch, an MQTT broker or NATS.
-func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTerminal bool) error {
+// tailFlags binds the flags of `broadcaster tail` to o.
+func tailFlags(o *tailOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o tailOptions
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&o.watch, "watch", "", "follow a broadcaster's GET /v1/watch at this base `url` (http://127.0.0.1:8080)")
 	fs.StringVar(&o.mqtt, "mqtt", "", "follow this MQTT broker `url`")
 	fs.StringVar(&o.nats, "nats", "", "follow this NATS server `url`")
@@ -48,7 +48,16 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTermin
 	fs.StringVar(&o.token, "token", "", "bearer token for --watch")
 	fs.StringVar(&o.output, "output", "text", "text or json (one JSON object per change)")
 	fs.StringVar(&o.color, "color", "auto", "auto, always or never")
-	if err := fs.Parse(args); err != nil {
+	return fs
+}
+
+// tail prints mesh changes as they happen, from /v1/watch, an MQTT broker or NATS.
+func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTerminal bool) error {
+	var o tailOptions
+	if err := tailFlags(&o).Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	sources := 0

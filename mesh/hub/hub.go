@@ -358,7 +358,22 @@ func (h *Hub) broadcast(b Batch) {
 // LogChanges is a listener that logs one readable line per change.
 func LogChanges(log *slog.Logger) Listener {
 	return func(b Batch) {
-		if !log.Enabled(context.Background(), slog.LevelInfo) {
+		level := slog.LevelInfo
+		if b.Opens && len(b.Changes) > 0 {
+			// The batch opening an epoch is the whole mesh: one summary line, the entities
+			// themselves only at debug.
+			counts := map[mesh.EntityKind]int{}
+			for _, c := range b.Changes {
+				counts[c.Kind]++
+			}
+			attrs := []any{"epoch", b.Changes[0].Epoch, "entities", len(b.Changes)}
+			for _, k := range []mesh.EntityKind{mesh.KindBroker, mesh.KindEventType, mesh.KindSubscribable, mesh.KindSource} {
+				attrs = append(attrs, k.String()+"s", counts[k])
+			}
+			log.Info("mesh loaded", attrs...)
+			level = slog.LevelDebug
+		}
+		if !log.Enabled(context.Background(), level) {
 			return // the diffs cost more than the rest of a change
 		}
 		for _, c := range b.Changes {
@@ -366,7 +381,7 @@ func LogChanges(log *slog.Logger) Listener {
 			if s := c.Summary(); s != "" {
 				attrs = append(attrs, "diff", s)
 			}
-			log.Info(c.Kind.String()+" "+c.Op.String(), attrs...)
+			log.Log(context.Background(), level, c.Kind.String()+" "+c.Op.String(), attrs...)
 		}
 	}
 }

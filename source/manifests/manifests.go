@@ -155,11 +155,15 @@ func prepare(dir string, opts []Option) (options, error) {
 		return o, err
 	}
 	info, err := os.Stat(dir)
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		err = pathErr.Err // the caller names the directory
+	}
 	if err != nil {
 		return o, option.Invalid("manifests", "%v", err)
 	}
 	if !info.IsDir() {
-		return o, option.Invalid("manifests", "%s: not a directory", dir)
+		return o, option.Invalid("manifests", "not a directory")
 	}
 	return o, nil
 }

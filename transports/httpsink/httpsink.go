@@ -49,6 +49,7 @@ type options struct {
 	client     *http.Client // injected; nil: the sink's own
 	timeout    time.Duration
 	caPEM      []byte
+	tls        *tls.Config
 	overrides  map[string]string
 	backoff    Backoff
 	sleep      func(context.Context, time.Duration) error
@@ -91,6 +92,18 @@ func WithCACertificates(pem []byte) Option {
 			return option.Invalid("CA certificates", "no PEM certificate found")
 		}
 		o.caPEM = pem
+		return nil
+	}
+}
+
+// WithTLS sends over TLS with c (CAs, a client certificate). It needs the sink's own client
+// (not WithHTTPClient), and replaces WithCACertificates.
+func WithTLS(c *tls.Config) Option {
+	return func(o *options) error {
+		if c == nil {
+			return option.Invalid("tls", "nil")
+		}
+		o.tls = c
 		return nil
 	}
 }
@@ -174,7 +187,10 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 16
-	if o.caPEM != nil {
+	switch {
+	case o.tls != nil:
+		transport.TLSClientConfig = o.tls
+	case o.caPEM != nil:
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()

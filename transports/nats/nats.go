@@ -35,6 +35,8 @@ type options struct {
 	stream, bucket string
 	maxAge         time.Duration
 	credsFile      string
+	user, password string
+	token          string
 	tls            *tls.Config
 	latest         func() []mesh.Change
 	log            *slog.Logger
@@ -109,6 +111,28 @@ func WithCredsFile(path string) Option {
 			return option.Invalid("nats creds", "%v", err)
 		}
 		o.credsFile = path
+		return nil
+	}
+}
+
+// WithUserInfo logs in with a user name and password.
+func WithUserInfo(user, password string) Option {
+	return func(o *options) error {
+		if user == "" || password == "" {
+			return option.Invalid("nats user", "want both a user name and a password")
+		}
+		o.user, o.password = user, password
+		return nil
+	}
+}
+
+// WithToken logs in with an authentication token.
+func WithToken(token string) Option {
+	return func(o *options) error {
+		if token == "" {
+			return option.Invalid("nats token", "empty")
+		}
+		o.token = token
 		return nil
 	}
 }
@@ -193,6 +217,12 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	}
 	if o.credsFile != "" {
 		natsOpts = append(natsOpts, nats.UserCredentials(o.credsFile))
+	}
+	if o.user != "" {
+		natsOpts = append(natsOpts, nats.UserInfo(o.user, o.password))
+	}
+	if o.token != "" {
+		natsOpts = append(natsOpts, nats.Token(o.token))
 	}
 	if o.tls != nil {
 		natsOpts = append(natsOpts, nats.Secure(o.tls))

@@ -79,6 +79,12 @@ func (c *Certificate) Config() *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.get(), nil }}
 }
 
+// GetClientCertificate presents the current pair as a client certificate (for a client
+// tls.Config's GetClientCertificate).
+func (c *Certificate) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.get(), nil
+}
+
 func (c *Certificate) get() *tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
