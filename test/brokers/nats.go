@@ -46,6 +46,10 @@ func StartEmbeddedNATSTLS(t testing.TB, c TLS) *NATS {
 	return startNATS(t, []string{"--tls", "--tlscert", cert, "--tlskey", key})
 }
 
+// StartEmbeddedNATSWithAuth starts a server that wants a login, given as nats-server's flags
+// (--user U --pass P, or --auth TOKEN).
+func StartEmbeddedNATSWithAuth(t testing.TB, authArgs ...string) *NATS { return startNATS(t, authArgs) }
+
 func startNATS(t testing.TB, args []string) *NATS {
 	t.Helper()
 	b := &NATS{process: process{t: t}, args: args, store: t.TempDir()}
