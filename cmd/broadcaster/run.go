@@ -59,7 +59,15 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		return err
 	}
 	epoch := newEpoch()
-	hubOpts := []hub.Option{hub.WithLogger(log)}
+	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "broadcaster_source_synced",
+		Help: "1 once the source's initial listing (every kind of the cluster, or the whole directory) is in the mesh."},
+		func() float64 {
+			if src.HasSynced() {
+				return 1
+			}
+			return 0
+		}))
+	hubOpts := []hub.Option{hub.WithLogger(log), hub.WithMetrics(registry)}
 	if cfg.LeaderElect {
 		hubOpts = append(hubOpts, hub.Following()) // until elected, serve the leader's sequence space
 	}
@@ -67,7 +75,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	if err != nil {
 		return err
 	}
-	meshHub.Listen(hub.LogChanges(log))
+	countChanges, err := hub.CountChanges(registry)
+	if err != nil {
+		return err
+	}
+	meshHub.Listen(hub.LogChanges(log), countChanges)
 
 	enc, err := codec.NewEncoder(cfg.EventSource)
 	if err != nil {
@@ -84,7 +96,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	}
 	meshHub.Listen(deltaLog.Append, watchers.Publish)
 
-	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log)}
+	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log),
+		resync.WithMetrics(registry)}
 	var roleBindings *kubeauth.RoleBindings
 	switch {
 	case cluster != nil:

@@ -14,6 +14,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Batch is the changes one source event caused, in meshseq order.
@@ -36,7 +37,8 @@ type Listener func(Batch)
 
 // Hub owns an engine for concurrent use.
 type Hub struct {
-	log *slog.Logger
+	log     *slog.Logger
+	metrics *hubMetrics // nil without WithMetrics
 
 	mu        sync.Mutex
 	engine    *engine.Engine
@@ -55,6 +57,7 @@ type Hub struct {
 type options struct {
 	log       *slog.Logger
 	following bool
+	metrics   prometheus.Registerer
 }
 
 // Option configures a Hub.
@@ -80,7 +83,13 @@ func New(e *engine.Engine, synced func() bool, opts ...Option) (*Hub, error) {
 	if e == nil || synced == nil {
 		return nil, option.Invalid("hub", "an engine and a synced function are required")
 	}
-	return &Hub{engine: e, synced: synced, log: o.log, following: o.following}, nil
+	h := &Hub{engine: e, synced: synced, log: o.log, following: o.following}
+	if o.metrics != nil {
+		if err := h.registerMetrics(o.metrics); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
 type listening struct {
@@ -273,6 +282,7 @@ func (h *Hub) OnDelete(obj any) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.countObjects(p.Ref())
 	h.emit(h.engine.Delete(p.Ref()))
 }
 
@@ -293,7 +303,11 @@ func parsed(obj any) (*engine.Parsed, bool) {
 func (h *Hub) Replace(objs []*engine.Parsed) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, p := range objs {
+		h.countObjects(p.Ref())
+	}
 	changes, problems := h.engine.ReplaceParsed(objs)
+	h.countProblems(problems)
 	h.logProblems(problems)
 	h.emit(changes)
 }
@@ -302,7 +316,12 @@ func (h *Hub) Replace(objs []*engine.Parsed) {
 func (h *Hub) Apply(upserts []*engine.Parsed, deletes []engine.ObjectRef) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, p := range upserts {
+		h.countObjects(p.Ref())
+	}
+	h.countObjects(deletes...)
 	changes, problems := h.engine.ApplyParsed(upserts, deletes)
+	h.countProblems(problems)
 	h.logProblems(problems)
 	h.emit(changes)
 }
@@ -329,7 +348,9 @@ func (h *Hub) upsert(obj any) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.countObjects(p.Ref())
 	changes, problems := h.engine.UpsertParsed(p)
+	h.countProblems(problems)
 	if problems != nil {
 		h.log.Warn("object partly ignored", "object", p.Ref().String(), "problems", problems.Error())
 	}

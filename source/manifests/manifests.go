@@ -56,6 +56,7 @@ type file struct {
 	stat    fileStat
 	objects []definition // the last good parse
 	failed  bool         // the latest content did not parse (objects are older)
+	invalid int          // objects of the latest content left out as invalid
 }
 
 type fileStat struct {
@@ -75,10 +76,12 @@ type options struct {
 	quiet, maxDelay time.Duration
 	maxFileBytes    int64
 	readable        prometheus.Gauge
+	problems        *prometheus.GaugeVec
 }
 
 // WithMetrics registers broadcaster_manifests_directory_readable (1 while the directory can be
-// read, 0 while it is gone and the mesh keeps its last content).
+// read, 0 while it is gone and the mesh keeps its last content) and
+// broadcaster_manifests_problems{problem} (files that do not parse, objects left out as invalid).
 func WithMetrics(r prometheus.Registerer) Option {
 	return func(o *options) error {
 		if r == nil {
@@ -86,10 +89,15 @@ func WithMetrics(r prometheus.Registerer) Option {
 		}
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_manifests_directory_readable",
 			Help: "1 while the manifests directory can be read; 0 while it is missing (the mesh keeps what it last read)."})
-		if err := r.Register(g); err != nil {
-			return err
+		p := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "broadcaster_manifests_problems",
+			Help: "Manifest problems now: files whose latest content does not parse (their objects are kept as last read), objects left out as invalid."},
+			[]string{"problem"})
+		for _, c := range []prometheus.Collector{g, p} {
+			if err := r.Register(c); err != nil {
+				return err
+			}
 		}
-		o.readable = g
+		o.readable, o.problems = g, p
 		return nil
 	}
 }
@@ -334,7 +342,9 @@ func (s *Source) load(path string, st fileStat) {
 	f.stat = st
 	objs, err := Decode(data)
 	var invalid InvalidObjects
+	f.invalid = len(invalid)
 	if errors.As(err, &invalid) {
+		f.invalid = len(invalid)
 		for _, e := range invalid { // the file's valid objects are applied; these are kept out
 			s.log.Error("manifest object invalid; left out of the mesh", "file", fmt.Sprintf("%s:%d", s.rel(path), e.Line), "err", e.Msg)
 		}
@@ -374,6 +384,7 @@ func location(err error) string {
 
 // deliver merges the files (first definition in path order wins) and hands h the difference.
 func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
+	s.countProblems()
 	paths := make([]string, 0, len(s.files))
 	for p := range s.files {
 		paths = append(paths, p)
@@ -531,4 +542,20 @@ func readAtMost(path string, max int64) ([]byte, error) {
 		err = fmt.Errorf("larger than %d bytes", max)
 	}
 	return data, err
+}
+
+// countProblems sets broadcaster_manifests_problems from the files as last read.
+func (s *Source) countProblems() {
+	if s.problems == nil {
+		return
+	}
+	unparsable, invalid := 0, 0
+	for _, f := range s.files {
+		if f.failed {
+			unparsable++
+		}
+		invalid += f.invalid
+	}
+	s.problems.WithLabelValues("unparsable_files").Set(float64(unparsable))
+	s.problems.WithLabelValues("invalid_objects").Set(float64(invalid))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Mesh is what the endpoints read: mesh/hub.Hub implements it.
@@ -35,6 +36,7 @@ type Handler struct {
 	mesh Mesh
 	options
 	routes http.Handler
+	ends   *prometheus.CounterVec // streams ended, by final event (with WithMetrics)
 
 	rendered   atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
 	renderMu   sync.Mutex                   // one render per new sequence, however many ask
@@ -51,6 +53,7 @@ type options struct {
 	reauth    time.Duration
 	trouble   func() error
 	page      int // the most events of one GET /v1/deltas answer
+	metrics   prometheus.Registerer
 }
 
 // WithDeltasPage answers GET /v1/deltas with at most n events (the caller asks again from the
@@ -198,6 +201,13 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	h.routes = jsonMisses(routes)
+	if h.options.metrics != nil {
+		instrumented, err := h.instrument(h.routes)
+		if err != nil {
+			return nil, err
+		}
+		h.routes = instrumented
+	}
 	return h, nil
 }
 

@@ -258,6 +258,9 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	rw.WriteHeader(http.StatusOK)
 	s := newStream(rw, auth.FromRequest(r), max(30*time.Second, 2*h.heartbeat))
+	if h.ends != nil {
+		s.ended = func(event string) { h.ends.WithLabelValues(event).Inc() }
+	}
 	if !s.access.All {
 		s.scope = h.scoper()
 	}
@@ -375,6 +378,7 @@ type stream struct {
 	// scope, for a partial view, encodes a change without what names namespaces the caller
 	// may not see (nil: the shared event as is).
 	scope func(c mesh.Change, a auth.Access, shared []byte) ([]byte, bool)
+	ended func(event string) // counts the final event (nil: not counted)
 }
 
 func newStream(rw http.ResponseWriter, access auth.Access, patience time.Duration) *stream {
@@ -460,6 +464,9 @@ func (s *stream) accountSkipped() {
 
 // end sends a final event.
 func (s *stream) end(name string, end mesh.StreamEnd) {
+	if s.ended != nil {
+		s.ended(name)
+	}
 	s.out.Write(endEvent(name, end))
 	s.send()
 }
