@@ -4,6 +4,7 @@
 //          module and the published plugin polling every POLL_SECONDS (default 2);
 // ingest:  a 10,000-entity mesh (test/load/genmesh) from backend start to every entity served;
 // bytes:   what reaches Backstage for one change, against one poll, on both meshes.
+// INGEST_PLUGINS=push (or published) measures one of the two ingests; EDITS, POLL_SECONDS.
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -159,7 +160,8 @@ async function main() {
     console.log(`edit → served, poll every ${POLL_SECONDS} s:        ${summary((await editLatency('published')).served)}`);
   }
   if (all || what.includes('ingest')) {
-    for (const plugin of ['push', 'published'] as const) {
+    const plugins = (process.env.INGEST_PLUGINS ?? 'push,published').split(',') as Array<'push' | 'published'>;
+    for (const plugin of plugins) {
       const r = await ingest(plugin, 10_000);
       console.log(`ingest ${r.count} entities, ${plugin}: ${(r.ms / 1000).toFixed(1)} s`);
     }
