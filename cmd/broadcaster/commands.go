@@ -70,7 +70,7 @@ func commands() []command {
 			},
 			flags: func(w io.Writer) { writeFlagSet(w, tailFlags(&tailOptions{})) },
 			run: func(ctx context.Context, args []string, cio commandIO) error {
-				return tail(ctx, args, cio.stdout, cio.stderr, cio.terminal)
+				return tail(ctx, args, cio.getenv, cio.stdout, cio.stderr, cio.terminal)
 			},
 		},
 		{

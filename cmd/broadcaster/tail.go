@@ -2,37 +2,58 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
 // tailOptions are the flags of `broadcaster tail`.
 type tailOptions struct {
-	watch, mqtt, nats string
-	mqttPrefix        string
-	natsPrefix        string
-	token             string
-	output            string
-	color             string
+	watch, mqtt, nats      string
+	mqttPrefix             string
+	natsPrefix, natsBucket string
+	tokenFile              string
+	caFile                 string
+	certFile, keyFile      string
+	username, passwordFile string
+	natsCreds              string
+	namespaces, kinds      []string
+	output, color          string
+	timestamps             bool
+	connectTimeout         time.Duration
+	token, password        string // from the files or the environment
+	getenv                 func(string) string
+	stderr                 io.Writer
+	reachedOnce            bool // the destination answered once: later failures are retried
+	reachedMu              sync.Mutex
+	kindFilter, nsFilter   map[string]bool
+	tlsConfig              *tls.Config
+	watchBase              string
 }
 
 // tailFlags binds the flags of `broadcaster tail` to o.
@@ -41,41 +62,60 @@ func tailFlags(o *tailOptions) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&o.watch, "watch", "", "follow a broadcaster's GET /v1/watch at this base `url` (http://127.0.0.1:8080)")
-	fs.StringVar(&o.mqtt, "mqtt", "", "follow this MQTT broker `url`")
-	fs.StringVar(&o.nats, "nats", "", "follow this NATS server `url`")
+	fs.StringVar(&o.mqtt, "mqtt", "", "follow this MQTT broker `url` (mqtt://, mqtts://)")
+	fs.StringVar(&o.nats, "nats", "", "follow this NATS server `url` (nats://, tls://): the KV bucket's entities, then the changes")
 	fs.StringVar(&o.mqttPrefix, "mqtt-topic-prefix", mqtt.DefaultTopicPrefix, "MQTT topic `prefix`")
 	fs.StringVar(&o.natsPrefix, "nats-subject-prefix", nats.DefaultSubjectPrefix, "NATS subject `prefix`")
-	fs.StringVar(&o.token, "token", "", "bearer token for --watch")
-	fs.StringVar(&o.output, "output", "text", "text or json (one JSON object per change)")
-	fs.StringVar(&o.color, "color", "auto", "auto, always or never")
+	fs.StringVar(&o.natsBucket, "nats-kv-bucket", "", "NATS KV bucket `name` (default from the subject prefix)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "read the bearer token for --watch from this `file` (default $BROADCASTER_TOKEN)")
+	fs.StringVar(&o.caFile, "ca-file", "", "also trust the PEM CA certificates in this `file`")
+	fs.StringVar(&o.certFile, "cert-file", "", "present the PEM client certificate in this `file` (with --key-file)")
+	fs.StringVar(&o.keyFile, "key-file", "", "the PEM private key `file` of --cert-file")
+	fs.StringVar(&o.username, "username", "", "MQTT or NATS user `name`")
+	fs.StringVar(&o.passwordFile, "password-file", "", "read the MQTT or NATS password from this `file` (default $BROADCASTER_PASSWORD)")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials `file`")
+	fs.Func("namespace", "show only entities of this `namespace` (repeatable, or comma-separated)", func(v string) error {
+		o.namespaces = appendList(o.namespaces, v)
+		return nil
+	})
+	fs.Func("kind", "show only entities of this `kind`: broker, eventtype, source, subscribable (repeatable, or comma-separated)", func(v string) error {
+		o.kinds = appendList(o.kinds, v)
+		return nil
+	})
+	fs.StringVar(&o.output, "output", "text", "text, json or yaml (one document per entity or change)")
+	fs.StringVar(&o.output, "o", "text", "short for --output")
+	fs.BoolVar(&o.timestamps, "timestamps", false, "print when each line arrived")
+	fs.StringVar(&o.color, "color", "auto", "auto (a terminal, unless $NO_COLOR is set), always or never")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 10*time.Second, "give up when the destination cannot be reached within this `duration` at the start")
 	return fs
 }
 
-// tail prints mesh changes as they happen, from /v1/watch, an MQTT broker or NATS.
-func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTerminal bool) error {
-	var o tailOptions
-	if err := tailFlags(&o).Parse(args); err != nil {
+func appendList(list []string, v string) []string {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			list = append(list, item)
+		}
+	}
+	return list
+}
+
+// tail prints the mesh, then its changes as they happen, from /v1/watch, an MQTT broker or NATS.
+func tail(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, isTerminal bool) error {
+	o := &tailOptions{getenv: getenv, stderr: stderr}
+	if err := tailFlags(o).Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: tail: %w", errUsage, err)
 	}
-	sources := 0
-	for _, s := range []string{o.watch, o.mqtt, o.nats} {
-		if s != "" {
-			sources++
-		}
+	if err := o.check(); err != nil {
+		return fmt.Errorf("%w: tail: %w", errUsage, err)
 	}
-	switch {
-	case sources != 1:
-		return fmt.Errorf("%w: tail: give exactly one of --watch, --mqtt, --nats", errUsage)
-	case o.output != "text" && o.output != "json":
-		return fmt.Errorf("%w: tail: --output %q: want text or json", errUsage, o.output)
-	case o.color != "auto" && o.color != "always" && o.color != "never":
-		return fmt.Errorf("%w: tail: --color %q: want auto, always or never", errUsage, o.color)
+	if err := o.readSecrets(); err != nil {
+		return fmt.Errorf("%w: tail: %w", errUsage, err)
 	}
-	p := &printer{out: stdout, json: o.output == "json",
-		color: o.color == "always" || (o.color == "auto" && isTerminal), last: map[consumer.EntityID]json.RawMessage{}}
+	color := o.color == "always" || (o.color == "auto" && isTerminal && getenv("NO_COLOR") == "")
+	p := &printer{out: stdout, format: o.output, color: color, timestamps: o.timestamps, keep: o.keep, now: time.Now}
 	switch {
 	case o.watch != "":
 		return tailWatch(ctx, o, p)
@@ -88,14 +128,152 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, isTermin
 
 var errUsage = errors.New("usage")
 
-// printer writes one line per change. It remembers each entity's last state, so an update can
-// say what changed even when the carrier sends only the new state.
+// check validates the flags before anything is contacted.
+func (o *tailOptions) check() error {
+	sources := 0
+	for _, s := range []string{o.watch, o.mqtt, o.nats} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return errors.New("give exactly one of --watch, --mqtt, --nats")
+	}
+	if !slices.Contains([]string{"text", "json", "yaml"}, o.output) {
+		return fmt.Errorf("--output %q: want text, json or yaml", o.output)
+	}
+	if !slices.Contains([]string{"auto", "always", "never"}, o.color) {
+		return fmt.Errorf("--color %q: want auto, always or never", o.color)
+	}
+	if o.connectTimeout <= 0 {
+		return fmt.Errorf("--connect-timeout %v: want > 0", o.connectTimeout)
+	}
+	o.kindFilter, o.nsFilter = map[string]bool{}, map[string]bool{}
+	for _, k := range o.kinds {
+		kind, err := mesh.ParseEntityKind(strings.ToLower(k))
+		if err != nil {
+			return fmt.Errorf("--kind %q: want broker, eventtype, source or subscribable", k)
+		}
+		o.kindFilter[kind.String()] = true
+	}
+	for _, ns := range o.namespaces {
+		o.nsFilter[ns] = true
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return errors.New("--cert-file and --key-file: give both or neither")
+	}
+	var err error
+	switch {
+	case o.watch != "":
+		o.watchBase, err = watchBase(o.watch)
+	case o.mqtt != "":
+		err = checkURL("--mqtt", o.mqtt, "mqtt", "mqtts", "tls", "ws", "wss")
+	default:
+		err = checkURL("--nats", o.nats, "nats", "tls", "ws", "wss")
+	}
+	return err
+}
+
+// watchBase accepts a broadcaster's base URL, or the URL of one of its /v1 endpoints.
+func watchBase(raw string) (string, error) {
+	if err := checkURL("--watch", raw, "http", "https"); err != nil {
+		return "", err
+	}
+	u, _ := url.Parse(raw)
+	for _, p := range []string{mesh.PathWatch, mesh.PathGetEventMesh, mesh.PathDeltas, mesh.PathMesh} {
+		u.Path = strings.TrimSuffix(u.Path, p)
+	}
+	u.RawQuery = ""
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+func checkURL(flagName, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %q: %v", flagName, raw, err)
+	case !slices.Contains(schemes, u.Scheme):
+		return fmt.Errorf("%s %q: want a URL such as %s://host:port (the scheme one of %s)", flagName, raw, schemes[0], strings.Join(schemes, ", "))
+	case u.Host == "":
+		return fmt.Errorf("%s %q: no host", flagName, raw)
+	}
+	return nil
+}
+
+// readSecrets reads the token, the password and the TLS files.
+func (o *tailOptions) readSecrets() error {
+	read := func(flagName, file, envName string) (string, error) {
+		if file == "" {
+			return o.getenv(envName), nil
+		}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s %q: %w", flagName, file, err)
+		}
+		return strings.TrimRight(string(raw), "\r\n"), nil
+	}
+	var err error
+	if o.token, err = read("--token-file", o.tokenFile, "BROADCASTER_TOKEN"); err != nil {
+		return err
+	}
+	if o.password, err = read("--password-file", o.passwordFile, "BROADCASTER_PASSWORD"); err != nil {
+		return err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	o.tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return fmt.Errorf("--ca-file %q: %w", o.caFile, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca-file %q: no PEM certificate in it", o.caFile)
+		}
+	}
+	if o.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return fmt.Errorf("--cert-file %q, --key-file %q: %w", o.certFile, o.keyFile, err)
+		}
+		o.tlsConfig.Certificates = []tls.Certificate{cert}
+	}
+	return nil
+}
+
+// keep applies the --namespace and --kind filters.
+func (o *tailOptions) keep(kind mesh.EntityKind, key mesh.Key) bool {
+	return (len(o.kindFilter) == 0 || o.kindFilter[kind.String()]) && (len(o.nsFilter) == 0 || o.nsFilter[key.Namespace])
+}
+
+// reached notes that the destination answered; it reports whether it had before.
+func (o *tailOptions) reached() bool {
+	o.reachedMu.Lock()
+	defer o.reachedMu.Unlock()
+	before := o.reachedOnce
+	o.reachedOnce = true
+	return before
+}
+
+func (o *tailOptions) hasReached() bool {
+	o.reachedMu.Lock()
+	defer o.reachedMu.Unlock()
+	return o.reachedOnce
+}
+
+// printer writes the entities and the changes. It remembers each entity's last state, so an
+// update can say what changed even when the carrier sends only the new state.
 type printer struct {
-	mu    sync.Mutex
-	out   io.Writer
-	json  bool
-	color bool
-	last  map[consumer.EntityID]json.RawMessage
+	mu         sync.Mutex
+	out        io.Writer
+	format     string // text, json or yaml
+	color      bool
+	timestamps bool
+	keep       func(mesh.EntityKind, mesh.Key) bool
+	now        func() time.Time
+	last       map[consumer.EntityID]json.RawMessage
 }
 
 const (
@@ -106,24 +284,65 @@ const (
 	ansiRed    = "\x1b[31m"
 )
 
+// snapshot prints a whole mesh: a header, then each entity the filters keep.
 func (p *printer) snapshot(s mesh.Snapshot) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(s.Mesh.Brokers) + len(s.Mesh.EventTypes) + len(s.Mesh.Sources) + len(s.Mesh.Subscribables)
-	clear(p.last)
 	r := consumer.NewReplica(nil)
 	r.Load(s)
-	maps.Copy(p.last, r.Entities())
-	if p.json {
-		json.NewEncoder(p.out).Encode(map[string]any{"snapshot": map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": n}})
+	entities := r.Entities()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = map[consumer.EntityID]json.RawMessage{}
+	ids := make([]consumer.EntityID, 0, len(entities))
+	for id, data := range entities {
+		p.last[id] = data
+		if p.keep(id.Kind, id.Key) {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b consumer.EntityID) int {
+		if a.Kind != b.Kind {
+			return int(a.Kind) - int(b.Kind)
+		}
+		return strings.Compare(a.Key.String(), b.Key.String())
+	})
+	if p.format == "text" {
+		fmt.Fprintf(p.out, "%s%ssnapshot: epoch %s, sequence %d, %d entities (%d shown)%s\n", p.stamp(), p.paint(ansiDim),
+			s.Epoch, s.Sequence, len(entities), len(ids), p.paint(ansiReset))
+	} else {
+		p.document(map[string]any{"snapshot": map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}})
+	}
+	for _, id := range ids {
+		p.entityLocked(id.Kind, id.Key, entities[id])
+	}
+}
+
+// entity prints one entity of a mesh's state (a KV entry, a retained message).
+func (p *printer) entity(kind mesh.EntityKind, key mesh.Key, data json.RawMessage) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last = map[consumer.EntityID]json.RawMessage{}
+	}
+	p.last[consumer.EntityID{Kind: kind, Key: key}] = data
+	if p.keep(kind, key) {
+		p.entityLocked(kind, key, data)
+	}
+}
+
+func (p *printer) entityLocked(kind mesh.EntityKind, key mesh.Key, data json.RawMessage) {
+	if p.format != "text" {
+		p.document(map[string]any{"kind": kind.String(), "key": key.String(), "entity": data})
 		return
 	}
-	fmt.Fprintf(p.out, "%ssnapshot: epoch %s, sequence %d, %d entities%s\n", p.paint(ansiDim), s.Epoch, s.Sequence, n, p.paint(ansiReset))
+	fmt.Fprintf(p.out, "%s  %-12s %s\n", p.stamp(), kind, key)
 }
 
 func (p *printer) change(c mesh.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.last == nil {
+		p.last = map[consumer.EntityID]json.RawMessage{}
+	}
 	k := consumer.EntityID{Kind: c.Kind, Key: c.Key}
 	if c.Op == mesh.OpUpdated && c.Previous == nil {
 		c.Previous = p.last[k]
@@ -133,18 +352,48 @@ func (p *printer) change(c mesh.Change) {
 	} else {
 		p.last[k] = c.Entity
 	}
-	if p.json {
-		json.NewEncoder(p.out).Encode(mesh.EventData{Key: c.Key.String(), Kind: c.Kind.String(), Op: c.Op.String(),
-			Epoch: c.Epoch, Sequence: c.Sequence, Entity: c.Entity})
+	if !p.keep(c.Kind, c.Key) {
+		return
+	}
+	if p.format != "text" {
+		p.document(map[string]any{"key": c.Key.String(), "kind": c.Kind.String(), "op": c.Op.String(),
+			"epoch": c.Epoch, "sequence": c.Sequence, "entity": c.Entity})
 		return
 	}
 	colour := map[mesh.Op]string{mesh.OpAdded: ansiGreen, mesh.OpUpdated: ansiYellow, mesh.OpDeleted: ansiRed}[c.Op]
-	line := fmt.Sprintf("%s#%-6d%s %s%-12s %-7s%s %s", p.paint(ansiDim), c.Sequence, p.paint(ansiReset),
+	line := fmt.Sprintf("%s%s#%-6d%s %s%-12s %-7s%s %s", p.stamp(), p.paint(ansiDim), c.Sequence, p.paint(ansiReset),
 		p.paint(colour), c.Kind, c.Op, p.paint(ansiReset), c.Key)
 	if s := c.Summary(); s != "" {
 		line += "  " + p.paint(ansiDim) + s + p.paint(ansiReset)
 	}
 	fmt.Fprintln(p.out, line)
+}
+
+// document writes one JSON line or one YAML document, with the time when asked.
+func (p *printer) document(v map[string]any) {
+	if p.timestamps {
+		v["time"] = p.now().UTC().Format(time.RFC3339Nano)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return // only strings, numbers and JSON from the wire
+	}
+	if p.format == "yaml" {
+		y, err := yaml.JSONToYAML(data)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(p.out, "---\n%s", y)
+		return
+	}
+	fmt.Fprintf(p.out, "%s\n", data)
+}
+
+func (p *printer) stamp() string {
+	if !p.timestamps {
+		return ""
+	}
+	return p.paint(ansiDim) + p.now().Format("15:04:05.000") + p.paint(ansiReset) + " "
 }
 
 func (p *printer) paint(code string) string {
@@ -167,73 +416,209 @@ func (p *printer) payload(data []byte) error {
 	return nil
 }
 
-func tailWatch(ctx context.Context, o tailOptions, p *printer) error {
-	err := consumer.Follow(ctx, o.watch, o.token, nil, consumer.Stream{
-		Snapshot: func(s mesh.Snapshot) error { p.snapshot(s); return nil },
+// unreachable is the error of a destination that never answered within the connect timeout.
+func unreachable(what string, timeout time.Duration, err error) error {
+	return fmt.Errorf("tail: cannot reach %s within %v: %w", what, timeout, err)
+}
+
+func tailWatch(ctx context.Context, o *tailOptions, p *printer) error {
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.tlsConfig,
+		DialContext:           (&net.Dialer{Timeout: o.connectTimeout}).DialContext,
+		ResponseHeaderTimeout: o.connectTimeout}}
+	var first error
+	start := time.Now()
+	err := consumer.Follow(ctx, o.watchBase, o.token, client, consumer.Stream{
+		Snapshot: func(s mesh.Snapshot) error { o.reached(); p.snapshot(s); return nil },
 		Delta:    p.payload,
 		OnError: func(err error) bool {
 			var status consumer.ErrStatus
 			if errors.As(err, &status) && (status.Code == http.StatusUnauthorized || status.Code == http.StatusForbidden) {
+				first = fmt.Errorf("tail: %s answered %d: the token (--token-file, $BROADCASTER_TOKEN) is missing or not allowed", o.watchBase, status.Code)
 				return false // a token problem does not fix itself
 			}
-			fmt.Fprintf(os.Stderr, "tail: %v; reconnecting\n", err)
+			if !o.hasReached() {
+				if time.Since(start) < o.connectTimeout {
+					return true // not up yet (refused, 503): try again until the timeout
+				}
+				first = unreachable(o.watchBase, o.connectTimeout, err)
+				return false
+			}
+			fmt.Fprintf(o.stderr, "tail: %v; reconnecting\n", err)
 			return true
 		},
 	})
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case first != nil:
+		return first
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return nil
 	}
 	return fmt.Errorf("tail: %w", err)
 }
 
-func tailMQTT(ctx context.Context, o tailOptions, p *printer) error {
-	u, err := url.Parse(o.mqtt)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%w: tail: --mqtt %q: want mqtt://host:port", errUsage, o.mqtt)
-	}
+func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
+	u, _ := url.Parse(o.mqtt)
 	if u.Scheme == "mqtts" {
 		u.Scheme = "tls"
 	}
 	cfg := autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		TlsCfg: o.tlsConfig, ConnectTimeout: o.connectTimeout,
 		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: o.mqttPrefix + "/#", QoS: 1}}})
 		},
 		ClientConfig: paho.ClientConfig{OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
-				if err := p.payload(pr.Packet.Payload); err != nil {
-					fmt.Fprintf(os.Stderr, "tail: %s: %v\n", pr.Packet.Topic, err)
+				if err := mqttMessage(p, pr.Packet); err != nil {
+					fmt.Fprintf(o.stderr, "tail: %s: %v\n", pr.Packet.Topic, err)
 				}
 				return true, nil
 			}}},
 	}
-	if u.User != nil {
+	cfg.ConnectUsername, cfg.ConnectPassword = o.username, []byte(o.password)
+	if u.User != nil && o.username == "" {
 		cfg.ConnectUsername = u.User.Username()
 		password, _ := u.User.Password()
 		cfg.ConnectPassword = []byte(password)
 	}
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("tail: %w", err)
+	}
+	connectCtx, cancel := context.WithTimeout(ctx, o.connectTimeout)
+	err = cm.AwaitConnection(connectCtx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		return unreachable(transports.RedactURL(o.mqtt), o.connectTimeout, err)
 	}
 	<-ctx.Done()
 	<-cm.Done()
 	return nil
 }
 
-func tailNATS(ctx context.Context, o tailOptions, p *printer) error {
-	nc, err := natsgo.Connect(o.nats, natsgo.MaxReconnects(-1), natsgo.RetryOnFailedConnect(true))
+// mqttMessage prints a retained message as an entity of the mesh's state and a live one as a
+// change.
+func mqttMessage(p *printer, pk *paho.Publish) error {
+	if len(pk.Payload) == 0 {
+		return nil // a topic cleared
+	}
+	c, err := codec.DecodeStructured(pk.Payload)
 	if err != nil {
-		return fmt.Errorf("tail: %w", err)
+		return err
+	}
+	if pk.Retain && c.Op != mesh.OpDeleted {
+		p.entity(c.Kind, c.Key, c.Entity)
+		return nil
+	}
+	p.change(c)
+	return nil
+}
+
+func tailNATS(ctx context.Context, o *tailOptions, p *printer) error {
+	opts := []natsgo.Option{natsgo.Timeout(o.connectTimeout), natsgo.MaxReconnects(-1), natsgo.Name("broadcaster tail")}
+	if o.natsCreds != "" {
+		opts = append(opts, natsgo.UserCredentials(o.natsCreds))
+	}
+	if o.username != "" {
+		opts = append(opts, natsgo.UserInfo(o.username, o.password))
+	}
+	if strings.HasPrefix(o.nats, "tls://") || o.caFile != "" || o.certFile != "" {
+		opts = append(opts, natsgo.Secure(o.tlsConfig))
+	}
+	var nc *natsgo.Conn
+	var err error
+	for start := time.Now(); ; {
+		if nc, err = natsgo.Connect(o.nats, opts...); err == nil {
+			break
+		}
+		if time.Since(start) >= o.connectTimeout || ctx.Err() != nil {
+			return unreachable(transports.RedactURL(o.nats), o.connectTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	defer nc.Close()
-	if _, err := nc.Subscribe(o.natsPrefix+".>", func(m *natsgo.Msg) {
-		if err := p.payload(m.Data); err != nil {
-			fmt.Fprintf(os.Stderr, "tail: %s: %v\n", m.Subject, err)
+
+	// Changes are taken from the subjects from now on, and held back until the KV bucket's
+	// entities are printed: then those the bucket already showed are dropped.
+	var mu sync.Mutex
+	var held []mesh.Change
+	listing, shown := true, map[consumer.EntityID]uint64{}
+	deliver := func(c mesh.Change) {
+		if seq, ok := shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}]; ok && c.Sequence <= seq {
+			return
 		}
+		p.change(c)
+	}
+	if _, err := nc.Subscribe(o.natsPrefix+".>", func(m *natsgo.Msg) {
+		c, err := codec.DecodeStructured(m.Data)
+		if err != nil {
+			fmt.Fprintf(o.stderr, "tail: %s: %v\n", m.Subject, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if listing {
+			held = append(held, c)
+			return
+		}
+		deliver(c)
 	}); err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
+	if err := listKV(ctx, o, nc, p, shown); err != nil {
+		fmt.Fprintf(o.stderr, "tail: %v; showing the changes from now on only\n", err)
+	}
+	mu.Lock()
+	listing = false
+	for _, c := range held {
+		deliver(c)
+	}
+	held = nil
+	mu.Unlock()
 	<-ctx.Done()
 	return nil
+}
+
+// listKV prints every entity of the KV bucket (the mesh's latest states), noting each one's
+// sequence in shown.
+func listKV(ctx context.Context, o *tailOptions, nc *natsgo.Conn, p *printer, shown map[consumer.EntityID]uint64) error {
+	bucket := o.natsBucket
+	if bucket == "" {
+		bucket = nats.BucketName(o.natsPrefix)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, o.connectTimeout)
+	defer cancel()
+	kv, err := js.KeyValue(lctx, bucket)
+	if err != nil {
+		return fmt.Errorf("KV bucket %s: %w", bucket, err)
+	}
+	w, err := kv.WatchAll(lctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("KV bucket %s: %w", bucket, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-lctx.Done():
+			return fmt.Errorf("KV bucket %s: %w", bucket, lctx.Err())
+		case entry := <-w.Updates():
+			if entry == nil {
+				return nil // every entity listed
+			}
+			c, err := codec.DecodeStructured(entry.Value())
+			if err != nil {
+				fmt.Fprintf(o.stderr, "tail: KV %s: %v\n", entry.Key(), err)
+				continue
+			}
+			shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}] = c.Sequence
+			p.entity(c.Kind, c.Key, c.Entity)
+		}
+	}
 }
