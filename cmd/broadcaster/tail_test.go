@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -158,4 +160,22 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A tail of MQTT lists the retained messages as the mesh's entities, then prints changes.
+func TestTailMQTTRetained(t *testing.T) {
+	t.Parallel()
+	broker := brokers.StartMQTT(t)
+	prefix := fmt.Sprintf("tail/%d/mesh", rand.Int())
+	dir := copyDir(t, "../../examples/mesh")
+	base, _ := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
+	testkit.Eventually(t, "the retained messages", 30*time.Second, func() bool {
+		return scrape(t, base)[fmt.Sprintf(`broadcaster_transport_last_delivery_timestamp_seconds{transport="mqtt %s/#"}`, prefix)] > 0
+	})
+	out := startTail(t, nil, false, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
+	testkit.Eventually(t, "the mesh listed", 10*time.Second, func() bool {
+		return strings.Count(out.String(), "\n  ") >= 14 && strings.Contains(out.String(), "  broker       eventing.knative.dev/Broker/shop/")
+	})
+	churn(t, dir, 0)
+	testkit.Eventually(t, "a change line", 10*time.Second, func() bool { return strings.Contains(out.String(), " added ") })
 }
