@@ -248,10 +248,16 @@ func (s *Source) goLiveWhenListed() bool {
 		s.reconcile()
 		return false
 	}
+	settled := true
 	for _, w := range s.watches {
-		if !w.settled() {
-			return false
+		if !w.listed && w.synced() {
+			w.listed = true // progress of the initial listing, one line per kind
+			s.log.Info("kind listed", "kind", kindName(w.gk), "objects", len(w.keys()), "resource", w.spec.resource.String())
 		}
+		settled = settled && w.settled()
+	}
+	if !settled {
+		return false
 	}
 	objs := make([]*engine.Parsed, 0, len(s.initial))
 	for _, p := range s.initial {

@@ -42,6 +42,7 @@ type kindWatch struct {
 	informers []cache.SharedIndexInformer
 	regs      []cache.ResourceEventHandlerRegistration
 
+	listed    bool        // its initial listing was logged (s.mu)
 	forbidden atomic.Bool // the last list or watch was refused by RBAC
 	missing   atomic.Bool // the last list or watch found the resource not served (404)
 	failing   atomic.Bool // the last list or watch failed for another reason

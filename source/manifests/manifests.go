@@ -506,9 +506,10 @@ func (s *Source) setReadable(v float64) {
 	}
 }
 
+// rel names a file under the directory as the user named the directory.
 func (s *Source) rel(path string) string {
 	if r, err := filepath.Rel(s.dir, path); err == nil {
-		return filepath.Join(filepath.Base(s.dir), r)
+		return filepath.Join(s.dir, r) // as the user named the directory: a path their shell opens
 	}
 	return path
 }
