@@ -126,6 +126,13 @@ func TestImage(t *testing.T) {
 	checkImageConfig(t, c, ref)
 	checkImageFiles(t, c, ref)
 	runImage(t, c, ref)
+
+	// The release stamped in at build time is what `broadcaster version` says.
+	out := c.mustPodman("run", "--rm", "--network", "host", "--read-only", "--cap-drop", "all",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", ref, "version")
+	if !strings.HasPrefix(out, "broadcaster "+version+"\n") {
+		t.Errorf("broadcaster version in the image says %q, want the release %s first", out, version)
+	}
 }
 
 // checkImageConfig reads the image's configuration: user, entry point, labels.
