@@ -64,6 +64,7 @@ func startBroadcaster(t testing.TB, dir string, extra ...string) string {
 	logs := &testkit.Buffer{}
 	cmd := exec.Command(broadcasterBinary(t), append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives a test binary that dies
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

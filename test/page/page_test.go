@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,4 +188,21 @@ func TestPageWithTokens(t *testing.T) {
 
 	eval[bool](t, ctx, `(() => { document.getElementById('forget').click(); return true; })()`)
 	waitFor(t, ctx, "the token form after forgetting the token", 30*time.Second, `!document.getElementById('login').hidden && sessionStorage.getItem('event-mesh-broadcaster-token') === null`)
+}
+
+// TestPageBehindAPathPrefix serves the broadcaster under /mesh/ through a reverse proxy, as an
+// ingress with a path prefix does: the page finds the API beside itself and follows edits.
+func TestPageBehindAPathPrefix(t *testing.T) {
+	t.Parallel()
+	dir := copyDir(t, "../../examples/mesh")
+	base := startBroadcaster(t, dir)
+	target, _ := url.Parse(base)
+	proxy := httptest.NewServer(http.StripPrefix("/mesh", httputil.NewSingleHostReverseProxy(target)))
+	t.Cleanup(proxy.Close) // after the browser's (cleanups run last first), whose watch stream it holds
+	ctx := browser(t)
+	navigate(t, ctx, proxy.URL+"/mesh/")
+	waitFor(t, ctx, "the page to go live through the proxy", 30*time.Second, `document.body.dataset.state === 'live'`)
+	sameGraph(t, ctx, base, "")
+	edit(t, dir, "billing-v2")
+	waitFor(t, ctx, "the edit through the proxy", 30*time.Second, refundEdgeTo("billing-v2"))
 }

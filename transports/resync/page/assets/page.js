@@ -147,7 +147,8 @@
     }
   }
 
-  // request GETs path, asking for a token on 401 and 403 and waiting out 503 and 429.
+  // request GETs path, asking for a token on 401 and 403 and waiting out 503 and 429. Paths are
+  // relative to the page, so a broadcaster behind a proxy's path prefix works too.
   async function request(path, extra, signal) {
     for (;;) {
       const r = await fetch(path, { headers: headers(extra), signal, cache: 'no-store' });
@@ -171,7 +172,7 @@
   }
 
   async function loadSnapshot(signal) {
-    const r = await request('/v1/getEventMesh', { Accept: 'application/json' }, signal);
+    const r = await request('v1/getEventMesh', { Accept: 'application/json' }, signal);
     if (r.status === 410) throw new Resync('410 from /v1/getEventMesh');
     if (!r.ok) throw new Error('GET /v1/getEventMesh answered ' + r.status + ' ' + (await problem(r)));
     const m = await r.json();
@@ -185,7 +186,7 @@
   // (a 410 when the log no longer holds it) means a new snapshot.
   async function catchUp(upTo, signal) {
     const q = '?epoch=' + encodeURIComponent(state.epoch) + '&since=' + state.seq;
-    const r = await request('/v1/deltas' + q, { Accept: 'application/cloudevents-batch+json' }, signal);
+    const r = await request('v1/deltas' + q, { Accept: 'application/cloudevents-batch+json' }, signal);
     if (!r.ok) throw new Resync('GET /v1/deltas answered ' + r.status);
     stats.catchUps++;
     for (const ce of await r.json()) {
@@ -282,7 +283,7 @@
 
   async function watch(signal) {
     const q = '?epoch=' + encodeURIComponent(state.epoch);
-    const r = await request('/v1/watch' + q, { Accept: 'text/event-stream', 'Last-Event-ID': String(state.seq) }, signal);
+    const r = await request('v1/watch' + q, { Accept: 'text/event-stream', 'Last-Event-ID': String(state.seq) }, signal);
     if (r.status === 410) throw new Resync('410 from /v1/watch');
     if (!r.ok) throw new Error('GET /v1/watch answered ' + r.status + ' ' + (await problem(r)));
     stats.connects++;
