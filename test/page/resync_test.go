@@ -26,6 +26,8 @@ type scripted struct {
 	mu        sync.Mutex
 	snap      mesh.Snapshot
 	snapshots int
+	refuse    []int         // statuses GET /v1/getEventMesh answers first, one per request
+	bearers   []string      // the Authorization headers GET /v1/getEventMesh saw
 	deltas    []mesh.Change // nil: 410 Gone
 	asked     []string      // the deltas requests' queries
 	streams   chan *stream
@@ -47,6 +49,15 @@ func newScripted(t *testing.T) (*scripted, string) {
 	mux.HandleFunc("GET "+mesh.PathGetEventMesh, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		snap := s.snap
+		s.bearers = append(s.bearers, r.Header.Get("Authorization"))
+		if len(s.refuse) > 0 {
+			status := s.refuse[0]
+			s.refuse = s.refuse[1:]
+			s.mu.Unlock()
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(mesh.Problem{Error: http.StatusText(status)})
+			return
+		}
 		s.snapshots++
 		s.mu.Unlock()
 		w.Header().Set(mesh.HeaderEpoch, snap.Epoch)
@@ -216,5 +227,27 @@ func TestPageResyncs(t *testing.T) {
 	waitFor(t, ctx, "the snapshot of the unknown epoch", 30*time.Second, has("broker:eventing.knative.dev/Broker/late/joiner")+" && !"+has("broker:eventing.knative.dev/Broker/fresh/start"))
 	if got := eval[string](t, ctx, "document.body.dataset.epoch + '/' + document.body.dataset.seq"); got != "e4/9" {
 		t.Errorf("the page is at %s, want e4/9", got)
+	}
+}
+
+// TestPageAsksForAnotherToken: a 403 (the token may see no namespace) asks for another token,
+// which the page then presents; a 503 (still loading) is waited out without asking.
+func TestPageAsksForAnotherToken(t *testing.T) {
+	t.Parallel()
+	s, base := newScripted(t)
+	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 1, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "shop", Name: "orders"}}}}, nil)
+	s.mu.Lock()
+	s.refuse = []int{http.StatusServiceUnavailable, http.StatusForbidden}
+	s.mu.Unlock()
+	ctx := browser(t)
+	navigate(t, ctx, base+"/")
+	waitFor(t, ctx, "the token form saying 403", 30*time.Second, `!document.getElementById('login').hidden && document.getElementById('login-why').textContent.includes('403')`)
+	eval[bool](t, ctx, `(() => { document.getElementById('token').value = 'another'; document.getElementById('login').requestSubmit(); return true; })()`)
+	s.next("1", "e1")
+	waitFor(t, ctx, "the mesh with the other token", 30*time.Second, has("broker:eventing.knative.dev/Broker/shop/orders"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := strings.Join(s.bearers, ","); got != ",,Bearer another" {
+		t.Errorf("GET /v1/getEventMesh saw Authorization %q, want none, none, then the token given", got)
 	}
 }
