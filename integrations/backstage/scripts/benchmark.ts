@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Broadcaster, Catalog, copyExampleMesh, databaseConfig, Proxy, requireEnv, startCatalog, waitFor } from '../test/harness';
+import { Broadcaster, Catalog, copyExampleMesh, databaseConfig, BroadcasterProxy, requireEnv, startCatalog, waitFor } from '../test/harness';
 
 const EDITS = Number(process.env.EDITS ?? 100);
 const POLL_SECONDS = Number(process.env.POLL_SECONDS ?? 2);
@@ -122,7 +122,7 @@ async function ingest(plugin: 'push' | 'published', entities: number): Promise<{
 /** Bytes on the wire to Backstage: one edit's deltas on the watch stream, one published poll. */
 async function bytes(dir: string, file: string, from: string, to: string): Promise<{ delta: number; poll: number; entities: number }> {
   const broadcaster = await Broadcaster.start(dir);
-  const proxy = new Proxy(broadcaster.url);
+  const proxy = new BroadcasterProxy(broadcaster.url);
   await proxy.start();
   const push = await startCatalog({ plugin: 'push', baseUrl: proxy.url, database: databaseConfig('sqlite', 'bytes'), consumers: false });
   try {

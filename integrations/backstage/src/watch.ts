@@ -147,7 +147,7 @@ async function* events(body: AsyncIterable<Uint8Array>): AsyncGenerator<WatchEve
         return;
       }
       default:
-        // Unknown events are for newer consumers; skipping them is what the protocol allows.
+        // Unknown events are skipped, so what a newer broadcaster adds does not break this reader.
         break;
     }
   }

@@ -114,7 +114,7 @@ export interface ProxiedRequest {
  * An HTTP proxy in front of the broadcaster: it records every request, can cut every open
  * stream, and can answer the next watch requests 410 itself.
  */
-export class Proxy {
+export class BroadcasterProxy {
   readonly requests: ProxiedRequest[] = [];
   /** How many coming /v1/watch requests to answer 410 Gone. */
   goneCount = 0;

@@ -22,7 +22,7 @@ import {
   differenceFromPublished,
   dropDatabases,
   golden,
-  Proxy,
+  BroadcasterProxy,
   startCatalog,
   waitFor,
 } from './harness';
@@ -38,7 +38,7 @@ for (const db of databaseKinds()) {
   test(`push follows the broadcaster (${db})`, async (t) => {
     const dir = copyExampleMesh();
     const broadcaster = await Broadcaster.start(dir);
-    const proxy = new Proxy(broadcaster.url);
+    const proxy = new BroadcasterProxy(broadcaster.url);
     await proxy.start();
     const baseUrl = proxy.url;
     const database = databaseConfig(db, 'push');

@@ -7,13 +7,13 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Broadcaster, copyExampleMesh, databaseConfig, databaseKinds, dropDatabases, Proxy, startCatalog, waitFor } from './harness';
+import { Broadcaster, copyExampleMesh, databaseConfig, databaseKinds, dropDatabases, BroadcasterProxy, startCatalog, waitFor } from './harness';
 
 for (const db of databaseKinds().filter((kind) => kind === 'postgres')) {
   test(`two replicas: one follows at a time, the other takes over (${db})`, async (t) => {
     const dir = copyExampleMesh();
     const broadcaster = await Broadcaster.start(dir);
-    const proxy = new Proxy(broadcaster.url);
+    const proxy = new BroadcasterProxy(broadcaster.url);
     await proxy.start();
     const database = databaseConfig(db, 'replicas');
     const replica = (token: string) =>
