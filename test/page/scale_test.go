@@ -102,10 +102,14 @@ func TestPageAtScale(t *testing.T) {
 	waitFor(t, ctx, "the search cleared", 30*time.Second, `document.querySelectorAll('#graph .node').length === 0`)
 	resetMax()
 	start = time.Now()
-	eval[bool](t, ctx, `(() => { document.querySelector('section.ns[data-ns="ns-07"] > h2').click(); return true; })()`)
+	eval[bool](t, ctx, `(() => { const h = document.querySelector('section.ns[data-ns="ns-07"] > h2'); h.focus();
+		h.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true})); return true; })()`) // as a keyboard does
 	waitFor(t, ctx, "ns-07 open", 30*time.Second, `document.querySelectorAll('section.ns[data-ns="ns-07"] .node').length === 114 &&
 		document.querySelectorAll('section.ns[data-ns="ns-07"] svg.edges path').length === 201`)
 	open := time.Since(start)
+	if got := eval[string](t, ctx, `document.activeElement.closest('section.ns').dataset.ns + ' ' + document.activeElement.getAttribute('aria-expanded')`); got != "ns-07 true" {
+		t.Errorf("the keyboard is on %q after opening ns-07, want its header, expanded", got)
+	}
 	openRender := eval[int](t, ctx, `window.meshPage.stats.maxRenderMs`)
 	screenshot(t, ctx, "page-10k-open.png")
 

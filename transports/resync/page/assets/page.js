@@ -31,6 +31,7 @@
     dirty: new Set(), // namespaces to draw again
     allDirty: true,
     changed: new Set(), // node ids changed since the last render (they flash)
+    focus: null, // the namespace whose header the keyboard toggled
   };
   window.meshPage = { state, stats, view };
 
@@ -471,10 +472,21 @@
     sec.dataset.ns = ns;
     const h = el('h2');
     h.append(el('span', 'name', ns), el('span', 'summary', summary(g) + (view.search ? ' — ' + v.keep.size + ' shown' : '')));
-    h.addEventListener('click', () => {
+    h.tabIndex = 0; // a button for keyboards and screen readers too
+    h.setAttribute('role', 'button');
+    h.setAttribute('aria-expanded', String(open));
+    const toggle = () => {
+      view.focus = ns; // the header is drawn again: keep the keyboard on it
       view.userOpen.set(ns, !open);
       view.dirty.add(ns);
       scheduleRender();
+    };
+    h.addEventListener('click', toggle);
+    h.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        toggle();
+      }
     });
     sec.append(h);
     if (!open) return { el: sec, drawn: null };
@@ -604,6 +616,11 @@
     }
     main.replaceChildren(...children);
     for (const s of built) drawEdges(s);
+    if (view.focus !== null) {
+      const h = sections.get(view.focus);
+      if (h) h.el.querySelector('h2').focus();
+      view.focus = null;
+    }
     view.sections = sections;
     view.dirty.clear();
     view.allDirty = false;
