@@ -32,7 +32,12 @@ func TestCatalogModuleAgainstBroadcaster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := append(os.Environ(), "BROADCASTER_BIN="+bin, "EXAMPLES_MESH="+examples)
+	// The node tests' temporary folders (mesh copies, SQLite files) go where t.TempDir cleans up.
+	tmp := filepath.Join(work, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "BROADCASTER_BIN="+bin, "EXAMPLES_MESH="+examples, "TMPDIR="+tmp)
 	if url := postgresURL(); url != "" {
 		env = append(env, "POSTGRES_URL="+url)
 		t.Logf("PostgreSQL at %s: the tests run on SQLite and PostgreSQL", url)

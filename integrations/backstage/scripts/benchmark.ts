@@ -8,9 +8,8 @@
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Broadcaster, Catalog, copyExampleMesh, databaseConfig, BroadcasterProxy, requireEnv, startCatalog, waitFor } from '../test/harness';
+import { Broadcaster, Catalog, copyExampleMesh, databaseConfig, BroadcasterProxy, requireEnv, startCatalog, tempDir, waitFor } from '../test/harness';
 
 const EDITS = Number(process.env.EDITS ?? 100);
 const POLL_SECONDS = Number(process.env.POLL_SECONDS ?? 2);
@@ -90,7 +89,7 @@ async function entityCount(catalog: Catalog): Promise<number> {
 }
 
 function bigMesh(entities: number): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bigmesh-'));
+  const dir = tempDir('bigmesh-');
   const yaml = execFileSync(requireEnv('GENMESH_BIN'), ['-entities', String(entities)], { maxBuffer: 1 << 30, encoding: 'utf8' });
   fs.writeFileSync(path.join(dir, 'mesh.yaml'), yaml);
   return dir;

@@ -7,11 +7,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { MeshFollower } from '../src/follower';
 import { DEFAULT_SCHEDULE, ProviderConfig } from '../src/config';
-import { waitFor } from './harness';
+import { tempDir, waitFor } from './harness';
 
 const emptyMesh = { brokers: [], eventTypes: [], sources: [], subscribables: [] };
 const broker = (name: string, labels: Record<string, string> | null = null) => ({
@@ -146,7 +145,7 @@ test('a delete is a removal of the ref', async () => {
 });
 
 test('the token goes as a bearer token; a token file is read at every connection; 401 drops the resume point', async () => {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'token-')), 'token');
+  const file = path.join(tempDir('token-'), 'token');
   fs.writeFileSync(file, 'first\n');
   const server = await scriptedServer([
     { body: snapshot('e1', 2), end: true },

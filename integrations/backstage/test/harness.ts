@@ -27,9 +27,22 @@ export function requireEnv(name: string): string {
   return value;
 }
 
+const tempDirs: string[] = [];
+// Removed when the test process ends (the runner's --test-force-exit still runs exit handlers).
+process.on('exit', () => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new temporary folder, removed when the process exits. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 /** A copy of examples/mesh in a temporary folder, so a test can edit it. */
 export function copyExampleMesh(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-'));
+  const dir = tempDir('mesh-');
   fs.cpSync(requireEnv('EXAMPLES_MESH'), dir, { recursive: true });
   return dir;
 }
@@ -270,7 +283,7 @@ export function databaseConfig(kind: DatabaseKind, name: string): any {
   if (kind === 'sqlite') {
     return {
       client: 'better-sqlite3',
-      connection: { directory: fs.mkdtempSync(path.join(os.tmpdir(), `catalog-${name}-`)) },
+      connection: { directory: tempDir(`catalog-${name}-`) },
     };
   }
   // A prefix of its own per test: every plugin's database is created anew under it.

@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigReader } from '@backstage/config';
 import { readServerSentEvents, ServerSentEvent } from '../src/sse';
 import { parseDelta, parseSnapshot } from '../src/mesh';
 import { readProviderConfigs } from '../src/config';
 import { MeshReplica } from '../src/replica';
+import { tempDir } from './harness';
 
 async function collect(chunks: string[]): Promise<ServerSentEvent[]> {
   async function* body() {
@@ -85,7 +85,7 @@ test('configuration: what is read, and errors naming the key', async (t) => {
     assert.deepEqual(c.token, { value: 't0k' });
     assert.deepEqual(c.schedule.frequency, { minutes: 1 });
   });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'token-')), 'token');
+  const file = path.join(tempDir('token-'), 'token');
   fs.writeFileSync(file, 'abc\n');
   await t.test('a token file', () => assert.deepEqual(read({ baseUrl: 'http://b', tokenFile: file })[0].token, { file }));
   await t.test('push settings', () =>
