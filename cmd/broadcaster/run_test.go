@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -88,16 +89,19 @@ func getMesh(t *testing.T, base string) (mesh.EventMesh, bool) {
 func TestExamples(t *testing.T) {
 	t.Parallel()
 	dir := copyDir(t, "../../examples/mesh")
-	base, logs := startRun(t, dir)
+	base, logs := startRun(t, dir, "--log-level", "debug")
 	var m mesh.EventMesh
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
 
-	// The epoch opens with the whole mesh as added events, one per entity, seq 1..N.
+	// The epoch opens with the whole mesh as added events, one per entity, seq 1..N: logged
+	// as one summary line, the entities themselves at debug.
 	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
 	opened := logs.String()
-	if added := strings.Count(opened, ` added"`); added != entities || strings.Contains(opened, ` updated"`) ||
-		!strings.Contains(opened, fmt.Sprintf(" seq=%d ", entities)) {
-		t.Errorf("the epoch did not open with %d added events (found %d):\n%s", entities, added, opened)
+	if added := len(regexp.MustCompile(`level=DEBUG msg="[a-z]+ added"`).FindAllString(opened, -1)); added != entities ||
+		strings.Count(opened, ` added"`) != entities || strings.Contains(opened, ` updated"`) ||
+		!strings.Contains(opened, fmt.Sprintf(" seq=%d ", entities)) ||
+		!strings.Contains(opened, fmt.Sprintf(`level=INFO msg="mesh loaded" epoch=`)) || !strings.Contains(opened, fmt.Sprintf(" entities=%d ", entities)) {
+		t.Errorf("the epoch did not open with a summary and %d added events at debug (found %d):\n%s", entities, added, opened)
 	}
 
 	got, _ := json.MarshalIndent(m, "", "  ")

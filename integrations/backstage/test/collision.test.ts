@@ -57,7 +57,7 @@ test('this module shows the same one, and keeps the other when one goes away, bo
     const entity = await waitFor(`${REF} to be the ${type}`, async () => {
       const e = await catalog.entity(REF);
       return e?.spec?.type === type && !(await differenceFromPublished(catalog, broadcaster, broadcaster.url)) ? e : undefined;
-    }, 20_000, 250);
+    }, 60_000, 250);
     return entity;
   };
 
@@ -81,5 +81,5 @@ test('this module shows the same one, and keeps the other when one goes away, bo
 
   // Both gone: the entity goes.
   fs.rmSync(path.join(dir, 'sources', 'collide-source.yaml'));
-  await waitFor(`${REF} to go`, async () => ((await catalog.entity(REF)) ? undefined : true), 20_000, 250);
+  await waitFor(`${REF} to go`, async () => ((await catalog.entity(REF)) ? undefined : true), 60_000, 250);
 });

@@ -27,7 +27,7 @@ for (const db of databaseKinds()) {
       await waitFor('the catalog to equal the golden file', async () => {
         last = golden(await catalog.entities(), broadcaster.url);
         return JSON.stringify(last) === JSON.stringify(fixture) ? true : undefined;
-      }, 60_000, 500);
+      }, 180_000, 500);
     } catch (error) {
       assert.deepEqual(last, fixture, String(error));
     }

@@ -31,7 +31,7 @@ for (const db of databaseKinds()) {
     const settled = async (catalog: Awaited<ReturnType<typeof startCatalog>>) =>
       waitFor('the catalog to equal the golden file', async () => {
         return JSON.stringify(golden(await catalog.entities(), broadcaster.url)) === fixture ? true : undefined;
-      }, 60_000, 500);
+      }, 180_000, 500);
 
     const published = await startCatalog({ plugin: 'published', baseUrl: broadcaster.url, database, pollSeconds: 600 });
     let before;
@@ -56,7 +56,7 @@ for (const db of databaseKinds()) {
       const orders = await waitFor('the edit to show', async () => {
         const e = await push.entity('component:shop/orders');
         return e?.metadata.labels?.tier === 'gold' ? e : undefined;
-      }, 30_000, 250);
+      }, 90_000, 250);
       assert.equal(orders.metadata.uid, before.get('component:shop/orders')!.uid);
     } finally {
       await push.stop();

@@ -96,7 +96,7 @@ for (const db of databaseKinds()) {
     await t.test('the first snapshot is the published catalog', async () => {
       await waitFor('the catalog to equal the golden file', async () => {
         return JSON.stringify(golden(await catalog.entities(), baseUrl)) === JSON.stringify(fixture) ? true : undefined;
-      }, 60_000, 500);
+      }, 180_000, 500);
       state = await catalogState(catalog, baseUrl);
       assert.equal(proxy.watchRequests().length, 1);
       assert.equal(proxy.watchRequests()[0].firstEvent, 'snapshot');

@@ -43,13 +43,13 @@ for (const db of databaseKinds().filter((kind) => kind === 'postgres')) {
     await waitFor('the other replica to follow', async () => {
       const r = proxy.watchRequests().at(-1)!;
       return r.authorization === other && proxy.openStreams() === 1 ? true : undefined;
-    }, 60_000, 250);
+    }, 180_000, 250);
 
     const broker = path.join(dir, 'shop', 'broker.yaml');
     fs.writeFileSync(broker, fs.readFileSync(broker, 'utf8').replace('labels: {app.kubernetes.io/part-of: shop}', 'labels: {app.kubernetes.io/part-of: shop, tier: gold}'));
     await waitFor('the edit to show', async () => {
       const e = await replicas.get(other)!.entity('component:shop/orders');
       return e?.metadata.labels?.tier === 'gold' ? true : undefined;
-    }, 30_000, 250);
+    }, 90_000, 250);
   });
 }
