@@ -100,7 +100,7 @@ func TestExamples(t *testing.T) {
 	if added := len(regexp.MustCompile(`level=DEBUG msg="[a-z]+ added"`).FindAllString(opened, -1)); added != entities ||
 		strings.Count(opened, ` added"`) != entities || strings.Contains(opened, ` updated"`) ||
 		!strings.Contains(opened, fmt.Sprintf(" seq=%d ", entities)) ||
-		!strings.Contains(opened, fmt.Sprintf(`level=INFO msg="mesh loaded" epoch=`)) || !strings.Contains(opened, fmt.Sprintf(" entities=%d ", entities)) {
+		!strings.Contains(opened, `level=INFO msg="mesh loaded" epoch=`) || !strings.Contains(opened, fmt.Sprintf(" entities=%d ", entities)) {
 		t.Errorf("the epoch did not open with a summary and %d added events at debug (found %d):\n%s", entities, added, opened)
 	}
 
