@@ -27,7 +27,7 @@ func TestTransportCredentialsFromFiles(t *testing.T) {
 		}
 		return p
 	}
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 
 	t.Run("mqtt user and password", func(t *testing.T) {
 		t.Parallel()

@@ -47,7 +47,7 @@ func TestSinkDownLongerThanTheLog(t *testing.T) {
 		defer mu.Unlock()
 		return append([]uint64(nil), seqs...)
 	}
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir, "--sink", sink.URL, "--delta-log-size", "10")
 	head := func() uint64 {
 		resp, err := http.Get(base + mesh.PathMesh)
@@ -172,7 +172,7 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	server := brokers.StartEmbeddedNATS(t)
 	server.Stop()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	prefix := fmt.Sprintf("away.n%d", time.Now().UnixNano())
 	base, logs := startRun(t, dir, "--nats", server.URL, "--nats-subject-prefix", prefix)
 	// The server is still away: the endpoints serve all the same.
@@ -218,7 +218,7 @@ type withCarriers struct {
 func startWithCarriers(t *testing.T, name string, extra ...string) withCarriers {
 	t.Helper()
 	suffix := fmt.Sprint(time.Now().UnixNano())
-	c := withCarriers{mqtt: brokers.StartEmbeddedMQTT(t), nats: brokers.StartEmbeddedNATS(t), dir: copyDir(t, "../../examples/mesh"),
+	c := withCarriers{mqtt: brokers.StartEmbeddedMQTT(t), nats: brokers.StartEmbeddedNATS(t), dir: testkit.CopyDir(t, "../../examples/mesh"),
 		mqttPrefix: name + "/" + suffix, natsPrefix: name + ".n" + suffix}
 	c.base, c.logs = startRun(t, c.dir, append([]string{"--mqtt", c.mqtt.URL, "--mqtt-topic-prefix", c.mqttPrefix,
 		"--nats", c.nats.URL, "--nats-subject-prefix", c.natsPrefix}, extra...)...)

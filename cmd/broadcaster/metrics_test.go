@@ -14,7 +14,7 @@ import (
 // adds an EventType, a file stops parsing, and a watcher connects.
 func TestMetricsFollowTheMesh(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir)
 	testkit.Eventually(t, "the mesh loaded", 30*time.Second, func() bool { return scrape(t, base)["broadcaster_source_synced"] == 1 })
 	get := func(path string) {

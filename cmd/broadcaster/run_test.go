@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -88,7 +87,7 @@ func getMesh(t *testing.T, base string) (mesh.EventMesh, bool) {
 // then edits a manifest and waits for the change to be served and logged.
 func TestExamples(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir, "--log-level", "debug")
 	var m mesh.EventMesh
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
@@ -155,29 +154,6 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 	}
 }
 
-func copyDir(t *testing.T, from string) string {
-	t.Helper()
-	to := t.TempDir()
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return to
-}
-
 func noEnv(string) string { return "" }
 
 // TestExamplesToSink runs on the examples with --sink: the sink receives the epoch's opening
@@ -205,7 +181,7 @@ func TestExamplesToSink(t *testing.T) {
 	}))
 	defer sink.Close()
 
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir, "--sink", sink.URL)
 	defer func() {
 		if t.Failed() {
@@ -343,7 +319,7 @@ func TestAllTransportsDeliverTheSameEvents(t *testing.T) {
 	defer natsSub.Unsubscribe()
 	nc.Flush()
 
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 		"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
 	defer testkit.DeleteJetStream(natsServer.URL, natspub.StreamName(natsPrefix), natspub.BucketName(natsPrefix))
@@ -445,7 +421,7 @@ func converged(t *testing.T, base string, r *consumer.Replica) {
 func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
 	t.Parallel()
 	broker := brokers.StartEmbeddedMQTT(t)
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--mqtt", broker.URL)
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 
@@ -481,7 +457,7 @@ func TestReplicaOverMQTTAcrossBrokerRestart(t *testing.T) {
 func TestReplicaOverNATSAcrossServerRestart(t *testing.T) {
 	t.Parallel()
 	srv := brokers.StartEmbeddedNATS(t)
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--nats", srv.URL)
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { _, ok = getMesh(t, base); return ok })
 
@@ -524,7 +500,7 @@ func TestTransportsOverTLS(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(caFile, certs.CAPEM, 0o644)
 
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, logs := startRun(t, dir, "--ca-file", caFile, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--nats", natsServer.URL)
 	var m mesh.EventMesh
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
@@ -555,7 +531,7 @@ func TestTransportsOverTLS(t *testing.T) {
 // A running watch stream does not hold up shutdown: it gets a final event and run returns nil.
 func TestShutdownEndsWatchStreams(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load([]string{"--manifests", copyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv)
+	cfg, err := config.Load([]string{"--manifests", testkit.CopyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +581,7 @@ func TestServesHTTPSAndReloads(t *testing.T) {
 	}
 	first, second := brokers.NewTLS(t), brokers.NewTLS(t)
 	install(first)
-	base, _ := startRun(t, copyDir(t, "../../examples/mesh"), "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	base, _ := startRun(t, testkit.CopyDir(t, "../../examples/mesh"), "--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	secure := strings.Replace(base, "http://", "https://", 1)
 	trusting := func(c brokers.TLS) *http.Client {
 		pool := x509.NewCertPool()

@@ -24,7 +24,7 @@ func TestTwoBroadcastersShareBrokers(t *testing.T) {
 	suffix := fmt.Sprint(time.Now().UnixNano())
 	var all []*instance
 	for _, name := range []string{"left", "right"} {
-		in := &instance{dir: copyDir(t, "../../examples/mesh"), mqttPrefix: "shared/" + name + suffix, natsPrefix: "shared." + name + suffix}
+		in := &instance{dir: testkit.CopyDir(t, "../../examples/mesh"), mqttPrefix: "shared/" + name + suffix, natsPrefix: "shared." + name + suffix}
 		in.base, in.logs = startRun(t, in.dir, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", in.mqttPrefix,
 			"--nats", natsServer.URL, "--nats-subject-prefix", in.natsPrefix)
 		t.Cleanup(func() {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // runSnapshot runs `broadcaster snapshot args` and returns what it printed.
@@ -94,12 +95,12 @@ func TestSnapshotFromBroadcaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, _ := startRun(t, copyDir(t, "../../examples/mesh"))
+	open, _ := startRun(t, testkit.CopyDir(t, "../../examples/mesh"))
 	tmp := t.TempDir()
 	tokens, tokenFile := filepath.Join(tmp, "tokens"), filepath.Join(tmp, "token")
 	os.WriteFile(tokens, []byte("# the test's token\ns3cret\n"), 0o600)
 	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
-	guarded, _ := startRun(t, copyDir(t, "../../examples/mesh"), "--tokens-file", tokens)
+	guarded, _ := startRun(t, testkit.CopyDir(t, "../../examples/mesh"), "--tokens-file", tokens)
 
 	certs := brokers.NewTLS(t)
 	target, _ := url.Parse(guarded)

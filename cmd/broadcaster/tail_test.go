@@ -36,7 +36,7 @@ func startTail(t *testing.T, env map[string]string, terminal bool, args ...strin
 // --watch lists the snapshot's entities, then prints each change in colour.
 func TestTailWatchText(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir)
 	out := startTail(t, nil, false, "--watch", base+"/v1/watch", "--color", "always") // a full endpoint URL works too
 	testkit.Eventually(t, "the snapshot and its entities", 10*time.Second, func() bool {
@@ -58,7 +58,7 @@ func TestTailWatchText(t *testing.T) {
 // timestamps; a token comes from a file.
 func TestTailFiltersYAMLAndToken(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestTailFiltersYAMLAndToken(t *testing.T) {
 func TestTailLateNATS(t *testing.T) {
 	t.Parallel()
 	srv := brokers.StartEmbeddedNATS(t)
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--nats", srv.URL)
 	testkit.Eventually(t, "the KV filled", 30*time.Second, func() bool {
 		return scrape(t, base)[`broadcaster_transport_behind_changes{transport="nats knative.eventmesh.>"}`] == 0 &&
@@ -131,7 +131,7 @@ func TestTailFailsFast(t *testing.T) {
 // NO_COLOR turns colour off on a terminal, unless asked for.
 func TestTailNoColor(t *testing.T) {
 	t.Parallel()
-	base, _ := startRun(t, copyDir(t, "../../examples/mesh"))
+	base, _ := startRun(t, testkit.CopyDir(t, "../../examples/mesh"))
 	plain := startTail(t, map[string]string{"NO_COLOR": "1"}, true, "--watch", base)
 	coloured := startTail(t, nil, true, "--watch", base)
 	testkit.Eventually(t, "both snapshots", 10*time.Second, func() bool {
@@ -167,7 +167,7 @@ func TestTailMQTTRetained(t *testing.T) {
 	t.Parallel()
 	broker := brokers.StartMQTT(t)
 	prefix := fmt.Sprintf("tail/%d/mesh", rand.Int())
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir, "--mqtt", broker.URL, "--mqtt-topic-prefix", prefix)
 	testkit.Eventually(t, "the retained messages", 30*time.Second, func() bool {
 		return scrape(t, base)[fmt.Sprintf(`broadcaster_transport_last_delivery_timestamp_seconds{transport="mqtt %s/#"}`, prefix)] > 0

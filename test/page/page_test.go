@@ -18,6 +18,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/graph"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // domGraph is the graph the page draws: the ids of its boxes and its edges ("from kind to").
@@ -104,7 +105,7 @@ func refundEdgeTo(consumer string) string {
 // latency (file written → edge drawn) is logged, never asserted: docs/benchmarks.md reports it.
 func TestPageShowsTheExample(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base := startBroadcaster(t, dir)
 	ctx := browser(t)
 	navigate(t, ctx, base+"/")
@@ -152,7 +153,7 @@ func TestPageShowsTheExample(t *testing.T) {
 // through the authorised watch stream, and asks again once the token is forgotten.
 func TestPageWithTokens(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	os.WriteFile(tokens, []byte("page-test-token\n"), 0o600)
 	base := startBroadcaster(t, dir, "--tokens-file", tokens)
@@ -194,7 +195,7 @@ func TestPageWithTokens(t *testing.T) {
 // ingress with a path prefix does: the page finds the API beside itself and follows edits.
 func TestPageBehindAPathPrefix(t *testing.T) {
 	t.Parallel()
-	dir := copyDir(t, "../../examples/mesh")
+	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base := startBroadcaster(t, dir)
 	target, _ := url.Parse(base)
 	proxy := httptest.NewServer(http.StripPrefix("/mesh", httputil.NewSingleHostReverseProxy(target)))

@@ -1,0 +1,72 @@
+package testkit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// CopyDir copies the tree at from into a new temporary directory and returns it: tests edit
+// the copy, never the source tree.
+func CopyDir(t testing.TB, from string) string {
+	t.Helper()
+	to := t.TempDir()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatalf("copying %s: %v", from, err)
+	}
+	return to
+}
+
+// NPMInstall prepares, once per content of its package-lock.json, an npm project from the
+// folder src (its package.json and package-lock.json) in the user cache, running each of
+// steps (npm arguments: "ci ...", "rebuild ...") there, and returns the cached folder. name
+// tells the caches apart. A half-done install is never reused: it is built aside and renamed.
+func NPMInstall(t testing.TB, name, src string, steps ...[]string) string {
+	t.Helper()
+	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lock)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "event-mesh-broadcaster", name+"-"+hex.EncodeToString(sum[:8]))
+	done := filepath.Join(dir, "node_modules", ".complete")
+	if _, err := os.Stat(done); err == nil {
+		return dir
+	}
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range steps {
+		npm := exec.Command("npm", args...)
+		npm.Dir = tmp
+		if out, err := npm.CombinedOutput(); err != nil {
+			t.Fatalf("npm %v in %s: %v\n%s", args, src, err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
