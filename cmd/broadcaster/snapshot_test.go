@@ -17,8 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
@@ -254,15 +252,7 @@ func TestSnapshotFromCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
+	path := testkube.WriteKubeconfig(t, cfg)
 	got, err := runSnapshot(t, nil, "--kubeconfig", path, "-o", "mermaid", "--timeout", "2m")
 	if err != nil {
 		t.Fatal(err)

@@ -194,7 +194,7 @@ func BenchmarkInitialSync(b *testing.B) {
 		b.Fatal(err)
 	}
 	token := clusterReaderToken(b, admin)
-	kubeconfig := writeKubeconfig(b, cfg)
+	kubeconfig := testkube.WriteKubeconfig(b, cfg)
 	binary := plainBinary(b)
 	client := fastClient(b, cfg)
 	populated := 0

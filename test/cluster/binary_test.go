@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // binDir holds the broadcaster binary built for this test run (see TestMain).
@@ -53,21 +50,6 @@ func broadcasterBinary(t testing.TB) string {
 		t.Fatalf("building the broadcaster: %v\n%s", buildErr, binPath)
 	}
 	return binPath
-}
-
-// writeKubeconfig writes cfg (client certificates or a bearer token) as a kubeconfig file.
-func writeKubeconfig(t testing.TB, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // process is a running broadcaster.

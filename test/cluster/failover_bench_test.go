@@ -39,7 +39,7 @@ func BenchmarkFailover(b *testing.B) {
 	self := clusterReaderToken(b, admin)
 	withToken := *cfg
 	withToken.BearerToken = self
-	kubeconfig := writeKubeconfig(b, &withToken)
+	kubeconfig := testkube.WriteKubeconfig(b, &withToken)
 	binary := plainBinary(b)
 	sink := &countingSink{}
 	srv := httptest.NewServer(sink)

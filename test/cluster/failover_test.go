@@ -50,7 +50,7 @@ func TestFailoverKeepsOneSequenceSpace(t *testing.T) {
 	grantClusterRole(t, client, "default", "broadcaster", listEventTypes)
 	withToken := *cfg
 	withToken.BearerToken = self
-	kubeconfig := writeKubeconfig(t, &withToken)
+	kubeconfig := testkube.WriteKubeconfig(t, &withToken)
 
 	replicas := &replicaSet{token: reader}
 	sink := newSinkConsumer(t, replicas)

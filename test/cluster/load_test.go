@@ -54,7 +54,7 @@ func TestAccessHoldsUnderLoad(t *testing.T) {
 		tokens[k] = serviceAccountToken(t, admin, ns, "caller")
 		grantRole(t, admin, ns, "caller", listEventTypes)
 	}
-	p := startBroadcaster(t, "--kubeconfig", writeKubeconfig(t, cfg), "--leader-elect", "--leader-election-namespace", "default",
+	p := startBroadcaster(t, "--kubeconfig", testkube.WriteKubeconfig(t, cfg), "--leader-elect", "--leader-election-namespace", "default",
 		"--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "250ms")
 	testkit.Eventually(t, "the broadcaster to lead a whole mesh", 2*time.Minute, func() bool {
 		status, _, _ := p.get("/readyz", "")
