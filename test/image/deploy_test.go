@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 const (
@@ -30,6 +31,9 @@ const (
 	kustomization = deployDir + "/Kustomization"
 	namespace     = "knative-eventing"
 	imageRepo     = "ghcr.io/event-mesh-broadcaster/broadcaster"
+	// kustomizeVersion is the kustomize that `kubectl apply -k` embeds in current kubectl
+	// releases, built from the Go module proxy so the test needs no kubectl on the machine.
+	kustomizeVersion = "v5.8.1"
 )
 
 // kustomizationFile is the part of deploy/Kustomization these tests read.
@@ -111,7 +115,7 @@ func versionedImage(t *testing.T) string {
 	return imageRepo + ":" + k.Images[0].NewTag
 }
 
-// `kubectl kustomize deploy` builds exactly the objects of deploy/*.yaml (every manifest is a
+// `kustomize build deploy` (what `kubectl apply -k deploy` runs) builds exactly the objects of deploy/*.yaml (every manifest is a
 // resource of the kustomization and every resource is a manifest there, so `kubectl apply -k`
 // and `kubectl apply -f` install the same), all of known kinds, the namespaced ones in
 // knative-eventing, the Deployment running the versioned image the docs and the build script name.
@@ -143,18 +147,15 @@ func TestKustomization(t *testing.T) {
 		}
 	}
 
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatal("kubectl not installed: this test runs `kubectl kustomize deploy` (https://kubernetes.io/docs/tasks/tools/)")
-	}
-	cmd := exec.Command(kubectl, "kustomize", deployDir)
+	kustomize := testkit.GoInstall(t, "sigs.k8s.io/kustomize/kustomize/v5", kustomizeVersion)
+	cmd := exec.Command(kustomize, "build", deployDir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize deploy: %v\n%s", err, stderr.String())
+		t.Fatalf("kustomize build deploy: %v\n%s", err, stderr.String())
 	}
-	objs := decodeAll(t, "kubectl kustomize output", out)
+	objs := decodeAll(t, "kustomize build output", out)
 	known := map[string]bool{ // kind → namespaced
 		"ServiceAccount": true, "ClusterRole": false, "ClusterRoleBinding": false, "Role": true,
 		"RoleBinding": true, "ConfigMap": true, "Deployment": true, "Service": true,
@@ -173,13 +174,13 @@ func TestKustomization(t *testing.T) {
 		}
 	}
 	if !sameSet(got, want) {
-		t.Errorf("kubectl kustomize deploy built %q, want the objects of the manifests %q", got, want)
+		t.Errorf("kustomize build deploy built %q, want the objects of the manifests %q", got, want)
 	}
 
 	var built, raw appsv1.Deployment
 	find(t, objs, "Deployment", "event-mesh-broadcaster", &built)
 	find(t, readObjects(t, filepath.Join(deployDir, "deployment.yaml")), "Deployment", "event-mesh-broadcaster", &raw)
-	for what, d := range map[string]appsv1.Deployment{"kubectl kustomize": built, "deployment.yaml": raw} {
+	for what, d := range map[string]appsv1.Deployment{"kustomize build": built, "deployment.yaml": raw} {
 		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
 			t.Errorf("%s runs image %q, want %q (kustomization images)", what, got, image)
 		}
@@ -213,12 +214,12 @@ images:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd = exec.Command(kubectl, "kustomize", overlay)
+	cmd = exec.Command(kustomize, "build", overlay)
 	stderr.Reset()
 	cmd.Stderr = &stderr
 	out, err = cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize of an overlay: %v\n%s", err, stderr.String())
+		t.Fatalf("kustomize build of an overlay: %v\n%s", err, stderr.String())
 	}
 	moved := decodeAll(t, "overlay output", out)
 	for _, o := range moved {

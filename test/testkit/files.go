@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -69,4 +71,48 @@ func NPMInstall(t testing.TB, name, src string, steps ...[]string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// GoInstall builds the command at pkg@version ("module/path/cmd", "vX.Y.Z", pinned) once into
+// the user cache, from the Go module proxy, and returns the binary's path. Tests use it for the
+// tools a fresh machine lacks that Go can build (kustomize), so the suite installs what it
+// needs instead of failing on a missing program.
+func GoInstall(t testing.TB, pkg, version string) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	root := filepath.Join(cache, "event-mesh-broadcaster")
+	sum := sha256.Sum256([]byte(pkg + "@" + version))
+	dir := filepath.Join(root, "go-tools-"+hex.EncodeToString(sum[:8]))
+	name := path.Base(pkg)
+	if major := strings.TrimPrefix(name, "v"); major != name && strings.Trim(major, "0123456789") == "" {
+		name = path.Base(path.Dir(pkg)) // sigs.k8s.io/kustomize/kustomize/v5 installs kustomize
+	}
+	bin := filepath.Join(dir, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(root, "go-tools-*.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	install := exec.Command("go", "install", pkg+"@"+version)
+	install.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=")
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("go install %s@%s: %v\n%s", pkg, version, err, out)
+	}
+	// The folder is renamed into place whole, so an interrupted install never leaves a
+	// half-written binary where the next run looks; a concurrent one that won is as good.
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, statErr := os.Stat(bin); statErr != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
 }
