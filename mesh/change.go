@@ -78,6 +78,22 @@ func (c Change) String() string {
 	return fmt.Sprintf("#%d %s %s %s", c.Sequence, c.Kind, c.Op, c.Key)
 }
 
+// Batch is the entity changes one batch of object changes caused, in meshseq order: what the
+// mesh hub hands its listeners and the change log keeps.
+type Batch struct {
+	Changes []Change
+	// Opens marks the first batch of an epoch. An epoch opens on the source's initial listing
+	// or when a leader finds no sequence space to continue, so this batch then holds the whole
+	// mesh as added changes from meshseq 1; what a destination kept of earlier epochs and the
+	// mesh lacks is stale.
+	Opens bool
+	// Resets says the sequence space is now at At, with no history before it that this replica
+	// holds: a follower loaded the leader's snapshot, or a new leader skipped numbers after a
+	// crash. Listeners drop what they kept of it; Changes, if any, follow At.
+	Resets bool
+	At     Position
+}
+
 // Summary says in one line what an update changed, field by field
 // (`consumedBy: [] → ["shipping"]`); it is empty for adds, deletes and updates without
 // Previous.

@@ -62,7 +62,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "broadcaster_source_synced",
 		Help: "1 once the source's initial listing (every kind of the cluster, or the whole directory) is in the mesh."},
 		func() float64 {
-			if src.HasSynced() {
+			if src.Listed() {
 				return 1
 			}
 			return 0
@@ -71,7 +71,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	if cfg.LeaderElect {
 		hubOpts = append(hubOpts, hub.Following()) // until elected, serve the leader's sequence space
 	}
-	meshHub, err := hub.New(engine.New(epoch), src.HasSynced, hubOpts...)
+	meshHub, err := hub.New(engine.New(epoch), src.Listed, hubOpts...)
 	if err != nil {
 		return err
 	}
@@ -121,8 +121,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		}
 		opts = append(opts, resync.WithAuthorizer(authz))
 	}
-	if troubled, ok := src.(source.Troubled); ok {
-		opts = append(opts, resync.WithTrouble(troubled.Trouble))
+	if stale, ok := src.(source.Staleness); ok {
+		opts = append(opts, resync.WithTrouble(stale.Stale))
 	}
 	handler, err := resync.New(meshHub, opts...)
 	if err != nil {
@@ -174,7 +174,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		pub.follower = follower
 		parts = append(parts, part{name: "following the leader", run: follower.Run})
 		elect = &elector{client: cluster.election, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
-			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Synced,
+			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Listed,
 			url: cfg.Advertised(ln.Addr()), leader: follower.SetLeader, log: log}
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(), "https", cfg.TLSCertFile != "",

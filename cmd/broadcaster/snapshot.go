@@ -137,7 +137,7 @@ func (o *snapshotOptions) validate(rest []string) error {
 
 // meshOf runs src until its initial listing is in the mesh, stops it, and returns the mesh.
 func meshOf(ctx context.Context, src source.Source, log *slog.Logger) ([]byte, error) {
-	h, err := hub.New(engine.New("snapshot"), src.HasSynced, hub.WithLogger(log))
+	h, err := hub.New(engine.New("snapshot"), src.Listed, hub.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func newBroadcaster(t *testing.T, epoch string) *broadcaster {
 	b := &broadcaster{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }))}
 	deltaLog, _ := changelog.New(epoch, changelog.WithMaxChanges(5))
 	b.hub.Listen(deltaLog.Append)
-	b.hub.Listen(func(batch hub.Batch) {
+	b.hub.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 		b.changes = append(b.changes, cs...)
 	})
@@ -46,8 +46,8 @@ func newBroadcaster(t *testing.T, epoch string) *broadcaster {
 
 func (b *broadcaster) addBrokers(from, to int) {
 	for i := from; i <= to; i++ {
-		b.hub.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
-			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns"}}}, false)
+		b.hub.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns"}}}))
 	}
 }
 

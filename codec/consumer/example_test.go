@@ -50,7 +50,7 @@ func startBroadcaster(dir string) (baseURL string, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	meshHub := testkit.Must(hub.New(engine.New("example"), src.HasSynced))
+	meshHub := testkit.Must(hub.New(engine.New("example"), src.Listed))
 	enc, _ := codec.NewEncoder("")
 	deltas, _ := changelog.New("example")
 	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(64))
@@ -63,7 +63,7 @@ func startBroadcaster(dir string) (baseURL string, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, meshHub) }()
-	for !src.HasSynced() {
+	for !src.Listed() {
 		select {
 		case err := <-done:
 			panic(err)

@@ -44,8 +44,8 @@ func TestWatchFollowsAndResumes(t *testing.T) {
 	defer srv.Close()
 	add := func(from, to int) {
 		for i := from; i <= to; i++ {
-			h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
-				"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns"}}}, false)
+			h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+				"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns"}}}))
 		}
 	}
 	add(1, 5)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 // Defaults of a Log: minutes of heavy churn (a thousand changes a second for a minute), within
@@ -79,7 +78,7 @@ func New(epoch string, opts ...Option) (*Log, error) {
 //
 // A batch that resets (a follower loading the leader's snapshot) empties the log: it then
 // holds nothing before the reset's position.
-func (l *Log) Append(b hub.Batch) {
+func (l *Log) Append(b mesh.Batch) {
 	if len(b.Changes) == 0 && !b.Resets {
 		return
 	}

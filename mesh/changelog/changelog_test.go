@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 )
 
 func changes(epoch string, from, to uint64) []mesh.Change {
@@ -40,8 +39,8 @@ func TestSince(t *testing.T) {
 	if got, last, err := l.Since("ep", 0); err != nil || len(got) != 0 || last != 0 {
 		t.Fatalf("empty log: %v %d %v", got, last, err)
 	}
-	l.Append(hub.Batch{Changes: changes("ep", 1, 3), Opens: true}) // the opening stays whole
-	l.Append(hub.Batch{Changes: changes("ep", 4, 10)})             // 4 and 5 roll out
+	l.Append(mesh.Batch{Changes: changes("ep", 1, 3), Opens: true}) // the opening stays whole
+	l.Append(mesh.Batch{Changes: changes("ep", 4, 10)})             // 4 and 5 roll out
 	tests := []struct {
 		epoch     string
 		after     uint64
@@ -85,8 +84,8 @@ func TestSince(t *testing.T) {
 func TestRead(t *testing.T) {
 	t.Parallel()
 	l, _ := New("ep", WithMaxChanges(4))
-	l.Append(hub.Batch{Changes: changes("ep", 1, 5), Opens: true})
-	l.Append(hub.Batch{Changes: changes("ep", 6, 7)})
+	l.Append(mesh.Batch{Changes: changes("ep", 1, 5), Opens: true})
+	l.Append(mesh.Batch{Changes: changes("ep", 6, 7)})
 	ctx := context.Background()
 	tests := []struct {
 		name       string
@@ -106,7 +105,7 @@ func TestRead(t *testing.T) {
 			t.Errorf("%s: Read = %v opens=%v missed=%d, %v; want %v opens=%v missed=%d", tt.name, seqs(b.Changes), b.Opens, b.Missed, err, tt.want, tt.opens, tt.wantMissed)
 		}
 	}
-	l.Append(hub.Batch{Changes: changes("ep", 8, 12)}) // 6..8 roll out
+	l.Append(mesh.Batch{Changes: changes("ep", 8, 12)}) // 6..8 roll out
 	if b, _ := l.Read(ctx, mesh.Position{Epoch: "ep", Sequence: 5}, 10); fmt.Sprint(seqs(b.Changes)) != "[9 10 11 12]" || b.Missed != 3 {
 		t.Errorf("behind the log: %v missed %d, want [9 10 11 12] missed 3", seqs(b.Changes), b.Missed)
 	}
@@ -119,7 +118,7 @@ func TestRead(t *testing.T) {
 		b, _ := l.Read(ctx, mesh.Position{Epoch: "ep", Sequence: 12}, 10)
 		got <- b
 	}()
-	time.AfterFunc(20*time.Millisecond, func() { l.Append(hub.Batch{Changes: changes("ep", 13, 13)}) })
+	time.AfterFunc(20*time.Millisecond, func() { l.Append(mesh.Batch{Changes: changes("ep", 13, 13)}) })
 	if b := <-got; fmt.Sprint(seqs(b.Changes)) != "[13]" {
 		t.Errorf("waiting reader got %v", seqs(b.Changes))
 	}
@@ -134,12 +133,12 @@ func TestRead(t *testing.T) {
 func TestByteBound(t *testing.T) {
 	t.Parallel()
 	l, _ := New("ep", WithMaxBytes(1000))
-	l.Append(hub.Batch{Changes: changes("ep", 1, 1), Opens: true})
+	l.Append(mesh.Batch{Changes: changes("ep", 1, 1), Opens: true})
 	big := changes("ep", 2, 40)
 	for i := range big {
 		big[i].Entity = json.RawMessage(fmt.Sprintf(`{"namespace":"ns","name":"b%d","pad":"%0400d"}`, i+2, 0))
 	}
-	l.Append(hub.Batch{Changes: big})
+	l.Append(mesh.Batch{Changes: big})
 	if l.bytes > 1000+sizeOf(big[len(big)-1]) || len(l.ring)-l.head < 1 {
 		t.Fatalf("%d bytes in %d changes", l.bytes, len(l.ring)-l.head)
 	}
@@ -153,8 +152,8 @@ func TestByteBound(t *testing.T) {
 func TestNewEpoch(t *testing.T) {
 	t.Parallel()
 	l, _ := New("ep")
-	l.Append(hub.Batch{Changes: changes("ep", 1, 4), Opens: true})
-	l.Append(hub.Batch{Changes: changes("ep2", 1, 2), Opens: true})
+	l.Append(mesh.Batch{Changes: changes("ep", 1, 4), Opens: true})
+	l.Append(mesh.Batch{Changes: changes("ep2", 1, 2), Opens: true})
 	if _, _, err := l.Since("ep", 4); !errors.Is(err, ErrOtherEpoch) {
 		t.Errorf("old epoch: err %v, want ErrOtherEpoch", err)
 	}
@@ -171,8 +170,8 @@ func TestNewEpoch(t *testing.T) {
 // can be served, what follows it can.
 func TestResetStartsTheLogAtAPosition(t *testing.T) {
 	l, _ := New("old")
-	l.Append(hub.Batch{Changes: changes("old", 1, 3), Opens: true})
-	l.Append(hub.Batch{Resets: true, At: mesh.Position{Epoch: "ep", Sequence: 100}})
+	l.Append(mesh.Batch{Changes: changes("old", 1, 3), Opens: true})
+	l.Append(mesh.Batch{Resets: true, At: mesh.Position{Epoch: "ep", Sequence: 100}})
 	if h := l.Head(); h != (mesh.Position{Epoch: "ep", Sequence: 100}) {
 		t.Fatalf("head after the reset %v", h)
 	}
@@ -182,7 +181,7 @@ func TestResetStartsTheLogAtAPosition(t *testing.T) {
 	if _, _, err := l.Since("ep", 99); !errors.Is(err, ErrExpired) {
 		t.Errorf("before the reset: %v, want ErrExpired", err)
 	}
-	l.Append(hub.Batch{Changes: changes("ep", 101, 102)})
+	l.Append(mesh.Batch{Changes: changes("ep", 101, 102)})
 	if got, last, err := l.Since("ep", 100); err != nil || len(got) != 2 || last != 102 {
 		t.Errorf("after the reset: %v %d %v", got, last, err)
 	}

@@ -92,7 +92,7 @@ func BenchmarkApply(b *testing.B) {
 			before := heapInUse()
 			e := New("bench")
 			for _, u := range objects {
-				e.Upsert(u)
+				e.upsert(u)
 			}
 			entities := e.Snapshot().Len()
 			heapPerEntity := float64(heapInUse()-before) / float64(entities)
@@ -103,10 +103,10 @@ func BenchmarkApply(b *testing.B) {
 			for i := range b.N {
 				k := i % len(changes)
 				if u := changes[k]; u != nil {
-					c, _ := e.Upsert(u)
+					c, _ := e.upsert(u)
 					emitted += len(c)
 				} else {
-					emitted += len(e.Delete(RefOf(changes[k+1])))
+					emitted += len(e.remove(RefOf(changes[k+1])))
 				}
 			}
 			b.ReportMetric(float64(emitted)/float64(b.N), "changes/op")
@@ -123,7 +123,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			objects, _ := benchMesh(n)
 			e := New("bench")
 			for _, u := range objects {
-				e.Upsert(u)
+				e.upsert(u)
 			}
 			var size countingWriter
 			e.Snapshot().WriteEventMesh(&size)

@@ -104,9 +104,6 @@ func New(epoch string) *Engine {
 	}
 }
 
-// Epoch names the sequence space of this engine's changes.
-func (e *Engine) Epoch() string { return e.epoch }
-
 // Sequence is the number of the last change emitted (0 before any).
 func (e *Engine) Sequence() uint64 { return e.seq }
 
@@ -141,40 +138,68 @@ var (
 // ErrInvalidObject marks objects the engine cannot place (no kind or name).
 var ErrInvalidObject = errors.New("invalid object")
 
-// Upsert applies a created or updated object and returns the entity changes it caused.
-// problems lists what the engine had to ignore in the object (an invalid filter, a malformed
-// annotation), each naming the object and field; the rest of the object is applied regardless.
-func (e *Engine) Upsert(u *unstructured.Unstructured) (changes []mesh.Change, problems error) {
-	return e.UpsertParsed(Parse(u))
+// ObjectBatch is what a source hands the engine at once: object changes applied together,
+// of which only the net entity changes come out. A source hands over one file change, one
+// burst of watch events or its whole listing this way, so consumers never see the states in
+// between (a consumedBy emptied just before its EventType's delete).
+type ObjectBatch struct {
+	// Upserts are objects created or changed, read by Parse.
+	Upserts []*Parsed
+	// Deletes are objects gone.
+	Deletes []ObjectRef
+	// Replace says Upserts is everything the source holds (a listing or relist): every object
+	// the engine holds that Upserts lacks is deleted, so deletions missed while a watch was
+	// down still produce their changes. Deletes is then ignored.
+	Replace bool
 }
 
-// Delete applies the deletion of the object ref and returns the entity changes it caused.
-func (e *Engine) Delete(ref ObjectRef) []mesh.Change {
-	e.delete(ref)
-	return e.flush()
-}
-
-// Apply applies deletes, then upserts, together, and returns only the net entity changes: each
-// entity at most once, in its final state. A source hands over one file change or one relist
-// this way, so consumers never see the states in between.
-func (e *Engine) Apply(upserts []*unstructured.Unstructured, deletes []ObjectRef) (changes []mesh.Change, problems error) {
-	return e.ApplyParsed(ParseAll(upserts), deletes)
-}
-
-// Replace makes the engine hold exactly objs: it deletes every object it holds that objs lacks,
-// then upserts objs, and returns the changes as one batch. This is how a relist is applied, so
-// deletions missed while a watch was down still produce their changes.
-func (e *Engine) Replace(objs []*unstructured.Unstructured) (changes []mesh.Change, problems error) {
-	return e.ReplaceParsed(ParseAll(objs))
-}
-
-// ParseAll is Parse of each object.
-func ParseAll(objs []*unstructured.Unstructured) []*Parsed {
-	out := make([]*Parsed, len(objs))
+// Upserts is a batch of whole objects created or changed, each read by Parse.
+func Upserts(objs ...*unstructured.Unstructured) ObjectBatch {
+	b := ObjectBatch{Upserts: make([]*Parsed, len(objs))}
 	for i, u := range objs {
-		out[i] = Parse(u)
+		b.Upserts[i] = Parse(u)
 	}
-	return out
+	return b
+}
+
+// Listing is a batch holding everything a source holds (Replace), each object read by Parse.
+func Listing(objs ...*unstructured.Unstructured) ObjectBatch {
+	b := Upserts(objs...)
+	b.Replace = true
+	return b
+}
+
+// Deletes is a batch of deletions.
+func Deletes(refs ...ObjectRef) ObjectBatch { return ObjectBatch{Deletes: refs} }
+
+// Len is the number of objects the batch carries.
+func (b ObjectBatch) Len() int { return len(b.Upserts) + len(b.Deletes) }
+
+// Apply applies a batch (deletes first, then upserts, or a whole listing) and returns the
+// entity changes it caused: each entity at most once, in its final state. problems lists what
+// the engine had to ignore in the objects (an invalid filter, a malformed annotation), each
+// naming the object and field; the rest of each object is applied regardless.
+func (e *Engine) Apply(b ObjectBatch) (changes []mesh.Change, problems error) {
+	if b.Replace {
+		keep := make(map[ObjectRef]struct{}, len(b.Upserts))
+		for _, p := range b.Upserts {
+			keep[p.ref] = struct{}{}
+		}
+		for _, ref := range e.objectRefs() {
+			if _, ok := keep[ref]; !ok {
+				e.delete(ref)
+			}
+		}
+	} else {
+		for _, ref := range b.Deletes {
+			e.delete(ref)
+		}
+	}
+	var errs []error
+	for _, p := range b.Upserts {
+		errs = append(errs, e.apply(p))
+	}
+	return e.flush(), errors.Join(errs...)
 }
 
 // objectRefs lists every object the engine holds.
@@ -209,7 +234,6 @@ func crdRef(name string) ObjectRef { return ObjectRef{GroupCRD, KindCRDObject, "
 // costs little beside the engine.
 type Parsed struct {
 	ref      ObjectRef
-	version  string // metadata.resourceVersion
 	id       string // backstage.io/kubernetes-id
 	problems error  // what could not be read, naming the object and field
 	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
@@ -223,7 +247,7 @@ type Parsed struct {
 // Parse reads u for Upsert; it is safe for concurrent use.
 func Parse(u *unstructured.Unstructured) *Parsed {
 	ref := RefOf(u)
-	p := &Parsed{ref: ref, version: u.GetResourceVersion()}
+	p := &Parsed{ref: ref}
 	if ref.Kind == "" || ref.Name == "" {
 		p.skip = true
 		p.problems = fmt.Errorf("%w: apiVersion %q kind %q name %q: kind and metadata.name are required",
@@ -267,14 +291,8 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 // Ref is the object the parse is of.
 func (p *Parsed) Ref() ObjectRef { return p.ref }
 
-// ResourceVersion is the object's metadata.resourceVersion, as read.
-func (p *Parsed) ResourceVersion() string { return p.version }
-
 // Problems is what could not be read of the object (nil: everything), naming the fields.
 func (p *Parsed) Problems() error { return p.problems }
-
-// Deleted stands for the deletion of ref, for handlers that take objects: only its Ref is read.
-func Deleted(ref ObjectRef) *Parsed { return &Parsed{ref: ref, skip: true} }
 
 // Subscriber is the subscriber a Trigger or Subscription references, its namespace defaulted as
 // the mesh resolves it; ok is false for other kinds and for URI-only subscribers. Sources use
@@ -317,47 +335,21 @@ func (e *Engine) apply(p *Parsed) error {
 	return p.problems
 }
 
-// UpsertParsed is Upsert of an object read by Parse.
-func (e *Engine) UpsertParsed(p *Parsed) (changes []mesh.Change, problems error) {
-	problems = e.apply(p)
-	return e.flush(), problems
+// ObjectProblem is what the engine had to ignore in one object, naming the fields.
+type ObjectProblem struct {
+	Ref ObjectRef
+	Err error
 }
 
-// ApplyParsed is Apply of objects read by Parse.
-func (e *Engine) ApplyParsed(upserts []*Parsed, deletes []ObjectRef) (changes []mesh.Change, problems error) {
-	for _, ref := range deletes {
-		e.delete(ref)
-	}
-	var errs []error
-	for _, p := range upserts {
-		errs = append(errs, e.apply(p))
-	}
-	return e.flush(), errors.Join(errs...)
-}
+func (p *ObjectProblem) Error() string { return p.Ref.String() + ": " + p.Err.Error() }
 
-// ReplaceParsed is Replace of objects read by Parse.
-func (e *Engine) ReplaceParsed(objs []*Parsed) (changes []mesh.Change, problems error) {
-	keep := make(map[ObjectRef]struct{}, len(objs))
-	for _, p := range objs {
-		keep[p.ref] = struct{}{}
-	}
-	for _, ref := range e.objectRefs() {
-		if _, ok := keep[ref]; !ok {
-			e.delete(ref)
-		}
-	}
-	var errs []error
-	for _, p := range objs {
-		errs = append(errs, e.apply(p))
-	}
-	return e.flush(), errors.Join(errs...)
-}
+func (p *ObjectProblem) Unwrap() error { return p.Err }
 
 func objectProblem(ref ObjectRef, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s: %w", ref, err)
+	return &ObjectProblem{Ref: ref, Err: err}
 }
 
 func (e *Engine) delete(ref ObjectRef) {

@@ -106,7 +106,7 @@ func TestWriteEventMeshMatchesMarshal(t *testing.T) {
 	}
 	g := &generator{rnd: newRand(7)}
 	for range 300 {
-		e.Upsert(g.object())
+		e.upsert(g.object())
 	}
 	snap := e.Snapshot()
 	m, err := snap.EventMesh()

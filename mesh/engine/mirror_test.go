@@ -118,7 +118,7 @@ func TestContinueAnotherReplicasSequenceSpace(t *testing.T) {
 func feed(e *Engine, objs []*unstructured.Unstructured) []mesh.Change {
 	var all []mesh.Change
 	for _, u := range objs {
-		changes, _ := e.Upsert(u)
+		changes, _ := e.upsert(u)
 		all = append(all, changes...)
 	}
 	return all

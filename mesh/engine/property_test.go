@@ -82,7 +82,9 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				}
 			}
 			desc = "replace"
-			changes, _ := engine.Replace(keep)
+			listing := Upserts(keep...)
+			listing.Replace = true
+			changes, _ := engine.Apply(listing)
 			apply(step, desc, changes)
 		case r < 10 && len(objects) > 0:
 			// A file change: several deletes and upserts as one batch, each entity changed at
@@ -103,7 +105,9 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				upserts = append(upserts, u)
 			}
 			desc = fmt.Sprintf("apply %d deletes, %d upserts", len(deletes), len(upserts))
-			changes, _ := engine.Apply(upserts, deletes)
+			batch := Upserts(upserts...)
+			batch.Deletes = deletes
+			changes, _ := engine.Apply(batch)
 			seen := map[string]bool{}
 			for _, c := range changes {
 				k := c.Kind.String() + " " + c.Key.String()
@@ -117,12 +121,12 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			ref := g.pick(objects)
 			delete(objects, ref)
 			desc = "delete " + ref.String()
-			apply(step, desc, engine.Delete(ref))
+			apply(step, desc, engine.remove(ref))
 		default:
 			u := g.object()
 			objects[RefOf(u)] = u
 			desc = "upsert " + RefOf(u).String()
-			changes, _ := engine.Upsert(u)
+			changes, _ := engine.upsert(u)
 			apply(step, desc, changes)
 		}
 

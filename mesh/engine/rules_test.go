@@ -28,7 +28,7 @@ func runRuleCase(t *testing.T, c testkit.RuleCase) {
 	upsert := func(objs []map[string]any) []mesh.Change {
 		var all []mesh.Change
 		for _, o := range objs {
-			changes, err := e.Upsert(&unstructured.Unstructured{Object: o})
+			changes, err := e.upsert(&unstructured.Unstructured{Object: o})
 			if err != nil {
 				problems = append(problems, err.Error())
 			}
@@ -45,7 +45,7 @@ func runRuleCase(t *testing.T, c testkit.RuleCase) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			changes = append(changes, e.Delete(ObjectRef(ref))...)
+			changes = append(changes, e.remove(ObjectRef(ref))...)
 		}
 		if s.Changes != nil {
 			got := make([]string, len(changes))

@@ -33,7 +33,7 @@ func TestNamespacedViewShowsNothingOfOtherNamespaces(t *testing.T) {
 					u.SetLabels(labels)
 				}
 				objects[RefOf(u)] = u
-				e.Upsert(u)
+				e.upsert(u)
 			}
 			idsInA := map[string]bool{}
 			for _, u := range objects {
@@ -89,7 +89,7 @@ func TestNamespacedViewShowsNothingOfOtherNamespaces(t *testing.T) {
 
 			follower := New("follower-own")
 			for _, u := range objects {
-				follower.Upsert(u)
+				follower.upsert(u)
 			}
 			mirrored := mirrorOfJSON(t, snap).Snapshot().WithIDsOf(follower.Snapshot())
 			var fromLeader, fromFollower bytes.Buffer

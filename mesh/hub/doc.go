@@ -1,6 +1,6 @@
 // Package hub shares one engine.Engine between a source and many readers. It is the
-// cache.ResourceEventHandler that sources feed; it applies each object event under a lock,
-// hands the resulting changes to listeners in sequence order, and gives out snapshots.
+// source.Sink that sources feed: it applies each batch of object changes under a lock, hands
+// the resulting changes to listeners in sequence order, and gives out snapshots.
 //
 // The invariant: listeners see every change exactly once, in meshseq order, and a snapshot
 // always includes exactly the changes up to its Sequence. Listeners run under the lock, so they

@@ -8,32 +8,14 @@ import (
 	"slices"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Batch is the changes one source event caused, in meshseq order.
-type Batch struct {
-	Changes []mesh.Change
-	// Opens marks the first batch of an epoch. An epoch opens on the source's initial listing
-	// or when a leader finds no sequence space to continue (Lead), so this batch then holds
-	// the whole mesh as added changes from meshseq 1; what a destination kept of earlier
-	// epochs and the mesh lacks is stale.
-	Opens bool
-	// Resets says the sequence space is now at At, with no history before it that this replica
-	// holds: a follower loaded the leader's snapshot, or a new leader skipped numbers after a
-	// crash. Listeners drop what they kept of it; Changes, if any, follow At.
-	Resets bool
-	At     mesh.Position
-}
-
 // Listener receives each batch of changes, in order. It must not block.
-type Listener func(Batch)
+type Listener func(mesh.Batch)
 
 // Hub owns an engine for concurrent use.
 type Hub struct {
@@ -44,7 +26,7 @@ type Hub struct {
 	engine    *engine.Engine
 	listeners []listening
 	lastID    int
-	synced    func() bool
+	listed    func() bool
 	opened    bool // the engine's epoch has emitted its first batch
 	stopped   bool // nothing is emitted any more
 
@@ -73,17 +55,17 @@ func Following() Option {
 	return func(o *options) error { o.following = true; return nil }
 }
 
-// New returns a hub around e. synced reports whether the source has delivered its initial
+// New returns a hub around e. listed reports whether the source has delivered its initial
 // listing; until then the hub is not Ready. Defaults: no logging.
-func New(e *engine.Engine, synced func() bool, opts ...Option) (*Hub, error) {
+func New(e *engine.Engine, listed func() bool, opts ...Option) (*Hub, error) {
 	o := options{log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
-	if e == nil || synced == nil {
-		return nil, option.Invalid("hub", "an engine and a synced function are required")
+	if e == nil || listed == nil {
+		return nil, option.Invalid("hub", "an engine and a listed function are required")
 	}
-	h := &Hub{engine: e, synced: synced, log: o.log, following: o.following}
+	h := &Hub{engine: e, listed: listed, log: o.log, following: o.following}
 	if o.metrics != nil {
 		if err := h.registerMetrics(o.metrics); err != nil {
 			return nil, err
@@ -119,9 +101,9 @@ func (h *Hub) add(listeners []Listener) (remove func()) {
 	}
 }
 
-// Synced reports whether the engine holds the source's whole initial listing: only then may
+// Listed reports whether the engine holds the source's whole initial listing: only then may
 // this replica lead.
-func (h *Hub) Synced() bool { return h.synced() }
+func (h *Hub) Listed() bool { return h.listed() }
 
 // Ready reports whether the hub serves a whole mesh: the source's initial listing is applied,
 // or, on a follower, the leader's snapshot is loaded.
@@ -132,7 +114,7 @@ func (h *Hub) Ready() bool {
 	if following {
 		return mirrored
 	}
-	return h.synced()
+	return h.listed()
 }
 
 // Snapshot returns the mesh served (a follower's: the leader's); it is cheap and consistent.
@@ -190,7 +172,7 @@ func (h *Hub) Load(s engine.SnapshotJSON) error {
 		return ErrNotFollowing
 	}
 	h.mirror = m
-	h.broadcast(Batch{Resets: true, At: m.Position()})
+	h.broadcast(mesh.Batch{Resets: true, At: m.Position()})
 	return nil
 }
 
@@ -207,7 +189,7 @@ func (h *Hub) Replicate(c mesh.Change) error {
 	if err := h.mirror.Apply(c); err != nil {
 		return err
 	}
-	h.broadcast(Batch{Changes: []mesh.Change{c}})
+	h.broadcast(mesh.Batch{Changes: []mesh.Change{c}})
 	return nil
 }
 
@@ -217,7 +199,7 @@ func (h *Hub) Advance(p mesh.Position) {
 	defer h.mu.Unlock()
 	if h.following && h.mirror != nil && p.Epoch == h.mirror.Position().Epoch && p.Sequence > h.mirror.Position().Sequence {
 		h.mirror.Advance(p)
-		h.broadcast(Batch{Resets: true, At: p})
+		h.broadcast(mesh.Batch{Resets: true, At: p})
 	}
 }
 
@@ -249,7 +231,7 @@ func (h *Hub) Lead(epoch string, skip uint64) (from mesh.Position, continued boo
 	from = mirror.Position()
 	if skip > 0 {
 		from.Sequence += skip
-		h.broadcast(Batch{Resets: true, At: from})
+		h.broadcast(mesh.Batch{Resets: true, At: from})
 	}
 	h.emit(changes)
 	return from, true
@@ -264,63 +246,19 @@ func (h *Hub) Stop() mesh.Position {
 	return h.served().Position()
 }
 
-// OnAdd applies a new object.
-func (h *Hub) OnAdd(obj any, _ bool) { h.upsert(obj) }
-
-// OnUpdate applies a changed object.
-func (h *Hub) OnUpdate(_, obj any) { h.upsert(obj) }
-
-// OnDelete applies a deletion, including one only learnt of by a relist.
-func (h *Hub) OnDelete(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	p, ok := parsed(obj)
-	if !ok {
-		h.log.Error("hub: deleted object of unexpected type ignored", "type", typeName(obj))
-		return
-	}
+// Apply applies a source's batch of object changes under the lock and emits the net entity
+// changes as one batch; it is the hub's side of source.Sink. A whole listing (Replace) opens
+// the epoch with one added change per entity.
+func (h *Hub) Apply(b engine.ObjectBatch) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.countObjects(p.Ref())
-	h.emit(h.engine.Delete(p.Ref()))
-}
-
-// parsed is an object as sources deliver it (read for the engine) or whole (read here).
-func parsed(obj any) (*engine.Parsed, bool) {
-	switch o := obj.(type) {
-	case *engine.Parsed:
-		return o, true
-	case *unstructured.Unstructured:
-		return engine.Parse(o), true
-	}
-	return nil, false
-}
-
-// Replace applies a whole listing as one batch: objects the hub holds that the list lacks are
-// deleted. The initial listing through Replace makes the epoch open with one added event per
-// entity.
-func (h *Hub) Replace(objs []*engine.Parsed) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range objs {
+	for _, p := range b.Upserts {
 		h.countObjects(p.Ref())
 	}
-	changes, problems := h.engine.ReplaceParsed(objs)
-	h.countProblems(problems)
-	h.logProblems(problems)
-	h.emit(changes)
-}
-
-// Apply applies deletions and upserts as one batch: only the net entity changes are emitted.
-func (h *Hub) Apply(upserts []*engine.Parsed, deletes []engine.ObjectRef) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range upserts {
-		h.countObjects(p.Ref())
+	if !b.Replace {
+		h.countObjects(b.Deletes...)
 	}
-	h.countObjects(deletes...)
-	changes, problems := h.engine.ApplyParsed(upserts, deletes)
+	changes, problems := h.engine.Apply(b)
 	h.countProblems(problems)
 	h.logProblems(problems)
 	h.emit(changes)
@@ -331,30 +269,17 @@ func (h *Hub) logProblems(problems error) {
 	if problems == nil {
 		return
 	}
+	each := []error{problems}
 	if joined, ok := problems.(interface{ Unwrap() []error }); ok {
-		for _, p := range joined.Unwrap() {
-			h.log.Warn("object partly ignored", "problems", p.Error())
+		each = joined.Unwrap()
+	}
+	for _, p := range each {
+		var attrs []any
+		if op, ok := p.(*engine.ObjectProblem); ok {
+			attrs = append(attrs, "object", op.Ref.String())
 		}
-		return
+		h.log.Warn("object partly ignored", append(attrs, "problems", p.Error())...)
 	}
-	h.log.Warn("object partly ignored", "problems", problems.Error())
-}
-
-func (h *Hub) upsert(obj any) {
-	p, ok := parsed(obj) // before the lock: filter expressions can be costly to read
-	if !ok {
-		h.log.Error("hub: object of unexpected type ignored", "type", typeName(obj))
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.countObjects(p.Ref())
-	changes, problems := h.engine.UpsertParsed(p)
-	h.countProblems(problems)
-	if problems != nil {
-		h.log.Warn("object partly ignored", "object", p.Ref().String(), "problems", problems.Error())
-	}
-	h.emit(changes)
 }
 
 // emit hands the engine's changes to the listeners, unless a follower serves another space.
@@ -362,12 +287,12 @@ func (h *Hub) emit(changes []mesh.Change) {
 	if len(changes) == 0 || h.following {
 		return
 	}
-	b := Batch{Changes: changes, Opens: !h.opened}
+	b := mesh.Batch{Changes: changes, Opens: !h.opened}
 	h.opened = true
 	h.broadcast(b)
 }
 
-func (h *Hub) broadcast(b Batch) {
+func (h *Hub) broadcast(b mesh.Batch) {
 	if h.stopped {
 		return
 	}
@@ -378,7 +303,7 @@ func (h *Hub) broadcast(b Batch) {
 
 // LogChanges is a listener that logs one readable line per change.
 func LogChanges(log *slog.Logger) Listener {
-	return func(b Batch) {
+	return func(b mesh.Batch) {
 		level := slog.LevelInfo
 		if b.Opens && len(b.Changes) > 0 {
 			// The batch opening an epoch is the whole mesh: one summary line, the entities
@@ -406,5 +331,3 @@ func LogChanges(log *slog.Logger) Listener {
 		}
 	}
 }
-
-func typeName(v any) string { return fmt.Sprintf("%T", v) }

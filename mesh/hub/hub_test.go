@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
@@ -18,25 +17,22 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
-// The hub is what sources feed, whole listings included.
-var (
-	_ source.ListHandler  = (*Hub)(nil)
-	_ source.BatchHandler = (*Hub)(nil)
-)
+// The hub is what sources feed.
+var _ source.Sink = (*Hub)(nil)
 
 func broker(name string, labels map[string]any) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
 		"metadata": map[string]any{"name": name, "namespace": "ns", "labels": labels}}}
 }
 
-func TestHubAppliesHandlerEvents(t *testing.T) {
+func TestHubAppliesBatches(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	synced := false
 	h := testkit.Must(New(engine.New("e"), func() bool { return synced }, WithLogger(log)))
 	var got []string
-	h.Listen(func(batch Batch) {
+	h.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 
 		for _, c := range cs {
@@ -48,15 +44,15 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 	if h.Ready() {
 		t.Fatal("ready before the source synced")
 	}
-	h.OnAdd(broker("a", nil), true)
-	h.OnUpdate(broker("a", nil), broker("a", map[string]any{"tier": "gold"}))
-	h.OnUpdate(broker("a", nil), broker("a", map[string]any{"tier": "gold"})) // no change
-	h.OnAdd(broker("b", nil), false)
-	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/b", Obj: broker("b", nil)}) // missed during a watch gap
-	h.OnDelete("not an object")
-	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta3",
+	h.Apply(engine.Upserts(broker("a", nil)))
+	h.Apply(engine.Upserts(broker("a", map[string]any{"tier": "gold"})))
+	h.Apply(engine.Upserts(broker("a", map[string]any{"tier": "gold"}))) // no change
+	h.Apply(engine.Upserts(broker("b", nil)))
+	h.Apply(engine.Deletes(engine.RefOf(broker("b", nil))))
+	h.Apply(engine.Deletes(engine.RefOf(broker("never-there", nil)))) // nothing to delete: no change
+	h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta3",
 		"kind": "EventType", "metadata": map[string]any{"name": "x", "namespace": "ns"},
-		"spec": map[string]any{"attributes": "oops"}}}, false)
+		"spec": map[string]any{"attributes": "oops"}}}))
 	synced = true
 
 	want := []string{
@@ -74,7 +70,6 @@ func TestHubAppliesHandlerEvents(t *testing.T) {
 	}
 	for _, line := range []string{
 		`msg="broker updated" epoch=e seq=2 key=eventing.knative.dev/Broker/ns/a diff="labels: null → {\"tier\":\"gold\"}"`,
-		`object of unexpected type ignored" type=string`,
 		`object partly ignored" object=eventing.knative.dev/EventType/ns/x problems="eventing.knative.dev/EventType/ns/x: spec.attributes: want a list, got string"`,
 	} {
 		if !strings.Contains(logs.String(), line) {
@@ -87,7 +82,7 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 	t.Parallel()
 	h := testkit.Must(New(engine.New("e"), func() bool { return true }))
 	var batches [][]string
-	h.Listen(func(batch Batch) {
+	h.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 
 		var b []string
@@ -96,8 +91,8 @@ func TestHubReplaceIsOneBatch(t *testing.T) {
 		}
 		batches = append(batches, b)
 	})
-	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}))
-	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("b", nil)}))
+	h.Apply(engine.Listing(broker("a", nil), broker("b", nil)))
+	h.Apply(engine.Listing(broker("b", nil)))
 	want := [][]string{
 		{"#1 broker added eventing.knative.dev/Broker/ns/a", "#2 broker added eventing.knative.dev/Broker/ns/b"},
 		{"#3 broker deleted eventing.knative.dev/Broker/ns/a"},
@@ -114,26 +109,26 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	t.Parallel()
 	var got, stopped []string
 	record := func(into *[]string) Listener {
-		return func(b Batch) {
+		return func(b mesh.Batch) {
 			*into = append(*into, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
 		}
 	}
 	h := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
 	h.Listen(record(&got))
 	remove := h.Listen(record(&stopped))
-	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})) // kept to itself while following
+	h.Apply(engine.Listing(broker("a", nil), broker("b", nil))) // kept to itself while following
 	if from, continued := h.Lead("e1", 0); continued || from != (mesh.Position{}) {
 		t.Fatalf("Lead without a sequence space: from %v, continued %v", from, continued)
 	}
-	h.OnAdd(broker("c", nil), false)
+	h.Apply(engine.Upserts(broker("c", nil)))
 	remove()
-	h.OnDelete(broker("a", nil))
+	h.Apply(engine.Deletes(engine.RefOf(broker("a", nil))))
 
 	empty := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
 	empty.Listen(record(&got))
 	empty.Lead("e2", 0) // an empty mesh: nothing to emit, so the next batch opens e2
-	empty.OnAdd(broker("d", nil), false)
-	empty.OnAdd(broker("e", nil), false)
+	empty.Apply(engine.Upserts(broker("d", nil)))
+	empty.Apply(engine.Upserts(broker("e", nil)))
 	want := []string{"e1 opens=true n=2", "e1 opens=false n=1", "e1 opens=false n=1", "e2 opens=true n=1", "e2 opens=false n=1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches\n got %q\nwant %q", got, want)
@@ -150,12 +145,12 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	t.Parallel()
 	leader := testkit.Must(New(engine.New("lead"), func() bool { return true }))
 	var fromLeader []mesh.Change
-	leader.Listen(func(b Batch) { fromLeader = append(fromLeader, b.Changes...) })
-	leader.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}))
+	leader.Listen(func(b mesh.Batch) { fromLeader = append(fromLeader, b.Changes...) })
+	leader.Apply(engine.Listing(broker("a", nil), broker("b", nil)))
 
 	follower := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
 	var got []string
-	follower.Listen(func(b Batch) {
+	follower.Listen(func(b mesh.Batch) {
 		if b.Resets {
 			got = append(got, fmt.Sprintf("reset %s #%d", b.At.Epoch, b.At.Sequence))
 		}
@@ -163,14 +158,14 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 			got = append(got, c.Epoch+" "+c.String())
 		}
 	})
-	follower.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil), broker("c", nil)}))
+	follower.Apply(engine.Listing(broker("a", nil), broker("b", nil), broker("c", nil)))
 	if follower.Ready() || follower.Snapshot().Len() != 0 {
 		t.Fatalf("a follower without the leader's snapshot serves %d entities (ready %v)", follower.Snapshot().Len(), follower.Ready())
 	}
 	if err := follower.Load(leader.Snapshot().Raw()); err != nil {
 		t.Fatal(err)
 	}
-	leader.OnAdd(broker("d", nil), false)
+	leader.Apply(engine.Upserts(broker("d", nil)))
 	if err := follower.Replicate(fromLeader[len(fromLeader)-1]); err != nil {
 		t.Fatal(err)
 	}
@@ -188,9 +183,9 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	if err := follower.Replicate(fromLeader[0]); !errors.Is(err, ErrNotFollowing) {
 		t.Errorf("replicating while leading: %v", err)
 	}
-	follower.OnAdd(broker("e", nil), false)
+	follower.Apply(engine.Upserts(broker("e", nil)))
 	follower.Stop()
-	follower.OnAdd(broker("f", nil), false)
+	follower.Apply(engine.Upserts(broker("f", nil)))
 	want := []string{
 		"reset lead #2",
 		"lead #3 broker added eventing.knative.dev/Broker/ns/d",

@@ -102,7 +102,7 @@ func CountChanges(reg prometheus.Registerer) (Listener, error) {
 	if err := reg.Register(changes); err != nil {
 		return nil, err
 	}
-	return func(b Batch) {
+	return func(b mesh.Batch) {
 		for _, c := range b.Changes {
 			changes.WithLabelValues(c.Kind.String(), c.Op.String()).Inc()
 		}

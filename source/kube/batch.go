@@ -5,11 +5,10 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
-	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
 
 // Live changes that arrive together (a relist after a watch expired, a kubectl apply of many
-// objects, a namespace deleted) are handed over as one batch, each object's latest change
+// objects, a namespace deleted) are sent as one batch, each object's latest change
 // only, so the mesh emits only the net entity changes: never a consumedBy emptied just before
 // its EventType's delete. A burst ends when no change has come for batchQuiet, or at
 // batchMax: the latency a lone change pays is batchQuiet.
@@ -37,21 +36,22 @@ func (b *changeBatch) put(ref engine.ObjectRef, p *engine.Parsed) {
 	b.latest[ref] = pendingChange{p}
 }
 
-// take empties the batch: the objects whose latest change is an update, and those deleted.
-func (b *changeBatch) take() (upserts []*engine.Parsed, deletes []engine.ObjectRef) {
+// take empties the burst: the objects whose latest change is an update, and those deleted.
+func (b *changeBatch) take() engine.ObjectBatch {
+	var out engine.ObjectBatch
 	for _, ref := range b.order {
 		if c := b.latest[ref]; c.p == nil {
-			deletes = append(deletes, ref)
+			out.Deletes = append(out.Deletes, ref)
 		} else {
-			upserts = append(upserts, c.p)
+			out.Upserts = append(out.Upserts, c.p)
 		}
 	}
 	b.order, b.latest = nil, nil
-	return upserts, deletes
+	return out
 }
 
-// flushBursts hands each burst of live changes to h as one batch until ctx ends.
-func (s *Source) flushBursts(ctx context.Context, h source.BatchHandler) {
+// flushBursts sends each burst of live changes to the sink as one batch until ctx ends.
+func (s *Source) flushBursts(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,8 +74,8 @@ func (s *Source) flushBursts(ctx context.Context, h source.BatchHandler) {
 			break
 		}
 		s.mu.Lock()
-		if upserts, deletes := s.batch.take(); len(upserts)+len(deletes) > 0 {
-			h.Apply(upserts, deletes)
+		if b := s.batch.take(); b.Len() > 0 {
+			s.sink.Apply(b)
 		}
 		s.mu.Unlock()
 	}

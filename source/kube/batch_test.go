@@ -35,11 +35,11 @@ func TestChangeBatchKeepsEachObjectsLatest(t *testing.T) {
 	put(obj("Broker", "b"), true) // created and gone again
 	put(obj("EventType", "gone"), true)
 	var upsertNames, deleteNames []string
-	upserts, deletes := b.take()
-	for _, p := range upserts {
+	taken := b.take()
+	for _, p := range taken.Upserts {
 		upsertNames = append(upsertNames, p.Ref().Kind+"/"+p.Ref().Name)
 	}
-	for _, r := range deletes {
+	for _, r := range taken.Deletes {
 		deleteNames = append(deleteNames, r.Kind+"/"+r.Name)
 	}
 	if got, want := upsertNames, []string{"Trigger/t", "EventType/e"}; !reflect.DeepEqual(got, want) {
@@ -48,7 +48,7 @@ func TestChangeBatchKeepsEachObjectsLatest(t *testing.T) {
 	if got, want := deleteNames, []string{"Broker/b", "EventType/gone"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("deletes %q, want %q", got, want)
 	}
-	if u, d := b.take(); len(u)+len(d) > 0 {
-		t.Errorf("taken twice: %d %d", len(u), len(d))
+	if again := b.take(); again.Len() > 0 {
+		t.Errorf("taken twice: %d %d", len(again.Upserts), len(again.Deletes))
 	}
 }

@@ -1,6 +1,6 @@
 // Package kube is the cluster source: it watches a Kubernetes API server with client-go
 // informers, the way ApiServerSource does, and feeds every object the mesh depends on to a
-// cache.ResourceEventHandler (normally mesh/hub). Nothing is polled and no request reaches the
+// source.Sink (the mesh hub) in batches. Nothing is polled and no request reaches the
 // API server per mesh read; after the initial listing, the API server pushes every change.
 //
 // What it watches, and why each is needed:
@@ -20,9 +20,9 @@
 //
 // Exactness: the mesh engine is idempotent (an unchanged object changes nothing), client-go
 // informers replay a relist as updates plus tombstones for objects gone meanwhile, and the
-// source tracks which objects it has handed over per kind, so stopping or swapping an informer
+// source tracks which objects it has sent per kind, so stopping or swapping an informer
 // deletes exactly what disappeared with it. The initial listing of every kind is delivered as
-// one batch (source.ListHandler.Replace).
+// one batch (engine.ObjectBatch.Replace).
 //
 // A kind the source may not list (RBAC) or that the API server does not serve is degraded on
 // its own: a log line, the broadcaster_source_kind_degraded gauge, and the informer's retries

@@ -95,15 +95,15 @@ type Source struct {
 	log        *slog.Logger
 	degraded   *prometheus.GaugeVec
 
-	synced  atomic.Bool    // the initial listing is handed over; changes now go to the handler live
+	listed  atomic.Bool    // the initial listing is sent; changes now go to the sink live
 	running sync.WaitGroup // informer goroutines
 
 	mu          sync.Mutex
 	ctx         context.Context
-	handler     cache.ResourceEventHandler
+	sink        source.Sink
 	initial     map[engine.ObjectRef]*engine.Parsed // the initial listing, until live
 	watches     map[engine.GroupKind]*kindWatch
-	handed      map[engine.GroupKind]map[nsName]struct{} // what the handler holds, per kind
+	sent        map[engine.GroupKind]map[nsName]struct{} // what the sink holds, per kind
 	crdsReady   bool                                     // the CRD informer has listed (or cannot)
 	crds        map[string]crdInfo                       // by CRD name
 	crdOfKind   map[engine.GroupKind]string
@@ -175,7 +175,7 @@ func New(cfg *rest.Config, opts ...Option) (*Source, error) {
 		degraded:    degraded,
 		initial:     map[engine.ObjectRef]*engine.Parsed{},
 		watches:     map[engine.GroupKind]*kindWatch{},
-		handed:      map[engine.GroupKind]map[nsName]struct{}{},
+		sent:        map[engine.GroupKind]map[nsName]struct{}{},
 		crds:        map[string]crdInfo{},
 		crdOfKind:   map[engine.GroupKind]string{},
 		subscribers: map[engine.ObjectRef]engine.GroupKind{},
@@ -184,27 +184,25 @@ func New(cfg *rest.Config, opts ...Option) (*Source, error) {
 	}, nil
 }
 
-// HasSynced reports whether the initial listing of every watchable kind has been delivered.
-func (s *Source) HasSynced() bool { return s.synced.Load() }
+// Listed reports whether the initial listing of every watchable kind has been delivered.
+func (s *Source) Listed() bool { return s.listed.Load() }
 
-// Run watches until ctx ends. The initial listing goes to h as one Replace when h is a
-// source.ListHandler; every later change as it happens.
-func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
+// Run watches until ctx ends. The initial listing goes to sink as one batch (Replace); later
+// changes in bursts, each burst one batch.
+func (s *Source) Run(ctx context.Context, sink source.Sink) error {
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(s.log.Handler()))
 	s.mu.Lock()
-	if s.handler != nil {
+	if s.sink != nil {
 		s.mu.Unlock()
 		return errors.New("kube source: Run called twice")
 	}
-	s.ctx, s.handler = ctx, h
-	if bh, ok := h.(source.BatchHandler); ok {
-		s.more = make(chan struct{}, 1)
-		s.running.Add(1)
-		go func() {
-			defer s.running.Done()
-			s.flushBursts(ctx, bh)
-		}()
-	}
+	s.ctx, s.sink = ctx, sink
+	s.more = make(chan struct{}, 1)
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		s.flushBursts(ctx)
+	}()
 	s.start(gkCRD, watchSpec{resource: crdResource})
 	s.mu.Unlock()
 	// Load discovery while the CRDs list, so resolving the first built-in subscriber kind
@@ -264,14 +262,8 @@ func (s *Source) goLiveWhenListed() bool {
 		objs = append(objs, p)
 	}
 	s.initial = nil
-	if lh, ok := s.handler.(source.ListHandler); ok {
-		lh.Replace(objs)
-	} else {
-		for _, p := range objs {
-			s.handler.OnAdd(p, true)
-		}
-	}
-	s.synced.Store(true)
+	s.sink.Apply(engine.ObjectBatch{Upserts: objs, Replace: true})
+	s.listed.Store(true)
 	s.log.Info("cluster listed", "objects", len(objs), "kinds", len(s.watches))
 	return true
 }
@@ -299,9 +291,9 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 		return
 	}
 	if deleted {
-		s.hand(w.gk, p.Ref(), nil)
+		s.send(w.gk, p.Ref(), nil)
 	} else {
-		s.hand(w.gk, p.Ref(), p)
+		s.send(w.gk, p.Ref(), p)
 	}
 	switch w.gk {
 	case gkCRD:
@@ -311,24 +303,24 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 	}
 }
 
-// hand passes one object change on (p nil: ref is deleted) and records what the handler holds.
-func (s *Source) hand(gk engine.GroupKind, ref engine.ObjectRef, p *engine.Parsed) {
+// send passes one object change on (p nil: ref is deleted) and records what the sink holds.
+func (s *Source) send(gk engine.GroupKind, ref engine.ObjectRef, p *engine.Parsed) {
 	deleted := p == nil
 	key := nsName{ref.Namespace, ref.Name}
-	held := s.handed[gk]
+	held := s.sent[gk]
 	if deleted {
 		if _, ok := held[key]; !ok {
-			return // never handed over (or already deleted): nothing to undo
+			return // never sent (or already deleted): nothing to undo
 		}
 		delete(held, key)
 	} else {
 		if held == nil {
 			held = map[nsName]struct{}{}
-			s.handed[gk] = held
+			s.sent[gk] = held
 		}
 		held[key] = struct{}{}
 	}
-	if !s.synced.Load() {
+	if !s.listed.Load() {
 		if deleted {
 			delete(s.initial, ref)
 		} else {
@@ -336,29 +328,20 @@ func (s *Source) hand(gk engine.GroupKind, ref engine.ObjectRef, p *engine.Parse
 		}
 		return
 	}
-	if s.more != nil { // a batch handler: the burst goes over as one batch
-		s.batch.put(ref, p)
-		select {
-		case s.more <- struct{}{}:
-		default:
-		}
-		return
-	}
-	switch {
-	case deleted:
-		s.handler.OnDelete(engine.Deleted(ref))
+	s.batch.put(ref, p) // the burst goes over as one batch
+	select {
+	case s.more <- struct{}{}:
 	default:
-		s.handler.OnUpdate(p, p) // the mesh treats adds and updates alike
 	}
 }
 
-// forget deletes every object of gk the handler holds that keep lacks (nil: all of them).
-func (s *Source) forget(gk engine.GroupKind, keep map[nsName]struct{}) {
-	for key := range s.handed[gk] {
+// retract deletes every object of gk the sink holds that keep lacks (nil: all of them).
+func (s *Source) retract(gk engine.GroupKind, keep map[nsName]struct{}) {
+	for key := range s.sent[gk] {
 		if _, ok := keep[key]; ok {
 			continue
 		}
-		s.hand(gk, engine.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: key.namespace, Name: key.name}, nil)
+		s.send(gk, engine.ObjectRef{Group: gk.Group, Kind: gk.Kind, Namespace: key.namespace, Name: key.name}, nil)
 	}
 }
 
@@ -505,7 +488,7 @@ func (s *Source) resolve(gk engine.GroupKind, subscriber bool) (watchSpec, bool)
 }
 
 // start watches gk as spec says, replacing any current watch of gk. Once the new watch has
-// listed, objects its predecessor handed over that it lacks are deleted.
+// listed, objects its predecessor sent that it lacks are deleted.
 func (s *Source) start(gk engine.GroupKind, spec watchSpec) {
 	if old, ok := s.watches[gk]; ok {
 		old.cancel()
@@ -513,7 +496,7 @@ func (s *Source) start(gk engine.GroupKind, spec watchSpec) {
 	}
 	w := s.newWatch(gk, spec)
 	s.watches[gk] = w
-	if len(s.handed[gk]) == 0 {
+	if len(s.sent[gk]) == 0 {
 		return
 	}
 	s.running.Add(1)
@@ -525,17 +508,17 @@ func (s *Source) start(gk engine.GroupKind, spec watchSpec) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.watches[gk] == w {
-			s.forget(gk, w.keys())
+			s.retract(gk, w.keys())
 		}
 	}()
 }
 
-// stop ends the watch of gk and deletes everything it handed over.
+// stop ends the watch of gk and deletes everything it sent.
 func (s *Source) stop(gk engine.GroupKind, w *kindWatch) {
 	w.cancel()
 	s.clearDegraded(w)
 	delete(s.watches, gk)
-	s.forget(gk, nil)
+	s.retract(gk, nil)
 }
 
 func (s *Source) clearDegraded(w *kindWatch) {

@@ -115,7 +115,7 @@ metadata: {name: t, namespace: n, resourceVersion: "9", managedFields: [{manager
 spec: {broker: b, subscriber: {ref: {apiVersion: v1, kind: Service, name: s}}, delivery: {retry: 3}}
 status: {conditions: [{type: Ready}]}`)
 	out, err = trigger.transform(obj)
-	if p, ok := out.(*engine.Parsed); err != nil || !ok || !reflect.DeepEqual(p, engine.Parse(obj)) || p.ResourceVersion() != "9" {
+	if p, ok := out.(*engine.Parsed); err != nil || !ok || !reflect.DeepEqual(p, engine.Parse(obj)) {
 		t.Errorf("trigger read as %#v (%v), want %#v", out, err, engine.Parse(obj))
 	}
 	if again, _ := trigger.transform(out); again != out {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
@@ -30,20 +29,20 @@ import (
 type Source struct {
 	dir string
 	options
-	synced atomic.Bool
+	listed atomic.Bool
 
 	files    map[string]*file                 // by path
-	current  map[engine.ObjectRef]*definition // what the handler has been given
+	current  map[engine.ObjectRef]*definition // what the sink has been given
 	skipped  map[string]string                // paths passed over, and why: each is reported once
 	realRoot string                           // dir with its symlinks resolved
 	missing  atomic.Pointer[error]            // why the directory cannot be read now (nil: it can)
 	parent   string                           // the folder watched while dir is missing ("": none)
 }
 
-var _ source.Troubled = (*Source)(nil)
+var _ source.Staleness = (*Source)(nil)
 
-// Trouble says why the directory cannot be read now; the mesh keeps what it last held.
-func (s *Source) Trouble() error {
+// Stale says why the directory cannot be read now; the mesh keeps what it last held.
+func (s *Source) Stale() error {
 	if p := s.missing.Load(); p != nil {
 		return *p
 	}
@@ -176,19 +175,20 @@ func prepare(dir string, opts []Option) (options, error) {
 	return o, nil
 }
 
-// HasSynced reports whether the first full read of the directory has been delivered.
-func (s *Source) HasSynced() bool { return s.synced.Load() }
+// Listed reports whether the first full read of the directory has been delivered.
+func (s *Source) Listed() bool { return s.listed.Load() }
 
-// Run reads the directory, delivers its objects, then delivers every change until ctx ends.
-func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
+// Run reads the directory and sends its objects as one batch (Replace), then sends each
+// change (a debounced burst of file events) as one batch, until ctx ends.
+func (s *Source) Run(ctx context.Context, sink source.Sink) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", s.dir, err)
 	}
 	defer w.Close()
 
-	s.rescan(w, nil, h, true)
-	s.synced.Store(true)
+	s.rescan(w, nil, sink, true)
+	s.listed.Store(true)
 
 	var (
 		timer    = time.NewTimer(time.Hour)
@@ -220,19 +220,19 @@ func (s *Source) Run(ctx context.Context, h cache.ResourceEventHandler) error {
 			pending[s.dir] = true
 			timer.Reset(s.quiet)
 		case <-timer.C:
-			s.rescan(w, pending, h, false)
+			s.rescan(w, pending, sink, false)
 			pending, deadline = map[string]bool{}, time.Time{}
 		}
 	}
 }
 
-// rescan walks the directory, re-reads files that changed (or that events named), and hands
-// the handler the difference between the new merged view and the last one. A directory that
+// rescan walks the directory, re-reads files that changed (or that events named), and sends
+// the sink the difference between the new merged view and the last one. A directory that
 // is gone changes nothing: the mesh keeps its content until the directory is back.
-func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.ResourceEventHandler, initial bool) {
+func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, sink source.Sink, initial bool) {
 	if !s.present(w) {
 		if initial {
-			s.deliver(h, initial)
+			s.deliver(sink, initial)
 		}
 		return
 	}
@@ -301,7 +301,7 @@ func (s *Source) rescan(w *fsnotify.Watcher, touched map[string]bool, h cache.Re
 			s.log.Info("manifest file removed", "file", s.rel(path))
 		}
 	}
-	s.deliver(h, initial)
+	s.deliver(sink, initial)
 }
 
 // regularFile returns the file info of a path worth reading: a regular file, or a symlink to one
@@ -382,8 +382,9 @@ func location(err error) string {
 	return ""
 }
 
-// deliver merges the files (first definition in path order wins) and hands h the difference.
-func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
+// deliver merges the files (first definition in path order wins) and sends the sink the
+// difference.
+func (s *Source) deliver(sink source.Sink, initial bool) {
 	s.countProblems()
 	paths := make([]string, 0, len(s.files))
 	for p := range s.files {
@@ -427,13 +428,13 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 		}
 		return strings.Compare(a.String(), b.String())
 	})
-	if lh, ok := h.(source.ListHandler); ok && initial {
+	if initial {
 		list := make([]*engine.Parsed, len(refs))
 		for i, ref := range refs {
 			list[i] = next[ref].obj
 		}
-		lh.Replace(list)
 		s.current = next
+		sink.Apply(engine.ObjectBatch{Upserts: list, Replace: true})
 		return
 	}
 	var upserts []*engine.Parsed
@@ -442,28 +443,14 @@ func (s *Source) deliver(h cache.ResourceEventHandler, initial bool) {
 			upserts = append(upserts, d.obj)
 		}
 	}
-	previous := s.current
 	s.current = next
-	if bh, ok := h.(source.BatchHandler); ok { // one batch: only the net entity changes
-		if len(gone)+len(upserts) > 0 {
-			bh.Apply(upserts, gone)
-		}
-		return
-	}
-	for _, ref := range gone {
-		h.OnDelete(engine.Deleted(ref))
-	}
-	for _, p := range upserts {
-		if old := previous[p.Ref()]; old != nil {
-			h.OnUpdate(old.obj, p)
-		} else {
-			h.OnAdd(p, initial)
-		}
+	if len(gone)+len(upserts) > 0 { // one batch: only the net entity changes
+		sink.Apply(engine.ObjectBatch{Upserts: upserts, Deletes: gone})
 	}
 }
 
 // present checks that the directory is there. When it is not, it says so once (log, metric,
-// Trouble) and watches the folder above for its return; when it is back, it watches it again.
+// Stale) and watches the folder above for its return; when it is back, it watches it again.
 func (s *Source) present(w *fsnotify.Watcher) bool {
 	info, err := os.Stat(s.dir)
 	if err == nil && !info.IsDir() {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -64,8 +65,8 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 		t.Fatal(err)
 	}
 	h.src = src
-	h.hub = testkit.Must(hub.New(engine.New("e"), src.HasSynced, hub.WithLogger(log)))
-	h.hub.Listen(func(batch hub.Batch) {
+	h.hub = testkit.Must(hub.New(engine.New("e"), src.Listed, hub.WithLogger(log)))
+	h.hub.Listen(func(batch mesh.Batch) {
 		changes := batch.Changes
 
 		h.mu.Lock()
@@ -83,7 +84,7 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 			t.Errorf("Run returned %v, want context.Canceled", err)
 		}
 	})
-	h.waitFor("initial sync", src.HasSynced)
+	h.waitFor("initial sync", src.Listed)
 	return h
 }
 
@@ -279,12 +280,12 @@ func TestOnlyRegularFilesInside(t *testing.T) {
 	var logs testkit.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	src := testkit.Must(New(dir, WithLogger(log), WithMaxFileBytes(1000), WithDebounce(20*time.Millisecond, 100*time.Millisecond)))
-	h := testkit.Must(hub.New(engine.New("e"), src.HasSynced))
+	h := testkit.Must(hub.New(engine.New("e"), src.Listed))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, h) }()
 	defer func() { cancel(); <-done }()
-	testkit.Eventually(t, "the first listing", 10*time.Second, src.HasSynced)
+	testkit.Eventually(t, "the first listing", 10*time.Second, src.Listed)
 	keys := func() []string {
 		var out []string
 		h.Snapshot().Each(func(en engine.Entity) bool { out = append(out, en.Key.Name); return true })
@@ -362,17 +363,17 @@ func TestDirectoryGoneAndBack(t *testing.T) {
 	if err := os.RemoveAll(h.dir); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("the source to notice", func() bool { return h.src.Trouble() != nil })
+	h.waitFor("the source to notice", func() bool { return h.src.Stale() != nil })
 	time.Sleep(300 * time.Millisecond) // more than a debounce: anything it would send is sent
 	if got := h.take(); len(got) > 0 || h.hub.Snapshot().Len() != before {
 		t.Fatalf("the directory went away and the mesh changed: %q, %d entities (had %d)", got, h.hub.Snapshot().Len(), before)
 	}
-	if !strings.Contains(h.src.Trouble().Error(), "serving the mesh as last read") {
-		t.Errorf("trouble: %v", h.src.Trouble())
+	if !strings.Contains(h.src.Stale().Error(), "serving the mesh as last read") {
+		t.Errorf("trouble: %v", h.src.Stale())
 	}
 	h.write("a.yaml", strings.ReplaceAll(brokerAndType, "%TYPE%", "v2"))
 	h.expect("the directory back with an edit", "eventtype updated eventing.knative.dev/EventType/shop/created")
-	if err := h.src.Trouble(); err != nil {
+	if err := h.src.Stale(); err != nil {
 		t.Errorf("trouble after the directory returned: %v", err)
 	}
 	if n := strings.Count(h.logs.String(), "manifests directory is gone"); n != 1 {

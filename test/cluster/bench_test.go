@@ -46,7 +46,6 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	testkube "github.com/event-mesh-broadcaster/broadcaster/test/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
@@ -89,7 +88,7 @@ func BenchmarkWriteToChange(b *testing.B) {
 	}
 	seenCh := make(chan seen, 1<<14)
 	var dropped atomic.Int64
-	r.hub.Listen(func(batch hub.Batch) {
+	r.hub.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 
 		now := time.Now()
@@ -346,10 +345,10 @@ func breakDown(b *testing.B, cfg *rest.Config, n int) (p syncParts) {
 		heapBefore := heapInUse()
 		listTook, objs, eachKind := listLikeTheSource(b, cfg)
 		heapObjects := heapInUse()
-		engine := engine.New("bench")
+		eng := engine.New("bench")
 		start := time.Now()
 		count := func() int { // the changes are let go of, as the transports would have by now
-			changes, _ := engine.ReplaceParsed(objs)
+			changes, _ := eng.Apply(engine.ObjectBatch{Upserts: objs, Replace: true})
 			return len(changes)
 		}()
 		engineTook := time.Since(start)
@@ -359,7 +358,7 @@ func breakDown(b *testing.B, cfg *rest.Config, n int) (p syncParts) {
 		b.Logf("objects=%d: the engine's Replace of them took %v (%d changes); engine heap %.1f MiB",
 			n, engineTook.Round(time.Millisecond), count, heapEngine-heapObjects)
 		runtime.KeepAlive(objs)
-		runtime.KeepAlive(engine)
+		runtime.KeepAlive(eng)
 		p.list, p.engine = ms(listTook), ms(engineTook)
 		p.objectsHeap, p.engineHeap = heapObjects-heapBefore, heapEngine-heapObjects
 	}()

@@ -73,7 +73,7 @@ func (c *cluster) freshEntities() map[string]string {
 		}
 	}
 	e := engine.New("fresh")
-	e.Replace(objs)
+	e.Apply(engine.Listing(objs...))
 	return entitiesOf(e.Snapshot())
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -142,8 +143,8 @@ func startSource(t testing.TB, cfg *rest.Config, opts ...kube.Option) *running {
 		t.Fatal(err)
 	}
 	r.source = src
-	r.hub = testkit.Must(hub.New(engine.New("test"), src.HasSynced, hub.WithLogger(log)))
-	r.hub.Listen(func(batch hub.Batch) {
+	r.hub = testkit.Must(hub.New(engine.New("test"), src.Listed, hub.WithLogger(log)))
+	r.hub.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 
 		r.mu.Lock()
@@ -152,9 +153,9 @@ func startSource(t testing.TB, cfg *rest.Config, opts ...kube.Option) *running {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- src.Run(ctx, &recorder{ListHandler: r.hub, seen: r.seen}) }()
+	go func() { r.done <- src.Run(ctx, &recorder{Sink: r.hub, seen: r.seen}) }()
 	t.Cleanup(r.stop)
-	testkit.Eventually(t, "the source's initial listing", 60*time.Second, src.HasSynced)
+	testkit.Eventually(t, "the source's initial listing", 60*time.Second, src.Listed)
 	return r
 }
 
@@ -192,20 +193,21 @@ func (r *running) changeCount() int {
 	return len(r.changes)
 }
 
-// waitSeen waits until the source has handed over u at (at least) the version the API
-// server returned, so writes of different kinds reach the mesh in the order they were made.
+// waitSeen waits until the source has sent u as the API server returned it, so writes of
+// different kinds reach the mesh in the order they were made.
 func (r *running) waitSeen(u *unstructured.Unstructured) {
 	r.t.Helper()
 	ref := engine.RefOf(u)
 	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[engine.LabelBackstageID] == "" {
 		// Only labelled subscribers are watched: one that loses its label leaves the watch.
 		testkit.Eventually(r.t, "the source to drop unlabelled "+ref.String(), 30*time.Second, func() bool {
-			return !r.seen.has(ref, "0")
+			return !r.seen.present(ref)
 		})
 		return
 	}
+	want := engine.Parse(u)
 	testkit.Eventually(r.t, "the source to see "+ref.String()+"@"+u.GetResourceVersion(), 30*time.Second, func() bool {
-		return r.seen.has(ref, u.GetResourceVersion())
+		return r.seen.has(want)
 	})
 }
 
@@ -233,70 +235,61 @@ func (r *running) settle(want int) {
 // subscriberOnly are the kinds the tests use only as subscribers.
 var subscriberOnly = map[schema.GroupKind]bool{{Kind: "Service"}: true, {Group: "serving.knative.dev", Kind: "Service"}: true}
 
-// recorder passes everything to the hub and notes which object versions it saw.
+// recorder passes every batch to the hub and notes which objects it carried.
 type recorder struct {
-	source.ListHandler
+	source.Sink
 	seen *seenObjects
 }
 
-func (rc *recorder) OnAdd(obj any, initial bool) {
-	rc.seen.note(obj, false)
-	rc.ListHandler.OnAdd(obj, initial)
+func (rc *recorder) Apply(b engine.ObjectBatch) {
+	rc.seen.note(b)
+	rc.Sink.Apply(b)
 }
 
-func (rc *recorder) OnUpdate(old, obj any) {
-	rc.seen.note(obj, false)
-	rc.ListHandler.OnUpdate(old, obj)
-}
-
-func (rc *recorder) OnDelete(obj any) {
-	rc.seen.note(obj, true)
-	rc.ListHandler.OnDelete(obj)
-}
-
-func (rc *recorder) Replace(objs []*engine.Parsed) {
-	for _, p := range objs {
-		rc.seen.note(p, false)
-	}
-	rc.ListHandler.Replace(objs)
-}
-
-// seenObjects is the latest resourceVersion (or deletion) the source handed over per object.
+// seenObjects is the latest state (nil: deleted) the source sent per object.
 type seenObjects struct {
 	mu   sync.Mutex
-	objs map[engine.ObjectRef]string // "" once deleted
+	objs map[engine.ObjectRef]*engine.Parsed
 }
 
-func newSeenObjects() *seenObjects { return &seenObjects{objs: map[engine.ObjectRef]string{}} }
+func newSeenObjects() *seenObjects { return &seenObjects{objs: map[engine.ObjectRef]*engine.Parsed{}} }
 
-func (s *seenObjects) note(obj any, deleted bool) {
-	p, ok := obj.(*engine.Parsed)
-	if !ok {
-		return
-	}
+func (s *seenObjects) note(b engine.ObjectBatch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if deleted {
-		s.objs[p.Ref()] = ""
-	} else {
-		s.objs[p.Ref()] = p.ResourceVersion()
+	if b.Replace {
+		for ref := range s.objs {
+			s.objs[ref] = nil
+		}
+	}
+	for _, ref := range b.Deletes {
+		s.objs[ref] = nil
+	}
+	for _, p := range b.Upserts {
+		s.objs[p.Ref()] = p
 	}
 }
 
-// has reports whether rv (or a later version) of ref was handed over. Resource versions are
-// opaque, but etcd's are integers, which this test's API server uses.
-func (s *seenObjects) has(ref engine.ObjectRef, rv string) bool {
+// has reports whether the source sent want's object as want reads (the version written, or
+// a later one that reads the same).
+func (s *seenObjects) has(want *engine.Parsed) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	got, ok := s.objs[ref]
-	return ok && got != "" && (len(got) > len(rv) || len(got) == len(rv) && got >= rv)
+	return reflect.DeepEqual(s.objs[want.Ref()], want)
+}
+
+// present reports whether the sink holds ref.
+func (s *seenObjects) present(ref engine.ObjectRef) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.objs[ref] != nil
 }
 
 func (s *seenObjects) deleted(ref engine.ObjectRef) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	got, ok := s.objs[ref]
-	return ok && got == ""
+	return ok && got == nil
 }
 
 func keysOf[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -263,7 +263,7 @@ func rebuilt(t *testing.T, c *cluster, rc testkit.RuleCase) mesh.EventMesh {
 		}
 	}
 	e := engine.New("rebuild")
-	e.Replace(objs)
+	e.Apply(engine.Listing(objs...))
 	m, err := e.Snapshot().EventMesh()
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
@@ -74,10 +73,10 @@ func TestSlowSinkIsolated(t *testing.T) {
 	}
 
 	const n = 1000
-	log.Append(hub.Batch{Changes: changes(1, 1), Opens: true})
+	log.Append(mesh.Batch{Changes: changes(1, 1), Opens: true})
 	for seq := uint64(2); seq <= n; seq++ {
-		log.Append(hub.Batch{Changes: changes(seq, seq)}) // never blocks, however stuck the sink is
-		if seq%40 == 0 {                                  // the fast sink keeps up with the log's 50 changes
+		log.Append(mesh.Batch{Changes: changes(seq, seq)}) // never blocks, however stuck the sink is
+		if seq%40 == 0 {                                   // the fast sink keeps up with the log's 50 changes
 			testkit.Eventually(t, "the fast sink to keep up", 20*time.Second, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
@@ -163,15 +162,15 @@ func TestFlushReconcileAndGaps(t *testing.T) {
 	tests := []struct {
 		name    string
 		size    int
-		batches []hub.Batch
+		batches []mesh.Batch
 		want    string
 		missed  uint64
 	}{
 		{name: "opening then more", size: 10,
-			batches: []hub.Batch{{Changes: changes(1, 2), Opens: true}, {Changes: changes(3, 4)}},
+			batches: []mesh.Batch{{Changes: changes(1, 2), Opens: true}, {Changes: changes(3, 4)}},
 			want:    "1,2,reconcile,3,4"},
 		{name: "fell behind", size: 2,
-			batches: []hub.Batch{{Changes: changes(1, 2), Opens: true}, {Changes: changes(3, 7)}},
+			batches: []mesh.Batch{{Changes: changes(1, 2), Opens: true}, {Changes: changes(3, 7)}},
 			want:    "1,2,reconcile,6,7,reconcile+republish", missed: 3},
 	}
 	for _, tt := range tests {
@@ -206,8 +205,8 @@ func TestDeclaredGapWhileRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
-	log.Append(hub.Batch{Changes: changes(1, 1), Opens: true})
-	log.Append(hub.Batch{Changes: changes(2, 20)}) // the worker is stuck on #1; 2..15 roll out
+	log.Append(mesh.Batch{Changes: changes(1, 1), Opens: true})
+	log.Append(mesh.Batch{Changes: changes(2, 20)}) // the worker is stuck on #1; 2..15 roll out
 	close(r.block)
 	testkit.Eventually(t, "the worker to catch up", 20*time.Second, func() bool { return strings.HasSuffix(r.String(), "20,reconcile+republish") })
 	cancel()
@@ -229,10 +228,10 @@ func TestWorkerFromAPredecessorsPosition(t *testing.T) {
 		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
 			t.Parallel()
 			log := testkit.Must(changelog.New("ep"))
-			log.Append(hub.Batch{Changes: changes(1, 5), Opens: true}) // what the predecessor published
+			log.Append(mesh.Batch{Changes: changes(1, 5), Opens: true}) // what the predecessor published
 			r := &recorder{}
 			w := testkit.Must(delivery.New("r", log, r, delivery.From(mesh.Position{Epoch: "ep", Sequence: 5}, crash)))
-			log.Append(hub.Batch{Changes: changes(6, 7)})
+			log.Append(mesh.Batch{Changes: changes(6, 7)})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()
@@ -256,8 +255,8 @@ func TestFailedReconcileIsTriedAgain(t *testing.T) {
 	log := testkit.Must(changelog.New("ep", changelog.WithMaxChanges(2)))
 	r := &recorder{fail: 2}
 	w := testkit.Must(delivery.New("r", log, r, delivery.WithReconcileRetry(20*time.Millisecond)))
-	log.Append(hub.Batch{Changes: changes(1, 2), Opens: true})
-	log.Append(hub.Batch{Changes: changes(3, 7)}) // a gap: republish owed
+	log.Append(mesh.Batch{Changes: changes(1, 2), Opens: true})
+	log.Append(mesh.Batch{Changes: changes(3, 7)}) // a gap: republish owed
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

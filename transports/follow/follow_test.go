@@ -45,7 +45,7 @@ func brokerObject(name string) *unstructured.Unstructured {
 
 func (r *replica) add(names ...string) {
 	for _, n := range names {
-		r.hub.OnAdd(brokerObject(n), false)
+		r.hub.Apply(engine.Upserts(brokerObject(n)))
 	}
 }
 
@@ -62,7 +62,7 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 	for _, clean := range []bool{true, false} {
 		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
 			leader := newReplica(t, "lead")
-			leader.hub.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerObject("a"), brokerObject("b")}))
+			leader.hub.Apply(engine.Listing(brokerObject("a"), brokerObject("b")))
 			follower := newReplica(t, "own", hub.Following())
 			registry := prometheus.NewRegistry()
 			f := testkit.Must(New(follower.hub, WithMetrics(registry)))
@@ -97,7 +97,7 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 // last changes never reached the new leader) starts over from the new leader's snapshot.
 func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	leader := newReplica(t, "lead")
-	leader.hub.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerObject("a")}))
+	leader.hub.Apply(engine.Listing(brokerObject("a")))
 	follower := newReplica(t, "own", hub.Following())
 	f := testkit.Must(New(follower.hub))
 	go f.Run(t.Context())

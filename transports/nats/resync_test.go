@@ -24,10 +24,10 @@ import (
 func TestResyncOverRequestReply(t *testing.T) {
 	t.Parallel()
 	srv := brokers.StartNATS(t)
-	engine := engine.New("ep")
+	eng := engine.New("ep")
 	for i := range 2000 {
-		engine.Upsert(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
-			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("broker-", i), "namespace": "ns"}}})
+		eng.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("broker-", i), "namespace": "ns"}}}))
 	}
 	n := unique()
 	enc, _ := codec.NewEncoder("")
@@ -39,7 +39,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ready atomic.Bool
-	go p.ServeResync(ctx, engine.Snapshot, ready.Load, 16*1024) // the mesh is ~250 KB: about 16 chunks
+	go p.ServeResync(ctx, eng.Snapshot, ready.Load, 16*1024) // the mesh is ~250 KB: about 16 chunks
 
 	nc, err := nats.Connect(srv.URL)
 	if err != nil {
@@ -68,8 +68,8 @@ func TestResyncOverRequestReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := engine.Snapshot().EventMesh()
-	if got.Epoch != "ep" || got.Sequence != engine.Sequence() || !reflect.DeepEqual(got.Mesh, want) {
-		t.Fatalf("snapshot at %s-%d with %d brokers, want ep-%d with %d", got.Epoch, got.Sequence, len(got.Mesh.Brokers), engine.Sequence(), len(want.Brokers))
+	want, _ := eng.Snapshot().EventMesh()
+	if got.Epoch != "ep" || got.Sequence != eng.Sequence() || !reflect.DeepEqual(got.Mesh, want) {
+		t.Fatalf("snapshot at %s-%d with %d brokers, want ep-%d with %d", got.Epoch, got.Sequence, len(got.Mesh.Brokers), eng.Sequence(), len(want.Brokers))
 	}
 }

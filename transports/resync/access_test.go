@@ -61,7 +61,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	}
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	h.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")}))
+	h.Apply(engine.Listing(brokerIn("a", "x"), brokerIn("b", "x")))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -101,13 +101,13 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	}
 	// Changes in b (invisible), then a, then b again: positions fill the gaps.
 	for i, ns := range []string{"b", "b", "a", "b", "a", "b", "b"} {
-		h.OnAdd(brokerIn(ns, "n"+strconv.Itoa(i)), false)
+		h.Apply(engine.Upserts(brokerIn(ns, "n"+strconv.Itoa(i))))
 	}
 	// An EventType of b provided by a's Broker: the Broker's update goes out, without it.
-	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType",
+	h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType",
 		"metadata": map[string]any{"name": "leak", "namespace": "b"},
 		"spec": map[string]any{"type": "t", "reference": map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-			"name": "x", "namespace": "a"}}}}, false)
+			"name": "x", "namespace": "a"}}}}))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, seq := replica.Position(); seq == h.Snapshot().Sequence {
@@ -213,7 +213,7 @@ func TestWatchReauthorised(t *testing.T) {
 		WithReauthorize(50*time.Millisecond)))
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	h.Replace(engine.ParseAll([]*unstructured.Unstructured{brokerIn("a", "x"), brokerIn("b", "x")}))
+	h.Apply(engine.Listing(brokerIn("a", "x"), brokerIn("b", "x")))
 
 	snapshots := make(chan mesh.Snapshot, 10)
 	ends := make(chan error, 10)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
@@ -46,7 +47,7 @@ func loadServer(b *testing.B, entities int) (*hub.Hub, *Watchers, string) {
 			objs = append(objs, eventType(ns, broker, j, "t"))
 		}
 	}
-	h.Replace(engine.ParseAll(objs)) // the initial listing: the epoch opens with one change per entity
+	h.Apply(engine.Listing(objs...)) // the initial listing: the epoch opens with one change per entity
 	srv := httptest.NewServer(handler)
 	b.Cleanup(srv.Close)
 	return h, watchers, srv.URL
@@ -127,7 +128,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 	h, watchers, url := loadServer(b, 10000)
 	const clients, rate, seconds = 200, 1000, 5
 	applied := sync.Map{} // sequence → time the engine emitted it
-	h.Listen(func(batch hub.Batch) {
+	h.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 
 		now := time.Now()
@@ -192,7 +193,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 	for i := range rate * seconds {
 		<-tick.C
 		ns, broker := fmt.Sprint("ns-", i%90), fmt.Sprint("broker-", i%10)
-		h.OnAdd(eventType(ns, broker, i%10, fmt.Sprint("v", i)), false) // an EventType's type changes
+		h.Apply(engine.Upserts(eventType(ns, broker, i%10, fmt.Sprint("v", i)))) // an EventType's type changes
 	}
 	tick.Stop()
 	last := h.Snapshot().Sequence

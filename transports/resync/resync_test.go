@@ -61,8 +61,8 @@ func TestSnapshotEndpoints(t *testing.T) {
 			t.Errorf("%s before the first full load: %d, want 503", path, resp.StatusCode)
 		}
 	}
-	h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-		"metadata": map[string]any{"name": "orders", "namespace": "shop"}}}, true)
+	h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": "orders", "namespace": "shop"}}}))
 	ready.Store(true)
 
 	resp, body := get(t, srv.URL+"/v1/getEventMesh", "")
@@ -135,8 +135,8 @@ func TestDeltasAndETag(t *testing.T) {
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
 	for i := range 5 {
-		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, false)
+		h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}))
 	}
 
 	resp, body := get(t, srv.URL+"/v1/deltas?epoch=ep1&since=3", "")
@@ -179,8 +179,8 @@ func TestDeltasAndETag(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
 		t.Fatalf("unchanged snapshot: %v %v, want 304", resp.StatusCode, err)
 	}
-	h.OnDelete(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-		"metadata": map[string]any{"name": "b0", "namespace": "shop"}}})
+	h.Apply(engine.Deletes(engine.RefOf(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+		"metadata": map[string]any{"name": "b0", "namespace": "shop"}}})))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != `"ep1-6"` {
 		t.Fatalf("changed snapshot: %v %v", resp.StatusCode, err)
 	}
@@ -192,8 +192,8 @@ func TestSnapshotGzip(t *testing.T) {
 	srv, h, ready := newServer(t)
 	ready.Store(true)
 	for i := range 50 {
-		h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, true)
+		h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+			"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}))
 	}
 	_, plain := get(t, srv.URL+"/v1/getEventMesh", "")
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
@@ -295,8 +295,8 @@ func TestDeltasInPages(t *testing.T) {
 	defer srv.Close()
 	add := func(from, to int) {
 		for i := from; i < to; i++ {
-			h.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-				"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}, false)
+			h.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+				"metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "shop"}}}))
 		}
 	}
 	add(0, 10)

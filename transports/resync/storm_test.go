@@ -27,7 +27,7 @@ func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 	h := testkit.Must(hub.New(engine.New("ep"), func() bool { return true }))
 	var mu sync.Mutex
 	var all []mesh.Change
-	h.Listen(func(batch hub.Batch) {
+	h.Listen(func(batch mesh.Batch) {
 		cs := batch.Changes
 		mu.Lock()
 		all = append(all, cs...)
@@ -58,13 +58,13 @@ func TestSnapshotDuringStormIsConsistent(t *testing.T) {
 					"kind": "Broker", "name": fmt.Sprint("b", rnd.IntN(5))}}}}
 			switch rnd.IntN(4) {
 			case 0:
-				h.OnDelete(broker)
+				h.Apply(engine.Deletes(engine.RefOf(broker)))
 			case 1:
-				h.OnDelete(et)
+				h.Apply(engine.Deletes(engine.RefOf(et)))
 			case 2:
-				h.OnAdd(broker, false)
+				h.Apply(engine.Upserts(broker))
 			default:
-				h.OnAdd(et, false)
+				h.Apply(engine.Upserts(et))
 			}
 		}
 	}()

@@ -15,7 +15,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 )
 
@@ -135,7 +134,7 @@ func NewWatchers(enc *codec.Encoder, opts ...WatchersOption) (*Watchers, error) 
 }
 
 // Publish hands a batch to every watcher without waiting; it is a mesh/hub Listener.
-func (ws *Watchers) Publish(b hub.Batch) {
+func (ws *Watchers) Publish(b mesh.Batch) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if len(ws.conns) == 0 {

@@ -53,9 +53,9 @@ func (ws *watchServer) add(n int) {
 	pad := strings.Repeat("x", 8000)
 	for range n {
 		i := ws.n.Add(1)
-		ws.hub.OnAdd(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
+		ws.hub.Apply(engine.Upserts(&unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1",
 			"kind": "Broker", "metadata": map[string]any{"name": fmt.Sprint("b", i), "namespace": "ns",
-				"annotations": map[string]any{"pad": pad}}}}, false)
+				"annotations": map[string]any{"pad": pad}}}}))
 	}
 }
 
@@ -249,7 +249,7 @@ func TestWatchersPerIdentity(t *testing.T) {
 	srv := httptest.NewServer(testkit.Must(New(h, WithDeltaLog(deltaLog, enc), WithWatch(watchers, time.Hour), WithAuthorizer(authz))))
 	t.Cleanup(srv.Close) // after the streams' bodies are closed (cleanups run last first)
 	t.Cleanup(watchers.Close)
-	h.Replace(nil)
+	h.Apply(engine.Listing())
 	watch := func(token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/watch", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
