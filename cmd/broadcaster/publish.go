@@ -67,7 +67,7 @@ func (p *publishing) run(ctx context.Context) error {
 		}()
 		start = p.takeOver()
 	}
-	destinations, err := p.open(ctx, p.hub.Snapshot().Epoch, start)
+	destinations, err := p.open(ctx, p.hub.Position().Epoch, start)
 	if err != nil {
 		return err
 	}

@@ -60,11 +60,11 @@ func TestWatchFollowsAndResumes(t *testing.T) {
 			want, _ := h.Snapshot().EventMesh()
 			got, _ := r.Mesh()
 			_, seq := r.Position()
-			if reflect.DeepEqual(got, want) && seq == h.Snapshot().Sequence {
+			if reflect.DeepEqual(got, want) && seq == h.Snapshot().Position().Sequence {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: replica at %d never caught up with %d", what, seq, h.Snapshot().Sequence)
+				t.Fatalf("%s: replica at %d never caught up with %d", what, seq, h.Snapshot().Position().Sequence)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -21,6 +21,8 @@ type Snapshot struct {
 	ids      *btree.BTreeG[idInNamespace] // Backstage ids by namespace, for namespaced views
 }
 
+var _ mesh.State = Snapshot{}
+
 // Snapshot returns the current mesh. Its cost does not depend on the mesh size.
 func (e *Engine) Snapshot() Snapshot {
 	return Snapshot{Epoch: e.epoch, Sequence: e.seq, tree: e.tree.Clone(), ids: e.idIndex.Clone()}

@@ -118,7 +118,7 @@ func foreignJSON(kind mesh.EntityKind, data []byte) bool {
 // ForView returns an entity as a caller seeing only the namespaces sees accepts may see it:
 // without what names other namespaces. It returns data itself when nothing is hidden, and
 // nil when the entity does not decode.
-func (s Snapshot) ForView(kind mesh.EntityKind, data []byte, sees func(string) bool) json.RawMessage {
+func (s Snapshot) ForView(kind mesh.EntityKind, data json.RawMessage, sees func(string) bool) json.RawMessage {
 	v, err := decodeEntity(kind, data)
 	if err != nil {
 		return nil

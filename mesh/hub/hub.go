@@ -118,7 +118,7 @@ func (h *Hub) Ready() bool {
 }
 
 // Snapshot returns the mesh served (a follower's: the leader's); it is cheap and consistent.
-func (h *Hub) Snapshot() engine.Snapshot {
+func (h *Hub) Snapshot() mesh.State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.served()

@@ -65,8 +65,8 @@ func TestHubAppliesBatches(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("changes\n got %q\nwant %q", got, want)
 	}
-	if s := h.Snapshot(); s.Sequence != 5 || s.Len() != 2 || !h.Ready() {
-		t.Fatalf("snapshot at %d with %d entities, ready %v", s.Sequence, s.Len(), h.Ready())
+	if s := h.Snapshot(); s.Position().Sequence != 5 || s.Len() != 2 || !h.Ready() {
+		t.Fatalf("snapshot at %d with %d entities, ready %v", s.Position().Sequence, s.Len(), h.Ready())
 	}
 	for _, line := range []string{
 		`msg="broker updated" epoch=e seq=2 key=eventing.knative.dev/Broker/ns/a diff="labels: null → {\"tier\":\"gold\"}"`,
@@ -162,7 +162,7 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	if follower.Ready() || follower.Snapshot().Len() != 0 {
 		t.Fatalf("a follower without the leader's snapshot serves %d entities (ready %v)", follower.Snapshot().Len(), follower.Ready())
 	}
-	if err := follower.Load(leader.Snapshot().Raw()); err != nil {
+	if err := follower.Load(leader.Snapshot().(engine.Snapshot).Raw()); err != nil {
 		t.Fatal(err)
 	}
 	leader.Apply(engine.Upserts(broker("d", nil)))
@@ -199,7 +199,7 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	}
 
 	follower.Follow() // the term ended: it serves what it published until the next leader says otherwise
-	if s := follower.Snapshot(); s.Epoch != "lead" || s.Sequence != 7 || s.Len() != 5 {
+	if s := follower.Snapshot(); s.Position() != (mesh.Position{Epoch: "lead", Sequence: 7}) || s.Len() != 5 {
 		t.Errorf("stepped down serving %v with %d entities, want lead #7 (f applied while stopped) with 5", s.Position(), s.Len())
 	}
 }

@@ -78,7 +78,9 @@ func (c meshCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
-	snap := c.h.Snapshot()
+	c.h.mu.Lock()
+	snap := c.h.served()
+	c.h.mu.Unlock()
 	counts := map[mesh.EntityKind]int{}
 	snap.Each(func(e engine.Entity) bool {
 		counts[e.Kind]++

@@ -288,7 +288,9 @@ func TestOnlyRegularFilesInside(t *testing.T) {
 	testkit.Eventually(t, "the first listing", 10*time.Second, src.Listed)
 	keys := func() []string {
 		var out []string
-		h.Snapshot().Each(func(en engine.Entity) bool { out = append(out, en.Key.Name); return true })
+		for _, c := range h.Snapshot().Latest() {
+			out = append(out, c.Key.Name)
+		}
 		return out
 	}
 	if got := keys(); !slices.Equal(got, []string{"good"}) {

@@ -44,7 +44,7 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 		}
 	}
 	r := startSource(t, cfg)
-	log, err := changelog.New(r.hub.Snapshot().Epoch, changelog.WithMaxChanges(100))
+	log, err := changelog.New(r.hub.Snapshot().Position().Epoch, changelog.WithMaxChanges(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestAccessThroughTheAPIServer(t *testing.T) {
 		}
 		return out
 	}
-	epoch := r.hub.Snapshot().Epoch
+	epoch := r.hub.Snapshot().Position().Epoch
 	tests := []struct {
 		name, path, token string
 		status            int

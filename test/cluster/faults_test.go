@@ -77,12 +77,11 @@ func (c *cluster) freshEntities() map[string]string {
 	return entitiesOf(e.Snapshot())
 }
 
-func entitiesOf(s engine.Snapshot) map[string]string {
+func entitiesOf(s mesh.State) map[string]string {
 	out := map[string]string{}
-	s.Each(func(en engine.Entity) bool {
-		out[en.Kind.String()+" "+en.Key.String()] = string(en.JSON)
-		return true
-	})
+	for _, c := range s.Latest() {
+		out[c.Kind.String()+" "+c.Key.String()] = string(c.Entity)
+	}
 	return out
 }
 

@@ -291,9 +291,11 @@ func checkProblems(t *testing.T, logs string, want []string) {
 
 // checkEntities asserts the fields the tables list. uid is the API server's to assign, so
 // only its presence is checked.
-func checkEntities(t *testing.T, when string, snap engine.Snapshot, want map[string]map[string]string, absent []string) {
+func checkEntities(t *testing.T, when string, snap mesh.State, want map[string]map[string]string, absent []string) {
 	t.Helper()
 	entities := map[string]json.RawMessage{}
-	snap.Each(func(en engine.Entity) bool { entities[en.Key.String()] = en.JSON; return true })
+	for _, c := range snap.Latest() {
+		entities[c.Key.String()] = c.Entity
+	}
 	testkit.CheckEntities(t, when, entities, want, absent, true)
 }

@@ -111,7 +111,7 @@ func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	follower.hub.Follow()
 	// ...while the other, leading again after a crash, skips ahead in the same epoch.
 	leader.hub.Follow()
-	if err := leader.hub.Load(leader.hub.Snapshot().Raw()); err != nil {
+	if err := leader.hub.Load(leader.hub.Snapshot().(engine.Snapshot).Raw()); err != nil {
 		t.Fatal(err)
 	}
 	leader.hub.Lead("unused", 1000)

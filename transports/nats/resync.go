@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/nats-io/nats.go"
 )
 
@@ -17,7 +16,7 @@ import (
 // (chunk > 0 overrides the size). Until ready reports true the reply is one message with a
 // Mesh-Error header, never a partial mesh. Replicas share the requests through a queue group.
 // It returns when ctx ends.
-func (p *Publisher) ServeResync(ctx context.Context, snapshot func() engine.Snapshot, ready func() bool, chunk int) error {
+func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.State, ready func() bool, chunk int) error {
 	if chunk != 0 && chunk < 1024 {
 		return fmt.Errorf("nats resync: chunk size %d too small", chunk)
 	}
@@ -62,18 +61,19 @@ type snapshotBody struct {
 	data  []byte
 }
 
-func (r *renderedSnapshot) of(s engine.Snapshot) *snapshotBody {
+func (r *renderedSnapshot) of(s mesh.State) *snapshotBody {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last != nil && r.last.epoch == s.Epoch && r.last.seq == s.Sequence {
+	pos := s.Position()
+	if r.last != nil && r.last.epoch == pos.Epoch && r.last.seq == pos.Sequence {
 		return r.last
 	}
 	var body bytes.Buffer
-	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
+	head, tail := mesh.SnapshotEnvelope(pos.Epoch, pos.Sequence)
 	body.WriteString(head)
 	_ = s.WriteEventMesh(&body) // a bytes.Buffer does not fail
 	body.WriteString(tail)
-	r.last = &snapshotBody{epoch: s.Epoch, seq: s.Sequence, data: body.Bytes()}
+	r.last = &snapshotBody{epoch: pos.Epoch, seq: pos.Sequence, data: body.Bytes()}
 	return r.last
 }
 

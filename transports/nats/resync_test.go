@@ -39,7 +39,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ready atomic.Bool
-	go p.ServeResync(ctx, eng.Snapshot, ready.Load, 16*1024) // the mesh is ~250 KB: about 16 chunks
+	go p.ServeResync(ctx, func() mesh.State { return eng.Snapshot() }, ready.Load, 16*1024) // the mesh is ~250 KB: about 16 chunks
 
 	nc, err := nats.Connect(srv.URL)
 	if err != nil {

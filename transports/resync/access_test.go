@@ -110,11 +110,11 @@ func TestWatchOfOneNamespace(t *testing.T) {
 			"name": "x", "namespace": "a"}}}}))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, seq := replica.Position(); seq == h.Snapshot().Sequence {
+		if _, seq := replica.Position(); seq == h.Snapshot().Position().Sequence {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica at %v, mesh at %d; ids %v", seqOf(replica), h.Snapshot().Sequence, ids)
+			t.Fatalf("replica at %v, mesh at %d; ids %v", seqOf(replica), h.Snapshot().Position().Sequence, ids)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -161,7 +161,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var resumed []string
-	last := h.Snapshot().Sequence
+	last := h.Snapshot().Position().Sequence
 	_ = consumer.ReadSSE(resp.Body, func(ev consumer.SSEEvent) error {
 		resumed = append(resumed, ev.Type+" "+ev.ID)
 		if strings.Contains(string(ev.Data), "b/leak") {

@@ -196,7 +196,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 		h.Apply(engine.Upserts(eventType(ns, broker, i%10, fmt.Sprint("v", i)))) // an EventType's type changes
 	}
 	tick.Stop()
-	last := h.Snapshot().Sequence
+	last := h.Snapshot().Position().Sequence
 	testkit.Eventually(b, "every watcher to receive the last change", 30*time.Second, func() bool {
 		for i := range reached {
 			if reached[i].Load() < last {
@@ -223,7 +223,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 // beyond the mesh's own while they read (sampled every 5 ms), and the process RSS.
 func BenchmarkDeltasReaders(b *testing.B) {
 	h, _, url := loadServer(b, 50000)
-	epoch, head := h.Snapshot().Epoch, h.Snapshot().Sequence
+	epoch, head := h.Snapshot().Position().Epoch, h.Snapshot().Position().Sequence
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	readAll := func() (bytes int64) {
 		for since := uint64(0); since < head; {

@@ -20,14 +20,13 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Mesh is what the endpoints read: mesh/hub.Hub implements it.
 type Mesh interface {
-	Snapshot() engine.Snapshot
+	Snapshot() mesh.State
 	Ready() bool
 }
 
@@ -94,17 +93,15 @@ type Option = option.Func[options]
 
 // meshNamespaces are the namespaces of one snapshot: what per-namespace access is checked on.
 type meshNamespaces struct {
-	epoch string
-	seq   uint64
-	list  []string
+	at   mesh.Position
+	list []string
 }
 
 // renderedMesh is a snapshot's EventMesh JSON, kept while the sequence does not move, so a
 // crowd of consumers asking for the same snapshot costs one serialisation.
 type renderedMesh struct {
-	epoch string
-	seq   uint64
-	body  []byte
+	at   mesh.Position
+	body []byte
 
 	gzipOnce sync.Once
 	gzipped  []byte // the body for clients that accept gzip, compressed on first demand
@@ -257,10 +254,10 @@ func (h *Handler) Ready() bool { return h.mesh.Ready() }
 // Namespaces lists the current snapshot's namespaces, computed once per sequence (auth.Mesh).
 func (h *Handler) Namespaces() []string {
 	snap := h.mesh.Snapshot()
-	if c := h.namespaces.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+	if c := h.namespaces.Load(); c != nil && c.at == snap.Position() {
 		return c.list
 	}
-	c := &meshNamespaces{epoch: snap.Epoch, seq: snap.Sequence, list: snap.Namespaces()}
+	c := &meshNamespaces{at: snap.Position(), list: snap.Namespaces()}
 	h.namespaces.Store(c)
 	return c.list
 }
@@ -286,10 +283,11 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		snap := h.mesh.Snapshot()
 		access := auth.FromRequest(r)
-		etag := `"` + snap.Epoch + "-" + strconv.FormatUint(snap.Sequence, 10) + access.Tag() + `"`
+		pos := snap.Position()
+		etag := `"` + pos.Epoch + "-" + strconv.FormatUint(pos.Sequence, 10) + access.Tag() + `"`
 		w.Header().Set("ETag", etag)
-		w.Header().Set(mesh.HeaderEpoch, snap.Epoch)
-		w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(snap.Sequence, 10))
+		w.Header().Set(mesh.HeaderEpoch, pos.Epoch)
+		w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(pos.Sequence, 10))
 		w.Header().Set("Cache-Control", "no-cache")
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
@@ -307,7 +305,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		prefix, closing := "", ""
 		if withPosition {
-			prefix, closing = mesh.SnapshotEnvelope(snap.Epoch, snap.Sequence)
+			prefix, closing = mesh.SnapshotEnvelope(pos.Epoch, pos.Sequence)
 		}
 		body := rendered.body
 		w.Header().Set("Content-Length", strconv.Itoa(len(prefix)+len(body)+len(closing)))
@@ -333,29 +331,29 @@ func acceptsGzip(r *http.Request) bool {
 
 // renderFor returns the EventMesh JSON of snap as the caller may see it: the shared render
 // for whole views, one of its own for a partial view.
-func (h *Handler) renderFor(snap engine.Snapshot, a auth.Access) *renderedMesh {
+func (h *Handler) renderFor(snap mesh.State, a auth.Access) *renderedMesh {
 	if a.All {
 		return h.render(snap)
 	}
 	var buf bytes.Buffer
 	_ = snap.WriteEventMeshOf(&buf, a.Sees)
-	return &renderedMesh{epoch: snap.Epoch, seq: snap.Sequence, body: buf.Bytes()}
+	return &renderedMesh{at: snap.Position(), body: buf.Bytes()}
 }
 
 // render returns the EventMesh JSON of snap, serialising it only if no request did yet.
-func (h *Handler) render(snap engine.Snapshot) *renderedMesh {
-	if c := h.rendered.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+func (h *Handler) render(snap mesh.State) *renderedMesh {
+	if c := h.rendered.Load(); c != nil && c.at == snap.Position() {
 		return c
 	}
 	h.renderMu.Lock()
 	defer h.renderMu.Unlock()
-	if c := h.rendered.Load(); c != nil && c.epoch == snap.Epoch && c.seq == snap.Sequence {
+	if c := h.rendered.Load(); c != nil && c.at == snap.Position() {
 		return c
 	}
 	var buf bytes.Buffer
 	_ = snap.WriteEventMesh(&buf) // a bytes.Buffer does not fail
-	c := &renderedMesh{epoch: snap.Epoch, seq: snap.Sequence, body: buf.Bytes()}
-	if old := h.rendered.Load(); old == nil || old.epoch != c.epoch || old.seq < c.seq {
+	c := &renderedMesh{at: snap.Position(), body: buf.Bytes()}
+	if old := h.rendered.Load(); old == nil || old.at.Epoch != c.at.Epoch || old.at.Sequence < c.at.Sequence {
 		h.rendered.Store(c) // a slow render of an older snapshot never replaces a newer one
 	}
 	return c

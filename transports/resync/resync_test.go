@@ -322,7 +322,7 @@ func TestDeltasInPages(t *testing.T) {
 	latest := h.Snapshot().Latest()
 	last := latest[len(latest)-1]
 	for _, c := range latest {
-		if c.Sequence == h.Snapshot().Sequence {
+		if c.Sequence == h.Snapshot().Position().Sequence {
 			last = c
 		}
 	}

@@ -357,7 +357,8 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 		}
 	}
 	snap := h.mesh.Snapshot()
-	s.epoch, s.last = snap.Epoch, snap.Sequence
+	pos := snap.Position()
+	s.epoch, s.last = pos.Epoch, pos.Sequence
 	head, tail := mesh.SnapshotEnvelope(s.epoch, s.last)
 	fmt.Fprintf(s.out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, s.last, head)
 	s.out.Write(h.renderFor(snap, s.access).body)
@@ -432,7 +433,7 @@ func (s *stream) write(c mesh.Change, sse []byte) {
 	s.last = seq
 }
 
-// scoper returns what encodes a change for a partial view: the entity as engine.Snapshot.ForView
+// scoper returns what encodes a change for a partial view: the entity as mesh.State.ForView
 // shows it, with the Backstage ids the replica knows now. ok is false when it cannot be shown.
 func (h *Handler) scoper() func(mesh.Change, auth.Access, []byte) ([]byte, bool) {
 	return func(c mesh.Change, a auth.Access, shared []byte) ([]byte, bool) {
