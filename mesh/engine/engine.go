@@ -223,8 +223,6 @@ func (e *Engine) objectRefs() []ObjectRef {
 	return refs
 }
 
-func crdRef(name string) ObjectRef { return ObjectRef{GroupCRD, KindCRDObject, "", name} }
-
 // Parsed is an object read for the engine. Reading is pure (it touches no engine state), so
 // callers that serialise the engine behind a lock read objects before taking it: a costly
 // filter expression is parsed without holding anyone up.
@@ -236,55 +234,28 @@ type Parsed struct {
 	ref      ObjectRef
 	id       string // backstage.io/kubernetes-id
 	problems error  // what could not be read, naming the object and field
-	skip     bool   // cluster-scoped and not a CRD: nothing the mesh uses
-	crd      *crdObject
-	meta     *objectMeta // a Broker
-	et       *eventTypeObject
-	consumer *consumerObject
-	generic  *genericObject
+	kind     *Kind  // the declaration that read it; nil: nothing the mesh uses
+	obj      any    // what kind.read read
 }
 
-// Parse reads u for Upsert; it is safe for concurrent use.
+// Parse reads u for the engine; it is safe for concurrent use.
 func Parse(u *unstructured.Unstructured) *Parsed {
 	ref := RefOf(u)
 	p := &Parsed{ref: ref}
 	if ref.Kind == "" || ref.Name == "" {
-		p.skip = true
 		p.problems = fmt.Errorf("%w: apiVersion %q kind %q name %q: kind and metadata.name are required",
 			ErrInvalidObject, u.GetAPIVersion(), ref.Kind, ref.Name)
 		return p
 	}
-	gk := ref.groupKind()
-	if gk == gkCRD {
-		crd, err := parseCRD(u)
-		if crd.gk.Group == "" || crd.gk.Kind == "" {
-			crd = crdObject{} // unusable: as if absent
+	k := handling(ref.groupKind())
+	if k.Find != FindDefinitions {
+		if ref.Namespace == "" {
+			return p // only definitions matter among cluster-scoped objects
 		}
-		p.crd, p.problems = &crd, objectProblem(ref, err)
-		return p
+		p.id = u.GetLabels()[LabelBackstageID]
 	}
-	if ref.Namespace == "" {
-		p.skip = true // only CRDs matter among cluster-scoped objects
-		return p
-	}
-	p.id = u.GetLabels()[LabelBackstageID]
-	switch gk {
-	case gkBroker:
-		m := metaOf(u)
-		p.meta = &m
-	case gkEventType:
-		et, err := parseEventType(u)
-		p.et, p.problems = &et, objectProblem(ref, err)
-	case gkTrigger:
-		c, problems := parseTrigger(u)
-		p.consumer, p.problems = &c, objectProblem(ref, errors.Join(problems...))
-	case gkSubscription:
-		c := parseSubscription(u)
-		p.consumer = &c
-	default:
-		g := parseGeneric(u)
-		p.generic = &g
-	}
+	obj, err := k.read(u)
+	p.kind, p.obj, p.problems = k, obj, objectProblem(ref, err)
 	return p
 }
 
@@ -298,10 +269,10 @@ func (p *Parsed) Problems() error { return p.problems }
 // the mesh resolves it; ok is false for other kinds and for URI-only subscribers. Sources use
 // it to know which subscriber objects the mesh needs to see.
 func (p *Parsed) Subscriber() (ObjectRef, bool) {
-	if p.consumer == nil || p.consumer.subscriber == nil {
-		return ObjectRef{}, false
+	if c, ok := p.obj.(*consumerObject); ok && c.subscriber != nil {
+		return *c.subscriber, true
 	}
-	return *p.consumer.subscriber, true
+	return ObjectRef{}, false
 }
 
 // GetObjectMeta gives the object's namespace and name to client-go, so an informer can keep
@@ -312,26 +283,13 @@ func (p *Parsed) GetObjectMeta() metav1.Object {
 
 // apply puts a parsed object into the engine and returns what could not be read of it.
 func (e *Engine) apply(p *Parsed) error {
-	if p.skip {
+	if p.kind == nil {
 		return p.problems
 	}
-	ref := p.ref
-	gk := ref.groupKind()
-	if gk == gkCRD {
-		e.setKind(ref.Name, *p.crd)
-		return p.problems
+	if p.kind.Find != FindDefinitions {
+		e.setID(p.ref, p.id)
 	}
-	e.setID(ref, p.id)
-	switch gk {
-	case gkBroker:
-		e.upsertBroker(ref, p.meta)
-	case gkEventType:
-		e.upsertEventType(ref, p.et)
-	case gkTrigger, gkSubscription:
-		e.upsertConsumer(ref, p.consumer)
-	default:
-		e.upsertGeneric(ref, p.generic)
-	}
+	p.kind.upsert(e, p.ref, p.obj)
 	return p.problems
 }
 
@@ -353,20 +311,9 @@ func objectProblem(ref ObjectRef, err error) error {
 }
 
 func (e *Engine) delete(ref ObjectRef) {
-	gk := ref.groupKind()
-	if gk == gkCRD {
-		e.setKind(ref.Name, crdObject{})
-		return
+	k := handling(ref.groupKind())
+	if k.Find != FindDefinitions {
+		e.setID(ref, "")
 	}
-	e.setID(ref, "")
-	switch gk {
-	case gkBroker:
-		e.deleteBroker(ref)
-	case gkEventType:
-		e.deleteEventType(ref)
-	case gkTrigger, gkSubscription:
-		e.deleteConsumer(ref)
-	default:
-		e.deleteGeneric(ref)
-	}
+	k.remove(e, ref)
 }

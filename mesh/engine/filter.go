@@ -344,7 +344,7 @@ func eventOf(as attributes) cloudevents.Event {
 // spec.filter.attributes. Invalid filters are skipped, as Knative's broker skips them, and
 // reported.
 func parseTriggerFilter(o map[string]any) (filter, []error) {
-	if raw, ok := field(o, "spec", "filters"); ok {
+	if raw, ok := lookup(o, "spec", "filters"); ok {
 		list, isList := raw.([]any)
 		if !isList {
 			return matchAll{}, []error{fmt.Errorf("spec.filters: want a list, got %T", raw)}
@@ -354,7 +354,7 @@ func parseTriggerFilter(o map[string]any) (filter, []error) {
 			return allFilter(fs), problems
 		}
 	}
-	raw, ok := field(o, "spec", "filter", "attributes")
+	raw, ok := lookup(o, "spec", "filter", "attributes")
 	if !ok {
 		return matchAll{}, nil
 	}

@@ -1,13 +1,15 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Well-known names the relation rules depend on.
@@ -113,7 +115,7 @@ func (p pairs) Map() map[string]string {
 
 // str reads a string field, tolerating absence and wrong types (validation is the webhook's job).
 func str(obj map[string]any, fields ...string) string {
-	v, ok := field(obj, fields...)
+	v, ok := lookup(obj, fields...)
 	if !ok {
 		return ""
 	}
@@ -121,7 +123,7 @@ func str(obj map[string]any, fields ...string) string {
 	return s
 }
 
-func field(obj map[string]any, fields ...string) (any, bool) {
+func lookup(obj map[string]any, fields ...string) (any, bool) {
 	var cur any = obj
 	for _, f := range fields {
 		m, ok := cur.(map[string]any)
@@ -138,7 +140,7 @@ func field(obj map[string]any, fields ...string) (any, bool) {
 // kref reads a Knative KReference (apiVersion or group, kind, namespace, name) at fields,
 // defaulting the namespace like Knative's webhook does. ok is false when there is no usable ref.
 func kref(obj map[string]any, defaultNamespace string, fields ...string) (ObjectRef, bool) {
-	v, ok := field(obj, fields...)
+	v, ok := lookup(obj, fields...)
 	if !ok {
 		return ObjectRef{}, false
 	}
@@ -161,141 +163,16 @@ func kref(obj map[string]any, defaultNamespace string, fields ...string) (Object
 	return r, true
 }
 
-// eventTypeObject is what the engine needs from an EventType of any served version.
-type eventTypeObject struct {
-	objectMeta
-	typ         string
-	description string
-	schemaURL   string
-	schemaData  string
-	reference   *ObjectRef
-	attrs       attributes
+// validateMeta judges an object's labels and annotations as the API server would.
+func validateMeta(u *unstructured.Unstructured) field.ErrorList {
+	meta := field.NewPath("metadata")
+	errs := metav1validation.ValidateLabels(u.GetLabels(), meta.Child("labels"))
+	return append(errs, apivalidation.ValidateAnnotations(u.GetAnnotations(), meta.Child("annotations"))...)
 }
 
-// parseEventType reads v1beta1/v1beta2 (spec.type, spec.source, spec.schema, spec.broker) and
-// v1beta3 (spec.attributes) shapes. The shape is told by the fields, not the apiVersion,
-// so objects stored at one version and served at another read the same.
-func parseEventType(u *unstructured.Unstructured) (eventTypeObject, error) {
-	o := u.Object
-	et := eventTypeObject{objectMeta: metaOf(u), description: str(o, "spec", "description")}
-	ns := u.GetNamespace()
-	if ref, ok := kref(o, ns, "spec", "reference"); ok {
-		et.reference = &ref
-	} else if b := str(o, "spec", "broker"); b != "" {
-		et.reference = &ObjectRef{mesh.GroupEventing, mesh.KindBrokerObject, ns, b}
+func describeValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
 	}
-	if raw, ok := field(o, "spec", "attributes"); ok {
-		list, ok := raw.([]any)
-		if !ok {
-			return et, fmt.Errorf("spec.attributes: want a list, got %T", raw)
-		}
-		for i, item := range list {
-			m, ok := item.(map[string]any)
-			if !ok {
-				return et, fmt.Errorf("spec.attributes[%d]: want an object, got %T", i, item)
-			}
-			name, value := strings.ToLower(str(m, "name")), str(m, "value")
-			switch name {
-			case "":
-				return et, fmt.Errorf("spec.attributes[%d]: name is empty", i)
-			case "type":
-				et.typ = value
-			case "dataschema", "schemadata":
-				// Knative's v1beta2→v1beta3 conversion names the schema URL "schemadata".
-				if et.schemaURL == "" {
-					et.schemaURL = value
-				}
-			}
-			et.attrs = et.attrs.with(name, value)
-		}
-		return et, nil
-	}
-	et.typ = str(o, "spec", "type")
-	et.schemaURL = str(o, "spec", "schema")
-	et.schemaData = str(o, "spec", "schemaData")
-	et.attrs = et.attrs.with("type", et.typ).with("source", str(o, "spec", "source")).with("dataschema", et.schemaURL)
-	return et, nil
-}
-
-// consumerObject is a Trigger (provider: its Broker) or a Subscription (provider: its channel).
-type consumerObject struct {
-	provider   ObjectRef
-	subscriber *ObjectRef
-	filter     filter
-}
-
-func parseTrigger(u *unstructured.Unstructured) (consumerObject, []error) {
-	o, ns := u.Object, u.GetNamespace()
-	c := consumerObject{provider: ObjectRef{mesh.GroupEventing, mesh.KindBrokerObject, ns, str(o, "spec", "broker")}}
-	if sub, ok := kref(o, ns, "spec", "subscriber", "ref"); ok {
-		c.subscriber = &sub
-	}
-	var problems []error
-	c.filter, problems = parseTriggerFilter(o)
-	return c, problems
-}
-
-func parseSubscription(u *unstructured.Unstructured) consumerObject {
-	o, ns := u.Object, u.GetNamespace()
-	c := consumerObject{filter: matchAll{}}
-	// A Subscription's channel is always in its own namespace.
-	if ch, ok := kref(o, ns, "spec", "channel"); ok {
-		ch.Namespace = ns
-		c.provider = ch
-	}
-	if sub, ok := kref(o, ns, "spec", "subscriber", "ref"); ok {
-		c.subscriber = &sub
-	}
-	return c
-}
-
-// crdObject is what the engine needs from a CustomResourceDefinition.
-type crdObject struct {
-	gk           GroupKind
-	subscribable bool
-	source       bool
-	eventTypes   []string // sorted, unique, non-empty
-}
-
-func parseCRD(u *unstructured.Unstructured) (crdObject, error) {
-	o := u.Object
-	c := crdObject{gk: GroupKind{str(o, "spec", "group"), str(o, "spec", "names", "kind")}}
-	labels := u.GetLabels()
-	c.subscribable = labels[LabelSubscribable] == "true"
-	c.source = labels[LabelSource] == "true"
-	if c.gk.Group == "" || c.gk.Kind == "" {
-		return c, fmt.Errorf("spec.group and spec.names.kind are required")
-	}
-	raw, ok := u.GetAnnotations()[AnnotationEventType]
-	if !ok || !c.source {
-		return c, nil
-	}
-	var entries []struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal([]byte(raw), &entries); err != nil {
-		return c, fmt.Errorf("annotation %s: %w", AnnotationEventType, err)
-	}
-	for _, e := range entries {
-		if e.Type != "" {
-			c.eventTypes = append(c.eventTypes, e.Type)
-		}
-	}
-	slices.Sort(c.eventTypes)
-	c.eventTypes = slices.Compact(c.eventTypes)
-	return c, nil
-}
-
-// genericObject is any other object: a possible channel, source or subscriber.
-type genericObject struct {
-	objectMeta
-	sink *ObjectRef
-}
-
-func parseGeneric(u *unstructured.Unstructured) genericObject {
-	g := genericObject{objectMeta: metaOf(u)}
-	if s, ok := kref(u.Object, u.GetNamespace(), "spec", "sink", "ref"); ok {
-		g.sink = &s
-	}
-	return g
+	return fmt.Sprintf("%T", v)
 }

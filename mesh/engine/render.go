@@ -74,65 +74,16 @@ func (e *Engine) flush() []mesh.Change {
 // render builds an entity's JSON from the current state, and says whether it may name another
 // namespace (foreignOf); exists is false when the entity does not exist.
 func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
-	var v any
 	ref := id.ref
-	switch id.kind {
-	case mesh.KindBroker:
-		m := e.brokers[ref]
-		if m == nil {
-			return nil, false, false
-		}
-		v = &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels.Map(),
-			Annotations: m.annotations.Map(), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
-	case mesh.KindEventType:
-		et := e.eventTypes[ref]
-		if et == nil {
-			return nil, false, false
-		}
-		entity := et.entity(ref)
-		v = &entity
-	case mesh.KindSubscribable:
-		if !e.isChannel(ref) {
-			return nil, false, false
-		}
-		g := e.generics[ref]
-		v = &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
-			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
-			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}
-	case mesh.KindSource:
-		if !e.isSource(ref) {
-			return nil, false, false
-		}
-		g, types := e.generics[ref], e.kinds[ref.groupKind()].eventTypes
-		provided := make([]string, 0)
-		for _, t := range types {
-			for et := range e.eventTypesByNsType[nsType{ref.Namespace, t}].Keys() {
-				provided = append(provided, et.ref.NamespacedName())
-			}
-		}
-		slices.Sort(provided)
-		v = &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
-			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
-			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
-			Sink: gknn(g.sink)}
+	v, exists := entityKinds[id.kind].render(e, ref)
+	if !exists {
+		return nil, false, false
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
 	return data, foreignOf(v), true
-}
-
-func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
-	consumed := make([]string, 0, et.consumedBy.Len())
-	for _, id := range et.consumedBy.All() {
-		consumed = append(consumed, id)
-	}
-	slices.Sort(consumed)
-	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
-		Description: optional(et.description), SchemaURL: optional(et.schemaURL),
-		SchemaData: optional(et.schemaData), Labels: et.labels.Map(), Annotations: et.annotations.Map(),
-		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
 }
 
 func namesOf(s *smallSet[*eventTypeState]) []string {

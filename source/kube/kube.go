@@ -29,7 +29,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/source"
 )
@@ -116,16 +115,36 @@ type Source struct {
 
 type nsName struct{ namespace, name string }
 
-// Kinds the mesh always needs.
+// The kinds the source watches and how, as the engine's declarations say (engine.Kinds).
 var (
-	gkCRD          = engine.GroupKind{Group: engine.GroupCRD, Kind: engine.KindCRDObject}
-	gkBroker       = engine.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindBrokerObject}
-	gkTrigger      = engine.GroupKind{Group: mesh.GroupEventing, Kind: engine.KindTriggerObject}
-	gkEventType    = engine.GroupKind{Group: mesh.GroupEventing, Kind: mesh.KindEventTypeObject}
-	gkSubscription = engine.GroupKind{Group: engine.GroupMessaging, Kind: engine.KindSubscriptionObject}
-	baseKinds      = []engine.GroupKind{gkBroker, gkTrigger, gkEventType, gkSubscription}
-	crdResource    = schema.GroupVersionResource{Group: engine.GroupCRD, Version: "v1", Resource: "customresourcedefinitions"}
+	gkCRD       = kindsFound(engine.FindDefinitions)[0]
+	alwaysKinds = kindsFound(engine.FindAlways)
+	crdResource = schema.GroupVersionResource{Group: gkCRD.Group, Version: "v1", Resource: "customresourcedefinitions"}
+	roleLabels  = crdRoleLabels()
 )
+
+// kindsFound lists the declared kinds a source finds the way find says.
+func kindsFound(find engine.Find) []engine.GroupKind {
+	var out []engine.GroupKind
+	for _, k := range engine.Kinds() {
+		if k.Find == find && k.GroupKind != (engine.GroupKind{}) {
+			out = append(out, k.GroupKind)
+		}
+	}
+	return out
+}
+
+// crdRoleLabels are the CRD labels that make a kind a channel or a source: its objects are
+// then watched whole.
+func crdRoleLabels() []string {
+	var out []string
+	for _, k := range engine.Kinds() {
+		if k.Find == engine.FindByCRDLabel {
+			out = append(out, k.CRDLabel)
+		}
+	}
+	return out
+}
 
 var _ source.Source = (*Source)(nil)
 
@@ -295,11 +314,10 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 	} else {
 		s.send(w.gk, p.Ref(), p)
 	}
-	switch w.gk {
-	case gkCRD:
+	if w.gk == gkCRD {
 		s.noteCRD(crd, deleted)
-	case gkTrigger, gkSubscription:
-		s.noteConsumer(p, deleted)
+	} else {
+		s.noteSubscriber(p, deleted)
 	}
 }
 
@@ -345,8 +363,8 @@ func (s *Source) retract(gk engine.GroupKind, keep map[nsName]struct{}) {
 	}
 }
 
-// noteConsumer counts the subscriber kinds Triggers and Subscriptions reference.
-func (s *Source) noteConsumer(p *engine.Parsed, deleted bool) {
+// noteSubscriber counts the subscriber kinds objects reference (Triggers, Subscriptions).
+func (s *Source) noteSubscriber(p *engine.Parsed, deleted bool) {
 	ref := p.Ref()
 	old, had := s.subscribers[ref]
 	var now engine.GroupKind
@@ -412,7 +430,7 @@ func (s *Source) noteCRD(u *unstructured.Unstructured, deleted bool) {
 func (s *Source) reconcile() {
 	want := map[engine.GroupKind]watchSpec{gkCRD: s.watches[gkCRD].spec}
 	unserved := map[engine.GroupKind]bool{}
-	for _, gk := range baseKinds {
+	for _, gk := range alwaysKinds {
 		if spec, ok := s.resolve(gk, false); ok {
 			want[gk] = spec
 		} else {
@@ -420,14 +438,14 @@ func (s *Source) reconcile() {
 		}
 	}
 	for _, c := range s.crds {
-		if (c.channel || c.source) && c.namespaced {
+		if c.roleLabelled && c.namespaced {
 			if _, base := want[c.gk]; !base {
 				want[c.gk] = watchSpec{resource: c.resource, namespaced: true, selector: s.selector}
 			}
 		}
 	}
 	for gk := range s.wanted {
-		if _, full := want[gk]; full || slices.Contains(baseKinds, gk) {
+		if _, full := want[gk]; full || slices.Contains(alwaysKinds, gk) {
 			continue
 		}
 		if spec, ok := s.resolve(gk, true); ok {

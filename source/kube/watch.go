@@ -242,10 +242,11 @@ func trimCRD(u *unstructured.Unstructured) {
 
 // crdInfo is what a CRD tells the source about its kind.
 type crdInfo struct {
-	gk              engine.GroupKind
-	resource        schema.GroupVersionResource // at the storage version (else the newest served)
-	namespaced      bool
-	channel, source bool
+	gk         engine.GroupKind
+	resource   schema.GroupVersionResource // at the storage version (else the newest served)
+	namespaced bool
+	// roleLabelled: a label makes the kind a channel or a source, watched whole.
+	roleLabelled bool
 }
 
 func parseCRD(u *unstructured.Unstructured) crdInfo {
@@ -276,12 +277,14 @@ func parseCRD(u *unstructured.Unstructured) crdInfo {
 	if group == "" || kind == "" || plural == "" || best == "" {
 		return crdInfo{} // not (yet) usable: as if absent
 	}
-	l := u.GetLabels()
+	labelled := false
+	for _, label := range roleLabels {
+		labelled = labelled || u.GetLabels()[label] == "true"
+	}
 	return crdInfo{
-		gk:         engine.GroupKind{Group: group, Kind: kind},
-		resource:   schema.GroupVersionResource{Group: group, Version: best, Resource: plural},
-		namespaced: scope == "Namespaced",
-		channel:    l[engine.LabelSubscribable] == "true",
-		source:     l[engine.LabelSource] == "true",
+		gk:           engine.GroupKind{Group: group, Kind: kind},
+		resource:     schema.GroupVersionResource{Group: group, Version: best, Resource: plural},
+		namespaced:   scope == "Namespaced",
+		roleLabelled: labelled,
 	}
 }

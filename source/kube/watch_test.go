@@ -34,7 +34,7 @@ spec: {group: sources.knative.dev, scope: Namespaced, names: {kind: PingSource, 
   versions: [{name: v1beta2, served: true}, {name: v1, served: true, storage: true}, {name: v2alpha1, served: true}, {name: v2, served: false}]}`,
 			crdInfo{gk: engine.GroupKind{Group: "sources.knative.dev", Kind: "PingSource"},
 				resource:   schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
-				namespaced: true, source: true}},
+				namespaced: true, roleLabelled: true}},
 		{"EventType: stored at v1beta2, v1beta3 newer", `
 metadata: {name: eventtypes.eventing.knative.dev}
 spec: {group: eventing.knative.dev, scope: Namespaced, names: {kind: EventType, plural: eventtypes},
@@ -51,7 +51,7 @@ spec: {group: example.dev, scope: Namespaced, names: {kind: X, plural: xs},
 metadata: {name: x.example.dev, labels: {messaging.knative.dev/subscribable: "true"}}
 spec: {group: example.dev, scope: Cluster, names: {kind: X, plural: xs}, versions: [{name: v1, served: true}]}`,
 			crdInfo{gk: engine.GroupKind{Group: "example.dev", Kind: "X"},
-				resource: schema.GroupVersionResource{Group: "example.dev", Version: "v1", Resource: "xs"}, channel: true}},
+				resource: schema.GroupVersionResource{Group: "example.dev", Version: "v1", Resource: "xs"}, roleLabelled: true}},
 		{"nothing served", `
 spec: {group: example.dev, scope: Namespaced, names: {kind: X, plural: xs}, versions: [{name: v1, served: false}]}`, crdInfo{}},
 		{"no plural", `

@@ -11,6 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
 // Object is one decoded manifest and the line it starts on.
@@ -168,7 +170,12 @@ func object(v any, line int) (Object, *SyntaxError) {
 			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.%s: %v", kind, name, f, err)}
 		}
 	}
-	if problems := validate(u); len(problems) > 0 {
+	// Judged as the API server and Knative's webhooks would, by the kind's declaration.
+	if errs := engine.Validate(u); len(errs) > 0 {
+		problems := make([]string, len(errs))
+		for i, e := range errs {
+			problems[i] = e.Error()
+		}
 		return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: %s", kind, name, strings.Join(problems, "; "))}
 	}
 	return Object{Unstructured: u, Line: line}, nil

@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// Every declaration says all a source, the engine and the wire need of its kind, so a kind
+// added in one file is complete there: found somehow, read and applied, and each mesh entity
+// rendered by exactly one declaration.
+func TestDeclarationsAreComplete(t *testing.T) {
+	t.Parallel()
+	rendered := map[mesh.EntityKind]string{}
+	seen := map[GroupKind]string{}
+	for _, k := range declared {
+		t.Run(k.Name, func(t *testing.T) {
+			if len(k.Verbs) == 0 {
+				t.Error("no API verbs: the cluster source could not be granted its kind")
+			}
+			switch k.Find {
+			case FindDefinitions, FindAlways:
+				if k.GroupKind == (GroupKind{}) {
+					t.Error("a kind found by name has no GroupKind")
+				}
+			case FindByCRDLabel:
+				if k.CRDLabel == "" || k.GroupKind != (GroupKind{}) {
+					t.Errorf("a role found by CRD label has label %q and kind %v; want a label and no kind", k.CRDLabel, k.GroupKind)
+				}
+			case FindByReference:
+				if k.GroupKind != (GroupKind{}) {
+					t.Error("a role found by reference has a kind")
+				}
+			default:
+				t.Errorf("find %d unknown", k.Find)
+			}
+			if k.GroupKind != (GroupKind{}) || k.Find == FindByReference {
+				if k.read == nil || k.upsert == nil || k.remove == nil {
+					t.Error("objects of the kind cannot be read and applied (read, upsert, remove)")
+				}
+				if other, dup := seen[k.GroupKind]; dup {
+					t.Errorf("declared twice, also as %s", other)
+				}
+				seen[k.GroupKind] = k.Name
+			}
+			if k.HasEntity {
+				if k.render == nil {
+					t.Error("stands for an entity it does not render")
+				}
+				if other, dup := rendered[k.Entity]; dup {
+					t.Errorf("entity %s rendered by %s too", k.Entity, other)
+				}
+				rendered[k.Entity] = k.Name
+			}
+		})
+	}
+	for kind := mesh.KindBroker; kind <= mesh.KindSubscribable; kind++ {
+		if rendered[kind] == "" {
+			t.Errorf("no declaration renders the %s entity", kind)
+		}
+	}
+	if len(kindsFound(FindDefinitions)) != 1 || declared[0].Find != FindDefinitions {
+		t.Error("the definitions must be declared once, first: kinds are known before their objects")
+	}
+}
+
+func kindsFound(find Find) []*Kind {
+	var out []*Kind
+	for _, k := range declared {
+		if k.Find == find {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Objects of a declared kind go to its declaration; objects of any other kind are read as
+// the roles read them, and cluster-scoped ones other than definitions are not read at all.
+func TestParseRoutesByDeclaration(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, apiVersion, kind, namespace string
+		want                              *Kind
+	}{
+		{"a Broker", "eventing.knative.dev/v1", "Broker", "ns", &brokerKind},
+		{"a Trigger", "eventing.knative.dev/v1", "Trigger", "ns", &triggerKind},
+		{"an EventType of any version", "eventing.knative.dev/v1beta3", "EventType", "ns", &eventTypeKind},
+		{"a Subscription", "messaging.knative.dev/v1", "Subscription", "ns", &subscriptionKind},
+		{"a CRD", "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", &crdKind},
+		{"a channel, source or subscriber", "sources.knative.dev/v1", "PingSource", "ns", &subscriberRole},
+		{"a cluster-scoped object", "rbac.authorization.k8s.io/v1", "ClusterRole", "", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Parse(object(tt.apiVersion, tt.kind, tt.namespace, "x"))
+			if p.kind != tt.want {
+				t.Errorf("read by %v, want %v", nameOf(p.kind), nameOf(tt.want))
+			}
+		})
+	}
+}
+
+func nameOf(k *Kind) string {
+	if k == nil {
+		return "nothing"
+	}
+	return k.Name
+}
+
+func object(apiVersion, kind, namespace, name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind,
+		"metadata": map[string]any{"name": name, "namespace": namespace}}}
+}
