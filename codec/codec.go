@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
@@ -43,13 +42,13 @@ func NewEncoder(source string) (*Encoder, error) {
 }
 
 // Event encodes c.
-func (e *Encoder) Event(c mesh.Change) (cloudevents.Event, error) {
+func (e *Encoder) Event(c mesh.Change) (event.Event, error) {
 	data, err := e.data(c)
 	if err != nil {
-		return cloudevents.Event{}, err
+		return event.Event{}, err
 	}
 	contentType, subject := mesh.ContentTypeJSON, c.Key.String()
-	ev := cloudevents.Event{Context: &event.EventContextV1{
+	ev := event.Event{Context: &event.EventContextV1{
 		ID: mesh.EventID(c.Epoch, c.Sequence), Type: mesh.TypeOf(c.Kind, c.Op), Source: e.source,
 		Subject: &subject, DataContentType: &contentType,
 		Extensions: map[string]any{mesh.ExtensionEpoch: c.Epoch, mesh.ExtensionSequence: int32(c.Sequence)},
@@ -111,7 +110,7 @@ func (e *Encoder) data(c mesh.Change) ([]byte, error) {
 
 // Decode reads a mesh-delta event back into a change, checking every attribute against the
 // payload. The change's Previous is always nil (events carry only the new state).
-func Decode(ev cloudevents.Event) (mesh.Change, error) {
+func Decode(ev event.Event) (mesh.Change, error) {
 	if err := ev.Validate(); err != nil {
 		return mesh.Change{}, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
@@ -160,7 +159,7 @@ func Decode(ev cloudevents.Event) (mesh.Change, error) {
 	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: ref, Entity: entity.Bytes()}, nil
 }
 
-func extensionString(ev cloudevents.Event, name string) (string, error) {
+func extensionString(ev event.Event, name string) (string, error) {
 	v, ok := ev.Extensions()[name]
 	if !ok {
 		return "", fmt.Errorf("extension %s is missing", name)
@@ -172,7 +171,7 @@ func extensionString(ev cloudevents.Event, name string) (string, error) {
 	return s, nil
 }
 
-func extensionSequence(ev cloudevents.Event) (uint64, error) {
+func extensionSequence(ev event.Event) (uint64, error) {
 	v, ok := ev.Extensions()[mesh.ExtensionSequence]
 	if !ok {
 		return 0, fmt.Errorf("extension %s is missing", mesh.ExtensionSequence)
@@ -211,7 +210,7 @@ func checkEntity(raw json.RawMessage, ref mesh.Key) error {
 
 // EncodeStructured is the structured-mode JSON form of an event (one self-contained document).
 // It calls the event's own MarshalJSON: json.Marshal would re-scan its output.
-func EncodeStructured(ev cloudevents.Event) ([]byte, error) { return ev.MarshalJSON() }
+func EncodeStructured(ev event.Event) ([]byte, error) { return ev.MarshalJSON() }
 
 // appendString appends s as a JSON string (json.Marshal's escaping, HTML-safe).
 func appendString(dst []byte, s string) []byte {

@@ -19,13 +19,13 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/mqttconsumer"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/natsconsumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
@@ -464,16 +464,6 @@ func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
 	cfg := autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
 		TlsCfg: o.tlsConfig, ConnectTimeout: o.connectTimeout,
 		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: o.mqttPrefix + "/#", QoS: 1}}})
-		},
-		ClientConfig: paho.ClientConfig{OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) {
-				if err := mqttMessage(p, pr.Packet); err != nil {
-					fmt.Fprintf(o.stderr, "tail: %s: %v\n", pr.Packet.Topic, err)
-				}
-				return true, nil
-			}}},
 	}
 	cfg.ConnectUsername, cfg.ConnectPassword = o.username, []byte(o.password)
 	if u.User != nil && o.username == "" {
@@ -481,7 +471,17 @@ func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
 		password, _ := u.User.Password()
 		cfg.ConnectPassword = []byte(password)
 	}
-	cm, err := autopaho.NewConnection(ctx, cfg)
+	// A retained message is an entity of the mesh's state, a live one a change.
+	cm, err := mqttconsumer.Connect(ctx, cfg, mqttconsumer.Stream{Prefix: o.mqttPrefix,
+		Entity: func(c mesh.Change) error { p.entity(c.Kind, c.Key, c.Entity); return nil },
+		Change: func(c mesh.Change) error { p.change(c); return nil },
+		OnError: func(err error) {
+			var bad *consumer.MessageError
+			if errors.As(err, &bad) { // tail reports the messages it cannot read
+				fmt.Fprintf(o.stderr, "tail: %v\n", err)
+			}
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
@@ -493,24 +493,6 @@ func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
 	}
 	<-ctx.Done()
 	<-cm.Done()
-	return nil
-}
-
-// mqttMessage prints a retained message as an entity of the mesh's state and a live one as a
-// change.
-func mqttMessage(p *printer, pk *paho.Publish) error {
-	if len(pk.Payload) == 0 {
-		return nil // a topic cleared
-	}
-	c, err := codec.DecodeStructured(pk.Payload)
-	if err != nil {
-		return err
-	}
-	if pk.Retain && c.Op != mesh.OpDeleted {
-		p.entity(c.Kind, c.Key, c.Entity)
-		return nil
-	}
-	p.change(c)
 	return nil
 }
 
@@ -541,84 +523,24 @@ func tailNATS(ctx context.Context, o *tailOptions, p *printer) error {
 	}
 	defer nc.Close()
 
-	// Changes are taken from the subjects from now on, and held back until the KV bucket's
-	// entities are printed: then those the bucket already showed are dropped.
-	var mu sync.Mutex
-	var held []mesh.Change
-	listing, shown := true, map[consumer.EntityID]uint64{}
-	deliver := func(c mesh.Change) {
-		if seq, ok := shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}]; ok && c.Sequence <= seq {
-			return
-		}
-		p.change(c)
-	}
-	if _, err := nc.Subscribe(o.natsPrefix+".>", func(m *natsgo.Msg) {
-		c, err := codec.DecodeStructured(m.Data)
-		if err != nil {
-			fmt.Fprintf(o.stderr, "tail: %s: %v\n", m.Subject, err)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if listing {
-			held = append(held, c)
-			return
-		}
-		deliver(c)
-	}); err != nil {
-		return fmt.Errorf("tail: %w", err)
-	}
-	if err := listKV(ctx, o, nc, p, shown); err != nil {
-		fmt.Fprintf(o.stderr, "tail: %v; showing the changes from now on only\n", err)
-	}
-	mu.Lock()
-	listing = false
-	for _, c := range held {
-		deliver(c)
-	}
-	held = nil
-	mu.Unlock()
-	<-ctx.Done()
-	return nil
-}
-
-// listKV prints every entity of the KV bucket (the mesh's latest states), noting each one's
-// sequence in shown.
-func listKV(ctx context.Context, o *tailOptions, nc *natsgo.Conn, p *printer, shown map[consumer.EntityID]uint64) error {
 	bucket := o.natsBucket
 	if bucket == "" {
 		bucket = nats.BucketName(o.natsPrefix)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, o.connectTimeout)
-	defer cancel()
-	kv, err := js.KeyValue(lctx, bucket)
-	if err != nil {
-		return fmt.Errorf("KV bucket %s: %w", bucket, err)
-	}
-	w, err := kv.WatchAll(lctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("KV bucket %s: %w", bucket, err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-lctx.Done():
-			return fmt.Errorf("KV bucket %s: %w", bucket, lctx.Err())
-		case entry := <-w.Updates():
-			if entry == nil {
-				return nil // every entity listed
+	err = natsconsumer.Follow(ctx, nc, natsconsumer.Stream{Prefix: o.natsPrefix, Bucket: bucket, ListTimeout: o.connectTimeout,
+		Entity: func(c mesh.Change) error { p.entity(c.Kind, c.Key, c.Entity); return nil },
+		Change: func(c mesh.Change) error { p.change(c); return nil },
+		OnError: func(err error) {
+			var list *natsconsumer.ListError
+			if errors.As(err, &list) {
+				fmt.Fprintf(o.stderr, "tail: %v; showing the changes from now on only\n", err)
+				return
 			}
-			c, err := codec.DecodeStructured(entry.Value())
-			if err != nil {
-				fmt.Fprintf(o.stderr, "tail: KV %s: %v\n", entry.Key(), err)
-				continue
-			}
-			shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}] = c.Sequence
-			p.entity(c.Kind, c.Key, c.Entity)
-		}
+			fmt.Fprintf(o.stderr, "tail: %v\n", err)
+		},
+	})
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("tail: %w", err) // the subscription failed
 	}
+	return nil
 }

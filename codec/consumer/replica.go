@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
@@ -68,7 +68,7 @@ func (r *Replica) Apply(ctx context.Context, c mesh.Change) error {
 }
 
 // ApplyEvent decodes and applies a mesh-delta CloudEvent.
-func (r *Replica) ApplyEvent(ctx context.Context, ev cloudevents.Event) error {
+func (r *Replica) ApplyEvent(ctx context.Context, ev event.Event) error {
 	c, err := codec.Decode(ev)
 	if err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
-	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/natsconsumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
@@ -46,7 +46,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	snapshots := consumer.NATSSnapshots(nc, mesh.NATSResyncSubject(n.prefix))
+	snapshots := natsconsumer.Snapshots(nc, mesh.NATSResyncSubject(n.prefix))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err = snapshots.Snapshot(ctx)

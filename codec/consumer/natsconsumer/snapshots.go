@@ -1,4 +1,4 @@
-package consumer
+package natsconsumer
 
 import (
 	"bytes"
@@ -9,23 +9,27 @@ import (
 	"strings"
 	"time"
 
-	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/nats-io/nats.go"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// NATSSnapshots asks a broadcaster for snapshots over NATS request-reply on subject (the
-// broadcaster's <prefix>-resync, "knative.eventmesh-resync" by default), reassembling chunked
-// replies. The connection stays the caller's.
-func NATSSnapshots(nc *nats.Conn, subject string) Snapshotter {
-	return natsSnapshots{nc: nc, subject: subject}
+// Snapshots asks a broadcaster for snapshots over NATS request-reply on subject (the
+// broadcaster's <prefix>-resync, mesh.NATSResyncSubject: "knative.eventmesh-resync" by
+// default), reassembling chunked replies. The connection stays the caller's.
+func Snapshots(nc *nats.Conn, subject string) consumer.Snapshotter {
+	return snapshots{nc: nc, subject: subject}
 }
 
-type natsSnapshots struct {
+type snapshots struct {
 	nc      *nats.Conn
 	subject string
 }
 
-func (n natsSnapshots) Snapshot(ctx context.Context) (mesh.Snapshot, error) {
+var _ consumer.Snapshotter = snapshots{}
+
+func (n snapshots) Snapshot(ctx context.Context) (mesh.Snapshot, error) {
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.SubscribeSync(inbox)
 	if err != nil {

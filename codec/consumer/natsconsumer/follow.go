@@ -1,0 +1,172 @@
+package natsconsumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
+
+// DefaultListTimeout bounds the listing of a KV bucket when Stream.ListTimeout is zero.
+const DefaultListTimeout = 10 * time.Second
+
+// ErrInvalidStream means a Stream lacks what Follow needs.
+var ErrInvalidStream = errors.New("natsconsumer: invalid stream")
+
+// Stream says where a broadcaster publishes on NATS and what Follow does with it.
+type Stream struct {
+	// Prefix is the broadcaster's subject prefix (its --nats-subject-prefix,
+	// "knative.eventmesh" by default): the changes arrive on <Prefix>.>. Required.
+	Prefix string
+	// Bucket, when set, is the KV bucket of the mesh's latest states (the broadcaster's
+	// --nats-kv-bucket; by default the prefix with dots as underscores, "knative_eventmesh").
+	// Follow lists it into Entity before it passes on any change. Empty: changes only.
+	Bucket string
+	// ListTimeout bounds the listing of Bucket (zero: DefaultListTimeout).
+	ListTimeout time.Duration
+	// Entity receives each entity of Bucket: the change that gave it its latest state.
+	// Required with Bucket.
+	Entity func(mesh.Change) error
+	// Change receives every change published once Follow has subscribed, in order, except
+	// those the listing already showed (the same entity at the same or a later sequence).
+	// Required.
+	Change func(mesh.Change) error
+	// OnError, when set, hears what Follow skipped and went on without: a message or a KV
+	// entry that is not a mesh-delta event or that Entity or Change refused (a
+	// *consumer.MessageError), and a bucket it could not list (a *ListError; only the changes
+	// follow then).
+	OnError func(error)
+}
+
+// ListError is a KV bucket Follow could not list.
+type ListError struct {
+	Bucket string
+	Err    error
+}
+
+func (e *ListError) Error() string { return fmt.Sprintf("KV bucket %s: %v", e.Bucket, e.Err) }
+
+func (e *ListError) Unwrap() error { return e.Err }
+
+// held is a change that arrived while the bucket was being listed.
+type held struct {
+	subject string
+	change  mesh.Change
+}
+
+// Follow subscribes to the changes under s.Prefix on nc, lists s.Bucket into s.Entity while
+// holding the changes back, then passes them to s.Change until ctx ends; it returns ctx's
+// error then, or the error of the subscription. The connection stays the caller's, and so
+// do its reconnects (nats.go's options).
+func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
+	switch {
+	case s.Prefix == "":
+		return fmt.Errorf("%w: no Prefix", ErrInvalidStream)
+	case s.Change == nil:
+		return fmt.Errorf("%w: no Change", ErrInvalidStream)
+	case s.Bucket != "" && s.Entity == nil:
+		return fmt.Errorf("%w: a Bucket and no Entity", ErrInvalidStream)
+	}
+	// Changes are taken from the subjects from now on, and held back until the bucket's
+	// entities are listed: then those the bucket already showed are dropped.
+	var mu sync.Mutex
+	var pending []held
+	listing, shown := s.Bucket != "", map[consumer.EntityID]uint64{}
+	deliver := func(subject string, c mesh.Change) {
+		if seq, ok := shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}]; ok && c.Sequence <= seq {
+			return
+		}
+		if err := s.Change(c); err != nil {
+			s.report(&consumer.MessageError{Source: subject, Err: err})
+		}
+	}
+	sub, err := nc.Subscribe(s.Prefix+".>", func(m *nats.Msg) {
+		c, err := codec.DecodeStructured(m.Data)
+		if err != nil {
+			s.report(&consumer.MessageError{Source: m.Subject, Err: err})
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if listing {
+			pending = append(pending, held{m.Subject, c})
+			return
+		}
+		deliver(m.Subject, c)
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if s.Bucket != "" {
+		if err := s.list(ctx, nc, shown); err != nil {
+			s.report(&ListError{Bucket: s.Bucket, Err: err})
+		}
+		mu.Lock()
+		listing = false
+		for _, h := range pending {
+			deliver(h.subject, h.change)
+		}
+		pending = nil
+		mu.Unlock()
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// list passes every entity of the bucket to s.Entity, noting each one's sequence in shown.
+func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[consumer.EntityID]uint64) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	timeout := s.ListTimeout
+	if timeout <= 0 {
+		timeout = DefaultListTimeout
+	}
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	kv, err := js.KeyValue(lctx, s.Bucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(lctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-lctx.Done():
+			return lctx.Err()
+		case entry := <-w.Updates():
+			if entry == nil {
+				return nil // every entity listed
+			}
+			source := "KV " + entry.Key()
+			c, err := codec.DecodeStructured(entry.Value())
+			if err != nil {
+				s.report(&consumer.MessageError{Source: source, Err: err})
+				continue
+			}
+			shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}] = c.Sequence
+			if err := s.Entity(c); err != nil {
+				s.report(&consumer.MessageError{Source: source, Err: err})
+			}
+		}
+	}
+}
+
+func (s Stream) report(err error) {
+	if s.OnError != nil {
+		s.OnError(err)
+	}
+}

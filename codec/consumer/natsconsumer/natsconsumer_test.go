@@ -1,0 +1,283 @@
+package natsconsumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/natsconsumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+)
+
+func connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(brokers.StartNATS(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func brokerChange(seq uint64, op mesh.Op, name string) mesh.Change {
+	data, _ := json.Marshal(mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}})
+	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: op,
+		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
+}
+
+func structured(t *testing.T, c mesh.Change) []byte {
+	t.Helper()
+	enc, err := codec.NewEncoder("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := enc.Structured(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// reply is one message of a scripted snapshot responder.
+type reply struct {
+	header map[string]string
+	data   string
+}
+
+func chunk(i, n int, seq, data string) reply {
+	return reply{map[string]string{mesh.HeaderEpoch: "ep", mesh.HeaderSequence: seq, mesh.HeaderChunk: fmt.Sprintf("%d/%d", i, n)}, data}
+}
+
+// Snapshots reassembles a chunked reply and refuses what is not one whole snapshot.
+func TestSnapshots(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	whole, _ := json.Marshal(mesh.Snapshot{Epoch: "ep", Sequence: 7, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "ns", Name: "b", ProvidedEventTypes: []string{}}}}})
+	third := len(whole) / 3
+	for _, tc := range []struct {
+		name    string
+		replies []reply // nil: nobody answers
+		wantErr string  // empty: the snapshot is whole
+	}{
+		{"one chunk", []reply{chunk(1, 1, "7", string(whole))}, ""},
+		{"three chunks", []reply{chunk(1, 3, "7", string(whole[:third])), chunk(2, 3, "7", string(whole[third:2*third])),
+			chunk(3, 3, "7", string(whole[2*third:]))}, ""},
+		{"still loading", []reply{{map[string]string{mesh.HeaderError: "still loading"}, ""}}, "nats snapshot: still loading"},
+		{"a chunk missing", []reply{chunk(1, 3, "7", string(whole[:third])), chunk(3, 3, "7", string(whole[2*third:]))}, `chunk "3/3", want 2`},
+		{"two snapshots mixed", []reply{chunk(1, 2, "7", string(whole[:third])), chunk(2, 2, "8", string(whole[third:]))}, "chunks of two snapshots mixed"},
+		{"not JSON", []reply{chunk(1, 1, "7", "{")}, "nats snapshot: unexpected end of JSON input"},
+		{"nobody answers", nil, "nats snapshot: chunk 1: nats: no responders available for request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			subject := fmt.Sprintf("test.s%d.mesh-resync", rand.Int32())
+			if tc.replies != nil {
+				sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+					for _, r := range tc.replies {
+						out := nats.NewMsg(m.Reply)
+						for k, v := range r.header {
+							out.Header.Set(k, v)
+						}
+						out.Data = []byte(r.data)
+						nc.PublishMsg(out)
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Unsubscribe()
+				nc.Flush()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			got, err := natsconsumer.Snapshots(nc, subject).Snapshot(ctx)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tc.wantErr == "" && (got.Epoch != "ep" || got.Sequence != 7 || len(got.Mesh.Brokers) != 1):
+				t.Fatalf("got %+v", got)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err %v, want one with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// recorder keeps what Follow passed on, in order.
+type recorder struct {
+	mu     sync.Mutex
+	log    []string
+	errors []error
+}
+
+func (r *recorder) note(what string) func(mesh.Change) error {
+	return func(c mesh.Change) error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.log = append(r.log, fmt.Sprintf("%s %s %d %s", what, c.Key.Name, c.Sequence, c.Op))
+		return nil
+	}
+}
+
+func (r *recorder) onError(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors = append(r.errors, err)
+}
+
+func (r *recorder) lines() ([]string, []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.log...), append([]error(nil), r.errors...)
+}
+
+// follow runs Follow until the end of the test.
+func follow(t *testing.T, nc *nats.Conn, s natsconsumer.Stream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- natsconsumer.Follow(ctx, nc, s) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Follow: %v", err)
+		}
+	})
+}
+
+// Follow lists the bucket's entities first, then passes on the changes, dropping those the
+// bucket already showed; what it cannot read it reports and skips.
+func TestFollowListsThenChanges(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	n := rand.Int32()
+	prefix, bucket := fmt.Sprintf("test.f%d.mesh", n), fmt.Sprintf("test_f%d", n)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+	kv.Put(ctx, "broker.ns.a", structured(t, brokerChange(3, mesh.OpAdded, "a")))
+	kv.Put(ctx, "broker.ns.b", structured(t, brokerChange(5, mesh.OpUpdated, "b")))
+	kv.Put(ctx, "broker.ns.bad", []byte("not an event"))
+
+	var r recorder
+	entity := r.note("entity")
+	published := false
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.onError, Change: r.note("change"),
+		Entity: func(c mesh.Change) error {
+			if !published { // changes that arrive during the listing wait for it
+				published = true
+				nc.Publish(prefix+".broker.ns.b", structured(t, brokerChange(5, mesh.OpUpdated, "b"))) // the bucket shows it
+				nc.Publish(prefix+".broker.ns.a", structured(t, brokerChange(6, mesh.OpDeleted, "a")))
+				nc.Flush()
+				time.Sleep(50 * time.Millisecond)
+			}
+			return entity(c)
+		}})
+	testkit.Eventually(t, "the listing and the changes", 10*time.Second, func() bool {
+		got, _ := r.lines()
+		return len(got) == 3
+	})
+	nc.Publish(prefix+".broker.ns.c", structured(t, brokerChange(7, mesh.OpAdded, "c")))
+	nc.Publish(prefix+".broker.ns.c", []byte("{"))
+	testkit.Eventually(t, "a later change", 10*time.Second, func() bool {
+		got, errs := r.lines()
+		return len(got) == 4 && len(errs) == 2
+	})
+	got, errs := r.lines()
+	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+	var bad *consumer.MessageError
+	if !errors.As(errs[0], &bad) || bad.Source != "KV broker.ns.bad" || !strings.HasPrefix(errs[0].Error(), "KV broker.ns.bad: ") {
+		t.Errorf("the bad entry: %v", errs[0])
+	}
+	if !errors.As(errs[1], &bad) || bad.Source != prefix+".broker.ns.c" || !errors.Is(errs[1], codec.ErrInvalidEvent) {
+		t.Errorf("the bad message: %v", errs[1])
+	}
+}
+
+// A bucket that cannot be listed is reported; the changes follow all the same. Without a
+// bucket, Follow passes on changes only; a change its handler refuses is reported.
+func TestFollowWithoutListing(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	n := rand.Int32()
+	for _, tc := range []struct {
+		name, bucket string
+		wantErrors   []string
+	}{
+		{"missing bucket", fmt.Sprintf("test_missing%d", n), []string{fmt.Sprintf("KV bucket test_missing%d: nats: bucket not found", n)}},
+		{"no bucket", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := fmt.Sprintf("test.w%d.%s", n, strings.ReplaceAll(tc.name, " ", "-"))
+			var r recorder
+			change := r.note("change")
+			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: tc.bucket, ListTimeout: 2 * time.Second, OnError: r.onError,
+				Entity: r.note("entity"),
+				Change: func(c mesh.Change) error {
+					if c.Sequence == 2 {
+						return errors.New("refused")
+					}
+					return change(c)
+				}})
+			testkit.Eventually(t, "the changes", 10*time.Second, func() bool {
+				for _, seq := range []uint64{1, 2} {
+					nc.Publish(prefix+".broker.ns.a", structured(t, brokerChange(seq, mesh.OpAdded, "a")))
+				}
+				nc.Flush()
+				got, _ := r.lines()
+				return len(got) > 0
+			})
+			got, errs := r.lines()
+			if got[0] != "change a 1 added" {
+				t.Errorf("got %q", got)
+			}
+			var list *natsconsumer.ListError
+			var messages []string
+			for _, err := range errs {
+				if errors.As(err, &list) {
+					messages = append(messages, err.Error())
+				} else if err.Error() != prefix+".broker.ns.a: refused" {
+					t.Errorf("error %v", err)
+				}
+			}
+			if !reflect.DeepEqual(messages, tc.wantErrors) {
+				t.Errorf("listing errors %q, want %q", messages, tc.wantErrors)
+			}
+		})
+	}
+}
+
+func TestFollowRejectsIncompleteStreams(t *testing.T) {
+	t.Parallel()
+	change := func(mesh.Change) error { return nil }
+	for _, s := range []natsconsumer.Stream{
+		{Change: change},
+		{Prefix: "p"},
+		{Prefix: "p", Change: change, Bucket: "b"},
+	} {
+		if err := natsconsumer.Follow(context.Background(), nil, s); !errors.Is(err, natsconsumer.ErrInvalidStream) {
+			t.Errorf("Follow(%+v): %v", s, err)
+		}
+	}
+}
