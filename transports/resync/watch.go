@@ -3,6 +3,7 @@ package resync
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,35 +281,14 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-reauth:
-			// Access is decided again while the stream lasts: a revoked token ends it, and a
-			// changed view makes the caller start over with a snapshot of the new one.
-			access, err := recheck(r.Context())
-			switch {
-			case errors.Is(err, auth.ErrUnauthenticated):
-				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: the token is not accepted any more", Sequence: s.last})
-				return
-			case err != nil:
-				h.log.Warn("watch: cannot check a caller's access again; the stream goes on", "err", err)
-			case !access.All && len(access.Namespaces) == 0:
-				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: " + access.Subject + " may list eventtypes in no namespace of the mesh", Sequence: s.last})
-				return
-			case !access.Same(s.access):
-				s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access changed: reconnect without Last-Event-ID for the new view", Sequence: s.last})
+			if !h.stillAllowed(r.Context(), s, recheck) {
 				return
 			}
 		case <-h.watchers.closing:
 			// The hub emits nothing any more (a stopping broadcaster stops it first): what is
 			// buffered is the end of the stream, and the last id tells a follower taking over
 			// that it has everything.
-			for drained := false; !drained; {
-				select {
-				case batch := <-w.frames:
-					s.frames(batch)
-				default:
-					drained = true
-				}
-			}
-			s.accountSkipped()
+			s.framesWaiting(w)
 			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping", Sequence: s.last})
 			return
 		case <-w.cut:
@@ -322,18 +302,45 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 		case batch := <-w.frames:
 			// Under load, take every batch already waiting before flushing: one write and one
 			// flush for many events.
-			for more := true; more; {
-				s.frames(batch)
-				select {
-				case batch = <-w.frames:
-				default:
-					more = false
-				}
-			}
-			s.accountSkipped()
+			s.frames(batch)
+			s.framesWaiting(w)
 			if !s.send() {
 				return
 			}
+		}
+	}
+}
+
+// stillAllowed decides the caller's access again while the stream lasts: a revoked token ends
+// it, and a changed view makes the caller start over with a snapshot of the new one. It
+// returns false when the stream has ended.
+func (h *Handler) stillAllowed(ctx context.Context, s *stream, recheck func(context.Context) (auth.Access, error)) bool {
+	access, err := recheck(ctx)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: the token is not accepted any more", Sequence: s.last})
+		return false
+	case err != nil:
+		h.log.Warn("watch: cannot check a caller's access again; the stream goes on", "err", err)
+	case !access.All && len(access.Namespaces) == 0:
+		s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access revoked: " + access.Subject + " may list eventtypes in no namespace of the mesh", Sequence: s.last})
+		return false
+	case !access.Same(s.access):
+		s.end(mesh.SSEAccess, mesh.StreamEnd{Reason: "access changed: reconnect without Last-Event-ID for the new view", Sequence: s.last})
+		return false
+	}
+	return true
+}
+
+// framesWaiting writes every batch already waiting for the stream, without blocking.
+func (s *stream) framesWaiting(w *watcher) {
+	for {
+		select {
+		case batch := <-w.frames:
+			s.frames(batch)
+		default:
+			s.accountSkipped()
+			return
 		}
 	}
 }
