@@ -182,7 +182,7 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 			}
 			opts = append(opts, mqtt.WithCredentials(cfg.MQTTUsername, password))
 		}
-		mp, err := mqtt.New(cfg.MQTT, p.enc, opts...)
+		mp, err := mqtt.New(ctx, cfg.MQTT, p.enc, opts...)
 		if err != nil {
 			return destinations, err
 		}

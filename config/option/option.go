@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"time"
 )
 
 // ErrInvalid wraps every rejected option, whichever part rejects it.
@@ -55,13 +57,30 @@ func Logger(l *slog.Logger) (*slog.Logger, error) {
 	return l, nil
 }
 
-// Required returns v, or an error naming what when v is nil (a clock, a client, a handler).
-func Required[T comparable](what string, v T) (T, error) {
-	var none T
-	if v == none {
+// Required returns v, or an error naming what when v is nil (a clock, a client, a handler,
+// a function).
+func Required[T any](what string, v T) (T, error) {
+	if isNil(reflect.ValueOf(&v).Elem()) {
 		return v, Invalid(what, "nil")
 	}
 	return v, nil
+}
+
+// isNil reports whether v is nil, or the zero value of a type that cannot be nil.
+func isNil(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Chan, reflect.Func, reflect.Interface, reflect.Map, reflect.Pointer, reflect.Slice, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return v.IsZero()
+}
+
+// NotEmpty returns s, or an error naming what when s is empty (a name, an id).
+func NotEmpty(what, s string) (string, error) {
+	if s == "" {
+		return s, Invalid(what, "empty")
+	}
+	return s, nil
 }
 
 // Positive returns n, or an error naming what when n is below 1 (a size, a count, a bound).
@@ -70,6 +89,15 @@ func Positive[T ~int | ~int64](what string, n T) (T, error) {
 		return n, Invalid(what, "%d: want at least 1", n)
 	}
 	return n, nil
+}
+
+// PositiveDuration returns d, or an error naming what when d is not above zero (a timeout, an
+// interval).
+func PositiveDuration(what string, d time.Duration) (time.Duration, error) {
+	if d <= 0 {
+		return d, Invalid(what, "%v: want > 0", d)
+	}
+	return d, nil
 }
 
 // Discard is the logger of a part given none.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 )
@@ -75,5 +76,38 @@ func TestPositive(t *testing.T) {
 	}
 	if n, err := option.Positive("size", 7); err != nil || n != 7 {
 		t.Errorf("7: %v, %v", n, err)
+	}
+}
+
+func TestRequiredFunction(t *testing.T) {
+	t.Parallel()
+	var none func() int
+	if _, err := option.Required("count", none); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "count: nil") {
+		t.Errorf("nil: %v, want an invalid-option error naming the count", err)
+	}
+	if f, err := option.Required("count", func() int { return 1 }); err != nil || f() != 1 {
+		t.Errorf("set: %v", err)
+	}
+}
+
+func TestNotEmpty(t *testing.T) {
+	t.Parallel()
+	if _, err := option.NotEmpty("client id", ""); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "client id: empty") {
+		t.Errorf("empty: %v, want an invalid-option error naming the client id", err)
+	}
+	if s, err := option.NotEmpty("client id", "a"); err != nil || s != "a" {
+		t.Errorf("a: %q, %v", s, err)
+	}
+}
+
+func TestPositiveDuration(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{0, -time.Second} {
+		if _, err := option.PositiveDuration("timeout", d); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "timeout: "+d.String()+": want > 0") {
+			t.Errorf("%v: %v, want an invalid-option error naming the timeout", d, err)
+		}
+	}
+	if d, err := option.PositiveDuration("timeout", time.Second); err != nil || d != time.Second {
+		t.Errorf("1s: %v, %v", d, err)
 	}
 }
