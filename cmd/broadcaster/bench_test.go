@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/parts"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
@@ -68,7 +69,7 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 		args = append(args, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 			"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
 	}
-	cfg, err := config.Load(args, noEnv)
+	cfg, err := config.Load(args, noEnv, parts.All())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/parts"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
@@ -42,7 +43,7 @@ var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json fro
 // startRun runs the broadcaster on dir and returns its base URL and its log.
 func startRun(t *testing.T, dir string, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
-	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv)
+	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv, parts.All())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv)
+	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv, parts.All())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +532,7 @@ func TestTransportsOverTLS(t *testing.T) {
 // A running watch stream does not hold up shutdown: it gets a final event and run returns nil.
 func TestShutdownEndsWatchStreams(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load([]string{"--manifests", testkit.CopyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv)
+	cfg, err := config.Load([]string{"--manifests", testkit.CopyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv, parts.All())
 	if err != nil {
 		t.Fatal(err)
 	}

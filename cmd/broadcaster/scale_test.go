@@ -16,6 +16,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/parts"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	natspub "github.com/event-mesh-broadcaster/broadcaster/transports/nats"
@@ -126,7 +127,7 @@ func TestWholeMeshAtScale(t *testing.T) {
 	start := func() (base string, stop func()) {
 		cfg, err := config.Load([]string{"--manifests", dir, "--listen", "127.0.0.1:0", "--sink", sinkServer.URL,
 			"--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix, "--nats", natsServer.URL,
-			"--nats-subject-prefix", natsPrefix}, noEnv)
+			"--nats-subject-prefix", natsPrefix}, noEnv, parts.All())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,8 @@ package option_test
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,34 @@ func TestPositiveDuration(t *testing.T) {
 	}
 	if d, err := option.PositiveDuration("timeout", time.Second); err != nil || d != time.Second {
 		t.Errorf("1s: %v, %v", d, err)
+	}
+}
+
+func TestForSetting(t *testing.T) {
+	t.Parallel()
+	var invalid *option.InvalidError
+	if option.ForSetting("a.b", nil) != nil {
+		t.Error("no error is no rejection")
+	}
+	_, statErr := os.Stat(filepath.Join(t.TempDir(), "missing"))
+	tests := []struct {
+		name       string
+		err        error
+		reason     string
+		incomplete bool
+	}{
+		{"a part's rejection", option.Invalid("mqtt topic prefix", "%q: want a topic without wildcards", "a/#"), `"a/#": want a topic without wildcards`, false},
+		{"a joined rejection", errors.Join(option.Invalid("size", "0: want at least 1")), "0: want at least 1", false},
+		{"a path error", statErr, "no such file or directory", false},
+		{"another error", errors.New("no PEM certificate in the file"), "no PEM certificate in the file", false},
+		{"an incomplete setting", option.Incomplete("user", "needs a password"), "needs a password", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := option.ForSetting("transports.x.y", tt.err)
+			if !errors.As(err, &invalid) || invalid.Setting != "transports.x.y" || invalid.Reason != tt.reason || invalid.Incomplete != tt.incomplete {
+				t.Errorf("got %#v, want transports.x.y: %q (incomplete %v)", err, tt.reason, tt.incomplete)
+			}
+		})
 	}
 }

@@ -23,7 +23,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/parts"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 )
 
 const (
@@ -307,7 +309,7 @@ func TestConfigMapLoads(t *testing.T) {
 	}
 	args := slices.Clone(ctr.Args)
 	args[slices.Index(args, "--config="+configPath)] = "--config=" + file
-	cfg, err := config.Load(args, func(k string) string { return env[k] })
+	cfg, err := config.Load(args, func(k string) string { return env[k] }, parts.All())
 	if err != nil {
 		t.Fatalf("config.Load(%q) with the ConfigMap's file: %v", args, err)
 	}
@@ -331,9 +333,14 @@ func TestConfigMapLoads(t *testing.T) {
 		t.Errorf("in effect: in-cluster %v, leader election %v in %q, listen %q; want the Deployment's args in force",
 			cfg.InCluster, cfg.LeaderElect, cfg.LeaderElectionNamespace, cfg.Listen)
 	}
-	if cfg.Sink != sink || cfg.CEOverrides != string(overrides) {
-		t.Errorf("sink %q with overrides %q in effect, want the SinkBinding's K_SINK %q and K_CE_OVERRIDES %q",
-			cfg.Sink, cfg.CEOverrides, sink, overrides)
+	var http *httpsink.Settings
+	for _, p := range cfg.Parts() {
+		if s, ok := p.(*httpsink.Settings); ok {
+			http = s
+		}
+	}
+	if http == nil || http.Sink != sink || http.CEOverrides != string(overrides) {
+		t.Errorf("sink settings %+v in effect, want the SinkBinding's K_SINK %q and K_CE_OVERRIDES %q", http, sink, overrides)
 	}
 }
 
