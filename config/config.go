@@ -18,7 +18,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Config is the broadcaster's whole configuration.
+// Config is the broadcaster's whole configuration: config's own settings, and the parts' own
+// (Parts).
 type Config struct {
 	// Manifests is the directory of manifests to watch.
 	Manifests string
@@ -83,7 +84,7 @@ type Config struct {
 }
 
 // Parts are the parts' own settings (each transport's), as loaded: pointers to the parts'
-// Settings types, which the parts' factories open.
+// Settings types, which the parts' factories open. Copies of c share them: read them only.
 func (c Config) Parts() []Part { return c.parts }
 
 // Origin says where the setting key ("transports.mqtt.url") got its value: a file and line,

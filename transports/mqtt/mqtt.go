@@ -62,12 +62,10 @@ func WithClientID(id string) Option {
 
 // WithCredentials logs in with username and password (instead of those in the URL).
 func WithCredentials(username, password string) Option {
-	return func(o *options) error {
-		if username == "" {
-			return option.Invalid("mqtt username", "empty")
-		}
-		o.username, o.password = username, password
-		return nil
+	return func(o *options) (err error) {
+		o.username, err = option.NotEmpty("mqtt username", username)
+		o.password = password
+		return err
 	}
 }
 
