@@ -13,22 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
-	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
-	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Config is the broadcaster's whole configuration.
+// Config is the broadcaster's whole configuration: config's own settings, and the parts' own
+// (Parts).
 type Config struct {
 	// Manifests is the directory of manifests to watch.
 	Manifests string
@@ -61,32 +52,12 @@ type Config struct {
 	TokenAudiences []string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
-	// Sink is a CloudEvents HTTP target for mesh deltas (default $K_SINK).
-	Sink string
-	// MQTT is an MQTT v5 broker URL (mqtt://, mqtts://) for mesh deltas.
-	MQTT string
-	// MQTTTopicPrefix is the topic prefix of MQTT deltas.
-	MQTTTopicPrefix string
-	// NATS is a NATS server URL for mesh deltas.
-	NATS string
-	// NATSCoreOnly publishes plain NATS messages instead of JetStream + KV.
-	NATSCoreOnly bool
-	// NATSSubjectPrefix is the subject prefix of NATS deltas.
-	NATSSubjectPrefix string
-	// NATSStream and NATSKVBucket name the JetStream stream and KV bucket (default: derived from
-	// the subject prefix).
-	NATSStream   string
-	NATSKVBucket string
-	// MQTTClientID is the MQTT client id (default: derived from the topic prefix).
-	MQTTClientID string
 	// CAFile holds PEM CA certificates trusted (beside the system's) by every TLS transport.
 	CAFile string
 	// TLSCertFile and TLSKeyFile make the endpoints serve HTTPS with this PEM certificate and
 	// key, read again when the files change.
 	TLSCertFile string
 	TLSKeyFile  string
-	// NATSCreds is a NATS credentials file (JWT and NKey seed).
-	NATSCreds string
 	// EventSource is the CloudEvents source attribute of mesh deltas.
 	EventSource string
 	// DeltaLogBytes bounds the change log in memory: GET /v1/deltas and every transport read
@@ -99,14 +70,6 @@ type Config struct {
 	MaxWatchers            int
 	MaxWatchersPerIdentity int
 
-	// CEOverrides is $K_CE_OVERRIDES, applied to events sent to Sink.
-	CEOverrides string
-	// SinkTLS, MQTTTLS and NATSTLS are each transport's own TLS files.
-	SinkTLS, MQTTTLS, NATSTLS ClientTLS
-	// MQTT and NATS credentials; the passwords and the token may come from files.
-	MQTTUsername, MQTTPassword, MQTTPasswordFile string
-	NATSUser, NATSPassword, NATSPasswordFile     string
-	NATSToken, NATSTokenFile                     string
 	// LogFormat is text or json.
 	LogFormat string
 
@@ -116,12 +79,13 @@ type Config struct {
 	// InCluster is set by Load when the cluster is the one the process runs in.
 	InCluster bool
 
+	parts   []Part            // the parts' own settings (each transport's), filled in
 	origins map[string]string // setting key → where its value came from
 }
 
-// ClientTLS is a client's TLS files: CAs to trust beside the system's, and a client
-// certificate and key (read again when they change).
-type ClientTLS struct{ CAFile, CertFile, KeyFile string }
+// Parts are the parts' own settings (each transport's), as loaded: pointers to the parts'
+// Settings types, which the parts' factories open. Copies of c share them: read them only.
+func (c Config) Parts() []Part { return c.parts }
 
 // Origin says where the setting key ("transports.mqtt.url") got its value: a file and line,
 // "--flag", "$VARIABLE", or "default".
@@ -155,24 +119,28 @@ const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/n
 // ErrUsage marks errors in the command line or settings (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// defaults is the configuration before the file, the environment and the flags: the parts'
-// own defaults.
-func defaults() Config {
-	return Config{
+// defaults is the configuration before the file, the environment and the flags: config's own
+// defaults and the parts'.
+func defaults(parts Parts) Config {
+	c := Config{
 		LogLevel: "info", LogFormat: "text",
-		MQTTTopicPrefix: mqtt.DefaultTopicPrefix, NATSSubjectPrefix: nats.DefaultSubjectPrefix,
-		EventSource: codec.DefaultSource, DeltaLogSize: changelog.DefaultMaxChanges, DeltaLogBytes: changelog.DefaultMaxBytes,
-		MaxWatchers: resync.DefaultMaxWatchers, MaxWatchersPerIdentity: resync.DefaultMaxWatchersPerIdentity,
 		LeaseDuration: Duration(DefaultLeaseDuration), RenewDeadline: Duration(DefaultRenewDeadline),
 		RetryPeriod: Duration(DefaultRetryPeriod),
 	}
+	if parts.Defaults != nil {
+		parts.Defaults(&c)
+	}
+	if parts.Settings != nil {
+		c.parts = parts.Settings()
+	}
+	return c
 }
 
 // at is where key's value came from, as the user wrote it; a default is named by its key.
 func (l *loader) at(key string) string {
 	switch o := l.origins[key]; o {
 	case "", OriginDefault:
-		if s, ok := settingByKey(key); ok && s.flag != "" {
+		if s, ok := l.table.byKey(key); ok && s.flag != "" {
 			return "--" + s.flag + " (default)"
 		}
 		return key + " (default)"
@@ -216,7 +184,7 @@ func (l *loader) chooseSource(getenv func(string) string) {
 	if !c.Cluster() {
 		for _, key := range []string{"source.namespaces", "source.labelSelector", "leaderElection.enabled",
 			"access.tokenAudiences", "leaderElection.advertiseURL"} {
-			if s, _ := settingByKey(key); s.field(c).String() != "" && s.field(c).String() != "false" {
+			if s, _ := l.table.byKey(key); s.field(c).String() != "" && s.field(c).String() != "false" {
 				l.problem(l.at(key), shown(s, s.field(c).String()), "needs cluster mode (--kubeconfig), not --manifests")
 			}
 		}
@@ -261,113 +229,26 @@ func (c Config) kubeconfigREST() (*rest.Config, error) {
 
 // validate asks each part whether it accepts its settings; it changes nothing. Every problem
 // names where the value came from.
-func (l *loader) validate() {
+func (l *loader) validate(checks []Check) {
 	c := &l.cfg
-	checks := []struct {
-		key  string // the setting at fault
-		skip bool
-		err  func() error
-	}{
-		{"source.manifests", c.Manifests == "", func() error { return manifests.Check(c.Manifests) }},
-		{"source.kubeconfig", c.Kubeconfig == "", c.checkKubeconfig},
-		{"source.namespaces", false, func() error { return option.Check(kube.WithNamespaces(c.Namespaces...)) }},
-		{"source.labelSelector", false, func() error { return option.Check(kube.WithLabelSelector(c.LabelSelector)) }},
-		{"server.listen", false, func() error { _, _, err := net.SplitHostPort(c.Listen); return err }},
-		{"leaderElection.advertiseURL", c.AdvertiseURL == "", func() error { return checkAdvertiseURL(c.AdvertiseURL) }},
-		{"logging.level", false, func() error { _, err := c.Level(); return err }},
-		{"logging.format", false, func() error {
-			if c.LogFormat != "text" && c.LogFormat != "json" {
-				return errors.New("want text or json")
+	for _, check := range append(l.ownChecks(), checks...) {
+		if err := check.Err(*c); err != nil {
+			s, _ := l.table.byKey(check.Key)
+			l.problem(l.at(check.Key), shown(s, s.field(c).String()), "%s", reason(err))
+		}
+	}
+	for _, part := range c.parts {
+		for _, err := range leaves(part.Check()) {
+			var invalid *option.InvalidError
+			if !errors.As(err, &invalid) {
+				l.problem("settings", "", "%s", reason(err)) // a part that names no setting
+				continue
 			}
-			return nil
-		}},
-		{"server.deltaLog.size", false, func() error { return option.Check(changelog.WithMaxChanges(c.DeltaLogSize)) }},
-		{"server.maxWatchers", false, func() error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
-		{"server.maxWatchersPerIdentity", false, func() error { return option.Check(resync.WithMaxWatchersPerIdentity(c.MaxWatchersPerIdentity)) }},
-		{"server.deltaLog.bytes", false, func() error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
-		{"access.tokensFile", c.TokensFile == "", func() error { _, err := auth.ReadTokens(c.TokensFile); return err }},
-		{"transports.caFile", c.CAFile == "", func() error { _, err := readCAFile(c.CAFile); return err }},
-		{"server.tls.certFile", c.TLSCertFile == "" && c.TLSKeyFile == "", func() error {
-			if c.TLSCertFile == "" || c.TLSKeyFile == "" {
-				return fmt.Errorf("give both the certificate and the key (server.tls.certFile and keyFile), or neither")
+			value := ""
+			if s, ok := l.table.byKey(invalid.Setting); ok && !invalid.Incomplete {
+				value = shown(s, s.field(c).String())
 			}
-			_, err := tlsfiles.Load(c.TLSCertFile, c.TLSKeyFile)
-			return err
-		}},
-		{"transports.http.sink", c.Sink == "", func() error { return httpsink.Check(c.Sink) }},
-		{"transports.http.ceOverrides", c.CEOverrides == "", func() error { return option.Check(httpsink.WithOverrides(c.CEOverrides)) }},
-		{"transports.mqtt.url", c.MQTT == "", func() error { return mqtt.Check(c.MQTT) }},
-		{"transports.mqtt.topicPrefix", false, func() error { return option.Check(mqtt.WithTopicPrefix(c.MQTTTopicPrefix)) }},
-		{"transports.mqtt.clientID", c.MQTTClientID == "", func() error { return option.Check(mqtt.WithClientID(c.MQTTClientID)) }},
-		{"transports.mqtt.passwordFile", c.MQTTPasswordFile == "", func() error {
-			return oneSecret(c.MQTTPassword, c.MQTTPasswordFile, "transports.mqtt.password")
-		}},
-		{"transports.nats.url", c.NATS == "", func() error { return nats.Check(c.NATS) }},
-		{"transports.nats.subjectPrefix", false, func() error { return option.Check(nats.WithSubjectPrefix(c.NATSSubjectPrefix)) }},
-		{"transports.nats.stream", c.NATSStream == "", func() error { return option.Check(nats.WithStream(c.NATSStream)) }},
-		{"transports.nats.kvBucket", c.NATSKVBucket == "", func() error { return option.Check(nats.WithBucket(c.NATSKVBucket)) }},
-		{"transports.nats.credsFile", c.NATSCreds == "", func() error { return option.Check(nats.WithCredsFile(c.NATSCreds)) }},
-		{"transports.nats.passwordFile", c.NATSPasswordFile == "", func() error {
-			return oneSecret(c.NATSPassword, c.NATSPasswordFile, "transports.nats.password")
-		}},
-		{"transports.nats.tokenFile", c.NATSTokenFile == "", func() error {
-			return oneSecret(c.NATSToken, c.NATSTokenFile, "transports.nats.token")
-		}},
-		{"events.source", false, func() error { _, err := codec.NewEncoder(c.EventSource); return err }},
-	}
-	for _, t := range []struct {
-		prefix string
-		tls    ClientTLS
-	}{{"transports.http", c.SinkTLS}, {"transports.mqtt", c.MQTTTLS}, {"transports.nats", c.NATSTLS}} {
-		checks = append(checks, struct {
-			key  string
-			skip bool
-			err  func() error
-		}{t.prefix + ".tls.caFile", t.tls.CAFile == "", func() error { _, err := readCAFile(t.tls.CAFile); return err }},
-			struct {
-				key  string
-				skip bool
-				err  func() error
-			}{t.prefix + ".tls.certFile", t.tls.CertFile == "" && t.tls.KeyFile == "", func() error {
-				if t.tls.CertFile == "" || t.tls.KeyFile == "" {
-					return fmt.Errorf("give both the certificate and the key (%s.tls.certFile and keyFile), or neither", t.prefix)
-				}
-				_, err := tlsfiles.Load(t.tls.CertFile, t.tls.KeyFile)
-				return err
-			}})
-	}
-	for _, check := range checks {
-		if check.skip {
-			continue
-		}
-		err := check.err()
-		if err == nil {
-			continue
-		}
-		s, _ := settingByKey(check.key)
-		var invalid *option.InvalidError
-		msg := unwrapPathError(err).Error()
-		if errors.As(err, &invalid) {
-			msg = invalid.Reason
-		}
-		l.problem(l.at(check.key), shown(s, s.field(c).String()), "%s", msg)
-	}
-	if c.NATSUser != "" && c.NATSPassword == "" && c.NATSPasswordFile == "" {
-		l.problem(l.at("transports.nats.user"), "", "needs a password (transports.nats.passwordFile or password)")
-	}
-	for _, pw := range []struct{ inline, file, user, userKey string }{
-		{c.NATSPassword, c.NATSPasswordFile, c.NATSUser, "transports.nats.user"},
-		{c.MQTTPassword, c.MQTTPasswordFile, c.MQTTUsername, "transports.mqtt.username"},
-	} {
-		if pw.user != "" {
-			continue
-		}
-		prefix := pw.userKey[:strings.LastIndexByte(pw.userKey, '.')]
-		switch {
-		case pw.inline != "":
-			l.problem(l.at(prefix+".password"), "", "needs a user name (%s)", pw.userKey)
-		case pw.file != "":
-			l.problem(l.at(prefix+".passwordFile"), "", "needs a user name (%s)", pw.userKey)
+			l.problem(l.at(invalid.Setting), value, "%s", invalid.Reason)
 		}
 	}
 	if c.AdvertiseURL != "" && !c.LeaderElect {
@@ -379,27 +260,57 @@ func (l *loader) validate() {
 	}
 }
 
-// oneSecret checks a secret given inline or in a file, not both; the file must be readable.
-func oneSecret(inline, file, inlineKey string) error {
-	if inline != "" {
-		return fmt.Errorf("give this or %s, not both", inlineKey)
+// ownChecks are config's checks of the settings whose rules no part owns.
+func (l *loader) ownChecks() []Check {
+	return []Check{
+		{"source.kubeconfig", func(c Config) error {
+			if c.Kubeconfig == "" {
+				return nil
+			}
+			return c.checkKubeconfig()
+		}},
+		{"server.listen", func(c Config) error { _, _, err := net.SplitHostPort(c.Listen); return err }},
+		{"leaderElection.advertiseURL", func(c Config) error {
+			if c.AdvertiseURL == "" {
+				return nil
+			}
+			return checkAdvertiseURL(c.AdvertiseURL)
+		}},
+		{"logging.level", func(c Config) error { _, err := c.Level(); return err }},
+		{"logging.format", func(c Config) error {
+			if c.LogFormat != "text" && c.LogFormat != "json" {
+				return errors.New("want text or json")
+			}
+			return nil
+		}},
+		{"transports.caFile", func(c Config) error { _, err := readCAFile(c.CAFile); return err }},
 	}
-	_, err := readSecretFile(file)
-	return err
 }
 
-// readSecretFile reads a secret from a file (a mounted Kubernetes Secret), without the
-// trailing newline editors add.
-func readSecretFile(path string) (string, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return "", unwrapPathError(err)
+// reason is what a check's error says about the value: a part's reason, or the error without
+// the file name a path error repeats.
+func reason(err error) string {
+	var invalid *option.InvalidError
+	if errors.As(err, &invalid) {
+		return invalid.Reason
 	}
-	secret := strings.TrimRight(string(raw), "\r\n")
-	if secret == "" {
-		return "", errors.New("the file is empty")
+	return unwrapPathError(err).Error()
+}
+
+// leaves are the errors joined in err (errors.Join, nested), in order.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
 	}
-	return secret, nil
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
 }
 
 // checkKubeconfig says which kubeconfig file is missing or unreadable before client-go's
@@ -459,9 +370,6 @@ func (c Config) Advertised(addr net.Addr) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// StaticTokens reads the tokens of TokensFile (manifests mode).
-func (c Config) StaticTokens() ([]string, error) { return auth.ReadTokens(c.TokensFile) }
-
 // CACertificates reads CAFile: PEM certificates trusted beside the system's (nil without one).
 func (c Config) CACertificates() ([]byte, error) { return readCAFile(c.CAFile) }
 
@@ -497,39 +405,6 @@ func (d *Duration) Set(s string) error {
 	*d = Duration(v)
 	return nil
 }
-
-// TransportTLS is a transport's client TLS configuration: the system's CAs, CAFile's and the
-// transport's own, and its client certificate (read again when the files change).
-func (c Config) TransportTLS(t ClientTLS) (*tls.Config, error) {
-	conf, err := c.TLS()
-	if err != nil {
-		return nil, err
-	}
-	extra, err := readCAFile(t.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.CAFile, err)
-	}
-	conf.RootCAs.AppendCertsFromPEM(extra)
-	if t.CertFile != "" {
-		cert, err := tlsfiles.Load(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		conf.GetClientCertificate = cert.GetClientCertificate
-	}
-	return conf, nil
-}
-
-// Secret is a secret given inline or, read now, from a file ("" when neither).
-func Secret(inline, file string) (string, error) {
-	if file == "" {
-		return inline, nil
-	}
-	return readSecretFile(file)
-}
-
-// Customised reports whether a transport has TLS settings of its own or CAFile adds CAs.
-func (c Config) Customised(t ClientTLS) bool { return t != (ClientTLS{}) || c.CAFile != "" }
 
 // TLS is the client TLS configuration of the transports: the system's CAs plus CAFile's.
 func (c Config) TLS() (*tls.Config, error) {

@@ -21,18 +21,14 @@ var sections = map[string]string{
 
 func sectionOf(key string) string { return key[:strings.IndexByte(key, '.')] }
 
-// defaultText is a setting's default as shown in the help ("" when empty).
-func defaultText(s setting) string {
-	d := defaults()
-	return s.field(&d).String()
-}
-
-// WriteFlags writes every flag, grouped by section, with its environment variable and default.
-func WriteFlags(w io.Writer) {
+// WriteFlags writes every flag, config's own and the parts', grouped by section, with its
+// environment variable and default.
+func WriteFlags(w io.Writer, parts Parts) {
+	d := defaults(parts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	section := ""
 	fmt.Fprintf(tw, "  --config <file>\tread settings from this YAML file (env BROADCASTER_CONFIG)\n")
-	for _, s := range settings {
+	for _, s := range tableOf(d.parts) {
 		if s.flag == "" {
 			continue
 		}
@@ -45,20 +41,22 @@ func WriteFlags(w io.Writer) {
 			name += " <" + s.placeholder + ">"
 		}
 		help := s.help
-		if d := defaultText(s); d != "" && d != "false" && !strings.Contains(help, "(default") {
-			help += " (default " + d + ")"
+		if def := s.field(&d).String(); def != "" && def != "false" && !strings.Contains(help, "(default") {
+			help += " (default " + def + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", name, help)
 	}
 	tw.Flush()
 }
 
-// WriteReference writes the table of every setting in Markdown: key, flag, environment
-// variables, default and meaning. docs/configuration.md is this output (a test keeps them equal).
-func WriteReference(w io.Writer) {
+// WriteReference writes the table of every setting, config's own and the parts', in Markdown:
+// key, flag, environment variables, default and meaning. docs/configuration.md is this output
+// (a test keeps them equal).
+func WriteReference(w io.Writer, parts Parts) {
+	defaults := defaults(parts)
 	fmt.Fprintln(w, "| key | flag | environment | default | meaning |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
-	for _, s := range settings {
+	for _, s := range tableOf(defaults.parts) {
 		flagName := ""
 		if s.flag != "" {
 			flagName = "`--" + s.flag + "`"
@@ -67,7 +65,7 @@ func WriteReference(w io.Writer) {
 		if s.fallbackEnv != "" {
 			env += ", `" + s.fallbackEnv + "`"
 		}
-		d := defaultText(s)
+		d := s.field(&defaults).String()
 		if d != "" {
 			d = "`" + d + "`"
 		}
@@ -84,7 +82,7 @@ func WriteReference(w io.Writer) {
 // configuration, secrets aside.
 func (c Config) WriteEffective(w io.Writer) {
 	var open []string // the sections the last line is in
-	for _, s := range settings {
+	for _, s := range tableOf(c.parts) {
 		parts := strings.Split(s.key, ".")
 		sections, leaf := parts[:len(parts)-1], parts[len(parts)-1]
 		common := 0

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
+	"github.com/event-mesh-broadcaster/broadcaster/config"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md's table from the code")
@@ -21,7 +24,7 @@ func TestEffectiveConfigurationLoadsBack(t *testing.T) {
 	password := f.write("pw", "x\n")
 	file := f.write("cfg.yaml", "source:\n  manifests: "+f.dir+"\ntransports:\n  mqtt:\n    url: mqtt://b:1883\n    username: u\n    password: hunter2\n"+
 		"  nats:\n    url: nats://n:4222\n    user: n\n    passwordFile: "+password+"\n")
-	first, err := Load([]string{"--config", file, "--delta-log-size", "9", "--log-format", "json"},
+	first, err := load([]string{"--config", file, "--delta-log-size", "9", "--log-format", "json"},
 		env(map[string]string{"BROADCASTER_TRANSPORTS_MQTT_TOPIC_PREFIX": "a/b", "K_SINK": "http://sink/"}))
 	if err != nil {
 		t.Fatal(err)
@@ -38,12 +41,12 @@ func TestEffectiveConfigurationLoadsBack(t *testing.T) {
 	if strings.Contains(out.String(), "hunter2") {
 		t.Errorf("the effective configuration shows a secret:\n%s", out.String())
 	}
-	again, err := Load([]string{"--config", f.write("effective.yaml", out.String())}, env(nil))
+	again, err := load([]string{"--config", f.write("effective.yaml", out.String())}, env(nil))
 	if err != nil {
 		t.Fatalf("the effective configuration does not load: %v\n%s", err, out.String())
 	}
-	first.MQTTPassword, again.MQTTPassword = "", ""
-	first.origins, again.origins = nil, nil
+	mqttOf(first).Password, mqttOf(again).Password = "", ""
+	first, again = config.WithoutOrigins(first), config.WithoutOrigins(again)
 	if !reflect.DeepEqual(first, again) {
 		t.Errorf("loaded back as\n%+v\nwant\n%+v", again, first)
 	}
@@ -53,7 +56,7 @@ func TestEffectiveConfigurationLoadsBack(t *testing.T) {
 func TestReferenceIsInTheDocs(t *testing.T) {
 	t.Parallel()
 	var table bytes.Buffer
-	WriteReference(&table)
+	config.WriteReference(&table, settings.All())
 	path := filepath.Join("..", "docs", "configuration.md")
 	doc, err := os.ReadFile(path)
 	if err != nil {
@@ -81,16 +84,16 @@ func TestReferenceIsInTheDocs(t *testing.T) {
 func TestSettingsAreWellFormed(t *testing.T) {
 	t.Parallel()
 	keys, flags, envs := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, s := range settings {
-		if keys[s.key] || (s.flag != "" && flags[s.flag]) || envs[s.env()] {
-			t.Errorf("%s: key, flag or variable used twice", s.key)
+	for _, s := range config.TableForTest(settings.All()) {
+		if keys[s.Key] || (s.Flag != "" && flags[s.Flag]) || envs[s.Env] {
+			t.Errorf("%s: key, flag or variable used twice", s.Key)
 		}
-		keys[s.key], flags[s.flag], envs[s.env()] = true, true, true
-		if s.help == "" || !strings.Contains(s.key, ".") {
-			t.Errorf("%s: no help, or not in a section", s.key)
+		keys[s.Key], flags[s.Flag], envs[s.Env] = true, true, true
+		if s.Help == "" || !strings.Contains(s.Key, ".") {
+			t.Errorf("%s: no help, or not in a section", s.Key)
 		}
-		if s.secret && s.flag != "" {
-			t.Errorf("%s: a secret on the command line shows in ps", s.key)
+		if s.Secret && s.Flag != "" {
+			t.Errorf("%s: a secret on the command line shows in ps", s.Key)
 		}
 	}
 }
@@ -119,8 +122,8 @@ func FuzzLoadFile(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Load([]string{"--manifests", dir, "--config", path}, env(nil))
-		if err != nil && !errors.Is(err, ErrUsage) {
+		_, err := load([]string{"--manifests", dir, "--config", path}, env(nil))
+		if err != nil && !errors.Is(err, config.ErrUsage) {
 			t.Fatalf("not a usage error: %v", err)
 		}
 	})

@@ -2,14 +2,16 @@
 // the broadcaster's parts. Precedence: a flag given wins over the environment, the environment
 // over the file, the file over the defaults.
 //
-// One table (settings.go) describes every setting: its key in the file (nested by concern:
-// source, leaderElection, server, access, events, transports, logging), its flag, its
-// BROADCASTER_ variable and the field it sets. The file reader, the flags, the help, the
-// effective configuration (check-config) and docs/configuration.md all come from it, so they
-// cannot drift apart; Load remembers where each value came from, to say so in every problem.
+// One table describes every setting: its key in the file (nested by concern: source,
+// leaderElection, server, access, events, transports, logging), its flag, its BROADCASTER_
+// variable and the field it sets. Config's own settings are in settings.go; each part that
+// owns settings (each transport) describes its own Settings type (Part), and Load fills them
+// in beside Config's. The file reader, the flags, the help, the effective configuration
+// (check-config) and docs/configuration.md all come from that table, so they cannot drift
+// apart; Load remembers where each value came from, to say so in every problem.
 //
-// It owns no defaults and no rules of its own for a part's settings: the defaults come from the
-// packages that own them, and Load asks each part whether it accepts its settings (their
-// Check functions and options). It reports every problem at once. The invariant: a Config
-// returned without error is one every part accepts.
+// It imports no part (no source, transport or engine package; a test keeps it so): the caller
+// passes Parts (the package parts assembles the broadcaster's), whose settings, defaults and
+// checks are the parts' own. Load runs every check and reports every problem at once. The
+// invariant: a Config returned without error is one every part accepts.
 package config

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -57,6 +57,7 @@ const (
 // came from and collecting every problem.
 type loader struct {
 	cfg      Config
+	table    table
 	origins  map[string]string // setting key → where its value came from
 	problems []Problem
 }
@@ -74,28 +75,30 @@ func shown(s setting, v string) string {
 }
 
 // Load reads args (without the program name), the YAML file named by --config and the
-// environment through getenv: flags win over the environment, which wins over the file, which
-// wins over the defaults. A flag given on the command line wins even to turn a boolean off or
-// clear a string. Every problem is reported at once (an *Error, a usage error). --help returns
-// flag.ErrHelp (the command prints the help: see WriteFlags).
-func Load(args []string, getenv func(string) string) (Config, error) {
-	l := &loader{cfg: defaults(), origins: map[string]string{}}
-	for _, s := range settings {
+// environment through getenv into config's own settings and the parts' (parts.Settings): flags
+// win over the environment, which wins over the file, which wins over the defaults. A flag
+// given on the command line wins even to turn a boolean off or clear a string. Every problem,
+// config's and those the parts' checks find, is reported at once (an *Error, a usage error).
+// --help returns flag.ErrHelp (the command prints the help: see WriteFlags).
+func Load(args []string, getenv func(string) string, parts Parts) (Config, error) {
+	l := &loader{cfg: defaults(parts), origins: map[string]string{}}
+	l.table = tableOf(l.cfg.parts)
+	for _, s := range l.table {
 		l.origins[s.key] = OriginDefault
 	}
 
 	// The command line is read first, into a scratch copy, to find --config, answer --help
 	// and report flag syntax; its values are applied last.
-	var scratch Config
+	scratch := defaults(parts)
 	cfgFile := ""
-	fs := flagSet(&scratch, &cfgFile, nil)
+	fs := l.table.flagSet(&scratch, &cfgFile)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return Config{}, err
 		}
-		return Config{}, &Error{Problems: []Problem{flagProblem(err)}}
+		return Config{}, &Error{Problems: []Problem{l.table.flagProblem(err)}}
 	}
 	if fs.NArg() > 0 {
 		return Config{}, &Error{Problems: []Problem{{Origin: "command line", Msg: fmt.Sprintf("unexpected argument %q (flags start with --; see --help)", fs.Arg(0))}}}
@@ -112,7 +115,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	l.cfg.origins = l.origins
 	// Everything is checked whatever else is wrong, so one run reports every problem.
 	l.chooseSource(getenv)
-	l.validate()
+	l.validate(parts.Checks)
 	if len(l.problems) > 0 {
 		slices.SortStableFunc(l.problems, byFileLine)
 		return Config{}, &Error{Problems: l.problems}
@@ -158,11 +161,11 @@ func (l *loader) walk(path string, node *yaml.Node, prefix string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		if s, ok := settingByKey(key); ok {
+		if s, ok := l.table.byKey(key); ok {
 			l.setFromNode(s, at, v)
 			continue
 		}
-		if isSection(key) {
+		if l.table.isSection(key) {
 			if v.Kind != yaml.MappingNode {
 				if v.Tag == "!!null" {
 					continue // an empty section
@@ -174,7 +177,7 @@ func (l *loader) walk(path string, node *yaml.Node, prefix string) {
 			continue
 		}
 		msg := "unknown key"
-		if hint := suggest(key); hint != "" {
+		if hint := l.table.suggest(key); hint != "" {
 			msg += fmt.Sprintf("; did you mean %q?", hint)
 		}
 		l.problem(at, "", "%s", msg)
@@ -218,7 +221,7 @@ func (l *loader) setFromNode(s setting, at string, v *yaml.Node) {
 // (K_SINK, K_CE_OVERRIDES, POD_NAMESPACE). $KUBECONFIG is read by chooseSource, once the
 // flags are known: it must not contradict --manifests.
 func (l *loader) readEnv(getenv func(string) string) {
-	for _, s := range settings {
+	for _, s := range l.table {
 		name := s.env()
 		raw := getenv(name)
 		if raw == "" && s.fallbackEnv != "" && s.fallbackEnv != "KUBECONFIG" {
@@ -237,13 +240,13 @@ func (l *loader) readEnv(getenv func(string) string) {
 
 // readFlags applies the flags given on the command line.
 func (l *loader) readFlags(args []string) {
-	fs := flagSet(&l.cfg, new(string), l.origins)
+	fs := l.table.flagSet(&l.cfg, new(string))
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		l.problem("command line", "", "%v", err) // the first pass took the same args
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if s, ok := settingByFlag(f.Name); ok {
+		if s, ok := l.table.byFlag(f.Name); ok {
 			l.origins[s.key] = "--" + f.Name
 		}
 	})
@@ -251,10 +254,10 @@ func (l *loader) readFlags(args []string) {
 
 // flagSet binds the settings' flags to c, plus --config to cfgFile. A list flag given again
 // adds to the list given by its first use, which replaces what lower layers set.
-func flagSet(c *Config, cfgFile *string, _ map[string]string) *flag.FlagSet {
+func (t table) flagSet(c *Config, cfgFile *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster", flag.ContinueOnError)
 	fs.StringVar(cfgFile, "config", "", "read settings from this YAML file (default $BROADCASTER_CONFIG)")
-	for _, s := range settings {
+	for _, s := range t {
 		if s.flag == "" {
 			continue
 		}
@@ -281,8 +284,8 @@ func (f *firstReplaces) Set(s string) error {
 	return f.Add(s)
 }
 
-func settingByFlag(name string) (setting, bool) {
-	for _, s := range settings {
+func (t table) byFlag(name string) (setting, bool) {
+	for _, s := range t {
 		if s.flag == name {
 			return s, true
 		}
@@ -291,8 +294,8 @@ func settingByFlag(name string) (setting, bool) {
 }
 
 // isSection reports whether key is a prefix of some setting's key.
-func isSection(key string) bool {
-	for _, s := range settings {
+func (t table) isSection(key string) bool {
+	for _, s := range t {
 		if strings.HasPrefix(s.key, key+".") {
 			return true
 		}
@@ -323,9 +326,23 @@ func unwrapPathError(err error) error {
 // redactCredentials hides the user information and query of a URL-looking value.
 func redactCredentials(v string) string {
 	if strings.Contains(v, "://") && (strings.Contains(v, "@") || strings.Contains(v, "?")) {
-		return transports.RedactURL(v)
+		return redactURL(v)
 	}
 	return v
+}
+
+// redactURL removes what may be a credential from a URL: its user information and its query
+// (as transports.RedactURL, which config does not import).
+func redactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unreadable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.String()
 }
 
 // previousKeys are the keys of the flat config files of earlier versions, so that an old file
@@ -348,7 +365,7 @@ var previousKeys = map[string]string{
 
 // suggest finds the key the user probably meant by an unknown key: an earlier version's name
 // for a setting, or a known key or section a small edit away (a typo, another case).
-func suggest(key string) string {
+func (t table) suggest(key string) string {
 	last := key[strings.LastIndexByte(key, '.')+1:]
 	for _, old := range slices.Sorted(maps.Keys(previousKeys)) {
 		if strings.EqualFold(old, last) || editDistance(strings.ToLower(old), strings.ToLower(last)) <= 2 && len(last) > 4 {
@@ -356,7 +373,7 @@ func suggest(key string) string {
 		}
 	}
 	var known []string
-	for _, s := range settings {
+	for _, s := range t {
 		known = append(known, s.key)
 		for i := range len(s.key) {
 			if s.key[i] == '.' {
@@ -396,12 +413,12 @@ func editDistance(a, b string) int {
 
 // flagProblem turns the flag package's complaint into a problem naming the flag, with a
 // suggestion for a misspelt one.
-func flagProblem(err error) Problem {
+func (t table) flagProblem(err error) Problem {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		p := Problem{Origin: "--" + name, Msg: "unknown flag"}
 		best, bestDistance := "", 1+max(2, len(name)/4)
-		for _, s := range settings {
+		for _, s := range t {
 			if s.flag != "" {
 				if d := editDistance(s.flag, name); d < bestDistance {
 					best, bestDistance = s.flag, d

@@ -1,10 +1,12 @@
-package config
+package config_test
 
 import (
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config"
 )
 
 // Every mistake a user can make is reported with where it was made (file and line, flag or
@@ -84,11 +86,11 @@ func TestMistakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Load(tt.args, env(tt.env))
+			_, err := load(tt.args, env(tt.env))
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if !errors.Is(err, ErrUsage) {
+			if !errors.Is(err, config.ErrUsage) {
 				t.Errorf("not a usage error: %v", err)
 			}
 			msg, at := err.Error(), 0
@@ -112,10 +114,10 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFiles(t)
 	file := f.write("bad.yaml", "logLevle: debug\nsource:\n  manifests: "+filepath.Join(f.dir, "nope")+"\nserver:\n  deltaLog:\n    size: -3\n  listen: nope\n")
-	_, err := Load([]string{"--config", file, "--mqtt", "http://b"}, env(map[string]string{"BROADCASTER_LOGGING_FORMAT": "xml"}))
-	var cfgErr *Error
+	_, err := load([]string{"--config", file, "--mqtt", "http://b"}, env(map[string]string{"BROADCASTER_LOGGING_FORMAT": "xml"}))
+	var cfgErr *config.Error
 	if !errors.As(err, &cfgErr) {
-		t.Fatalf("got %v, want an *Error", err)
+		t.Fatalf("got %v, want an *config.Error", err)
 	}
 	var got []string
 	for _, p := range cfgErr.Problems {

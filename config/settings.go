@@ -5,12 +5,14 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 )
 
 // setting is one configuration setting: its key in the config file, its flag (if any), its
-// environment variable, and the field of Config it sets. The table of settings is the one
-// description of the configuration: the file, the environment, the flags, the help, the
-// effective-configuration printout and docs/configuration.md all come from it.
+// environment variable, and the field of Config (or of one of its parts) it sets. The table of
+// settings is the one description of the configuration: the file, the environment, the flags,
+// the help, the effective-configuration printout and docs/configuration.md all come from it.
 type setting struct {
 	key  string // dotted path in the config file: "transports.mqtt.url"
 	flag string // without dashes; "" when only the file and the environment set it
@@ -136,131 +138,105 @@ func list(f func(*Config) *[]string) func(*Config) value {
 	return func(c *Config) value { return stringsValue{f(c)} }
 }
 
-// tlsSettings are a client's TLS files under prefix ("transports.mqtt").
-func tlsSettings(prefix, who string, f func(*Config) *ClientTLS) []setting {
-	return []setting{
-		{key: prefix + ".tls.caFile", placeholder: "file", help: "also trust the PEM CA certificates in this file for " + who,
-			field: str(func(c *Config) *string { return &f(c).CAFile })},
-		{key: prefix + ".tls.certFile", placeholder: "file", help: "present the PEM client certificate in this file to " + who + " (with keyFile; read again when it changes)",
-			field: str(func(c *Config) *string { return &f(c).CertFile })},
-		{key: prefix + ".tls.keyFile", placeholder: "file", help: "the PEM private key of certFile",
-			field: str(func(c *Config) *string { return &f(c).KeyFile })},
-	}
+// own is config's own settings (those of Config's fields), in the order help and printouts
+// show them; the parts' settings go after the last of their section.
+var own = []setting{
+	{key: "source.manifests", flag: "manifests", placeholder: "dir", help: "watch this directory of YAML/JSON manifests",
+		field: str(func(c *Config) *string { return &c.Manifests })},
+	{key: "source.kubeconfig", flag: "kubeconfig", fallbackEnv: "KUBECONFIG", placeholder: "file",
+		help:  "watch the cluster of this kubeconfig file (default $KUBECONFIG, or the in-cluster config in a pod)",
+		field: str(func(c *Config) *string { return &c.Kubeconfig })},
+	{key: "source.namespaces", flag: "namespaces", placeholder: "names", help: "watch only these namespaces (comma-separated; cluster mode; default all)",
+		field: list(func(c *Config) *[]string { return &c.Namespaces })},
+	{key: "source.labelSelector", flag: "label-selector", placeholder: "selector", help: "watch only Knative objects matching this label selector (cluster mode)",
+		field: str(func(c *Config) *string { return &c.LabelSelector })},
+
+	{key: "leaderElection.enabled", flag: "leader-elect", help: "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots",
+		field: boolean(func(c *Config) *bool { return &c.LeaderElect })},
+	{key: "leaderElection.namespace", flag: "leader-election-namespace", fallbackEnv: "POD_NAMESPACE", placeholder: "namespace",
+		help:  "namespace of the leader-election Lease (default $POD_NAMESPACE, else the pod's, else default)",
+		field: str(func(c *Config) *string { return &c.LeaderElectionNamespace })},
+	{key: "leaderElection.leaseDuration", flag: "lease-duration", placeholder: "duration", help: "how long a lease holds without renewal",
+		field: duration(func(c *Config) *Duration { return &c.LeaseDuration })},
+	{key: "leaderElection.renewDeadline", flag: "renew-deadline", placeholder: "duration", help: "how long the leader keeps trying to renew",
+		field: duration(func(c *Config) *Duration { return &c.RenewDeadline })},
+	{key: "leaderElection.retryPeriod", flag: "retry-period", placeholder: "duration", help: "how often to try to acquire or renew the lease",
+		field: duration(func(c *Config) *Duration { return &c.RetryPeriod })},
+	{key: "leaderElection.advertiseURL", flag: "advertise-url", placeholder: "url",
+		help:  "the URL other replicas reach this one at (default http(s)://$POD_IP:<port>)",
+		field: str(func(c *Config) *string { return &c.AdvertiseURL })},
+
+	{key: "server.listen", flag: "listen", placeholder: "addr",
+		help:  "serve the endpoints on this address (default " + DefaultListen + "; " + DefaultClusterListen + " in cluster mode)",
+		field: str(func(c *Config) *string { return &c.Listen })},
+	{key: "server.tls.certFile", flag: "tls-cert-file", placeholder: "file", help: "serve HTTPS with the PEM certificate in this file (with keyFile; read again when it changes)",
+		field: str(func(c *Config) *string { return &c.TLSCertFile })},
+	{key: "server.tls.keyFile", flag: "tls-key-file", placeholder: "file", help: "the PEM private key of the server certificate",
+		field: str(func(c *Config) *string { return &c.TLSKeyFile })},
+	{key: "server.maxWatchers", flag: "max-watchers", placeholder: "n", help: "GET /v1/watch streams served at once (more get 503)",
+		field: integer(func(c *Config) *int { return &c.MaxWatchers })},
+	{key: "server.maxWatchersPerIdentity", flag: "max-watchers-per-identity", placeholder: "n", help: "GET /v1/watch streams served at once to one caller identity",
+		field: integer(func(c *Config) *int { return &c.MaxWatchersPerIdentity })},
+	{key: "server.deltaLog.size", flag: "delta-log-size", placeholder: "n", help: "recent changes kept for GET /v1/deltas and the transports",
+		field: integer(func(c *Config) *int { return &c.DeltaLogSize })},
+	{key: "server.deltaLog.bytes", flag: "delta-log-bytes", placeholder: "n", help: "bytes of recent changes kept for GET /v1/deltas and the transports",
+		field: integer64(func(c *Config) *int64 { return &c.DeltaLogBytes })},
+
+	{key: "access.tokensFile", flag: "tokens-file", placeholder: "file", help: "manifests mode: require a bearer token listed in this file (one per line)",
+		field: str(func(c *Config) *string { return &c.TokensFile })},
+	{key: "access.tokenAudiences", flag: "token-audience", placeholder: "audience", help: "cluster mode: accept only tokens for these audiences (repeatable or comma-separated)",
+		field: list(func(c *Config) *[]string { return &c.TokenAudiences })},
+
+	{key: "events.source", flag: "event-source", placeholder: "uri", help: "CloudEvents source attribute of mesh deltas",
+		field: str(func(c *Config) *string { return &c.EventSource })},
+
+	{key: "transports.caFile", flag: "ca-file", placeholder: "file", help: "also trust the PEM CA certificates in this file for every transport",
+		field: str(func(c *Config) *string { return &c.CAFile })},
+
+	{key: "logging.level", flag: "log-level", placeholder: "level", help: "debug, info, warn or error",
+		field: str(func(c *Config) *string { return &c.LogLevel })},
+	{key: "logging.format", flag: "log-format", placeholder: "format", help: "text or json",
+		field: str(func(c *Config) *string { return &c.LogFormat })},
 }
 
-// settings is every setting, in the order help and printouts show them.
-var settings = func() []setting {
-	s := []setting{
-		{key: "source.manifests", flag: "manifests", placeholder: "dir", help: "watch this directory of YAML/JSON manifests",
-			field: str(func(c *Config) *string { return &c.Manifests })},
-		{key: "source.kubeconfig", flag: "kubeconfig", fallbackEnv: "KUBECONFIG", placeholder: "file",
-			help:  "watch the cluster of this kubeconfig file (default $KUBECONFIG, or the in-cluster config in a pod)",
-			field: str(func(c *Config) *string { return &c.Kubeconfig })},
-		{key: "source.namespaces", flag: "namespaces", placeholder: "names", help: "watch only these namespaces (comma-separated; cluster mode; default all)",
-			field: list(func(c *Config) *[]string { return &c.Namespaces })},
-		{key: "source.labelSelector", flag: "label-selector", placeholder: "selector", help: "watch only Knative objects matching this label selector (cluster mode)",
-			field: str(func(c *Config) *string { return &c.LabelSelector })},
+// table is every setting of a configuration: config's own and its parts'.
+type table []setting
 
-		{key: "leaderElection.enabled", flag: "leader-elect", help: "elect one publishing replica through a Lease (cluster mode); every replica serves snapshots",
-			field: boolean(func(c *Config) *bool { return &c.LeaderElect })},
-		{key: "leaderElection.namespace", flag: "leader-election-namespace", fallbackEnv: "POD_NAMESPACE", placeholder: "namespace",
-			help:  "namespace of the leader-election Lease (default $POD_NAMESPACE, else the pod's, else default)",
-			field: str(func(c *Config) *string { return &c.LeaderElectionNamespace })},
-		{key: "leaderElection.leaseDuration", flag: "lease-duration", placeholder: "duration", help: "how long a lease holds without renewal",
-			field: duration(func(c *Config) *Duration { return &c.LeaseDuration })},
-		{key: "leaderElection.renewDeadline", flag: "renew-deadline", placeholder: "duration", help: "how long the leader keeps trying to renew",
-			field: duration(func(c *Config) *Duration { return &c.RenewDeadline })},
-		{key: "leaderElection.retryPeriod", flag: "retry-period", placeholder: "duration", help: "how often to try to acquire or renew the lease",
-			field: duration(func(c *Config) *Duration { return &c.RetryPeriod })},
-		{key: "leaderElection.advertiseURL", flag: "advertise-url", placeholder: "url",
-			help:  "the URL other replicas reach this one at (default http(s)://$POD_IP:<port>)",
-			field: str(func(c *Config) *string { return &c.AdvertiseURL })},
-
-		{key: "server.listen", flag: "listen", placeholder: "addr",
-			help:  "serve the endpoints on this address (default " + DefaultListen + "; " + DefaultClusterListen + " in cluster mode)",
-			field: str(func(c *Config) *string { return &c.Listen })},
-		{key: "server.tls.certFile", flag: "tls-cert-file", placeholder: "file", help: "serve HTTPS with the PEM certificate in this file (with keyFile; read again when it changes)",
-			field: str(func(c *Config) *string { return &c.TLSCertFile })},
-		{key: "server.tls.keyFile", flag: "tls-key-file", placeholder: "file", help: "the PEM private key of the server certificate",
-			field: str(func(c *Config) *string { return &c.TLSKeyFile })},
-		{key: "server.maxWatchers", flag: "max-watchers", placeholder: "n", help: "GET /v1/watch streams served at once (more get 503)",
-			field: integer(func(c *Config) *int { return &c.MaxWatchers })},
-		{key: "server.maxWatchersPerIdentity", flag: "max-watchers-per-identity", placeholder: "n", help: "GET /v1/watch streams served at once to one caller identity",
-			field: integer(func(c *Config) *int { return &c.MaxWatchersPerIdentity })},
-		{key: "server.deltaLog.size", flag: "delta-log-size", placeholder: "n", help: "recent changes kept for GET /v1/deltas and the transports",
-			field: integer(func(c *Config) *int { return &c.DeltaLogSize })},
-		{key: "server.deltaLog.bytes", flag: "delta-log-bytes", placeholder: "n", help: "bytes of recent changes kept for GET /v1/deltas and the transports",
-			field: integer64(func(c *Config) *int64 { return &c.DeltaLogBytes })},
-
-		{key: "access.tokensFile", flag: "tokens-file", placeholder: "file", help: "manifests mode: require a bearer token listed in this file (one per line)",
-			field: str(func(c *Config) *string { return &c.TokensFile })},
-		{key: "access.tokenAudiences", flag: "token-audience", placeholder: "audience", help: "cluster mode: accept only tokens for these audiences (repeatable or comma-separated)",
-			field: list(func(c *Config) *[]string { return &c.TokenAudiences })},
-
-		{key: "events.source", flag: "event-source", placeholder: "uri", help: "CloudEvents source attribute of mesh deltas",
-			field: str(func(c *Config) *string { return &c.EventSource })},
-
-		{key: "transports.caFile", flag: "ca-file", placeholder: "file", help: "also trust the PEM CA certificates in this file for every transport",
-			field: str(func(c *Config) *string { return &c.CAFile })},
-		{key: "transports.http.sink", flag: "sink", fallbackEnv: "K_SINK", placeholder: "url", help: "send mesh-delta CloudEvents to this HTTP URL (default $K_SINK)",
-			field: str(func(c *Config) *string { return &c.Sink })},
-		{key: "transports.http.ceOverrides", fallbackEnv: "K_CE_OVERRIDES", placeholder: "json",
-			help:  "extensions set on every event sent to the sink, as Knative's K_CE_OVERRIDES: {\"extensions\": {...}}",
-			field: str(func(c *Config) *string { return &c.CEOverrides })},
+// tableOf is the table of a configuration with these parts' settings: each part's after the
+// last of config's own settings in its section.
+func tableOf(parts []Part) table {
+	t := append(table{}, own...)
+	for i, p := range parts {
+		for j, d := range p.Describe() {
+			row := setting{key: d.Key, flag: d.Flag, fallbackEnv: d.FallbackEnv, placeholder: d.Placeholder, help: d.Help, secret: d.Secret,
+				field: func(c *Config) value { return bind(c.parts[i].Describe()[j]) }}
+			at := len(t)
+			for k := len(t) - 1; k >= 0; k-- {
+				if sectionOf(t[k].key) == sectionOf(row.key) {
+					at = k + 1
+					break
+				}
+			}
+			t = append(t[:at], append(table{row}, t[at:]...)...)
+		}
 	}
-	s = append(s, tlsSettings("transports.http", "the sink", func(c *Config) *ClientTLS { return &c.SinkTLS })...)
-	s = append(s, []setting{
-		{key: "transports.mqtt.url", flag: "mqtt", placeholder: "url", help: "publish mesh deltas to this MQTT v5 broker (mqtt://host:1883, mqtts://...)",
-			field: str(func(c *Config) *string { return &c.MQTT })},
-		{key: "transports.mqtt.topicPrefix", flag: "mqtt-topic-prefix", placeholder: "prefix", help: "MQTT topic prefix",
-			field: str(func(c *Config) *string { return &c.MQTTTopicPrefix })},
-		{key: "transports.mqtt.clientID", flag: "mqtt-client-id", placeholder: "id", help: "MQTT client id (default from the topic prefix)",
-			field: str(func(c *Config) *string { return &c.MQTTClientID })},
-		{key: "transports.mqtt.username", flag: "mqtt-username", placeholder: "name", help: "MQTT user name",
-			field: str(func(c *Config) *string { return &c.MQTTUsername })},
-		{key: "transports.mqtt.password", secret: true, help: "MQTT password (prefer passwordFile)",
-			field: str(func(c *Config) *string { return &c.MQTTPassword })},
-		{key: "transports.mqtt.passwordFile", flag: "mqtt-password-file", placeholder: "file", help: "read the MQTT password from this file",
-			field: str(func(c *Config) *string { return &c.MQTTPasswordFile })},
-	}...)
-	s = append(s, tlsSettings("transports.mqtt", "the MQTT broker", func(c *Config) *ClientTLS { return &c.MQTTTLS })...)
-	s = append(s, []setting{
-		{key: "transports.nats.url", flag: "nats", placeholder: "url", help: "publish mesh deltas to this NATS server (a JetStream stream and a KV bucket)",
-			field: str(func(c *Config) *string { return &c.NATS })},
-		{key: "transports.nats.subjectPrefix", flag: "nats-subject-prefix", placeholder: "prefix", help: "NATS subject prefix",
-			field: str(func(c *Config) *string { return &c.NATSSubjectPrefix })},
-		{key: "transports.nats.stream", flag: "nats-stream", placeholder: "name", help: "JetStream stream name (default from the subject prefix)",
-			field: str(func(c *Config) *string { return &c.NATSStream })},
-		{key: "transports.nats.kvBucket", flag: "nats-kv-bucket", placeholder: "name", help: "KV bucket name (default from the subject prefix)",
-			field: str(func(c *Config) *string { return &c.NATSKVBucket })},
-		{key: "transports.nats.coreOnly", flag: "nats-core", help: "publish plain NATS messages (no JetStream stream or KV bucket)",
-			field: boolean(func(c *Config) *bool { return &c.NATSCoreOnly })},
-		{key: "transports.nats.credsFile", flag: "nats-creds", placeholder: "file", help: "NATS credentials file (JWT and NKey seed)",
-			field: str(func(c *Config) *string { return &c.NATSCreds })},
-		{key: "transports.nats.user", flag: "nats-user", placeholder: "name", help: "NATS user name",
-			field: str(func(c *Config) *string { return &c.NATSUser })},
-		{key: "transports.nats.password", secret: true, help: "NATS password (prefer passwordFile)",
-			field: str(func(c *Config) *string { return &c.NATSPassword })},
-		{key: "transports.nats.passwordFile", flag: "nats-password-file", placeholder: "file", help: "read the NATS password from this file",
-			field: str(func(c *Config) *string { return &c.NATSPasswordFile })},
-		{key: "transports.nats.token", secret: true, help: "NATS authentication token (prefer tokenFile)",
-			field: str(func(c *Config) *string { return &c.NATSToken })},
-		{key: "transports.nats.tokenFile", flag: "nats-token-file", placeholder: "file", help: "read the NATS authentication token from this file",
-			field: str(func(c *Config) *string { return &c.NATSTokenFile })},
-	}...)
-	s = append(s, tlsSettings("transports.nats", "the NATS server", func(c *Config) *ClientTLS { return &c.NATSTLS })...)
-	s = append(s, []setting{
-		{key: "logging.level", flag: "log-level", placeholder: "level", help: "debug, info, warn or error",
-			field: str(func(c *Config) *string { return &c.LogLevel })},
-		{key: "logging.format", flag: "log-format", placeholder: "format", help: "text or json",
-			field: str(func(c *Config) *string { return &c.LogFormat })},
-	}...)
-	return s
-}()
+	return t
+}
 
-// settingByKey finds a setting by its file key.
-func settingByKey(key string) (setting, bool) {
-	for _, s := range settings {
+// bind is a part's setting as a value of its field.
+func bind(d option.Setting) value {
+	switch p := d.Field.(type) {
+	case *string:
+		return stringValue{p}
+	case *bool:
+		return boolValue{p}
+	}
+	panic(fmt.Sprintf("config: setting %s: a field of type %T (want *string or *bool)", d.Key, d.Field))
+}
+
+// byKey finds a setting by its file key.
+func (t table) byKey(key string) (setting, bool) {
+	for _, s := range t {
 		if s.key == key {
 			return s, true
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
@@ -68,7 +69,7 @@ func deliverOnce(b *testing.B, dir string, three bool) {
 		args = append(args, "--sink", sink.URL, "--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix,
 			"--nats", natsServer.URL, "--nats-subject-prefix", natsPrefix)
 	}
-	cfg, err := config.Load(args, noEnv)
+	cfg, err := config.Load(args, noEnv, settings.All())
 	if err != nil {
 		b.Fatal(err)
 	}

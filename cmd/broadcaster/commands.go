@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"k8s.io/klog/v2"
 )
@@ -24,6 +25,9 @@ type command struct {
 	flags    func(io.Writer) // its flags, for the help
 	run      func(ctx context.Context, args []string, cio commandIO) error
 }
+
+// writeFlags writes the flags of every setting, config's own and the parts'.
+func writeFlags(w io.Writer) { config.WriteFlags(w, settings.All()) }
 
 // version is the release, stamped in at build time (-ldflags "-X main.version=v0.1.0");
 // without it the module's build information says what it can.
@@ -44,9 +48,9 @@ func commands() []command {
 				"broadcaster --kubeconfig ~/.kube/config --sink http://broker-ingress.knative-eventing.svc.cluster.local/team/default",
 				"broadcaster --config broadcaster.yaml --log-format json",
 			},
-			flags: config.WriteFlags,
+			flags: writeFlags,
 			run: func(ctx context.Context, args []string, cio commandIO) error {
-				cfg, err := config.Load(args, cio.getenv)
+				cfg, err := config.Load(args, cio.getenv, settings.All())
 				if err != nil {
 					return err
 				}
@@ -102,9 +106,9 @@ func commands() []command {
 				"broadcaster check-config --config broadcaster.yaml",
 				"BROADCASTER_LOGGING_LEVEL=debug broadcaster check-config --manifests examples/mesh",
 			},
-			flags: config.WriteFlags,
+			flags: writeFlags,
 			run: func(_ context.Context, args []string, cio commandIO) error {
-				cfg, err := config.Load(args, cio.getenv)
+				cfg, err := config.Load(args, cio.getenv, settings.All())
 				if err != nil {
 					return err
 				}
@@ -209,7 +213,7 @@ func writeOverview(w io.Writer) {
 	tw.Flush()
 	writeExamples(w, append(run.examples, "broadcaster check-config --config broadcaster.yaml", "broadcaster tail --watch http://127.0.0.1:8080"))
 	fmt.Fprintf(w, "\nFlags:\n")
-	config.WriteFlags(w)
+	writeFlags(w)
 	writeEnvironment(w)
 	fmt.Fprintf(w, "\nExit status: 0 after a clean stop, 1 on a failure at run time, 2 on a usage or configuration\nerror. Every setting, its key, flag and variable: docs/configuration.md.\n")
 }

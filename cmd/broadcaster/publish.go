@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,9 +15,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/destinations"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
@@ -121,125 +118,50 @@ func (p *publishing) takeOver() []delivery.Option {
 	return []delivery.Option{delivery.From(from, !clean)}
 }
 
-// open connects a publisher per configured destination, each with its worker; on failure it
-// closes what it had opened. start positions the workers.
-func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Option) (destinations []destination, err error) {
-	cfg, log := p.cfg, p.log
+// open connects a publisher per configured destination (the factory, transports/destinations),
+// each with its worker; on failure it closes what it had opened. start positions the workers.
+func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Option) (opened []destination, err error) {
+	log := p.log
 	defer func() {
 		if err != nil {
-			for _, d := range destinations {
+			for _, d := range opened {
 				d.worker.Close(context.Background())
 			}
 		}
 	}()
-	add := func(name string, pub transports.Publisher, beside func(context.Context) error) error {
+	pubs, err := destinations.Open(ctx, p.cfg, transports.Deps{Encoder: p.enc, Log: log, Epoch: epoch,
+		Latest: func() []mesh.Change { return p.hub.Snapshot().Latest() }, Count: func() int { return p.hub.Snapshot().Len() }})
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range pubs {
 		opts := append([]delivery.Option{delivery.WithLogger(log)}, start...)
 		if p.metrics != nil {
 			opts = append(opts, delivery.WithMetrics(p.metrics))
 		}
-		w, err := delivery.New(name, p.changes, pub, opts...)
+		w, err := delivery.New(d.Name, p.changes, d.Publisher, opts...)
 		if err != nil {
-			pub.Close(context.Background())
-			return err
+			for _, rest := range pubs[i:] {
+				rest.Publisher.Close(context.Background())
+			}
+			return opened, err
 		}
-		destinations = append(destinations, destination{worker: w, beside: beside})
-		log.Info("publishing mesh deltas", "transport", name)
-		return nil
+		var beside func(context.Context) error
+		if r, ok := d.Publisher.(resyncServer); ok { // the NATS snapshot server, on the publisher's connection
+			beside = func(ctx context.Context) error { return r.ServeResync(ctx, p.hub.Snapshot, p.hub.Ready, 0) }
+		}
+		opened = append(opened, destination{worker: w, beside: beside})
+		log.Info("publishing mesh deltas", "transport", d.Name)
 	}
-	latest := func() []mesh.Change { return p.hub.Snapshot().Latest() }
-	if cfg.Sink != "" {
-		opts := []httpsink.Option{httpsink.WithOverrides(cfg.CEOverrides), httpsink.WithLogger(log)}
-		if cfg.Customised(cfg.SinkTLS) {
-			tlsConfig, err := cfg.TransportTLS(cfg.SinkTLS)
-			if err != nil {
-				return destinations, fmt.Errorf("sink TLS: %w", err)
-			}
-			opts = append(opts, httpsink.WithTLS(tlsConfig))
-		}
-		sink, err := httpsink.New(cfg.Sink, p.enc, opts...)
-		if err != nil {
-			return destinations, err
-		}
-		if err := add("http "+sink.Target(), sink, nil); err != nil {
-			return destinations, err
-		}
-	}
-	if cfg.MQTT != "" {
-		tlsConfig, err := cfg.TransportTLS(cfg.MQTTTLS)
-		if err != nil {
-			return destinations, fmt.Errorf("mqtt TLS: %w", err)
-		}
-		opts := []mqtt.Option{mqtt.WithTopicPrefix(cfg.MQTTTopicPrefix), mqtt.WithTLS(tlsConfig),
-			mqtt.WithLatest(latest), mqtt.WithLogger(log), mqtt.WithEpoch(epoch),
-			mqtt.WithEntityCount(func() int { return p.hub.Snapshot().Len() })}
-		if cfg.MQTTClientID != "" {
-			opts = append(opts, mqtt.WithClientID(cfg.MQTTClientID))
-		}
-		if cfg.MQTTUsername != "" {
-			password, err := config.Secret(cfg.MQTTPassword, cfg.MQTTPasswordFile)
-			if err != nil {
-				return destinations, fmt.Errorf("mqtt password file %s: %w", cfg.MQTTPasswordFile, err)
-			}
-			opts = append(opts, mqtt.WithCredentials(cfg.MQTTUsername, password))
-		}
-		mp, err := mqtt.New(cfg.MQTT, p.enc, opts...)
-		if err != nil {
-			return destinations, err
-		}
-		if err := add("mqtt "+mp.Filter(), mp, nil); err != nil {
-			return destinations, err
-		}
-	}
-	if cfg.NATS != "" {
-		opts := []nats.Option{nats.WithSubjectPrefix(cfg.NATSSubjectPrefix), nats.WithLatest(latest), nats.WithLogger(log)}
-		if cfg.NATSCoreOnly {
-			opts = append(opts, nats.WithCoreOnly())
-		}
-		if cfg.NATSStream != "" {
-			opts = append(opts, nats.WithStream(cfg.NATSStream))
-		}
-		if cfg.NATSKVBucket != "" {
-			opts = append(opts, nats.WithBucket(cfg.NATSKVBucket))
-		}
-		if cfg.NATSCreds != "" {
-			opts = append(opts, nats.WithCredsFile(cfg.NATSCreds))
-		}
-		if cfg.NATSUser != "" {
-			password, err := config.Secret(cfg.NATSPassword, cfg.NATSPasswordFile)
-			if err != nil {
-				return destinations, fmt.Errorf("nats password file %s: %w", cfg.NATSPasswordFile, err)
-			}
-			opts = append(opts, nats.WithUserInfo(cfg.NATSUser, password))
-		}
-		if cfg.NATSToken != "" || cfg.NATSTokenFile != "" {
-			token, err := config.Secret(cfg.NATSToken, cfg.NATSTokenFile)
-			if err != nil {
-				return destinations, fmt.Errorf("nats token file %s: %w", cfg.NATSTokenFile, err)
-			}
-			opts = append(opts, nats.WithToken(token))
-		}
-		// For nats:// the client negotiates TLS only when the server requires it, with the
-		// system's CAs unless TLS settings add some or a client certificate.
-		if strings.HasPrefix(cfg.NATS, "tls://") || cfg.Customised(cfg.NATSTLS) {
-			tlsConfig, err := cfg.TransportTLS(cfg.NATSTLS)
-			if err != nil {
-				return destinations, fmt.Errorf("nats TLS: %w", err)
-			}
-			opts = append(opts, nats.WithTLS(tlsConfig))
-		}
-		dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		np, err := nats.Dial(dialCtx, cfg.NATS, p.enc, opts...)
-		if err != nil {
-			return destinations, err
-		}
-		serve := func(ctx context.Context) error { return np.ServeResync(ctx, p.hub.Snapshot, p.hub.Ready, 0) }
-		if err := add("nats "+cfg.NATSSubjectPrefix+".>", np, serve); err != nil {
-			return destinations, err
-		}
-	}
-	return destinations, nil
+	return opened, nil
 }
+
+// resyncServer is a publisher that also answers snapshot requests on its connection (NATS).
+type resyncServer interface {
+	ServeResync(ctx context.Context, snapshot func() mesh.State, ready func() bool, chunk int) error
+}
+
+var _ resyncServer = (*nats.Publisher)(nil)
 
 // flush gives each destination a last chance to deliver what the log holds, within a deadline.
 func flush(destinations []destination, log *slog.Logger) {

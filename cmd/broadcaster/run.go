@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		}
 		opts = append(opts, resync.WithAuthorizer(authz))
 	case cfg.TokensFile != "":
-		tokens, err := cfg.StaticTokens()
+		tokens, err := auth.ReadTokens(cfg.TokensFile)
 		if err != nil {
 			return err
 		}

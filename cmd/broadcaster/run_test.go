@@ -28,6 +28,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
@@ -42,7 +43,7 @@ var update = flag.Bool("update", false, "rewrite testdata/examples-mesh.json fro
 // startRun runs the broadcaster on dir and returns its base URL and its log.
 func startRun(t *testing.T, dir string, extra ...string) (string, *testkit.Buffer) {
 	t.Helper()
-	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv)
+	cfg, err := config.Load(append([]string{"--manifests", dir, "--listen", "127.0.0.1:0"}, extra...), noEnv, settings.All())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv)
+	cfg, err := config.Load([]string{"--manifests", t.TempDir(), "--listen", ln.Addr().String()}, noEnv, settings.All())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +532,7 @@ func TestTransportsOverTLS(t *testing.T) {
 // A running watch stream does not hold up shutdown: it gets a final event and run returns nil.
 func TestShutdownEndsWatchStreams(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load([]string{"--manifests", testkit.CopyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv)
+	cfg, err := config.Load([]string{"--manifests", testkit.CopyDir(t, "../../examples/mesh"), "--listen", "127.0.0.1:0"}, noEnv, settings.All())
 	if err != nil {
 		t.Fatal(err)
 	}

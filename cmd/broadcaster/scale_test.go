@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
@@ -126,7 +127,7 @@ func TestWholeMeshAtScale(t *testing.T) {
 	start := func() (base string, stop func()) {
 		cfg, err := config.Load([]string{"--manifests", dir, "--listen", "127.0.0.1:0", "--sink", sinkServer.URL,
 			"--mqtt", mqttBroker.URL, "--mqtt-topic-prefix", mqttPrefix, "--nats", natsServer.URL,
-			"--nats-subject-prefix", natsPrefix}, noEnv)
+			"--nats-subject-prefix", natsPrefix}, noEnv, settings.All())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,10 @@
 // matters and an injected client is never changed. Each part owns its defaults and checks each
 // value as it is applied, wrapping ErrInvalid and naming the setting at fault.
 //
-// It imports only the standard library, so every package can use it; config maps flags, the
-// file and the environment onto these options.
+// A part that users configure also owns a Settings type: its fields as users set them, with
+// their defaults, described by Setting (key, flag, help) and checked by the part with errors
+// that name the key (ForSetting, Incomplete). config fills those fields from flags, the file
+// and the environment without importing the part.
+//
+// It imports only the standard library, so every package can use it.
 package option

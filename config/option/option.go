@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"reflect"
+	"time"
 )
 
 // ErrInvalid wraps every rejected option, whichever part rejects it.
@@ -35,6 +38,8 @@ func Check[T any](opts ...Func[T]) error {
 type InvalidError struct {
 	Setting string // what the part calls the setting
 	Reason  string // why the value cannot be used
+	// Incomplete: the setting needs another one; its value is not at fault.
+	Incomplete bool
 }
 
 func (e *InvalidError) Error() string { return ErrInvalid.Error() + ": " + e.Setting + ": " + e.Reason }
@@ -55,13 +60,30 @@ func Logger(l *slog.Logger) (*slog.Logger, error) {
 	return l, nil
 }
 
-// Required returns v, or an error naming what when v is nil (a clock, a client, a handler).
-func Required[T comparable](what string, v T) (T, error) {
-	var none T
-	if v == none {
+// Required returns v, or an error naming what when v is nil (a clock, a client, a handler,
+// a function).
+func Required[T any](what string, v T) (T, error) {
+	if isNil(reflect.ValueOf(&v).Elem()) {
 		return v, Invalid(what, "nil")
 	}
 	return v, nil
+}
+
+// isNil reports whether v is nil, or the zero value of a type that cannot be nil.
+func isNil(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Chan, reflect.Func, reflect.Interface, reflect.Map, reflect.Pointer, reflect.Slice, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return v.IsZero()
+}
+
+// NotEmpty returns s, or an error naming what when s is empty (a name, an id).
+func NotEmpty(what, s string) (string, error) {
+	if s == "" {
+		return s, Invalid(what, "empty")
+	}
+	return s, nil
 }
 
 // Positive returns n, or an error naming what when n is below 1 (a size, a count, a bound).
@@ -72,5 +94,51 @@ func Positive[T ~int | ~int64](what string, n T) (T, error) {
 	return n, nil
 }
 
+// PositiveDuration returns d, or an error naming what when d is not above zero (a timeout, an
+// interval).
+func PositiveDuration(what string, d time.Duration) (time.Duration, error) {
+	if d <= 0 {
+		return d, Invalid(what, "%v: want > 0", d)
+	}
+	return d, nil
+}
+
 // Discard is the logger of a part given none.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Setting describes one setting of a part as users give it: under its key in the config file,
+// as a flag, and as an environment variable (config derives BROADCASTER_... from the key).
+// config reads the value into Field and shows the setting in the help; the part checks it.
+type Setting struct {
+	Key         string // in the config file: "transports.mqtt.url"
+	Flag        string // without dashes; "" when only the file and the environment set it
+	FallbackEnv string // a well-known variable that supplies the value when nothing else does (K_SINK)
+	Placeholder string // names the flag's argument in the help ("url", "file")
+	Help        string
+	Secret      bool // never shown: the effective configuration and errors say "(secret)"
+	Field       any  // the field it sets: a *string or a *bool
+}
+
+// ForSetting is err as a rejection of the setting key ("transports.mqtt.url"): its reason is
+// the part's own (an InvalidError's) or err's text, without the file name a path error
+// repeats. It is nil when err is.
+func ForSetting(key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var invalid *InvalidError
+	if errors.As(err, &invalid) {
+		return &InvalidError{Setting: key, Reason: invalid.Reason, Incomplete: invalid.Incomplete}
+	}
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		err = pathErr.Err
+	}
+	return &InvalidError{Setting: key, Reason: err.Error()}
+}
+
+// Incomplete is the error of a setting that needs another one (a password its user name): the
+// value is not at fault, so messages need not repeat it.
+func Incomplete(setting, format string, args ...any) error {
+	return &InvalidError{Setting: setting, Reason: fmt.Sprintf(format, args...), Incomplete: true}
+}

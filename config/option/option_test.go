@@ -3,8 +3,11 @@ package option_test
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 )
@@ -75,5 +78,67 @@ func TestPositive(t *testing.T) {
 	}
 	if n, err := option.Positive("size", 7); err != nil || n != 7 {
 		t.Errorf("7: %v, %v", n, err)
+	}
+}
+
+func TestRequiredFunction(t *testing.T) {
+	t.Parallel()
+	var none func() int
+	if _, err := option.Required("count", none); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "count: nil") {
+		t.Errorf("nil: %v, want an invalid-option error naming the count", err)
+	}
+	if f, err := option.Required("count", func() int { return 1 }); err != nil || f() != 1 {
+		t.Errorf("set: %v", err)
+	}
+}
+
+func TestNotEmpty(t *testing.T) {
+	t.Parallel()
+	if _, err := option.NotEmpty("client id", ""); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "client id: empty") {
+		t.Errorf("empty: %v, want an invalid-option error naming the client id", err)
+	}
+	if s, err := option.NotEmpty("client id", "a"); err != nil || s != "a" {
+		t.Errorf("a: %q, %v", s, err)
+	}
+}
+
+func TestPositiveDuration(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{0, -time.Second} {
+		if _, err := option.PositiveDuration("timeout", d); !errors.Is(err, option.ErrInvalid) || !strings.Contains(err.Error(), "timeout: "+d.String()+": want > 0") {
+			t.Errorf("%v: %v, want an invalid-option error naming the timeout", d, err)
+		}
+	}
+	if d, err := option.PositiveDuration("timeout", time.Second); err != nil || d != time.Second {
+		t.Errorf("1s: %v, %v", d, err)
+	}
+}
+
+func TestForSetting(t *testing.T) {
+	t.Parallel()
+	var invalid *option.InvalidError
+	if option.ForSetting("a.b", nil) != nil {
+		t.Error("no error is no rejection")
+	}
+	_, statErr := os.Stat(filepath.Join(t.TempDir(), "missing"))
+	tests := []struct {
+		name       string
+		err        error
+		reason     string
+		incomplete bool
+	}{
+		{"a part's rejection", option.Invalid("mqtt topic prefix", "%q: want a topic without wildcards", "a/#"), `"a/#": want a topic without wildcards`, false},
+		{"a joined rejection", errors.Join(option.Invalid("size", "0: want at least 1")), "0: want at least 1", false},
+		{"a path error", statErr, "no such file or directory", false},
+		{"another error", errors.New("no PEM certificate in the file"), "no PEM certificate in the file", false},
+		{"an incomplete setting", option.Incomplete("user", "needs a password"), "needs a password", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := option.ForSetting("transports.x.y", tt.err)
+			if !errors.As(err, &invalid) || invalid.Setting != "transports.x.y" || invalid.Reason != tt.reason || invalid.Incomplete != tt.incomplete {
+				t.Errorf("got %#v, want transports.x.y: %q (incomplete %v)", err, tt.reason, tt.incomplete)
+			}
+		})
 	}
 }

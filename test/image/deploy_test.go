@@ -22,8 +22,10 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 )
 
 const (
@@ -275,7 +277,7 @@ func TestConfigMapLoads(t *testing.T) {
 			}
 		}
 	}
-	settings, ok := cm.Data[key]
+	settingsYAML, ok := cm.Data[key]
 	if key == "" || !ok {
 		t.Fatalf("--config=%s is not a key of ConfigMap %s mounted into the container (mounts %+v)", configPath, cm.Name, ctr.VolumeMounts)
 	}
@@ -302,12 +304,12 @@ func TestConfigMapLoads(t *testing.T) {
 		}
 	}
 	file := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(file, []byte(settings), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(settingsYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args := slices.Clone(ctr.Args)
 	args[slices.Index(args, "--config="+configPath)] = "--config=" + file
-	cfg, err := config.Load(args, func(k string) string { return env[k] })
+	cfg, err := config.Load(args, func(k string) string { return env[k] }, settings.All())
 	if err != nil {
 		t.Fatalf("config.Load(%q) with the ConfigMap's file: %v", args, err)
 	}
@@ -315,7 +317,7 @@ func TestConfigMapLoads(t *testing.T) {
 	// Every setting of the file is in effect: its value comes from the file, unless the
 	// Deployment's args or the pod's environment give it.
 	var inFile map[string]any
-	if err := yaml.Unmarshal([]byte(settings), &inFile); err != nil {
+	if err := yaml.Unmarshal([]byte(settingsYAML), &inFile); err != nil {
 		t.Fatal(err)
 	}
 	keys := leafKeys("", inFile)
@@ -331,9 +333,14 @@ func TestConfigMapLoads(t *testing.T) {
 		t.Errorf("in effect: in-cluster %v, leader election %v in %q, listen %q; want the Deployment's args in force",
 			cfg.InCluster, cfg.LeaderElect, cfg.LeaderElectionNamespace, cfg.Listen)
 	}
-	if cfg.Sink != sink || cfg.CEOverrides != string(overrides) {
-		t.Errorf("sink %q with overrides %q in effect, want the SinkBinding's K_SINK %q and K_CE_OVERRIDES %q",
-			cfg.Sink, cfg.CEOverrides, sink, overrides)
+	var http *httpsink.Settings
+	for _, p := range cfg.Parts() {
+		if s, ok := p.(*httpsink.Settings); ok {
+			http = s
+		}
+	}
+	if http == nil || http.Sink != sink || http.CEOverrides != string(overrides) {
+		t.Errorf("sink settings %+v in effect, want the SinkBinding's K_SINK %q and K_CE_OVERRIDES %q", http, sink, overrides)
 	}
 }
 

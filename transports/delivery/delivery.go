@@ -42,13 +42,7 @@ const (
 // WithReconcileRetry waits d before trying a failed reconcile again (then twice as long, up to
 // MaxReconcileRetry).
 func WithReconcileRetry(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return option.Invalid("reconcile retry", "%v: want > 0", d)
-		}
-		o.retry = d
-		return nil
-	}
+	return func(o *options) (err error) { o.retry, err = option.PositiveDuration("reconcile retry", d); return err }
 }
 
 // WithBatch hands the publisher at most n changes at once.
@@ -63,13 +57,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMetrics counts what the worker does in m.
 func WithMetrics(m *Metrics) Option {
-	return func(o *options) error {
-		if m == nil {
-			return option.Invalid("metrics", "nil")
-		}
-		o.metrics = m
-		return nil
-	}
+	return func(o *options) (err error) { o.metrics, err = option.Required("metrics", m); return err }
 }
 
 // From starts the worker after pos instead of at the log's start: a new leader continues its

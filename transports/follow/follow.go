@@ -79,25 +79,13 @@ type Option = option.Func[options]
 
 // WithClient makes the requests with c (TLS settings); it must have no overall timeout.
 func WithClient(c *http.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("http client", "nil")
-		}
-		o.client = c
-		return nil
-	}
+	return func(o *options) (err error) { o.client, err = option.Required("http client", c); return err }
 }
 
 // WithToken presents the bearer token token returns (read again at each connection: projected
 // ServiceAccount tokens rotate).
 func WithToken(token func() (string, error)) Option {
-	return func(o *options) error {
-		if token == nil {
-			return option.Invalid("token", "nil")
-		}
-		o.token = token
-		return nil
-	}
+	return func(o *options) (err error) { o.token, err = option.Required("token", token); return err }
 }
 
 // WithLogger logs the leader followed, snapshots loaded and broken streams.

@@ -64,24 +64,12 @@ func WithStructured() Option { return func(o *options) error { o.structured = tr
 
 // WithHTTPClient sends through c, which the Sink neither changes nor closes.
 func WithHTTPClient(c *http.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("http client", "nil")
-		}
-		o.client = c
-		return nil
-	}
+	return func(o *options) (err error) { o.client, err = option.Required("http client", c); return err }
 }
 
 // WithTimeout bounds each request, whichever client sends it.
 func WithTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return option.Invalid("timeout", "%v: want > 0", d)
-		}
-		o.timeout = d
-		return nil
-	}
+	return func(o *options) (err error) { o.timeout, err = option.PositiveDuration("timeout", d); return err }
 }
 
 // WithCACertificates trusts the PEM certificates in pem (in addition to the system's). It needs
@@ -99,13 +87,7 @@ func WithCACertificates(pem []byte) Option {
 // WithTLS sends over TLS with c (CAs, a client certificate). It needs the sink's own client
 // (not WithHTTPClient), and replaces WithCACertificates.
 func WithTLS(c *tls.Config) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("tls", "nil")
-		}
-		o.tls = c
-		return nil
-	}
+	return func(o *options) (err error) { o.tls, err = option.Required("tls", c); return err }
 }
 
 // WithOverrides parses K_CE_OVERRIDES ({"extensions": {"name": "value"}}) and sets those
@@ -157,13 +139,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithSleep replaces how the sink waits between retries (tests record the waits).
 func WithSleep(sleep func(context.Context, time.Duration) error) Option {
-	return func(o *options) error {
-		if sleep == nil {
-			return option.Invalid("sleep", "nil")
-		}
-		o.sleep = sleep
-		return nil
-	}
+	return func(o *options) (err error) { o.sleep, err = option.Required("sleep", sleep); return err }
 }
 
 // Defaults of a Sink.

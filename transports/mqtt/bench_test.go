@@ -26,7 +26,7 @@ func BenchmarkPublish(b *testing.B) {
 	enc, _ := codec.NewEncoder("")
 	prefix := fmt.Sprintf("bench/%d", time.Now().UnixNano())
 	b.Run("mode=transport", func(b *testing.B) {
-		p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID(prefix+"-t"))
+		p, err := mqtt.New(context.Background(), broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID(prefix+"-t"))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -57,35 +57,21 @@ const (
 
 // WithClientID sets the MQTT client id.
 func WithClientID(id string) Option {
-	return func(o *options) error {
-		if id == "" {
-			return option.Invalid("mqtt client id", "empty")
-		}
-		o.clientID = id
-		return nil
-	}
+	return func(o *options) (err error) { o.clientID, err = option.NotEmpty("mqtt client id", id); return err }
 }
 
 // WithCredentials logs in with username and password (instead of those in the URL).
 func WithCredentials(username, password string) Option {
-	return func(o *options) error {
-		if username == "" {
-			return option.Invalid("mqtt username", "empty")
-		}
-		o.username, o.password = username, password
-		return nil
+	return func(o *options) (err error) {
+		o.username, err = option.NotEmpty("mqtt username", username)
+		o.password = password
+		return err
 	}
 }
 
 // WithTLS sets the TLS configuration of mqtts:// and tls:// URLs.
 func WithTLS(c *tls.Config) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("mqtt tls", "nil")
-		}
-		o.tls = c
-		return nil
-	}
+	return func(o *options) (err error) { o.tls, err = option.Required("mqtt tls", c); return err }
 }
 
 // WithTopicPrefix puts the entities' topics under prefix.
@@ -116,35 +102,17 @@ func WithSessionExpiry(d time.Duration) Option {
 // messages), every entity's latest event is published retained again; and Reconcile clears
 // the retained messages of entities that no longer exist.
 func WithLatest(latest func() []mesh.Change) Option {
-	return func(o *options) error {
-		if latest == nil {
-			return option.Invalid("latest", "nil")
-		}
-		o.latest = latest
-		return nil
-	}
+	return func(o *options) (err error) { o.latest, err = option.Required("latest", latest); return err }
 }
 
 // WithEpoch names the epoch this publisher opens, in its status messages and its Last Will.
 func WithEpoch(epoch string) Option {
-	return func(o *options) error {
-		if epoch == "" {
-			return option.Invalid("epoch", "empty")
-		}
-		o.epoch = epoch
-		return nil
-	}
+	return func(o *options) (err error) { o.epoch, err = option.NotEmpty("epoch", epoch); return err }
 }
 
 // WithEntityCount tells the publisher how many entities the mesh has, for the info topic.
 func WithEntityCount(count func() int) Option {
-	return func(o *options) error {
-		if count == nil {
-			return option.Invalid("entity count", "nil")
-		}
-		o.count = count
-		return nil
-	}
+	return func(o *options) (err error) { o.count, err = option.Required("entity count", count); return err }
 }
 
 // WithLogger logs connections, retries, republishing and reconciling.
@@ -212,9 +180,10 @@ var _ transports.Reconciler = (*Publisher)(nil)
 
 // New starts connecting to the broker at url (mqtt://host:port, or mqtts:// / tls:// for TLS;
 // user:password@ in the URL logs in unless WithCredentials does) in the background: Publish
-// waits for the connection. The Publisher owns the connection.
+// waits for the connection. The Publisher owns the connection: it lives until Close, not until
+// ctx ends (ctx gives it its values only).
 // Defaults: DefaultTopicPrefix, the client id ClientID(prefix), DefaultSessionExpiry, no logging.
-func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
+func New(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	o, u, err := prepare(url, opts)
 	if err != nil {
 		return nil, err
@@ -266,7 +235,7 @@ func New(url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	if os.Getenv("all_proxy") == "" { // through a proxy, autopaho's own dialling
 		pc.AttemptConnection = dial
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cm, err := autopaho.NewConnection(ctx, pc)
 	if err != nil {
 		cancel()
@@ -418,7 +387,7 @@ type retainedCollector struct {
 	once   sync.Once
 }
 
-// received is the client's one receive handler (installed at Dial: autopaho's handler
+// received is the client's one receive handler (installed by New: autopaho's handler
 // removal races with delivery). It never blocks.
 func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
 	if pr.Packet.Topic == mesh.MQTTStatusTopic(p.prefix) {

@@ -30,7 +30,7 @@ import (
 func dial(t *testing.T, brokerURL, prefix string) *mqtt.Publisher {
 	t.Helper()
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
+	p, err := mqtt.New(context.Background(), brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestRetainedStateRestoredAfterBrokerRestart(t *testing.T) {
 		return out
 	}
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub"), mqtt.WithLatest(latest))
+	p, err := mqtt.New(context.Background(), broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub"), mqtt.WithLatest(latest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestCredentials(t *testing.T) {
 		{"right", "mqtt://mesh:s3cret@" + host, true},
 		{"wrong password", "mqtt://mesh:nope@" + host, false},
 	} {
-		p, err := mqtt.New(tt.url, enc, mqtt.WithClientID("cred-"+tt.name))
+		p, err := mqtt.New(context.Background(), tt.url, enc, mqtt.WithClientID("cred-"+tt.name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +220,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 		return mesh.Change{Epoch: epoch, Sequence: seq, Kind: mesh.KindBroker, Op: mesh.OpAdded,
 			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)}
 	}
-	old, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("old-"+prefix))
+	old, err := mqtt.New(context.Background(), brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("old-"+prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestNewEpochClearsRetainedGhosts(t *testing.T) {
 
 	// The new publisher's mesh has no "ghost": it was deleted while nobody published.
 	opening := []mesh.Change{broker("kept", "ep2", 1), broker("new", "ep2", 2)}
-	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("new-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
+	p, err := mqtt.New(context.Background(), brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("new-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestReconcileSeesABrokerDropRetained(t *testing.T) {
 			Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: json.RawMessage(`{"namespace":"ns","name":"` + name + `"}`)})
 	}
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.New(broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
+	p, err := mqtt.New(context.Background(), broker.URL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix), mqtt.WithLatest(func() []mesh.Change { return opening }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestTopicMQTTCannotCarry(t *testing.T) {
 	brokerURL := brokers.StartMQTT(t).URL
 	prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
 	enc, _ := codec.NewEncoder("")
-	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
+	p, err := mqtt.New(context.Background(), brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithClientID("pub-"+prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestStatusAndInfoTopics(t *testing.T) {
 	status := watchTopic(t, brokerURL, mesh.MQTTStatusTopic(prefix))
 	info := watchTopic(t, brokerURL, mesh.MQTTInfoTopic(prefix))
 	entities := testkit.SubscribeRetained(t, brokerURL, prefix)
-	p, err := mqtt.New(brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithEpoch("e1"), mqtt.WithEntityCount(func() int { return 1 }))
+	p, err := mqtt.New(context.Background(), brokerURL, enc, mqtt.WithTopicPrefix(prefix), mqtt.WithEpoch("e1"), mqtt.WithEntityCount(func() int { return 1 }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,13 +95,7 @@ func validBucket(name string) bool {
 
 // WithMaxAge sets how long the stream keeps events.
 func WithMaxAge(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return option.Invalid("nats max age", "%v: want > 0", d)
-		}
-		o.maxAge = d
-		return nil
-	}
+	return func(o *options) (err error) { o.maxAge, err = option.PositiveDuration("nats max age", d); return err }
 }
 
 // WithCredsFile logs in with a NATS credentials file (JWT and NKey seed).
@@ -128,36 +122,18 @@ func WithUserInfo(user, password string) Option {
 
 // WithToken logs in with an authentication token.
 func WithToken(token string) Option {
-	return func(o *options) error {
-		if token == "" {
-			return option.Invalid("nats token", "empty")
-		}
-		o.token = token
-		return nil
-	}
+	return func(o *options) (err error) { o.token, err = option.NotEmpty("nats token", token); return err }
 }
 
 // WithTLS sets the client TLS configuration (for tls:// URLs, or servers that require TLS).
 func WithTLS(c *tls.Config) Option {
-	return func(o *options) error {
-		if c == nil {
-			return option.Invalid("nats tls", "nil")
-		}
-		o.tls = c
-		return nil
-	}
+	return func(o *options) (err error) { o.tls, err = option.Required("nats tls", c); return err }
 }
 
 // WithLatest gives the latest change of every entity (mesh/hub's snapshot); with it,
 // Reconcile deletes the KV entries of entities that no longer exist.
 func WithLatest(latest func() []mesh.Change) Option {
-	return func(o *options) error {
-		if latest == nil {
-			return option.Invalid("latest", "nil")
-		}
-		o.latest = latest
-		return nil
-	}
+	return func(o *options) (err error) { o.latest, err = option.Required("latest", latest); return err }
 }
 
 // WithLogger logs connections, retries and reconciling.
@@ -229,7 +205,7 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", url, err)
+		return nil, fmt.Errorf("nats %s: %w", transports.RedactURL(url), err)
 	}
 	p.nc = nc
 	if o.coreOnly {

@@ -64,13 +64,7 @@ func WithDeltasPage(n int) Option {
 // WithTrouble makes /readyz answer 503 with trouble's error while it has one (a source that
 // cannot read its input; the endpoints go on serving the mesh as last read).
 func WithTrouble(trouble func() error) Option {
-	return func(o *options) error {
-		if trouble == nil {
-			return option.Invalid("trouble", "nil")
-		}
-		o.trouble = trouble
-		return nil
-	}
+	return func(o *options) (err error) { o.trouble, err = option.Required("trouble", trouble); return err }
 }
 
 // DefaultReauthorize is how often a watch stream's caller is authorised again.
@@ -79,12 +73,9 @@ const DefaultReauthorize = 10 * time.Second
 // WithReauthorize sets how often a watch stream's caller is authorised again (with
 // WithAuthorizer): a stream whose access changed ends with an `access` event.
 func WithReauthorize(every time.Duration) Option {
-	return func(o *options) error {
-		if every <= 0 {
-			return option.Invalid("reauthorize interval", "%v: want > 0", every)
-		}
-		o.reauth = every
-		return nil
+	return func(o *options) (err error) {
+		o.reauth, err = option.PositiveDuration("reauthorize interval", every)
+		return err
 	}
 }
 

@@ -127,8 +127,8 @@ func NewWatchers(enc *codec.Encoder, opts ...WatchersOption) (*Watchers, error) 
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
-	if enc == nil {
-		return nil, option.Invalid("encoder", "nil")
+	if _, err := option.Required("encoder", enc); err != nil {
+		return nil, err
 	}
 	return &Watchers{buffer: o.buffer, max: o.max, mine: o.mine, encoder: enc, log: o.log, conns: map[*watcher]struct{}{}, per: map[string]int{},
 		closing: make(chan struct{})}, nil

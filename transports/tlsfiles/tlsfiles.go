@@ -1,7 +1,8 @@
 // Package tlsfiles serves a TLS certificate and key kept in files, reloaded when the files
 // change: cert-manager and Kubernetes Secret volumes rotate them in place (a Secret volume by
 // swapping a symlink), and a server that read them once would serve an expired certificate
-// until restarted.
+// until restarted. Client is a transport client's TLS files as users set them: its settings,
+// their checks and the client TLS configuration they make.
 package tlsfiles
 
 import (

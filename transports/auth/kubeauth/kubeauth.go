@@ -115,13 +115,7 @@ func WithReviewRate(perSecond float64, burst int) Option {
 
 // WithTTL sets how long a review's answer is reused.
 func WithTTL(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return option.Invalid("review ttl", "%v: want > 0", d)
-		}
-		o.ttl = d
-		return nil
-	}
+	return func(o *options) (err error) { o.ttl, err = option.PositiveDuration("review ttl", d); return err }
 }
 
 // WithCacheSize bounds each cache to n entries.
@@ -142,8 +136,8 @@ func New(client kubernetes.Interface, opts ...Option) (*Authorizer, error) {
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
-	if client == nil {
-		return nil, option.Invalid("kubernetes client", "nil")
+	if _, err := option.Required("kubernetes client", client); err != nil {
+		return nil, err
 	}
 	return &Authorizer{
 		client:    client,

@@ -30,8 +30,8 @@ const bySubject = "subject"
 
 // NewRoleBindings watches the RoleBindings of the cluster behind client (their subjects only).
 func NewRoleBindings(client kubernetes.Interface, log *slog.Logger) (*RoleBindings, error) {
-	if client == nil {
-		return nil, option.Invalid("kubernetes client", "nil")
+	if _, err := option.Required("kubernetes client", client); err != nil {
+		return nil, err
 	}
 	l, err := option.Logger(log)
 	if err != nil {
@@ -128,11 +128,5 @@ func (r *RoleBindings) candidates(who authenticationv1.UserInfo) (namespaces map
 // WithRoleBindings asks SubjectAccessReviews only about namespaces where a RoleBinding names
 // the caller (see RoleBindings); the others are known to be refused.
 func WithRoleBindings(r *RoleBindings) Option {
-	return func(o *options) error {
-		if r == nil {
-			return option.Invalid("role bindings", "nil")
-		}
-		o.roleBindings = r
-		return nil
-	}
+	return func(o *options) (err error) { o.roleBindings, err = option.Required("role bindings", r); return err }
 }
