@@ -118,7 +118,8 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 			*into = append(*into, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
 		}
 	}
-	h := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	h := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	h.Follow()
 	h.Listen(record(&got))
 	remove := h.Listen(record(&stopped))
 	h.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)})) // kept to itself while following
@@ -129,7 +130,8 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	remove()
 	h.OnDelete(broker("a", nil))
 
-	empty := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	empty := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	empty.Follow()
 	empty.Listen(record(&got))
 	empty.Lead("e2", 0) // an empty mesh: nothing to emit, so the next batch opens e2
 	empty.OnAdd(broker("d", nil), false)
@@ -153,7 +155,8 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	leader.Listen(func(b Batch) { fromLeader = append(fromLeader, b.Changes...) })
 	leader.Replace(engine.ParseAll([]*unstructured.Unstructured{broker("a", nil), broker("b", nil)}))
 
-	follower := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	follower := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	follower.Follow()
 	var got []string
 	follower.Listen(func(b Batch) {
 		if b.Resets {
