@@ -34,11 +34,11 @@ type publishing struct {
 	log     *slog.Logger
 }
 
-// destination is one opened transport: its worker, and whatever else runs on its connection
+// destination is one opened transport: its worker, and whatever else serves on its connection
 // (the NATS snapshot server).
 type destination struct {
 	worker *delivery.Worker
-	beside func(context.Context) error
+	serve  func(context.Context) error
 }
 
 // run opens the destinations and delivers until ctx ends. A term that continues a sequence
@@ -60,8 +60,8 @@ func (p *publishing) run(ctx context.Context, term ha.Term) error {
 	g, _ := errgroup.WithContext(workers)
 	for _, d := range destinations {
 		g.Go(func() error { return d.worker.Run(workers) })
-		if d.beside != nil {
-			g.Go(func() error { return d.beside(workers) })
+		if d.serve != nil {
+			g.Go(func() error { return d.serve(workers) })
 		}
 	}
 	<-ctx.Done()
@@ -89,7 +89,7 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 			}
 		}
 	}()
-	add := func(name string, pub transports.Publisher, beside func(context.Context) error) error {
+	add := func(name string, pub transports.Publisher, serve func(context.Context) error) error {
 		opts := append([]delivery.Option{delivery.WithLogger(log)}, start...)
 		if p.metrics != nil {
 			opts = append(opts, delivery.WithMetrics(p.metrics))
@@ -99,7 +99,7 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 			pub.Close(context.Background())
 			return err
 		}
-		destinations = append(destinations, destination{worker: w, beside: beside})
+		destinations = append(destinations, destination{worker: w, serve: serve})
 		log.Info("publishing mesh deltas", "transport", name)
 		return nil
 	}
