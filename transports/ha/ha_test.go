@@ -134,14 +134,20 @@ func TestRunLeadsInTurnAndAdvertisesTheLeader(t *testing.T) {
 		m := &member{replica: &recordingReplica{held: mesh.Position{Epoch: "e", Sequence: 7}}, done: make(chan error, 1),
 			terms: make(chan Term, 1), ended: make(chan error, 1)}
 		m.ha = testkit.Must(New(m.replica, client, url, WithLease("ns", "lease"),
-			WithTimings(2*time.Second, time.Second, 100*time.Millisecond)))
+			WithTimings(15*time.Second, 10*time.Second, 100*time.Millisecond))) // no renewal missed under load
 		ctx, stop := context.WithCancel(t.Context())
 		m.stop = stop
 		go func() {
 			m.done <- m.ha.Run(ctx, func(ctx context.Context, term Term) {
-				m.terms <- term
+				select {
+				case m.terms <- term:
+				default:
+				}
 				<-ctx.Done()
-				m.ended <- context.Cause(ctx)
+				select {
+				case m.ended <- context.Cause(ctx):
+				default:
+				}
 			})
 		}()
 		return m
