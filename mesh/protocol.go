@@ -68,6 +68,23 @@ type Snapshot struct {
 	Mesh     EventMesh `json:"mesh"`
 }
 
+// RawSnapshot is a Snapshot as it was sent: each entity the JSON it was published as. A
+// follower loads it (mesh/engine.NewMirror) to hold exactly what its leader published, byte for
+// byte, which a decoded Snapshot would not keep.
+type RawSnapshot struct {
+	Epoch    string  `json:"epoch"`
+	Sequence uint64  `json:"sequence"`
+	Mesh     RawMesh `json:"mesh"`
+}
+
+// RawMesh is an EventMesh with each entity kept as its JSON.
+type RawMesh struct {
+	Brokers       []json.RawMessage `json:"brokers"`
+	EventTypes    []json.RawMessage `json:"eventTypes"`
+	Sources       []json.RawMessage `json:"sources"`
+	Subscribables []json.RawMessage `json:"subscribables"`
+}
+
 // SnapshotEnvelope returns what goes before and after an EventMesh JSON to make it a Snapshot,
 // so a producer can stream a mesh it already holds as JSON.
 func SnapshotEnvelope(epoch string, seq uint64) (head, tail string) {

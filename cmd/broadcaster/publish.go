@@ -16,7 +16,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/destinations"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/ha"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
@@ -29,40 +29,24 @@ type publishing struct {
 	changes *changelog.Log
 	metrics *delivery.Metrics
 	log     *slog.Logger
-	// follower, under leader election, replicates the leader while this replica follows.
-	// Each term then continues the sequence space it followed (or, with no history anywhere,
-	// opens an epoch). Without it the workers deliver the hub's first epoch, which opens with
-	// the source's first listing.
-	follower *follow.Follower
 }
 
-// On taking over, a new leader waits this long for its predecessor's last words (the shutdown
-// event of a clean handover) if it has not heard them yet.
-const handoverGrace = 500 * time.Millisecond
-
-// crashSkip is how many numbers a new leader skips when its predecessor did not hand over:
-// more than that one can have published unseen, so consumers see a gap (and heal it with a
-// snapshot) instead of two changes under one number.
-const crashSkip = 1 << 20
-
-// destination is one opened transport: its worker, and whatever else runs on its connection
+// destination is one opened transport: its worker, and whatever else serves on its connection
 // (the NATS snapshot server).
 type destination struct {
 	worker *delivery.Worker
-	beside func(context.Context) error
+	serve  func(context.Context) error
 }
 
-// run opens the destinations and delivers until ctx ends. When the lease was lost (cause
-// errLeadershipLost) what is still undelivered is left: the next leader publishes it;
-// otherwise it gets a few seconds to be delivered.
-func (p *publishing) run(ctx context.Context) error {
+// run opens the destinations and delivers until ctx ends. A term that continues a sequence
+// space starts the workers where it stood; otherwise they deliver the hub's epoch from its
+// opening batch. When the lease was lost (cause ha.ErrLeadershipLost) what is still
+// undelivered is left: the next leader publishes it; otherwise it gets a few seconds to be
+// delivered.
+func (p *publishing) run(ctx context.Context, term ha.Term) error {
 	var start []delivery.Option
-	if p.follower != nil {
-		defer func() {
-			p.hub.Follow() // until the next leader's stream says otherwise, serve what was published
-			p.follower.Resume()
-		}()
-		start = p.takeOver()
+	if term.Continued {
+		start = []delivery.Option{delivery.From(term.From, !term.HandedOver)}
 	}
 	destinations, err := p.open(ctx, p.hub.Position().Epoch, start)
 	if err != nil {
@@ -73,14 +57,14 @@ func (p *publishing) run(ctx context.Context) error {
 	g, _ := errgroup.WithContext(workers)
 	for _, d := range destinations {
 		g.Go(func() error { return d.worker.Run(workers) })
-		if d.beside != nil {
-			g.Go(func() error { return d.beside(workers) })
+		if d.serve != nil {
+			g.Go(func() error { return d.serve(workers) })
 		}
 	}
 	<-ctx.Done()
 	stopWorkers()
 	err = g.Wait()
-	if errors.Is(context.Cause(ctx), errLeadershipLost) {
+	if errors.Is(context.Cause(ctx), ha.ErrLeadershipLost) {
 		p.log.Warn("lost the lease: stopped publishing")
 		for _, d := range destinations {
 			d.worker.Close(context.Background())
@@ -89,33 +73,6 @@ func (p *publishing) run(ctx context.Context) error {
 	}
 	flush(destinations, p.log)
 	return err
-}
-
-// takeOver makes this replica's hub lead: it continues the sequence space it followed, or
-// opens a new epoch when it holds none. It returns where the workers start.
-func (p *publishing) takeOver() []delivery.Option {
-	clean := p.follower.Pause(handoverGrace)
-	skip := uint64(0)
-	if !clean {
-		skip = crashSkip
-	}
-	before := p.hub.Position()
-	from, continued := p.hub.Lead(newEpoch(), skip)
-	after := p.hub.Position()
-	if !continued {
-		p.log.Info("leading: no replica holds a sequence space; publishing the mesh as a new epoch",
-			"epoch", after.Epoch, "entities", p.hub.Snapshot().Len())
-		return nil
-	}
-	if clean {
-		p.log.Info("leading: continuing the sequence space after a clean handover", "epoch", after.Epoch,
-			"from", before.Sequence, "changes", after.Sequence-from.Sequence)
-	} else {
-		p.log.Warn("leading: the previous leader did not hand over; continuing its sequence space after a gap "+
-			"(consumers heal it with a snapshot)", "epoch", after.Epoch, "held", before.Sequence, "from", from.Sequence,
-			"changes", after.Sequence-from.Sequence)
-	}
-	return []delivery.Option{delivery.From(from, !clean)}
 }
 
 // open connects a publisher per configured destination (the factory, transports/destinations),
@@ -146,11 +103,11 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 			}
 			return opened, err
 		}
-		var beside func(context.Context) error
+		var serve func(context.Context) error
 		if r, ok := d.Publisher.(resyncServer); ok { // the NATS snapshot server, on the publisher's connection
-			beside = func(ctx context.Context) error { return r.ServeResync(ctx, p.hub.Snapshot, p.hub.Ready, 0) }
+			serve = func(ctx context.Context) error { return r.ServeResync(ctx, p.hub.Snapshot, p.hub.Ready, 0) }
 		}
-		opened = append(opened, destination{worker: w, beside: beside})
+		opened = append(opened, destination{worker: w, serve: serve})
 		log.Info("publishing mesh deltas", "transport", d.Name)
 	}
 	return opened, nil

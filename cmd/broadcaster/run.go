@@ -32,7 +32,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth/kubeauth"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/delivery"
-	"github.com/event-mesh-broadcaster/broadcaster/transports/follow"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/ha"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
@@ -67,11 +67,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 			}
 			return 0
 		}))
-	hubOpts := []hub.Option{hub.WithLogger(log), hub.WithMetrics(registry)}
-	if cfg.LeaderElect {
-		hubOpts = append(hubOpts, hub.Following()) // until elected, serve the leader's sequence space
-	}
-	meshHub, err := hub.New(engine.New(epoch), src.Listed, hubOpts...)
+	meshHub, err := hub.New(engine.New(epoch), src.Listed, hub.WithLogger(log), hub.WithMetrics(registry))
 	if err != nil {
 		return err
 	}
@@ -158,7 +154,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	parts := []part{
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
-		{name: "publishing", leaderOnly: true, run: pub.run},
+		{name: "publishing", lead: pub.run},
 		{name: "readiness", run: announceReady(meshHub, started, log)},
 	}
 	if roleBindings != nil {
@@ -166,16 +162,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {
-		follower, err := newFollower(cfg, cluster, meshHub, log, registry)
+		elect, err = newHA(cfg, cluster, meshHub, ln.Addr(), log, registry)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		pub.follower = follower
-		parts = append(parts, part{name: "following the leader", run: follower.Run})
-		elect = &elector{client: cluster.election, namespace: cfg.LeaderElectionNamespace, lease: time.Duration(cfg.LeaseDuration),
-			renew: time.Duration(cfg.RenewDeadline), retry: time.Duration(cfg.RetryPeriod), ready: meshHub.Listed,
-			url: cfg.Advertised(ln.Addr()), leader: follower.SetLeader, log: log}
 	}
 	log.Info("broadcaster starting", "source", sourceName, "listen", ln.Addr().String(), "https", cfg.TLSCertFile != "",
 		"epoch", epoch, "auth", cluster != nil || cfg.TokensFile != "", "leaderElect", cfg.LeaderElect)
@@ -226,20 +217,23 @@ type clusterClients struct {
 	token func() (string, error)
 }
 
-// newFollower replicates the leader's sequence space into h, presenting the broadcaster's
-// own token and trusting the system's and --ca-file's CAs.
-func newFollower(cfg config.Config, cluster *clusterClients, h *hub.Hub, log *slog.Logger, metrics prometheus.Registerer) (*follow.Follower, error) {
+var _ ha.Replica = (*hub.Hub)(nil)
+
+// newHA makes h follow the leader while another replica leads, and campaign for the Lease.
+// Followers present the broadcaster's own token to the leader and trust the system's and
+// --ca-file's CAs.
+func newHA(cfg config.Config, cluster *clusterClients, h *hub.Hub, addr net.Addr, log *slog.Logger, metrics prometheus.Registerer) (*ha.HA, error) {
 	tlsConfig, err := cfg.TLS()
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
-	if token, _ := cluster.token(); token == "" {
-		log.Warn("the cluster credentials hold no bearer token: this replica cannot present one to the leader, " +
-			"so while it follows it serves nothing (run with a ServiceAccount, or a kubeconfig with a token)")
-	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment,
 		ResponseHeaderTimeout: 30 * time.Second, IdleConnTimeout: time.Minute}}
-	return follow.New(h, follow.WithClient(client), follow.WithToken(cluster.token), follow.WithLogger(log), follow.WithMetrics(metrics))
+	return ha.New(h, cluster.election, cfg.Advertised(addr),
+		ha.WithLease(cfg.LeaderElectionNamespace, config.DefaultLeaseName),
+		ha.WithTimings(time.Duration(cfg.LeaseDuration), time.Duration(cfg.RenewDeadline), time.Duration(cfg.RetryPeriod)),
+		ha.WithCanLead(h.Listed), ha.WithNewEpoch(newEpoch),
+		ha.WithClient(client), ha.WithToken(cluster.token), ha.WithLogger(log), ha.WithMetrics(metrics))
 }
 
 // openSource returns the manifests or cluster source; for a cluster also the clients for

@@ -21,22 +21,9 @@ type Mirror struct {
 	tree     *btree.BTreeG[*record]
 }
 
-// SnapshotJSON is the raw form of a mesh.Snapshot: each entity as the bytes it was sent as, so
-// a mirror holds exactly what the leader published.
-type SnapshotJSON struct {
-	Epoch    string `json:"epoch"`
-	Sequence uint64 `json:"sequence"`
-	Mesh     struct {
-		Brokers       []json.RawMessage `json:"brokers"`
-		EventTypes    []json.RawMessage `json:"eventTypes"`
-		Sources       []json.RawMessage `json:"sources"`
-		Subscribables []json.RawMessage `json:"subscribables"`
-	} `json:"mesh"`
-}
-
 // Raw is the snapshot as a follower receives it: each entity's JSON in its list.
-func (s Snapshot) Raw() SnapshotJSON {
-	raw := SnapshotJSON{Epoch: s.Epoch, Sequence: s.Sequence}
+func (s Snapshot) Raw() mesh.RawSnapshot {
+	raw := mesh.RawSnapshot{Epoch: s.Epoch, Sequence: s.Sequence}
 	lists := [...]*[]json.RawMessage{mesh.KindBroker: &raw.Mesh.Brokers, mesh.KindEventType: &raw.Mesh.EventTypes,
 		mesh.KindSource: &raw.Mesh.Sources, mesh.KindSubscribable: &raw.Mesh.Subscribables}
 	s.Each(func(en Entity) bool {
@@ -48,7 +35,7 @@ func (s Snapshot) Raw() SnapshotJSON {
 
 // NewMirror loads a snapshot. A snapshot does not say which change made each entity, so
 // every entity counts as added by the snapshot's last change.
-func NewMirror(s SnapshotJSON) (*Mirror, error) {
+func NewMirror(s mesh.RawSnapshot) (*Mirror, error) {
 	if s.Epoch == "" {
 		return nil, fmt.Errorf("snapshot: no epoch")
 	}

@@ -134,7 +134,7 @@ func mirrorOfJSON(t *testing.T, s Snapshot) *Mirror {
 		t.Fatal(err)
 	}
 	buf.WriteString(tail)
-	var raw SnapshotJSON
+	var raw mesh.RawSnapshot
 	if err := json.Unmarshal(buf.Bytes(), &raw); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestMirrorRefusesWhatDoesNotContinueIt(t *testing.T) {
 			t.Errorf("%v of %q applied to a mirror of e at 0", c, c.Epoch)
 		}
 	}
-	if _, err := NewMirror(SnapshotJSON{}); err == nil {
+	if _, err := NewMirror(mesh.RawSnapshot{}); err == nil {
 		t.Error("a snapshot without an epoch loaded")
 	}
 }

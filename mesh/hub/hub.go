@@ -31,15 +31,15 @@ type Hub struct {
 	stopped   bool // nothing is emitted any more
 
 	// A follower serves another replica's sequence space (mirror, nil until its first
-	// snapshot) and keeps the engine's changes to itself.
+	// snapshot) and keeps the engine's changes to itself. transports/ha makes the hub follow
+	// and lead (Follow, Lead); without it the hub leads from the start.
 	following bool
 	mirror    *engine.Mirror
 }
 
 type options struct {
-	log       *slog.Logger
-	following bool
-	metrics   prometheus.Registerer
+	log     *slog.Logger
+	metrics prometheus.Registerer
 }
 
 // Option configures a Hub.
@@ -48,11 +48,6 @@ type Option = option.Func[options]
 // WithLogger logs the parts of objects the engine had to ignore.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
-}
-
-// Following starts the hub as a follower: it serves nothing until Load (see Follow).
-func Following() Option {
-	return func(o *options) error { o.following = true; return nil }
 }
 
 // New returns a hub around e. listed reports whether the source has delivered its initial
@@ -65,7 +60,7 @@ func New(e *engine.Engine, listed func() bool, opts ...Option) (*Hub, error) {
 	if e == nil || listed == nil {
 		return nil, option.Invalid("hub", "an engine and a listed function are required")
 	}
-	h := &Hub{engine: e, listed: listed, log: o.log, following: o.following}
+	h := &Hub{engine: e, listed: listed, log: o.log}
 	if o.metrics != nil {
 		if err := h.registerMetrics(o.metrics); err != nil {
 			return nil, err
@@ -142,8 +137,8 @@ func (h *Hub) Position() mesh.Position { return h.Snapshot().Position() }
 
 // Follow makes the hub a follower: from now on it serves what Load, Replicate and Advance
 // bring, and keeps the engine's changes to itself (the engine stays warm for taking over).
-// A leader stepping down keeps serving what it published until the next leader's stream
-// says otherwise.
+// A hub made to follow before it emitted anything serves nothing until Load; a leader stepping
+// down keeps serving what it published until the next leader's stream says otherwise.
 func (h *Hub) Follow() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -161,7 +156,7 @@ func (h *Hub) Follow() {
 var ErrNotFollowing = errors.New("the hub is not following")
 
 // Load replaces the served mesh with the leader's snapshot.
-func (h *Hub) Load(s engine.SnapshotJSON) error {
+func (h *Hub) Load(s mesh.RawSnapshot) error {
 	m, err := engine.NewMirror(s)
 	if err != nil {
 		return err

@@ -113,7 +113,8 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 			*into = append(*into, fmt.Sprintf("%s opens=%v n=%d", b.Changes[0].Epoch, b.Opens, len(b.Changes)))
 		}
 	}
-	h := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	h := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	h.Follow()
 	h.Listen(record(&got))
 	remove := h.Listen(record(&stopped))
 	h.Apply(engine.Listing(broker("a", nil), broker("b", nil))) // kept to itself while following
@@ -124,7 +125,8 @@ func TestHubMarksTheBatchThatOpensAnEpoch(t *testing.T) {
 	remove()
 	h.Apply(engine.Deletes(engine.RefOf(broker("a", nil))))
 
-	empty := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	empty := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	empty.Follow()
 	empty.Listen(record(&got))
 	empty.Lead("e2", 0) // an empty mesh: nothing to emit, so the next batch opens e2
 	empty.Apply(engine.Upserts(broker("d", nil)))
@@ -148,7 +150,8 @@ func TestHubFollowsThenContinuesTheLeadersSequenceSpace(t *testing.T) {
 	leader.Listen(func(b mesh.Batch) { fromLeader = append(fromLeader, b.Changes...) })
 	leader.Apply(engine.Listing(broker("a", nil), broker("b", nil)))
 
-	follower := testkit.Must(New(engine.New("own"), func() bool { return true }, Following()))
+	follower := testkit.Must(New(engine.New("own"), func() bool { return true }))
+	follower.Follow()
 	var got []string
 	follower.Listen(func(b mesh.Batch) {
 		if b.Resets {

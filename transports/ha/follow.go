@@ -1,12 +1,4 @@
-// Package follow keeps a follower replica in its leader's sequence space: it follows the
-// leader's GET /v1/watch (Server-Sent Events) into the follower's hub, so that every replica
-// behind a Service answers snapshots, deltas and watches in the epoch and sequence the leader
-// pushes, and a follower taking over continues them.
-//
-// Why the watch stream and not the cluster: a follower's own informers see the same objects,
-// but not in the leader's order, so its numbering would differ. Replicating the leader's
-// output is the only way for two replicas to give one change one number.
-package follow
+package ha
 
 import (
 	"context"
@@ -22,81 +14,54 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
-	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 )
 
-// Target is what a follower keeps in the leader's sequence space (mesh/hub.Hub).
-type Target interface {
-	Load(engine.SnapshotJSON) error
+// Mirror is what following the leader keeps in the leader's sequence space: mesh/hub.Hub
+// while it follows.
+type Mirror interface {
+	// Load replaces the served mesh with the leader's snapshot.
+	Load(mesh.RawSnapshot) error
+	// Replicate applies the leader's next change; an error means the leader's stream does not
+	// continue what the mirror holds.
 	Replicate(mesh.Change) error
+	// Advance moves the served sequence space to a position without a change.
 	Advance(mesh.Position)
+	// Position is where the served sequence space is.
 	Position() mesh.Position
 }
 
-type options struct {
-	client  *http.Client
-	token   func() (string, error)
-	log     *slog.Logger
-	metrics *metrics
-}
-
-type metrics struct {
+// followMetrics count what following brought (WithMetrics).
+type followMetrics struct {
 	streaming prometheus.Gauge
 	snapshots prometheus.Counter
 	changes   prometheus.Counter
 }
 
-// WithMetrics registers broadcaster_follow_streaming (1 while the leader's stream flows),
-// broadcaster_follow_snapshots_total and broadcaster_follow_changes_total (what was loaded
-// and replicated).
-func WithMetrics(r prometheus.Registerer) Option {
-	return func(o *options) error {
-		if r == nil {
-			return option.Invalid("metrics", "nil registerer")
-		}
-		m := &metrics{
-			streaming: prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_follow_streaming",
-				Help: "1 while this follower receives the leader's watch stream; 0 while it leads or cannot reach the leader."}),
-			snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_snapshots_total",
-				Help: "Snapshots of the leader's mesh loaded."}),
-			changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_changes_total",
-				Help: "Changes of the leader's sequence space replicated."}),
-		}
-		for _, c := range []prometheus.Collector{m.streaming, m.snapshots, m.changes} {
-			if err := r.Register(c); err != nil {
-				return err
-			}
-		}
-		o.metrics = m
-		return nil
+func newFollowMetrics(r prometheus.Registerer) (*followMetrics, error) {
+	m := &followMetrics{
+		streaming: prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_follow_streaming",
+			Help: "1 while this follower receives the leader's watch stream; 0 while it leads or cannot reach the leader."}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_snapshots_total",
+			Help: "Snapshots of the leader's mesh loaded."}),
+		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "broadcaster_follow_changes_total",
+			Help: "Changes of the leader's sequence space replicated."}),
 	}
+	for _, c := range []prometheus.Collector{m.streaming, m.snapshots, m.changes} {
+		if err := r.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
-// Option configures a Follower.
-type Option = option.Func[options]
-
-// WithClient makes the requests with c (TLS settings); it must have no overall timeout.
-func WithClient(c *http.Client) Option {
-	return func(o *options) (err error) { o.client, err = option.Required("http client", c); return err }
-}
-
-// WithToken presents the bearer token token returns (read again at each connection: projected
-// ServiceAccount tokens rotate).
-func WithToken(token func() (string, error)) Option {
-	return func(o *options) (err error) { o.token, err = option.Required("token", token); return err }
-}
-
-// WithLogger logs the leader followed, snapshots loaded and broken streams.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) (err error) { o.log, err = option.Logger(l); return err }
-}
-
-// Follower follows one leader at a time into a Target.
-type Follower struct {
-	target Target
-	options
+// follower follows one leader at a time into a Mirror: it reads the leader's GET /v1/watch.
+type follower struct {
+	target  Mirror
+	client  *http.Client
+	token   func() (string, error)
+	log     *slog.Logger
+	metrics *followMetrics // nil without WithMetrics
 
 	mu       sync.Mutex
 	leader   string // base URL of the leader to follow ("": none known, or this replica)
@@ -106,24 +71,18 @@ type Follower struct {
 	handover mesh.Position      // where the last leader said it stopped (its shutdown event)
 	heard    chan struct{}      // closed and replaced when a shutdown event is heard
 	broken   bool               // the connection failed since the last event: no last words will come
-	ctx      context.Context    // Run's
+	ctx      context.Context    // run's
 }
 
-// New returns a follower for target. Defaults: an http.Client without timeout, no token, no
-// logging. It follows nothing until SetLeader.
-func New(target Target, opts ...Option) (*Follower, error) {
-	o := options{client: &http.Client{}, token: func() (string, error) { return "", nil }, log: option.Discard()}
-	if err := option.Apply(&o, opts...); err != nil {
-		return nil, err
-	}
-	if target == nil {
-		return nil, option.Invalid("follow", "a target is required")
-	}
-	return &Follower{target: target, options: o, heard: make(chan struct{})}, nil
+// newFollower returns a follower for target, presenting the token with each request made with
+// client. It follows nothing until setLeader.
+func newFollower(target Mirror, o options) *follower {
+	return &follower{target: target, client: o.client, token: o.token, log: o.log, metrics: o.metrics,
+		heard: make(chan struct{})}
 }
 
-// Run follows the leader named by SetLeader until ctx ends.
-func (f *Follower) Run(ctx context.Context) error {
+// run follows the leader named by setLeader until ctx ends.
+func (f *follower) run(ctx context.Context) {
 	f.mu.Lock()
 	f.ctx = ctx
 	f.restart()
@@ -132,12 +91,11 @@ func (f *Follower) Run(ctx context.Context) error {
 	f.mu.Lock()
 	f.halt()
 	f.mu.Unlock()
-	return nil
 }
 
-// SetLeader follows the replica at baseURL from now on ("" for none: this replica leads, or
+// setLeader follows the replica at baseURL from now on ("" for none: this replica leads, or
 // nobody does). While paused it is only remembered.
-func (f *Follower) SetLeader(baseURL string) {
+func (f *follower) setLeader(baseURL string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if baseURL == f.leader {
@@ -150,14 +108,14 @@ func (f *Follower) SetLeader(baseURL string) {
 	f.restart()
 }
 
-// Pause stops following because this replica is taking over. It first waits up to grace for
+// pause stops following because this replica is taking over. It first waits up to grace for
 // the leader's shutdown event, unless one was heard already or the connection to the leader
 // failed; clean reports whether the target holds everything the last leader published: it said
 // where it stopped, and the target is there.
-func (f *Follower) Pause(grace time.Duration) (clean bool) {
+func (f *follower) pause(grace time.Duration) (clean bool) {
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
-	for waiting := true; waiting && !f.handedOver(); {
+	for waiting := true; waiting && !f.cleanHandover(); {
 		f.mu.Lock()
 		heard, broken := f.heard, f.broken
 		f.mu.Unlock()
@@ -174,11 +132,11 @@ func (f *Follower) Pause(grace time.Duration) (clean bool) {
 	f.paused = true
 	f.halt()
 	f.mu.Unlock()
-	return f.handedOver()
+	return f.cleanHandover()
 }
 
-// Resume follows again (the term is over).
-func (f *Follower) Resume() {
+// resume follows again (the term is over).
+func (f *follower) resume() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paused = false
@@ -186,7 +144,8 @@ func (f *Follower) Resume() {
 	f.restart()
 }
 
-func (f *Follower) handedOver() bool {
+// cleanHandover reports whether the last leader said where it stopped and the target is there.
+func (f *follower) cleanHandover() bool {
 	f.mu.Lock()
 	h := f.handover
 	f.mu.Unlock()
@@ -196,7 +155,7 @@ func (f *Follower) handedOver() bool {
 // halt ends the current follow and waits for it. f.mu is held, and let go while waiting (the
 // follow takes it as it stops); it returns when no follow runs, whatever another caller
 // started meanwhile.
-func (f *Follower) halt() {
+func (f *follower) halt() {
 	for f.stop != nil {
 		stop, stopped := f.stop, f.stopped
 		f.stop, f.stopped = nil, nil
@@ -208,7 +167,7 @@ func (f *Follower) halt() {
 }
 
 // restart follows f.leader afresh, if there is one to follow. f.mu is held.
-func (f *Follower) restart() {
+func (f *follower) restart() {
 	f.halt()
 	if f.ctx == nil || f.paused || f.leader == "" {
 		return
@@ -228,7 +187,7 @@ func (f *Follower) restart() {
 var errDiverged = errors.New("the leader's stream does not continue what this replica holds")
 
 // follow reads the leader's watch until ctx ends.
-func (f *Follower) follow(ctx context.Context, leader string) {
+func (f *follower) follow(ctx context.Context, leader string) {
 	log := f.log.With("leader", leader)
 	log.Info("following the leader's sequence space")
 	if f.metrics != nil {
@@ -308,7 +267,7 @@ func (f *Follower) follow(ctx context.Context, leader string) {
 	}
 }
 
-func (f *Follower) setBroken(broken bool) {
+func (f *follower) setBroken(broken bool) {
 	f.mu.Lock()
 	f.broken = broken
 	f.mu.Unlock()
@@ -317,8 +276,8 @@ func (f *Follower) setBroken(broken bool) {
 	}
 }
 
-func (f *Follower) load(log *slog.Logger, data []byte) error {
-	var s engine.SnapshotJSON
+func (f *follower) load(log *slog.Logger, data []byte) error {
+	var s mesh.RawSnapshot
 	if err := json.Unmarshal(data, &s); err != nil {
 		return fmt.Errorf("leader's snapshot: %w", err)
 	}

@@ -1,4 +1,4 @@
-package follow
+package ha
 
 import (
 	"fmt"
@@ -24,9 +24,13 @@ type replica struct {
 	url      string
 }
 
-func newReplica(t *testing.T, epoch string, opts ...hub.Option) *replica {
+// newReplica serves a hub that leads, or follows (as New makes it) when following.
+func newReplica(t *testing.T, epoch string, following bool) *replica {
 	t.Helper()
-	r := &replica{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }, opts...))}
+	r := &replica{hub: testkit.Must(hub.New(engine.New(epoch), func() bool { return true }))}
+	if following {
+		r.hub.Follow()
+	}
 	enc := testkit.Must(codec.NewEncoder(""))
 	deltaLog := testkit.Must(changelog.New(epoch))
 	r.watchers = testkit.Must(resync.NewWatchers(enc))
@@ -49,6 +53,12 @@ func (r *replica) add(names ...string) {
 	}
 }
 
+// newTestFollower is a follower into target, as New makes it with opts.
+func newTestFollower(t *testing.T, target Mirror, opts ...Option) *follower {
+	t.Helper()
+	return newFollower(target, testkit.Must(newOptions(opts...)))
+}
+
 func samePosition(a, b *replica) func() bool {
 	return func() bool {
 		return a.hub.Position() == b.hub.Position() && a.hub.Snapshot().Len() == b.hub.Snapshot().Len()
@@ -61,14 +71,14 @@ func samePosition(a, b *replica) func() bool {
 func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 	for _, clean := range []bool{true, false} {
 		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
-			leader := newReplica(t, "lead")
+			leader := newReplica(t, "lead", false)
 			leader.hub.Apply(engine.Listing(brokerObject("a"), brokerObject("b")))
-			follower := newReplica(t, "own", hub.Following())
+			follower := newReplica(t, "own", true)
 			registry := prometheus.NewRegistry()
-			f := testkit.Must(New(follower.hub, WithMetrics(registry)))
+			f := newTestFollower(t, follower.hub, WithMetrics(registry))
 			ctx := t.Context()
-			go f.Run(ctx)
-			f.SetLeader(leader.url)
+			go f.run(ctx)
+			f.setLeader(leader.url)
 			testkit.Eventually(t, "the follower to load the leader's snapshot", 10*time.Second, samePosition(follower, leader))
 			leader.add("c", "d")
 			testkit.Eventually(t, "the follower to follow", 10*time.Second, samePosition(follower, leader))
@@ -81,7 +91,7 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 				leader.hub.Stop()
 				leader.watchers.Close()
 			}
-			handedOver := f.Pause(300 * time.Millisecond)
+			handedOver := f.pause(300 * time.Millisecond)
 			if handedOver != clean {
 				t.Fatalf("Pause: handed over %v, want %v", handedOver, clean)
 			}
@@ -96,16 +106,16 @@ func TestFollowerReplicatesAndHearsTheHandover(t *testing.T) {
 // A follower whose position the leader's stream does not continue (it led before, and its
 // last changes never reached the new leader) starts over from the new leader's snapshot.
 func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
-	leader := newReplica(t, "lead")
+	leader := newReplica(t, "lead", false)
 	leader.hub.Apply(engine.Listing(brokerObject("a")))
-	follower := newReplica(t, "own", hub.Following())
-	f := testkit.Must(New(follower.hub))
-	go f.Run(t.Context())
-	f.SetLeader(leader.url)
+	follower := newReplica(t, "own", true)
+	f := newTestFollower(t, follower.hub)
+	go f.run(t.Context())
+	f.setLeader(leader.url)
 	testkit.Eventually(t, "the follower to load the leader's snapshot", 10*time.Second, samePosition(follower, leader))
 
 	// The follower leads for a while and publishes changes the other never sees...
-	f.Pause(0)
+	f.pause(0)
 	follower.hub.Lead("fresh", 0)
 	follower.add("x", "y", "z")
 	follower.hub.Follow()
@@ -116,7 +126,7 @@ func TestFollowerStartsOverWhenItDiverged(t *testing.T) {
 	}
 	leader.hub.Lead("unused", 1000)
 	leader.add("b")
-	f.Resume()
+	f.resume()
 	testkit.Eventually(t, "the follower to start over from the leader's snapshot", 10*time.Second, samePosition(follower, leader))
 	if got := follower.hub.Position(); got.Sequence < 1000 {
 		t.Errorf("the follower is at %v", got)

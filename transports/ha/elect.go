@@ -1,4 +1,4 @@
-package main
+package ha
 
 import (
 	"context"
@@ -11,17 +11,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
-
-	"github.com/event-mesh-broadcaster/broadcaster/config"
 )
 
 // elector campaigns for the Lease with client-go's leader election. It knows nothing of what
-// a leader does: it hands each term to lead.
+// a leader does: it runs lead for each term.
 type elector struct {
 	client              kubernetes.Interface
-	namespace           string
+	namespace, name     string // the Lease's
 	lease, renew, retry time.Duration
-	ready               func() bool // only a replica holding the whole mesh may lead
+	canLead             func() bool // only a replica holding the whole mesh may lead
 	// url is where this replica serves; the Lease carries it while this replica leads.
 	url string
 	// leader hears where the current leader serves, each time the Lease is read ("" when
@@ -30,20 +28,18 @@ type elector struct {
 	log    *slog.Logger
 }
 
-var _ leaderElector = (*elector)(nil)
-
-// Run campaigns until ctx ends; each time this replica is elected it calls lead with a context
-// that ends when the lease is lost (cause errLeadershipLost) or ctx ends. Losing the lease
+// run campaigns until ctx ends; each time this replica is elected it calls lead with a context
+// that ends when the lease is lost (cause ErrLeadershipLost) or ctx ends. Losing the lease
 // ends the term at once, and the replica campaigns again. On shutdown the lease is released
 // only after lead returned, so a leader first delivers what it owes.
-func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) error {
+func (e *elector) run(ctx context.Context, lead func(leadCtx context.Context)) error {
 	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
-		return e.ready(), nil
+		return e.canLead(), nil
 	}); err != nil {
 		return nil
 	}
 	id := identity()
-	lock := &leaseLock{client: e.client.CoordinationV1(), namespace: e.namespace, name: config.DefaultLeaseName,
+	lock := &leaseLock{client: e.client.CoordinationV1(), namespace: e.namespace, name: e.name,
 		identity: id, url: e.url, observed: func(holder, url string) {
 			if e.leader != nil {
 				if holder == id {
@@ -52,7 +48,7 @@ func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) e
 				e.leader(url)
 			}
 		}}
-	log := e.log.With("lease", e.namespace+"/"+config.DefaultLeaseName, "identity", id, "url", e.url)
+	log := e.log.With("lease", e.namespace+"/"+e.name, "identity", id, "url", e.url)
 	for ctx.Err() == nil {
 		// The elector gets its own context: on shutdown the term ends first, and only then is
 		// the lease released to the next leader.
@@ -77,7 +73,7 @@ func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) e
 		})
 		if err != nil {
 			stopElecting()
-			return err // the configuration was checked by config.Load; this is a bug
+			return err // New checked the timings; this is a bug
 		}
 		electorDone := make(chan struct{})
 		go func() {
@@ -104,11 +100,11 @@ func (e *elector) Run(ctx context.Context, lead func(leadCtx context.Context)) e
 }
 
 // termContext ends when the process stops (ctx) or when the lease is lost (leaseCtx, which
-// then is the cause: errLeadershipLost).
+// then is the cause: ErrLeadershipLost).
 func termContext(ctx, leaseCtx context.Context) context.Context {
 	term, end := context.WithCancelCause(context.WithoutCancel(ctx))
 	context.AfterFunc(ctx, func() { end(context.Canceled) })
-	context.AfterFunc(leaseCtx, func() { end(errLeadershipLost) })
+	context.AfterFunc(leaseCtx, func() { end(ErrLeadershipLost) })
 	return term
 }
 
