@@ -11,14 +11,14 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/ha"
 )
 
-// part is one piece of the process that runs until its context ends: the source, the HTTP
-// server, the publishing side. Like controller-runtime's runnables, the parts that may run on
+// runnable is one piece of the process that runs until its context ends: the source, the HTTP
+// server, the publishing side. As with controller-runtime's runnables, the ones that run on
 // the leader only say so once, here, and nothing else needs to know which they are.
-type part struct {
+type runnable struct {
 	name string
-	// run returns when ctx ends (nil) or when the part cannot go on.
+	// run returns when ctx ends (nil) or when the runnable cannot go on.
 	run func(ctx context.Context) error
-	// lead, instead of run, makes a leader-only part: it runs while this replica leads
+	// lead, instead of run, makes a leader-only runnable: it runs while this replica leads
 	// (always, without an elector), told how the term began, until ctx ends (with cause
 	// ha.ErrLeadershipLost when the lease was lost).
 	lead func(ctx context.Context, term ha.Term) error
@@ -33,14 +33,14 @@ type leaderElector interface {
 
 var _ leaderElector = (*ha.HA)(nil)
 
-// runParts runs parts until ctx ends or one of them fails. Without an elector this process
-// always leads, in the first epoch of its hub, and every part runs at once; with one, the
-// elector runs the leader-only parts during each term. (Order does not matter: publishers read
+// runAll runs the runnables until ctx ends or one of them fails. Without an elector this process
+// always leads, in the first epoch of its hub, and every runnable runs at once; with one, the
+// elector runs the leader-only ones during each term. (Order does not matter: publishers read
 // the change log, which keeps the batch that opened the epoch for them.)
-func runParts(ctx context.Context, parts []part, elector leaderElector, log *slog.Logger) error {
+func runAll(ctx context.Context, runnables []runnable, elector leaderElector, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
-	var leading []part
-	for _, p := range parts {
+	var leading []runnable
+	for _, p := range runnables {
 		if p.lead != nil {
 			leading = append(leading, p)
 			if elector == nil {
@@ -58,16 +58,16 @@ func runParts(ctx context.Context, parts []part, elector leaderElector, log *slo
 	return g.Wait()
 }
 
-// runTerm runs the leader-only parts for one term: until leadCtx ends, or until one of them
+// runTerm runs the leader-only runnables for one term: until leadCtx ends, or until one of them
 // returns, which gives the lease up (the others then stop as if it was lost).
-func runTerm(leadCtx context.Context, term ha.Term, parts []part, log *slog.Logger) {
+func runTerm(leadCtx context.Context, term ha.Term, leading []runnable, log *slog.Logger) {
 	ctx, cancel := context.WithCancelCause(leadCtx)
 	defer cancel(nil)
-	done := make(chan error, len(parts))
-	for _, p := range parts {
+	done := make(chan error, len(leading))
+	for _, p := range leading {
 		go func() { done <- named(p, p.lead(ctx, term)) }()
 	}
-	for range parts {
+	for range leading {
 		if err := <-done; err != nil {
 			log.Error("cannot lead; giving the lease up", "err", err)
 		}
@@ -79,7 +79,7 @@ func runTerm(leadCtx context.Context, term ha.Term, parts []part, log *slog.Logg
 	}
 }
 
-func named(p part, err error) error {
+func named(p runnable, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
 
-// publishing is the leader-only part that delivers the mesh's changes to the configured
+// publishing is the leader-only runnable that delivers the mesh's changes to the configured
 // destinations: each opened for the term, with a worker that reads the shared change log.
 type publishing struct {
 	cfg     config.Config

@@ -38,7 +38,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 )
 
-// run wires the broadcaster and blocks until ctx ends or a part fails. listening, when set, is
+// run wires the broadcaster and blocks until ctx ends or a runnable fails. listening, when set, is
 // told the address the endpoints listen on.
 func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening func(net.Addr)) error {
 	level, err := cfg.Level()
@@ -151,14 +151,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		sourceName = "cluster"
 	}
 	pub := &publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog, metrics: deliveryMetrics, log: log}
-	parts := []part{
+	runnables := []runnable{
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
 		{name: "publishing", lead: pub.run},
 		{name: "readiness", run: announceReady(meshHub, started, log)},
 	}
 	if roleBindings != nil {
-		parts = append(parts, part{name: "role bindings", run: roleBindings.Run})
+		runnables = append(runnables, runnable{name: "role bindings", run: roleBindings.Run})
 	}
 	var elect leaderElector
 	if cfg.LeaderElect {
@@ -176,16 +176,16 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	// On shutdown the hub stops first, so that what it emitted is final: the leader delivers
 	// all of it, and its watch streams end saying where it stopped (a follower taking over
 	// then continues without a gap).
-	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopParts()
+	runCtx, stopRunning := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRunning()
 	stopping := context.AfterFunc(ctx, func() {
 		last := meshHub.Stop()
 		log.Info("stopping", "reason", stopReason(ctx), "epoch", last.Epoch, "sequence", last.Sequence)
-		stopParts()
+		stopRunning()
 	})
 	defer stopping()
-	err = runParts(partsCtx, parts, elect, log)
-	ln.Close() // when a part failed before the server started
+	err = runAll(runCtx, runnables, elect, log)
+	ln.Close() // when a runnable failed before the server started
 	log.Info("broadcaster stopped")
 	return err
 }
