@@ -94,27 +94,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log),
 		resync.WithMetrics(registry)}
-	var roleBindings *kubeauth.RoleBindings
-	switch {
-	case cluster != nil:
-		roleBindings, err = kubeauth.NewRoleBindings(cluster.auth, log)
-		if err != nil {
-			return err
-		}
-		authz, err := kubeauth.New(cluster.auth, kubeauth.WithAudiences(cfg.TokenAudiences...), kubeauth.WithRoleBindings(roleBindings))
-		if err != nil {
-			return err
-		}
-		opts = append(opts, resync.WithAuthorizer(authz))
-	case cfg.TokensFile != "":
-		tokens, err := auth.ReadTokens(cfg.TokensFile)
-		if err != nil {
-			return err
-		}
-		authz, err := auth.StaticTokens(tokens)
-		if err != nil {
-			return err
-		}
+	authz, roleBindings, err := authorizer(cfg, cluster, log)
+	if err != nil {
+		return err
+	}
+	if authz != nil {
 		opts = append(opts, resync.WithAuthorizer(authz))
 	}
 	if stale, ok := src.(source.Staleness); ok {
@@ -128,17 +112,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /{$}", page.Handler()) // the live picture of the mesh; the API stays below
 	mux.Handle("/", handler)
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg, log)
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	if cfg.TLSCertFile != "" {
-		cert, err := tlsfiles.Load(cfg.TLSCertFile, cfg.TLSKeyFile, tlsfiles.WithLogger(log))
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("--tls-cert-file: %w", err)
-		}
-		ln = tls.NewListener(ln, cert.Config())
+		return err
 	}
 	// Idle keep-alive connections are closed after a while and headers are bounded; no overall
 	// write timeout, since watch streams last (they set their own write deadlines).
@@ -188,6 +164,46 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	ln.Close() // when a runnable failed before the server started
 	log.Info("broadcaster stopped")
 	return err
+}
+
+// authorizer decides who may read the endpoints: in a cluster, Kubernetes tokens (with the
+// RoleBindings to watch, which narrow access reviews); in manifests mode, the tokens file if
+// one is given; otherwise nil, and everyone may.
+func authorizer(cfg config.Config, cluster *clusterClients, log *slog.Logger) (auth.Authorizer, *kubeauth.RoleBindings, error) {
+	switch {
+	case cluster != nil:
+		roleBindings, err := kubeauth.NewRoleBindings(cluster.auth, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		authz, err := kubeauth.New(cluster.auth, kubeauth.WithAudiences(cfg.TokenAudiences...), kubeauth.WithRoleBindings(roleBindings))
+		return authz, roleBindings, err
+	case cfg.TokensFile != "":
+		tokens, err := auth.ReadTokens(cfg.TokensFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		authz, err := auth.StaticTokens(tokens)
+		return authz, nil, err
+	}
+	return nil, nil, nil
+}
+
+// listen opens the endpoints' listener, with TLS when a certificate is configured.
+func listen(cfg config.Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tlsfiles.Load(cfg.TLSCertFile, cfg.TLSKeyFile, tlsfiles.WithLogger(log))
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--tls-cert-file: %w", err)
+		}
+		ln = tls.NewListener(ln, cert.Config())
+	}
+	return ln, nil
 }
 
 // serve serves on ln until ctx ends, then shuts the server down within a deadline.
