@@ -4,9 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"io"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -326,23 +326,9 @@ func unwrapPathError(err error) error {
 // redactCredentials hides the user information and query of a URL-looking value.
 func redactCredentials(v string) string {
 	if strings.Contains(v, "://") && (strings.Contains(v, "@") || strings.Contains(v, "?")) {
-		return redactURL(v)
+		return option.RedactURL(v)
 	}
 	return v
-}
-
-// redactURL removes what may be a credential from a URL: its user information and its query
-// (as transports.RedactURL, which config does not import).
-func redactURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unreadable URL)"
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
 }
 
 // previousKeys are the keys of the flat config files of earlier versions, so that an old file

@@ -3,7 +3,6 @@ package transports
 import (
 	"context"
 	"errors"
-	"net/url"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
@@ -27,20 +26,6 @@ type Reconciler interface {
 	// Reconcile removes the state of entities the mesh does not have; with republish it also
 	// writes every entity's latest state again (changes were missed).
 	Reconcile(ctx context.Context, republish bool) error
-}
-
-// RedactURL removes what may be a credential from a URL, for logs, errors and metric labels:
-// its user information and its query.
-func RedactURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unreadable URL)"
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
 }
 
 // ErrFatal marks a destination that cannot be used at all (a name on the server belongs to

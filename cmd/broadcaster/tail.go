@@ -26,8 +26,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/mqttconsumer"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/natsconsumer"
+	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
-	"github.com/event-mesh-broadcaster/broadcaster/transports"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
 )
@@ -489,7 +489,7 @@ func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
 	err = cm.AwaitConnection(connectCtx)
 	cancel()
 	if err != nil && ctx.Err() == nil {
-		return unreachable(transports.RedactURL(o.mqtt), o.connectTimeout, err)
+		return unreachable(option.RedactURL(o.mqtt), o.connectTimeout, err)
 	}
 	<-ctx.Done()
 	<-cm.Done()
@@ -514,7 +514,7 @@ func tailNATS(ctx context.Context, o *tailOptions, p *printer) error {
 			break
 		}
 		if time.Since(start) >= o.connectTimeout || ctx.Err() != nil {
-			return unreachable(transports.RedactURL(o.nats), o.connectTimeout, err)
+			return unreachable(option.RedactURL(o.nats), o.connectTimeout, err)
 		}
 		select {
 		case <-ctx.Done():

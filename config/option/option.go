@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"time"
@@ -141,4 +142,18 @@ func ForSetting(key string, err error) error {
 // value is not at fault, so messages need not repeat it.
 func Incomplete(setting, format string, args ...any) error {
 	return &InvalidError{Setting: setting, Reason: fmt.Sprintf(format, args...), Incomplete: true}
+}
+
+// RedactURL removes what may be a credential from a URL, for logs, errors, metric labels and
+// the effective configuration: its user information and its query.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unreadable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.String()
 }

@@ -142,3 +142,18 @@ func TestForSetting(t *testing.T) {
 		})
 	}
 }
+
+// Logs, errors, metric labels and the effective configuration never show the credentials of
+// a URL.
+func TestCredentialsRedacted(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://user:s3cret@broker.example/ns/b?token=abc": "https://broker.example/ns/b?…",
+		"http://broker.example/ns/b":                        "http://broker.example/ns/b",
+		"::not a url":                                       "(unreadable URL)",
+	} {
+		if got := option.RedactURL(raw); got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "abc") {
+			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

@@ -76,8 +76,8 @@ func WithLogger(l *slog.Logger) Option {
 // WithMetrics registers the source's metrics.
 func WithMetrics(r prometheus.Registerer) Option {
 	return func(o *options) error {
-		if r == nil {
-			return option.Invalid("metrics", "nil registerer")
+		if _, err := option.Required("metrics", r); err != nil {
+			return err
 		}
 		o.metrics = r
 		return nil

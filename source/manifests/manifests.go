@@ -83,8 +83,8 @@ type options struct {
 // broadcaster_manifests_problems{problem} (files that do not parse, objects left out as invalid).
 func WithMetrics(r prometheus.Registerer) Option {
 	return func(o *options) error {
-		if r == nil {
-			return option.Invalid("metrics", "nil registerer")
+		if _, err := option.Required("metrics", r); err != nil {
+			return err
 		}
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "broadcaster_manifests_directory_readable",
 			Help: "1 while the manifests directory can be read; 0 while it is missing (the mesh keeps what it last read)."})

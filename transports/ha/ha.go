@@ -107,24 +107,12 @@ func WithTimings(lease, renew, retry time.Duration) Option {
 // WithCanLead makes the replica campaign only once canLead holds (the source's initial listing
 // is in its mesh: only a replica holding the whole mesh may lead).
 func WithCanLead(canLead func() bool) Option {
-	return func(o *options) error {
-		if canLead == nil {
-			return option.Invalid("can lead", "nil")
-		}
-		o.canLead = canLead
-		return nil
-	}
+	return func(o *options) (err error) { o.canLead, err = option.Required("can lead", canLead); return err }
 }
 
 // WithNewEpoch names the epoch a leader opens when it holds no sequence space to continue.
 func WithNewEpoch(newEpoch func() string) Option {
-	return func(o *options) error {
-		if newEpoch == nil {
-			return option.Invalid("new epoch", "nil")
-		}
-		o.newEpoch = newEpoch
-		return nil
-	}
+	return func(o *options) (err error) { o.newEpoch, err = option.Required("new epoch", newEpoch); return err }
 }
 
 // WithClient makes the requests to the leader with c (TLS settings); it must have no overall
@@ -136,13 +124,7 @@ func WithClient(c *http.Client) Option {
 // WithToken presents the bearer token token returns to the leader (read again at each
 // connection: projected ServiceAccount tokens rotate).
 func WithToken(token func() (string, error)) Option {
-	return func(o *options) error {
-		if token == nil {
-			return option.Invalid("token", "nil")
-		}
-		o.token = token
-		return nil
-	}
+	return func(o *options) (err error) { o.token, err = option.Required("token", token); return err }
 }
 
 // WithLogger logs the terms, the leader followed, snapshots loaded and broken streams.
@@ -155,8 +137,8 @@ func WithLogger(l *slog.Logger) Option {
 // and replicated).
 func WithMetrics(r prometheus.Registerer) Option {
 	return func(o *options) error {
-		if r == nil {
-			return option.Invalid("metrics", "nil registerer")
+		if _, err := option.Required("metrics", r); err != nil {
+			return err
 		}
 		m, err := newFollowMetrics(r)
 		o.metrics = m

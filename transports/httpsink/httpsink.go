@@ -157,7 +157,7 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{target: target, redacted: transports.RedactURL(target), encoder: enc, client: o.client, options: o}
+	s := &Sink{target: target, redacted: option.RedactURL(target), encoder: enc, client: o.client, options: o}
 	if s.client != nil {
 		return s, nil
 	}
@@ -197,7 +197,7 @@ func prepare(target string, opts []Option) (options, error) {
 		log: option.Discard()}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, option.Invalid(fmt.Sprintf("sink %q", transports.RedactURL(target)), "want an absolute http(s) URL")
+		return o, option.Invalid(fmt.Sprintf("sink %q", option.RedactURL(target)), "want an absolute http(s) URL")
 	}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err

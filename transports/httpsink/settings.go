@@ -51,7 +51,7 @@ func (s Settings) Destination() string {
 	if s.Sink == "" {
 		return ""
 	}
-	return "http " + transports.RedactURL(s.Sink)
+	return "http " + option.RedactURL(s.Sink)
 }
 
 // Open returns the sink the settings name (see New), with its own TLS configuration when the

@@ -205,7 +205,7 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", transports.RedactURL(url), err)
+		return nil, fmt.Errorf("nats %s: %w", option.RedactURL(url), err)
 	}
 	p.nc = nc
 	if o.coreOnly {
@@ -214,7 +214,7 @@ func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (
 	if !nc.IsConnected() {
 		// The server is not there yet: publishing sets the stream and bucket up once it is, so
 		// the broadcaster starts and serves meanwhile.
-		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", transports.RedactURL(url))
+		p.log.Warn("nats server unreachable; the stream and bucket are set up once it answers", "server", option.RedactURL(url))
 	} else if err := p.setUpJetStream(ctx); err != nil {
 		nc.Close()
 		return nil, err
