@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 )
@@ -476,5 +478,47 @@ func TestBackstageAppConfig(t *testing.T) {
 				t.Errorf("%s: neither token nor tokenFile (the broadcaster in cluster mode requires a token)", id)
 			}
 		}
+	}
+}
+
+// The ClusterRole of deploy/ grants every kind the engine declares by name the API verbs its
+// declaration says the cluster source uses (the roles' kinds are the operator's to add, as
+// deploy/rbac.yaml says), so a kind declared in one file cannot go unwatched in a cluster.
+func TestRBACGrantsTheDeclaredKinds(t *testing.T) {
+	t.Parallel()
+	var rules []rbacv1.PolicyRule
+	for _, u := range readObjects(t, filepath.Join(deployDir, "rbac.yaml")) {
+		if u.GetKind() != "ClusterRole" {
+			continue
+		}
+		var role rbacv1.ClusterRole
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &role); err != nil {
+			t.Fatalf("ClusterRole %s: %v", u.GetName(), err)
+		}
+		rules = append(rules, role.Rules...)
+	}
+	granted := func(group, resource, verb string) bool {
+		for _, r := range rules {
+			if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) {
+				return true
+			}
+		}
+		return false
+	}
+	checked := 0
+	for _, k := range engine.Kinds() {
+		if k.GroupKind == (engine.GroupKind{}) {
+			continue
+		}
+		resource := strings.ToLower(k.GroupKind.Kind) + "s" // every declared kind's plural, as its CRD names it
+		for _, verb := range k.Verbs {
+			if !granted(k.GroupKind.Group, resource, verb) {
+				t.Errorf("deploy/rbac.yaml does not grant %s on %s.%s, which the %s declaration uses", verb, resource, k.GroupKind.Group, k.Name)
+			}
+		}
+		checked++
+	}
+	if checked < 5 {
+		t.Errorf("checked %d declared kinds; the engine declares the CRD, Broker, EventType, Trigger and Subscription", checked)
 	}
 }
