@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,34 +91,6 @@ func (p *publisher) publish(topic string, retain bool, payload []byte) {
 	}
 }
 
-// recorder keeps what Connect passed on, in order.
-type recorder struct {
-	mu     sync.Mutex
-	log    []string
-	errors []error
-}
-
-func (r *recorder) note(what string) func(mesh.Change) error {
-	return func(c mesh.Change) error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.log = append(r.log, fmt.Sprintf("%s %s %d %s", what, c.Key.Name, c.Sequence, c.Op))
-		return nil
-	}
-}
-
-func (r *recorder) onError(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errors = append(r.errors, err)
-}
-
-func (r *recorder) lines() ([]string, []error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.log), slices.Clone(r.errors)
-}
-
 // The retained messages arrive as entities (deletes and, without Entity, all of them as
 // changes), live messages as changes; empty payloads are skipped, undecodable ones reported
 // with their topic. The caller's own handlers still run and its config is left as it was.
@@ -142,10 +113,10 @@ func TestConnect(t *testing.T) {
 			}
 			pub.publish(prefix+"/broker/ns/bad", true, []byte("not an event"))
 
-			var r recorder
-			s := mqttconsumer.Stream{Prefix: prefix, Change: r.note("change"), OnError: r.onError}
+			var r testkit.ChangeRecorder
+			s := mqttconsumer.Stream{Prefix: prefix, Change: r.Note("change"), OnError: r.OnError}
 			if tc.entities {
-				s.Entity = r.note("entity")
+				s.Entity = r.Note("entity")
 			}
 			var ups, received atomic.Int32
 			mine := []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) { received.Add(1); return false, nil }}
@@ -163,16 +134,16 @@ func TestConnect(t *testing.T) {
 				t.Errorf("the caller's config changed: %d handlers", len(cfg.OnPublishReceived))
 			}
 			testkit.Eventually(t, "the retained messages", 10*time.Second, func() bool {
-				got, errs := r.lines()
+				got, errs := r.Lines()
 				return len(got) == 3 && len(errs) == 1
 			})
 			pub.publish(prefix+"/broker/ns/c", false, nil) // skipped
 			pub.publish(prefix+"/broker/ns/c", false, structured(t, brokerChange(6, mesh.OpAdded, "c")))
 			testkit.Eventually(t, "the live change", 10*time.Second, func() bool {
-				got, _ := r.lines()
+				got, _ := r.Lines()
 				return len(got) == 4
 			})
-			got, errs := r.lines()
+			got, errs := r.Lines()
 			want := slices.Clone(tc.want)
 			slices.Sort(got[:3]) // the broker sends the retained messages in any order
 			slices.Sort(want[:3])

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,34 +115,6 @@ func TestSnapshots(t *testing.T) {
 	}
 }
 
-// recorder keeps what Follow passed on, in order.
-type recorder struct {
-	mu     sync.Mutex
-	log    []string
-	errors []error
-}
-
-func (r *recorder) note(what string) func(mesh.Change) error {
-	return func(c mesh.Change) error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.log = append(r.log, fmt.Sprintf("%s %s %d %s", what, c.Key.Name, c.Sequence, c.Op))
-		return nil
-	}
-}
-
-func (r *recorder) onError(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errors = append(r.errors, err)
-}
-
-func (r *recorder) lines() ([]string, []error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.log...), append([]error(nil), r.errors...)
-}
-
 // follow runs Follow until the end of the test.
 func follow(t *testing.T, nc *nats.Conn, s natsconsumer.Stream) {
 	t.Helper()
@@ -177,10 +148,10 @@ func TestFollowListsThenChanges(t *testing.T) {
 	kv.Put(ctx, "broker.ns.b", structured(t, brokerChange(5, mesh.OpUpdated, "b")))
 	kv.Put(ctx, "broker.ns.bad", []byte("not an event"))
 
-	var r recorder
-	entity := r.note("entity")
+	var r testkit.ChangeRecorder
+	entity := r.Note("entity")
 	published := false
-	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.onError, Change: r.note("change"),
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.OnError, Change: r.Note("change"),
 		Entity: func(c mesh.Change) error {
 			if !published { // changes that arrive during the listing wait for it
 				published = true
@@ -192,16 +163,16 @@ func TestFollowListsThenChanges(t *testing.T) {
 			return entity(c)
 		}})
 	testkit.Eventually(t, "the listing and the changes", 10*time.Second, func() bool {
-		got, _ := r.lines()
+		got, _ := r.Lines()
 		return len(got) == 3
 	})
 	nc.Publish(prefix+".broker.ns.c", structured(t, brokerChange(7, mesh.OpAdded, "c")))
 	nc.Publish(prefix+".broker.ns.c", []byte("{"))
 	testkit.Eventually(t, "a later change", 10*time.Second, func() bool {
-		got, errs := r.lines()
+		got, errs := r.Lines()
 		return len(got) == 4 && len(errs) == 2
 	})
-	got, errs := r.lines()
+	got, errs := r.Lines()
 	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
@@ -230,10 +201,10 @@ func TestFollowWithoutListing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := fmt.Sprintf("test.w%d.%s", n, strings.ReplaceAll(tc.name, " ", "-"))
-			var r recorder
-			change := r.note("change")
-			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: tc.bucket, ListTimeout: 2 * time.Second, OnError: r.onError,
-				Entity: r.note("entity"),
+			var r testkit.ChangeRecorder
+			change := r.Note("change")
+			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: tc.bucket, ListTimeout: 2 * time.Second, OnError: r.OnError,
+				Entity: r.Note("entity"),
 				Change: func(c mesh.Change) error {
 					if c.Sequence == 2 {
 						return errors.New("refused")
@@ -245,10 +216,10 @@ func TestFollowWithoutListing(t *testing.T) {
 					nc.Publish(prefix+".broker.ns.a", structured(t, brokerChange(seq, mesh.OpAdded, "a")))
 				}
 				nc.Flush()
-				got, _ := r.lines()
+				got, _ := r.Lines()
 				return len(got) > 0
 			})
-			got, errs := r.lines()
+			got, errs := r.Lines()
 			if got[0] != "change a 1 added" {
 				t.Errorf("got %q", got)
 			}
