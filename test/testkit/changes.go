@@ -1,10 +1,13 @@
 package testkit
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
+	"testing"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
@@ -38,4 +41,26 @@ func (r *ChangeRecorder) Lines() ([]string, []error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.log), slices.Clone(r.errors)
+}
+
+// BrokerChange is a change of the Broker ns/name in epoch "ep", with the entity JSON the engine
+// would give it.
+func BrokerChange(seq uint64, op mesh.Op, name string) mesh.Change {
+	data, _ := json.Marshal(mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}})
+	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: op,
+		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
+}
+
+// Structured is c as a structured-mode CloudEvent (what MQTT carries and NATS's KV holds).
+func Structured(t testing.TB, c mesh.Change) []byte {
+	t.Helper()
+	enc, err := codec.NewEncoder("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := enc.Structured(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -2,7 +2,6 @@ package mqttconsumer_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,25 +22,6 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
-
-func brokerChange(seq uint64, op mesh.Op, name string) mesh.Change {
-	data, _ := json.Marshal(mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}})
-	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: op,
-		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
-}
-
-func structured(t *testing.T, c mesh.Change) []byte {
-	t.Helper()
-	enc, err := codec.NewEncoder("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := enc.Structured(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
 
 // publisher publishes to the broker at brokerURL until the end of the test, then clears the
 // retained messages it left, so a shared broker is left as it was.
@@ -108,8 +88,8 @@ func TestConnect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := fmt.Sprintf("test/%d/mesh", rand.Int())
 			pub := newPublisher(t, broker.URL)
-			for _, c := range []mesh.Change{brokerChange(3, mesh.OpAdded, "a"), brokerChange(4, mesh.OpUpdated, "b"), brokerChange(5, mesh.OpDeleted, "d")} {
-				pub.publish(prefix+"/broker/ns/"+c.Key.Name, true, structured(t, c))
+			for _, c := range []mesh.Change{testkit.BrokerChange(3, mesh.OpAdded, "a"), testkit.BrokerChange(4, mesh.OpUpdated, "b"), testkit.BrokerChange(5, mesh.OpDeleted, "d")} {
+				pub.publish(prefix+"/broker/ns/"+c.Key.Name, true, testkit.Structured(t, c))
 			}
 			pub.publish(prefix+"/broker/ns/bad", true, []byte("not an event"))
 
@@ -138,7 +118,7 @@ func TestConnect(t *testing.T) {
 				return len(got) == 3 && len(errs) == 1
 			})
 			pub.publish(prefix+"/broker/ns/c", false, nil) // skipped
-			pub.publish(prefix+"/broker/ns/c", false, structured(t, brokerChange(6, mesh.OpAdded, "c")))
+			pub.publish(prefix+"/broker/ns/c", false, testkit.Structured(t, testkit.BrokerChange(6, mesh.OpAdded, "c")))
 			testkit.Eventually(t, "the live change", 10*time.Second, func() bool {
 				got, _ := r.Lines()
 				return len(got) == 4

@@ -32,25 +32,6 @@ func connect(t *testing.T) *nats.Conn {
 	return nc
 }
 
-func brokerChange(seq uint64, op mesh.Op, name string) mesh.Change {
-	data, _ := json.Marshal(mesh.Broker{Namespace: "ns", Name: name, ProvidedEventTypes: []string{}})
-	return mesh.Change{Epoch: "ep", Sequence: seq, Kind: mesh.KindBroker, Op: op,
-		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
-}
-
-func structured(t *testing.T, c mesh.Change) []byte {
-	t.Helper()
-	enc, err := codec.NewEncoder("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := enc.Structured(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 // reply is one message of a scripted snapshot responder.
 type reply struct {
 	header map[string]string
@@ -144,8 +125,8 @@ func TestFollowListsThenChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
-	kv.Put(ctx, "broker.ns.a", structured(t, brokerChange(3, mesh.OpAdded, "a")))
-	kv.Put(ctx, "broker.ns.b", structured(t, brokerChange(5, mesh.OpUpdated, "b")))
+	kv.Put(ctx, "broker.ns.a", testkit.Structured(t, testkit.BrokerChange(3, mesh.OpAdded, "a")))
+	kv.Put(ctx, "broker.ns.b", testkit.Structured(t, testkit.BrokerChange(5, mesh.OpUpdated, "b")))
 	kv.Put(ctx, "broker.ns.bad", []byte("not an event"))
 
 	var r testkit.ChangeRecorder
@@ -155,8 +136,8 @@ func TestFollowListsThenChanges(t *testing.T) {
 		Entity: func(c mesh.Change) error {
 			if !published { // changes that arrive during the listing wait for it
 				published = true
-				nc.Publish(prefix+".broker.ns.b", structured(t, brokerChange(5, mesh.OpUpdated, "b"))) // the bucket shows it
-				nc.Publish(prefix+".broker.ns.a", structured(t, brokerChange(6, mesh.OpDeleted, "a")))
+				nc.Publish(prefix+".broker.ns.b", testkit.Structured(t, testkit.BrokerChange(5, mesh.OpUpdated, "b"))) // the bucket shows it
+				nc.Publish(prefix+".broker.ns.a", testkit.Structured(t, testkit.BrokerChange(6, mesh.OpDeleted, "a")))
 				nc.Flush()
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -166,7 +147,7 @@ func TestFollowListsThenChanges(t *testing.T) {
 		got, _ := r.Lines()
 		return len(got) == 3
 	})
-	nc.Publish(prefix+".broker.ns.c", structured(t, brokerChange(7, mesh.OpAdded, "c")))
+	nc.Publish(prefix+".broker.ns.c", testkit.Structured(t, testkit.BrokerChange(7, mesh.OpAdded, "c")))
 	nc.Publish(prefix+".broker.ns.c", []byte("{"))
 	testkit.Eventually(t, "a later change", 10*time.Second, func() bool {
 		got, errs := r.Lines()
@@ -213,7 +194,7 @@ func TestFollowWithoutListing(t *testing.T) {
 				}})
 			testkit.Eventually(t, "the changes", 10*time.Second, func() bool {
 				for _, seq := range []uint64{1, 2} {
-					nc.Publish(prefix+".broker.ns.a", structured(t, brokerChange(seq, mesh.OpAdded, "a")))
+					nc.Publish(prefix+".broker.ns.a", testkit.Structured(t, testkit.BrokerChange(seq, mesh.OpAdded, "a")))
 				}
 				nc.Flush()
 				got, _ := r.Lines()
