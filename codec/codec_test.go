@@ -79,7 +79,7 @@ func TestDecodeRejects(t *testing.T) {
 		want   string
 	}{
 		{"wrong type", func(m map[string]any) { m["type"] = "com.example.other" }, "is not dev.knative.eventmesh.<kind>.<op>"},
-		{"unknown kind", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.trigger.added" }, "unknown entity kind"},
+		{"unknown kind", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.gizmo.added" }, "unknown entity kind"},
 		{"unknown op", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.broker.moved" }, "unknown op"},
 		{"missing epoch", func(m map[string]any) { delete(m, "meshepoch") }, "extension meshepoch is missing"},
 		{"missing seq", func(m map[string]any) { delete(m, "meshseq") }, "extension meshseq is missing"},

@@ -3,30 +3,112 @@ package mesh
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 )
 
-// EntityKind names the four entity lists of the mesh. The names appear in event types
-// (dev.knative.eventmesh.<kind>.<op>) and in event data.
+// EntityKind names the entity lists of the mesh. The names appear in event types
+// (dev.knative.eventmesh.<kind>.<op>) and in event data. The first four are the upstream
+// backend's lists (GET /v1/getEventMesh); the others are the rest of the Knative event graph,
+// additive everywhere else. A consumer skips the events of kinds it does not know
+// (ErrUnknownKind), so kinds can be added without breaking older consumers.
 type EntityKind uint8
 
-// Entity kinds, in the order of the EventMesh JSON lists.
+// Entity kinds, in the order of the mesh's JSON lists.
 const (
 	KindBroker EntityKind = iota
 	KindEventType
 	KindSource
 	KindSubscribable
+	KindTrigger
+	KindSubscription
+	KindSequence
+	KindParallel
+	KindEventTransform
+	KindRequestReply
+	KindEventPolicy
+	KindJobSink
+	KindIntegrationSink
+	KindSink
 )
 
-var entityKindNames = []string{"broker", "eventtype", "source", "subscribable"}
+// entityKindInfo is what the contract fixes about an entity kind.
+type entityKindInfo struct {
+	name     string // in event types and event data
+	list     string // the JSON list of a snapshot's mesh
+	title    string // for people: logs, tail, the page
+	upstream bool   // a list of the upstream backend's GET /v1/getEventMesh
+}
 
-func (k EntityKind) String() string { return enumName(entityKindNames, k, "EntityKind") }
+// entityKinds is indexed by EntityKind. It is never written to.
+var entityKinds = [...]entityKindInfo{
+	KindBroker:          {"broker", "brokers", "Broker", true},
+	KindEventType:       {"eventtype", "eventTypes", "EventType", true},
+	KindSource:          {"source", "sources", "source", true},
+	KindSubscribable:    {"subscribable", "subscribables", "channel", true},
+	KindTrigger:         {"trigger", "triggers", "Trigger", false},
+	KindSubscription:    {"subscription", "subscriptions", "Subscription", false},
+	KindSequence:        {"sequence", "sequences", "Sequence", false},
+	KindParallel:        {"parallel", "parallels", "Parallel", false},
+	KindEventTransform:  {"eventtransform", "eventTransforms", "EventTransform", false},
+	KindRequestReply:    {"requestreply", "requestReplies", "RequestReply", false},
+	KindEventPolicy:     {"eventpolicy", "eventPolicies", "EventPolicy", false},
+	KindJobSink:         {"jobsink", "jobSinks", "JobSink", false},
+	KindIntegrationSink: {"integrationsink", "integrationSinks", "IntegrationSink", false},
+	KindSink:            {"sink", "sinks", "sink", false},
+}
+
+// EntityKinds lists every entity kind, in the order of the mesh's JSON lists.
+func EntityKinds() []EntityKind {
+	out := make([]EntityKind, len(entityKinds))
+	for i := range out {
+		out[i] = EntityKind(i)
+	}
+	return out
+}
+
+// UpstreamKinds lists the kinds of GET /v1/getEventMesh, in the order of its lists.
+func UpstreamKinds() []EntityKind {
+	return []EntityKind{KindBroker, KindEventType, KindSource, KindSubscribable}
+}
+
+func (k EntityKind) String() string {
+	if k.Known() {
+		return entityKinds[k].name
+	}
+	return fmt.Sprintf("EntityKind(%d)", k)
+}
+
+// Known reports whether k is a kind of this version of the contract.
+func (k EntityKind) Known() bool { return int(k) < len(entityKinds) }
+
+// List is the name of the kind's list in a snapshot's mesh ("brokers", "triggers").
+func (k EntityKind) List() string { return entityKinds[k].list }
+
+// Title names the kind for people ("Broker", "channel", "Trigger").
+func (k EntityKind) Title() string { return entityKinds[k].title }
+
+// Upstream reports whether the kind is one of the upstream backend's lists.
+func (k EntityKind) Upstream() bool { return entityKinds[k].upstream }
+
+// ErrUnknownKind marks an entity kind this version does not know: a newer broadcaster's.
+// Consumers skip such changes (their sequence still counts).
+var ErrUnknownKind = errors.New("unknown entity kind")
 
 // ParseEntityKind is the inverse of EntityKind.String.
 func ParseEntityKind(s string) (EntityKind, error) {
-	return parseEnum[EntityKind](entityKindNames, s, "entity kind")
+	for i, k := range entityKinds {
+		if k.name == s {
+			return EntityKind(i), nil
+		}
+	}
+	names := make([]string, len(entityKinds))
+	for i, k := range entityKinds {
+		names[i] = k.name
+	}
+	return 0, fmt.Errorf("%w %q (want one of %s)", ErrUnknownKind, s, strings.Join(names, ", "))
 }
 
 // Op says what happened to an entity.

@@ -6,7 +6,8 @@ import (
 )
 
 // The JSON shapes below are fixed: they are the upstream Knative Event Mesh backend's
-// GET /v1/getEventMesh types, so the Backstage plugin reads them unchanged.
+// GET /v1/getEventMesh types, so the Backstage plugin reads them unchanged. Each ends with the
+// entity's Graph, which that endpoint never carries (UpstreamOnly).
 
 // EventMesh is the whole mesh as served by GET /v1/getEventMesh.
 type EventMesh struct {
@@ -41,6 +42,7 @@ type Broker struct {
 	Labels             map[string]string `json:"labels"`
 	Annotations        map[string]string `json:"annotations"`
 	ProvidedEventTypes []string          `json:"providedEventTypes"`
+	Graph
 }
 
 // EventType is a Knative EventType with the Backstage ids of the services consuming it.
@@ -56,6 +58,7 @@ type EventType struct {
 	Annotations map[string]string        `json:"annotations"`
 	Reference   *GroupKindNamespacedName `json:"reference,omitempty"`
 	ConsumedBy  []string                 `json:"consumedBy"`
+	Graph
 }
 
 // Subscribable is a channel: an object whose CRD is labelled messaging.knative.dev/subscribable=true.
@@ -68,6 +71,7 @@ type Subscribable struct {
 	Group              string            `json:"group"`
 	Kind               string            `json:"kind"`
 	ProvidedEventTypes []string          `json:"providedEventTypes"`
+	Graph
 }
 
 // Source is an event source: an object whose CRD is labelled duck.knative.dev/source=true.
@@ -82,6 +86,7 @@ type Source struct {
 	ProvidedEventTypeTypes []string                 `json:"providedEventTypeTypes"`
 	ProvidedEventTypes     []string                 `json:"providedEventTypes"`
 	Sink                   *GroupKindNamespacedName `json:"sink,omitempty"`
+	Graph
 }
 
 // GroupKindNamespacedName points at a Kubernetes object without its version.
@@ -110,3 +115,26 @@ func (s Subscribable) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Nam
 
 // Key of the source entity.
 func (s Source) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Name} }
+
+// UpstreamOnly is the mesh as the upstream backend served it: without the entities' Graph.
+func (m EventMesh) UpstreamOnly() EventMesh {
+	out := EventMesh{Brokers: make([]Broker, len(m.Brokers)), EventTypes: make([]EventType, len(m.EventTypes)),
+		Sources: make([]Source, len(m.Sources)), Subscribables: make([]Subscribable, len(m.Subscribables))}
+	for i, v := range m.Brokers {
+		v.Graph = Graph{}
+		out.Brokers[i] = v
+	}
+	for i, v := range m.EventTypes {
+		v.Graph = Graph{}
+		out.EventTypes[i] = v
+	}
+	for i, v := range m.Sources {
+		v.Graph = Graph{}
+		out.Sources[i] = v
+	}
+	for i, v := range m.Subscribables {
+		v.Graph = Graph{}
+		out.Subscribables[i] = v
+	}
+	return out
+}

@@ -65,7 +65,7 @@ const (
 type Snapshot struct {
 	Epoch    string    `json:"epoch"`
 	Sequence uint64    `json:"sequence"`
-	Mesh     EventMesh `json:"mesh"`
+	Mesh     Mesh   `json:"mesh"`
 }
 
 // RawSnapshot is a Snapshot as it was sent: each entity the JSON it was published as. A
@@ -77,13 +77,8 @@ type RawSnapshot struct {
 	Mesh     RawMesh `json:"mesh"`
 }
 
-// RawMesh is an EventMesh with each entity kept as its JSON.
-type RawMesh struct {
-	Brokers       []json.RawMessage `json:"brokers"`
-	EventTypes    []json.RawMessage `json:"eventTypes"`
-	Sources       []json.RawMessage `json:"sources"`
-	Subscribables []json.RawMessage `json:"subscribables"`
-}
+// RawMesh is a Mesh with each entity kept as its JSON, by list name (EntityKind.List).
+type RawMesh map[string][]json.RawMessage
 
 // SnapshotEnvelope returns what goes before and after an EventMesh JSON to make it a Snapshot,
 // so a producer can stream a mesh it already holds as JSON.

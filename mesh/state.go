@@ -24,6 +24,9 @@ type State interface {
 	// of the namespaces keep accepts (nil: all), each scoped for that view (ForView).
 	WriteEventMesh(w io.Writer) error
 	WriteEventMeshOf(w io.Writer, keep func(namespace string) bool) error
+	// WriteMeshOf writes the whole Mesh JSON (every kind, each entity with its Graph) with only
+	// the entities of the namespaces keep accepts (nil: all), each scoped for that view.
+	WriteMeshOf(w io.Writer, keep func(namespace string) bool) error
 	// ForView is an entity's JSON as a caller who sees only some namespaces may see it: the
 	// names it lists of namespaces the caller does not see are left out.
 	ForView(kind EntityKind, entity json.RawMessage, sees func(namespace string) bool) json.RawMessage

@@ -177,7 +177,7 @@ func (r *Replica) Resync(ctx context.Context) error {
 	return nil
 }
 
-func entitiesOf(m mesh.EventMesh) map[EntityID]json.RawMessage {
+func entitiesOf(m mesh.Mesh) map[EntityID]json.RawMessage {
 	out := map[EntityID]json.RawMessage{}
 	put := func(kind mesh.EntityKind, key mesh.Key, v any) {
 		data, _ := json.Marshal(v) // the mesh types marshal the same bytes the broadcaster sent
@@ -194,6 +194,13 @@ func entitiesOf(m mesh.EventMesh) map[EntityID]json.RawMessage {
 	}
 	for _, s := range m.Subscribables {
 		put(mesh.KindSubscribable, s.Key(), s)
+	}
+	for _, kind := range mesh.EntityKinds() {
+		if list := m.Elements(kind); list != nil {
+			for _, el := range *list {
+				put(kind, el.Key(), el)
+			}
+		}
 	}
 	return out
 }
@@ -230,11 +237,19 @@ func (r *Replica) Entities() map[EntityID]json.RawMessage {
 	return out
 }
 
-// Mesh is the replica as an EventMesh (sorted like GET /v1/getEventMesh).
+// Mesh is the replica's upstream lists as an EventMesh (sorted like GET /v1/getEventMesh),
+// each entity with its Graph (EventMesh.UpstreamOnly leaves it out).
 func (r *Replica) Mesh() (mesh.EventMesh, error) {
+	whole, err := r.Whole()
+	return whole.EventMesh, err
+}
+
+// Whole is the replica as a Mesh: every kind, sorted like GET /v1/mesh.
+func (r *Replica) Whole() (mesh.Mesh, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{}, Subscribables: []mesh.Subscribable{}}
+	m := mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{}, EventTypes: []mesh.EventType{}, Sources: []mesh.Source{},
+		Subscribables: []mesh.Subscribable{}}}
 	ids := make([]EntityID, 0, len(r.entities))
 	for id := range r.entities {
 		ids = append(ids, id)
@@ -252,9 +267,13 @@ func (r *Replica) Mesh() (mesh.EventMesh, error) {
 			err = appendDecoded(data, &m.Sources)
 		case mesh.KindSubscribable:
 			err = appendDecoded(data, &m.Subscribables)
+		default:
+			if list := m.Elements(id.Kind); list != nil {
+				err = appendDecoded(data, list)
+			}
 		}
 		if err != nil {
-			return mesh.EventMesh{}, fmt.Errorf("entity %s: %w", id.Key, err)
+			return mesh.Mesh{}, fmt.Errorf("entity %s: %w", id.Key, err)
 		}
 	}
 	m.Sort()

@@ -34,7 +34,7 @@ func snapshot(epoch string, seq uint64, names ...string) mesh.Snapshot {
 	for _, n := range names {
 		m.Brokers = append(m.Brokers, broker(n))
 	}
-	return mesh.Snapshot{Epoch: epoch, Sequence: seq, Mesh: m}
+	return mesh.Snapshot{Epoch: epoch, Sequence: seq, Mesh: mesh.Mesh{EventMesh: m}}
 }
 
 func change(epoch string, seq uint64, op mesh.Op, name string) mesh.Change {

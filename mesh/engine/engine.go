@@ -23,7 +23,10 @@ type Engine struct {
 	brokers    map[ObjectRef]*objectMeta
 	eventTypes map[ObjectRef]*eventTypeState
 	consumers  map[ObjectRef]*consumerState // Triggers and Subscriptions
-	generics   map[ObjectRef]*genericObject // everything else: channels, sources, subscribers
+	elements   map[ObjectRef]*objectMeta    // the graph's other declared kinds (Sequence, EventPolicy, ...)
+	generics   map[ObjectRef]*genericObject // everything else: channels, sources, subscribers, sinks
+	graphs     map[ObjectRef]*graphPart     // any object's edges, readiness and address
+	referrers  map[ObjectRef]*refSet        // object → the objects whose edges name it
 	crdKinds   map[string]GroupKind         // CRD name → the kind it serves
 	kinds      map[GroupKind]*crdObject     // kind → what its CRD says about it
 	ids        map[ObjectRef]string         // backstage.io/kubernetes-id of any object
@@ -69,6 +72,22 @@ type record struct {
 	op   mesh.Op // added or updated
 	// foreign: the JSON may name another namespace (foreignOf), so a namespaced view scopes it.
 	foreign bool
+	// upstream, when not 0, is the length of the upstream backend's JSON of the entity less its
+	// closing brace: json[:upstream] + "}" is the entity without its Graph (UpstreamJSON).
+	upstream int32
+}
+
+// upstreamJSON writes the entity as the upstream backend served it.
+func (r *record) writeUpstream(w interface {
+	Write([]byte) (int, error)
+	WriteByte(byte) error
+}) {
+	if r.upstream == 0 {
+		w.Write(r.json)
+		return
+	}
+	w.Write(r.json[:r.upstream])
+	w.WriteByte('}')
 }
 
 func recordLess(a, b *record) bool {
@@ -87,7 +106,10 @@ func New(epoch string) *Engine {
 		brokers:               map[ObjectRef]*objectMeta{},
 		eventTypes:            map[ObjectRef]*eventTypeState{},
 		consumers:             map[ObjectRef]*consumerState{},
+		elements:              map[ObjectRef]*objectMeta{},
 		generics:              map[ObjectRef]*genericObject{},
+		graphs:                map[ObjectRef]*graphPart{},
+		referrers:             map[ObjectRef]*refSet{},
 		crdKinds:              map[string]GroupKind{},
 		kinds:                 map[GroupKind]*crdObject{},
 		ids:                   map[ObjectRef]string{},
@@ -117,7 +139,7 @@ func (e *Engine) Restart(epoch string) []mesh.Change {
 	changes := make([]mesh.Change, 0, e.tree.Len())
 	e.tree.Ascend(func(r *record) bool {
 		e.seq++
-		rec := &record{id: r.id, json: r.json, seq: e.seq, op: mesh.OpAdded, foreign: r.foreign}
+		rec := &record{id: r.id, json: r.json, seq: e.seq, op: mesh.OpAdded, foreign: r.foreign, upstream: r.upstream}
 		e.entities[r.id] = rec
 		tree.ReplaceOrInsert(rec)
 		changes = append(changes, mesh.Change{Epoch: epoch, Sequence: e.seq, Kind: r.id.kind, Op: mesh.OpAdded, Key: r.id.ref.Key(), Entity: r.json})
@@ -214,6 +236,9 @@ func (e *Engine) objectRefs() []ObjectRef {
 	for r := range e.consumers {
 		refs = append(refs, r)
 	}
+	for r := range e.elements {
+		refs = append(refs, r)
+	}
 	for r := range e.generics {
 		refs = append(refs, r)
 	}
@@ -236,6 +261,7 @@ type Parsed struct {
 	problems error  // what could not be read, naming the object and field
 	kind     *Kind  // the declaration that read it; nil: nothing the mesh uses
 	obj      any    // what kind.read read
+	graph    *graphPart
 }
 
 // Parse reads u for the engine; it is safe for concurrent use.
@@ -253,6 +279,7 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 			return p // only definitions matter among cluster-scoped objects
 		}
 		p.id = u.GetLabels()[LabelBackstageID]
+		p.graph = readGraph(u, k.edges)
 	}
 	obj, err := k.read(u)
 	p.kind, p.obj, p.problems = k, obj, objectProblem(ref, err)
@@ -286,10 +313,17 @@ func (e *Engine) apply(p *Parsed) error {
 	if p.kind == nil {
 		return p.problems
 	}
-	if p.kind.Find != FindDefinitions {
-		e.setID(p.ref, p.id)
+	if p.kind.Find == FindDefinitions {
+		p.kind.upsert(e, p.ref, p.obj)
+		return p.problems
 	}
+	existed := e.exists(p.ref)
+	e.setID(p.ref, p.id)
 	p.kind.upsert(e, p.ref, p.obj)
+	e.setGraph(p.ref, p.graph)
+	if !existed {
+		e.touched(p.ref)
+	}
 	return p.problems
 }
 
@@ -312,8 +346,21 @@ func objectProblem(ref ObjectRef, err error) error {
 
 func (e *Engine) delete(ref ObjectRef) {
 	k := handling(ref.groupKind())
-	if k.Find != FindDefinitions {
-		e.setID(ref, "")
+	if k.Find == FindDefinitions {
+		k.remove(e, ref)
+		return
 	}
+	existed := e.exists(ref)
+	e.setID(ref, "")
 	k.remove(e, ref)
+	e.setGraph(ref, nil)
+	if existed {
+		e.touched(ref)
+	}
+}
+
+// renderElement is the entity of a Trigger, Subscription or element.
+func (e *Engine) renderElement(ref ObjectRef, m *objectMeta) *mesh.Element {
+	return &mesh.Element{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Group: ref.Group, Kind: ref.Kind,
+		Labels: m.labels.Map(), Annotations: m.annotations.Map(), Graph: e.graphOf(ref)}
 }

@@ -36,6 +36,9 @@ type Kind struct {
 	// read reads the kind's part of an object (nil: the object's metadata is all it has)
 	// and returns what it could not read.
 	read func(u *unstructured.Unstructured) (obj any, problems error)
+	// edges reads the kind's references that events follow (nil: none beyond what every kind
+	// has, spec.delivery.deadLetterSink).
+	edges func(u *unstructured.Unstructured) []edgeSpec
 	// validate judges a manifest as the API server and Knative's webhooks would, for the
 	// fields the mesh reads (spec is nil when absent or not an object).
 	validate func(spec map[string]any, u *unstructured.Unstructured) field.ErrorList
@@ -71,7 +74,8 @@ var readVerbs = []string{"get", "list", "watch"}
 // declared lists every kind and role, in the order objects of a batch are best applied
 // (definitions first, so kinds are known before their objects). It is never written to.
 var declared = []*Kind{&crdKind, &brokerKind, &eventTypeKind, &triggerKind, &subscriptionKind,
-	&channelRole, &sourceRole, &subscriberRole}
+	&sequenceKind, &parallelKind, &eventTransformKind, &requestReplyKind, &eventPolicyKind, &jobSinkKind,
+	&integrationSinkKind, &channelRole, &sourceRole, &subscriberRole, &sinkRole}
 
 // Kinds lists the declarations, definitions first.
 func Kinds() []Kind {

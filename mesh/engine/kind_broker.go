@@ -26,7 +26,7 @@ var brokerKind = Kind{
 			return nil, false
 		}
 		return &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels.Map(),
-			Annotations: m.annotations.Map(), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}, true
+			Annotations: m.annotations.Map(), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref]), Graph: e.graphOf(ref)}, true
 	},
 }
 

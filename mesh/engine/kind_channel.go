@@ -20,7 +20,7 @@ var channelRole = Kind{
 		g := e.generics[ref]
 		return &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
 			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
-			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref])}, true
+			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref]), Graph: e.graphOf(ref)}, true
 	},
 }
 

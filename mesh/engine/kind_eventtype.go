@@ -24,6 +24,16 @@ var eventTypeKind = Kind{
 		et, err := parseEventType(u)
 		return &et, err
 	},
+	// An EventType Knative created for what it saw pass is owned by the source or Broker.
+	edges: func(u *unstructured.Unstructured) []edgeSpec {
+		for _, owner := range u.GetOwnerReferences() {
+			if owner.Controller != nil && *owner.Controller {
+				ref := ObjectRef{GroupOf(owner.APIVersion), owner.Kind, u.GetNamespace(), owner.Name}
+				return []edgeSpec{{role: mesh.RoleOwner, index: -1, ref: &ref}}
+			}
+		}
+		return nil
+	},
 	upsert: func(e *Engine, ref ObjectRef, obj any) { e.upsertEventType(ref, obj.(*eventTypeObject)) },
 	remove: func(e *Engine, ref ObjectRef) { e.deleteEventType(ref) },
 	render: func(e *Engine, ref ObjectRef) (any, bool) {
@@ -32,6 +42,7 @@ var eventTypeKind = Kind{
 			return nil, false
 		}
 		entity := et.entity(ref)
+		entity.Graph = e.graphOf(ref)
 		return &entity, true
 	},
 }

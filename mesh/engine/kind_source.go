@@ -32,7 +32,7 @@ var sourceRole = Kind{
 		return &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
 			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
-			Sink: gknn(g.sink)}, true
+			Sink: gknn(g.sink), Graph: e.graphOf(ref)}, true
 	},
 }
 

@@ -18,6 +18,12 @@ var subscriberRole = Kind{
 		g := parseGeneric(u)
 		return &g, nil
 	},
+	edges: func(u *unstructured.Unstructured) []edgeSpec {
+		if sink, ok := destination(u.Object, u.GetNamespace(), mesh.RoleSink, -1, "spec", "sink"); ok {
+			return []edgeSpec{sink}
+		}
+		return nil
+	},
 	upsert: func(e *Engine, ref ObjectRef, obj any) { e.upsertGeneric(ref, obj.(*genericObject)) },
 	remove: func(e *Engine, ref ObjectRef) { e.deleteGeneric(ref) },
 }

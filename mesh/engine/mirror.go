@@ -23,11 +23,12 @@ type Mirror struct {
 
 // Raw is the snapshot as a follower receives it: each entity's JSON in its list.
 func (s Snapshot) Raw() mesh.RawSnapshot {
-	raw := mesh.RawSnapshot{Epoch: s.Epoch, Sequence: s.Sequence}
-	lists := [...]*[]json.RawMessage{mesh.KindBroker: &raw.Mesh.Brokers, mesh.KindEventType: &raw.Mesh.EventTypes,
-		mesh.KindSource: &raw.Mesh.Sources, mesh.KindSubscribable: &raw.Mesh.Subscribables}
+	raw := mesh.RawSnapshot{Epoch: s.Epoch, Sequence: s.Sequence, Mesh: mesh.RawMesh{}}
+	for _, k := range mesh.UpstreamKinds() {
+		raw.Mesh[k.List()] = []json.RawMessage{}
+	}
 	s.Each(func(en Entity) bool {
-		*lists[en.Kind] = append(*lists[en.Kind], en.JSON)
+		raw.Mesh[en.Kind.List()] = append(raw.Mesh[en.Kind.List()], en.JSON)
 		return true
 	})
 	return raw
@@ -40,19 +41,14 @@ func NewMirror(s mesh.RawSnapshot) (*Mirror, error) {
 		return nil, fmt.Errorf("snapshot: no epoch")
 	}
 	m := &Mirror{epoch: s.Epoch, seq: s.Sequence, entities: map[entityID]*record{}, tree: btree.NewG(32, recordLess)}
-	lists := []struct {
-		kind     mesh.EntityKind
-		entities []json.RawMessage
-	}{{mesh.KindBroker, s.Mesh.Brokers}, {mesh.KindEventType, s.Mesh.EventTypes},
-		{mesh.KindSource, s.Mesh.Sources}, {mesh.KindSubscribable, s.Mesh.Subscribables}}
-	for _, l := range lists {
-		for i, raw := range l.entities {
-			key, foreign, err := readEntity(l.kind, raw)
+	for _, kind := range mesh.EntityKinds() {
+		for i, raw := range s.Mesh[kind.List()] {
+			key, foreign, err := readEntity(kind, raw)
 			if err != nil {
-				return nil, fmt.Errorf("snapshot: %s %d: %w", l.kind, i, err)
+				return nil, fmt.Errorf("snapshot: %s %d: %w", kind, i, err)
 			}
-			m.put(&record{id: entityID{l.kind, ObjectRef(key)}, json: bytes.Clone(raw), seq: s.Sequence, op: mesh.OpAdded,
-				foreign: foreign})
+			m.put(&record{id: entityID{kind, ObjectRef(key)}, json: bytes.Clone(raw), seq: s.Sequence, op: mesh.OpAdded,
+				foreign: foreign, upstream: upstreamLen(kind, raw)})
 		}
 	}
 	return m, nil
@@ -112,7 +108,8 @@ func (m *Mirror) Apply(c mesh.Change) error {
 		delete(m.entities, id)
 		m.tree.Delete(old)
 	case c.Op != mesh.OpDeleted:
-		m.put(&record{id: id, json: c.Entity, seq: c.Sequence, op: c.Op, foreign: foreignJSON(c.Kind, c.Entity)})
+		m.put(&record{id: id, json: c.Entity, seq: c.Sequence, op: c.Op, foreign: foreignJSON(c.Kind, c.Entity),
+			upstream: upstreamLen(c.Kind, c.Entity)})
 	}
 	m.seq = c.Sequence
 	return nil
@@ -170,8 +167,8 @@ func (e *Engine) Continue(base Snapshot, skip uint64) []mesh.Change {
 		c := &changes[i]
 		c.Epoch, c.Sequence = e.epoch, e.seq
 		if c.Op != mesh.OpDeleted {
-			rec := &record{id: entityID{c.Kind, ObjectRef(c.Key)}, json: c.Entity, seq: c.Sequence, op: c.Op,
-				foreign: e.entities[entityID{c.Kind, ObjectRef(c.Key)}].foreign}
+			own := e.entities[entityID{c.Kind, ObjectRef(c.Key)}]
+			rec := &record{id: own.id, json: c.Entity, seq: c.Sequence, op: c.Op, foreign: own.foreign, upstream: own.upstream}
 			e.entities[rec.id] = rec
 			tree.ReplaceOrInsert(rec)
 		}

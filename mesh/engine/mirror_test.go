@@ -130,7 +130,7 @@ func mirrorOfJSON(t *testing.T, s Snapshot) *Mirror {
 	var buf bytes.Buffer
 	head, tail := mesh.SnapshotEnvelope(s.Epoch, s.Sequence)
 	buf.WriteString(head)
-	if err := s.WriteEventMesh(&buf); err != nil {
+	if err := s.WriteMeshOf(&buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	buf.WriteString(tail)

@@ -17,12 +17,25 @@ func (e *Engine) mark(kind mesh.EntityKind, ref ObjectRef) {
 	e.dirty[entityID{kind, ref}] = struct{}{}
 }
 
-// batchRank orders a batch: EventTypes first, then the entities listing them.
-var batchRank = [...]int{mesh.KindEventType: 0, mesh.KindBroker: 1, mesh.KindSubscribable: 2, mesh.KindSource: 3}
+// batchRank orders a batch: EventTypes first, then the entities listing them, then the
+// graph's other kinds in the order of their lists.
+func batchRank(k mesh.EntityKind) int {
+	switch k {
+	case mesh.KindEventType:
+		return 0
+	case mesh.KindBroker:
+		return 1
+	case mesh.KindSubscribable:
+		return 2
+	case mesh.KindSource:
+		return 3
+	}
+	return int(k)
+}
 
 // batchOrder orders the entities of a batch: by batchRank, then namespace, name, group, kind.
 func batchOrder(a, b entityID) int {
-	return cmp.Or(cmp.Compare(batchRank[a.kind], batchRank[b.kind]),
+	return cmp.Or(cmp.Compare(batchRank(a.kind), batchRank(b.kind)),
 		cmp.Compare(a.ref.Namespace, b.ref.Namespace), cmp.Compare(a.ref.Name, b.ref.Name),
 		cmp.Compare(a.ref.Group, b.ref.Group), cmp.Compare(a.ref.Kind, b.ref.Kind))
 }
@@ -43,15 +56,15 @@ func (e *Engine) flush() []mesh.Change {
 	slices.SortFunc(ids, batchOrder)
 	var changes []mesh.Change
 	for _, id := range ids {
-		data, foreign, exists := e.render(id)
+		rec := e.render(id)
 		old := e.entities[id]
 		var c mesh.Change
 		switch {
-		case exists && old == nil:
-			c = mesh.Change{Op: mesh.OpAdded, Key: id.ref.Key(), Entity: data}
-		case exists && !bytes.Equal(old.json, data):
-			c = mesh.Change{Op: mesh.OpUpdated, Key: id.ref.Key(), Entity: data, Previous: old.json}
-		case !exists && old != nil:
+		case rec != nil && old == nil:
+			c = mesh.Change{Op: mesh.OpAdded, Key: id.ref.Key(), Entity: rec.json}
+		case rec != nil && !bytes.Equal(old.json, rec.json):
+			c = mesh.Change{Op: mesh.OpUpdated, Key: id.ref.Key(), Entity: rec.json, Previous: old.json}
+		case rec == nil && old != nil:
 			c = mesh.Change{Op: mesh.OpDeleted, Key: id.ref.Key(), Entity: old.json}
 		default:
 			continue
@@ -62,7 +75,7 @@ func (e *Engine) flush() []mesh.Change {
 			delete(e.entities, id)
 			e.tree.Delete(old)
 		} else {
-			rec := &record{id: id, json: data, seq: c.Sequence, op: c.Op, foreign: foreign}
+			rec.seq, rec.op = c.Sequence, c.Op
 			e.entities[id] = rec
 			e.tree.ReplaceOrInsert(rec)
 		}
@@ -71,19 +84,23 @@ func (e *Engine) flush() []mesh.Change {
 	return changes
 }
 
-// render builds an entity's JSON from the current state, and says whether it may name another
-// namespace (foreignOf); exists is false when the entity does not exist.
-func (e *Engine) render(id entityID) (data []byte, foreign, exists bool) {
+// render builds an entity's record from the current state (json, foreign, upstream); nil when
+// the entity does not exist.
+func (e *Engine) render(id entityID) *record {
 	ref := id.ref
 	v, exists := entityKinds[id.kind].render(e, ref)
 	if !exists {
-		return nil, false, false
+		return nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
-	return data, foreignOf(v), true
+	upstream, ok := upstreamOf(id.kind, v, data)
+	if !ok {
+		panic(fmt.Sprintf("mesh: entity %s: its upstream JSON is not a prefix of its JSON", ref))
+	}
+	return &record{id: id, json: data, foreign: foreignOf(v), upstream: upstream}
 }
 
 func namesOf(s *smallSet[*eventTypeState]) []string {
@@ -121,4 +138,58 @@ func equalRef(a, b *ObjectRef) bool {
 		return a == b
 	}
 	return *a == *b
+}
+
+// graphHolder is an entity with a Graph part.
+func graphPartOf(v any) *mesh.Graph {
+	switch e := v.(type) {
+	case *mesh.Broker:
+		return &e.Graph
+	case *mesh.EventType:
+		return &e.Graph
+	case *mesh.Source:
+		return &e.Graph
+	case *mesh.Subscribable:
+		return &e.Graph
+	case *mesh.Element:
+		return &e.Graph
+	}
+	return nil
+}
+
+// upstreamOf is record.upstream for v rendered as data: for an upstream kind with a Graph, the
+// length of its JSON without the Graph, less the closing brace (the Graph's fields come last
+// and are omitted when empty, so that JSON is a prefix of data).
+// ok is false when data is not what v marshals to.
+func upstreamOf(kind mesh.EntityKind, v any, data []byte) (n int32, ok bool) {
+	g := graphPartOf(v)
+	if !kind.Upstream() || g == nil || g.IsZero() {
+		return 0, true
+	}
+	saved := *g
+	*g = mesh.Graph{}
+	plain, err := json.Marshal(v)
+	*g = saved
+	end := len(plain) - 1
+	if err != nil || end <= 0 || !bytes.HasPrefix(data, plain[:end]) {
+		return 0, false
+	}
+	return int32(end), true
+}
+
+// upstreamLen is upstreamOf for an entity as JSON (a mirrored one).
+func upstreamLen(kind mesh.EntityKind, data []byte) int32 {
+	if !kind.Upstream() {
+		return 0
+	}
+	v, err := decodeEntity(kind, data)
+	if err != nil {
+		return 0
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		return 0 // not as the engine writes it: served as it came
+	}
+	n, _ := upstreamOf(kind, v, data) // not what the types marshal: served as it came
+	return n
 }

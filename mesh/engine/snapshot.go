@@ -51,6 +51,20 @@ type Entity struct {
 	Op       mesh.Op
 	// Foreign says JSON may name another namespace: a namespaced view shows ForView of it.
 	Foreign bool
+	// upstream is record.upstream.
+	upstream int32
+}
+
+// UpstreamJSON is the entity as the upstream backend's GET /v1/getEventMesh served it: JSON
+// without its Graph.
+func (en Entity) UpstreamJSON() json.RawMessage {
+	if en.upstream == 0 {
+		return en.JSON
+	}
+	out := make([]byte, en.upstream+1)
+	copy(out, en.JSON[:en.upstream])
+	out[en.upstream] = '}'
+	return out
 }
 
 // Change is the entity's latest change (what a retained message or a KV entry holds).
@@ -75,50 +89,83 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 		return
 	}
 	s.tree.Ascend(func(r *record) bool {
-		return fn(Entity{Kind: r.id.kind, Key: r.id.ref.Key(), JSON: r.json, Sequence: r.seq, Op: r.op, Foreign: r.foreign})
+		return fn(Entity{Kind: r.id.kind, Key: r.id.ref.Key(), JSON: r.json, Sequence: r.seq, Op: r.op, Foreign: r.foreign,
+			upstream: r.upstream})
 	})
 }
 
-var listNames = [...]string{mesh.KindBroker: "brokers", mesh.KindEventType: "eventTypes", mesh.KindSource: "sources", mesh.KindSubscribable: "subscribables"}
-
 // WriteEventMesh writes the snapshot as the EventMesh JSON of GET /v1/getEventMesh, byte for
-// byte what json.Marshal(EventMesh) would produce, without building it in memory.
+// byte what json.Marshal(EventMesh.UpstreamOnly()) would produce, without building it in memory.
 func (s Snapshot) WriteEventMesh(w io.Writer) error { return s.WriteEventMeshOf(w, nil) }
 
 // WriteEventMeshOf is WriteEventMesh with only the entities in namespaces keep accepts, each
 // as ForView shows it (all, whole, when keep is nil).
 func (s Snapshot) WriteEventMeshOf(w io.Writer, keep func(namespace string) bool) error {
+	return s.writeLists(w, keep, true)
+}
+
+// WriteMeshOf writes the snapshot as the Mesh JSON of GET /v1/mesh: the upstream lists, each
+// entity with its Graph, then the list of every other kind the mesh holds. keep is as for
+// WriteEventMeshOf.
+func (s Snapshot) WriteMeshOf(w io.Writer, keep func(namespace string) bool) error {
+	return s.writeLists(w, keep, false)
+}
+
+func (s Snapshot) writeLists(w io.Writer, keep func(namespace string) bool, upstreamOnly bool) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString("{")
-	open, first := -1, true
-	openUpTo := func(kind int) {
-		for open < kind {
-			if open >= 0 {
-				bw.WriteString("],")
+	open, lists, first := -1, 0, true // the kind whose list is open, the lists written
+	startList := func(k mesh.EntityKind) {
+		if lists > 0 {
+			bw.WriteByte(',')
+		}
+		lists++
+		bw.WriteString(`"` + k.List() + `":[`)
+		first = true
+	}
+	// moveTo closes the open list, writes the upstream lists up to kind (they are always
+	// there, empty or not) and opens kind's.
+	moveTo := func(kind int) {
+		if open >= 0 {
+			bw.WriteByte(']')
+		}
+		for k := open + 1; k < kind; k++ {
+			if mesh.EntityKind(k).Upstream() {
+				startList(mesh.EntityKind(k))
+				bw.WriteByte(']')
 			}
-			open++
-			bw.WriteString(`"` + listNames[open] + `":[`)
-			first = true
+		}
+		open = kind
+		if mesh.EntityKind(kind).Known() {
+			startList(mesh.EntityKind(kind))
 		}
 	}
 	s.Each(func(en Entity) bool {
+		if upstreamOnly && !en.Kind.Upstream() {
+			return false // the upstream kinds come first
+		}
 		if keep != nil && !keep(en.Key.Namespace) {
 			return true
 		}
-		openUpTo(int(en.Kind))
+		if int(en.Kind) != open {
+			moveTo(int(en.Kind))
+		}
 		if !first {
 			bw.WriteByte(',')
 		}
 		first = false
-		if keep != nil && en.Foreign {
-			bw.Write(s.ForView(en.Kind, en.JSON, keep))
-		} else {
+		switch {
+		case keep != nil && en.Foreign:
+			bw.Write(s.forView(en.Kind, en.JSON, keep, upstreamOnly))
+		case upstreamOnly:
+			bw.Write(en.UpstreamJSON())
+		default:
 			bw.Write(en.JSON)
 		}
 		return true
 	})
-	openUpTo(len(listNames) - 1)
-	bw.WriteString("]}")
+	moveTo(len(mesh.EntityKinds()))
+	bw.WriteString("}")
 	return bw.Flush()
 }
 
@@ -137,13 +184,25 @@ func (s Snapshot) Namespaces() []string {
 	return out
 }
 
-// EventMesh decodes the snapshot into the EventMesh value (for tests and small meshes).
+// EventMesh decodes the snapshot's upstream lists into the EventMesh value, without the
+// entities' Graph (for tests and small meshes).
 func (s Snapshot) EventMesh() (mesh.EventMesh, error) {
 	var buf bytes.Buffer
 	if err := s.WriteEventMesh(&buf); err != nil {
 		return mesh.EventMesh{}, err
 	}
 	var m mesh.EventMesh
+	err := json.Unmarshal(buf.Bytes(), &m)
+	return m, err
+}
+
+// Mesh decodes the whole snapshot into the Mesh value (for tests and small meshes).
+func (s Snapshot) Mesh() (mesh.Mesh, error) {
+	var buf bytes.Buffer
+	if err := s.WriteMeshOf(&buf, nil); err != nil {
+		return mesh.Mesh{}, err
+	}
+	var m mesh.Mesh
 	err := json.Unmarshal(buf.Bytes(), &m)
 	return m, err
 }

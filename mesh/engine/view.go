@@ -68,6 +68,14 @@ func (s Snapshot) WithIDsOf(o Snapshot) Snapshot {
 // foreignOf reports whether an entity may show a namespaced caller something of another
 // namespace. Consumers' ids always count: their objects may live anywhere.
 func foreignOf(v any) bool {
+	if g := graphPartOf(v); g != nil {
+		ns := entityNamespace(v)
+		for _, ed := range g.Edges {
+			if ed.Ref != nil && ed.Ref.Namespace != ns {
+				return true
+			}
+		}
+	}
 	switch e := v.(type) {
 	case *mesh.Broker:
 		return foreignNames(e.ProvidedEventTypes, e.Namespace)
@@ -79,6 +87,23 @@ func foreignOf(v any) bool {
 		return len(e.ConsumedBy) > 0 || e.Reference != nil && e.Reference.Namespace != e.Namespace
 	}
 	return false
+}
+
+// entityNamespace is the namespace of an entity (a pointer to its mesh type).
+func entityNamespace(v any) string {
+	switch e := v.(type) {
+	case *mesh.Broker:
+		return e.Namespace
+	case *mesh.Subscribable:
+		return e.Namespace
+	case *mesh.Source:
+		return e.Namespace
+	case *mesh.EventType:
+		return e.Namespace
+	case *mesh.Element:
+		return e.Namespace
+	}
+	return ""
 }
 
 func foreignNames(names []string, namespace string) bool {
@@ -103,7 +128,10 @@ func decodeEntity(kind mesh.EntityKind, data []byte) (any, error) {
 	case mesh.KindSubscribable:
 		v = new(mesh.Subscribable)
 	default:
-		return nil, fmt.Errorf("unknown entity kind %d", kind)
+		if !kind.Known() {
+			return nil, fmt.Errorf("%w %d", mesh.ErrUnknownKind, kind)
+		}
+		v = new(mesh.Element)
 	}
 	return v, json.Unmarshal(data, v)
 }
@@ -119,11 +147,20 @@ func foreignJSON(kind mesh.EntityKind, data []byte) bool {
 // without what names other namespaces. It returns data itself when nothing is hidden, and
 // nil when the entity does not decode.
 func (s Snapshot) ForView(kind mesh.EntityKind, data json.RawMessage, sees func(string) bool) json.RawMessage {
+	return s.forView(kind, data, sees, false)
+}
+
+// forView is ForView, and with upstreamOnly the entity without its Graph.
+func (s Snapshot) forView(kind mesh.EntityKind, data json.RawMessage, sees func(string) bool, upstreamOnly bool) json.RawMessage {
 	v, err := decodeEntity(kind, data)
 	if err != nil {
 		return nil
 	}
-	if !s.scope(v, sees) {
+	changed := s.scope(v, sees)
+	if g := graphPartOf(v); upstreamOnly && g != nil && !g.IsZero() {
+		*g, changed = mesh.Graph{}, true
+	}
+	if !changed {
 		return data
 	}
 	out, err := json.Marshal(v)
@@ -148,6 +185,13 @@ func (s Snapshot) scope(v any, sees func(string) bool) (changed bool) {
 	ref := func(r **mesh.GroupKindNamespacedName) {
 		if *r != nil && !sees((*r).Namespace) {
 			*r, changed = nil, true
+		}
+	}
+	if g := graphPartOf(v); g != nil {
+		for i := range g.Edges {
+			if ed := &g.Edges[i]; ed.Ref != nil && !sees(ed.Ref.Namespace) {
+				ed.Ref, ed.URI, ed.Dangling, ed.Hidden, changed = nil, "", false, true, true
+			}
 		}
 	}
 	switch e := v.(type) {

@@ -217,7 +217,7 @@ func firstSnapshot(t *testing.T, url, token string) (int, mesh.EventMesh) {
 			return io.EOF
 		})
 	}
-	return resp.StatusCode, snap.Mesh
+	return resp.StatusCode, snap.Mesh.EventMesh
 }
 
 // serviceAccountToken creates a service account and returns a token for it (TokenRequest).

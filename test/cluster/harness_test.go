@@ -131,6 +131,8 @@ type running struct {
 
 	mu      sync.Mutex
 	changes []mesh.Change
+	// graph: the changes of every entity kind count, not only of the upstream kinds'.
+	graph bool
 }
 
 // startSource runs a source with opts until the test ends, and waits for its initial listing.
@@ -179,9 +181,11 @@ func (r *running) stop() {
 func (r *running) takeChanges() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]string, len(r.changes))
-	for i, c := range r.changes {
-		out[i] = c.Kind.String() + " " + c.Op.String() + " " + c.Key.String()
+	out := []string{}
+	for _, c := range r.changes {
+		if r.graph || c.Kind.Upstream() {
+			out = append(out, c.Kind.String()+" "+c.Op.String()+" "+c.Key.String())
+		}
 	}
 	r.changes = nil
 	return out
@@ -190,7 +194,13 @@ func (r *running) takeChanges() []string {
 func (r *running) changeCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.changes)
+	n := 0
+	for _, c := range r.changes {
+		if r.graph || c.Kind.Upstream() {
+			n++
+		}
+	}
+	return n
 }
 
 // waitSeen waits until the source has sent u as the API server returned it, so writes of

@@ -169,8 +169,8 @@ func TestPageResyncs(t *testing.T) {
 	orders := func(provided ...string) mesh.Broker {
 		return mesh.Broker{Namespace: "shop", Name: "orders", ProvidedEventTypes: provided}
 	}
-	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 2, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{orders("shop/a")},
-		EventTypes: []mesh.EventType{eventType("shop", "a", "x")}}}, nil)
+	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 2, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{orders("shop/a")},
+		EventTypes: []mesh.EventType{eventType("shop", "a", "x")}}}}, nil)
 	ctx := browser(t)
 	navigate(t, ctx, base+"/")
 	st := s.next("2", "e1")
@@ -182,8 +182,8 @@ func TestPageResyncs(t *testing.T) {
 	waitFor(t, ctx, "deltas 3 and 4 drawn", 30*time.Second, has("consumer:y")+` && !!document.querySelector('path[data-from="broker:eventing.knative.dev/Broker/shop/orders"][data-to="eventtype:eventing.knative.dev/EventType/shop/b"]')`)
 
 	// A gap the log no longer holds (410): a new snapshot, and the stream resumed from it.
-	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 6, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{orders("shop/a", "shop/c")},
-		EventTypes: []mesh.EventType{eventType("shop", "a", "x"), eventType("shop", "c", "z")}}}, nil)
+	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 6, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{orders("shop/a", "shop/c")},
+		EventTypes: []mesh.EventType{eventType("shop", "a", "x"), eventType("shop", "c", "z")}}}}, nil)
 	s.send(st, added("e1", 6, eventType("shop", "c", "z")))
 	st = s.next("6", "e1")
 	waitFor(t, ctx, "the snapshot after the 410", 30*time.Second, has("consumer:z")+" && !"+has("consumer:y"))
@@ -207,7 +207,7 @@ func TestPageResyncs(t *testing.T) {
 	}
 
 	// access: the view changed; a snapshot of the new view, the stream opened again from it.
-	s.serve(mesh.Snapshot{Epoch: "e2", Sequence: 1, Mesh: mesh.EventMesh{EventTypes: []mesh.EventType{eventType("ops", "only", "u")}}}, nil)
+	s.serve(mesh.Snapshot{Epoch: "e2", Sequence: 1, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{EventTypes: []mesh.EventType{eventType("ops", "only", "u")}}}}, nil)
 	st.events <- "event: access\ndata: {\"reason\":\"access changed\"}\n\n"
 	st = s.next("1", "e2")
 	waitFor(t, ctx, "the new view", 30*time.Second, has("consumer:u")+" && !"+has("consumer:x"))
@@ -221,7 +221,7 @@ func TestPageResyncs(t *testing.T) {
 	}
 
 	// A delta of an epoch the page does not know, past its start: a new snapshot.
-	s.serve(mesh.Snapshot{Epoch: "e4", Sequence: 9, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "late", Name: "joiner"}}}}, nil)
+	s.serve(mesh.Snapshot{Epoch: "e4", Sequence: 9, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "late", Name: "joiner"}}}}}, nil)
 	s.send(st, added("e4", 9, mesh.Broker{Namespace: "late", Name: "joiner"}))
 	s.next("9", "e4")
 	waitFor(t, ctx, "the snapshot of the unknown epoch", 30*time.Second, has("broker:eventing.knative.dev/Broker/late/joiner")+" && !"+has("broker:eventing.knative.dev/Broker/fresh/start"))
@@ -235,7 +235,7 @@ func TestPageResyncs(t *testing.T) {
 func TestPageAsksForAnotherToken(t *testing.T) {
 	t.Parallel()
 	s, base := newScripted(t)
-	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 1, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "shop", Name: "orders"}}}}, nil)
+	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 1, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "shop", Name: "orders"}}}}}, nil)
 	s.mu.Lock()
 	s.refuse = []int{http.StatusServiceUnavailable, http.StatusForbidden}
 	s.mu.Unlock()

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 // RuleCase is one entry of the relation-rule tables (mesh/engine/testdata/rules/*.yaml):
@@ -25,7 +27,13 @@ type RuleCase struct {
 	Absent   []string                     `json:"absent"`
 	Steps    []RuleStep                   `json:"steps"`
 	Problems []string                     `json:"problems"` // substrings the problems reported for objects must contain
+	// Graph: the case is about the whole event graph, so the entities and changes of every
+	// kind count; otherwise only the upstream kinds' (the relation rules of the upstream model).
+	Graph bool `json:"graph"`
 }
+
+// Shows reports whether the case looks at entities of kind.
+func (c RuleCase) Shows(kind mesh.EntityKind) bool { return c.Graph || kind.Upstream() }
 
 // RuleStep is one step of a RuleCase.
 type RuleStep struct {

@@ -71,7 +71,7 @@ func (r *renderedSnapshot) of(s mesh.State) *snapshotBody {
 	var body bytes.Buffer
 	head, tail := mesh.SnapshotEnvelope(pos.Epoch, pos.Sequence)
 	body.WriteString(head)
-	_ = s.WriteEventMesh(&body) // a bytes.Buffer does not fail
+	_ = s.WriteMeshOf(&body, nil) // a bytes.Buffer does not fail
 	body.WriteString(tail)
 	r.last = &snapshotBody{epoch: pos.Epoch, seq: pos.Sequence, data: body.Bytes()}
 	return r.last

@@ -37,7 +37,7 @@ type Handler struct {
 	routes http.Handler
 	ends   *prometheus.CounterVec // streams ended, by final event (with WithMetrics)
 
-	rendered   atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests
+	rendered   [2]atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests: [whole]
 	renderMu   sync.Mutex                   // one render per new sequence, however many ask
 	namespaces atomic.Pointer[meshNamespaces]
 }
@@ -285,7 +285,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", mesh.ContentTypeJSON)
-		rendered := h.renderFor(snap, access)
+		rendered := h.renderFor(snap, access, withPosition)
 		w.Header().Add("Vary", "Accept-Encoding")
 		if !withPosition && acceptsGzip(r) {
 			body := rendered.gzipBody()
@@ -320,32 +320,45 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// renderFor returns the EventMesh JSON of snap as the caller may see it: the shared render
-// for whole views, one of its own for a partial view.
-func (h *Handler) renderFor(snap mesh.State, a auth.Access) *renderedMesh {
+// renderFor returns snap as the caller may see it, whole (the Mesh JSON of GET /v1/mesh and
+// the watch stream) or as the upstream EventMesh JSON: the shared render for whole views, one
+// of its own for a partial view.
+func (h *Handler) renderFor(snap mesh.State, a auth.Access, whole bool) *renderedMesh {
 	if a.All {
-		return h.render(snap)
+		return h.render(snap, whole)
 	}
 	var buf bytes.Buffer
-	_ = snap.WriteEventMeshOf(&buf, a.Sees)
+	if whole {
+		_ = snap.WriteMeshOf(&buf, a.Sees)
+	} else {
+		_ = snap.WriteEventMeshOf(&buf, a.Sees)
+	}
 	return &renderedMesh{at: snap.Position(), body: buf.Bytes()}
 }
 
-// render returns the EventMesh JSON of snap, serialising it only if no request did yet.
-func (h *Handler) render(snap mesh.State) *renderedMesh {
-	if c := h.rendered.Load(); c != nil && c.at == snap.Position() {
+// render returns the JSON of snap, serialising it only if no request did yet.
+func (h *Handler) render(snap mesh.State, whole bool) *renderedMesh {
+	cache := &h.rendered[0]
+	if whole {
+		cache = &h.rendered[1]
+	}
+	if c := cache.Load(); c != nil && c.at == snap.Position() {
 		return c
 	}
 	h.renderMu.Lock()
 	defer h.renderMu.Unlock()
-	if c := h.rendered.Load(); c != nil && c.at == snap.Position() {
+	if c := cache.Load(); c != nil && c.at == snap.Position() {
 		return c
 	}
 	var buf bytes.Buffer
-	_ = snap.WriteEventMesh(&buf) // a bytes.Buffer does not fail
+	if whole {
+		_ = snap.WriteMeshOf(&buf, nil) // a bytes.Buffer does not fail
+	} else {
+		_ = snap.WriteEventMesh(&buf)
+	}
 	c := &renderedMesh{at: snap.Position(), body: buf.Bytes()}
-	if old := h.rendered.Load(); old == nil || old.at.Epoch != c.at.Epoch || old.at.Sequence < c.at.Sequence {
-		h.rendered.Store(c) // a slow render of an older snapshot never replaces a newer one
+	if old := cache.Load(); old == nil || old.at.Epoch != c.at.Epoch || old.at.Sequence < c.at.Sequence {
+		cache.Store(c) // a slow render of an older snapshot never replaces a newer one
 	}
 	return c
 }

@@ -368,7 +368,7 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 	s.epoch, s.last = pos.Epoch, pos.Sequence
 	head, tail := mesh.SnapshotEnvelope(s.epoch, s.last)
 	fmt.Fprintf(s.out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, s.last, head)
-	s.out.Write(h.renderFor(snap, s.access).body)
+	s.out.Write(h.renderFor(snap, s.access, true).body)
 	s.out.WriteString(tail + "\n\n")
 	return true
 }

@@ -46,7 +46,7 @@ func chunk(i, n int, seq, data string) reply {
 func TestSnapshots(t *testing.T) {
 	t.Parallel()
 	nc := connect(t)
-	whole, _ := json.Marshal(mesh.Snapshot{Epoch: "ep", Sequence: 7, Mesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "ns", Name: "b", ProvidedEventTypes: []string{}}}}})
+	whole, _ := json.Marshal(mesh.Snapshot{Epoch: "ep", Sequence: 7, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "ns", Name: "b", ProvidedEventTypes: []string{}}}}}})
 	third := len(whole) / 3
 	for _, tc := range []struct {
 		name    string
