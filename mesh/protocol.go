@@ -63,8 +63,8 @@ const (
 // Snapshot is the whole mesh after exactly Sequence events of Epoch (GET /v1/mesh, the
 // watch stream's first event, a NATS snapshot reply).
 type Snapshot struct {
-	Epoch    string    `json:"epoch"`
-	Sequence uint64    `json:"sequence"`
+	Epoch    string `json:"epoch"`
+	Sequence uint64 `json:"sequence"`
 	Mesh     Mesh   `json:"mesh"`
 }
 

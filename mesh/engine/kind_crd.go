@@ -103,9 +103,11 @@ func (e *Engine) applyKind(gk GroupKind, crd *crdObject) {
 				e.indexSource(ref, after.eventTypes)
 			}
 			e.mark(mesh.KindSource, ref)
+			e.mark(mesh.KindSink, ref) // an object named by an edge is a sink unless a source or channel
 		}
 		if channelChanged {
 			e.mark(mesh.KindSubscribable, ref)
+			e.mark(mesh.KindSink, ref)
 			e.refreshConsumersOf(ref)
 		}
 	}

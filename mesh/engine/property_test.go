@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
@@ -37,6 +38,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	last := map[string]mesh.Change{}        // "kind key" → its latest change
 	var lastSeq uint64
 	epoch := "prop"
+	seen := map[string]bool{} // entity kinds and edge states the run produced
 
 	apply := func(step int, desc string, changes []mesh.Change) {
 		for _, c := range changes {
@@ -44,6 +46,9 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				t.Fatalf("step %d (%s): change %v: sequence %d in epoch %q, want %d in %s", step, desc, c, c.Sequence, c.Epoch, lastSeq+1, epoch)
 			}
 			lastSeq = c.Sequence
+			seen[c.Kind.String()] = true
+			seen["dangling edge"] = seen["dangling edge"] || strings.Contains(string(c.Entity), `"dangling":true`)
+			seen["index"] = seen["index"] || strings.Contains(string(c.Entity), `"index":1`)
 			k := c.Kind.String() + " " + c.Key.String()
 			_, had := replica[k]
 			switch {
@@ -145,6 +150,15 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			wj, _ := json.MarshalIndent(want, "", " ")
 			t.Fatalf("step %d (%s): incremental mesh differs from rebuild\n--- incremental\n%s\n--- rebuild\n%s", step, desc, gj, wj)
 		}
+		gotWhole, err := snap.Mesh()
+		if err != nil {
+			t.Fatalf("step %d (%s): snapshot: %v", step, desc, err)
+		}
+		if wantWhole := rebuildGraph(all); !reflect.DeepEqual(gotWhole, wantWhole) {
+			gj, _ := json.MarshalIndent(gotWhole, "", " ")
+			wj, _ := json.MarshalIndent(wantWhole, "", " ")
+			t.Fatalf("step %d (%s): incremental graph differs from rebuild\n--- incremental\n%s\n--- rebuild\n%s", step, desc, gj, wj)
+		}
 		if snap.Sequence != lastSeq || snap.Epoch != epoch {
 			t.Fatalf("step %d: snapshot sequence %d, last change %d", step, snap.Sequence, lastSeq)
 		}
@@ -162,6 +176,15 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			}
 			return true
 		})
+	}
+	wanted := []string{"dangling edge", "index"}
+	for _, kind := range mesh.EntityKinds() {
+		wanted = append(wanted, kind.String())
+	}
+	for _, name := range wanted {
+		if !seen[name] {
+			t.Errorf("%d steps produced no %s: the generator does not cover the graph", steps, name)
+		}
 	}
 }
 
@@ -216,6 +239,12 @@ func (g *generator) ref(kind string) map[string]any {
 		r["apiVersion"], r["kind"] = "eventing.knative.dev/v1", "Broker"
 	case "TestChannel":
 		r["apiVersion"], r["kind"] = "messaging.example.dev/v1", "TestChannel"
+	case "Sequence", "Parallel":
+		r["apiVersion"], r["kind"] = "flows.knative.dev/v1", kind
+	case "EventTransform":
+		r["apiVersion"], r["kind"] = "eventing.knative.dev/v1alpha1", kind
+	case "JobSink":
+		r["apiVersion"], r["kind"] = "sinks.knative.dev/v1alpha1", kind
 	default: // a subscriber
 		r["apiVersion"], r["kind"] = g.one("v1", "serving.knative.dev/v1", "eventing.knative.dev/v1"), g.one("Service", "Broker")
 	}
@@ -228,9 +257,12 @@ func (g *generator) ref(kind string) map[string]any {
 func (g *generator) object() *unstructured.Unstructured {
 	ns, name := g.one(propNamespaces...), g.one(propNames...)
 	var o map[string]any
-	switch g.rnd.IntN(11) {
+	switch g.rnd.IntN(18) {
 	case 0:
 		o = map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": g.meta(ns, name)}
+		if g.chance(40) {
+			o["spec"] = map[string]any{"delivery": g.delivery()}
+		}
 	case 1, 2:
 		o = g.eventType(ns, name)
 	case 3, 4:
@@ -240,6 +272,12 @@ func (g *generator) object() *unstructured.Unstructured {
 		if g.chance(85) {
 			spec["subscriber"] = map[string]any{"ref": g.ref("subscriber")}
 		}
+		if g.chance(40) {
+			spec["reply"] = g.destination()
+		}
+		if g.chance(40) {
+			spec["delivery"] = g.delivery()
+		}
 		o = map[string]any{"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription", "metadata": g.meta(ns, name), "spec": spec}
 	case 6:
 		o = map[string]any{"apiVersion": "messaging.example.dev/v1", "kind": "TestChannel", "metadata": g.meta(ns, name)}
@@ -248,16 +286,119 @@ func (g *generator) object() *unstructured.Unstructured {
 		if g.chance(70) {
 			o["spec"] = map[string]any{"sink": map[string]any{"ref": g.ref("Broker")}}
 		}
-	case 8:
+	case 8, 11:
 		o = map[string]any{"apiVersion": g.one("v1", "serving.knative.dev/v1"), "kind": "Service", "metadata": g.meta(ns, name)}
+	case 12:
+		steps := make([]any, 1+g.rnd.IntN(3))
+		for i := range steps {
+			step := g.destination()
+			if g.chance(30) {
+				step["delivery"] = g.delivery()
+			}
+			steps[i] = step
+		}
+		spec := map[string]any{"steps": steps}
+		if g.chance(50) {
+			spec["reply"] = g.destination()
+		}
+		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence", "metadata": g.meta(ns, name), "spec": spec}
+	case 13:
+		branches := make([]any, 1+g.rnd.IntN(2))
+		for i := range branches {
+			b := map[string]any{"subscriber": g.destination()}
+			if g.chance(40) {
+				b["filter"] = g.destination()
+			}
+			if g.chance(40) {
+				b["reply"] = g.destination()
+			}
+			if g.chance(30) {
+				b["delivery"] = g.delivery()
+			}
+			branches[i] = b
+		}
+		spec := map[string]any{"branches": branches}
+		if g.chance(50) {
+			spec["reply"] = g.destination()
+		}
+		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Parallel", "metadata": g.meta(ns, name), "spec": spec}
+	case 14:
+		spec := map[string]any{"jsonata": map[string]any{"expression": "{'type': 'x'}"}}
+		if g.chance(70) {
+			spec["sink"] = g.destination()
+		}
+		o = map[string]any{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventTransform", "metadata": g.meta(ns, name), "spec": spec}
+	case 15:
+		o = map[string]any{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "RequestReply", "metadata": g.meta(ns, name),
+			"spec": map[string]any{"brokerRef": g.ref("Broker"), "correlationAttribute": "corr", "replyAttribute": "reply"}}
+	case 16:
+		spec := map[string]any{}
+		if g.chance(70) {
+			to := map[string]any{"ref": g.ref("Broker")}
+			if g.chance(30) {
+				to = map[string]any{"selector": map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+					"matchLabels": map[string]any{"team": "red"}}}
+			}
+			spec["to"] = []any{to}
+		}
+		if g.chance(70) {
+			from := map[string]any{"sub": "system:serviceaccount:" + ns + ":*"}
+			if g.chance(50) {
+				from = map[string]any{"ref": g.ref("subscriber")}
+			}
+			spec["from"] = []any{from}
+		}
+		if g.chance(30) {
+			spec["filters"] = []any{g.filter(1)}
+		}
+		o = map[string]any{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventPolicy", "metadata": g.meta(ns, name), "spec": spec}
+	case 17:
+		o = map[string]any{"apiVersion": "sinks.knative.dev/v1alpha1", "kind": g.one("JobSink", "IntegrationSink"), "metadata": g.meta(ns, name)}
 	default:
 		o = g.crd()
+	}
+	if g.chance(40) {
+		o["status"] = g.status(ns, name)
 	}
 	return &unstructured.Unstructured{Object: o}
 }
 
+// status is an object's status as a controller would write it: a Ready condition and maybe an
+// address.
+func (g *generator) status(ns, name string) map[string]any {
+	s := map[string]any{"conditions": []any{
+		map[string]any{"type": "Succeeded", "status": "True"},
+		map[string]any{"type": "Ready", "status": g.one("True", "False", "Unknown", "Maybe"), "reason": g.one("", "NotFound")},
+	}}
+	if g.chance(50) {
+		s["address"] = map[string]any{"url": "http://" + name + "." + ns + ".svc.cluster.local", "audience": g.one("", "aud")}
+	}
+	return s
+}
+
+// destination is a Knative Destination: a ref to something addressable, a URI, or both.
+func (g *generator) destination() map[string]any {
+	d := map[string]any{}
+	if g.chance(80) {
+		d["ref"] = g.ref(g.one("subscriber", "Broker", "TestChannel", "Sequence", "Parallel", "EventTransform", "JobSink"))
+	}
+	if _, ok := d["ref"]; !ok || g.chance(20) {
+		d["uri"] = g.one("http://example.com", "/path")
+	}
+	return d
+}
+
+func (g *generator) delivery() map[string]any {
+	return map[string]any{"deadLetterSink": g.destination(), "retry": 3}
+}
+
 func (g *generator) eventType(ns, name string) map[string]any {
 	spec := map[string]any{}
+	meta := g.meta(ns, name)
+	if g.chance(30) {
+		meta["ownerReferences"] = []any{map[string]any{"apiVersion": g.one("sources.example.dev/v1", "eventing.knative.dev/v1"),
+			"kind": g.one("TestSource", "Broker"), "name": g.one(propNames...), "uid": "o1", "controller": g.chance(80)}}
+	}
 	typ := g.one(propTypes...)
 	switch r := g.rnd.IntN(10); {
 	case r < 7:
@@ -281,7 +422,7 @@ func (g *generator) eventType(ns, name string) map[string]any {
 		if g.chance(20) {
 			spec["schemaData"] = "{}"
 		}
-		return map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType", "metadata": g.meta(ns, name), "spec": spec}
+		return map[string]any{"apiVersion": "eventing.knative.dev/v1beta2", "kind": "EventType", "metadata": meta, "spec": spec}
 	}
 	if g.chance(15) {
 		typ = "com.ex.{kind}.created"
@@ -297,11 +438,18 @@ func (g *generator) eventType(ns, name string) map[string]any {
 		attrs = append(attrs, map[string]any{"name": "region", "value": g.one("eu", "us")})
 	}
 	spec["attributes"] = attrs
-	return map[string]any{"apiVersion": "eventing.knative.dev/v1beta3", "kind": "EventType", "metadata": g.meta(ns, name), "spec": spec}
+	return map[string]any{"apiVersion": "eventing.knative.dev/v1beta3", "kind": "EventType", "metadata": meta, "spec": spec}
 }
 
 func (g *generator) triggerSpec() map[string]any {
 	spec := map[string]any{"broker": g.one(propNames...)}
+	if g.chance(20) {
+		delete(spec, "broker")
+		spec["brokerRef"] = g.ref("Broker")
+	}
+	if g.chance(30) {
+		spec["delivery"] = g.delivery()
+	}
 	switch r := g.rnd.IntN(10); {
 	case r < 8:
 		spec["subscriber"] = map[string]any{"ref": g.ref("subscriber")}
