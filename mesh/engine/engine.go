@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/google/btree"
@@ -292,14 +293,17 @@ func (p *Parsed) Ref() ObjectRef { return p.ref }
 // Problems is what could not be read of the object (nil: everything), naming the fields.
 func (p *Parsed) Problems() error { return p.problems }
 
-// Subscriber is the subscriber a Trigger or Subscription references, its namespace defaulted as
-// the mesh resolves it; ok is false for other kinds and for URI-only subscribers. Sources use
-// it to know which subscriber objects the mesh needs to see.
-func (p *Parsed) Subscriber() (ObjectRef, bool) {
-	if c, ok := p.obj.(*consumerObject); ok && c.subscriber != nil {
-		return *c.subscriber, true
+// ReferencedKinds lists the undeclared kinds the object's edges name (a subscriber's, a sink's,
+// a dead-letter sink's kind), each once. Sources watch them: the mesh needs those objects to
+// know whether they exist, where they receive events and which Backstage id they carry.
+func (p *Parsed) ReferencedKinds() []GroupKind {
+	var out []GroupKind
+	for _, t := range p.graph.targets() {
+		if gk := t.groupKind(); declaredKind(gk) == nil && !slices.Contains(out, gk) {
+			out = append(out, gk)
+		}
 	}
-	return ObjectRef{}, false
+	return out
 }
 
 // GetObjectMeta gives the object's namespace and name to client-go, so an informer can keep

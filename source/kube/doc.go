@@ -7,15 +7,18 @@
 //   - CustomResourceDefinitions (their schemas stripped): their labels say which kinds are
 //     channels and sources, their annotations what event types a source provides, and their
 //     names, versions and scope say how to watch those kinds without asking discovery.
-//   - Brokers, Triggers, EventTypes, Subscriptions, and every channel and source kind, in full;
+//   - Every kind the engine declares (Brokers, Triggers, EventTypes, Subscriptions, Sequences,
+//     Parallels, EventTransforms, RequestReplies, EventPolicies, JobSinks, IntegrationSinks;
+//     each degrades alone where the cluster does not serve it), and every channel and source kind, in full;
 //     informers for channel and source kinds start and stop as labelled CRDs appear and
 //     disappear. Each kind is read at the version its CRD stores (else the newest served), so
 //     the API server converts nothing: no conversion webhook sits in the read path, and no
 //     field of the stored shape is pruned away (EventTypes are stored at v1beta2, whose
 //     schemaData v1beta3 lacks).
-//   - Subscriber objects, metadata only and only those labelled backstage.io/kubernetes-id (an
-//     unlabelled subscriber contributes nothing), per kind that some Trigger or Subscription
-//     references, started on first reference and stopped after the last. Kinds not defined by
+//   - Every kind some object's edges name that the engine does not declare (a subscriber's, a
+//     sink's, a dead-letter sink's: Knative Services, core Services, ...), started on first
+//     reference and stopped after the last, so the mesh knows whether each named object exists
+//     (a missing one is a dangling edge), its address and its Backstage id. Kinds not defined by
 //     a CRD (core Services, say) are resolved through a discovery RESTMapper.
 //
 // Exactness: the mesh engine is idempotent (an unchanged object changes nothing), client-go

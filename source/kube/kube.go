@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
@@ -57,7 +56,8 @@ func WithNamespaces(namespaces ...string) Option {
 }
 
 // WithLabelSelector restricts Brokers, Triggers, EventTypes, Subscriptions, channels and
-// sources. CRDs and subscribers are not filtered: they only describe the selected objects.
+// sources. CRDs and the kinds objects reference are not filtered: they only describe the
+// selected objects.
 func WithLabelSelector(selector string) Option {
 	return func(o *options) error {
 		if _, err := labels.Parse(selector); err != nil {
@@ -87,7 +87,6 @@ func WithMetrics(r prometheus.Registerer) Option {
 // Source watches a cluster. Create it with New; Run it once.
 type Source struct {
 	dynamic    dynamic.Interface
-	metadata   metadata.Interface
 	mapper     apimeta.ResettableRESTMapper
 	namespaces []string // [""] for all
 	selector   string
@@ -97,20 +96,20 @@ type Source struct {
 	listed  atomic.Bool    // the initial listing is sent; changes now go to the sink live
 	running sync.WaitGroup // informer goroutines
 
-	mu          sync.Mutex
-	ctx         context.Context
-	sink        source.Sink
-	initial     map[engine.ObjectRef]*engine.Parsed // the initial listing, until live
-	watches     map[engine.GroupKind]*kindWatch
-	sent        map[engine.GroupKind]map[nsName]struct{} // what the sink holds, per kind
-	crdsReady   bool                                     // the CRD informer has listed (or cannot)
-	crds        map[string]crdInfo                       // by CRD name
-	crdOfKind   map[engine.GroupKind]string
-	subscribers map[engine.ObjectRef]engine.GroupKind // Trigger/Subscription → its subscriber's kind
-	wanted      map[engine.GroupKind]int              // subscriber kind → references
-	unserved    map[engine.GroupKind]bool             // kinds wanted but not served by the cluster
-	batch       changeBatch                           // live changes of the burst under way
-	more        chan struct{}                         // a live change joined the batch
+	mu         sync.Mutex
+	ctx        context.Context
+	sink       source.Sink
+	initial    map[engine.ObjectRef]*engine.Parsed // the initial listing, until live
+	watches    map[engine.GroupKind]*kindWatch
+	sent       map[engine.GroupKind]map[nsName]struct{} // what the sink holds, per kind
+	crdsReady  bool                                     // the CRD informer has listed (or cannot)
+	crds       map[string]crdInfo                       // by CRD name
+	crdOfKind  map[engine.GroupKind]string
+	references map[engine.ObjectRef][]engine.GroupKind // object → the undeclared kinds its edges name
+	wanted     map[engine.GroupKind]int                // referenced kind → objects naming it
+	unserved   map[engine.GroupKind]bool               // kinds wanted but not served by the cluster
+	batch      changeBatch                             // live changes of the burst under way
+	more       chan struct{}                           // a live change joined the batch
 }
 
 type nsName struct{ namespace, name string }
@@ -163,10 +162,6 @@ func New(cfg *rest.Config, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
 	discoveryCfg := rest.CopyConfig(cfg)
 	if discoveryCfg.Timeout == 0 {
 		discoveryCfg.Timeout = 30 * time.Second // discovery is asked under the source's lock
@@ -185,21 +180,20 @@ func New(cfg *rest.Config, opts ...Option) (*Source, error) {
 		}
 	}
 	return &Source{
-		dynamic:     dyn,
-		metadata:    meta,
-		mapper:      restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
-		namespaces:  namespaces,
-		selector:    o.selector,
-		log:         o.log,
-		degraded:    degraded,
-		initial:     map[engine.ObjectRef]*engine.Parsed{},
-		watches:     map[engine.GroupKind]*kindWatch{},
-		sent:        map[engine.GroupKind]map[nsName]struct{}{},
-		crds:        map[string]crdInfo{},
-		crdOfKind:   map[engine.GroupKind]string{},
-		subscribers: map[engine.ObjectRef]engine.GroupKind{},
-		wanted:      map[engine.GroupKind]int{},
-		unserved:    map[engine.GroupKind]bool{},
+		dynamic:    dyn,
+		mapper:     restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		namespaces: namespaces,
+		selector:   o.selector,
+		log:        o.log,
+		degraded:   degraded,
+		initial:    map[engine.ObjectRef]*engine.Parsed{},
+		watches:    map[engine.GroupKind]*kindWatch{},
+		sent:       map[engine.GroupKind]map[nsName]struct{}{},
+		crds:       map[string]crdInfo{},
+		crdOfKind:  map[engine.GroupKind]string{},
+		references: map[engine.ObjectRef][]engine.GroupKind{},
+		wanted:     map[engine.GroupKind]int{},
+		unserved:   map[engine.GroupKind]bool{},
 	}, nil
 }
 
@@ -317,7 +311,7 @@ func (s *Source) deliver(w *kindWatch, obj any, deleted bool) {
 	if w.gk == gkCRD {
 		s.noteCRD(crd, deleted)
 	} else {
-		s.noteSubscriber(p, deleted)
+		s.noteReferences(p, deleted)
 	}
 }
 
@@ -363,33 +357,34 @@ func (s *Source) retract(gk engine.GroupKind, keep map[nsName]struct{}) {
 	}
 }
 
-// noteSubscriber counts the subscriber kinds objects reference (Triggers, Subscriptions).
-func (s *Source) noteSubscriber(p *engine.Parsed, deleted bool) {
+// noteReferences counts the undeclared kinds objects' edges name (subscribers, sinks,
+// dead-letter sinks): those kinds are watched while named.
+func (s *Source) noteReferences(p *engine.Parsed, deleted bool) {
 	ref := p.Ref()
-	old, had := s.subscribers[ref]
-	var now engine.GroupKind
-	has := false
+	old := s.references[ref]
+	var now []engine.GroupKind
 	if !deleted {
-		if sub, ok := p.Subscriber(); ok {
-			now, has = engine.GroupKind{Group: sub.Group, Kind: sub.Kind}, true
-		}
+		now = p.ReferencedKinds()
 	}
-	if had == has && old == now {
+	if slices.Equal(old, now) {
 		return
 	}
 	changed := false
-	if had {
-		delete(s.subscribers, ref)
-		if s.wanted[old]--; s.wanted[old] == 0 {
-			delete(s.wanted, old)
+	for _, gk := range old {
+		if s.wanted[gk]--; s.wanted[gk] == 0 {
+			delete(s.wanted, gk)
 			changed = true
 		}
 	}
-	if has {
-		s.subscribers[ref] = now
-		if s.wanted[now]++; s.wanted[now] == 1 {
+	for _, gk := range now {
+		if s.wanted[gk]++; s.wanted[gk] == 1 {
 			changed = true
 		}
+	}
+	if len(now) == 0 {
+		delete(s.references, ref)
+	} else {
+		s.references[ref] = now
 	}
 	if changed && s.crdsReady {
 		s.reconcile()
@@ -479,11 +474,13 @@ func (s *Source) reconcile() {
 }
 
 // resolve finds how to watch gk: from its CRD when there is one (no discovery lag), else
-// through discovery. Subscribers are watched metadata-only, and only labelled ones.
-func (s *Source) resolve(gk engine.GroupKind, subscriber bool) (watchSpec, bool) {
+// through discovery. Referenced kinds are watched whole and unfiltered: the mesh needs to know
+// of every such object whether it exists and where it receives events (status.address); the
+// source keeps each in the engine's parsed form only (metadata, readiness, address, edges).
+func (s *Source) resolve(gk engine.GroupKind, referenced bool) (watchSpec, bool) {
 	spec := watchSpec{selector: s.selector}
-	if subscriber {
-		spec = watchSpec{metadataOnly: true, selector: engine.LabelBackstageID}
+	if referenced {
+		spec = watchSpec{}
 	}
 	if name, ok := s.crdOfKind[gk]; ok {
 		c := s.crds[name]

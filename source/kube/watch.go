@@ -20,10 +20,9 @@ import (
 
 // watchSpec is how one kind is watched; a kind whose spec changes is rewatched.
 type watchSpec struct {
-	resource     schema.GroupVersionResource
-	namespaced   bool
-	metadataOnly bool
-	selector     string
+	resource   schema.GroupVersionResource
+	namespaced bool
+	selector   string
 }
 
 // Why a kind cannot be watched (the reason label of broadcaster_source_kind_degraded).
@@ -56,9 +55,6 @@ func (s *Source) newWatch(gk engine.GroupKind, spec watchSpec) *kindWatch {
 		namespaces = []string{""}
 	}
 	var example runtime.Object = &unstructured.Unstructured{}
-	if spec.metadataOnly {
-		example = &metav1.PartialObjectMetadata{}
-	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.deliver(w, obj, false) },
 		UpdateFunc: func(_, obj any) { s.deliver(w, obj, false) },
@@ -120,15 +116,9 @@ func (s *Source) listWatch(w *kindWatch, ns string) *cache.ListWatch {
 		return o
 	}
 	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		if w.spec.metadataOnly {
-			return s.metadata.Resource(w.spec.resource).Namespace(ns).List(ctx, tweak(o))
-		}
 		return s.dynamic.Resource(w.spec.resource).Namespace(ns).List(ctx, tweak(o))
 	}
 	watchFn := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-		if w.spec.metadataOnly {
-			return s.metadata.Resource(w.spec.resource).Namespace(ns).Watch(ctx, tweak(o))
-		}
 		return s.dynamic.Resource(w.spec.resource).Namespace(ns).Watch(ctx, tweak(o))
 	}
 	return &cache.ListWatch{
@@ -195,16 +185,6 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // managed fields and kubectl's last-applied copy.
 func (w *kindWatch) transform(obj any) (any, error) {
 	switch o := obj.(type) {
-	case *metav1.PartialObjectMetadata:
-		u := &unstructured.Unstructured{Object: map[string]any{}}
-		u.SetAPIVersion(w.spec.resource.GroupVersion().String())
-		u.SetKind(w.gk.Kind)
-		u.SetNamespace(o.Namespace)
-		u.SetName(o.Name)
-		u.SetUID(o.UID)
-		u.SetResourceVersion(o.ResourceVersion)
-		u.SetLabels(o.Labels)
-		return engine.Parse(u), nil
 	case *unstructured.Unstructured:
 		if w.gk == gkCRD {
 			unstructured.RemoveNestedField(o.Object, "metadata", "managedFields")

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -85,25 +84,6 @@ status: {conditions: [{type: Established}]}`)
 	want := `{"metadata":{"annotations":{"x":"y"},"labels":{"l":"1"},"name":"a.b"},"spec":{"group":"b","names":{"kind":"A","plural":"as"},"scope":"Namespaced","versions":[{"name":"v1","served":true,"storage":true}]}}`
 	if string(got) != want {
 		t.Errorf("CRD\n got %s\nwant %s", got, want)
-	}
-
-	sub := &kindWatch{gk: engine.GroupKind{Kind: "Service"}, spec: watchSpec{resource: schema.GroupVersionResource{Version: "v1", Resource: "services"}, metadataOnly: true}}
-	out, err = sub.transform(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "n", UID: "u",
-		ResourceVersion: "7", Labels: map[string]string{engine.LabelBackstageID: "svc"}, Annotations: map[string]string{"big": "x"},
-		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	service := &unstructured.Unstructured{}
-	service.SetAPIVersion("v1")
-	service.SetKind("Service")
-	service.SetNamespace("n")
-	service.SetName("s")
-	service.SetUID("u")
-	service.SetResourceVersion("7")
-	service.SetLabels(map[string]string{engine.LabelBackstageID: "svc"})
-	if p, ok := out.(*engine.Parsed); !ok || !reflect.DeepEqual(p, engine.Parse(service)) {
-		t.Errorf("subscriber read as %#v, want %#v", out, engine.Parse(service))
 	}
 
 	// Any other object is kept as the engine reads it: the decoded object is let go.

@@ -26,6 +26,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/test/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/httpsink"
 )
@@ -505,12 +506,24 @@ func TestRBACGrantsTheDeclaredKinds(t *testing.T) {
 		}
 		return false
 	}
+	crds, err := kube.KnativeCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plurals := map[engine.GroupKind]string{{Group: engine.GroupCRD, Kind: engine.KindCRDObject}: "customresourcedefinitions"}
+	for _, crd := range crds {
+		plurals[engine.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}] = crd.Spec.Names.Plural
+	}
 	checked := 0
 	for _, k := range engine.Kinds() {
 		if k.GroupKind == (engine.GroupKind{}) {
 			continue
 		}
-		resource := strings.ToLower(k.GroupKind.Kind) + "s" // every declared kind's plural, as its CRD names it
+		resource, ok := plurals[k.GroupKind] // as the kind's CRD at the pinned Knative version names it
+		if !ok {
+			t.Errorf("the %s declaration's kind %v has no CRD in the pinned knative.dev/eventing", k.Name, k.GroupKind)
+			continue
+		}
 		for _, verb := range k.Verbs {
 			if !granted(k.GroupKind.Group, resource, verb) {
 				t.Errorf("deploy/rbac.yaml does not grant %s on %s.%s, which the %s declaration uses", verb, resource, k.GroupKind.Group, k.Name)

@@ -153,6 +153,10 @@ func keepEveryShape(crd *apiextensionsv1.CustomResourceDefinition) {
 	}
 }
 
+// KnativeCRDs are the CRDs of the pinned knative.dev/eventing module (its core and the
+// in-memory channel's), as a cluster test installs them.
+func KnativeCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) { return knativeCRDs(false) }
+
 // knativeCRDs reads the eventing module's core CRDs and the in-memory channel's, with
 // conversion strategy None (no webhook runs here).
 func knativeCRDs(keepEventTypeShapes bool) ([]*apiextensionsv1.CustomResourceDefinition, error) {

@@ -68,7 +68,7 @@ func TestResyncOverRequestReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := eng.Snapshot().EventMesh()
+	want, _ := eng.Snapshot().Mesh()
 	if got.Epoch != "ep" || got.Sequence != eng.Sequence() || !reflect.DeepEqual(got.Mesh, want) {
 		t.Fatalf("snapshot at %s-%d with %d brokers, want ep-%d with %d", got.Epoch, got.Sequence, len(got.Mesh.Brokers), eng.Sequence(), len(want.Brokers))
 	}
