@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -118,7 +119,15 @@ func Decode(ev event.Event) (mesh.Change, error) {
 		return mesh.Change{}, fmt.Errorf("%w: event %s: %s", ErrInvalidEvent, ev.ID(), fmt.Sprintf(format, args...))
 	}
 	kind, op, err := mesh.ParseType(ev.Type())
-	if err != nil {
+	kindName := kind.String()
+	switch {
+	case errors.Is(err, mesh.ErrUnknownKind):
+		// A newer broadcaster's kind: decoded for its position, skipped by consumers.
+		kind = mesh.KindUnknown
+		if kindName, op, err = kindAndOp(ev.Type()); err != nil {
+			return fail("%v", err)
+		}
+	case err != nil:
 		return fail("%v", err)
 	}
 	if ct := ev.DataContentType(); ct != mesh.ContentTypeJSON && ct != contentTypeJSONUTF && ct != "" {
@@ -140,7 +149,7 @@ func Decode(ev event.Event) (mesh.Change, error) {
 	switch {
 	case err != nil:
 		return fail("data.key: %v", err)
-	case d.Kind != kind.String() || d.Op != op.String():
+	case d.Kind != kindName || d.Op != op.String():
 		return fail("data kind/op %s/%s disagree with type %q", d.Kind, d.Op, ev.Type())
 	case d.Key != ev.Subject():
 		return fail("data.key %q disagrees with subject %q", d.Key, ev.Subject())
@@ -157,6 +166,15 @@ func Decode(ev event.Event) (mesh.Change, error) {
 		return fail("data.entity: %v", err)
 	}
 	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: ref, Entity: entity.Bytes()}, nil
+}
+
+// kindAndOp splits an event type whose kind is unknown.
+func kindAndOp(t string) (kind string, op mesh.Op, err error) {
+	kind, opName, _ := strings.Cut(strings.TrimPrefix(t, mesh.TypePrefix), ".")
+	if op, err = mesh.ParseOp(opName); err != nil {
+		return "", 0, fmt.Errorf("type %q: %w", t, err)
+	}
+	return kind, op, nil
 }
 
 func extensionString(ev event.Event, name string) (string, error) {

@@ -79,7 +79,6 @@ func TestDecodeRejects(t *testing.T) {
 		want   string
 	}{
 		{"wrong type", func(m map[string]any) { m["type"] = "com.example.other" }, "is not dev.knative.eventmesh.<kind>.<op>"},
-		{"unknown kind", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.gizmo.added" }, "unknown entity kind"},
 		{"unknown op", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.broker.moved" }, "unknown op"},
 		{"missing epoch", func(m map[string]any) { delete(m, "meshepoch") }, "extension meshepoch is missing"},
 		{"missing seq", func(m map[string]any) { delete(m, "meshseq") }, "extension meshseq is missing"},
@@ -98,6 +97,7 @@ func TestDecodeRejects(t *testing.T) {
 			m["data"].(map[string]any)["entity"] = map[string]any{"namespace": "shop", "name": "x"}
 		}, "do not match key"},
 		{"no id", func(m map[string]any) { delete(m, "id") }, "id"},
+		{"unknown kind the data disagrees with", func(m map[string]any) { m["type"] = "dev.knative.eventmesh.gizmo.updated" }, "disagree"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +117,24 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	if _, err := NewEncoder("http://bad host/"); err == nil {
 		t.Error("an invalid source was accepted")
+	}
+}
+
+// An event of a kind a newer broadcaster added decodes as KindUnknown with its position, so a
+// consumer skips it and still counts its sequence.
+func TestDecodeUnknownKind(t *testing.T) {
+	t.Parallel()
+	enc, _ := NewEncoder("")
+	ev, _ := enc.Event(change(mesh.KindBroker, mesh.OpAdded, 9))
+	raw, _ := EncodeStructured(ev)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	m["type"] = "dev.knative.eventmesh.gizmo.added"
+	m["data"].(map[string]any)["kind"] = "gizmo"
+	raw, _ = json.Marshal(m)
+	c, err := DecodeStructured(raw)
+	if err != nil || c.Kind != mesh.KindUnknown || c.Kind.Known() || c.Sequence != 9 || c.Op != mesh.OpAdded {
+		t.Fatalf("decoded %v (%v), want an unknown kind's change #9", c, err)
 	}
 }
 

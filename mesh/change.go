@@ -32,6 +32,11 @@ const (
 	KindJobSink
 	KindIntegrationSink
 	KindSink
+
+	// KindUnknown stands for a kind this version does not know (a newer broadcaster's): a
+	// decoded change of such a kind carries it, and consumers skip the change while its
+	// sequence still counts.
+	KindUnknown EntityKind = 255
 )
 
 // entityKindInfo is what the contract fixes about an entity kind.
@@ -75,8 +80,11 @@ func UpstreamKinds() []EntityKind {
 }
 
 func (k EntityKind) String() string {
-	if k.Known() {
+	switch {
+	case k.Known():
 		return entityKinds[k].name
+	case k == KindUnknown:
+		return "unknown"
 	}
 	return fmt.Sprintf("EntityKind(%d)", k)
 }

@@ -78,7 +78,7 @@ func tailFlags(o *tailOptions) *flag.FlagSet {
 		o.namespaces = appendList(o.namespaces, v)
 		return nil
 	})
-	fs.Func("kind", "show only entities of this `kind`: broker, eventtype, source, subscribable (repeatable, or comma-separated)", func(v string) error {
+	fs.Func("kind", "show only entities of this `kind`: "+entityKindNames()+" (repeatable, or comma-separated)", func(v string) error {
 		o.kinds = appendList(o.kinds, v)
 		return nil
 	})
@@ -152,7 +152,7 @@ func (o *tailOptions) check() error {
 	for _, k := range o.kinds {
 		kind, err := mesh.ParseEntityKind(strings.ToLower(k))
 		if err != nil {
-			return fmt.Errorf("--kind %q: want broker, eventtype, source or subscribable", k)
+			return fmt.Errorf("--kind %q: want one of %s", k, entityKindNames())
 		}
 		o.kindFilter[kind.String()] = true
 	}
@@ -316,8 +316,21 @@ func (p *printer) snapshot(s mesh.Snapshot) {
 	}
 }
 
-// entity prints one entity of a mesh's state (a KV entry, a retained message).
+// entityKindNames lists the entity kinds --kind takes.
+func entityKindNames() string {
+	var names []string
+	for _, k := range mesh.EntityKinds() {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+// entity prints one entity of a mesh's state (a KV entry, a retained message). Entities of
+// kinds this version does not know are not shown.
 func (p *printer) entity(kind mesh.EntityKind, key mesh.Key, data json.RawMessage) {
+	if !kind.Known() {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.last == nil {
@@ -338,6 +351,9 @@ func (p *printer) entityLocked(kind mesh.EntityKind, key mesh.Key, data json.Raw
 }
 
 func (p *printer) change(c mesh.Change) {
+	if !c.Kind.Known() {
+		return // a newer broadcaster's kind
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.last == nil {

@@ -91,9 +91,11 @@ func (r *Replica) ApplyStructured(ctx context.Context, payload []byte) error {
 
 func (r *Replica) apply(c mesh.Change) {
 	id := EntityID{c.Kind, c.Key}
-	if c.Op == mesh.OpDeleted {
+	switch {
+	case !c.Kind.Known(): // a newer broadcaster's kind: skipped, its sequence counted
+	case c.Op == mesh.OpDeleted:
 		delete(r.entities, id)
-	} else {
+	default:
 		r.entities[id] = c.Entity
 	}
 	r.seq = c.Sequence
