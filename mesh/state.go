@@ -18,8 +18,10 @@ type State interface {
 	Latest() []Change
 	// Namespaces lists the namespaces that hold entities, sorted.
 	Namespaces() []string
-	// EventMesh is the state as the upstream GET /v1/getEventMesh shape.
+	// EventMesh is the state as the upstream GET /v1/getEventMesh shape (without Graphs).
 	EventMesh() (EventMesh, error)
+	// Mesh is the whole state: every kind, each entity with its Graph.
+	Mesh() (Mesh, error)
 	// WriteEventMesh writes EventMesh as JSON; WriteEventMeshOf writes only the entities
 	// of the namespaces keep accepts (nil: all), each scoped for that view (ForView).
 	WriteEventMesh(w io.Writer) error

@@ -93,9 +93,10 @@ func TestExamples(t *testing.T) {
 	var m mesh.EventMesh
 	testkit.Eventually(t, "first full load", 10*time.Second, func() (ok bool) { m, ok = getMesh(t, base); return ok })
 
-	// The epoch opens with the whole mesh as added events, one per entity, seq 1..N: logged
-	// as one summary line, the entities themselves at debug.
-	entities := len(m.Brokers) + len(m.EventTypes) + len(m.Sources) + len(m.Subscribables)
+	// The epoch opens with the whole mesh as added events, one per entity of every kind, seq
+	// 1..N: logged as one summary line, the entities themselves at debug.
+	whole, all := entitiesOf(t, base)
+	entities := len(all)
 	opened := logs.String()
 	if added := len(regexp.MustCompile(`level=DEBUG msg="[a-z]+ added"`).FindAllString(opened, -1)); added != entities ||
 		strings.Count(opened, ` added"`) != entities || strings.Contains(opened, ` updated"`) ||
@@ -115,6 +116,18 @@ func TestExamples(t *testing.T) {
 	}
 	if strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
 		t.Fatalf("mesh of examples/mesh differs from %s (run with -update after checking):\n%s", golden, got)
+	}
+	// The whole graph (GET /v1/mesh): every kind, with its edges, readiness and addresses.
+	got, _ = json.MarshalIndent(whole.Mesh, "", "  ")
+	golden = "testdata/examples-graph.json"
+	if *update {
+		os.WriteFile(golden, append(got, '\n'), 0o644)
+	}
+	if want, err = os.ReadFile(golden); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
+		t.Fatalf("graph of examples/mesh differs from %s (run with -update after checking):\n%s", golden, got)
 	}
 
 	edit := filepath.Join(dir, "shop", "zz-added-by-test.yaml")
@@ -207,10 +220,7 @@ func TestExamplesToSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var snap struct {
-		Sequence uint64         `json:"sequence"`
-		Mesh     mesh.EventMesh `json:"mesh"`
-	}
+	var snap mesh.Snapshot
 	json.NewDecoder(resp.Body).Decode(&snap)
 	mu.Lock()
 	defer mu.Unlock()
@@ -222,23 +232,7 @@ func TestExamplesToSink(t *testing.T) {
 	if uint64(len(seqs)) != snap.Sequence {
 		t.Fatalf("sink got %d events, snapshot is at %d", len(seqs), snap.Sequence)
 	}
-	want := map[string]string{}
-	for _, b := range snap.Mesh.Brokers {
-		j, _ := json.Marshal(b)
-		want["eventing.knative.dev/Broker/"+b.Namespace+"/"+b.Name] = string(j)
-	}
-	for _, e := range snap.Mesh.EventTypes {
-		j, _ := json.Marshal(e)
-		want["eventing.knative.dev/EventType/"+e.Namespace+"/"+e.Name] = string(j)
-	}
-	for _, s := range snap.Mesh.Sources {
-		j, _ := json.Marshal(s)
-		want[s.Group+"/"+s.Kind+"/"+s.Namespace+"/"+s.Name] = string(j)
-	}
-	for _, s := range snap.Mesh.Subscribables {
-		j, _ := json.Marshal(s)
-		want[s.Group+"/"+s.Kind+"/"+s.Namespace+"/"+s.Name] = string(j)
-	}
+	want := testkit.MeshEntities(snap.Mesh)
 	if !reflect.DeepEqual(replica, want) {
 		t.Fatalf("replica from the sink differs from the snapshot:\n%v\n%v", replica, want)
 	}
@@ -411,7 +405,7 @@ func converged(t *testing.T, base string, r *consumer.Replica) {
 		if json.NewDecoder(resp.Body).Decode(&s) != nil {
 			return false
 		}
-		got, err := r.Mesh()
+		got, err := r.Whole()
 		epoch, seq := r.Position()
 		return err == nil && epoch == s.Epoch && seq == s.Sequence && reflect.DeepEqual(got, s.Mesh)
 	})

@@ -88,23 +88,7 @@ func entitiesOf(t testing.TB, base string) (mesh.Snapshot, map[string]string) {
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
-	add := func(key mesh.Key, v any) {
-		b, _ := json.Marshal(v)
-		out[key.String()] = string(b)
-	}
-	for _, b := range s.Mesh.Brokers {
-		add(b.Key(), b)
-	}
-	for _, e := range s.Mesh.EventTypes {
-		add(e.Key(), e)
-	}
-	for _, src := range s.Mesh.Sources {
-		add(src.Key(), src)
-	}
-	for _, sub := range s.Mesh.Subscribables {
-		add(sub.Key(), sub)
-	}
+	out := testkit.MeshEntities(s.Mesh)
 	return s, out
 }
 

@@ -9,10 +9,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// benchMesh builds a realistic mesh of about n entities: namespaces of 10 brokers, each broker
-// with 10 EventTypes and 3 Triggers (an old-style type filter, a new-style prefix filter and
-// no filter) whose subscribers are 5 labelled services per namespace. It returns the objects
-// and a cycle of single-object changes that each alter the mesh.
+// benchMesh builds a realistic mesh of about n objects: namespaces of 10 brokers, each broker
+// with 10 EventTypes, 3 Triggers (an old-style type filter, a new-style prefix filter and no
+// filter; one with a dead-letter sink) whose subscribers are 5 labelled services per
+// namespace, and a two-step Sequence; each namespace has an EventPolicy on its first Broker.
+// Brokers, Triggers and services carry a Ready condition and an address, as in a cluster. It
+// returns the objects and a cycle of single-object changes that each alter the mesh.
 func benchMesh(n int) (objects, changes []*unstructured.Unstructured) {
 	const brokersPerNS, typesPerBroker, servicesPerNS = 10, 10, 5
 	brokers := max(1, n/(typesPerBroker+1))
@@ -33,20 +35,34 @@ func benchMesh(n int) (objects, changes []*unstructured.Unstructured) {
 			"spec": map[string]any{"type": typ, "source": "/apis/" + ns, "reference": brokerRef(broker),
 				"description": "an event type"}})
 	}
+	status := func(ns, name string) map[string]any {
+		return map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True"}},
+			"address": map[string]any{"url": "http://" + name + "." + ns + ".svc.cluster.local"}}
+	}
+	serviceRef := func(i int) map[string]any {
+		return map[string]any{"ref": map[string]any{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+			"name": fmt.Sprintf("svc-%d", i%servicesPerNS)}}
+	}
 	service := func(ns string, i int, id string) *unstructured.Unstructured {
 		labels := map[string]any{"app": "svc"}
 		if id != "" {
 			labels[LabelBackstageID] = id
 		}
+		name := fmt.Sprintf("svc-%d", i)
 		return obj(map[string]any{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
-			"metadata": meta(ns, fmt.Sprintf("svc-%d", i), labels)})
+			"metadata": meta(ns, name, labels), "status": status(ns, name)})
 	}
 	trigger := func(ns, broker string, i int, spec map[string]any) *unstructured.Unstructured {
 		spec["broker"] = broker
-		spec["subscriber"] = map[string]any{"ref": map[string]any{"apiVersion": "serving.knative.dev/v1",
-			"kind": "Service", "name": fmt.Sprintf("svc-%d", i%servicesPerNS)}}
+		spec["subscriber"] = serviceRef(i)
+		name := fmt.Sprintf("%s-t-%d", broker, i)
 		return obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
-			"metadata": meta(ns, fmt.Sprintf("%s-t-%d", broker, i), nil), "spec": spec})
+			"metadata": meta(ns, name, nil), "spec": spec, "status": status(ns, name)})
+	}
+	sequence := func(ns, broker string, first int) *unstructured.Unstructured {
+		return obj(map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence",
+			"metadata": meta(ns, broker+"-seq", nil),
+			"spec":     map[string]any{"steps": []any{serviceRef(first), serviceRef(first + 1)}, "reply": serviceRef(0)}})
 	}
 	typeName := func(b, i int) string { return fmt.Sprintf("com.example.b%d.type%d", b, i) }
 
@@ -56,16 +72,20 @@ func benchMesh(n int) (objects, changes []*unstructured.Unstructured) {
 			for s := range servicesPerNS {
 				objects = append(objects, service(ns, s, fmt.Sprintf("%s-svc-%d", ns, s)))
 			}
+			objects = append(objects, obj(map[string]any{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventPolicy",
+				"metadata": meta(ns, "policy", nil), "spec": map[string]any{
+					"to":   []any{map[string]any{"ref": brokerRef(name)}},
+					"from": []any{map[string]any{"sub": "system:serviceaccount:" + ns + ":*"}}}}))
 		}
 		objects = append(objects, obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-			"metadata": meta(ns, name, nil)}))
+			"metadata": meta(ns, name, nil), "status": status(ns, name)}), sequence(ns, name, 1))
 		for i := range typesPerBroker {
 			objects = append(objects, eventType(ns, name, i, typeName(b, i)))
 		}
 		objects = append(objects,
 			trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 0)}}}),
 			trigger(ns, name, b+1, map[string]any{"filters": []any{map[string]any{"prefix": map[string]any{"type": fmt.Sprintf("com.example.b%d.type1", b)}}}}),
-			trigger(ns, name, b+2, map[string]any{}),
+			trigger(ns, name, b+2, map[string]any{"delivery": map[string]any{"deadLetterSink": serviceRef(b + 3)}}),
 		)
 
 		// Changes, spread over the mesh: an EventType renamed and back, a filter edited,
@@ -76,9 +96,11 @@ func benchMesh(n int) (objects, changes []*unstructured.Unstructured) {
 				trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 2)}}}),
 				trigger(ns, name, b, map[string]any{"filter": map[string]any{"attributes": map[string]any{"type": typeName(b, 0)}}}),
 				service(ns, b%servicesPerNS, "renamed"), service(ns, b%servicesPerNS, fmt.Sprintf("%s-svc-%d", ns, b%servicesPerNS)),
-				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, map[string]any{"tier": "gold"})}),
-				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, nil)}),
+				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, map[string]any{"tier": "gold"}), "status": status(ns, name)}),
+				obj(map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": meta(ns, name, nil), "status": status(ns, name)}),
 				nil, eventType(ns, name, 9, typeName(b, 9)), // nil: delete the EventType above
+				sequence(ns, name, 2), sequence(ns, name, 1), // a step moved to another service and back
+				nil, service(ns, 4, fmt.Sprintf("%s-svc-%d", ns, 4)), // a sink gone (edges dangle) and back
 			)
 		}
 	}

@@ -92,15 +92,38 @@ func (e *Engine) render(id entityID) *record {
 	if !exists {
 		return nil
 	}
-	data, err := json.Marshal(v)
+	data, upstream, err := marshalEntity(id.kind, v)
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
-	upstream, ok := upstreamOf(id.kind, v, data)
-	if !ok {
-		panic(fmt.Sprintf("mesh: entity %s: its upstream JSON is not a prefix of its JSON", ref))
-	}
 	return &record{id: id, json: data, foreign: foreignOf(v), upstream: upstream}
+}
+
+// marshalEntity is json.Marshal(v) and record.upstream. An upstream kind's entity with a Graph
+// is marshalled in two parts, without the Graph and the Graph alone, and spliced: its fields
+// come last and are left out when empty, so that is what json.Marshal(v) writes, and the
+// first part is the upstream JSON.
+func marshalEntity(kind mesh.EntityKind, v any) (data []byte, upstream int32, err error) {
+	g := graphPartOf(v)
+	if !kind.Upstream() || g == nil || g.IsZero() {
+		data, err = json.Marshal(v)
+		return data, 0, err
+	}
+	graph := *g
+	*g = mesh.Graph{}
+	plain, err := json.Marshal(v)
+	*g = graph
+	if err != nil {
+		return nil, 0, err
+	}
+	ext, err := json.Marshal(graph)
+	if err != nil {
+		return nil, 0, err
+	}
+	end := len(plain) - 1 // without the closing brace
+	data = make([]byte, 0, end+len(ext))
+	data = append(append(append(data, plain[:end]...), ','), ext[1:]...)
+	return data, int32(end), nil
 }
 
 func namesOf(s *smallSet[*eventTypeState]) []string {

@@ -174,21 +174,21 @@ func TestManifestsFollowEdits(t *testing.T) {
 		".hidden/x.yaml":      "{broken",
 	})
 	snap := h.hub.Snapshot()
-	if snap.Len() != 2 {
-		t.Fatalf("initial mesh has %d entities, want 2", snap.Len())
+	if snap.Len() != 4 { // the Broker, the EventType, the Trigger and its subscriber (a sink)
+		t.Fatalf("initial mesh has %d entities, want 4", snap.Len())
 	}
 	h.take()
 	const et = "eventing.knative.dev/EventType/shop/created"
 
 	h.write("nested/deeper/b.yml", strings.ReplaceAll(consumer, "%ID%", "billing"))
-	h.expect("relabel the subscriber", "eventtype updated "+et)
+	h.expect("relabel the subscriber", "eventtype updated "+et, "sink updated /Service/shop/svc")
 
 	h.write("a.yaml", "apiVersion: v1\nkind: [broken\n")
 	h.expect("break a file") // nothing is lost
 	h.waitFor("the parse error in the log", func() bool {
 		return strings.Contains(h.logs.String(), "a.yaml:2")
 	})
-	if got := h.hub.Snapshot().Len(); got != 2 {
+	if got := h.hub.Snapshot().Len(); got != 4 {
 		t.Fatalf("broken file dropped entities: %d left", got)
 	}
 
@@ -205,7 +205,8 @@ func TestManifestsFollowEdits(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(h.dir, "nested")); err != nil {
 		t.Fatal(err)
 	}
-	h.expect("remove the folder of the consumer", "eventtype updated "+et)
+	h.expect("remove the folder of the consumer", "eventtype updated "+et,
+		"trigger deleted eventing.knative.dev/Trigger/shop/t", "sink deleted /Service/shop/svc")
 
 	h.write("new/dir/c.json", `{"apiVersion":"eventing.knative.dev/v1","kind":"Broker","metadata":{"name":"more","namespace":"shop"}}`)
 	h.expect("a new folder and file", "broker added eventing.knative.dev/Broker/shop/more")
@@ -334,22 +335,33 @@ func TestFileChangeIsOneBatch(t *testing.T) {
 	if err := os.Remove(filepath.Join(h.dir, "payments", "payments.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	// The billing Service defined there also consumes two shop EventTypes: they change once each.
+	// The billing Service defined there also consumes two shop EventTypes: they change once
+	// each, and the two shop Triggers delivering to it now name a missing object (dangling).
 	h.expect("payments.yaml removed",
 		"eventtype deleted eventing.knative.dev/EventType/payments/chargeback",
 		"eventtype deleted eventing.knative.dev/EventType/payments/refund-issued",
 		"eventtype updated eventing.knative.dev/EventType/shop/order-cancelled",
 		"eventtype updated eventing.knative.dev/EventType/shop/payment-failed",
-		"broker deleted eventing.knative.dev/Broker/payments/default")
+		"broker deleted eventing.knative.dev/Broker/payments/default",
+		"trigger deleted eventing.knative.dev/Trigger/payments/audit-chargebacks",
+		"trigger deleted eventing.knative.dev/Trigger/payments/billing-refunds",
+		"trigger updated eventing.knative.dev/Trigger/shop/billing-on-cancel",
+		"trigger updated eventing.knative.dev/Trigger/shop/billing-on-payments",
+		"sink deleted /Service/payments/billing")
 	h.write("payments/payments.yaml", files["payments/payments.yaml"])
 	h.expect("payments.yaml restored",
 		"eventtype added eventing.knative.dev/EventType/payments/chargeback",
 		"eventtype added eventing.knative.dev/EventType/payments/refund-issued",
 		"eventtype updated eventing.knative.dev/EventType/shop/order-cancelled",
 		"eventtype updated eventing.knative.dev/EventType/shop/payment-failed",
-		"broker added eventing.knative.dev/Broker/payments/default")
-	was, _ := before.EventMesh()
-	now, _ := h.hub.Snapshot().EventMesh()
+		"broker added eventing.knative.dev/Broker/payments/default",
+		"trigger added eventing.knative.dev/Trigger/payments/audit-chargebacks",
+		"trigger added eventing.knative.dev/Trigger/payments/billing-refunds",
+		"trigger updated eventing.knative.dev/Trigger/shop/billing-on-cancel",
+		"trigger updated eventing.knative.dev/Trigger/shop/billing-on-payments",
+		"sink added /Service/payments/billing")
+	was, _ := before.Mesh()
+	now, _ := h.hub.Snapshot().Mesh()
 	if !reflect.DeepEqual(was, now) {
 		t.Error("the restored mesh differs from the original")
 	}

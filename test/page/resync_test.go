@@ -146,6 +146,8 @@ func added(epoch string, seq uint64, v any) mesh.Change {
 		c.Kind, c.Key = mesh.KindEventType, e.Key()
 	case mesh.Broker:
 		c.Kind, c.Key = mesh.KindBroker, e.Key()
+	case mesh.Element:
+		c.Kind, c.Key = mesh.KindTrigger, e.Key()
 	}
 	return c
 }
@@ -218,6 +220,19 @@ func TestPageResyncs(t *testing.T) {
 	waitFor(t, ctx, "the new epoch rebuilt from the stream", 30*time.Second, has("broker:eventing.knative.dev/Broker/fresh/start")+" && !"+has("consumer:u"))
 	if got := stat(t, ctx, "snapshots"); got != snapshots {
 		t.Errorf("%d snapshots, want %d: the epoch opening is enough", got, snapshots)
+	}
+
+	// Kinds the page does not draw (a Trigger) or does not know (a newer broadcaster's) are
+	// skipped, their sequence counted: the next delta applies without a resync.
+	trigger := mesh.Element{Namespace: "fresh", Name: "t", Group: mesh.GroupEventing, Kind: "Trigger"}
+	s.send(st, added("e3", 2, trigger))
+	unknown := added("e3", 3, trigger)
+	unknown.Kind = mesh.KindUnknown
+	s.send(st, unknown)
+	s.send(st, added("e3", 4, mesh.Broker{Namespace: "fresh", Name: "next"}))
+	waitFor(t, ctx, "the delta after the skipped kinds", 30*time.Second, has("broker:eventing.knative.dev/Broker/fresh/next"))
+	if got := stat(t, ctx, "snapshots"); got != snapshots {
+		t.Errorf("%d snapshots, want %d: kinds the page skips are no gap", got, snapshots)
 	}
 
 	// A delta of an epoch the page does not know, past its start: a new snapshot.

@@ -180,6 +180,12 @@ export class MeshFollower {
     if (event.id !== this.resume.id + 1 || change.sequence !== event.id) {
       throw new Resync('gap', `delta #${event.id} (meshseq ${change.sequence}) after #${this.resume.id}`);
     }
+    if ('skipped' in change) {
+      this.replica.skip(change.sequence); // a kind the catalog does not map
+      this.resume.id = event.id;
+      this.options.metrics.received.add(event.bytes, { event: 'delta' });
+      return;
+    }
     const catalogChange = this.replica.apply(change);
     await this.mutate('delta', () => this.applyCatalogChange(catalogChange));
     this.resume.id = event.id;

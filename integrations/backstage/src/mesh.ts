@@ -3,7 +3,11 @@
 // mesh-delta CloudEvent. Everything read off the wire is checked here, so the rest of the module
 // works on values it can trust; a bad value is a MeshProtocolError naming the field.
 
-/** The four entity kinds of the mesh, as events name them. */
+/**
+ * The four entity kinds of the mesh the catalog maps, as events name them. The broadcaster
+ * sends others too (the rest of the Knative event graph, and kinds of newer versions): their
+ * deltas only move the sequence (SkippedChange), and snapshot lists of them are not read.
+ */
 export type MeshKind = 'broker' | 'eventtype' | 'subscribable' | 'source';
 
 export const meshKinds: readonly MeshKind[] = ['broker', 'eventtype', 'subscribable', 'source'];
@@ -93,6 +97,16 @@ export interface MeshChange {
   entity: MeshEntity;
 }
 
+/** A delta of a kind this module does not map: it is applied by counting its sequence. */
+export interface SkippedChange {
+  skipped: true;
+  key: string;
+  kind: string;
+  op: ChangeOp;
+  epoch: string;
+  sequence: number;
+}
+
 export class MeshProtocolError extends Error {
   constructor(message: string) {
     super(message);
@@ -180,7 +194,7 @@ export function parseSnapshot(value: unknown): MeshSnapshot {
 }
 
 /** Checks a `delta` event (a structured mesh-delta CloudEvent) and returns its change. */
-export function parseDelta(value: unknown): MeshChange {
+export function parseDelta(value: unknown): MeshChange | SkippedChange {
   if (!isObject(value)) {
     throw new MeshProtocolError(`delta: want a CloudEvent object, got ${JSON.stringify(value)}`);
   }
@@ -190,7 +204,7 @@ export function parseDelta(value: unknown): MeshChange {
   if (parts.length !== 4 || parts[1] === '' || parts[2] === '' || parts[3] === '') {
     throw new MeshProtocolError(`delta.data.key: want group/Kind/namespace/name, got ${JSON.stringify(key)}`);
   }
-  const kind = field<MeshKind>(data, 'kind', 'delta.data', (v) => meshKinds.includes(v as MeshKind), 'a mesh kind');
+  const kindName = field<string>(data, 'kind', 'delta.data', isNonEmptyString, 'an entity kind');
   const op = field<ChangeOp>(
     data,
     'op',
@@ -200,6 +214,10 @@ export function parseDelta(value: unknown): MeshChange {
   );
   const epoch = field<string>(data, 'epoch', 'delta.data', isNonEmptyString, 'an epoch');
   const sequence = field<number>(data, 'sequence', 'delta.data', (v) => isSequence(v) && (v as number) > 0, 'a positive sequence');
+  if (!meshKinds.includes(kindName as MeshKind)) {
+    return { skipped: true, key, kind: kindName, op, epoch, sequence };
+  }
+  const kind = kindName as MeshKind;
   const entity = parseEntity(kind, data.entity, 'delta.data.entity');
   if (entity.namespace !== parts[2] || entity.name !== parts[3]) {
     throw new MeshProtocolError(

@@ -55,6 +55,11 @@ export class MeshReplica {
    * Applies one delta of the current epoch, which must be the next sequence (the caller checks
    * continuity), and says what the catalog must do for the ref it touches.
    */
+  /** Counts the delta of a kind the catalog does not map: the sequence moves, nothing else. */
+  skip(sequence: number): void {
+    this.sequence = sequence;
+  }
+
   apply(change: MeshChange): CatalogChange {
     const id = `${change.kind} ${change.key}`;
     if (change.op === 'deleted') {

@@ -1,12 +1,12 @@
 // One GET /v1/watch connection: opens it (resuming with Last-Event-ID and ?epoch= when asked)
 // and yields the stream's events, checked. It decides nothing; the follower does.
 
-import { MeshChange, MeshProtocolError, MeshSnapshot, parseDelta, parseSnapshot } from './mesh';
+import { MeshChange, MeshProtocolError, MeshSnapshot, SkippedChange, parseDelta, parseSnapshot } from './mesh';
 import { readServerSentEvents } from './sse';
 
 export type WatchEvent =
   | { type: 'snapshot'; id: number; snapshot: MeshSnapshot; bytes: number }
-  | { type: 'delta'; id: number; change: MeshChange; bytes: number }
+  | { type: 'delta'; id: number; change: MeshChange | SkippedChange; bytes: number }
   | { type: 'position'; id: number; epoch: string; sequence: number }
   /** cutoff, shutdown, access: the stream ends. */
   | { type: 'end'; reason: string; event: string };

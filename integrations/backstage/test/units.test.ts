@@ -47,7 +47,7 @@ test('wire checks: a bad event names the field', async (t) => {
     { name: 'not an object', value: 'x', error: /^delta: want a CloudEvent object/ },
     { name: 'no data', value: { specversion: '1.0' }, error: /^delta\.data: want an object/ },
     { name: 'bad key', value: delta({ ...goodData, key: 'shop/orders' }), error: /^delta\.data\.key: want group\/Kind\/namespace\/name/ },
-    { name: 'unknown kind', value: delta({ ...goodData, kind: 'trigger' }), error: /^delta\.data\.kind: want a mesh kind, got "trigger"/ },
+    { name: 'no kind', value: delta({ ...goodData, kind: '' }), error: /^delta\.data\.kind: want an entity kind/ },
     { name: 'unknown op', value: delta({ ...goodData, op: 'patched' }), error: /^delta\.data\.op/ },
     { name: 'sequence zero', value: delta({ ...goodData, sequence: 0 }), error: /^delta\.data\.sequence/ },
     { name: 'entity of another name', value: delta({ ...goodData, entity: { ...entity, name: 'other' } }), error: /^delta\.data\.entity: names shop\/other, but the key is/ },
@@ -58,6 +58,10 @@ test('wire checks: a bad event names the field', async (t) => {
     await t.test(c.name, () => assert.throws(() => parseDelta(c.value), { message: c.error }));
   }
   await t.test('a good one', () => assert.equal(parseDelta(delta(goodData)).sequence, 3));
+  await t.test('a kind the catalog does not map is skipped, its sequence kept', () =>
+    assert.deepEqual(parseDelta(delta({ ...goodData, kind: 'trigger', key: 'eventing.knative.dev/Trigger/shop/t', entity: { whatever: 1 } })), {
+      skipped: true, key: 'eventing.knative.dev/Trigger/shop/t', kind: 'trigger', op: 'updated', epoch: 'e1', sequence: 3,
+    }));
   await t.test('a snapshot without a list', () =>
     assert.throws(() => parseSnapshot({ epoch: 'e', sequence: 1, mesh: { brokers: [], eventTypes: [], sources: [] } }), { message: /^snapshot\.mesh\.subscribables: want a list/ }),
   );

@@ -40,6 +40,8 @@
     if (kind === 'eventtype') return 'eventing.knative.dev/EventType/' + e.namespace + '/' + e.name;
     return e.group + '/' + e.kind + '/' + e.namespace + '/' + e.name;
   }
+  // The entity kinds the page draws; the others (the rest of the event graph, and kinds of a
+  // newer broadcaster) are skipped, their sequence counted.
   const graphKind = { broker: 'broker', eventtype: 'eventtype', subscribable: 'channel', source: 'source' };
 
   function bucket(ns) {
@@ -58,6 +60,7 @@
   }
 
   function put(kind, key, e) {
+    if (!Object.hasOwn(graphKind, kind)) return;
     const old = state.entities.get(kind + '\n' + key);
     if (old) remove(kind, key);
     state.entities.set(kind + '\n' + key, e);
@@ -67,6 +70,7 @@
   }
 
   function remove(kind, key) {
+    if (!Object.hasOwn(graphKind, kind)) return;
     const old = state.entities.get(kind + '\n' + key);
     if (!old) return;
     state.entities.delete(kind + '\n' + key);
