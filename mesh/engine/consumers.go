@@ -1,6 +1,11 @@
 package engine
 
-import "github.com/event-mesh-broadcaster/broadcaster/mesh"
+import (
+	"slices"
+	"strings"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+)
 
 // Triggers and Subscriptions put their subscriber's Backstage id in the consumedBy of the
 // EventTypes they can receive.
@@ -23,6 +28,11 @@ func (e *Engine) setID(ref ObjectRef, id string) {
 	}
 	for c := range e.consumersBySubscriber[ref].Keys() {
 		e.refreshConsumer(c)
+	}
+	for owner := range e.deliveredBy[ref].Keys() {
+		for c := range e.consumersBySubscriber[owner].Keys() {
+			e.refreshConsumer(c)
+		}
 	}
 }
 
@@ -67,11 +77,30 @@ func (e *Engine) refreshConsumersOf(provider ObjectRef) {
 	}
 }
 
+// subscriberID is the Backstage ids a consumer delivers to: its subscriber's, and when the
+// subscriber is a Sequence or Parallel, those of the subscribers it passes events on to
+// unchanged (Kind.delivers). Several are joined by newlines (label values have none), so a
+// consumer's contribution stays one comparable value.
 func (e *Engine) subscriberID(c *consumerState) string {
 	if c.subscriber == nil {
 		return ""
 	}
-	return e.ids[*c.subscriber]
+	id := e.ids[*c.subscriber]
+	delivered := e.deliveries(*c.subscriber)
+	if len(delivered) == 0 {
+		return id
+	}
+	ids := make([]string, 0, len(delivered)+1)
+	if id != "" {
+		ids = append(ids, id)
+	}
+	for _, t := range delivered {
+		if id := e.ids[t]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return strings.Join(slices.Compact(ids), "\n")
 }
 
 // refreshConsumer recomputes every EventType a consumer contributes to.

@@ -28,6 +28,9 @@ type Engine struct {
 	generics   map[ObjectRef]*genericObject // everything else: channels, sources, subscribers, sinks
 	graphs     map[ObjectRef]*graphPart     // any object's edges, readiness and address
 	referrers  map[ObjectRef]*refSet        // object → the objects whose edges name it
+	// deliveredBy: object → the Sequences and Parallels that pass what reaches them on to it
+	// (Kind.delivers), so its Backstage id consumes what their consumers deliver.
+	deliveredBy map[ObjectRef]*refSet
 	crdKinds   map[string]GroupKind         // CRD name → the kind it serves
 	kinds      map[GroupKind]*crdObject     // kind → what its CRD says about it
 	ids        map[ObjectRef]string         // backstage.io/kubernetes-id of any object
@@ -50,7 +53,7 @@ type nsType struct{ namespace, typ string }
 type eventTypeState struct {
 	ref              ObjectRef
 	*eventTypeObject                                  // shared with the Parsed it came from: never written to
-	consumedBy       smallMap[*consumerState, string] // Trigger or Subscription → its subscriber's Backstage id
+	consumedBy       smallMap[*consumerState, string] // Trigger or Subscription → the Backstage ids it delivers to (consumerIDs)
 }
 
 type consumerState struct {
@@ -111,6 +114,7 @@ func New(epoch string) *Engine {
 		generics:              map[ObjectRef]*genericObject{},
 		graphs:                map[ObjectRef]*graphPart{},
 		referrers:             map[ObjectRef]*refSet{},
+		deliveredBy:           map[ObjectRef]*refSet{},
 		crdKinds:              map[string]GroupKind{},
 		kinds:                 map[GroupKind]*crdObject{},
 		ids:                   map[ObjectRef]string{},
@@ -281,6 +285,9 @@ func Parse(u *unstructured.Unstructured) *Parsed {
 		}
 		p.id = u.GetLabels()[LabelBackstageID]
 		p.graph = readGraph(u, k.edges)
+		if p.graph != nil && k.delivers != nil {
+			p.graph.delivers = k.delivers(p.graph)
+		}
 	}
 	obj, err := k.read(u)
 	p.kind, p.obj, p.problems = k, obj, objectProblem(ref, err)

@@ -18,9 +18,10 @@ import (
 // graphPart is what an object says about its place in the event graph. It is shared with the
 // Parsed it came from and never written to.
 type graphPart struct {
-	ready   *mesh.Readiness
-	address *mesh.Address
-	edges   []edgeSpec
+	ready    *mesh.Readiness
+	address  *mesh.Address
+	edges    []edgeSpec
+	delivers []ObjectRef // Kind.delivers of the edges
 }
 
 // edgeSpec is an edge as read from the object.
@@ -113,6 +114,22 @@ func (e *Engine) setGraph(ref ObjectRef, g *graphPart) {
 		e.markEntitiesOf(ref)
 		return
 	}
+	before := e.deliveries(ref)
+	defer func() {
+		after := e.deliveries(ref)
+		if slices.Equal(before, after) {
+			return
+		}
+		for _, t := range before {
+			removeRef(e.deliveredBy, t, ref)
+		}
+		for _, t := range after {
+			addRef(e.deliveredBy, t, ref)
+		}
+		for c := range e.consumersBySubscriber[ref].Keys() {
+			e.refreshConsumer(c)
+		}
+	}()
 	for _, t := range old.targets() {
 		removeRef(e.referrers, t, ref)
 	}
@@ -254,6 +271,29 @@ func listAt(o map[string]any, fields ...string) []map[string]any {
 func requireList(spec map[string]any, name, what string) field.ErrorList {
 	if list, _ := spec[name].([]any); len(list) == 0 {
 		return field.ErrorList{field.Required(field.NewPath("spec", name), what)}
+	}
+	return nil
+}
+
+// delivering gives k a delivers rule: what reaches its objects goes as it is to the
+// subscribers of the steps or branches whose index takes.
+func delivering(takes func(index int) bool, k Kind) Kind {
+	k.delivers = func(g *graphPart) []ObjectRef {
+		var out []ObjectRef
+		for _, ed := range g.edges {
+			if ed.role == mesh.RoleSubscriber && ed.ref != nil && takes(ed.index) && !slices.Contains(out, *ed.ref) {
+				out = append(out, *ed.ref)
+			}
+		}
+		return out
+	}
+	return k
+}
+
+// deliveries is where what reaches ref goes on as it is (Kind.delivers), while it exists.
+func (e *Engine) deliveries(ref ObjectRef) []ObjectRef {
+	if g := e.graphs[ref]; g != nil {
+		return g.delivers
 	}
 	return nil
 }

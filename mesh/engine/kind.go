@@ -36,6 +36,9 @@ type Kind struct {
 	// read reads the kind's part of an object (nil: the object's metadata is all it has)
 	// and returns what it could not read.
 	read func(u *unstructured.Unstructured) (obj any, problems error)
+	// delivers says where what reaches an object of the kind goes unchanged (a Sequence's first
+	// step, a Parallel's branches): their Backstage ids consume what consumers deliver to it.
+	delivers func(g *graphPart) []ObjectRef
 	// edges reads the kind's references that events follow (nil: none beyond what every kind
 	// has, spec.delivery.deadLetterSink).
 	edges func(u *unstructured.Unstructured) []edgeSpec

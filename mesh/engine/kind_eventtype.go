@@ -194,8 +194,8 @@ func (e *Engine) unindexType(et *eventTypeState, typ string) {
 
 func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 	consumed := make([]string, 0, et.consumedBy.Len())
-	for _, id := range et.consumedBy.All() {
-		consumed = append(consumed, id)
+	for _, ids := range et.consumedBy.All() {
+		consumed = append(consumed, strings.Split(ids, "\n")...)
 	}
 	slices.Sort(consumed)
 	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,

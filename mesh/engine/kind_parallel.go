@@ -9,7 +9,8 @@ import (
 
 // A Parallel is addressable: what it receives goes to every branch whose filter service
 // accepts it; each branch's subscriber answers to the branch's reply (else the Parallel's).
-var parallelKind = elementKind(GroupKind{GroupFlows, "Parallel"}, mesh.KindParallel,
+// What reaches it goes to every branch's subscriber as it is (a filter service may keep it out).
+var parallelKind = delivering(func(int) bool { return true }, elementKind(GroupKind{GroupFlows, "Parallel"}, mesh.KindParallel,
 	func(u *unstructured.Unstructured) []edgeSpec {
 		o, ns := u.Object, u.GetNamespace()
 		var edges []edgeSpec
@@ -42,4 +43,4 @@ var parallelKind = elementKind(GroupKind{GroupFlows, "Parallel"}, mesh.KindParal
 			}
 		}
 		return errs
-	})
+	}))

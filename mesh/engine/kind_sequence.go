@@ -12,8 +12,8 @@ const GroupFlows = "flows.knative.dev"
 
 // A Sequence is addressable: what it receives goes through its steps in order (each step's
 // reply is the next step's input), and the last reply goes to spec.reply. Each step has its own
-// dead-letter sink.
-var sequenceKind = elementKind(GroupKind{GroupFlows, "Sequence"}, mesh.KindSequence,
+// dead-letter sink. What reaches it goes to the first step as it is.
+var sequenceKind = delivering(func(index int) bool { return index == 0 }, elementKind(GroupKind{GroupFlows, "Sequence"}, mesh.KindSequence,
 	func(u *unstructured.Unstructured) []edgeSpec {
 		o, ns := u.Object, u.GetNamespace()
 		var edges []edgeSpec
@@ -32,4 +32,4 @@ var sequenceKind = elementKind(GroupKind{GroupFlows, "Sequence"}, mesh.KindSeque
 	},
 	func(spec map[string]any, _ *unstructured.Unstructured) field.ErrorList {
 		return requireList(spec, "steps", "a Sequence has at least one step")
-	})
+	}))

@@ -18,8 +18,10 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 	var triggers, subscriptions []consumerObject
 	generics := map[ObjectRef]genericObject{}
 	ids := map[ObjectRef]string{}
+	held := map[ObjectRef]*unstructured.Unstructured{}
 	for _, u := range objs {
 		ref := RefOf(u)
+		held[ref] = u
 		if ref.groupKind() == gkCRD {
 			if c, _ := parseCRD(u); c.gk.Group != "" && c.gk.Kind != "" {
 				kinds[c.gk] = c
@@ -62,14 +64,36 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 		return exists && kinds[r.groupKind()].subscribable
 	}
 
+	// A consumer delivers to its subscriber, and through a Sequence or Parallel to the
+	// subscribers it passes events on to unchanged (its first step, every branch).
+	delivered := func(sub ObjectRef) []string {
+		out := []string{}
+		if ids[sub] != "" {
+			out = append(out, ids[sub])
+		}
+		u, ok := held[sub]
+		k := declaredKind(sub.groupKind())
+		if !ok || sub.Namespace == "" || k == nil || k.delivers == nil {
+			return out
+		}
+		if g := readGraph(u, k.edges); g != nil {
+			for _, t := range k.delivers(g) {
+				if ids[t] != "" {
+					out = append(out, ids[t])
+				}
+			}
+		}
+		return out
+	}
 	consumedBy := map[ObjectRef][]string{}
 	consume := func(c consumerObject, providerExists bool) {
-		if c.subscriber == nil || ids[*c.subscriber] == "" || !providerExists {
+		if c.subscriber == nil || !providerExists {
 			return
 		}
+		consumers := delivered(*c.subscriber)
 		for ref, et := range eventTypes {
 			if et.reference != nil && *et.reference == c.provider && c.filter.eval(et.attrs) != no {
-				consumedBy[ref] = append(consumedBy[ref], ids[*c.subscriber])
+				consumedBy[ref] = append(consumedBy[ref], consumers...)
 			}
 		}
 	}

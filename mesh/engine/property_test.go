@@ -247,6 +247,9 @@ func (g *generator) ref(kind string) map[string]any {
 		r["apiVersion"], r["kind"] = "sinks.knative.dev/v1alpha1", kind
 	default: // a subscriber
 		r["apiVersion"], r["kind"] = g.one("v1", "serving.knative.dev/v1", "eventing.knative.dev/v1"), g.one("Service", "Broker")
+		if g.chance(25) {
+			r["apiVersion"], r["kind"] = "flows.knative.dev/v1", g.one("Sequence", "Parallel")
+		}
 	}
 	if g.chance(30) {
 		r["namespace"] = g.one(propNamespaces...)
