@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
@@ -310,6 +311,11 @@ func LogChanges(log *slog.Logger) Listener {
 			attrs := []any{"epoch", b.Changes[0].Epoch, "entities", len(b.Changes)}
 			for _, k := range []mesh.EntityKind{mesh.KindBroker, mesh.KindEventType, mesh.KindSubscribable, mesh.KindSource} {
 				attrs = append(attrs, k.String()+"s", counts[k])
+			}
+			for _, k := range mesh.EntityKinds() { // the rest of the graph, where there is any
+				if !k.Upstream() && counts[k] > 0 {
+					attrs = append(attrs, strings.ToLower(k.List()), counts[k])
+				}
 			}
 			log.Info("mesh loaded", attrs...)
 			level = slog.LevelDebug

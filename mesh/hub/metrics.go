@@ -86,7 +86,7 @@ func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[e.Kind]++
 		return true
 	})
-	for _, k := range []mesh.EntityKind{mesh.KindBroker, mesh.KindEventType, mesh.KindSubscribable, mesh.KindSource} {
+	for _, k := range mesh.EntityKinds() {
 		ch <- prometheus.MustNewConstMetric(entitiesDesc, prometheus.GaugeValue, float64(counts[k]), k.String())
 	}
 	pos := snap.Position()
