@@ -31,10 +31,10 @@ type Engine struct {
 	// deliveredBy: object → the Sequences and Parallels that pass what reaches them on to it
 	// (Kind.delivers), so its Backstage id consumes what their consumers deliver.
 	deliveredBy map[ObjectRef]*refSet
-	crdKinds   map[string]GroupKind         // CRD name → the kind it serves
-	kinds      map[GroupKind]*crdObject     // kind → what its CRD says about it
-	ids        map[ObjectRef]string         // backstage.io/kubernetes-id of any object
-	idIndex    *btree.BTreeG[idInNamespace] // the same ids by namespace, for namespaced views
+	crdKinds    map[string]GroupKind         // CRD name → the kind it serves
+	kinds       map[GroupKind]*crdObject     // kind → what its CRD says about it
+	ids         map[ObjectRef]string         // backstage.io/kubernetes-id of any object
+	idIndex     *btree.BTreeG[idInNamespace] // the same ids by namespace, for namespaced views
 
 	eventTypesByProvider  map[ObjectRef]*smallSet[*eventTypeState] // Broker or channel → EventTypes referencing it
 	consumersByProvider   map[ObjectRef]*smallSet[*consumerState]

@@ -38,7 +38,7 @@ type Handler struct {
 	ends   *prometheus.CounterVec // streams ended, by final event (with WithMetrics)
 
 	rendered   [2]atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests: [whole]
-	renderMu   sync.Mutex                   // one render per new sequence, however many ask
+	renderMu   sync.Mutex                      // one render per new sequence, however many ask
 	namespaces atomic.Pointer[meshNamespaces]
 }
 
