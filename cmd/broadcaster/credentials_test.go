@@ -60,7 +60,7 @@ func TestTransportCredentialsFromFiles(t *testing.T) {
 			withLogin := strings.Replace(server.URL, "nats://", "nats://"+tt.login, 1)
 			testkit.Eventually(t, "the mesh in the KV bucket", 30*time.Second, func() bool {
 				entities, err := testkit.KVEntities(withLogin, nats.BucketName(prefix))
-				return err == nil && len(entities) == 32 // every kind of examples/mesh
+				return err == nil && len(entities) == exampleEntities
 			})
 		})
 	}

@@ -170,6 +170,10 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 
 func noEnv(string) string { return "" }
 
+// exampleEntities is the number of entities of every kind examples/mesh makes (its README
+// lists them; testdata/examples-graph.json holds them).
+const exampleEntities = 41
+
 // TestExamplesToSink runs on the examples with --sink: the sink receives the epoch's opening
 // (every entity added, meshseq 1..N) and then each edit, and a replica built from the events
 // equals the served snapshot.

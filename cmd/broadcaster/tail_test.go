@@ -40,7 +40,7 @@ func TestTailWatchText(t *testing.T) {
 	base, _ := startRun(t, dir)
 	out := startTail(t, nil, false, "--watch", base+"/v1/watch", "--color", "always") // a full endpoint URL works too
 	testkit.Eventually(t, "the snapshot and its entities", 10*time.Second, func() bool {
-		return strings.Contains(out.String(), "snapshot: epoch ") && strings.Contains(out.String(), "32 entities (32 shown)") &&
+		return strings.Contains(out.String(), "snapshot: epoch ") && strings.Contains(out.String(), fmt.Sprintf("%d entities (%d shown)", exampleEntities, exampleEntities)) &&
 			strings.Contains(out.String(), "  broker       eventing.knative.dev/Broker/payments/default\n")
 	})
 	os.WriteFile(filepath.Join(dir, "payments", "payments.yaml"), []byte(strings.ReplaceAll(
