@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 var (
@@ -38,6 +41,27 @@ func Handler() http.Handler {
 	})
 }
 
+// entityKind is a row of the contract's entity kind table as the page reads it: which lists a
+// snapshot holds, and which kinds it draws (the upstream model's; it skips the others).
+type entityKind struct {
+	Name     string `json:"name"`
+	List     string `json:"list"`
+	Title    string `json:"title"`
+	Upstream bool   `json:"upstream"`
+}
+
+// entityKindsJSON is the entity kind table (mesh.EntityKinds) as JSON, for a data block of the
+// page: a JSON script block is not run, so the Content-Security-Policy need not allow it.
+func entityKindsJSON() string {
+	var rows []entityKind
+	for _, k := range mesh.EntityKinds() {
+		rows = append(rows, entityKind{Name: k.String(), List: k.List(), Title: k.Title(), Upstream: k.Upstream()})
+	}
+	data, _ := json.Marshal(rows) // strings and bools always marshal
+	// Inside <script>, "</" would end the block; the names hold none, but stay safe.
+	return strings.ReplaceAll(string(data), "</", `<\/`)
+}
+
 // Document returns the page with its style and script inline, and the Content-Security-Policy
 // that allows exactly those two (by hash) and requests to its own origin, nothing else.
 func Document() (doc []byte, csp string) {
@@ -46,6 +70,7 @@ func Document() (doc []byte, csp string) {
 		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 	}
 	html := strings.Replace(indexHTML, "/*STYLE*/", pageCSS, 1)
+	html = strings.Replace(html, "/*KINDS*/", entityKindsJSON(), 1)
 	html = strings.Replace(html, "/*SCRIPT*/", pageJS, 1)
 	csp = "default-src 'none'; script-src " + hash(pageJS) + "; style-src " + hash(pageCSS) +
 		"; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

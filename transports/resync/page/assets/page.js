@@ -40,9 +40,13 @@
     if (kind === 'eventtype') return 'eventing.knative.dev/EventType/' + e.namespace + '/' + e.name;
     return e.group + '/' + e.kind + '/' + e.namespace + '/' + e.name;
   }
-  // The entity kinds the page draws; the others (the rest of the event graph, and kinds of a
-  // newer broadcaster) are skipped, their sequence counted.
-  const graphKind = { broker: 'broker', eventtype: 'eventtype', subscribable: 'channel', source: 'source' };
+  // The contract's entity kinds (the broadcaster writes its table into the page). The page
+  // draws the upstream model's kinds, each as the node kind its title names; the others (the
+  // rest of the event graph, and kinds of a newer broadcaster) are skipped, their sequence
+  // counted.
+  const entityKinds = JSON.parse(document.getElementById('entity-kinds').textContent);
+  const drawnKinds = entityKinds.filter((k) => k.upstream);
+  const graphKind = Object.fromEntries(drawnKinds.map((k) => [k.name, k.title.toLowerCase()]));
 
   function bucket(ns) {
     let b = state.byNS.get(ns);
@@ -85,8 +89,7 @@
   function loadMesh(m) {
     state.entities.clear();
     state.byNS.clear();
-    const lists = [['brokers', 'broker'], ['eventTypes', 'eventtype'], ['sources', 'source'], ['subscribables', 'subscribable']];
-    for (const [list, kind] of lists) {
+    for (const { list, name: kind } of drawnKinds) {
       for (const e of m[list] || []) {
         const key = keyOf(kind, e);
         state.entities.set(kind + '\n' + key, e);
