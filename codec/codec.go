@@ -35,6 +35,9 @@ func NewEncoder(source string) (*Encoder, error) {
 	if source == "" {
 		source = DefaultSource
 	}
+	if err := CheckSource(source); err != nil {
+		return nil, fmt.Errorf("event source %w", err)
+	}
 	u, err := url.Parse(source)
 	if err != nil {
 		return nil, fmt.Errorf("event source %q is not a URI-reference: %w", source, err)

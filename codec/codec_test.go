@@ -195,7 +195,7 @@ func TestEventDataMatchesMarshal(t *testing.T) {
 // Structured is EncodeStructured(Event(c)) without the event: same members, same values.
 func TestStructuredMatchesSDK(t *testing.T) {
 	t.Parallel()
-	enc, _ := NewEncoder("https://cluster.example/a b?x=<y>")
+	enc, _ := NewEncoder("https://cluster.example/a%20b?x=1&y=(z)")
 	tricky, _ := json.Marshal(map[string]string{"namespace": "a<b>", "name": "c&d\u2028"})
 	for _, c := range []mesh.Change{
 		change(mesh.KindSubscribable, mesh.OpDeleted, 9),

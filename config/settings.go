@@ -173,7 +173,7 @@ var own = []setting{
 		field: str(func(c *Config) *string { return &c.TLSCertFile })},
 	{key: "server.tls.keyFile", flag: "tls-key-file", placeholder: "file", help: "the PEM private key of the server certificate",
 		field: str(func(c *Config) *string { return &c.TLSKeyFile })},
-	{key: "server.maxWatchers", flag: "max-watchers", placeholder: "n", help: "GET /v1/watch streams served at once (more get 503)",
+	{key: "server.maxWatchers", flag: "max-watchers", placeholder: "n", help: "GET /v1/watch streams served at once (more are told to come back later)",
 		field: integer(func(c *Config) *int { return &c.MaxWatchers })},
 	{key: "server.maxWatchersPerIdentity", flag: "max-watchers-per-identity", placeholder: "n", help: "GET /v1/watch streams served at once to one caller identity",
 		field: integer(func(c *Config) *int { return &c.MaxWatchersPerIdentity })},

@@ -107,3 +107,32 @@ func TestSummary(t *testing.T) {
 		t.Errorf("Summary() of an add = %q", got)
 	}
 }
+
+func TestParseStreamID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id    string
+		epoch string
+		seq   uint64
+		bad   bool
+	}{
+		{id: "69db75ab8e958574-43", epoch: "69db75ab8e958574", seq: 43},
+		{id: "ep-0", epoch: "ep", seq: 0},
+		{id: "a-b-7", epoch: "a-b", seq: 7}, // split at the last "-"
+		{id: "43", seq: 43},                 // the old form: the sequence alone
+		{id: "", bad: true},
+		{id: "-43", bad: true},
+		{id: "ep-", bad: true},
+		{id: "ep-x", bad: true},
+		{id: "ep--1", epoch: "ep-", seq: 1},
+		{id: "x", bad: true},
+	} {
+		epoch, seq, err := mesh.ParseStreamID(tc.id)
+		if tc.bad != (err != nil) || !tc.bad && (epoch != tc.epoch || seq != tc.seq) {
+			t.Errorf("ParseStreamID(%q) = %q, %d, %v", tc.id, epoch, seq, err)
+		}
+		if !tc.bad && tc.epoch != "" && mesh.StreamID(epoch, seq) != tc.id {
+			t.Errorf("StreamID(%q, %d) = %q, want %q", epoch, seq, mesh.StreamID(epoch, seq), tc.id)
+		}
+	}
+}

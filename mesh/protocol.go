@@ -2,7 +2,9 @@ package mesh
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Paths of the resync endpoints and their query parameters.
@@ -31,9 +33,37 @@ const (
 	HeaderChunk = "Mesh-Chunk"
 	// HeaderError replaces a NATS snapshot reply's chunks: why there is no snapshot (yet).
 	HeaderError = "Mesh-Error"
-	// HeaderLastEventID resumes GET /v1/watch after the sequence it names.
+	// HeaderLastEventID resumes GET /v1/watch after the event it names (a StreamID).
 	HeaderLastEventID = "Last-Event-ID"
 )
+
+// AcceptWatchStatuses is the Accept header of a GET /v1/watch client that wants to hear "not
+// now" as a status code (503 with Retry-After and a Problem body) rather than as what a stock
+// EventSource obeys (a stream held open while the mesh loads; a `busy` event with `retry:`
+// beyond the caps). Any Accept that names application/json asks for the status codes.
+const AcceptWatchStatuses = "text/event-stream, " + ContentTypeJSON
+
+// StreamID is the id of a GET /v1/watch event at sequence seq of epoch ("<epoch>-<seq>", the
+// form of EventID): a client that sends back only Last-Event-ID, as an EventSource does, names
+// the epoch too, so it never resumes into another one.
+func StreamID(epoch string, seq uint64) string { return EventID(epoch, seq) }
+
+// ParseStreamID reads a GET /v1/watch event id: "<epoch>-<sequence>", split at the last "-",
+// or a sequence alone (the form of older broadcasters; epoch is then "").
+func ParseStreamID(id string) (epoch string, seq uint64, err error) {
+	i := strings.LastIndexByte(id, '-')
+	if i == 0 {
+		return "", 0, fmt.Errorf("event id %q: the epoch before the sequence is empty", id)
+	}
+	seq, err = strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("event id %q: want <epoch>-<sequence> or a sequence (a non-negative integer)", id)
+	}
+	if i > 0 {
+		epoch = id[:i]
+	}
+	return epoch, seq, nil
+}
 
 // Event names of the GET /v1/watch stream.
 const (
@@ -52,6 +82,19 @@ const (
 	// its data is a StreamEnd. Reconnect without Last-Event-ID: the new stream starts with a
 	// snapshot of the new view (or the request is refused).
 	SSEAccess = "access"
+	// SSEBusy answers a GET /v1/watch beyond the caps on streams, for a client that did not ask
+	// for status codes (AcceptWatchStatuses): the response is a 200 stream of `retry:` and this
+	// one event (a StreamEnd), and ends, so an EventSource comes back by itself after the delay.
+	SSEBusy = "busy"
+)
+
+// Reconnection delays a GET /v1/watch stream sets with `retry:` (milliseconds).
+const (
+	// RetryStream opens every stream: after it ends (a shutdown, a cutoff, a cut connection),
+	// an EventSource reconnects after a second.
+	RetryStream = 1000
+	// RetryBusy is the delay of a SSEBusy answer.
+	RetryBusy = 5000
 )
 
 // Reasons of a 410 Gone from GET /v1/deltas.

@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 die() { printf 'test/run.sh: %s\n' "$*" >&2; exit 1; }
 
 # Programs the suite runs that Go cannot build, each with the Debian package that has it.
-declare -A debian_package=([chromium]=chromium [podman]=podman [buildah]=buildah [runc]=runc)
-required=(chromium podman buildah runc)
+declare -A debian_package=([chromium]=chromium [podman]=podman [buildah]=buildah [runc]=runc [mosquitto]=mosquitto)
+required=(chromium podman buildah runc mosquitto) # mosquitto: test/stockclients runs one with its defaults
+PATH="$PATH:/usr/sbin" # where Debian puts mosquitto
 
 command -v go >/dev/null || die "Go is not installed (the module needs $(sed -n 's/^go //p' go.mod) or later: https://go.dev/dl/)"
 command -v git >/dev/null || die "git is not installed (Debian: apt-get install -y git)"
@@ -44,7 +45,7 @@ if ((${#missing[@]})); then
 	elif [[ -r /etc/debian_version ]]; then
 		die "the tests need ${missing[*]}; install them as root, then run this again: sudo sh -c '$install'"
 	else
-		die "the tests need these programs, which are missing: ${missing[*]} (Chromium, podman, buildah, runc); install them with your system's package manager (on Debian: $install), then run this again"
+		die "the tests need these programs, which are missing: ${missing[*]} (Chromium, podman, buildah, runc, Mosquitto); install them with your system's package manager (on Debian: $install), then run this again"
 	fi
 fi
 

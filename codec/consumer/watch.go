@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	neturl "net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -81,9 +80,10 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "text/event-stream")
+	// Status codes (503 while loading or beyond the caps), which the backoff below obeys.
+	req.Header.Set("Accept", mesh.AcceptWatchStatuses)
 	if s.Epoch != "" {
-		req.Header.Set(mesh.HeaderLastEventID, strconv.FormatUint(s.Sequence, 10))
+		req.Header.Set(mesh.HeaderLastEventID, mesh.StreamID(s.Epoch, s.Sequence))
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -122,9 +122,7 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 			if err := s.Delta(ev.Data); err != nil {
 				return err
 			}
-			if seq, err := strconv.ParseUint(ev.ID, 10, 64); err == nil {
-				s.Sequence = seq
-			}
+			s.advance(ev.ID)
 		case mesh.SSEPosition:
 			var pos mesh.Position
 			if err := json.Unmarshal(ev.Data, &pos); err != nil {
@@ -141,6 +139,8 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 		case mesh.SSECutoff:
 			s.ended(ev)
 			return fmt.Errorf("%w: %s", ErrCutOff, ev.Data)
+		case mesh.SSEBusy: // only for clients that do not ask for status codes; back off all the same
+			return ErrStatus{http.StatusServiceUnavailable}
 		case mesh.SSEShutdown:
 			s.ended(ev)
 		case mesh.SSEAccess:
@@ -151,6 +151,19 @@ func (s *Stream) once(ctx context.Context, url, token string, client *http.Clien
 		}
 		return nil
 	})
+}
+
+// advance records a delta's id as where to resume: "<epoch>-<sequence>", or a sequence alone
+// from an older broadcaster (in the epoch the stream is in).
+func (s *Stream) advance(id string) {
+	epoch, seq, err := mesh.ParseStreamID(id)
+	if err != nil {
+		return
+	}
+	if epoch != "" {
+		s.Epoch = epoch
+	}
+	s.Sequence = seq
 }
 
 // ended tells End about an event that ends the stream.

@@ -154,6 +154,17 @@ func (l *Log) Head() mesh.Position {
 	return mesh.Position{Epoch: l.epoch, Sequence: l.last}
 }
 
+// Opened is how many changes opened epoch (meshseq 1..n): 0 when the log holds another epoch
+// or no opening.
+func (l *Log) Opened(epoch string) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if epoch != l.epoch {
+		return 0
+	}
+	return uint64(len(l.opening))
+}
+
 // Since returns the changes after sequence `after` of epoch, and the sequence of the last one
 // (= after when there are none). It does not wait.
 func (l *Log) Since(epoch string, after uint64) ([]mesh.Change, uint64, error) {

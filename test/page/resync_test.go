@@ -130,7 +130,7 @@ func (s *scripted) next(lastEventID, epoch string) *stream {
 }
 
 func (s *scripted) send(st *stream, c mesh.Change) {
-	st.events <- fmt.Sprintf("event: %s\nid: %d\ndata: %s\n\n", mesh.SSEDelta, c.Sequence, s.event(c))
+	st.events <- fmt.Sprintf("event: %s\nid: %s\ndata: %s\n\n", mesh.SSEDelta, mesh.StreamID(c.Epoch, c.Sequence), s.event(c))
 }
 
 func eventType(ns, name string, consumers ...string) mesh.EventType {
@@ -175,7 +175,7 @@ func TestPageResyncs(t *testing.T) {
 		EventTypes: []mesh.EventType{eventType("shop", "a", "x")}}}}, nil)
 	ctx := browser(t)
 	navigate(t, ctx, base+"/")
-	st := s.next("2", "e1")
+	st := s.next("e1-2", "e1")
 	waitFor(t, ctx, "the snapshot drawn", 30*time.Second, has("consumer:x"))
 
 	// In order: applied.
@@ -187,7 +187,7 @@ func TestPageResyncs(t *testing.T) {
 	s.serve(mesh.Snapshot{Epoch: "e1", Sequence: 6, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{orders("shop/a", "shop/c")},
 		EventTypes: []mesh.EventType{eventType("shop", "a", "x"), eventType("shop", "c", "z")}}}}, nil)
 	s.send(st, added("e1", 6, eventType("shop", "c", "z")))
-	st = s.next("6", "e1")
+	st = s.next("e1-6", "e1")
 	waitFor(t, ctx, "the snapshot after the 410", 30*time.Second, has("consumer:z")+" && !"+has("consumer:y"))
 	if got := stat(t, ctx, "resyncs"); got != 1 {
 		t.Errorf("%d resyncs after the 410, want 1", got)
@@ -211,7 +211,7 @@ func TestPageResyncs(t *testing.T) {
 	// access: the view changed; a snapshot of the new view, the stream opened again from it.
 	s.serve(mesh.Snapshot{Epoch: "e2", Sequence: 1, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{EventTypes: []mesh.EventType{eventType("ops", "only", "u")}}}}, nil)
 	st.events <- "event: access\ndata: {\"reason\":\"access changed\"}\n\n"
-	st = s.next("1", "e2")
+	st = s.next("e2-1", "e2")
 	waitFor(t, ctx, "the new view", 30*time.Second, has("consumer:u")+" && !"+has("consumer:x"))
 
 	// A new epoch opening mid-stream: rebuilt from its deltas, no snapshot.
@@ -238,7 +238,7 @@ func TestPageResyncs(t *testing.T) {
 	// A delta of an epoch the page does not know, past its start: a new snapshot.
 	s.serve(mesh.Snapshot{Epoch: "e4", Sequence: 9, Mesh: mesh.Mesh{EventMesh: mesh.EventMesh{Brokers: []mesh.Broker{{Namespace: "late", Name: "joiner"}}}}}, nil)
 	s.send(st, added("e4", 9, mesh.Broker{Namespace: "late", Name: "joiner"}))
-	s.next("9", "e4")
+	s.next("e4-9", "e4")
 	waitFor(t, ctx, "the snapshot of the unknown epoch", 30*time.Second, has("broker:eventing.knative.dev/Broker/late/joiner")+" && !"+has("broker:eventing.knative.dev/Broker/fresh/start"))
 	if got := eval[string](t, ctx, "document.body.dataset.epoch + '/' + document.body.dataset.seq"); got != "e4/9" {
 		t.Errorf("the page is at %s, want e4/9", got)
@@ -258,7 +258,7 @@ func TestPageAsksForAnotherToken(t *testing.T) {
 	navigate(t, ctx, base+"/")
 	waitFor(t, ctx, "the token form saying 403", 30*time.Second, `!document.getElementById('login').hidden && document.getElementById('login-why').textContent.includes('403')`)
 	eval[bool](t, ctx, `(() => { document.getElementById('token').value = 'another'; document.getElementById('login').requestSubmit(); return true; })()`)
-	s.next("1", "e1")
+	s.next("e1-1", "e1")
 	waitFor(t, ctx, "the mesh with the other token", 30*time.Second, has("broker:eventing.knative.dev/Broker/shop/orders"))
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -231,6 +231,12 @@ func (w *Worker) reconcileIfOwed(ctx context.Context) bool {
 	if w.retryIn > 0 && time.Now().Before(w.retryAt) {
 		return true // a failed one is tried again when due (Run)
 	}
+	if w.pos.Sequence < w.changes.Opened(w.pos.Epoch) {
+		// The epoch's opening is read in batches: the destination gets all of it first, or a
+		// state carrier would find most of the mesh missing (and an MQTT sweep would count
+		// only the first batch's retained messages).
+		return true
+	}
 	err := r.Reconcile(ctx, w.reconcile == reconcileAll)
 	switch {
 	case err == nil:

@@ -91,7 +91,8 @@ func WithTLS(c *tls.Config) Option {
 }
 
 // WithOverrides parses K_CE_OVERRIDES ({"extensions": {"name": "value"}}) and sets those
-// extensions on every event. The mesh's own extensions cannot be overridden, in any spelling.
+// extensions on every event. Names follow the CloudEvents rules (codec.CheckExtensionName); the
+// mesh's own extensions cannot be overridden.
 func WithOverrides(kCEOverrides string) Option {
 	return func(o *options) error {
 		if kCEOverrides == "" {
@@ -104,12 +105,8 @@ func WithOverrides(kCEOverrides string) Option {
 			return option.Invalid("K_CE_OVERRIDES", "%v", err)
 		}
 		for name := range v.Extensions {
-			if n := strings.ToLower(name); n == mesh.ExtensionEpoch || n == mesh.ExtensionSequence {
-				return option.Invalid("K_CE_OVERRIDES", "extension %q belongs to the mesh contract", name)
-			}
-			probe := event.New()
-			if err := probe.Context.SetExtension(name, "x"); err != nil {
-				return option.Invalid("K_CE_OVERRIDES", "extension %q: %v", name, err)
+			if err := codec.CheckExtensionName(name); err != nil {
+				return option.Invalid("K_CE_OVERRIDES", "extension name %v", err)
 			}
 			if value := v.Extensions[name]; strings.ContainsFunc(value, unicode.IsControl) || !utf8.ValidString(value) {
 				return option.Invalid("K_CE_OVERRIDES", "extension %q: the value %q holds control characters or is not UTF-8 (no HTTP header can carry it)", name, value)

@@ -5,5 +5,7 @@
 // Events are structured-mode JSON (content type application/cloudevents+json): a retained
 // message is then one self-contained document. A deletion is published as the deleted event
 // (not retained), then an empty retained message clears the topic; consumers skip empty
-// payloads. The invariant: events leave in meshseq order, each retried until the broker acks it.
+// payloads. Only events carry the CloudEvents content type: the clears and the sweep's markers
+// carry none, the status and info topics application/json. The invariant: events leave in
+// meshseq order, each retried until the broker acks it.
 package mqtt

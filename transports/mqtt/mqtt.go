@@ -209,6 +209,7 @@ func New(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
 		WillMessage:                   &paho.WillMessage{Topic: mesh.MQTTStatusTopic(prefix), Payload: will, QoS: 1, Retain: true},
+		WillProperties:                &paho.WillProperties{ContentType: mesh.ContentTypeJSON}, // plain JSON, not a CloudEvent
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := connections.Add(1)
 			p.connected.Store(true)
@@ -277,7 +278,7 @@ func (p *Publisher) publishStatus(ctx context.Context, state string) error {
 			return err
 		}
 	}
-	return p.publish(ctx, topic, payload, true)
+	return p.publish(ctx, topic, payload, true, mesh.ContentTypeJSON)
 }
 
 // publishInfo updates the info topic after a batch.
@@ -287,7 +288,7 @@ func (p *Publisher) publishInfo(ctx context.Context, last mesh.Change) error {
 		info.Entities = p.count()
 	}
 	payload, _ := json.Marshal(info)
-	return p.publish(ctx, mesh.MQTTInfoTopic(p.prefix), payload, true)
+	return p.publish(ctx, mesh.MQTTInfoTopic(p.prefix), payload, true, mesh.ContentTypeJSON)
 }
 
 // version is the module version the broadcaster was built from.
@@ -441,7 +442,9 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	p.collecting.Store(rc)
 	defer p.collecting.Store(nil)
 	filter := p.prefix + "/#"
-	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 0}, {Topic: marker, QoS: 1}}}); err != nil {
+	// QoS 1, as a late subscriber rebuilding the mesh subscribes: the broker bounds what it
+	// queues for one such subscription, so what arrives here is what such a subscriber receives.
+	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}, {Topic: marker, QoS: 1}}}); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", filter, err)
 	}
 	defer p.cm.Unsubscribe(context.WithoutCancel(ctx), &paho.Unsubscribe{Topics: []string{filter, marker}})
@@ -450,7 +453,7 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	// still comes after the retained messages).
 	patience := time.After(sweepPatience)
 	for echoed := false; !echoed; {
-		if err := p.publish(ctx, marker, nil, false); err != nil {
+		if err := p.publish(ctx, marker, nil, false, ""); err != nil {
 			return err
 		}
 		select {
@@ -532,10 +535,11 @@ func checkTopic(topic string) error {
 }
 
 // publish retries until the broker acks, waiting for reconnection in between. A broker's
-// refusal (a reason code ≥ 0x80) is final.
-func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, retain bool) error {
+// refusal (a reason code ≥ 0x80) is final. contentType is what the payload is ("": none, for
+// an empty payload).
+func (p *Publisher) publish(ctx context.Context, topic string, payload []byte, retain bool, contentType string) error {
 	msg := &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Retain: retain,
-		Properties: &paho.PublishProperties{ContentType: mesh.ContentTypeEvent}}
+		Properties: &paho.PublishProperties{ContentType: contentType}}
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		if err := p.cm.AwaitConnection(ctx); err != nil {
 			return struct{}{}, backoff.Permanent(err)

@@ -30,6 +30,15 @@ type message struct {
 	retain  bool
 }
 
+// contentType is what the message says it carries: a structured CloudEvent, or nothing for the
+// empty retained message that clears a topic (it is no CloudEvent, so it does not claim one).
+func (m message) contentType() string {
+	if len(m.payload) == 0 {
+		return ""
+	}
+	return mesh.ContentTypeEvent
+}
+
 // acks is the connection's session state; see above.
 type acks struct {
 	session.SessionManager
@@ -133,7 +142,7 @@ func (p *Publisher) send(ctx context.Context, msgs []message) (refused []error, 
 				m := msgs[next]
 				w := p.acks.expect(m)
 				if err := p.cm.PublishViaQueue(ctx, &autopaho.QueuePublish{Publish: &paho.Publish{QoS: 1, Topic: m.topic,
-					Payload: m.payload, Retain: m.retain, Properties: &paho.PublishProperties{ContentType: mesh.ContentTypeEvent}}}); err != nil {
+					Payload: m.payload, Retain: m.retain, Properties: &paho.PublishProperties{ContentType: m.contentType()}}}); err != nil {
 					p.acks.forget(w)
 					refused[next] = err
 					continue

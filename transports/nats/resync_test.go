@@ -72,4 +72,25 @@ func TestResyncOverRequestReply(t *testing.T) {
 	if got.Epoch != "ep" || got.Sequence != eng.Sequence() || !reflect.DeepEqual(got.Mesh, want) {
 		t.Fatalf("snapshot at %s-%d with %d brokers, want ep-%d with %d", got.Epoch, got.Sequence, len(got.Mesh.Brokers), eng.Sequence(), len(want.Brokers))
 	}
+	// No reply claims to be a CloudEvent: a chunk is a piece of one JSON document.
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(mesh.NATSResyncSubject(n.prefix), inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		m, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i+1, err)
+		}
+		if ct := m.Header.Get("Content-Type"); ct != "" {
+			t.Errorf("reply chunk %s has Content-Type %q", m.Header.Get(mesh.HeaderChunk), ct)
+		}
+		if c := m.Header.Get(mesh.HeaderChunk); strings.HasPrefix(c, fmt.Sprint(i+1, "/")) && strings.HasSuffix(c, fmt.Sprint("/", i+1)) {
+			break // the last chunk
+		}
+	}
 }

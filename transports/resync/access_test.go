@@ -167,7 +167,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 		if strings.Contains(string(ev.Data), "b/leak") {
 			t.Errorf("resumed event %s shows b's EventType: %s", ev.ID, ev.Data)
 		}
-		if ev.ID == strconv.FormatUint(last, 10) {
+		if ev.ID == mesh.StreamID("ep", last) {
 			return io.EOF
 		}
 		return nil
@@ -175,7 +175,7 @@ func TestWatchOfOneNamespace(t *testing.T) {
 	resp.Body.Close()
 	// Changes 4..9 are b, a, b, a, b, b: a is shown, b only as positions; then b's EventType
 	// (10) and a's Broker providing it (11).
-	if want := []string{"position 4", "delta 5", "position 6", "delta 7", "position 10", "delta 11"}; !reflect.DeepEqual(resumed, want) {
+	if want := []string{"position ep-4", "delta ep-5", "position ep-6", "delta ep-7", "position ep-10", "delta ep-11"}; !reflect.DeepEqual(resumed, want) {
 		t.Errorf("resumed stream %q, want %q", resumed, want)
 	}
 

@@ -160,7 +160,7 @@ func BenchmarkWatchLoad(b *testing.B) {
 					snapshots++
 					mu.Unlock()
 				case "delta":
-					seq, _ := strconv.ParseUint(ev.ID, 10, 64)
+					_, seq, _ := mesh.ParseStreamID(ev.ID)
 					reached[i].Store(seq)
 					if t, ok := applied.Load(seq); ok {
 						lag := time.Since(t.(time.Time))

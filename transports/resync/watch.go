@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,15 +179,16 @@ func deltaEvent(enc *codec.Encoder, c mesh.Change) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return appendEvent(make([]byte, 0, len(ev)+48), mesh.SSEDelta, c.Sequence, ev), nil
+	return appendEvent(make([]byte, 0, len(ev)+64), mesh.SSEDelta, c.Epoch, c.Sequence, ev), nil
 }
 
-// appendEvent appends one SSE event with an id; data must be one line (compact JSON).
-func appendEvent(b []byte, name string, id uint64, data []byte) []byte {
+// appendEvent appends one SSE event with its id (mesh.StreamID: the epoch and the sequence);
+// data must be one line (compact JSON).
+func appendEvent(b []byte, name, epoch string, seq uint64, data []byte) []byte {
 	b = append(b, "event: "...)
 	b = append(b, name...)
 	b = append(b, "\nid: "...)
-	b = strconv.AppendUint(b, id, 10)
+	b = append(b, mesh.StreamID(epoch, seq)...)
 	b = append(b, "\ndata: "...)
 	b = append(b, data...)
 	return append(b, "\n\n"...)
@@ -202,7 +205,7 @@ func endEvent(name string, end mesh.StreamEnd) []byte {
 // ids gap-free, so a consumer can still tell a loss from a filtered change.
 func positionEvent(epoch string, seq uint64) []byte {
 	data, _ := json.Marshal(mesh.Position{Epoch: epoch, Sequence: seq}) // a string and a number always marshal
-	return appendEvent(nil, mesh.SSEPosition, seq, data)
+	return appendEvent(nil, mesh.SSEPosition, epoch, seq, data)
 }
 
 // Len is the number of connected watchers.
@@ -240,7 +243,8 @@ func (ws *Watchers) remove(w *watcher) {
 // meshseq as its id. Comments keep idle connections alive; a watcher too slow to keep up gets a
 // final `cutoff` event.
 func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
-	if !h.mesh.Ready() {
+	statuses := wantsStatuses(r)
+	if statuses && !h.mesh.Ready() {
 		rw.Header().Set("Retry-After", "1")
 		writeError(rw, http.StatusServiceUnavailable, "the mesh is still loading")
 		return
@@ -248,8 +252,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	// Register first: every change after the snapshot (or the resume point) is then in w.frames.
 	w, refused := h.watchers.add(auth.FromRequest(r).Subject)
 	if w == nil {
-		rw.Header().Set("Retry-After", "5")
-		writeError(rw, http.StatusServiceUnavailable, refused)
+		refuseBusy(rw, statuses, refused)
 		return
 	}
 	defer h.watchers.remove(w)
@@ -264,7 +267,8 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	if !s.access.All {
 		s.scope = h.scoper()
 	}
-	if !h.start(s, r) || !s.send() {
+	s.out.WriteString(retryField(mesh.RetryStream))
+	if !h.awaitLoaded(r.Context(), s, w) || !h.start(s, r) || !s.send() {
 		return
 	}
 	beat := time.NewTicker(h.heartbeat)
@@ -309,6 +313,79 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// wantsStatuses says whether the caller asked to hear "not now" as a status code (an Accept
+// naming application/json, as mesh.AcceptWatchStatuses does) rather than in a way a stock
+// EventSource obeys: it closes for good on any answer but a 200 stream.
+func wantsStatuses(r *http.Request) bool {
+	for _, accept := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(accept, ",") {
+			media, _, _ := strings.Cut(part, ";")
+			switch strings.ToLower(strings.TrimSpace(media)) {
+			case mesh.ContentTypeJSON, "application/problem+json":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseBusy answers a watch beyond the caps: 503 with Retry-After for a caller that asked for
+// status codes; for others (an EventSource) a 200 stream that sets `retry:`, says why in a
+// `busy` event and ends, so the client comes back by itself after the delay.
+func refuseBusy(rw http.ResponseWriter, statuses bool, why string) {
+	if statuses {
+		rw.Header().Set("Retry-After", strconv.Itoa(mesh.RetryBusy/1000))
+		writeError(rw, http.StatusServiceUnavailable, why)
+		return
+	}
+	rw.Header().Set("Content-Type", "text/event-stream")
+	rw.Header().Set("Cache-Control", "no-cache")
+	rw.WriteHeader(http.StatusOK)
+	io.WriteString(rw, retryField(mesh.RetryBusy))
+	rw.Write(endEvent(mesh.SSEBusy, mesh.StreamEnd{Reason: why}))
+}
+
+// retryField is an SSE `retry:` line on its own: an EventSource waits ms before reconnecting.
+func retryField(ms int) string { return "retry: " + strconv.Itoa(ms) + "\n\n" }
+
+// loadPoll is how often a stream held while the mesh loads looks whether it is loaded.
+const loadPoll = 100 * time.Millisecond
+
+// awaitLoaded holds a stream that came while the mesh loads (with heartbeats, so neither the
+// client nor a proxy gives up) until the mesh is loaded: it then starts with the snapshot. It
+// returns false when the stream ended meanwhile.
+func (h *Handler) awaitLoaded(ctx context.Context, s *stream, w *watcher) bool {
+	if h.mesh.Ready() {
+		return true
+	}
+	if !s.send() {
+		return false
+	}
+	poll := time.NewTicker(loadPoll)
+	defer poll.Stop()
+	beat := time.NewTicker(h.heartbeat)
+	defer beat.Stop()
+	for !h.mesh.Ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-h.watchers.closing:
+			s.end(mesh.SSEShutdown, mesh.StreamEnd{Reason: "the broadcaster is stopping"})
+			return false
+		case <-w.cut:
+			s.end(mesh.SSECutoff, mesh.StreamEnd{Reason: w.why})
+			return false
+		case <-beat.C:
+			s.out.WriteString(": heartbeat\n\n")
+			if !s.send() {
+				return false
+			}
+		case <-poll.C:
+		}
+	}
+	return true
 }
 
 // stillAllowed decides the caller's access again while the stream lasts: a revoked token ends
@@ -367,7 +444,7 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 	pos := snap.Position()
 	s.epoch, s.last = pos.Epoch, pos.Sequence
 	head, tail := mesh.SnapshotEnvelope(s.epoch, s.last)
-	fmt.Fprintf(s.out, "event: %s\nid: %d\ndata: %s", mesh.SSESnapshot, s.last, head)
+	fmt.Fprintf(s.out, "event: %s\nid: %s\ndata: %s", mesh.SSESnapshot, mesh.StreamID(s.epoch, s.last), head)
 	s.out.Write(h.renderFor(snap, s.access, true).body)
 	s.out.WriteString(tail + "\n\n")
 	return true
@@ -479,19 +556,22 @@ func (s *stream) end(name string, end mesh.StreamEnd) {
 }
 
 // resumePoint reads Last-Event-ID (and the optional ?epoch= the client saw): ok when the
-// stream can go on from the delta log without a snapshot.
+// stream can go on from the delta log without a snapshot. The id names its epoch
+// (mesh.StreamID); an old numeric id without ?epoch= is taken to be of the current epoch.
 func (h *Handler) resumePoint(r *http.Request) (epoch string, last uint64, ok bool) {
 	id := r.Header.Get(mesh.HeaderLastEventID)
 	if id == "" || h.deltas == nil {
 		return "", 0, false
 	}
-	last, err := strconv.ParseUint(id, 10, 64)
+	idEpoch, last, err := mesh.ParseStreamID(id)
 	if err != nil {
 		return "", 0, false
 	}
 	epoch = h.deltas.Epoch()
-	if e := r.URL.Query().Get(mesh.ParamEpoch); e != "" && e != epoch {
-		return "", 0, false
+	for _, e := range []string{idEpoch, r.URL.Query().Get(mesh.ParamEpoch)} {
+		if e != "" && e != epoch {
+			return "", 0, false
+		}
 	}
 	return epoch, last, true
 }

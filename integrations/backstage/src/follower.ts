@@ -72,6 +72,9 @@ export class MeshFollower {
         if (ended === 'shutdown') {
           // The broadcaster is stopping: give it (or another replica) a moment.
           await sleep(config.push.minReconnectDelayMs, signal);
+        } else if (ended === 'busy') {
+          // As many streams as it may serve (sent only to clients that ask for no status codes).
+          await sleep(config.push.maxReconnectDelayMs, signal);
         }
       } catch (error) {
         if (signal.aborted) break;

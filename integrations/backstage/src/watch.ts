@@ -8,7 +8,7 @@ export type WatchEvent =
   | { type: 'snapshot'; id: number; snapshot: MeshSnapshot; bytes: number }
   | { type: 'delta'; id: number; change: MeshChange | SkippedChange; bytes: number }
   | { type: 'position'; id: number; epoch: string; sequence: number }
-  /** cutoff, shutdown, access: the stream ends. */
+  /** cutoff, shutdown, busy, access: the stream ends. */
   | { type: 'end'; reason: string; event: string };
 
 /** Where to resume from: the last id seen and its epoch. */
@@ -55,12 +55,14 @@ export function watchUrl(baseUrl: string, resume: ResumePoint | undefined): stri
 
 /** Opens the stream; throws WatchRefusedError on any answer but 200. */
 export async function openWatch(options: WatchOptions): Promise<AsyncGenerator<WatchEvent>> {
-  const headers: Record<string, string> = { Accept: 'text/event-stream' };
+  // application/json asks for status codes (503 while the mesh loads or beyond the caps), which
+  // the follower obeys, rather than a held stream or a `busy` event meant for an EventSource.
+  const headers: Record<string, string> = { Accept: 'text/event-stream, application/json' };
   if (options.token) {
     headers.Authorization = `Bearer ${options.token}`;
   }
   if (options.resume) {
-    headers['Last-Event-ID'] = String(options.resume.id);
+    headers['Last-Event-ID'] = `${options.resume.epoch}-${options.resume.id}`;
   }
   // Our own controller, so a silent connection can be dropped without stopping the follower.
   const connection = new AbortController();
@@ -141,6 +143,7 @@ async function* events(body: AsyncIterable<Uint8Array>): AsyncGenerator<WatchEve
       }
       case 'cutoff':
       case 'shutdown':
+      case 'busy':
       case 'access': {
         const end = json(sse.data, sse.event) as { reason?: unknown };
         yield { type: 'end', event: sse.event, reason: typeof end.reason === 'string' ? end.reason : '' };
@@ -161,10 +164,16 @@ function json(data: string, event: string): unknown {
   }
 }
 
-function eventId(id: string | undefined, event: string): number {
-  const n = Number(id);
-  if (id === undefined || id === '' || !Number.isSafeInteger(n) || n < 0) {
-    throw new MeshProtocolError(`${event}: id ${JSON.stringify(id)} is not a sequence`);
+/**
+ * The sequence an event id names: "<epoch>-<sequence>" (split at the last "-"), or a sequence
+ * alone as older broadcasters send it.
+ */
+export function eventId(id: string | undefined, event: string): number {
+  const dash = id === undefined ? -1 : id.lastIndexOf('-');
+  const digits = id === undefined ? '' : id.slice(dash + 1);
+  const n = Number(digits);
+  if (dash === 0 || !/^[0-9]+$/.test(digits) || !Number.isSafeInteger(n)) {
+    throw new MeshProtocolError(`${event}: id ${JSON.stringify(id)} is not <epoch>-<sequence> or a sequence`);
   }
   return n;
 }

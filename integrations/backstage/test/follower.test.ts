@@ -113,7 +113,7 @@ test('position events move the resume point; a clean end resumes at once with ?e
   await waitFor('the delta', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
   await f.stop();
   await server.stop();
-  assert.equal(server.seen[1].lastEventId, '5');
+  assert.equal(server.seen[1].lastEventId, 'e1-5');
   assert.equal(server.seen[1].url, '/v1/watch?epoch=e1');
   assert.equal(rec.mutations[1].type, 'delta');
   assert.equal(rec.mutations[1].added[0].entity.metadata.name, 'a');
@@ -161,7 +161,7 @@ test('the token goes as a bearer token; a token file is read at every connection
   await server.stop();
   assert.equal(server.seen[0].authorization, 'Bearer first');
   assert.equal(server.seen[2].authorization, 'Bearer second');
-  assert.equal(server.seen[1].lastEventId, '2', 'the clean end resumed');
+  assert.equal(server.seen[1].lastEventId, 'e1-2', 'the clean end resumed');
   assert.equal(server.seen[2].lastEventId, undefined, 'after 401, a fresh stream');
 });
 
@@ -189,7 +189,7 @@ test('a silent stream (no heartbeat) is dropped and resumed', async () => {
   await waitFor('the resumed delta', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
   await f.stop();
   await server.stop();
-  assert.equal(server.seen[1].lastEventId, '2');
+  assert.equal(server.seen[1].lastEventId, 'e1-2');
   assert.equal(rec.mutations[1].type, 'delta');
 });
 

@@ -10,6 +10,7 @@ import { readServerSentEvents, ServerSentEvent } from '../src/sse';
 import { parseDelta, parseSnapshot } from '../src/mesh';
 import { readProviderConfigs } from '../src/config';
 import { MeshReplica } from '../src/replica';
+import { eventId } from '../src/watch';
 import { tempDir } from './harness';
 
 async function collect(chunks: string[]): Promise<ServerSentEvent[]> {
@@ -41,6 +42,16 @@ test('SSE: events as the standard reads them', async (t) => {
 const entity = { namespace: 'shop', name: 'orders', uid: '', labels: null, annotations: null, providedEventTypes: [] };
 const delta = (data: object) => ({ specversion: '1.0', data });
 const goodData = { key: 'eventing.knative.dev/Broker/shop/orders', kind: 'broker', op: 'updated', epoch: 'e1', sequence: 3, entity };
+
+test('watch ids: <epoch>-<sequence>, or a sequence alone from older broadcasters', () => {
+  assert.equal(eventId('69db75ab8e958574-43', 'delta'), 43);
+  assert.equal(eventId('a-b-7', 'delta'), 7);
+  assert.equal(eventId('43', 'delta'), 43);
+  assert.equal(eventId('e1-0', 'snapshot'), 0);
+  for (const bad of [undefined, '', '-4', 'e1-', 'e1-x', 'x', '4.5', 'e1--1x']) {
+    assert.throws(() => eventId(bad, 'delta'), /is not <epoch>-<sequence> or a sequence/, String(bad));
+  }
+});
 
 test('wire checks: a bad event names the field', async (t) => {
   const cases: Array<{ name: string; value: unknown; error: RegExp }> = [

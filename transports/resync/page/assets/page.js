@@ -247,6 +247,8 @@
         throw new Reconnect('cut off (fell behind)', 0);
       case 'shutdown':
         throw new Reconnect('the broadcaster stopped', 1000);
+      case 'busy': // too many streams (only without status codes): come back later
+        throw new Reconnect('the broadcaster serves as many streams as it may', 5000);
     }
     scheduleRender();
   }
@@ -291,7 +293,10 @@
 
   async function watch(signal) {
     const q = '?epoch=' + encodeURIComponent(state.epoch);
-    const r = await request('v1/watch' + q, { Accept: 'text/event-stream', 'Last-Event-ID': String(state.seq) }, signal);
+    // The id names the epoch ("<epoch>-<sequence>"); application/json asks for status codes
+    // (503 while loading or beyond the caps) rather than a held or `busy` stream.
+    const headers = { Accept: 'text/event-stream, application/json', 'Last-Event-ID': state.epoch + '-' + state.seq };
+    const r = await request('v1/watch' + q, headers, signal);
     if (r.status === 410) throw new Resync('410 from /v1/watch');
     if (!r.ok) throw new Error('GET /v1/watch answered ' + r.status + ' ' + (await problem(r)));
     stats.connects++;

