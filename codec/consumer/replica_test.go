@@ -43,6 +43,13 @@ func change(epoch string, seq uint64, op mesh.Op, name string) mesh.Change {
 		Key: mesh.MustParseKey("eventing.knative.dev/Broker/ns/" + name), Entity: data}
 }
 
+// unknownKind is a change of a kind this version does not know, as codec.Decode returns it.
+func unknownKind(epoch string, seq uint64) mesh.Change {
+	c := change(epoch, seq, mesh.OpAdded, "gizmo")
+	c.Kind, c.Key = mesh.KindUnknown, mesh.MustParseKey("example.dev/Gizmo/ns/gizmo")
+	return c
+}
+
 func names(t *testing.T, r *Replica) []string {
 	t.Helper()
 	m, err := r.Mesh()
@@ -77,6 +84,8 @@ func TestReplicaOrdering(t *testing.T) {
 		{change("A", 6, mesh.OpAdded, "c"), []string{"a", "b", "c"}, 6, 1}, // duplicate dropped
 		{change("A", 7, mesh.OpDeleted, "a"), []string{"b", "c"}, 7, 1},
 		{change("A", 9, mesh.OpAdded, "d"), []string{"b", "c", "d", "e"}, 9, 2}, // gap: snapshot at 8, then 9
+		{unknownKind("A", 10), []string{"b", "c", "d", "e"}, 10, 2},             // a newer kind: skipped, counted
+		{change("A", 11, mesh.OpDeleted, "d"), []string{"b", "c", "e"}, 11, 2},  // so no gap here
 		{change("B", 1, mesh.OpAdded, "x"), []string{"x"}, 1, 3},                // new epoch
 		{change("B", 4, mesh.OpAdded, "w"), []string{"w", "x", "y", "z"}, 4, 4}, // gap, snapshot lags once
 	}
