@@ -57,6 +57,10 @@ var appFixes = []fix{
 
 type fix struct{ file, old, new string }
 
+// peers are the module's peer dependencies that a fresh app's backend does not depend on by
+// name (it has @backstage/config): the backend adds them so that yarn sees them provided.
+var peers = []string{"@backstage/backend-plugin-api", "@backstage/catalog-model", "@backstage/plugin-catalog-node", "@backstage/types"}
+
 func TestModuleInCreatedApp(t *testing.T) {
 	began := time.Now()
 	// Backstage and create-app support Node.js 22 and 24 only: the tests' Node.js 22, from the
@@ -71,8 +75,12 @@ func TestModuleInCreatedApp(t *testing.T) {
 
 	step := time.Now()
 	tarball := packModule(t, app)
-	// yarn add, as a user does; its install is the backend's only (what the cached app holds).
-	run(t, filepath.Join(app, "packages", "backend"), "yarn", "add", "--mode=update-lockfile", moduleName+"@file:"+tarball)
+	// yarn add, as docs/backstage.md says: the module and, at the versions the app already
+	// uses (--cached), the peer dependencies the backend does not name yet. The install after
+	// it is the backend's only, as the cached app holds.
+	add := append([]string{"add", "--cached", "--mode=update-lockfile", moduleName + "@file:" + tarball}, peers...)
+	run(t, filepath.Join(app, "packages", "backend"), "yarn", add...)
+	peersProvided(t, app)
 	run(t, app, "yarn", "workspaces", "focus", "backend")
 	addModule(t, app)
 	t.Logf("module packed and added in %v", time.Since(step).Round(time.Second))
@@ -356,6 +364,29 @@ func addModule(t *testing.T, app string) {
 	}
 }
 
+// peersProvided checks that yarn sees every peer dependency of the module provided by the
+// backend. (yarn explain rewrites the install state as if every workspace were installed: it
+// runs before the focused install.)
+func peersProvided(t *testing.T, app string) {
+	t.Helper()
+	explain := run(t, app, "yarn", "explain", "peer-requirements")
+	provided, lines := 0, []string{}
+	for _, line := range strings.Split(string(explain), "\n") {
+		if !strings.Contains(line, "to "+moduleName+"@") || strings.Contains(line, "@types/") {
+			continue
+		}
+		lines = append(lines, line)
+		if strings.Contains(line, "✘") {
+			t.Errorf("yarn explain peer-requirements: %s", line)
+		} else {
+			provided++
+		}
+	}
+	if provided != 5 {
+		t.Errorf("yarn explain peer-requirements: want the module's 5 peer dependencies provided, found %d\n%s", provided, strings.Join(lines, "\n"))
+	}
+}
+
 var catalogNodeVersion = regexp.MustCompile(`@backstage/plugin-catalog-node@npm:([0-9][^\s,)\]]*)`)
 
 // oneCatalogNode checks that the app holds one copy of @backstage/plugin-catalog-node, the
@@ -506,8 +537,9 @@ func startBackend(t *testing.T, app, broadcaster, token string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed when the backend's yarn has exited; waitErr is then set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
@@ -525,8 +557,8 @@ func startBackend(t *testing.T, app, broadcaster, token string) string {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("the backend exited: %v\n%s", err, tail(logs.String(), 20000))
+		case <-exited:
+			t.Fatalf("the backend exited: %v\n%s", waitErr, tail(logs.String(), 20000))
 		case <-time.After(500 * time.Millisecond):
 		}
 		req, _ := http.NewRequest(http.MethodGet, url+"/api/catalog/entities/by-query?limit=1", nil)
