@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
@@ -166,5 +171,82 @@ func TestTailHostileStrings(t *testing.T) {
 	}
 	if strings.Contains(out, "forged line") {
 		t.Errorf("a newline in a string forged an output line:\n%s", out)
+	}
+}
+
+// In open mode (manifests, no tokens) a foreign Host is refused with a Problem, so a page
+// rebinding its name to 127.0.0.1 reads neither the mesh, the page nor the metrics; loopback
+// names and the names in server.allowedHosts are served. /metrics asks for the token of
+// server.metricsTokenFile when one is set. (Before: every Host was served; /metrics was open.)
+func TestOpenModeHostsAndMetricsToken(t *testing.T) {
+	t.Parallel()
+	tokenFile := filepath.Join(t.TempDir(), "metrics-token")
+	if err := os.WriteFile(tokenFile, []byte("m3trics\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := startRun(t, testkit.CopyDir(t, "../../examples/mesh"), "--allowed-hosts", "mesh.example.com",
+		"--metrics-token-file", tokenFile)
+	for _, tt := range []struct {
+		host, path, token string
+		want              int
+	}{
+		{"rebind.attacker.example", "/v1/mesh", "", http.StatusForbidden},
+		{"rebind.attacker.example:8080", "/", "", http.StatusForbidden},
+		{"rebind.attacker.example", "/v1/watch", "", http.StatusForbidden},
+		{"localhost:8080", "/healthz", "", http.StatusOK},
+		{"mesh.example.com", "/healthz", "", http.StatusOK},
+		{"127.0.0.1", "/healthz", "", http.StatusOK},
+		{"localhost", "/metrics", "", http.StatusUnauthorized},
+		{"localhost", "/metrics", "m3trics", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, base+tt.path, nil)
+		req.Host = tt.host
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("Host %s, GET %s: %d, want %d: %s", tt.host, tt.path, resp.StatusCode, tt.want, body)
+			continue
+		}
+		if tt.want >= 400 {
+			var p mesh.Problem
+			if json.Unmarshal(body, &p) != nil || p.Error == "" {
+				t.Errorf("Host %s, GET %s: not a Problem body: %s", tt.host, tt.path, body)
+			}
+		}
+	}
+}
+
+// The log's text format shows what users control (a kind, a description in a change's diff)
+// quoted and escaped, never raw; and check-config shows a path with control characters escaped.
+func TestLogAndCheckConfigEscape(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	newLogger(&logs, "text", slog.LevelInfo).Info("eventtype updated "+hostileDescription, "key", hostileDescription,
+		hostileDescription, "diff")
+	if raw := rawControls(strings.TrimSuffix(logs.String(), "\n")); len(raw) > 0 || strings.Count(logs.String(), "\n") != 1 {
+		t.Errorf("the text log carries %q raw, or more than one line:\n%s", raw, logs.String())
+	}
+	dir := filepath.Join(t.TempDir(), "mesh\x1b]0;owned\a\u009b2J")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := runCommand(context.Background(), []string{"check-config", "--manifests", dir}, noEnv, &out, &errOut, false)
+	if code != exitOK || !strings.Contains(out.String(), `\x1b]0;owned`) {
+		t.Errorf("check-config: exit %d, stdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	if raw := rawControls(out.String() + errOut.String()); len(raw) > 0 {
+		t.Errorf("check-config wrote %q raw", raw)
+	}
+	code = runCommand(context.Background(), []string{"check-config", "--manifests", dir + "/missing\x1b[2J"}, noEnv, &out, &errOut, false)
+	if raw := rawControls(errOut.String()); code != exitUsage || len(raw) > 0 {
+		t.Errorf("check-config with a missing directory: exit %d, %q raw in:\n%s", code, raw, errOut.String())
 	}
 }
