@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,11 +61,15 @@ spec:
 }
 
 // rawControls lists the unsafe characters that appear raw in out (newlines between lines
-// aside).
+// aside), and bytes that are not UTF-8.
 func rawControls(out string) []string {
 	var found []string
-	for _, r := range out {
-		if r != '\n' && (printable.Unsafe(r) || r == utf8.RuneError) {
+	for i, r := range out {
+		if r == utf8.RuneError && !strings.HasPrefix(out[i:], "\ufffd") {
+			found = append(found, fmt.Sprintf("%q", out[i]))
+			continue
+		}
+		if r != '\n' && printable.Unsafe(r) {
 			found = append(found, string(r))
 		}
 	}
