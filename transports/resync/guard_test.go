@@ -316,7 +316,7 @@ func TestStalledCallersCostAFixedBudget(t *testing.T) {
 			stalledClient(t, addr, mesh.PathDeltas+"?epoch=mem&since=0", "")
 		}
 	}
-	testkit.Eventually(t, "every caller served", 30*time.Second, func() bool { return open() == callers })
+	testkit.Eventually(t, "every caller served", 2*time.Minute, func() bool { return open() == callers })
 	// What the stalled callers hold: the heap still live once collected while they stall (the
 	// least of three collections a second apart), and the heap in use at its peak (garbage
 	// included) while they were served.
