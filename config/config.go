@@ -69,6 +69,15 @@ type Config struct {
 	// identity (with access control).
 	MaxWatchers            int
 	MaxWatchersPerIdentity int
+	// MaxDeltaRequests bounds the GET /v1/deltas answers written at once.
+	MaxDeltaRequests int
+	// MaxConnections bounds the connections open at once, idle keep-alives included.
+	MaxConnections int
+	// AllowedHosts are the Host names served besides loopback names and IP addresses when the
+	// endpoints are open (manifests mode without tokens): a guard against DNS rebinding.
+	AllowedHosts []string
+	// MetricsTokenFile, when set, holds the bearer token GET /metrics requires.
+	MetricsTokenFile string
 
 	// LogFormat is text or json.
 	LogFormat string

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/settings"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"k8s.io/klog/v2"
@@ -112,7 +113,7 @@ func commands() []command {
 				if err != nil {
 					return err
 				}
-				cfg.WriteEffective(cio.stdout)
+				cfg.WriteEffective(printable.NewWriter(cio.stdout)) // a path or an origin may hold anything
 				return nil
 			},
 		},

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 )
 
@@ -64,10 +65,10 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		writeHelp(stdout, cmd)
 		return exitOK
 	case errors.Is(err, errUsage), errors.Is(err, config.ErrUsage):
-		fmt.Fprintln(stderr, "broadcaster:", err)
+		fmt.Fprintln(stderr, "broadcaster:", printable.Text(err.Error()))
 		return exitUsage
 	default:
-		fmt.Fprintln(stderr, "broadcaster:", err)
+		fmt.Fprintln(stderr, "broadcaster:", printable.Text(err.Error()))
 		return exitFailure
 	}
 }

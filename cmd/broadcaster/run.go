@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	meshHub.Listen(deltaLog.Append, watchers.Publish)
 
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log),
-		resync.WithMetrics(registry)}
+		resync.WithMetrics(registry), resync.WithMaxDeltaRequests(cfg.MaxDeltaRequests)}
 	authz, roleBindings, err := authorizer(cfg, cluster, log)
 	if err != nil {
 		return err
@@ -108,10 +108,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /{$}", page.Handler()) // the live picture of the mesh; the API stays below
-	mux.Handle("/", handler)
+	mux, err := routes(cfg, registry, handler, authz != nil)
+	if err != nil {
+		return err
+	}
 	ln, err := listen(cfg, log)
 	if err != nil {
 		return err
@@ -189,12 +189,40 @@ func authorizer(cfg config.Config, cluster *clusterClients, log *slog.Logger) (a
 	return nil, nil, nil
 }
 
-// listen opens the endpoints' listener, with TLS when a certificate is configured.
+// routes are what the server serves: /metrics (behind server.metricsTokenFile's token when
+// set), the page and the endpoints; with no access control, only for the Host names allowed.
+func routes(cfg config.Config, registry *prometheus.Registry, endpoints http.Handler, guarded bool) (http.Handler, error) {
+	mux := http.NewServeMux()
+	var metrics http.Handler = promhttp.HandlerFor(registry, promhttp.HandlerOpts{})
+	if cfg.MetricsTokenFile != "" {
+		tokens, err := auth.ReadTokens(cfg.MetricsTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.metricsTokenFile: %w", err)
+		}
+		metrics = resync.RequireToken(tokens, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /{$}", page.Handler()) // the live picture of the mesh; the API stays below
+	mux.Handle("/", endpoints)
+	if guarded {
+		return mux, nil
+	}
+	return resync.AllowHosts(cfg.AllowedHosts, mux), nil
+}
+
+// listen opens the endpoints' listener, with TLS when a certificate is configured, accepting
+// at most server.maxConnections connections at once.
 func listen(cfg config.Config, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)
 	}
+	limited, err := resync.LimitConnections(ln, cfg.MaxConnections)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("server.maxConnections: %w", err)
+	}
+	ln = limited
 	if cfg.TLSCertFile != "" {
 		cert, err := tlsfiles.Load(cfg.TLSCertFile, cfg.TLSKeyFile, tlsfiles.WithLogger(log))
 		if err != nil {

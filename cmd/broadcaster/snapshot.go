@@ -18,10 +18,10 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/graph"
@@ -288,38 +288,23 @@ func writeSnapshot(w io.Writer, raw []byte, format string) error {
 			return fmt.Errorf("snapshot: %w", err)
 		}
 		buf.WriteByte('\n')
-		_, err := w.Write(buf.Bytes())
+		_, err := w.Write(printable.JSON(buf.Bytes())) // valid JSON, and nothing raw for a terminal
 		return err
 	case "yaml":
 		// Through a yaml.Node, so members keep the order of the JSON (and of the protocol).
-		var doc yaml.Node
-		if err := yaml.Unmarshal(raw, &doc); err != nil {
+		if err := writeYAML(w, raw); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		blockStyle(&doc)
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		if err := enc.Encode(&doc); err != nil {
-			return err
-		}
-		return enc.Close()
+		return nil
 	}
 	var m mesh.EventMesh
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	g := graph.Build(m)
+	pw := printable.NewWriter(w) // names with control characters show them escaped
 	if format == "dot" {
-		return g.WriteDOT(w)
+		return g.WriteDOT(pw)
 	}
-	return g.WriteMermaid(w)
-}
-
-// blockStyle drops the flow style and quotes a node read from JSON has, so the YAML encoder
-// writes block style and quotes only the strings that need it.
-func blockStyle(n *yaml.Node) {
-	n.Style = 0
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
+	return g.WriteMermaid(pw)
 }

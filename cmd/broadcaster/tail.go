@@ -20,8 +20,8 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	natsgo "github.com/nats-io/nats.go"
-	"sigs.k8s.io/yaml"
 
+	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer/mqttconsumer"
@@ -307,7 +307,7 @@ func (p *printer) snapshot(s mesh.Snapshot) {
 	})
 	if p.format == "text" {
 		fmt.Fprintf(p.out, "%s%ssnapshot: epoch %s, sequence %d, %d entities (%d shown)%s\n", p.stamp(), p.paint(ansiDim),
-			s.Epoch, s.Sequence, len(entities), len(ids), p.paint(ansiReset))
+			printable.String(s.Epoch), s.Sequence, len(entities), len(ids), p.paint(ansiReset))
 	} else {
 		p.document(map[string]any{"snapshot": map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}})
 	}
@@ -347,7 +347,7 @@ func (p *printer) entityLocked(kind mesh.EntityKind, key mesh.Key, data json.Raw
 		p.document(map[string]any{"kind": kind.String(), "key": key.String(), "entity": data})
 		return
 	}
-	fmt.Fprintf(p.out, "%s  %-12s %s\n", p.stamp(), kind, key)
+	fmt.Fprintf(p.out, "%s  %-12s %s\n", p.stamp(), kind, printable.String(key.String()))
 }
 
 func (p *printer) change(c mesh.Change) {
@@ -378,31 +378,33 @@ func (p *printer) change(c mesh.Change) {
 	}
 	colour := map[mesh.Op]string{mesh.OpAdded: ansiGreen, mesh.OpUpdated: ansiYellow, mesh.OpDeleted: ansiRed}[c.Op]
 	line := fmt.Sprintf("%s%s#%-6d%s %s%-12s %-7s%s %s", p.stamp(), p.paint(ansiDim), c.Sequence, p.paint(ansiReset),
-		p.paint(colour), c.Kind, c.Op, p.paint(ansiReset), c.Key)
+		p.paint(colour), c.Kind, c.Op, p.paint(ansiReset), printable.String(c.Key.String()))
 	if s := c.Summary(); s != "" {
-		line += "  " + p.paint(ansiDim) + s + p.paint(ansiReset)
+		line += "  " + p.paint(ansiDim) + printable.String(s) + p.paint(ansiReset)
 	}
 	fmt.Fprintln(p.out, line)
 }
 
-// document writes one JSON line or one YAML document, with the time when asked.
+// document writes one JSON line or one YAML document, with the time when asked. Whatever
+// strings the entity holds, the document is complete and valid, and holds no raw control
+// character (JSON escapes them as \uXXXX, YAML in double quotes).
 func (p *printer) document(v map[string]any) {
 	if p.timestamps {
 		v["time"] = p.now().UTC().Format(time.RFC3339Nano)
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
+		fmt.Fprintf(p.out, "# tail: cannot print this document: %s\n", printable.String(err.Error()))
 		return // only strings, numbers and JSON from the wire
 	}
 	if p.format == "yaml" {
-		y, err := yaml.JSONToYAML(data)
-		if err != nil {
-			return
+		fmt.Fprint(p.out, "---\n")
+		if err := writeYAML(p.out, data); err != nil {
+			fmt.Fprintf(p.out, "# tail: cannot print this document: %s\n", printable.String(err.Error()))
 		}
-		fmt.Fprintf(p.out, "---\n%s", y)
 		return
 	}
-	fmt.Fprintf(p.out, "%s\n", data)
+	fmt.Fprintf(p.out, "%s\n", printable.JSON(data))
 }
 
 func (p *printer) stamp() string {

@@ -11,10 +11,60 @@ import (
 type hubMetrics struct {
 	objects  *prometheus.CounterVec // object changes applied, by kind
 	problems prometheus.Counter     // objects the engine had to ignore parts of
+
+	kinds kindLabels
+}
+
+// MaxKindLabels bounds the kinds broadcaster_object_changes_total names beside the declared
+// ones (Broker, Trigger, ...): the first kinds seen (channel, source and subscriber kinds,
+// which users define), the rest counted under OtherKind. Kinds are users' input: unbounded,
+// a scrape would grow with every kind anyone invents.
+const MaxKindLabels = 64
+
+// OtherKind is the label of the kinds beyond MaxKindLabels, and of kinds that are not a
+// plain name (a kind with characters a Kubernetes kind cannot hold).
+const OtherKind = "other"
+
+// kindLabels picks the label of a kind; it is used under the hub's lock.
+type kindLabels struct {
+	seen map[string]bool // the undeclared kinds given their own label
+}
+
+func (k *kindLabels) of(r engine.ObjectRef) string {
+	kind := r.Kind
+	if r.Group != "" {
+		kind += "." + r.Group
+	}
+	if _, declared := engine.KindOf(engine.GroupKind{Group: r.Group, Kind: r.Kind}); declared || k.seen[kind] {
+		return kind
+	}
+	if len(k.seen) >= MaxKindLabels || !plainKind(kind) {
+		return OtherKind
+	}
+	if k.seen == nil {
+		k.seen = map[string]bool{}
+	}
+	k.seen[kind] = true
+	return kind
+}
+
+// plainKind reports whether kind is Kind.group as Kubernetes spells them: letters, digits,
+// dots and dashes, at most 316 bytes (a DNS-1035 label and a DNS-1123 subdomain).
+func plainKind(kind string) bool {
+	if kind == "" || len(kind) > 63+1+253 {
+		return false
+	}
+	for i := 0; i < len(kind); i++ {
+		c := kind[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // WithMetrics registers the mesh's metrics with reg: broadcaster_object_changes_total{kind}
-// (objects in), broadcaster_object_problems_total, and, read from the served mesh when
+// (objects in; the declared kinds and at most MaxKindLabels others, the rest as OtherKind), broadcaster_object_problems_total, and, read from the served mesh when
 // scraped, broadcaster_mesh_entities{kind}, broadcaster_mesh_sequence and
 // broadcaster_mesh_epoch_info{epoch}. Entity changes out are counted by CountChanges.
 func WithMetrics(reg prometheus.Registerer) Option {
@@ -43,11 +93,7 @@ func (h *Hub) countObjects(refs ...engine.ObjectRef) {
 		return
 	}
 	for _, r := range refs {
-		kind := r.Kind
-		if r.Group != "" {
-			kind += "." + r.Group
-		}
-		h.metrics.objects.WithLabelValues(kind).Inc()
+		h.metrics.objects.WithLabelValues(h.metrics.kinds.of(r)).Inc()
 	}
 }
 

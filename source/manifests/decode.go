@@ -61,6 +61,9 @@ func (e InvalidObjects) Error() string {
 // every one left out and its line. A stream that cannot be read (YAML syntax, or beyond the
 // expansion bounds) returns no objects and a *SyntaxError.
 func Decode(data []byte) ([]Object, error) {
+	if err := preScan(data); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	w := &walker{budget: maxNodes, bytes: maxExpandedBytes} // one budget for the whole file
 	var objects []Object
@@ -150,6 +153,11 @@ func object(v any, line int) (Object, *SyntaxError) {
 		return Object{}, &SyntaxError{line, "apiVersion is required (a non-empty string)"}
 	case kind == "":
 		return Object{}, &SyntaxError{line, "kind is required (a non-empty string)"}
+	}
+	if problem := checkTypeMeta(apiVersion, kind); problem != "" {
+		return Object{}, &SyntaxError{line, problem}
+	}
+	switch {
 	case name == "":
 		return Object{}, &SyntaxError{line, kind + ": metadata.name is required (a non-empty string)"}
 	case meta["namespace"] != nil && !nsOK:
@@ -168,6 +176,11 @@ func object(v any, line int) (Object, *SyntaxError) {
 	for _, f := range []string{"labels", "annotations"} {
 		if err := checkStringMap(meta, f); err != nil {
 			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.%s: %v", kind, name, f, err)}
+		}
+	}
+	if spec, _ := m["spec"].(map[string]any); kind == "CustomResourceDefinition" && strings.HasPrefix(apiVersion, "apiextensions.k8s.io/") {
+		if problems := checkCRDNames(spec); len(problems) > 0 {
+			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: %s", kind, name, strings.Join(problems, "; "))}
 		}
 	}
 	// Judged as the API server and Knative's webhooks would, by the kind's declaration.
@@ -206,6 +219,51 @@ const (
 	maxExpandedBytes = 64 << 20
 	MaxStringBytes   = 1 << 20
 )
+
+// maxStructure bounds what one document of a file may hold before it is decoded: the YAML
+// parser keeps a node of about 200 bytes per value however short its text ("0," is a value),
+// and holds a whole document's nodes at once, so each document is measured first. Every value
+// but a document's first follows one of the characters preScan counts, so a document within
+// the bound decodes into at most maxStructure nodes. 262,144 of them are about 3 MiB of
+// ordinary manifests in one document (a List, say); a file of many documents may be as large
+// as the file limit.
+const maxStructure = 1 << 18
+
+// maxDecodeBytes is what decoding a document within maxStructure allocates at most (about
+// 420 bytes per counted character; TestFileMeasuredBeforeDecoding measures it): the bound
+// docs/operations.md states.
+const maxDecodeBytes = 128 << 20
+
+// preScan counts, per document, the characters that can start a value (flow separators and
+// brackets, line ends, colons, "- ", "? ") and refuses the file when one document has more than
+// maxStructure, before the parser allocates anything. It over-counts (commas in strings,
+// comments), never under-counts.
+func preScan(data []byte) error {
+	count, line := 0, 1
+	for i, c := range data {
+		switch c {
+		case '\n':
+			line++
+			if rest := data[i+1:]; bytes.HasPrefix(rest, []byte("---")) || bytes.HasPrefix(rest, []byte("...")) {
+				if len(rest) == 3 || rest[3] == ' ' || rest[3] == '\n' || rest[3] == '\r' || rest[3] == '\t' {
+					count = 0 // a new document: the parser is done with the last one
+				}
+			}
+		case ',', '[', '{', ':': // ':' anywhere: JSON's {"a":1} has no space after it
+		case '-', '?':
+			if i+1 < len(data) && data[i+1] != ' ' && data[i+1] != '\n' && data[i+1] != '\r' && data[i+1] != '\t' {
+				continue
+			}
+		default:
+			continue
+		}
+		if count++; count > maxStructure {
+			return &SyntaxError{line, fmt.Sprintf("the document holds more than %d values, lines or separators by here: "+
+				"split it into smaller documents or files", maxStructure)}
+		}
+	}
+	return nil
+}
 
 type walker struct{ budget, bytes int }
 

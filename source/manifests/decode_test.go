@@ -85,6 +85,17 @@ func TestDecodeErrors(t *testing.T) {
 		{"name MQTT cannot carry", "apiVersion: v1\nkind: S\nmetadata: {name: 'wild#card+name'}\n", `line 1: S "wild#card+name": metadata.name: a lowercase RFC 1123 subdomain`},
 		{"name with capitals", "apiVersion: v1\nkind: S\nmetadata: {name: Orders}\n", `S "Orders": metadata.name`},
 		{"namespace with a dot", "apiVersion: v1\nkind: S\nmetadata: {name: a, namespace: a.b}\n", `S a: metadata.namespace "a.b": must not contain dots`},
+		// Kinds, groups and versions as the API server judges them: a kind with control
+		// characters would reach entity keys, event types and terminals.
+		{"kind with escapes", "apiVersion: v1\nkind: \"Src\\e]0;owned\\a\\e[2J\"\nmetadata: {name: a}\n", `kind "Src\x1b]0;owned\a\x1b[2J": may have mixed case`},
+		{"kind with a newline", "apiVersion: v1\nkind: \"A\\nforged\"\nmetadata: {name: a}\n", `kind "A\nforged"`},
+		{"group with a space", "apiVersion: a b/v1\nkind: S\nmetadata: {name: a}\n", `apiVersion "a b/v1": the group`},
+		{"version not a label", "apiVersion: example.com/V_1\nkind: S\nmetadata: {name: a}\n", `apiVersion "example.com/V_1": the version`},
+		{"CRD kind with escapes", crd("sources.example.com", "\"Ping\\e[2J\"", "pings", "v1"), `spec.names.kind "Ping\x1b[2J"`},
+		{"CRD kind with C1", crd("sources.example.com", "\"Ping\\u009b2J\"", "pings", "v1"), `spec.names.kind "Ping\u009b2J"`},
+		{"CRD group without a dot", crd("sources", "Ping", "pings", "v1"), `spec.group "sources": should be a domain with at least one dot`},
+		{"CRD plural with capitals", crd("sources.example.com", "Ping", "Pings", "v1"), `spec.names.plural "Pings"`},
+		{"CRD version not a label", crd("sources.example.com", "Ping", "pings", "1.0"), `spec.versions[0].name "1.0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +105,13 @@ func TestDecodeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crd is a CustomResourceDefinition manifest with these group, kind (YAML), plural and version.
+func crd(group, kind, plural, version string) string {
+	return "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: " + strings.ToLower(plural) + "." + group + "}\n" +
+		"spec:\n  group: " + group + "\n  names: {kind: " + kind + ", plural: " + plural + "}\n  scope: Namespaced\n" +
+		"  versions: [{name: '" + version + "', served: true, storage: true}]\n"
 }
 
 func bomb() string {
@@ -267,5 +285,49 @@ func TestExpansionBoundedPerFile(t *testing.T) {
 		if grew := after.TotalAlloc - before.TotalAlloc; grew > 100<<20 {
 			t.Errorf("%s: decoding allocated %d MiB, want under 100", name, grew>>20)
 		}
+	}
+}
+
+// A file is measured before it is decoded: one flow sequence of 15.9 MB ("[0,0,…]", under the
+// 16 MiB file limit) is refused by the pre-scan having allocated next to nothing (before: the
+// parser's nodes took 1.6 GiB before the values were counted), and the largest file the
+// pre-scan lets through costs the parser a bounded amount (the bound docs/operations.md states).
+func TestFileMeasuredBeforeDecoding(t *testing.T) { // not parallel: it measures the allocations of the process
+	sequence := func(values int) []byte {
+		b := make([]byte, 0, 2*values+2)
+		b = append(b, '[')
+		for range values - 1 {
+			b = append(b, '0', ',')
+		}
+		return append(b, '0', ']', '\n')
+	}
+	decode := func(data []byte) (uint64, error) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Decode(data)
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc, err
+	}
+	huge := sequence(15_900_000 / 2)
+	allocated, err := decode(huge)
+	if err == nil || !strings.Contains(err.Error(), "split it into smaller") {
+		t.Errorf("a %d-byte sequence: %v, want it refused before decoding", len(huge), err)
+	}
+	if allocated > 1<<20 {
+		t.Errorf("refusing a %d-byte sequence allocated %d KiB, want under 1 MiB", len(huge), allocated>>10)
+	}
+	largest := sequence(maxStructure - 4) // '[', the commas, the line ends and a "---" line count
+	// Many documents each within the bound are fine: the parser holds one at a time.
+	many := append(append(append([]byte{}, largest...), "---\n"...), largest...)
+	if _, err := Decode(many); err == nil || strings.Contains(err.Error(), "split it") {
+		t.Errorf("two documents within the bound: %v, want them decoded (and refused as no mapping)", err)
+	}
+	allocated, err = decode(largest)
+	if err == nil || strings.Contains(err.Error(), "split it") {
+		t.Errorf("the largest sequence the pre-scan admits: %v, want it decoded (and refused as no mapping)", err)
+	}
+	t.Logf("decoding %d values (%d bytes) allocated %d MiB in all", maxStructure-4, len(largest), allocated>>20)
+	if allocated > maxDecodeBytes {
+		t.Errorf("decoding the largest document the pre-scan admits allocated %d MiB, want at most %d", allocated>>20, maxDecodeBytes>>20)
 	}
 }

@@ -42,10 +42,28 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.State,
 	if err != nil {
 		return fmt.Errorf("nats resync: %w", err)
 	}
+	if err := limitResyncQueue(sub); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("nats resync: %w", err)
+	}
 	p.log.Info("serving snapshots over NATS", "subject", mesh.NATSResyncSubject(p.prefix))
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
 	return nil
+}
+
+// Bounds of the requests waiting for a reply: requests are answered one at a time, from one
+// rendering of the snapshot shared by all, so what a crowd of requesters costs is their queue.
+// Beyond the bounds requests are dropped (the requester times out and asks again), instead of
+// the client library queueing up to 64 MiB of them.
+const (
+	resyncQueueMessages = 256
+	resyncQueueBytes    = 1 << 20
+)
+
+// limitResyncQueue bounds the requests sub queues while a reply is written.
+func limitResyncQueue(sub *nats.Subscription) error {
+	return sub.SetPendingLimits(resyncQueueMessages, resyncQueueBytes)
 }
 
 // renderedSnapshot keeps the last snapshot's reply body, so a crowd of requests for one

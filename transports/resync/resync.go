@@ -37,6 +37,8 @@ type Handler struct {
 	routes http.Handler
 	ends   *prometheus.CounterVec // streams ended, by final event (with WithMetrics)
 
+	deltaSlots deltaSlots // GET /v1/deltas answers being written
+
 	rendered   [2]atomic.Pointer[renderedMesh] // the last snapshot's JSON, shared by requests: [whole]
 	renderMu   sync.Mutex                      // one render per new sequence, however many ask
 	namespaces atomic.Pointer[meshNamespaces]
@@ -52,6 +54,7 @@ type options struct {
 	reauth    time.Duration
 	trouble   func() error
 	page      int // the most events of one GET /v1/deltas answer
+	maxDeltas int // GET /v1/deltas answers written at once
 	metrics   prometheus.Registerer
 }
 
@@ -147,14 +150,14 @@ func WithWatch(ws *Watchers, heartbeat time.Duration) Option {
 // WithAuthorizer), and beside them /healthz and /readyz, which need no token.
 // Defaults: open endpoints, no logging, no /v1/deltas or /v1/watch.
 func New(m Mesh, opts ...Option) (*Handler, error) {
-	o := options{log: option.Discard(), reauth: DefaultReauthorize, page: DefaultDeltasPage}
+	o := options{log: option.Discard(), reauth: DefaultReauthorize, page: DefaultDeltasPage, maxDeltas: DefaultMaxDeltaRequests}
 	if err := option.Apply(&o, opts...); err != nil {
 		return nil, err
 	}
 	if o.watchers != nil && o.deltas == nil {
 		return nil, option.Invalid("watch", "the watch endpoint needs WithDeltaLog too")
 	}
-	h := &Handler{mesh: m, options: o}
+	h := &Handler{mesh: m, options: o, deltaSlots: make(deltaSlots, o.maxDeltas)}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET "+mesh.PathGetEventMesh, h.snapshot(false))
 	v1.HandleFunc("GET "+mesh.PathMesh, h.snapshot(true))
@@ -170,19 +173,19 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		guarded = writeDeadline(guard(v1))
+		guarded = writeDeadline(guard(jsonMisses(v1))) // a caller let in gets its 404 or 405 as a Problem too
 	}
 	routes := http.NewServeMux()
 	routes.Handle("/v1/", guarded)
 	routes.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	routes.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !h.mesh.Ready() {
-			http.Error(w, "mesh not loaded yet", http.StatusServiceUnavailable)
+			writeError(w, http.StatusServiceUnavailable, "mesh not loaded yet")
 			return
 		}
 		if h.trouble != nil {
 			if err := h.trouble(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				writeError(w, http.StatusServiceUnavailable, err.Error())
 				return
 			}
 		}
@@ -396,7 +399,11 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	changes, last, err := h.deltas.Page(epoch, since, limit)
+	if !h.deltaSlots.take(w) {
+		return
+	}
+	defer h.deltaSlots.release()
+	first, last, err := h.deltas.Page(epoch, since, min(limit, DeltasChunk))
 	switch {
 	case errors.Is(err, changelog.ErrOtherEpoch), errors.Is(err, changelog.ErrExpired):
 		w.Header().Set(mesh.HeaderEpoch, h.deltas.Epoch())
@@ -406,26 +413,51 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// The answer ends at the log's head or after limit events, whichever comes first; it is
+	// read from the log a chunk at a time as the caller reads, so a caller that stops reading
+	// holds one chunk, not the page.
+	end := last
+	if head := h.deltas.Head(); head.Epoch == epoch {
+		end = max(last, min(since+uint64(limit), head.Sequence))
+	}
 	w.Header().Set("Content-Type", mesh.ContentTypeBatch)
 	w.Header().Set(mesh.HeaderEpoch, epoch)
-	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(last, 10))
-	// Streamed, each event encoded as it is written: eight readers of a whole log hold a buffer
-	// each, not eight copies of the log as JSON.
+	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(end, 10))
 	out := bufio.NewWriterSize(w, 32<<10)
 	out.WriteByte('[')
+	h.writeDeltas(out, first, true)
+	for last < end {
+		var chunk []mesh.Change
+		if chunk, last, err = h.deltas.Page(epoch, last, int(min(end-last, DeltasChunk))); err != nil || len(chunk) == 0 {
+			// The log moved on under a slow reader: the answer cannot be what its header promised.
+			h.log.Debug("GET /v1/deltas: the log moved on while the answer was written; cut short", "err", err, "remote", r.RemoteAddr)
+			panic(http.ErrAbortHandler)
+		}
+		h.writeDeltas(out, chunk, false)
+	}
+	out.WriteByte(']')
+	out.Flush()
+}
+
+// DeltasChunk is how many changes a GET /v1/deltas answer or a resuming watch stream reads
+// from the log at once: what a caller that stops reading holds of it (about 150 bytes each,
+// the entities being shared with the log).
+const DeltasChunk = 256
+
+// writeDeltas writes changes as members of a CloudEvents batch, each encoded as it is
+// written: eight readers of a whole log hold a buffer each, not eight copies of the log as JSON.
+func (h *Handler) writeDeltas(out *bufio.Writer, changes []mesh.Change, first bool) {
 	for i, c := range changes {
 		ev, err := h.encoder.Structured(c)
 		if err != nil { // a bug: the log holds only changes that were encoded once already
 			h.log.Error("delta log: change does not encode; response cut short", "change", c.String(), "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		if i > 0 {
+		if i > 0 || !first {
 			out.WriteByte(',')
 		}
 		out.Write(ev)
 	}
-	out.WriteByte(']')
-	out.Flush()
 }
 
 // DefaultDeltasPage is the most events one GET /v1/deltas answers (and the largest ?limit=).

@@ -426,18 +426,8 @@ func (s *stream) framesWaiting(w *watcher) {
 // or else the snapshot. false when it cannot go on.
 func (h *Handler) start(s *stream, r *http.Request) bool {
 	if epoch, last, ok := h.resumePoint(r); ok {
-		if resumed, _, err := h.deltas.Since(epoch, last); err == nil {
-			s.epoch, s.last = epoch, last
-			for _, c := range resumed {
-				sse, err := deltaEvent(h.encoder, c)
-				if err != nil {
-					h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
-					return false
-				}
-				s.write(c, sse)
-			}
-			s.accountSkipped()
-			return true
+		if resumed, ok := h.resumeFromLog(s, epoch, last); resumed {
+			return ok
 		}
 	}
 	snap := h.mesh.Snapshot()
@@ -448,6 +438,43 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 	s.out.Write(h.renderFor(snap, s.access, true).body)
 	s.out.WriteString(tail + "\n\n")
 	return true
+}
+
+// resumeFromLog streams the changes of epoch after last from the delta log, a chunk at a time
+// as the caller reads (DeltasChunk changes held at most, however long the log), up to its head;
+// the live changes follow from the watcher's buffer. resumed is false when the log cannot
+// serve the resume point (the stream starts with a snapshot instead); ok is false when the
+// stream cannot go on (the caller went away, or the log dropped changes the stream had not sent
+// yet: it ends with a cutoff event, and the caller resumes again or takes a snapshot).
+func (h *Handler) resumeFromLog(s *stream, epoch string, last uint64) (resumed, ok bool) {
+	chunk, next, err := h.deltas.Page(epoch, last, DeltasChunk)
+	if err != nil {
+		return false, false
+	}
+	s.epoch, s.last = epoch, last
+	for len(chunk) > 0 {
+		for _, c := range chunk {
+			sse, err := deltaEvent(h.encoder, c)
+			if err != nil {
+				h.log.Error("watch: change does not encode", "change", c.String(), "err", err)
+				return true, false
+			}
+			s.write(c, sse)
+		}
+		s.accountSkipped()
+		if len(chunk) < DeltasChunk {
+			return true, true
+		}
+		if !s.send() {
+			return true, false
+		}
+		if chunk, next, err = h.deltas.Page(epoch, next, DeltasChunk); err != nil {
+			s.end(mesh.SSECutoff, mesh.StreamEnd{Reason: "too slow: the delta log dropped changes while the stream resumed from it: " +
+				"resume again with Last-Event-ID (or take a snapshot)", Sequence: s.last})
+			return true, false
+		}
+	}
+	return true, true
 }
 
 // stream is one watch connection: where it is, and what its caller may see.

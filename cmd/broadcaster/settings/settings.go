@@ -25,6 +25,7 @@ func defaults(c *config.Config) {
 	c.EventSource = codec.DefaultSource
 	c.DeltaLogSize, c.DeltaLogBytes = changelog.DefaultMaxChanges, changelog.DefaultMaxBytes
 	c.MaxWatchers, c.MaxWatchersPerIdentity = resync.DefaultMaxWatchers, resync.DefaultMaxWatchersPerIdentity
+	c.MaxDeltaRequests, c.MaxConnections = resync.DefaultMaxDeltaRequests, resync.DefaultMaxConnections
 }
 
 // checks are the parts' checks of the settings config holds for them.
@@ -41,6 +42,18 @@ var checks = []config.Check{
 	{Key: "server.maxWatchers", Err: func(c config.Config) error { return option.Check(resync.WithMaxWatchers(c.MaxWatchers)) }},
 	{Key: "server.maxWatchersPerIdentity", Err: func(c config.Config) error {
 		return option.Check(resync.WithMaxWatchersPerIdentity(c.MaxWatchersPerIdentity))
+	}},
+	{Key: "server.maxDeltaRequests", Err: func(c config.Config) error { return option.Check(resync.WithMaxDeltaRequests(c.MaxDeltaRequests)) }},
+	{Key: "server.maxConnections", Err: func(c config.Config) error {
+		_, err := option.Positive("max connections", c.MaxConnections)
+		return err
+	}},
+	{Key: "server.metricsTokenFile", Err: func(c config.Config) error {
+		if c.MetricsTokenFile == "" {
+			return nil
+		}
+		_, err := auth.ReadTokens(c.MetricsTokenFile)
+		return err
 	}},
 	{Key: "server.deltaLog.bytes", Err: func(c config.Config) error { return option.Check(changelog.WithMaxBytes(c.DeltaLogBytes)) }},
 	{Key: "access.tokensFile", Err: func(c config.Config) error {
