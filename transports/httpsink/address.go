@@ -45,7 +45,7 @@ type Addresses interface {
 type staticAddress struct{ a Address }
 
 func (s staticAddress) Address() (Address, error) { return s.a, nil }
-func (s staticAddress) Name() string               { return option.RedactURL(s.a.URL) }
+func (s staticAddress) Name() string              { return option.RedactURL(s.a.URL) }
 
 // Reference is a Kubernetes object a sink sends to, in the mesh's key form:
 // GROUP/Kind/NAMESPACE/NAME ("eventing.knative.dev/Broker/shop/default"; a core Service:

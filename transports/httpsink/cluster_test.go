@@ -204,7 +204,9 @@ func TestSinkReferenceWithTokenRequest(t *testing.T) {
 	}
 }
 
-func notBroadcaster(user string) bool { return user != "system:serviceaccount:shop:event-mesh-broadcaster" }
+func notBroadcaster(user string) bool {
+	return user != "system:serviceaccount:shop:event-mesh-broadcaster"
+}
 
 // The address of a Broker as Knative's Destination resolution reads it: addresses before
 // address, a Service by its cluster name, the destination's CA and audience winning.

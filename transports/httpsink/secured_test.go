@@ -291,7 +291,9 @@ func TestUnauthorizedRenewsBeforeCounting(t *testing.T) {
 
 type tokenFunc func(renew bool) string
 
-func (f tokenFunc) Token(_ context.Context, _ string, renew bool) (string, error) { return f(renew), nil }
+func (f tokenFunc) Token(_ context.Context, _ string, renew bool) (string, error) {
+	return f(renew), nil
+}
 
 // Every problem names its setting.
 func TestSecuredSettingsCheck(t *testing.T) {

@@ -56,7 +56,7 @@ func (s *Settings) Describe() []option.Setting {
 		{Key: "transports.http.sink", Flag: "sink", FallbackEnv: "K_SINK", Placeholder: "url", Help: "send mesh-delta CloudEvents to this HTTP URL (default $K_SINK)",
 			Field: &s.Sink},
 		{Key: "transports.http.sinkRef", Flag: "sink-ref", Placeholder: "ref",
-			Help: "cluster mode: send to the address of this Kubernetes object, GROUP/Kind/NAMESPACE/NAME (e.g. eventing.knative.dev/Broker/shop/default; a core Service: /Service/shop/display), followed as it changes",
+			Help:  "cluster mode: send to the address of this Kubernetes object, GROUP/Kind/NAMESPACE/NAME (e.g. eventing.knative.dev/Broker/shop/default; a core Service: /Service/shop/display), followed as it changes",
 			Field: &s.SinkRef},
 		{Key: "transports.http.ceOverrides", FallbackEnv: "K_CE_OVERRIDES", Placeholder: "json",
 			Help:  "extensions set on every event sent to the sink, as Knative's K_CE_OVERRIDES: {\"extensions\": {...}}",
@@ -118,7 +118,9 @@ func (s Settings) Check() error {
 }
 
 // explicitTokenFile: a token file other than the default, which must then be there.
-func (s Settings) explicitTokenFile() bool { return s.TokenFile != "" && s.TokenFile != DefaultTokenFile }
+func (s Settings) explicitTokenFile() bool {
+	return s.TokenFile != "" && s.TokenFile != DefaultTokenFile
+}
 
 // Destination names the sink in logs and metrics ("http " and its URL without credentials, or
 // the object it follows), or is "" when the settings name none.

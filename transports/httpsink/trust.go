@@ -95,7 +95,10 @@ func TrustDirectory(dir string) TrustOption {
 
 // TrustInterval sets how often the files are looked at, at most (default DefaultTrustInterval).
 func TrustInterval(d time.Duration) TrustOption {
-	return func(o *trustOptions) (err error) { o.interval, err = option.PositiveDuration("trust interval", d); return err }
+	return func(o *trustOptions) (err error) {
+		o.interval, err = option.PositiveDuration("trust interval", d)
+		return err
+	}
 }
 
 // TrustClock replaces the real clock (tests).
