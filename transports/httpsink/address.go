@@ -190,17 +190,16 @@ func (f *Follower) run(ctx context.Context, mapper *restmapper.DeferredDiscovery
 // watch was opened.
 func (f *Follower) follow(ctx context.Context) bool {
 	obj, err := f.client.Get(ctx, f.ref.Name, metav1.GetOptions{})
-	if err != nil {
+	switch {
+	case apierrors.IsNotFound(err): // watched below: its creation is an Added event
+		f.set(Address{}, fmt.Errorf("sink reference: %s does not exist", f.ref))
+		obj = nil
+	case err != nil:
 		if ctx.Err() == nil {
-			if apierrors.IsNotFound(err) {
-				err = fmt.Errorf("%s does not exist", f.ref)
-			}
-			f.set(Address{}, fmt.Errorf("sink reference: %w", err))
+			f.set(Address{}, fmt.Errorf("sink reference %s: %w", f.ref, err))
 		}
-		if !apierrors.IsNotFound(err) {
-			return false
-		}
-	} else {
+		return false
+	default:
 		f.update(obj)
 	}
 	rv := ""

@@ -238,11 +238,17 @@ func TestTokenFileRotates(t *testing.T) {
 	if err := pub.Publish(context.Background(), changes(11, 20)); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(rs.accepted, seqs(1, 20)) {
-		t.Fatalf("accepted %v, want 1..20", rs.accepted)
+	rs.mu.Lock()
+	accepted := append([]uint64(nil), rs.accepted...)
+	rs.mu.Unlock()
+	if !reflect.DeepEqual(accepted, seqs(1, 20)) {
+		t.Fatalf("accepted %v, want 1..20", accepted)
 	}
-	if auth.refused != 1 {
-		t.Errorf("%d refusals, want 1: the first event after the rotation, sent again with the new token", auth.refused)
+	auth.mu.Lock()
+	refused := auth.refused
+	auth.mu.Unlock()
+	if refused != 1 {
+		t.Errorf("%d refusals, want 1: the first event after the rotation, sent again with the new token", refused)
 	}
 	if strings.Contains(logs.String(), "token-") {
 		t.Errorf("a token was logged:\n%s", logs)
