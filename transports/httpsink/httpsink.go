@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -200,10 +201,15 @@ func NewFor(a Addresses, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	transport.MaxIdleConnsPerHost = 16
 	switch {
 	case o.trust != nil:
-		transport.TLSClientConfig = o.trust.ClientConfig(func() string {
+		extra := func() string {
 			addr, _ := s.addresses.Address()
 			return addr.CACerts
-		}, o.clientCert)
+		}
+		// Each new connection is verified against the certificates trusted then. Through an
+		// HTTPS proxy net/http does the TLS itself, with the certificates trusted now.
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		transport.DialTLSContext = o.trust.DialTLS(dialer.DialContext, extra, o.clientCert)
+		transport.TLSClientConfig = o.trust.Config("", extra(), o.clientCert)
 	case o.tls != nil:
 		transport.TLSClientConfig = o.tls
 	case o.caPEM != nil:

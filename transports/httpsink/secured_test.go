@@ -39,8 +39,11 @@ func newTLSSink(t *testing.T, c brokers.TLS, answer func(uint64, int, http.Respo
 	s.srv = httptest.NewUnstartedServer(s.recordingSink)
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
 	s.srv.Config.SetKeepAlivesEnabled(false)
-	s.srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}
+	// Without SNI (an IP address) a server presents its first certificate, which StartTLS
+	// fills in: the certificate of the moment comes with a configuration per handshake.
+	s.srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*s.cert.Load()}}, nil
+	}}
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	return s

@@ -1,12 +1,14 @@
 package httpsink
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -209,31 +211,34 @@ func (t *Trust) build(paths []string, extra string) *x509.CertPool {
 	return pool
 }
 
-// verifier checks a server's certificate chain against the certificates trusted at the time
-// of the handshake, with extra (the address's CACerts) as they are then; it does what
-// crypto/tls does when InsecureSkipVerify is off, with a pool that may have changed since the
-// tls.Config was made.
-func (t *Trust) verifier(extra func() string) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("the sink presented no certificate")
+// DialTLS dials a TLS connection whose server certificate is verified against the
+// certificates trusted at the time (extra: the address's CACerts then), presenting cert, when
+// not nil, as the client certificate: for http.Transport.DialTLSContext, so that every new
+// connection sees a rotated bundle.
+func (t *Trust) DialTLS(dial func(ctx context.Context, network, addr string) (net.Conn, error), extra func() string,
+	cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
 		}
-		opts := x509.VerifyOptions{DNSName: cs.ServerName, Roots: t.Pool(extra()), Intermediates: x509.NewCertPool()}
-		for _, c := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(c)
+		raw, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
-		_, err := cs.PeerCertificates[0].Verify(opts)
-		return err
+		conn := tls.Client(raw, t.Config(host, extra(), cert))
+		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return conn, nil
 	}
 }
 
-// ClientConfig is a client TLS configuration that verifies servers against t (with extra's
-// CACerts at each handshake) and presents cert, when set, as the client certificate.
-func (t *Trust) ClientConfig(extra func() string, cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *tls.Config {
-	// The chain is verified by VerifyConnection, against the pool of the moment: crypto/tls
-	// would verify against a RootCAs fixed when the config was made.
-	return &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
-		VerifyConnection: t.verifier(extra), GetClientCertificate: cert}
+// Config is a client TLS configuration for serverName trusting t's certificates now, with
+// extra's.
+func (t *Trust) Config(serverName, extra string, cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, RootCAs: t.Pool(extra), GetClientCertificate: cert}
 }
 
 // readPEMFile reads a file that must hold PEM certificates.
