@@ -158,8 +158,7 @@ func TestSinkReferenceWithTokenRequest(t *testing.T) {
 	second := newOIDCSink(t, adminClient, "eventing.knative.dev/broker/shop/event-mesh-v2")
 	broker := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
 		"metadata": map[string]any{"name": "event-mesh", "namespace": ns}}}
-	broker, err = dyn.Resource(brokersResource).Namespace(ns).Create(ctx, broker, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := dyn.Resource(brokersResource).Namespace(ns).Create(ctx, broker, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	setAddress := func(addr map[string]any) {
