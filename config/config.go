@@ -88,6 +88,10 @@ type Config struct {
 	// InCluster is set by Load when the cluster is the one the process runs in.
 	InCluster bool
 
+	// Namespace is the broadcaster's own namespace in cluster mode: $POD_NAMESPACE, else the
+	// pod's service account namespace, else default. Its ServiceAccount lives there.
+	Namespace string
+
 	parts   []Part            // the parts' own settings (each transport's), filled in
 	origins map[string]string // setting key → where its value came from
 }
@@ -202,13 +206,17 @@ func (l *loader) chooseSource(getenv func(string) string) {
 	if c.TokensFile != "" {
 		l.problem(l.at("access.tokensFile"), "", "is for manifests mode; in cluster mode callers present Kubernetes tokens")
 	}
-	if c.LeaderElectionNamespace == "" && c.InCluster {
+	c.Namespace = getenv("POD_NAMESPACE")
+	if c.Namespace == "" && c.InCluster {
 		if raw, err := os.ReadFile(serviceAccountNamespace); err == nil {
-			c.LeaderElectionNamespace = strings.TrimSpace(string(raw))
+			c.Namespace = strings.TrimSpace(string(raw))
 		}
 	}
+	if c.Namespace == "" {
+		c.Namespace = "default"
+	}
 	if c.LeaderElectionNamespace == "" {
-		c.LeaderElectionNamespace = "default"
+		c.LeaderElectionNamespace = c.Namespace
 	}
 }
 

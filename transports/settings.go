@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
@@ -24,6 +26,10 @@ type Deps struct {
 	// Latest is the latest change of every entity; Count how many entities the mesh has.
 	Latest func() []mesh.Change
 	Count  func() int
+	// Kube is the broadcaster's own client configuration of the cluster it watches, and
+	// Namespace its own namespace; nil and "" in manifests mode.
+	Kube      *rest.Config
+	Namespace string
 }
 
 // Secret is a secret given inline or, read now, from a file ("" when neither).

@@ -238,8 +238,10 @@ func writeEnvironment(w io.Writer) {
 	for _, v := range [][2]string{
 		{"BROADCASTER_CONFIG", "the config file, when --config is not given"},
 		{"K_SINK, K_CE_OVERRIDES", "the sink and its CloudEvents extensions, as Knative's SinkBinding injects them"},
+		{"K_CA_CERTS", "the sink's CA certificates (PEM), as a SinkBinding injects them"},
+		{"K_AUDIENCE, K_OIDC_SERVICE_ACCOUNT", "cluster mode: the sink's OIDC audience and the ServiceAccount its tokens are for"},
 		{"KUBECONFIG", "the cluster to watch, when no source is given"},
-		{"POD_IP, POD_NAMESPACE", "in a pod: this replica's address, and the Lease's namespace"},
+		{"POD_IP, POD_NAMESPACE", "in a pod: this replica's address, and its namespace (the Lease's, its ServiceAccount's)"},
 	} {
 		fmt.Fprintf(tw, "  %s\t%s\n", v[0], v[1])
 	}

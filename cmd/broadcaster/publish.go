@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
@@ -29,6 +30,7 @@ type publishing struct {
 	changes *changelog.Log
 	metrics *delivery.Metrics
 	log     *slog.Logger
+	kube    *rest.Config // cluster mode: the broadcaster's own credentials
 }
 
 // destination is one opened transport: its worker, and whatever else serves on its connection
@@ -87,7 +89,8 @@ func (p *publishing) open(ctx context.Context, epoch string, start []delivery.Op
 		}
 	}()
 	pubs, err := destinations.Open(ctx, p.cfg, transports.Deps{Encoder: p.enc, Log: log, Epoch: epoch,
-		Latest: func() []mesh.Change { return p.hub.Snapshot().Latest() }, Count: func() int { return p.hub.Snapshot().Len() }})
+		Latest: func() []mesh.Change { return p.hub.Snapshot().Latest() }, Count: func() int { return p.hub.Snapshot().Len() },
+		Kube: p.kube, Namespace: p.cfg.Namespace})
 	if err != nil {
 		return nil, err
 	}

@@ -127,6 +127,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 		sourceName = "cluster"
 	}
 	pub := &publishing{cfg: cfg, enc: enc, hub: meshHub, changes: deltaLog, metrics: deliveryMetrics, log: log}
+	if cluster != nil {
+		pub.kube = cluster.rest
+	}
 	runnables := []runnable{
 		{name: sourceName + " source", run: func(ctx context.Context) error { return src.Run(ctx, meshHub) }},
 		{name: "http server", run: func(ctx context.Context) error { return serve(ctx, server, ln) }},
@@ -256,6 +259,9 @@ func serve(ctx context.Context, server *http.Server, ln net.Listener) error {
 // so that no flood of token reviews can delay a Lease renewal past its deadline.
 type clusterClients struct {
 	auth, election kubernetes.Interface
+	// rest is the broadcaster's own client configuration, for the transports (the sink's
+	// TokenRequests and reference).
+	rest *rest.Config
 	// token is the bearer token of the broadcaster's own credentials (read again each time:
 	// projected ServiceAccount tokens rotate); followers present it to the leader.
 	token func() (string, error)
@@ -301,7 +307,7 @@ func openSource(cfg config.Config, log *slog.Logger, metrics prometheus.Register
 	if err != nil {
 		return nil, nil, err
 	}
-	clients := &clusterClients{token: func() (string, error) {
+	clients := &clusterClients{rest: rest.CopyConfig(restCfg), token: func() (string, error) {
 		if restCfg.BearerTokenFile == "" {
 			return restCfg.BearerToken, nil
 		}

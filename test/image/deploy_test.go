@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -533,5 +534,94 @@ func TestRBACGrantsTheDeclaredKinds(t *testing.T) {
 	}
 	if checked < 5 {
 		t.Errorf("checked %d declared kinds; the engine declares the CRD, Broker, EventType, Trigger and Subscription", checked)
+	}
+}
+
+// deploy/secured, the component of the secured-cluster recipe, builds over deploy/ in an
+// overlay: the Deployment sends to the Broker it adds (--sink-ref, a valid reference), the
+// sink's Role grants the broadcaster's ServiceAccount exactly a TokenRequest for itself and
+// get/watch of that Broker, both by name, and the EventPolicy lets that identity post to it.
+func TestSecuredComponent(t *testing.T) {
+	t.Parallel()
+	overlay := t.TempDir()
+	absDeploy, err := filepath.Abs(deployDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.Rel(overlay, absDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"),
+		[]byte("resources: ["+base+"]\ncomponents: ["+base+"/secured]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kustomize := testkit.GoInstall(t, "sigs.k8s.io/kustomize/kustomize/v5", kustomizeVersion)
+	cmd := exec.Command(kustomize, "build", overlay)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kustomize build of deploy with deploy/secured: %v\n%s", err, stderr.String())
+	}
+	objs := decodeAll(t, "secured output", out)
+
+	var deployment appsv1.Deployment
+	find(t, objs, "Deployment", "event-mesh-broadcaster", &deployment)
+	var sinkRef string
+	for _, a := range deployment.Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--sink-ref="); ok {
+			sinkRef = v
+		}
+	}
+	ref, err := httpsink.ParseReference(sinkRef)
+	if err != nil {
+		t.Fatalf("the Deployment's --sink-ref %q: %v", sinkRef, err)
+	}
+	var broker struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	find(t, objs, "Broker", ref.Name, &broker)
+	if ref.Group != "eventing.knative.dev" || ref.Kind != "Broker" || ref.Namespace != namespace || broker.Metadata.Namespace != namespace {
+		t.Errorf("--sink-ref %s does not name the Broker the component adds (%+v)", sinkRef, broker.Metadata)
+	}
+
+	var role rbacv1.Role
+	find(t, objs, "Role", "event-mesh-broadcaster-sink", &role)
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, ResourceNames: []string{deployment.Spec.Template.Spec.ServiceAccountName}, Verbs: []string{"create"}},
+		{APIGroups: []string{"eventing.knative.dev"}, Resources: []string{"brokers"}, ResourceNames: []string{ref.Name}, Verbs: []string{"get", "watch"}},
+	}
+	if !reflect.DeepEqual(role.Rules, want) {
+		t.Errorf("the sink's Role grants %+v, want exactly %+v", role.Rules, want)
+	}
+	var binding rbacv1.RoleBinding
+	find(t, objs, "RoleBinding", "event-mesh-broadcaster-sink", &binding)
+	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != deployment.Spec.Template.Spec.ServiceAccountName ||
+		binding.Subjects[0].Namespace != namespace {
+		t.Errorf("the sink's RoleBinding %+v does not bind the Role to the broadcaster's ServiceAccount", binding)
+	}
+
+	var policy struct {
+		Spec struct {
+			To []struct {
+				Ref struct {
+					Kind string `json:"kind"`
+					Name string `json:"name"`
+				} `json:"ref"`
+			} `json:"to"`
+			From []struct {
+				Sub string `json:"sub"`
+			} `json:"from"`
+		} `json:"spec"`
+	}
+	find(t, objs, "EventPolicy", "event-mesh-broadcaster", &policy)
+	identity := "system:serviceaccount:" + namespace + ":" + deployment.Spec.Template.Spec.ServiceAccountName
+	if len(policy.Spec.To) != 1 || policy.Spec.To[0].Ref.Kind != "Broker" || policy.Spec.To[0].Ref.Name != ref.Name ||
+		len(policy.Spec.From) != 1 || policy.Spec.From[0].Sub != identity {
+		t.Errorf("the EventPolicy %+v does not let %s post to the Broker %s", policy.Spec, identity, ref.Name)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,10 +29,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports"
 )
 
-// Sink publishes to one HTTP target.
+// Sink publishes to one HTTP target: a URL, or the address of an object it follows.
 type Sink struct {
-	target     string
-	redacted   string // target without credentials: what logs and errors show
+	addresses  Addresses
 	encoder    *codec.Encoder
 	client     *http.Client
 	ownsClient bool
@@ -50,6 +50,9 @@ type options struct {
 	timeout    time.Duration
 	caPEM      []byte
 	tls        *tls.Config
+	trust      *Trust
+	clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	tokens     Tokens
 	overrides  map[string]string
 	backoff    Backoff
 	sleep      func(context.Context, time.Duration) error
@@ -88,6 +91,25 @@ func WithCACertificates(pem []byte) Option {
 // (not WithHTTPClient), and replaces WithCACertificates.
 func WithTLS(c *tls.Config) Option {
 	return func(o *options) (err error) { o.tls, err = option.Required("tls", c); return err }
+}
+
+// WithTrust verifies the sink's certificate against t, as it is at each TLS handshake, with
+// the CACerts of the sink's address; cert, when not nil, presents a client certificate. It
+// needs the sink's own client (not WithHTTPClient), and replaces WithCACertificates and
+// WithTLS.
+func WithTrust(t *Trust, cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) Option {
+	return func(o *options) (err error) {
+		o.trust, err = option.Required("trust", t)
+		o.clientCert = cert
+		return err
+	}
+}
+
+// WithTokens presents the bearer token t gives for the address's audience. A sink that
+// answers 401 gets the event again at once with a renewed token; only a renewed token it
+// refuses counts as a failure.
+func WithTokens(t Tokens) Option {
+	return func(o *options) (err error) { o.tokens, err = option.Required("tokens", t); return err }
 }
 
 // WithOverrides parses K_CE_OVERRIDES ({"extensions": {"name": "value"}}) and sets those
@@ -148,19 +170,43 @@ const (
 
 // New returns a sink for target, an absolute http(s) URL.
 // Defaults: binary mode; its own http.Transport (keep-alive, 16 idle connections per host);
-// DefaultTimeout per request; backoff DefaultBackoffBase..DefaultBackoffMax; no overrides.
+// DefaultTimeout per request; backoff DefaultBackoffBase..DefaultBackoffMax; no overrides; no
+// token; the system's CAs.
 func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
-	o, err := prepare(target, opts)
+	if err := checkTarget(target); err != nil {
+		return nil, err
+	}
+	return NewFor(staticAddress{Address{URL: target}}, enc, opts...)
+}
+
+// NewFor returns a sink that sends to the address a gives at each attempt (a followed
+// object's); while it has none, sending fails and is retried. The defaults are New's; a is
+// the caller's to close.
+func NewFor(a Addresses, enc *codec.Encoder, opts ...Option) (*Sink, error) {
+	if a == nil {
+		return nil, option.Invalid("addresses", "nil")
+	}
+	o, err := prepare(opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{target: target, redacted: option.RedactURL(target), encoder: enc, client: o.client, options: o}
+	s := &Sink{addresses: a, encoder: enc, client: o.client, options: o}
 	if s.client != nil {
 		return s, nil
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 16
 	switch {
+	case o.trust != nil:
+		extra := func() string {
+			addr, _ := s.addresses.Address()
+			return addr.CACerts
+		}
+		// Each new connection is verified against the certificates trusted then. Through an
+		// HTTPS proxy net/http does the TLS itself, with the certificates trusted now.
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		transport.DialTLSContext = o.trust.DialTLS(dialer.DialContext, extra, o.clientCert)
+		transport.TLSClientConfig = o.trust.Config("", extra(), o.clientCert)
 	case o.tls != nil:
 		transport.TLSClientConfig = o.tls
 	case o.caPEM != nil:
@@ -179,28 +225,39 @@ func New(target string, enc *codec.Encoder, opts ...Option) (*Sink, error) {
 	return s, nil
 }
 
-// Target is the sink's URL without credentials (user information and query), as logs show it.
-func (s *Sink) Target() string { return s.redacted }
+// Target is the sink's URL without credentials (user information and query), or the object
+// it follows, as logs show it.
+func (s *Sink) Target() string { return s.addresses.Name() }
 
 // Check says whether New would accept target and opts.
 func Check(target string, opts ...Option) error {
-	_, err := prepare(target, opts)
+	if err := checkTarget(target); err != nil {
+		return err
+	}
+	_, err := prepare(opts)
 	return err
 }
 
-// prepare checks target and applies the defaults and opts: everything New checks.
-func prepare(target string, opts []Option) (options, error) {
-	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx,
-		log: option.Discard()}
+func checkTarget(target string) error {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, option.Invalid(fmt.Sprintf("sink %q", option.RedactURL(target)), "want an absolute http(s) URL")
+		return option.Invalid(fmt.Sprintf("sink %q", option.RedactURL(target)), "want an absolute http(s) URL")
 	}
+	return nil
+}
+
+// prepare applies the defaults and opts: everything New checks but the target.
+func prepare(opts []Option) (options, error) {
+	o := options{timeout: DefaultTimeout, backoff: Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax}, sleep: sleepCtx,
+		log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err
 	}
-	if o.client != nil && o.caPEM != nil {
+	if o.client != nil && (o.caPEM != nil || o.tls != nil || o.trust != nil) {
 		return o, option.Invalid("CA certificates", "they need the sink's own client, not WithHTTPClient")
+	}
+	if o.trust != nil && (o.caPEM != nil || o.tls != nil) {
+		return o, option.Invalid("trust", "give WithTrust, or WithTLS or WithCACertificates, not both")
 	}
 	return o, nil
 }
@@ -233,16 +290,22 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 	b := &backoff.ExponentialBackOff{InitialInterval: s.backoff.Base / 2, RandomizationFactor: 1, Multiplier: 2,
 		MaxInterval: s.backoff.Max / 2}
 	var failingSince, logged time.Time
+	renew := false // the sink refused the last token: present a fresh one
 	for attempt := 1; ; attempt++ {
-		status, retryAfter, err := s.sendOnce(ctx, ev)
+		status, retryAfter, renewed, err := s.sendOnce(ctx, ev, renew)
+		renew = status == http.StatusUnauthorized && s.tokens != nil
 		switch {
 		case err == nil && status/100 == 2:
 			if !failingSince.IsZero() {
-				s.log.Info("sink accepts events again", "sink", s.redacted, "event", ev.ID(), "after", time.Since(failingSince).Round(time.Millisecond))
+				s.log.Info("sink accepts events again", "sink", s.addresses.Name(), "event", ev.ID(), "after", time.Since(failingSince).Round(time.Millisecond))
 			}
 			return nil
-		case err == nil && status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-			return fmt.Errorf("%w: event %s: sink %s answered %d", transports.ErrRejected, ev.ID(), s.redacted, status)
+		case renew && !renewed:
+			// A token the sink no longer takes (rotated, expired): renewed and sent again at
+			// once; this is no failure yet.
+			continue
+		case err == nil && status/100 == 4 && !retryable(status):
+			return fmt.Errorf("%w: event %s: sink %s answered %d", transports.ErrRejected, ev.ID(), s.addresses.Name(), status)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
@@ -252,8 +315,8 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 		}
 		if now.Sub(logged) >= 30*time.Second {
 			logged = now
-			s.log.Warn("sink does not accept events; retrying", "sink", s.redacted, "event", ev.ID(), "attempt", attempt,
-				"failingFor", now.Sub(failingSince).Round(time.Millisecond), "status", status, "err", redactErr(err, s.redacted))
+			s.log.Warn("sink does not accept events; retrying", "sink", s.addresses.Name(), "event", ev.ID(), "attempt", attempt,
+				"failingFor", now.Sub(failingSince).Round(time.Millisecond), "status", status, "err", redactErr(err))
 		}
 		wait := min(max(b.NextBackOff(), retryAfter), s.backoff.Max)
 		if err := s.sleep(ctx, wait); err != nil {
@@ -262,12 +325,39 @@ func (s *Sink) send(ctx context.Context, ev *event.Event) error {
 	}
 }
 
-func (s *Sink) sendOnce(ctx context.Context, ev *event.Event) (status int, retryAfter time.Duration, err error) {
+// retryable says whether a 4xx answer may change by itself: a timeout, a rate limit, and the
+// refusals of a token or an identity (401, 403), which a renewed token or a new EventPolicy
+// lifts; events are held rather than lost meanwhile.
+func retryable(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	}
+	return false
+}
+
+// sendOnce makes one attempt; renewed says whether the token it presented was a renewed one
+// (renew asked for it).
+func (s *Sink) sendOnce(ctx context.Context, ev *event.Event, renew bool) (status int, retryAfter time.Duration, renewed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.target, nil)
+	addr, err := s.addresses.Address()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr.URL, nil)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if s.tokens != nil {
+		token, err := s.tokens.Token(ctx, addr.Audience, renew)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		renewed = renew
 	}
 	msg := binding.ToMessage(ev)
 	wctx := ctx
@@ -275,25 +365,26 @@ func (s *Sink) sendOnce(ctx context.Context, ev *event.Event) (status int, retry
 		wctx = binding.WithForceStructured(ctx)
 	}
 	if err := cehttp.WriteRequest(wctx, msg, req); err != nil {
-		return 0, 0, err
+		return 0, 0, renewed, err
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, renewed, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
-	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After")), nil
+	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After")), renewed, nil
 }
 
-// redactErr is err's text with the URL net/http quotes in it replaced by the redacted one.
-func redactErr(err error, redacted string) string {
+// redactErr is err's text with the URL net/http quotes in it left out (it may hold
+// credentials).
+func redactErr(err error) string {
 	var ue *url.Error
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &ue):
-		return ue.Op + " " + redacted + ": " + ue.Err.Error()
+		return ue.Op + " " + option.RedactURL(ue.URL) + ": " + ue.Err.Error()
 	}
 	return err.Error()
 }
