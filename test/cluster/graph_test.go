@@ -34,7 +34,7 @@ func TestGraphKindsFollowTheirCRDsAndRBAC(t *testing.T) {
 	const ns = "shop"
 	sequence := map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence",
 		"metadata": map[string]any{"name": "fulfil", "namespace": ns},
-		"spec": map[string]any{"steps": []any{map[string]any{"ref": map[string]any{"apiVersion": "v1", "kind": "Service", "name": "svc"}}}}}
+		"spec":     map[string]any{"steps": []any{map[string]any{"ref": map[string]any{"apiVersion": "v1", "kind": "Service", "name": "svc"}}}}}
 	toSequence := map[string]any{"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
 		"metadata": map[string]any{"name": "to-fulfil", "namespace": ns},
 		"spec": map[string]any{"broker": "orders",
