@@ -81,19 +81,6 @@ type record struct {
 	upstream int32
 }
 
-// upstreamJSON writes the entity as the upstream backend served it.
-func (r *record) writeUpstream(w interface {
-	Write([]byte) (int, error)
-	WriteByte(byte) error
-}) {
-	if r.upstream == 0 {
-		w.Write(r.json)
-		return
-	}
-	w.Write(r.json[:r.upstream])
-	w.WriteByte('}')
-}
-
 func recordLess(a, b *record) bool {
 	if a.id.kind != b.id.kind {
 		return a.id.kind < b.id.kind
