@@ -114,6 +114,7 @@ func (e *Engine) setGraph(ref ObjectRef, g *graphPart) {
 		e.markEntitiesOf(ref)
 		return
 	}
+	oldTargets, newTargets := old.targets(), g.targets()
 	before := e.deliveries(ref)
 	defer func() {
 		after := e.deliveries(ref)
@@ -130,21 +131,17 @@ func (e *Engine) setGraph(ref ObjectRef, g *graphPart) {
 			e.refreshConsumer(c)
 		}
 	}()
-	for _, t := range old.targets() {
+	for _, t := range oldTargets {
 		removeRef(e.referrers, t, ref)
+		e.mark(mesh.KindSink, t)
 	}
 	if g == nil {
 		delete(e.graphs, ref)
 	} else {
 		e.graphs[ref] = g
-		for _, t := range g.targets() {
-			addRef(e.referrers, t, ref)
-		}
 	}
-	for _, t := range old.targets() {
-		e.mark(mesh.KindSink, t)
-	}
-	for _, t := range g.targets() {
+	for _, t := range newTargets {
+		addRef(e.referrers, t, ref)
 		e.mark(mesh.KindSink, t)
 	}
 	e.markEntitiesOf(ref)

@@ -195,7 +195,11 @@ func (e *Engine) unindexType(et *eventTypeState, typ string) {
 func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 	consumed := make([]string, 0, et.consumedBy.Len())
 	for _, ids := range et.consumedBy.All() {
-		consumed = append(consumed, strings.Split(ids, "\n")...)
+		if strings.IndexByte(ids, '\n') < 0 {
+			consumed = append(consumed, ids) // one id: the common case
+		} else {
+			consumed = append(consumed, strings.Split(ids, "\n")...)
+		}
 	}
 	slices.Sort(consumed)
 	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
