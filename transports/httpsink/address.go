@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"knative.dev/pkg/network"
 
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 )
@@ -64,7 +65,8 @@ func ParseReference(s string) (Reference, error) {
 }
 
 // Resolve is the address of obj as Knative resolves a Destination to it: a core Service is
-// http://NAME.NAMESPACE.svc.cluster.local (https when caCerts, the destination's, are
+// http://NAME.NAMESPACE.svc.<cluster domain> (the domain read from /etc/resolv.conf as
+// Knative reads it, cluster.local without one; https when caCerts, the destination's, are
 // given); any other kind is Addressable, and its address is the first of status.addresses, or
 // status.address. A destination's caCerts and audience, when given, win over the address's.
 func Resolve(ref Reference, obj *unstructured.Unstructured, caCerts, audience string) (Address, error) {
@@ -73,7 +75,7 @@ func Resolve(ref Reference, obj *unstructured.Unstructured, caCerts, audience st
 		if caCerts != "" {
 			scheme = "https"
 		}
-		return Address{URL: scheme + "://" + ref.Name + "." + ref.Namespace + ".svc.cluster.local", CACerts: caCerts, Audience: audience}, nil
+		return Address{URL: scheme + "://" + network.GetServiceHostname(ref.Name, ref.Namespace), CACerts: caCerts, Audience: audience}, nil
 	}
 	var addr map[string]any
 	if list, _, _ := unstructured.NestedSlice(obj.Object, "status", "addresses"); len(list) > 0 {
