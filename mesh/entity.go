@@ -7,7 +7,7 @@ import (
 
 // The JSON shapes below are fixed: they are the upstream Knative Event Mesh backend's
 // GET /v1/getEventMesh types, so the Backstage plugin reads them unchanged. Each ends with the
-// entity's Graph, which that endpoint never carries (UpstreamOnly).
+// entity's Graph, which that endpoint never carries.
 
 // EventMesh is the whole mesh as served by GET /v1/getEventMesh.
 type EventMesh struct {
@@ -115,26 +115,3 @@ func (s Subscribable) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Nam
 
 // Key of the source entity.
 func (s Source) Key() Key { return Key{s.Group, s.Kind, s.Namespace, s.Name} }
-
-// UpstreamOnly is the mesh as the upstream backend served it: without the entities' Graph.
-func (m EventMesh) UpstreamOnly() EventMesh {
-	out := EventMesh{Brokers: make([]Broker, len(m.Brokers)), EventTypes: make([]EventType, len(m.EventTypes)),
-		Sources: make([]Source, len(m.Sources)), Subscribables: make([]Subscribable, len(m.Subscribables))}
-	for i, v := range m.Brokers {
-		v.Graph = Graph{}
-		out.Brokers[i] = v
-	}
-	for i, v := range m.EventTypes {
-		v.Graph = Graph{}
-		out.EventTypes[i] = v
-	}
-	for i, v := range m.Sources {
-		v.Graph = Graph{}
-		out.Sources[i] = v
-	}
-	for i, v := range m.Subscribables {
-		v.Graph = Graph{}
-		out.Subscribables[i] = v
-	}
-	return out
-}

@@ -180,27 +180,8 @@ func graphPartOf(v any) *mesh.Graph {
 	return nil
 }
 
-// upstreamOf is record.upstream for v rendered as data: for an upstream kind with a Graph, the
-// length of its JSON without the Graph, less the closing brace (the Graph's fields come last
-// and are omitted when empty, so that JSON is a prefix of data).
-// ok is false when data is not what v marshals to.
-func upstreamOf(kind mesh.EntityKind, v any, data []byte) (n int32, ok bool) {
-	g := graphPartOf(v)
-	if !kind.Upstream() || g == nil || g.IsZero() {
-		return 0, true
-	}
-	saved := *g
-	*g = mesh.Graph{}
-	plain, err := json.Marshal(v)
-	*g = saved
-	end := len(plain) - 1
-	if err != nil || end <= 0 || !bytes.HasPrefix(data, plain[:end]) {
-		return 0, false
-	}
-	return int32(end), true
-}
-
-// upstreamLen is upstreamOf for an entity as JSON (a mirrored one).
+// upstreamLen is record.upstream for an entity as JSON (a mirrored one): 0 unless it is what
+// marshalEntity writes.
 func upstreamLen(kind mesh.EntityKind, data []byte) int32 {
 	if !kind.Upstream() {
 		return 0
@@ -209,10 +190,9 @@ func upstreamLen(kind mesh.EntityKind, data []byte) int32 {
 	if err != nil {
 		return 0
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, data); err != nil || !bytes.Equal(buf.Bytes(), data) {
-		return 0 // not as the engine writes it: served as it came
+	again, n, err := marshalEntity(kind, v)
+	if err != nil || !bytes.Equal(again, data) {
+		return 0 // not what the types marshal: served as it came
 	}
-	n, _ := upstreamOf(kind, v, data) // not what the types marshal: served as it came
 	return n
 }

@@ -95,7 +95,8 @@ func (s Snapshot) Each(fn func(Entity) bool) {
 }
 
 // WriteEventMesh writes the snapshot as the EventMesh JSON of GET /v1/getEventMesh, byte for
-// byte what json.Marshal(EventMesh.UpstreamOnly()) would produce, without building it in memory.
+// byte what json.Marshal(EventMesh) of the entities without their Graph would produce, without
+// building it in memory.
 func (s Snapshot) WriteEventMesh(w io.Writer) error { return s.WriteEventMeshOf(w, nil) }
 
 // WriteEventMeshOf is WriteEventMesh with only the entities in namespaces keep accepts, each
