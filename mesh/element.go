@@ -159,3 +159,26 @@ func (m *Mesh) Sort() {
 		}
 	}
 }
+
+// Each calls fn for every entity of the mesh, list by list (a pointer to its value).
+func (m *Mesh) Each(fn func(kind EntityKind, key Key, entity any)) {
+	for i := range m.Brokers {
+		fn(KindBroker, m.Brokers[i].Key(), &m.Brokers[i])
+	}
+	for i := range m.EventTypes {
+		fn(KindEventType, m.EventTypes[i].Key(), &m.EventTypes[i])
+	}
+	for i := range m.Sources {
+		fn(KindSource, m.Sources[i].Key(), &m.Sources[i])
+	}
+	for i := range m.Subscribables {
+		fn(KindSubscribable, m.Subscribables[i].Key(), &m.Subscribables[i])
+	}
+	for _, kind := range EntityKinds() {
+		if list := m.Elements(kind); list != nil {
+			for i := range *list {
+				fn(kind, (*list)[i].Key(), &(*list)[i])
+			}
+		}
+	}
+}

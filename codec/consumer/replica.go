@@ -181,29 +181,10 @@ func (r *Replica) Resync(ctx context.Context) error {
 
 func entitiesOf(m mesh.Mesh) map[EntityID]json.RawMessage {
 	out := map[EntityID]json.RawMessage{}
-	put := func(kind mesh.EntityKind, key mesh.Key, v any) {
+	m.Each(func(kind mesh.EntityKind, key mesh.Key, v any) {
 		data, _ := json.Marshal(v) // the mesh types marshal the same bytes the broadcaster sent
 		out[EntityID{kind, key}] = data
-	}
-	for _, b := range m.Brokers {
-		put(mesh.KindBroker, b.Key(), b)
-	}
-	for _, e := range m.EventTypes {
-		put(mesh.KindEventType, e.Key(), e)
-	}
-	for _, s := range m.Sources {
-		put(mesh.KindSource, s.Key(), s)
-	}
-	for _, s := range m.Subscribables {
-		put(mesh.KindSubscribable, s.Key(), s)
-	}
-	for _, kind := range mesh.EntityKinds() {
-		if list := m.Elements(kind); list != nil {
-			for _, el := range *list {
-				put(kind, el.Key(), el)
-			}
-		}
-	}
+	})
 	return out
 }
 

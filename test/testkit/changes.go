@@ -69,28 +69,9 @@ func Structured(t testing.TB, c mesh.Change) []byte {
 // retained topic or a KV bucket holds of it).
 func MeshEntities(m mesh.Mesh) map[string]string {
 	out := map[string]string{}
-	add := func(key mesh.Key, v any) {
+	m.Each(func(_ mesh.EntityKind, key mesh.Key, v any) {
 		b, _ := json.Marshal(v)
 		out[key.String()] = string(b)
-	}
-	for _, b := range m.Brokers {
-		add(b.Key(), b)
-	}
-	for _, e := range m.EventTypes {
-		add(e.Key(), e)
-	}
-	for _, s := range m.Sources {
-		add(s.Key(), s)
-	}
-	for _, s := range m.Subscribables {
-		add(s.Key(), s)
-	}
-	for _, kind := range mesh.EntityKinds() {
-		if list := m.Elements(kind); list != nil {
-			for _, el := range *list {
-				add(el.Key(), el)
-			}
-		}
-	}
+	})
 	return out
 }
