@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -131,6 +132,12 @@ func TestGraphKindsFollowTheirCRDsAndRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitServed(stored)
+	// Discovery lags behind the CRD being served; the harness's mapper asks it once.
+	testkit.Eventually(t, "discovery to serve Sequences again", 30*time.Second, func() bool {
+		c.mapper.Reset()
+		_, err := c.mapper.RESTMapping(schema.GroupKind{Group: "flows.knative.dev", Kind: "Sequence"}, "v1")
+		return err == nil
+	})
 	c.mustApply(sequence)
 	testkit.Eventually(t, "the Sequence back in the mesh", 90*time.Second, func() bool {
 		return slices.Equal(consumedBy(t, r, ns, "created"), []string{"stock"})
