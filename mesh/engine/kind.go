@@ -66,8 +66,9 @@ const (
 	// FindByCRDLabel: every namespaced kind whose CRD carries CRDLabel "true", watched whole
 	// while the CRD is there.
 	FindByCRDLabel
-	// FindByReference: the kinds that other objects name as subscribers, watched while named,
-	// metadata only, and only objects labelled backstage.io/kubernetes-id.
+	// FindByReference: the kinds that other objects name (subscribers, sinks, replies,
+	// dead-letter sinks), watched whole while named: the mesh needs to know of each such
+	// object whether it exists, where it receives events and which Backstage id it carries.
 	FindByReference
 )
 

@@ -208,13 +208,6 @@ func (r *running) changeCount() int {
 func (r *running) waitSeen(u *unstructured.Unstructured) {
 	r.t.Helper()
 	ref := engine.RefOf(u)
-	if subscriberOnly[schema.GroupKind{Group: ref.Group, Kind: ref.Kind}] && u.GetLabels()[engine.LabelBackstageID] == "" {
-		// Only labelled subscribers are watched: one that loses its label leaves the watch.
-		testkit.Eventually(r.t, "the source to drop unlabelled "+ref.String(), 30*time.Second, func() bool {
-			return !r.seen.present(ref)
-		})
-		return
-	}
 	want := engine.Parse(u)
 	testkit.Eventually(r.t, "the source to see "+ref.String()+"@"+u.GetResourceVersion(), 30*time.Second, func() bool {
 		return r.seen.has(want)
@@ -241,9 +234,6 @@ func (r *running) settle(want int) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
-
-// subscriberOnly are the kinds the tests use only as subscribers.
-var subscriberOnly = map[schema.GroupKind]bool{{Kind: "Service"}: true, {Group: "serving.knative.dev", Kind: "Service"}: true}
 
 // recorder passes every batch to the hub and notes which objects it carried.
 type recorder struct {
