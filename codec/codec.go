@@ -70,15 +70,15 @@ func (e *Encoder) Structured(c mesh.Change) ([]byte, error) {
 	key := c.Key.String()
 	b := make([]byte, 0, len(data)+len(key)+len(c.Epoch)*2+256)
 	b = append(b, `{"specversion":"1.0","id":`...)
-	b = appendString(b, mesh.EventID(c.Epoch, c.Sequence))
+	b = mesh.AppendJSONString(b, mesh.EventID(c.Epoch, c.Sequence))
 	b = append(b, `,"source":`...)
-	b = appendString(b, e.source.String())
+	b = mesh.AppendJSONString(b, e.source.String())
 	b = append(b, `,"type":"`...)
 	b = append(b, mesh.TypeOf(c.Kind, c.Op)...)
 	b = append(b, `","subject":`...)
-	b = appendString(b, key)
+	b = mesh.AppendJSONString(b, key)
 	b = append(b, `,"datacontenttype":"application/json","meshepoch":`...)
-	b = appendString(b, c.Epoch)
+	b = mesh.AppendJSONString(b, c.Epoch)
 	b = append(b, `,"meshseq":`...)
 	b = strconv.AppendUint(b, c.Sequence, 10)
 	b = append(b, `,"data":`...)
@@ -98,13 +98,13 @@ func (e *Encoder) data(c mesh.Change) ([]byte, error) {
 	key := c.Key.String()
 	data := make([]byte, 0, len(c.Entity)+len(key)+len(c.Epoch)+96)
 	data = append(data, `{"key":`...)
-	data = appendString(data, key)
+	data = mesh.AppendJSONString(data, key)
 	data = append(data, `,"kind":"`...)
 	data = append(data, c.Kind.String()...)
 	data = append(data, `","op":"`...)
 	data = append(data, c.Op.String()...)
 	data = append(data, `","epoch":`...)
-	data = appendString(data, c.Epoch)
+	data = mesh.AppendJSONString(data, c.Epoch)
 	data = append(data, `,"sequence":`...)
 	data = strconv.AppendUint(data, c.Sequence, 10)
 	data = append(data, `,"entity":`...)
@@ -232,12 +232,6 @@ func checkEntity(raw json.RawMessage, ref mesh.Key) error {
 // EncodeStructured is the structured-mode JSON form of an event (one self-contained document).
 // It calls the event's own MarshalJSON: json.Marshal would re-scan its output.
 func EncodeStructured(ev event.Event) ([]byte, error) { return ev.MarshalJSON() }
-
-// appendString appends s as a JSON string (json.Marshal's escaping, HTML-safe).
-func appendString(dst []byte, s string) []byte {
-	q, _ := json.Marshal(s) // strings always marshal
-	return append(dst, q...)
-}
 
 // DecodeStructured reads a structured-mode JSON event and decodes it.
 func DecodeStructured(data []byte) (mesh.Change, error) {

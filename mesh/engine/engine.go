@@ -46,6 +46,10 @@ type Engine struct {
 	entities map[entityID]*record
 	tree     *btree.BTreeG[*record]
 	dirty    map[entityID]struct{}
+
+	// Reused by every flush: the entities to render, and the buffer each is written into.
+	dirtyIDs []entityID
+	scratch  []byte
 }
 
 type nsType struct{ namespace, typ string }

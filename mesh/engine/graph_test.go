@@ -27,7 +27,7 @@ func TestMarshalEntitySplices(t *testing.T) {
 		{mesh.KindSubscribable, &mesh.Subscribable{Namespace: "n", Name: "c", Graph: graph}},
 		{mesh.KindBroker, &mesh.Broker{Namespace: "n", Name: "plain"}},
 	} {
-		data, upstream, err := marshalEntity(tt.kind, tt.v)
+		data, upstream, err := marshalEntity(tt.kind, tt.v, new([]byte))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -44,7 +43,12 @@ func (e *Engine) flush() []mesh.Change {
 	if len(e.dirty) == 0 {
 		return nil
 	}
-	ids := make([]entityID, 0, len(e.dirty))
+	ids := e.dirtyIDs[:0]
+	defer func() {
+		if cap(ids) <= 1024 { // a large batch's list goes with it
+			e.dirtyIDs = ids[:0]
+		}
+	}()
 	for id := range e.dirty {
 		ids = append(ids, id)
 	}
@@ -54,7 +58,7 @@ func (e *Engine) flush() []mesh.Change {
 		clear(e.dirty)
 	}
 	slices.SortFunc(ids, batchOrder)
-	var changes []mesh.Change
+	changes := make([]mesh.Change, 0, len(ids))
 	for _, id := range ids {
 		rec := e.render(id)
 		old := e.entities[id]
@@ -92,38 +96,49 @@ func (e *Engine) render(id entityID) *record {
 	if !exists {
 		return nil
 	}
-	data, upstream, err := marshalEntity(id.kind, v)
+	data, upstream, err := marshalEntity(id.kind, v, &e.scratch)
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
 	return &record{id: id, json: data, foreign: foreignOf(v), upstream: upstream}
 }
 
-// marshalEntity is json.Marshal(v) and record.upstream. An upstream kind's entity with a Graph
-// is marshalled in two parts, without the Graph and the Graph alone, and spliced: its fields
-// come last and are left out when empty, so that is what json.Marshal(v) writes, and the
-// first part is the upstream JSON.
-func marshalEntity(kind mesh.EntityKind, v any) (data []byte, upstream int32, err error) {
+// entityValue is an entity as its kind renders it: a pointer to its mesh type, each of which
+// writes its JSON by hand, byte for byte as json.Marshal would.
+type entityValue interface {
+	AppendJSON(dst []byte) ([]byte, error)
+}
+
+// marshalEntity is json.Marshal(v) and record.upstream, written through scratch (kept between
+// calls, so only the result is allocated). An upstream kind's Graph comes last and is left
+// out when empty, so its entity is written without the Graph, then the Graph's fields
+// replace the closing brace: what comes before is the upstream JSON.
+func marshalEntity(kind mesh.EntityKind, v any, scratch *[]byte) (data []byte, upstream int32, err error) {
+	buf := (*scratch)[:0]
+	defer func() {
+		if cap(buf) <= 64<<10 { // an outsized entity's buffer goes with it
+			*scratch = buf
+		}
+	}()
 	g := graphPartOf(v)
 	if !kind.Upstream() || g == nil || g.IsZero() {
-		data, err = json.Marshal(v)
-		return data, 0, err
+		if buf, err = v.(entityValue).AppendJSON(buf); err != nil {
+			return nil, 0, err
+		}
+		return bytes.Clone(buf), 0, nil
 	}
 	graph := *g
 	*g = mesh.Graph{}
-	plain, err := json.Marshal(v)
+	buf, err = v.(entityValue).AppendJSON(buf)
 	*g = graph
 	if err != nil {
 		return nil, 0, err
 	}
-	ext, err := json.Marshal(graph)
-	if err != nil {
+	end := len(buf) - 1 // without the closing brace
+	if buf, err = g.AppendJSONFields(buf[:end]); err != nil {
 		return nil, 0, err
 	}
-	end := len(plain) - 1 // without the closing brace
-	data = make([]byte, 0, end+len(ext))
-	data = append(append(append(data, plain[:end]...), ','), ext[1:]...)
-	return data, int32(end), nil
+	return bytes.Clone(buf), int32(end), nil
 }
 
 func namesOf(s *smallSet[*eventTypeState]) []string {
@@ -190,7 +205,8 @@ func upstreamLen(kind mesh.EntityKind, data []byte) int32 {
 	if err != nil {
 		return 0
 	}
-	again, n, err := marshalEntity(kind, v)
+	var scratch []byte
+	again, n, err := marshalEntity(kind, v, &scratch)
 	if err != nil || !bytes.Equal(again, data) {
 		return 0 // not what the types marshal: served as it came
 	}
