@@ -278,13 +278,6 @@ func (s *seenObjects) has(want *engine.Parsed) bool {
 	return reflect.DeepEqual(s.objs[want.Ref()], want)
 }
 
-// present reports whether the sink holds ref.
-func (s *seenObjects) present(ref engine.ObjectRef) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.objs[ref] != nil
-}
-
 func (s *seenObjects) deleted(ref engine.ObjectRef) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
