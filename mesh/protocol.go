@@ -17,6 +17,9 @@ const (
 	PathDeltas = "/v1/deltas"
 	// PathWatch streams a Snapshot, then every delta, as Server-Sent Events.
 	PathWatch = "/v1/watch"
+	// PathLineage answers where an EventType's events go, who sends to an entity and who may,
+	// and what is broken (mesh/lineage).
+	PathLineage = "/v1/lineage"
 
 	ParamEpoch = "epoch"
 	ParamSince = "since"

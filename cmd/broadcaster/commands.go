@@ -96,6 +96,25 @@ func commands() []command {
 			},
 		},
 		{
+			name:    "lineage",
+			summary: "answer where an event type's events go, who sends to an entity and who may, what is broken",
+			usage:   "broadcaster lineage (--manifests DIR | --kubeconfig FILE | --url URL) (--event-type NS/NAME | --target KEY | --broken) [-o text|json|mermaid|dot] [flags]",
+			about: "Walks the event graph: from an EventType through Brokers, channels, the Triggers whose filters\n" +
+				"can match it, Sequences, Parallels, transforms and replies to every sink, with where failures\n" +
+				"go; back from a Broker, channel or sink to everything that sends to it, with the EventPolicies\n" +
+				"that say who may; or over the whole graph for dangling references, objects not ready,\n" +
+				"EventTypes nothing takes and senders no policy admits. JSON is GET /v1/lineage's answer.",
+			examples: []string{
+				"broadcaster lineage --manifests examples/mesh --event-type payments/payment-received",
+				"broadcaster lineage --url http://127.0.0.1:8080 --target eventing.knative.dev/Broker/payments/default",
+				"broadcaster lineage --manifests examples/mesh --broken -o json",
+			},
+			flags: func(w io.Writer) { writeFlagSet(w, lineageFlags(&lineageOptions{})) },
+			run: func(ctx context.Context, args []string, cio commandIO) error {
+				return lineageCommand(ctx, args, cio.getenv, cio.stdout, cio.stderr)
+			},
+		},
+		{
 			name:    "check-config",
 			summary: "print the effective configuration and where each value comes from",
 			usage:   "broadcaster check-config [flags]",

@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	meshHub.Listen(deltaLog.Append, watchers.Publish)
 
 	opts := []resync.Option{resync.WithDeltaLog(deltaLog, enc), resync.WithWatch(watchers, watchHeartbeat), resync.WithLogger(log),
-		resync.WithMetrics(registry), resync.WithMaxDeltaRequests(cfg.MaxDeltaRequests)}
+		resync.WithMetrics(registry), resync.WithMaxDeltaRequests(cfg.MaxDeltaRequests), resync.WithLineage(meshHub)}
 	authz, roleBindings, err := authorizer(cfg, cluster, log)
 	if err != nil {
 		return err

@@ -137,6 +137,17 @@ func (o *snapshotOptions) validate(rest []string) error {
 
 // meshOf runs src until its initial listing is in the mesh, stops it, and returns the mesh.
 func meshOf(ctx context.Context, src source.Source, log *slog.Logger) ([]byte, error) {
+	h, err := loaded(ctx, src, log)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	err = h.Snapshot().WriteEventMesh(&buf)
+	return buf.Bytes(), err
+}
+
+// loaded runs src until its initial listing is in a hub, stops it, and returns the hub.
+func loaded(ctx context.Context, src source.Source, log *slog.Logger) (*hub.Hub, error) {
 	h, err := hub.New(engine.New("snapshot"), src.Listed, hub.WithLogger(log))
 	if err != nil {
 		return nil, err
@@ -160,90 +171,107 @@ func meshOf(ctx context.Context, src source.Source, log *slog.Logger) ([]byte, e
 	}
 	stop()
 	<-done
-	var buf bytes.Buffer
-	err = h.Snapshot().WriteEventMesh(&buf)
-	return buf.Bytes(), err
+	return h, nil
 }
 
 func meshOfCluster(ctx context.Context, kubeconfig string, log *slog.Logger) ([]byte, error) {
-	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	src, host, err := clusterSource("snapshot", kubeconfig, log)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snapshot: --kubeconfig %s: %w", errUsage, kubeconfig, err)
-	}
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "event-mesh-broadcaster snapshot"
-	cfg.QPS, cfg.Burst = 50, 100
-	src, err := kube.New(cfg, kube.WithLogger(log.With("source", "cluster")))
-	if err != nil {
-		return nil, fmt.Errorf("%w: snapshot: --kubeconfig %s: %w", errUsage, kubeconfig, err)
+		return nil, err
 	}
 	raw, err := meshOf(ctx, src, log)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: --kubeconfig %s (%s): %w", kubeconfig, cfg.Host, err)
+		return nil, fmt.Errorf("snapshot: --kubeconfig %s (%s): %w", kubeconfig, host, err)
 	}
 	return raw, nil
 }
 
+// clusterSource is a source reading the cluster of a kubeconfig for command (snapshot,
+// lineage), and the API server's address.
+func clusterSource(command, kubeconfig string, log *slog.Logger) (source.Source, string, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s: --kubeconfig %s: %w", errUsage, command, kubeconfig, err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "event-mesh-broadcaster " + command
+	cfg.QPS, cfg.Burst = 50, 100
+	src, err := kube.New(cfg, kube.WithLogger(log.With("source", "cluster")))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s: --kubeconfig %s: %w", errUsage, command, kubeconfig, err)
+	}
+	return src, cfg.Host, nil
+}
+
 // meshOfBroadcaster reads GET /v1/getEventMesh, asking again while the broadcaster is loading.
 func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(string) string) ([]byte, error) {
+	return askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathGetEventMesh, nil)
+}
+
+// askBroadcaster GETs path?query from the broadcaster at --url for command, asking again while
+// it is loading, and returns the JSON answer.
+func askBroadcaster(ctx context.Context, command string, o snapshotOptions, getenv func(string) string, path string, query url.Values) ([]byte, error) {
 	token, err := o.bearerToken(getenv)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snapshot: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: %s: %w", errUsage, command, err)
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: snapshot: --ca-file: %w", errUsage, err)
+			return nil, fmt.Errorf("%w: %s: --ca-file: %w", errUsage, command, err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: snapshot: --ca-file %s: no PEM certificate in it", errUsage, o.caFile)
+			return nil, fmt.Errorf("%w: %s: --ca-file %s: no PEM certificate in it", errUsage, command, o.caFile)
 		}
 		tlsConfig.RootCAs = pool
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
 	base := strings.TrimSuffix(o.url, "/")
-	for _, p := range []string{mesh.PathGetEventMesh, mesh.PathMesh} { // a whole endpoint URL works too
+	for _, p := range []string{mesh.PathGetEventMesh, mesh.PathMesh, mesh.PathLineage} { // a whole endpoint URL works too
 		base = strings.TrimSuffix(base, p)
 	}
-	endpoint := base + mesh.PathGetEventMesh
+	endpoint := base + path
+	if len(query) > 0 {
+		endpoint += "?" + query.Encode()
+	}
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: snapshot: --url %s: %w", errUsage, o.url, err)
+			return nil, fmt.Errorf("%w: %s: --url %s: %w", errUsage, command, o.url, err)
 		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("snapshot: --url %s: %w", o.url, err)
+			return nil, fmt.Errorf("%s: --url %s: %w", command, o.url, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return nil, fmt.Errorf("snapshot: --url %s: reading the answer: %w", o.url, err)
+			return nil, fmt.Errorf("%s: --url %s: reading the answer: %w", command, o.url, err)
 		}
 		var problem mesh.Problem
 		_ = json.Unmarshal(body, &problem) // error answers carry one; its absence leaves it empty
 		switch resp.StatusCode {
 		case http.StatusOK:
 			if !json.Valid(body) {
-				return nil, fmt.Errorf("snapshot: --url %s: %s is not JSON", o.url, endpoint)
+				return nil, fmt.Errorf("%s: --url %s: %s is not JSON", command, o.url, endpoint)
 			}
 			return body, nil
 		case http.StatusUnauthorized:
 			if token == "" {
-				return nil, fmt.Errorf("snapshot: --url %s: 401: the broadcaster wants a bearer token: give --token-file, --token or $%s", o.url, envToken)
+				return nil, fmt.Errorf("%s: --url %s: 401: the broadcaster wants a bearer token: give --token-file, --token or $%s", command, o.url, envToken)
 			}
-			return nil, fmt.Errorf("snapshot: --url %s: 401: the broadcaster refused the token (%s)", o.url, problem.Error)
+			return nil, fmt.Errorf("%s: --url %s: 401: the broadcaster refused the token (%s)", command, o.url, problem.Error)
 		case http.StatusForbidden:
-			return nil, fmt.Errorf("snapshot: --url %s: 403: the token may see no namespace of the mesh (%s)", o.url, problem.Error)
+			return nil, fmt.Errorf("%s: --url %s: 403: the token may see no namespace of the mesh (%s)", command, o.url, problem.Error)
 		case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 			wait := time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -251,11 +279,14 @@ func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(strin
 			}
 			select {
 			case <-ctx.Done():
-				return nil, fmt.Errorf("snapshot: --url %s: still %d (%s) when time ran out: %w", o.url, resp.StatusCode, problem.Error, ctx.Err())
+				return nil, fmt.Errorf("%s: --url %s: still %d (%s) when time ran out: %w", command, o.url, resp.StatusCode, problem.Error, ctx.Err())
 			case <-time.After(wait):
 			}
 		default:
-			return nil, fmt.Errorf("snapshot: --url %s: %s answered %d %s", o.url, endpoint, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 512)])))
+			if problem.Error != "" {
+				return nil, fmt.Errorf("%s: --url %s: %d: %s", command, o.url, resp.StatusCode, problem.Error)
+			}
+			return nil, fmt.Errorf("%s: --url %s: %s answered %d %s", command, o.url, endpoint, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 512)])))
 		}
 	}
 }

@@ -67,12 +67,12 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 		shape := mermaidShape[n.Kind]
 		parts := label(n)
 		for i := range parts {
-			parts[i] = mermaidText(parts[i])
+			parts[i] = MermaidText(parts[i])
 		}
 		fmt.Fprintf(bw, "    %s%s%s%s:::%s\n", id[n.ID], shape[0], strings.Join(parts, "<br/>"), shape[1], n.Kind)
 	}
 	for i, ns := range g.Namespaces {
-		fmt.Fprintf(bw, "  subgraph ns%d[\"%s\"]\n", i, mermaidText(shorten("namespace "+ns.Name)))
+		fmt.Fprintf(bw, "  subgraph ns%d[\"%s\"]\n", i, MermaidText(shorten("namespace "+ns.Name)))
 		for _, n := range ns.Nodes {
 			node(n)
 		}
@@ -100,10 +100,10 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 	return bw.Flush()
 }
 
-// mermaidText escapes s for a double-quoted Mermaid label: every character that is not a
+// MermaidText escapes s for a double-quoted Mermaid label: every character that is not a
 // letter, a digit, a space or plain punctuation becomes an entity code (#34; for a quote), so
 // no name can end the label, open markup or start a comment.
-func mermaidText(s string) string {
+func MermaidText(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) || r == ' ' || strings.ContainsRune("-_./:@,+=!?'…\uFFFD", r) {
@@ -133,13 +133,13 @@ func (g Graph) WriteDOT(w io.Writer) error {
 	node := func(n Node) {
 		parts := label(n)
 		for i := range parts {
-			parts[i] = dotText(parts[i])
+			parts[i] = DOTText(parts[i])
 		}
 		fmt.Fprintf(bw, "    %s [label=%s, tooltip=%s, %s];\n", id[n.ID], `"`+strings.Join(parts, `\n`)+`"`,
-			`"`+dotText(strings.ToValidUTF8(n.ID, "\uFFFD"))+`"`, dotShape[n.Kind])
+			`"`+DOTText(strings.ToValidUTF8(n.ID, "\uFFFD"))+`"`, dotShape[n.Kind])
 	}
 	for i, ns := range g.Namespaces {
-		fmt.Fprintf(bw, "  subgraph cluster_%d {\n    label=\"%s\";\n    style=rounded;\n", i, dotText(shorten("namespace "+ns.Name)))
+		fmt.Fprintf(bw, "  subgraph cluster_%d {\n    label=\"%s\";\n    style=rounded;\n", i, DOTText(shorten("namespace "+ns.Name)))
 		for _, n := range ns.Nodes {
 			node(n)
 		}
@@ -163,9 +163,9 @@ func (g Graph) WriteDOT(w io.Writer) error {
 	return bw.Flush()
 }
 
-// dotText escapes s for a double-quoted DOT string: backslashes (which Graphviz reads as
+// DOTText escapes s for a double-quoted DOT string: backslashes (which Graphviz reads as
 // escapes such as \N) and quotes are escaped, control characters become spaces.
-func dotText(s string) string {
+func DOTText(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/lineage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -131,6 +132,17 @@ func (h *Hub) served() engine.Snapshot {
 		return h.mirror.Snapshot().WithIDsOf(h.engine.Snapshot())
 	}
 	return h.engine.Snapshot()
+}
+
+// Lineage answers q from the engine's live graph (a follower's engine watches the same
+// cluster as its leader), showing only the namespaces visible admits (nil: all). The engine
+// is held for the query, which touches only the part of the graph it answers about.
+func (h *Hub) Lineage(q lineage.Query, visible func(namespace string) bool) (lineage.Answer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ans, err := lineage.Ask(h.engine.LineageGraph(), q, visible)
+	ans.Position = h.served().Position()
+	return ans, err
 }
 
 // Position is where the served sequence space is.

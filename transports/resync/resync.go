@@ -20,6 +20,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/lineage"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/auth"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -53,6 +54,7 @@ type options struct {
 	heartbeat time.Duration
 	reauth    time.Duration
 	trouble   func() error
+	lineage   Lineage
 	page      int // the most events of one GET /v1/deltas answer
 	maxDeltas int // GET /v1/deltas answers written at once
 	metrics   prometheus.Registerer
@@ -62,6 +64,16 @@ type options struct {
 // last one); ?limit= may ask for fewer.
 func WithDeltasPage(n int) Option {
 	return func(o *options) (err error) { o.page, err = option.Positive("deltas page", n); return err }
+}
+
+// Lineage answers lineage queries: mesh/hub.Hub implements it.
+type Lineage interface {
+	Lineage(q lineage.Query, visible func(namespace string) bool) (lineage.Answer, error)
+}
+
+// WithLineage serves GET /v1/lineage from l.
+func WithLineage(l Lineage) Option {
+	return func(o *options) (err error) { o.lineage, err = option.Required("lineage", l); return err }
 }
 
 // WithTrouble makes /readyz answer 503 with trouble's error while it has one (a source that
@@ -166,6 +178,9 @@ func New(m Mesh, opts ...Option) (*Handler, error) {
 	}
 	if h.watchers != nil {
 		v1.HandleFunc("GET "+mesh.PathWatch, h.watch)
+	}
+	if h.lineage != nil {
+		v1.HandleFunc("GET "+mesh.PathLineage, h.answerLineage)
 	}
 	var guarded = writeDeadline(jsonMisses(v1))
 	if h.authz != nil {
@@ -310,6 +325,34 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		io.WriteString(w, closing)
 	}
+}
+
+// answerLineage answers GET /v1/lineage from the live graph, as the caller may see it.
+func (h *Handler) answerLineage(w http.ResponseWriter, r *http.Request) {
+	if !h.mesh.Ready() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the mesh is still loading")
+		return
+	}
+	q, err := lineage.ParseQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ans, err := h.lineage.Lineage(q, auth.FromRequest(r).Sees)
+	switch {
+	case errors.Is(err, lineage.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", mesh.ContentTypeJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(mesh.HeaderEpoch, ans.Epoch)
+	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(ans.Sequence, 10))
+	_ = json.NewEncoder(w).Encode(ans)
 }
 
 // acceptsGzip reads Accept-Encoding (a gzip token without q=0).

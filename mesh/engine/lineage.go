@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"encoding/json"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/lineage"
+)
+
+// LineageGraph is the engine's event graph as mesh/lineage walks it, read straight from the
+// engine's state and indexes: use it only while nothing changes the engine (under the lock
+// its owner applies changes under), for the length of one query.
+func (e *Engine) LineageGraph() lineage.Graph { return lineageGraph{e} }
+
+type lineageGraph struct{ e *Engine }
+
+var _ lineage.Graph = lineageGraph{}
+
+func (g lineageGraph) Node(k mesh.Key) (lineage.Node, bool) {
+	e, ref := g.e, ObjectRef(k)
+	n := lineage.Node{Kind: mesh.KindSink}
+	switch {
+	case e.brokers[ref] != nil:
+		n.Kind = mesh.KindBroker
+	case e.eventTypes[ref] != nil:
+		n.Kind = mesh.KindEventType
+		if r := e.eventTypes[ref].reference; r != nil {
+			key := r.Key()
+			n.Reference = &key
+		}
+	case e.consumers[ref] != nil, e.elements[ref] != nil:
+		n.Kind = declaredKind(ref.groupKind()).Entity
+	case e.generics[ref] != nil:
+		if e.isChannel(ref) {
+			n.Kind = mesh.KindSubscribable
+		} else if e.isSource(ref) {
+			n.Kind = mesh.KindSource
+		}
+	default:
+		return lineage.Node{}, false
+	}
+	n.Graph = e.graphOf(ref)
+	return n, true
+}
+
+func (g lineageGraph) Referrers(k mesh.Key, fn func(mesh.Key) bool) {
+	for r := range g.e.referrers[ObjectRef(k)].Keys() {
+		if !fn(r.Key()) {
+			return
+		}
+	}
+}
+
+// Match evaluates the consumer's filter as the engine does for consumedBy: against what the
+// EventType declares, or against nothing known.
+func (g lineageGraph) Match(consumer mesh.Key, eventType *mesh.Key) lineage.Match {
+	c := g.e.consumers[ObjectRef(consumer)]
+	if c == nil {
+		return lineage.No
+	}
+	var attrs attributes
+	if eventType != nil {
+		if et := g.e.eventTypes[ObjectRef(*eventType)]; et != nil {
+			attrs = et.attrs
+		}
+	}
+	switch c.filter.eval(attrs) {
+	case yes:
+		return lineage.Yes
+	case maybe:
+		return lineage.Maybe
+	}
+	return lineage.No
+}
+
+// Producers are the sources of the EventType's namespace whose kind declares its type, and
+// the objects owning it.
+func (g lineageGraph) Producers(eventType mesh.Key, fn func(mesh.Key) bool) {
+	ref := ObjectRef(eventType)
+	et := g.e.eventTypes[ref]
+	if et == nil {
+		return
+	}
+	for s := range g.e.sourcesByNsType[nsType{ref.Namespace, et.typ}].Keys() {
+		if g.e.isSource(s) && !fn(s.Key()) {
+			return
+		}
+	}
+	if gp := g.e.graphs[ref]; gp != nil {
+		for _, ed := range gp.edges {
+			if ed.role == mesh.RoleOwner && ed.ref != nil && g.e.exists(*ed.ref) && !fn(ed.ref.Key()) {
+				return
+			}
+		}
+	}
+}
+
+func (g lineageGraph) Policies(namespace string, fn func(mesh.Key) bool) {
+	from := &record{id: entityID{mesh.KindEventPolicy, ObjectRef{Namespace: namespace}}}
+	g.e.tree.AscendGreaterOrEqual(from, func(r *record) bool {
+		if r.id.kind != mesh.KindEventPolicy || r.id.ref.Namespace != namespace {
+			return false
+		}
+		return fn(r.id.ref.Key())
+	})
+}
+
+// Selects reads an EventPolicy selector as Knative does: the kind its apiVersion and kind name
+// (when given), and the labels it matches.
+func (g lineageGraph) Selects(selector json.RawMessage, k mesh.Key) bool {
+	var sel struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		metav1.LabelSelector
+	}
+	if err := json.Unmarshal(selector, &sel); err != nil {
+		return false
+	}
+	if sel.Kind != "" && sel.Kind != k.Kind {
+		return false
+	}
+	if sel.APIVersion != "" {
+		if gv, err := schema.ParseGroupVersion(sel.APIVersion); err != nil || gv.Group != k.Group {
+			return false
+		}
+	}
+	s, err := metav1.LabelSelectorAsSelector(&sel.LabelSelector)
+	if err != nil {
+		return false
+	}
+	return s.Matches(pairLabels(g.e.metaOf(ObjectRef(k)).labels))
+}
+
+// pairLabels reads labels kept as pairs for a label selector.
+type pairLabels pairs
+
+var _ labels.Labels = pairLabels(nil)
+
+func (p pairLabels) Has(label string) bool { _, ok := p.Lookup(label); return ok }
+func (p pairLabels) Get(label string) string {
+	v, _ := p.Lookup(label)
+	return v
+}
+
+func (p pairLabels) Lookup(label string) (string, bool) {
+	for i := 0; i+1 < len(p); i += 2 {
+		if p[i] == label {
+			return p[i+1], true
+		}
+	}
+	return "", false
+}
+
+// metaOf is what the engine keeps of an object's metadata (empty when it holds none).
+func (e *Engine) metaOf(ref ObjectRef) *objectMeta {
+	switch {
+	case e.brokers[ref] != nil:
+		return e.brokers[ref]
+	case e.eventTypes[ref] != nil:
+		return &e.eventTypes[ref].objectMeta
+	case e.consumers[ref] != nil:
+		return &e.consumers[ref].objectMeta
+	case e.elements[ref] != nil:
+		return e.elements[ref]
+	case e.generics[ref] != nil:
+		return &e.generics[ref].objectMeta
+	}
+	return &objectMeta{}
+}
+
+// Each walks the objects that stand for entities, in the order of the entity lists (an object
+// that is several entities once).
+func (g lineageGraph) Each(fn func(mesh.Key) bool) {
+	seen := map[ObjectRef]bool{}
+	g.e.tree.Ascend(func(r *record) bool {
+		if seen[r.id.ref] {
+			return true
+		}
+		seen[r.id.ref] = true
+		return fn(r.id.ref.Key())
+	})
+}
