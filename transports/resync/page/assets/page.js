@@ -991,8 +991,13 @@
 
   const pickerKinds = [['eventtype', 'Event types'], ['broker', 'Brokers'], ['subscribable', 'Channels'], ['source', 'Sources']];
 
-  // fillPicker lists the entities of the replica, when the picker is about to open.
+  // fillPicker lists the entities of the replica when the picker is about to open, if the
+  // replica changed since it last did.
+  let pickerFilled = '';
   function fillPicker() {
+    const at = state.epoch + '-' + state.seq;
+    if (at === pickerFilled) return;
+    pickerFilled = at;
     const opts = [new Option('none', ''), new Option('what is broken', 'broken=true')];
     for (const [kind, title] of pickerKinds) {
       const keys = [];
