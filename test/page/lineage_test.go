@@ -21,18 +21,23 @@ import (
 
 // pageLineage is what the page shows of a lineage: in its panel, every path hop by hop (a
 // hop's key, else its URI, else "(hidden)") with how it ends, the edges between hops ("from
-// role to") and the dead-letter sinks ("hop sink"); on the graph, the ids of the boxes and
-// edges ("from kind to") highlighted. Senders and problems are the panel's lists.
+// role to"), the dead-letter sinks ("hop sink"), those marked as not existing and the
+// problems marked on hops ("key problem"); on the graph, the ids of the boxes and edges
+// ("from kind to") highlighted and of the boxes marked broken. Senders and problems are the
+// panel's lists.
 type pageLineage struct {
-	State       string     `json:"state"`
-	Paths       [][]string `json:"paths"`
-	Ends        []string   `json:"ends"`
-	Arrows      []string   `json:"arrows"`
-	DeadLetters []string   `json:"deadLetters"`
-	Senders     []string   `json:"senders"`
-	Problems    []string   `json:"problems"`
-	Nodes       []string   `json:"nodes"`
-	Edges       []string   `json:"edges"`
+	State          string     `json:"state"`
+	Paths          [][]string `json:"paths"`
+	Ends           []string   `json:"ends"`
+	Arrows         []string   `json:"arrows"`
+	DeadLetters    []string   `json:"deadLetters"`
+	MissingLetters []string   `json:"missingLetters"`
+	HopProblems    []string   `json:"hopProblems"`
+	Senders        []string   `json:"senders"`
+	Problems       []string   `json:"problems"`
+	Nodes          []string   `json:"nodes"`
+	Edges          []string   `json:"edges"`
+	Broken         []string   `json:"broken"`
 }
 
 const readPageLineage = `(() => {
@@ -45,10 +50,13 @@ const readPageLineage = `(() => {
     ends: paths.map((p) => p.dataset.end),
     arrows: uniq([...aside.querySelectorAll('.path .arrow')].map((a) => a.dataset.from + ' ' + a.dataset.role + ' ' + a.dataset.to)),
     deadLetters: uniq([...aside.querySelectorAll('.path .dead-letter')].map((d) => d.dataset.of + ' ' + (d.dataset.key || d.dataset.uri))),
+    missingLetters: uniq([...aside.querySelectorAll('.path .dead-letter.dangling')].map((d) => d.dataset.of + ' ' + (d.dataset.key || d.dataset.uri))),
+    hopProblems: uniq([...aside.querySelectorAll('.path [data-problem-of]')].map((t) => t.dataset.problemOf + ' ' + t.dataset.problem)),
     senders: [...aside.querySelectorAll('.senders li')].map((s) => s.dataset.key + ' ' + (s.dataset.admitted || '')),
     problems: [...aside.querySelectorAll('.problem')].map((p) => p.dataset.problem + ' ' + p.querySelector('[data-key]').dataset.key),
     nodes: uniq([...document.querySelectorAll('#graph .node.on-lineage')].map((n) => n.dataset.id)),
     edges: uniq([...document.querySelectorAll('#graph svg.edges path.on-lineage')].map((p) => p.dataset.from + ' ' + p.dataset.kind + ' ' + p.dataset.to)),
+    broken: uniq([...document.querySelectorAll('#graph .node.broken')].map((n) => n.dataset.id)),
   };
 })()`
 
@@ -71,15 +79,27 @@ func askLineage(t testing.TB, base, query string) (lineage.Answer, bool) {
 	return a, true
 }
 
-// wantLineage is what the page must show of answer a on graph g: the panel lists the answer as
-// it is, and the graph highlights exactly the boxes of the objects on it (every hop, every
-// dead-letter sink that is an object, the producers, the EventType or target asked about,
-// the objects of the problems) and the edges between two objects next to each other on a
-// path (or a producer and its EventType).
-func wantLineage(a lineage.Answer, g domGraph) pageLineage {
+// wantLineage is what the page must show of answer a on graph g, knowing what is broken in
+// the mesh (problems): the panel lists the answer as it is, and the graph highlights exactly
+// the boxes of the objects on it (every hop, every dead-letter sink that is an object, the
+// producers, the EventType or target asked about, the objects of the problems) and the edges
+// between two objects next to each other on a path (or a producer and its EventType). Marked
+// broken: a dead-letter sink a dangling edge names, the problems of the objects on a path,
+// and on the graph the objects on the lineage with a problem, a dangling or not ready hop.
+func wantLineage(a lineage.Answer, problems []lineage.Problem, g domGraph) pageLineage {
 	w := pageLineage{State: "shown", Paths: [][]string{}, Ends: []string{}, Arrows: []string{}, DeadLetters: []string{},
-		Senders: []string{}, Problems: []string{}, Nodes: []string{}, Edges: []string{}}
-	on := map[string]bool{}
+		MissingLetters: []string{}, HopProblems: []string{}, Senders: []string{}, Problems: []string{}, Nodes: []string{},
+		Edges: []string{}, Broken: []string{}}
+	problemsOf := map[string][]string{}
+	dangling := map[string]bool{}
+	for _, p := range problems {
+		problemsOf[p.Key] = append(problemsOf[p.Key], p.Problem)
+		if p.Problem == lineage.ProblemDangling && p.Ref != "" {
+			dangling[p.Ref] = true
+		}
+	}
+	on, broken := map[string]bool{}, map[string]bool{}
+	missingLetters, hopProblems := map[string]bool{}, map[string]bool{}
 	pairs := map[[2]string]bool{}
 	pair := func(x, y string) { pairs[[2]string{x, y}], pairs[[2]string{y, x}] = true, true }
 	arrows, deadLetters := map[string]bool{}, map[string]bool{}
@@ -98,12 +118,21 @@ func wantLineage(a lineage.Answer, g domGraph) pageLineage {
 			}
 			if h.Key != "" {
 				on[h.Key] = true
+				if h.Dangling || h.Ready != nil {
+					broken[h.Key] = true
+				}
+				for _, p := range problemsOf[h.Key] {
+					hopProblems[h.Key+" "+p] = true
+				}
 				if i > 0 && p.Hops[i-1].Key != "" {
 					pair(p.Hops[i-1].Key, h.Key)
 				}
 			}
 			if h.DeadLetterSink != "" {
 				deadLetters[here+" "+h.DeadLetterSink] = true
+				if dangling[h.DeadLetterSink] {
+					missingLetters[here+" "+h.DeadLetterSink] = true
+				}
 				if !strings.Contains(h.DeadLetterSink, "://") {
 					on[h.DeadLetterSink] = true
 				}
@@ -131,10 +160,18 @@ func wantLineage(a lineage.Answer, g domGraph) pageLineage {
 		on[p.Key] = true
 		w.Problems = append(w.Problems, p.Problem+" "+p.Key)
 	}
+	for k := range on {
+		if len(problemsOf[k]) > 0 {
+			broken[k] = true
+		}
+	}
 	keyOf := func(id string) string { _, key, _ := strings.Cut(id, ":"); return key }
 	for _, id := range g.Nodes {
 		if !strings.HasPrefix(id, "consumer:") && on[keyOf(id)] {
 			w.Nodes = append(w.Nodes, id)
+			if broken[keyOf(id)] {
+				w.Broken = append(w.Broken, id)
+			}
 		}
 	}
 	for _, e := range g.Edges {
@@ -143,15 +180,20 @@ func wantLineage(a lineage.Answer, g domGraph) pageLineage {
 			w.Edges = append(w.Edges, e)
 		}
 	}
-	for s := range arrows {
-		w.Arrows = append(w.Arrows, s)
-	}
-	for s := range deadLetters {
-		w.DeadLetters = append(w.DeadLetters, s)
-	}
-	sort.Strings(w.Arrows)
-	sort.Strings(w.DeadLetters)
+	w.Arrows = sortedSet(arrows)
+	w.DeadLetters = sortedSet(deadLetters)
+	w.MissingLetters = sortedSet(missingLetters)
+	w.HopProblems = sortedSet(hopProblems)
 	return w
+}
+
+func sortedSet(set map[string]bool) []string {
+	out := []string{}
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // sameLineage waits until the page shows exactly the broadcaster's answer to query (asked by
@@ -162,7 +204,12 @@ func sameLineage(t testing.TB, ctx context.Context, base, query string, unlike *
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		answer, found := askLineage(t, base, query)
-		want := wantLineage(answer, servedGraph(t, base, ""))
+		problems := answer.Broken
+		if !answer.Query.Broken {
+			all, _ := askLineage(t, base, "broken=true&limit=10000")
+			problems = all.Broken
+		}
+		want := wantLineage(answer, problems, servedGraph(t, base, ""))
 		got := eval[pageLineage](t, ctx, readPageLineage)
 		if found && reflect.DeepEqual(got, want) && (unlike == nil || !reflect.DeepEqual(got, *unlike)) {
 			return got
@@ -254,8 +301,8 @@ func TestPageLineage(t *testing.T) {
 	// A route with a dead-letter sink that does not exist, chosen from the picker.
 	pickFromList(t, ctx, "eventType=payments%2Frefund-issued")
 	refunds := sameLineage(t, ctx, base, "eventType=payments%2Frefund-issued", nil)
-	if len(refunds.DeadLetters) == 0 {
-		t.Errorf("no dead-letter sink shown for payments/refund-issued: %+v", refunds)
+	if len(refunds.MissingLetters) == 0 || len(refunds.HopProblems) == 0 {
+		t.Errorf("the dead-letter sink of payments/refund-issued's route is not shown missing: %+v", refunds)
 	}
 	screenshot(t, ctx, "page-lineage-dead-letter.png")
 

@@ -44,6 +44,9 @@
     on: null, // the entity keys on the lineage (a Set), null while nothing is shown
     pairs: new Set(), // "a\nb" for every two keys next to each other on a path, both ways
     broken: new Set(), // the keys marked broken
+    problems: [], // what is broken in the mesh (GET /v1/lineage?broken), to mark the answer with
+    problemsOf: new Map(), // key → its problems
+    danglingRefs: new Set(), // what dangling edges name
     asks: 0, // questions sent (the last one's answer is the one shown)
     answers: 0,
     controller: null,
@@ -720,6 +723,7 @@
     lineage.query = query;
     lineage.picked = query ? key || '' : '';
     lineage.answer = null;
+    lineage.problems = [];
     lineage.state = query ? 'loading' : '';
     lineage.why = '';
     indexLineage();
@@ -742,34 +746,42 @@
     }, wait);
   }
 
+  // The broken routes, asked beside every other question to mark what of its answer is broken
+  // (a dead-letter sink that does not exist, an object not ready, a sender not admitted).
+  const BROKEN_QUERY = 'broken=true&limit=10000';
+
+  async function ask(query, signal) {
+    const r = await request('v1/lineage?' + query, { Accept: 'application/json' }, signal);
+    if (r.ok) return { answer: await r.json(), state: 'shown', why: '' };
+    const said = await problem(r);
+    if (r.status === 404) return { answer: null, state: 'missing', why: said };
+    return { answer: null, state: 'error', why: r.status + (said ? ': ' + said : '') };
+  }
+
   async function askLineage() {
     if (lineage.controller) lineage.controller.abort();
     const controller = new AbortController();
     lineage.controller = controller;
     const n = ++lineage.asks;
-    let answer = null;
-    let st = 'shown';
-    let why = '';
+    const brokenView = lineage.query.startsWith('broken');
+    let got;
+    let broken = null;
     try {
-      const r = await request('v1/lineage?' + lineage.query, { Accept: 'application/json' }, controller.signal);
-      if (r.status === 404) {
-        st = 'missing';
-        why = await problem(r);
-      } else if (!r.ok) {
-        st = 'error';
-        const said = await problem(r);
-        why = r.status + (said ? ': ' + said : '');
-      } else answer = await r.json();
+      const asked = [ask(lineage.query, controller.signal)];
+      if (!brokenView) asked.push(ask(BROKEN_QUERY, controller.signal).catch(() => null)); // only marks: never fatal
+      const [main, b] = await Promise.all(asked);
+      got = main;
+      broken = b ? b.answer : null;
     } catch (e) {
       if (controller.signal.aborted) return;
-      st = 'error';
-      why = String(e && e.message ? e.message : e);
+      got = { answer: null, state: 'error', why: String(e && e.message ? e.message : e) };
     }
     if (n !== lineage.asks) return; // a newer question was asked meanwhile
     lineage.controller = null;
-    lineage.answer = answer;
-    lineage.state = st;
-    lineage.why = why;
+    lineage.answer = got.answer;
+    lineage.state = got.state;
+    lineage.why = got.why;
+    lineage.problems = brokenView ? (got.answer && got.answer.broken) || [] : (broken && broken.broken) || [];
     lineage.answers++;
     indexLineage();
     showLineage();
@@ -785,6 +797,13 @@
     lineage.on = null;
     lineage.pairs = new Set();
     lineage.broken = new Set();
+    lineage.problemsOf = new Map();
+    lineage.danglingRefs = new Set();
+    for (const p of lineage.problems) {
+      if (!lineage.problemsOf.has(p.key)) lineage.problemsOf.set(p.key, []);
+      lineage.problemsOf.get(p.key).push(p);
+      if (p.problem === 'dangling' && p.ref) lineage.danglingRefs.add(p.ref);
+    }
     if (!a) return;
     const on = new Set();
     const pair = (x, y) => {
@@ -813,10 +832,8 @@
       }
     }
     if (q.target) on.add(q.target);
-    for (const p of a.broken || []) {
-      on.add(p.key);
-      lineage.broken.add(p.key);
-    }
+    for (const p of a.broken || []) on.add(p.key);
+    for (const k of on) if (lineage.problemsOf.has(k)) lineage.broken.add(k);
     lineage.on = on;
   }
 
@@ -887,9 +904,18 @@
       if (h.match === 'maybe') hop.append(el('span', 'tag maybe', 'may match'));
       if (h.ready) hop.append(el('span', 'tag bad', 'Ready ' + h.ready.status + (h.ready.reason ? ' (' + h.ready.reason + ')' : '')));
       if (h.dangling) hop.append(el('span', 'tag bad', 'does not exist'));
+      for (const pr of lineage.problemsOf.get(h.key) || []) {
+        const t = el('span', 'tag bad', pr.problem);
+        t.title = pr.detail;
+        t.dataset.problem = pr.problem;
+        t.dataset.problemOf = pr.key;
+        hop.append(t);
+      }
       if (h.deadLetterSink) {
+        const missing = lineage.danglingRefs.has(h.deadLetterSink);
         const d = isKey(h.deadLetterSink) ? entityButton('dead-letter', h.deadLetterSink) : el('span', 'dead-letter', h.deadLetterSink);
-        d.textContent = 'failures → ' + d.textContent;
+        d.textContent = 'failures → ' + d.textContent + (missing ? ' (does not exist)' : '');
+        if (missing) d.classList.add('dangling');
         if (!isKey(h.deadLetterSink)) d.dataset.uri = h.deadLetterSink;
         d.dataset.of = here;
         hop.append(d);
