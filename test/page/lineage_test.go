@@ -206,7 +206,7 @@ func sameLineage(t testing.TB, ctx context.Context, base, query string, unlike *
 		answer, found := askLineage(t, base, query)
 		problems := answer.Broken
 		if !answer.Query.Broken {
-			all, _ := askLineage(t, base, "broken=true&limit=10000")
+			all, _ := askLineage(t, base, "broken=true&limit=1000")
 			problems = all.Broken
 		}
 		want := wantLineage(answer, problems, servedGraph(t, base, ""))
