@@ -150,7 +150,8 @@ func TestPageShowsTheExample(t *testing.T) {
 
 // TestPageWithTokens runs the broadcaster with a tokens file: the page asks for a token, says
 // when one is refused, keeps the accepted one for the tab (a reload needs none), follows edits
-// through the authorised watch stream, and asks again once the token is forgotten.
+// through the authorised watch stream, asks GET /v1/lineage with the same token, and asks again
+// once the token is forgotten.
 func TestPageWithTokens(t *testing.T) {
 	t.Parallel()
 	dir := testkit.CopyDir(t, "../../examples/mesh")
@@ -186,6 +187,9 @@ func TestPageWithTokens(t *testing.T) {
 	waitFor(t, ctx, "the edit through the authorised stream", 30*time.Second, refundEdgeTo("billing-v2"))
 	t.Logf("manifest edit → page with token auth: %v", time.Since(start).Round(time.Millisecond))
 	sameGraph(t, ctx, base, "page-test-token")
+	// The lineage asks with the same token.
+	eval[bool](t, ctx, `(() => { document.querySelector('#graph .node[data-id="eventtype:eventing.knative.dev/EventType/shop/order-created"]').click(); return true; })()`)
+	waitFor(t, ctx, "the lineage through the authorised endpoint", 30*time.Second, `document.body.dataset.lineage === 'shown' && document.querySelectorAll('#lineage .path').length > 0`)
 
 	eval[bool](t, ctx, `(() => { document.getElementById('forget').click(); return true; })()`)
 	waitFor(t, ctx, "the token form after forgetting the token", 30*time.Second, `!document.getElementById('login').hidden && sessionStorage.getItem('event-mesh-broadcaster-token') === null`)

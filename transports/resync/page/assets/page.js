@@ -33,7 +33,28 @@
     changed: new Set(), // node ids changed since the last render (they flash)
     focus: null, // the namespace whose header the keyboard toggled
   };
-  window.meshPage = { state, stats, view };
+  // The lineage asked for (GET /v1/lineage): the question, its last answer, and what of the
+  // graph lies on it.
+  const lineage = {
+    query: '', // the query string asked: "eventType=NS%2FNAME", "target=KEY" or "broken=true"; '' for none
+    picked: '', // the entity key asked about
+    answer: null,
+    state: '', // '' (nothing asked), 'loading', 'shown', 'missing', 'error'
+    why: '',
+    on: null, // the entity keys on the lineage (a Set), null while nothing is shown
+    pairs: new Set(), // "a\nb" for every two keys next to each other on a path, both ways
+    broken: new Set(), // the keys marked broken
+    problems: [], // what is broken in the mesh (GET /v1/lineage?broken), to mark the answer with
+    problemsOf: new Map(), // key → its problems
+    danglingRefs: new Set(), // what dangling edges name
+    asks: 0, // questions sent (the last one's answer is the one shown)
+    answers: 0,
+    controller: null,
+    timer: 0,
+    first: 0,
+    applied: false, // the graph carries lineage classes
+  };
+  window.meshPage = { state, stats, view, lineage };
 
   function keyOf(kind, e) {
     if (kind === 'broker') return 'eventing.knative.dev/Broker/' + e.namespace + '/' + e.name;
@@ -97,10 +118,12 @@
       }
     }
     view.allDirty = true;
+    lineageStale();
     scheduleRender();
   }
 
   function apply(d) {
+    lineageStale(); // any kind: a Trigger's filter edited changes a lineage, not the graph drawn
     if (d.op === 'deleted') remove(d.kind, d.key);
     else put(d.kind, d.key, d.entity);
     state.seq = d.sequence;
@@ -118,7 +141,7 @@
   }
 
   let controller = null;
-  let tokenWaiter = null;
+  let tokenWaiters = []; // the stream and a lineage question may both wait for a token
 
   const sleep = (ms, signal) =>
     new Promise((resolve) => {
@@ -144,7 +167,7 @@
     $('login-why').textContent = why;
     $('login').hidden = false;
     $('token').focus();
-    return new Promise((resolve) => { tokenWaiter = resolve; });
+    return new Promise((resolve) => { tokenWaiters.push(resolve); });
   }
 
   async function problem(r) {
@@ -238,7 +261,10 @@
         break;
       case 'position': {
         const p = JSON.parse(ev.data);
-        if (p.epoch === state.epoch && p.sequence > state.seq) state.seq = p.sequence;
+        if (p.epoch === state.epoch && p.sequence > state.seq) {
+          state.seq = p.sequence;
+          lineageStale(); // a change elsewhere may cut or open a path through a hidden namespace
+        }
         break;
       }
       case 'access': // the caller's view changed: start over without Last-Event-ID
@@ -628,6 +654,7 @@
     }
     main.replaceChildren(...children);
     for (const s of built) drawEdges(s);
+    applyLineage();
     if (view.focus !== null) {
       const h = sections.get(view.focus);
       if (h) h.el.querySelector('h2').focus();
@@ -654,6 +681,377 @@
 
   function redrawAll() {
     for (const s of view.sections.values()) drawEdges(s);
+    applyLineage();
+  }
+
+  // ---- Lineage (GET /v1/lineage) ----
+  // A question picked (where an EventType's events go, who sends to an entity and who may, or
+  // what is broken) is asked again after every batch of changes the watch stream brings, so
+  // the panel and the highlight follow edits. Every name in an answer is the mesh's: it is
+  // drawn as text, never as markup.
+
+  const LINEAGE_QUIET = 100; // ms without a change before asking again
+  const LINEAGE_MAX_WAIT = 250; // ms at most from a change to asking again, while changes go on
+
+  // splitKey reads an entity key: GROUP/Kind/NAMESPACE/NAME (the core group is empty).
+  function splitKey(key) {
+    const p = key.split('/');
+    return p.length === 4 ? { group: p[0], kind: p[1], ns: p[2], name: p[3] } : null;
+  }
+
+  function describe(key) {
+    const k = splitKey(key);
+    return k ? k.kind + ' ' + k.ns + '/' + k.name : key;
+  }
+
+  const isKey = (s) => !!s && !s.includes('://');
+
+  // questionFor is the query asking about an entity: where an EventType's events go, else who
+  // sends to it.
+  function questionFor(key) {
+    const k = splitKey(key);
+    if (k && k.group === 'eventing.knative.dev' && k.kind === 'EventType') return new URLSearchParams({ eventType: k.ns + '/' + k.name }).toString();
+    return new URLSearchParams({ target: key }).toString();
+  }
+
+  function pick(query, key) {
+    clearTimeout(lineage.timer);
+    lineage.timer = 0;
+    if (lineage.controller) lineage.controller.abort();
+    lineage.controller = null;
+    lineage.asks++; // an answer still on its way is for the previous question
+    lineage.query = query;
+    lineage.picked = query ? key || '' : '';
+    lineage.answer = null;
+    lineage.problems = [];
+    lineage.state = query ? 'loading' : '';
+    lineage.why = '';
+    indexLineage();
+    showLineage();
+    applyLineage();
+    if (query) askLineage();
+  }
+
+  // lineageStale asks the question again once changes pause (LINEAGE_QUIET), or at the latest
+  // LINEAGE_MAX_WAIT after the first of them.
+  function lineageStale() {
+    if (!lineage.query) return;
+    const now = performance.now();
+    if (lineage.timer) clearTimeout(lineage.timer);
+    else lineage.first = now;
+    const wait = Math.max(0, Math.min(LINEAGE_QUIET, lineage.first + LINEAGE_MAX_WAIT - now));
+    lineage.timer = setTimeout(() => {
+      lineage.timer = 0;
+      askLineage();
+    }, wait);
+  }
+
+  // The broken routes, asked beside every other question to mark what of its answer is broken
+  // (a dead-letter sink that does not exist, an object not ready, a sender not admitted).
+  const BROKEN_QUERY = 'broken=true&limit=1000'; // the first 1,000: marks, not the whole list
+
+  async function ask(query, signal) {
+    const r = await request('v1/lineage?' + query, { Accept: 'application/json' }, signal);
+    if (r.ok) return { answer: await r.json(), state: 'shown', why: '' };
+    const said = await problem(r);
+    if (r.status === 404) return { answer: null, state: 'missing', why: said };
+    return { answer: null, state: 'error', why: r.status + (said ? ': ' + said : '') };
+  }
+
+  async function askLineage() {
+    if (lineage.controller) lineage.controller.abort();
+    const controller = new AbortController();
+    lineage.controller = controller;
+    const n = ++lineage.asks;
+    const brokenView = lineage.query.startsWith('broken');
+    let got;
+    let broken = null;
+    try {
+      const asked = [ask(lineage.query, controller.signal)];
+      if (!brokenView) asked.push(ask(BROKEN_QUERY, controller.signal).catch(() => null)); // only marks: never fatal
+      const [main, b] = await Promise.all(asked);
+      got = main;
+      broken = b ? b.answer : null;
+    } catch (e) {
+      if (controller.signal.aborted) return;
+      got = { answer: null, state: 'error', why: String(e && e.message ? e.message : e) };
+    }
+    if (n !== lineage.asks) return; // a newer question was asked meanwhile
+    lineage.controller = null;
+    lineage.answer = got.answer;
+    lineage.state = got.state;
+    lineage.why = got.why;
+    lineage.problems = brokenView ? (got.answer && got.answer.broken) || [] : (broken && broken.broken) || [];
+    lineage.answers++;
+    indexLineage();
+    showLineage();
+    applyLineage();
+  }
+
+  // indexLineage finds what of the graph lies on the answer: every hop's key, every
+  // dead-letter sink that is an object, the producers and the target; and, as edges, every two
+  // keys next to each other on a path, and each producer with its EventType. Keys marked
+  // broken: a dangling or not ready hop, the objects of the problems listed.
+  function indexLineage() {
+    const a = lineage.answer;
+    lineage.on = null;
+    lineage.pairs = new Set();
+    lineage.broken = new Set();
+    lineage.problemsOf = new Map();
+    lineage.danglingRefs = new Set();
+    for (const p of lineage.problems) {
+      if (!lineage.problemsOf.has(p.key)) lineage.problemsOf.set(p.key, []);
+      lineage.problemsOf.get(p.key).push(p);
+      if (p.problem === 'dangling' && p.ref) lineage.danglingRefs.add(p.ref);
+    }
+    if (!a) return;
+    const on = new Set();
+    const pair = (x, y) => {
+      lineage.pairs.add(x + '\n' + y);
+      lineage.pairs.add(y + '\n' + x);
+    };
+    for (const p of a.paths || []) {
+      let prev = '';
+      for (const h of p.hops || []) {
+        if (h.key) {
+          on.add(h.key);
+          if (prev) pair(prev, h.key);
+          if (h.dangling || h.ready) lineage.broken.add(h.key);
+        }
+        if (isKey(h.deadLetterSink)) on.add(h.deadLetterSink);
+        prev = h.key || '';
+      }
+    }
+    const q = a.query || {};
+    if (q.eventType) {
+      const et = 'eventing.knative.dev/EventType/' + q.eventType;
+      on.add(et);
+      for (const k of a.producers || []) {
+        on.add(k);
+        pair(k, et);
+      }
+    }
+    if (q.target) on.add(q.target);
+    for (const p of a.broken || []) on.add(p.key);
+    for (const k of on) if (lineage.problemsOf.has(k)) lineage.broken.add(k);
+    lineage.on = on;
+  }
+
+  // applyLineage marks the graph: what lies on the lineage highlighted, the rest dimmed.
+  function applyLineage() {
+    const on = lineage.on;
+    document.body.classList.toggle('lineage-active', !!on);
+    if (!on && !lineage.applied) return; // nothing to clear
+    lineage.applied = !!on;
+    const keyOfID = (id) => id.slice(id.indexOf(':') + 1);
+    for (const s of view.sections.values()) {
+      if (!s.drawn) continue;
+      for (const [id, d] of s.drawn) {
+        const entity = !id.startsWith('consumer:'); // a Backstage id, not an object
+        const key = keyOfID(id);
+        d.classList.toggle('on-lineage', !!on && entity && on.has(key));
+        d.classList.toggle('broken', !!on && entity && lineage.broken.has(key));
+        d.classList.toggle('picked', !!on && entity && key === lineage.picked);
+      }
+      for (const p of s.svg.children) {
+        p.classList.toggle('on-lineage', !!on && lineage.pairs.has(keyOfID(p.dataset.from) + '\n' + keyOfID(p.dataset.to)));
+      }
+    }
+  }
+
+  const endText = {
+    sink: 'ends here', uri: 'leaves the graph', dangling: 'dangling: broken route', cycle: 'cycle: loops back',
+    hidden: 'hidden namespace', nowhere: 'nowhere: nothing takes it on', tooLong: 'too long (64 hops)', origin: 'origin',
+  };
+
+  function entityButton(cls, key) {
+    const b = el('button', cls, describe(key));
+    b.type = 'button';
+    b.dataset.key = key;
+    b.title = key;
+    return b;
+  }
+
+  function hopElement(h) {
+    if (h.key) return entityButton('hop' + (h.dangling ? ' dangling' : ''), h.key);
+    if (h.uri) {
+      const u = el('span', 'hop uri', h.uri);
+      u.dataset.uri = h.uri;
+      return u;
+    }
+    return el('span', 'hop hidden', '(hidden)');
+  }
+
+  function showPath(p) {
+    const li = el('li', 'path end-' + p.end);
+    li.dataset.end = p.end;
+    let prev = '';
+    for (const h of p.hops || []) {
+      const here = h.key || h.uri || '';
+      if (li.childElementCount) {
+        const changes = h.changes || h.role === 'reply';
+        const a = el('span', 'arrow' + (changes ? ' changes' : '') + (h.role === 'deadLetterSink' ? ' dead-letter' : ''),
+          '→ ' + (h.role || '') + (h.changes ? ' (event may change)' : ''));
+        a.dataset.from = prev;
+        a.dataset.to = here;
+        a.dataset.role = h.role || '';
+        li.append(a);
+      }
+      const hop = el('span', 'step');
+      hop.append(hopElement(h));
+      if (h.index !== undefined) hop.append(el('span', 'tag', '#' + h.index));
+      if (h.filter !== undefined) hop.append(el('code', 'filter', JSON.stringify(h.filter)));
+      if (h.match === 'maybe') hop.append(el('span', 'tag maybe', 'may match'));
+      if (h.ready) hop.append(el('span', 'tag bad', 'Ready ' + h.ready.status + (h.ready.reason ? ' (' + h.ready.reason + ')' : '')));
+      if (h.dangling) hop.append(el('span', 'tag bad', 'does not exist'));
+      for (const pr of lineage.problemsOf.get(h.key) || []) {
+        const t = el('span', 'tag bad', pr.problem);
+        t.title = pr.detail;
+        t.dataset.problem = pr.problem;
+        t.dataset.problemOf = pr.key;
+        hop.append(t);
+      }
+      if (h.deadLetterSink) {
+        const missing = lineage.danglingRefs.has(h.deadLetterSink);
+        const d = isKey(h.deadLetterSink) ? entityButton('dead-letter', h.deadLetterSink) : el('span', 'dead-letter', h.deadLetterSink);
+        d.textContent = 'failures → ' + d.textContent + (missing ? ' (does not exist)' : '');
+        if (missing) d.classList.add('dangling');
+        if (!isKey(h.deadLetterSink)) d.dataset.uri = h.deadLetterSink;
+        d.dataset.of = here;
+        hop.append(d);
+      }
+      li.append(hop);
+      prev = here;
+    }
+    li.append(el('span', 'end', endText[p.end] || p.end));
+    return li;
+  }
+
+  function showLineage() {
+    const aside = $('lineage');
+    document.body.dataset.lineage = lineage.state;
+    if (aside.hidden !== !lineage.query) {
+      aside.hidden = !lineage.query;
+      redrawAll(); // the graph got narrower or wider: its boxes moved
+    }
+    aside.dataset.query = lineage.query;
+    const a = lineage.answer;
+    aside.dataset.sequence = a ? String(a.sequence) : '';
+    syncPicker();
+    if (!lineage.query) {
+      $('lineage-body').replaceChildren();
+      return;
+    }
+    const q = new URLSearchParams(lineage.query);
+    $('lineage-title').textContent = q.has('broken') ? 'What is broken'
+      : q.has('eventType') ? 'Where events of EventType ' + q.get('eventType') + ' go' : 'Who sends to ' + describe(q.get('target')) + ', and who may';
+    const status = {
+      loading: 'asking…',
+      missing: (lineage.picked ? describe(lineage.picked) : 'It') + ' does not exist now, or is in a namespace you may not see. Shown again when it appears.',
+      error: 'GET /v1/lineage failed (' + lineage.why + '); asked again at the next change.',
+    }[lineage.state];
+    const parts = [];
+    if (a) {
+      const n = (a.paths || []).length;
+      $('lineage-status').textContent = (q.has('broken') ? plural((a.broken || []).length, 'problem', 'problems') : plural(n, 'path', 'paths')) +
+        ' · mesh #' + a.sequence;
+      if (a.truncated) parts.push(el('p', 'truncated', 'Cut short: there is more than listed (the limit of paths or problems, or 64 hops).'));
+      if ((a.producers || []).length) {
+        const s = el('div', 'producers');
+        s.append(el('h3', '', 'Produced by'));
+        for (const k of a.producers) s.append(entityButton('hop producer', k));
+        parts.push(s);
+      }
+      if (a.authorization) {
+        const s = el('div', 'admission');
+        s.append(el('h3', '', 'Who may send'));
+        s.append(el('p', '', a.authorization === 'policies' ? 'EventPolicies apply: only what they admit may send.'
+          : 'No EventPolicy applies: the cluster’s default-authorization-mode decides.'));
+        const ul = el('ul', 'policies');
+        for (const pol of a.policies || []) {
+          const li = el('li');
+          li.append(entityButton('policy', pol.key), el('span', '', ' admits '));
+          for (const f of pol.from || []) li.append(f.startsWith('sub:') ? el('code', 'subject', f) : entityButton('from', f));
+          if (pol.filter !== undefined) li.append(el('span', 'label', ' when '), el('code', 'filter', JSON.stringify(pol.filter)));
+          ul.append(li);
+        }
+        s.append(ul);
+        if ((a.senders || []).length) {
+          s.append(el('h3', '', 'Who sends'));
+          const senders = el('ul', 'senders');
+          for (const snd of a.senders) {
+            const li = el('li');
+            li.dataset.key = snd.key;
+            li.append(entityButton('sender', snd.key), el('span', 'role', ' ' + snd.role + (snd.via ? ' via ' + describe(snd.via) : '')));
+            if (snd.admitted) {
+              const badge = el('span', 'tag admitted-' + snd.admitted, { yes: 'admitted', maybe: 'maybe admitted (OIDC subjects)', no: 'not admitted' }[snd.admitted] || snd.admitted);
+              li.dataset.admitted = snd.admitted;
+              li.append(badge);
+            }
+            senders.append(li);
+          }
+          s.append(senders);
+        }
+        parts.push(s);
+      }
+      if (q.has('broken')) {
+        const ol = el('ol', 'problems');
+        for (const p of a.broken || []) {
+          const li = el('li', 'problem');
+          li.dataset.problem = p.problem;
+          li.append(el('span', 'tag bad', p.problem), entityButton('hop', p.key), el('span', 'detail', p.detail));
+          ol.append(li);
+        }
+        parts.push((a.broken || []).length ? ol : el('p', 'empty', 'Nothing is broken.'));
+      } else {
+        parts.push(el('h3', '', q.has('eventType') ? 'Where its events go' : 'Routes to it'));
+        const ol = el('ol', 'paths');
+        for (const p of a.paths || []) ol.append(showPath(p));
+        parts.push(n ? ol : el('p', 'empty', 'No path.'));
+      }
+    } else $('lineage-status').textContent = status || '';
+    $('lineage-body').replaceChildren(...parts);
+  }
+
+  // ---- The picker ----
+
+  const pickerKinds = [['eventtype', 'Event types'], ['broker', 'Brokers'], ['subscribable', 'Channels'], ['source', 'Sources']];
+
+  // fillPicker lists the entities of the replica when the picker is about to open, if the
+  // replica changed since it last did.
+  let pickerFilled = '';
+  function fillPicker() {
+    const at = state.epoch + '-' + state.seq;
+    if (at === pickerFilled) return;
+    pickerFilled = at;
+    const opts = [new Option('none', ''), new Option('what is broken', 'broken=true')];
+    for (const [kind, title] of pickerKinds) {
+      const keys = [];
+      for (const id of state.entities.keys()) if (id.startsWith(kind + '\n')) keys.push(id.slice(kind.length + 1));
+      if (!keys.length) continue;
+      keys.sort();
+      const group = document.createElement('optgroup');
+      group.label = title;
+      for (const key of keys) {
+        const o = new Option(describe(key), questionFor(key));
+        o.dataset.key = key;
+        group.append(o);
+      }
+      opts.push(group);
+    }
+    $('lineage-pick').replaceChildren(...opts);
+    syncPicker();
+  }
+
+  // syncPicker shows the question asked in the picker, adding it when the list lacks it.
+  function syncPicker() {
+    const sel = $('lineage-pick');
+    if (![...sel.options].some((o) => o.value === lineage.query)) {
+      const o = new Option(lineage.picked ? describe(lineage.picked) : lineage.query, lineage.query);
+      o.dataset.key = lineage.picked;
+      sel.append(o);
+    }
+    sel.value = lineage.query;
   }
 
   // ---- Controls ----
@@ -666,11 +1064,9 @@
     $('token').value = '';
     $('login').hidden = true;
     setState('loading', 'connecting…');
-    if (tokenWaiter) {
-      const w = tokenWaiter;
-      tokenWaiter = null;
-      w();
-    }
+    const waiters = tokenWaiters;
+    tokenWaiters = [];
+    for (const w of waiters) w();
   });
   $('forget').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -714,6 +1110,25 @@
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(redrawAll, 100);
+  });
+
+  $('lineage-pick').addEventListener('focus', fillPicker);
+  $('lineage-pick').addEventListener('mousedown', fillPicker);
+  $('lineage-pick').addEventListener('change', (ev) => {
+    const o = ev.target.selectedOptions[0];
+    pick(ev.target.value, o ? o.dataset.key : '');
+  });
+  $('lineage-close').addEventListener('click', () => pick('', ''));
+  // A click on a box of the graph, or on an object of the lineage, asks about it.
+  $('graph').addEventListener('click', (ev) => {
+    const d = ev.target.closest('.node[data-id]');
+    if (!d || d.dataset.id.startsWith('consumer:')) return;
+    const key = d.dataset.id.slice(d.dataset.id.indexOf(':') + 1);
+    pick(questionFor(key), key);
+  });
+  $('lineage-body').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-key]');
+    if (b) pick(questionFor(b.dataset.key), b.dataset.key);
   });
 
   follow();
