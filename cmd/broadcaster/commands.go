@@ -81,13 +81,16 @@ func commands() []command {
 		{
 			name:    "snapshot",
 			summary: "print the mesh once, as JSON, YAML, a Mermaid graph or DOT",
-			usage:   "broadcaster snapshot (--manifests DIR | --kubeconfig FILE | --url URL) [-o json|yaml|mermaid|dot] [flags]",
+			usage:   "broadcaster snapshot (--manifests DIR | --kubeconfig FILE | --url URL) [--whole] [-o json|yaml|mermaid|dot] [flags]",
 			about: "Prints the mesh once: from a directory of manifests (read once, no server), from a cluster\n" +
 				"(its initial listing), or from a running broadcaster's GET /v1/getEventMesh. JSON is that\n" +
 				"endpoint's document; Mermaid and DOT draw sources, brokers and channels → event types →\n" +
-				"consumers, by namespace. The token comes from --token-file, --token or $BROADCASTER_TOKEN.",
+				"consumers, by namespace. --whole prints the whole event graph instead (GET /v1/mesh's mesh:\n" +
+				"Triggers, Subscriptions, flows, policies and sinks too, each edge drawn with its role).\n" +
+				"The token comes from --token-file, --token or $BROADCASTER_TOKEN.",
 			examples: []string{
 				"broadcaster snapshot --manifests examples/mesh -o mermaid",
+				"broadcaster snapshot --manifests examples/mesh --whole -o dot | dot -Tsvg > graph.svg",
 				"broadcaster snapshot --url http://127.0.0.1:8080 --token-file token -o dot | dot -Tsvg > mesh.svg",
 			},
 			flags: func(w io.Writer) { writeFlagSet(w, snapshotFlags(&snapshotOptions{})) },

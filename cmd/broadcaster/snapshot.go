@@ -37,6 +37,7 @@ type snapshotOptions struct {
 	token, tokenFile, caFile   string
 	output                     string
 	timeout                    time.Duration
+	whole                      bool
 }
 
 // envToken is where `snapshot --url` finds a bearer token when no flag gives one.
@@ -55,6 +56,7 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 	fs.StringVar(&o.output, "o", "json", "output `format`: json, yaml, mermaid or dot")
 	fs.StringVar(&o.output, "output", "json", "the same as -o `format`")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this `duration`")
+	fs.BoolVar(&o.whole, "whole", false, "the whole event graph (GET /v1/mesh's mesh: Triggers, Subscriptions, flows, policies, sinks, with their edges), not the upstream model")
 	return fs
 }
 
@@ -85,19 +87,19 @@ func snapshot(ctx context.Context, args []string, getenv func(string) string, st
 		if serr != nil {
 			return fmt.Errorf("%w: snapshot: --manifests %s: %w", errUsage, o.manifests, serr)
 		}
-		raw, err = meshOf(ctx, src, log)
+		raw, err = meshOf(ctx, src, log, o.whole)
 		if err != nil {
 			err = fmt.Errorf("snapshot: --manifests %s: %w", o.manifests, err)
 		}
 	case o.kubeconfig != "":
-		raw, err = meshOfCluster(ctx, o.kubeconfig, log)
+		raw, err = meshOfCluster(ctx, o.kubeconfig, log, o.whole)
 	default:
 		raw, err = meshOfBroadcaster(ctx, o, getenv)
 	}
 	if err != nil {
 		return err
 	}
-	return writeSnapshot(stdout, raw, o.output)
+	return writeSnapshot(stdout, raw, o.output, o.whole)
 }
 
 func (o *snapshotOptions) validate(rest []string) error {
@@ -135,14 +137,19 @@ func (o *snapshotOptions) validate(rest []string) error {
 	return nil
 }
 
-// meshOf runs src until its initial listing is in the mesh, stops it, and returns the mesh.
-func meshOf(ctx context.Context, src source.Source, log *slog.Logger) ([]byte, error) {
+// meshOf runs src until its initial listing is in the mesh, stops it, and returns the mesh:
+// the upstream EventMesh JSON, or with whole the Mesh JSON of every kind.
+func meshOf(ctx context.Context, src source.Source, log *slog.Logger, whole bool) ([]byte, error) {
 	h, err := loaded(ctx, src, log)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	err = h.Snapshot().WriteEventMesh(&buf)
+	if whole {
+		err = h.Snapshot().WriteMeshOf(&buf, nil)
+	} else {
+		err = h.Snapshot().WriteEventMesh(&buf)
+	}
 	return buf.Bytes(), err
 }
 
@@ -174,12 +181,12 @@ func loaded(ctx context.Context, src source.Source, log *slog.Logger) (*hub.Hub,
 	return h, nil
 }
 
-func meshOfCluster(ctx context.Context, kubeconfig string, log *slog.Logger) ([]byte, error) {
+func meshOfCluster(ctx context.Context, kubeconfig string, log *slog.Logger, whole bool) ([]byte, error) {
 	src, host, err := clusterSource("snapshot", kubeconfig, log)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := meshOf(ctx, src, log)
+	raw, err := meshOf(ctx, src, log, whole)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: --kubeconfig %s (%s): %w", kubeconfig, host, err)
 	}
@@ -204,9 +211,23 @@ func clusterSource(command, kubeconfig string, log *slog.Logger) (source.Source,
 	return src, cfg.Host, nil
 }
 
-// meshOfBroadcaster reads GET /v1/getEventMesh, asking again while the broadcaster is loading.
+// meshOfBroadcaster reads GET /v1/getEventMesh (with --whole: GET /v1/mesh's mesh), asking
+// again while the broadcaster is loading.
 func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(string) string) ([]byte, error) {
-	return askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathGetEventMesh, nil)
+	if !o.whole {
+		return askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathGetEventMesh, nil)
+	}
+	raw, err := askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathMesh, nil)
+	if err != nil {
+		return nil, err
+	}
+	var s struct {
+		Mesh json.RawMessage `json:"mesh"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil || len(s.Mesh) == 0 {
+		return nil, fmt.Errorf("snapshot: --url %s: %s has no mesh", o.url, mesh.PathMesh)
+	}
+	return s.Mesh, nil
 }
 
 // askBroadcaster GETs path?query from the broadcaster at --url for command, asking again while
@@ -310,8 +331,8 @@ func (o snapshotOptions) bearerToken(getenv func(string) string) (string, error)
 	return strings.TrimSpace(getenv(envToken)), nil
 }
 
-// writeSnapshot prints the EventMesh JSON raw in format.
-func writeSnapshot(w io.Writer, raw []byte, format string) error {
+// writeSnapshot prints the EventMesh JSON raw (whole: the Mesh JSON) in format.
+func writeSnapshot(w io.Writer, raw []byte, format string, whole bool) error {
 	switch format {
 	case "json":
 		var buf bytes.Buffer
@@ -328,11 +349,14 @@ func writeSnapshot(w io.Writer, raw []byte, format string) error {
 		}
 		return nil
 	}
-	var m mesh.EventMesh
+	var m mesh.Mesh
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	g := graph.Build(m)
+	g := graph.Build(m.EventMesh)
+	if whole {
+		g = graph.BuildWhole(m)
+	}
 	pw := printable.NewWriter(w) // names with control characters show them escaped
 	if format == "dot" {
 		return g.WriteDOT(pw)

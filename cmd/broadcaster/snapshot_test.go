@@ -34,6 +34,36 @@ func runSnapshot(t *testing.T, env map[string]string, args ...string) (string, e
 	return out.String(), err
 }
 
+// TestSnapshotWholeGolden prints the example's whole event graph (--whole) against
+// testdata/snapshot/example-whole.* (go test -update rewrites them): every kind, every edge.
+func TestSnapshotWholeGolden(t *testing.T) {
+	t.Parallel()
+	for format, ext := range map[string]string{"json": "json", "mermaid": "mmd", "dot": "dot"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			got, err := runSnapshot(t, nil, "--manifests", "../../examples/mesh", "--whole", "-o", format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"fulfil-paid-orders", "notify-everywhere", "orders-senders", "invoice-printer"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the whole graph lacks %s", want)
+				}
+			}
+			path := filepath.Join("testdata", "snapshot", "example-whole."+ext)
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if want := mustRead(t, path); got != want {
+				t.Errorf("%s differs (go test -run TestSnapshotWholeGolden -update rewrites it); got:\n%s", path, got)
+			}
+		})
+	}
+}
+
 // TestSnapshotGolden prints the example mesh in every format, from the manifests directory,
 // against testdata/snapshot/example.* (go test -update rewrites them).
 func TestSnapshotGolden(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
 // MaxLabelRunes bounds each line of a label: a longer name keeps its start and end around an
@@ -63,13 +65,17 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	id := ids(g)
 	bw.WriteString("flowchart LR\n")
+	elements := false
 	node := func(n Node) {
-		shape := mermaidShape[n.Kind]
+		shape, class := mermaidShape[n.Kind], string(n.Kind)
+		if _, known := mermaidShape[n.Kind]; !known { // the whole graph's other kinds
+			shape, class, elements = [2]string{`("`, `")`}, "element", true
+		}
 		parts := label(n)
 		for i := range parts {
 			parts[i] = MermaidText(parts[i])
 		}
-		fmt.Fprintf(bw, "    %s%s%s%s:::%s\n", id[n.ID], shape[0], strings.Join(parts, "<br/>"), shape[1], n.Kind)
+		fmt.Fprintf(bw, "    %s%s%s%s:::%s\n", id[n.ID], shape[0], strings.Join(parts, "<br/>"), shape[1], class)
 	}
 	for i, ns := range g.Namespaces {
 		fmt.Fprintf(bw, "  subgraph ns%d[\"%s\"]\n", i, MermaidText(shorten("namespace "+ns.Name)))
@@ -87,8 +93,14 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 	}
 	for _, e := range g.Edges {
 		arrow := "-->"
-		if e.Kind == Sink {
+		switch e.Kind {
+		case Sink:
 			arrow = "-. sink .->"
+		case Provides, Consumes:
+		case EdgeKind(mesh.RoleDeadLetterSink):
+			arrow = `-. "` + MermaidText(string(e.Kind)) + `" .->`
+		default:
+			arrow = `-- "` + MermaidText(string(e.Kind)) + `" -->`
 		}
 		fmt.Fprintf(bw, "  %s %s %s\n", id[e.From], arrow, id[e.To])
 	}
@@ -97,6 +109,9 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 		"  classDef channel fill:#f3e5f5,stroke:#6a1b9a\n" +
 		"  classDef eventtype fill:#fff8e1,stroke:#f9a825\n" +
 		"  classDef consumer fill:#fce4ec,stroke:#ad1457\n")
+	if elements {
+		bw.WriteString("  classDef element fill:#eceff1,stroke:#455a64\n")
+	}
 	return bw.Flush()
 }
 
@@ -135,8 +150,12 @@ func (g Graph) WriteDOT(w io.Writer) error {
 		for i := range parts {
 			parts[i] = DOTText(parts[i])
 		}
+		shape, known := dotShape[n.Kind]
+		if !known { // the whole graph's other kinds
+			shape = `shape=box, style="rounded,filled", fillcolor="#eceff1", color="#455a64"`
+		}
 		fmt.Fprintf(bw, "    %s [label=%s, tooltip=%s, %s];\n", id[n.ID], `"`+strings.Join(parts, `\n`)+`"`,
-			`"`+DOTText(strings.ToValidUTF8(n.ID, "\uFFFD"))+`"`, dotShape[n.Kind])
+			`"`+DOTText(strings.ToValidUTF8(n.ID, "\uFFFD"))+`"`, shape)
 	}
 	for i, ns := range g.Namespaces {
 		fmt.Fprintf(bw, "  subgraph cluster_%d {\n    label=\"%s\";\n    style=rounded;\n", i, DOTText(shorten("namespace "+ns.Name)))
@@ -154,8 +173,14 @@ func (g Graph) WriteDOT(w io.Writer) error {
 	}
 	for _, e := range g.Edges {
 		attrs := ""
-		if e.Kind == Sink {
+		switch e.Kind {
+		case Sink:
 			attrs = ` [style=dashed, label="sink"]`
+		case Provides, Consumes:
+		case EdgeKind(mesh.RoleDeadLetterSink):
+			attrs = ` [style=dashed, color="#c62828", label="` + DOTText(string(e.Kind)) + `"]`
+		default:
+			attrs = ` [label="` + DOTText(string(e.Kind)) + `"]`
 		}
 		fmt.Fprintf(bw, "  %s -> %s%s;\n", id[e.From], id[e.To], attrs)
 	}
