@@ -46,6 +46,7 @@ type Engine struct {
 	entities map[entityID]*record
 	tree     *btree.BTreeG[*record]
 	dirty    map[entityID]struct{}
+	suspects map[ObjectRef]int // objects with a suspect record → how many
 
 	// Reused by every flush: the entities to render, and the buffer each is written into.
 	dirtyIDs []entityID
@@ -80,6 +81,8 @@ type record struct {
 	op   mesh.Op // added or updated
 	// foreign: the JSON may name another namespace (foreignOf), so a namespaced view scopes it.
 	foreign bool
+	// suspect: an edge dangles or the object is not Ready (lineage's broken query looks here).
+	suspect bool
 	// upstream, when not 0, is the length of the upstream backend's JSON of the entity less its
 	// closing brace: json[:upstream] + "}" is the entity without its Graph (UpstreamJSON).
 	upstream int32
@@ -119,6 +122,7 @@ func New(epoch string) *Engine {
 		entities:              map[entityID]*record{},
 		tree:                  btree.NewG(32, recordLess),
 		dirty:                 map[entityID]struct{}{},
+		suspects:              map[ObjectRef]int{},
 	}
 }
 

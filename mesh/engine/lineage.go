@@ -172,6 +172,64 @@ func (e *Engine) metaOf(ref ObjectRef) *objectMeta {
 	return &objectMeta{}
 }
 
+// Suspects names the objects that may be broken without looking at every object: those with a
+// suspect entity (an edge dangling, not Ready; kept as entities render), the EventTypes whose
+// Broker or channel is missing or has no consumer that can take them (evaluated here, without
+// allocating), and the addressables of the namespaces that have EventPolicies.
+func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
+	e := g.e
+	for ref := range e.suspects {
+		if !fn(ref.Key()) {
+			return
+		}
+	}
+	for ref, et := range e.eventTypes {
+		if et.reference != nil && !e.takes(*et.reference, et) && !fn(ref.Key()) {
+			return
+		}
+	}
+	var namespaces []string
+	e.tree.AscendGreaterOrEqual(&record{id: entityID{kind: mesh.KindEventPolicy}}, func(r *record) bool {
+		if r.id.kind != mesh.KindEventPolicy {
+			return false
+		}
+		if n := len(namespaces); n == 0 || namespaces[n-1] != r.id.ref.Namespace {
+			namespaces = append(namespaces, r.id.ref.Namespace)
+		}
+		return true
+	})
+	for _, ns := range namespaces {
+		for _, kind := range []mesh.EntityKind{mesh.KindBroker, mesh.KindSubscribable, mesh.KindSequence, mesh.KindParallel,
+			mesh.KindEventTransform, mesh.KindRequestReply, mesh.KindJobSink, mesh.KindIntegrationSink} {
+			more := true
+			e.tree.AscendGreaterOrEqual(&record{id: entityID{kind, ObjectRef{Namespace: ns}}}, func(r *record) bool {
+				if r.id.kind != kind || r.id.ref.Namespace != ns {
+					return false
+				}
+				more = fn(r.id.ref.Key())
+				return more
+			})
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// takes reports whether something takes the EventType's events from provider: a Trigger on
+// the Broker whose filter can match it, or any Subscription to the channel.
+func (e *Engine) takes(provider ObjectRef, et *eventTypeState) bool {
+	if !e.exists(provider) {
+		return false
+	}
+	for c := range e.consumersByProvider[provider].Keys() {
+		if c.ref.Kind != "Trigger" || c.filter.eval(et.attrs) != no {
+			return true
+		}
+	}
+	return false
+}
+
 // Each walks the objects that stand for entities, in the order of the entity lists (an object
 // that is several entities once).
 func (g lineageGraph) Each(fn func(mesh.Key) bool) {

@@ -75,6 +75,8 @@ func (e *Engine) flush() []mesh.Change {
 		}
 		e.seq++
 		c.Epoch, c.Sequence, c.Kind = e.epoch, e.seq, id.kind
+		e.noteSuspect(old, -1)
+		e.noteSuspect(rec, +1)
 		if c.Op == mesh.OpDeleted {
 			delete(e.entities, id)
 			e.tree.Delete(old)
@@ -100,7 +102,35 @@ func (e *Engine) render(id entityID) *record {
 	if err != nil {
 		panic(fmt.Sprintf("mesh: entity %s does not marshal: %v", ref, err)) // only strings and maps
 	}
-	return &record{id: id, json: data, foreign: foreignOf(v), upstream: upstream}
+	return &record{id: id, json: data, foreign: foreignOf(v), suspect: suspect(graphPartOf(v)), upstream: upstream}
+}
+
+// suspect reports whether a graph part may be broken: an edge dangles, or Ready is not True.
+func suspect(g *mesh.Graph) bool {
+	if g == nil {
+		return false
+	}
+	if g.Ready != nil && g.Ready.Status != "True" {
+		return true
+	}
+	for _, ed := range g.Edges {
+		if ed.Dangling {
+			return true
+		}
+	}
+	return false
+}
+
+// noteSuspect counts a suspect record of an object in (+1) or out (-1).
+func (e *Engine) noteSuspect(r *record, by int) {
+	if r == nil || !r.suspect {
+		return
+	}
+	if n := e.suspects[r.id.ref] + by; n > 0 {
+		e.suspects[r.id.ref] = n
+	} else {
+		delete(e.suspects, r.id.ref)
+	}
 }
 
 // entityValue is an entity as its kind renders it: a pointer to its mesh type, each of which

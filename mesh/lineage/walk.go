@@ -30,6 +30,12 @@ type Graph interface {
 	Each(fn func(mesh.Key) bool)
 }
 
+// Suspects is a Graph that can name the objects that may be broken, so a broken query need not
+// look at every object. Every object with a problem must be among them (more may be).
+type Suspects interface {
+	Suspects(fn func(mesh.Key) bool)
+}
+
 // Node is what the graph holds of one object.
 type Node struct {
 	// Kind is what the object is; mesh.KindSink for anything that only receives events.
@@ -658,35 +664,54 @@ func (w *walker) broken() {
 		w.ans.Broken = append(w.ans.Broken, p)
 		return true
 	}
-	w.g.Each(func(k mesh.Key) bool {
-		if !w.visible(k.Namespace) {
-			return true
+	// The objects to look at, in key order: the suspects the graph names, or else every object.
+	each := w.g.Each
+	if s, ok := w.g.(Suspects); ok {
+		each = s.Suspects
+	}
+	seen := map[mesh.Key]bool{}
+	var keys []mesh.Key
+	each(func(k mesh.Key) bool {
+		if !seen[k] && w.visible(k.Namespace) {
+			seen[k] = true
+			keys = append(keys, k)
 		}
-		n, ok := w.g.Node(k)
-		if !ok {
-			return true
-		}
-		for _, ed := range n.Graph.Edges {
-			if ed.Dangling && ed.Ref != nil {
-				ref := keyOf(ed.Ref)
-				if !add(Problem{Problem: ProblemDangling, Key: k.String(), Role: ed.Role, Ref: w.shown(*ref),
-					Detail: fmt.Sprintf("its %s names %s, which does not exist", ed.Role, w.shown(*ref))}) {
-					return false
-				}
-			}
-		}
-		if r := notReady(n.Graph.Ready); r != nil {
-			if !add(Problem{Problem: ProblemNotReady, Key: k.String(), Ready: r, Detail: "Ready is " + r.Status + reason(r)}) {
-				return false
-			}
-		}
-		if n.Kind == mesh.KindEventType {
-			if p, bad := w.unmatched(k, n); bad && !add(p) {
-				return false
-			}
-		}
-		return w.unadmitted(k, n.Kind, add)
+		return true
 	})
+	slices.SortFunc(keys, mesh.Key.Compare)
+	for _, k := range keys {
+		if !w.problemsOf(k, add) {
+			return
+		}
+	}
+}
+
+// problemsOf adds the problems of the object k, until add refuses one.
+func (w *walker) problemsOf(k mesh.Key, add func(Problem) bool) bool {
+	n, ok := w.g.Node(k)
+	if !ok {
+		return true
+	}
+	for _, ed := range n.Graph.Edges {
+		if ed.Dangling && ed.Ref != nil {
+			ref := keyOf(ed.Ref)
+			if !add(Problem{Problem: ProblemDangling, Key: k.String(), Role: ed.Role, Ref: w.shown(*ref),
+				Detail: fmt.Sprintf("its %s names %s, which does not exist", ed.Role, w.shown(*ref))}) {
+				return false
+			}
+		}
+	}
+	if r := notReady(n.Graph.Ready); r != nil {
+		if !add(Problem{Problem: ProblemNotReady, Key: k.String(), Ready: r, Detail: "Ready is " + r.Status + reason(r)}) {
+			return false
+		}
+	}
+	if n.Kind == mesh.KindEventType {
+		if p, bad := w.unmatched(k, n); bad && !add(p) {
+			return false
+		}
+	}
+	return w.unadmitted(k, n.Kind, add)
 }
 
 // shown is a key as the caller may see it.
