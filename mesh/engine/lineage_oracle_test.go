@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -123,6 +124,9 @@ func checkLineageGraph(t *testing.T, seed uint64, seen map[string]bool) (questio
 				noteLineage(seen, got)
 				questions, paths = questions+1, paths+len(got.Paths)+len(got.Broken)
 				checkDetails(t, seed, got, vis.visible)
+				if sameAnswer(got, want) {
+					continue
+				}
 				if gj, wj := answerJSON(got, ""), answerJSON(want, ""); gj != wj {
 					gj, wj = answerJSON(got, " "), answerJSON(want, " ")
 					t.Fatalf("seed %d, %s, %s: the answer differs from the enumeration\n--- answer\n%s\n--- enumeration\n%s\n--- objects (applied in order)\n%s",
@@ -268,6 +272,23 @@ func noteLineage(seen map[string]bool, a lineage.Answer) {
 
 func queryText(q lineage.Query) string { return q.Values().Encode() }
 
+// sameAnswer is the quick comparison: equal values, details aside. When it says no,
+// answerJSON decides (a nil and an empty list read the same there).
+func sameAnswer(got, want lineage.Answer) bool {
+	if len(got.Broken) != len(want.Broken) {
+		return false
+	}
+	for i := range got.Broken {
+		g, w := got.Broken[i], want.Broken[i]
+		g.Detail, w.Detail = "", ""
+		if !reflect.DeepEqual(g, w) {
+			return false
+		}
+	}
+	got.Broken, want.Broken = nil, nil
+	return reflect.DeepEqual(got, want)
+}
+
 // answerJSON is an answer as indented JSON, problems' free-text details left out (checked
 // apart by checkDetails), one path or problem per line group for a readable diff.
 func answerJSON(a lineage.Answer, indent string) string {
@@ -387,8 +408,7 @@ func (o *lineageOracle) exists(k mesh.Key) bool { _, ok := o.nodes[k]; return ok
 type oracleAsk struct {
 	*lineageOracle
 	visible func(string) bool
-	paths   []lineage.Path
-	more    bool // more paths than MaxLimit + 1 were found: stop enumerating
+	paths   []lineage.Path // up to MaxLimit + 1: then enumerating stops
 }
 
 // oracleAnswer is an answer with every path and problem (up to MaxLimit + 1 of them).
@@ -635,7 +655,7 @@ func (a *oracleAsk) forward(hops []lineage.Hop, keys []mesh.Key, h lineage.Hop, 
 		for i := range steps {
 			hopsOf = append(hopsOf, lineage.Hop{Changes: i > 0})
 		}
-		a.flow(hops, keys, steps, hopsOf, reply, ev)
+		a.flow(hops, keys, steps, hopsOf, reply)
 	case mesh.KindParallel:
 		branches := map[int]bool{}
 		var reply *mesh.Edge
@@ -675,7 +695,7 @@ func (a *oracleAsk) forward(hops []lineage.Hop, keys []mesh.Key, h lineage.Hop, 
 				continue
 			}
 			any = true
-			a.flow(hops, keys, chain, chainHops, branchReply, ev)
+			a.flow(hops, keys, chain, chainHops, branchReply)
 		}
 		if !any {
 			a.emit(hops, lineage.EndNowhere, false)
@@ -687,14 +707,13 @@ func (a *oracleAsk) forward(hops []lineage.Hop, keys []mesh.Key, h lineage.Hop, 
 
 // flow walks the hops of a Sequence or a Parallel branch in turn (each a hop of the path, not
 // followed beyond), then the reply (the last one's answer) on, or ends at a sink.
-func (a *oracleAsk) flow(hops []lineage.Hop, keys []mesh.Key, chain []mesh.Edge, chainHops []lineage.Hop, reply *mesh.Edge, ev *mesh.Key) {
+// (What is known of the event matters no more: nothing in a flow is a filter the engine
+// evaluates, and the reply carries another event.)
+func (a *oracleAsk) flow(hops []lineage.Hop, keys []mesh.Key, chain []mesh.Edge, chainHops []lineage.Hop, reply *mesh.Edge) {
 	hops, keys = slices.Clone(hops), slices.Clone(keys)
 	for i, ed := range chain {
 		h := chainHops[i]
 		h.Role, h.Index = ed.Role, ed.Index
-		if h.Changes {
-			ev = nil
-		}
 		if ed.Ref == nil {
 			h.URI = ed.URI
 			hops = append(hops, h)
