@@ -35,15 +35,23 @@ func (g lineageGraph) Node(k mesh.Key) (lineage.Node, bool) {
 	case e.consumers[ref] != nil, e.elements[ref] != nil:
 		n.Kind = declaredKind(ref.groupKind()).Entity
 	case e.generics[ref] != nil:
-		if e.isChannel(ref) {
+		switch {
+		case e.isChannel(ref):
 			n.Kind = mesh.KindSubscribable
-		} else if e.isSource(ref) {
+		case e.isSource(ref):
 			n.Kind = mesh.KindSource
+		case e.referrers[ref].Len() == 0:
+			// Neither channel nor source, and no edge names it: the mesh holds no entity for
+			// it (kind_sink.go), so the lineage, which speaks of entities, knows it not.
+			return lineage.Node{}, false
 		}
 	default:
 		return lineage.Node{}, false
 	}
 	n.Graph = e.graphOf(ref)
+	if n.Kind == mesh.KindSink {
+		n.Graph.Edges = nil // a sink's entity carries none of its spec (kind_sink.go): it passes nothing on
+	}
 	return n, true
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
@@ -95,6 +96,11 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 		if len(v[name]) > 1 {
 			return Query{}, fmt.Errorf("%w: %s given %d times", ErrQuery, name, len(v[name]))
+		}
+		// No Kubernetes name holds other bytes, and the answer's JSON echoes the query: a
+		// value that is not UTF-8 would come back as another one.
+		if !utf8.ValidString(v[name][0]) {
+			return Query{}, fmt.Errorf("%w: %s is not UTF-8", ErrQuery, name)
 		}
 	}
 	if s, ok := v["eventType"]; ok {

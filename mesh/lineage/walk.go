@@ -126,6 +126,9 @@ func (w *walker) emit(end string, reversed bool) {
 	if w.full() {
 		return
 	}
+	if end == EndTooLong {
+		w.ans.Truncated = true // the 64-hop bound cut the walk
+	}
 	p := Path{Hops: slices.Clone(w.hops), End: end, Keys: []string{}}
 	if reversed {
 		slices.Reverse(p.Hops)
@@ -170,12 +173,13 @@ func edgeStep(ed mesh.Edge, ev *mesh.Key, changes bool) step {
 	return s
 }
 
-// deadLetterOf is the object's own dead-letter sink (a key or a URI), or "".
-func deadLetterOf(g mesh.Graph) string {
+// deadLetterOf is the object's own dead-letter sink (a key as the caller may see it, or a
+// URI), or "".
+func (w *walker) deadLetterOf(g mesh.Graph) string {
 	for _, ed := range g.Edges {
 		if ed.Role == mesh.RoleDeadLetterSink {
 			if k := keyOf(ed.Ref); k != nil {
-				return k.String()
+				return w.shown(*k)
 			}
 			return ed.URI
 		}
@@ -193,13 +197,17 @@ func (w *walker) whereItGoes(et mesh.Key) error {
 	if n.Kind != mesh.KindEventType {
 		return fmt.Errorf("%w: %s is not an EventType", ErrNotFound, et)
 	}
+	var producers []mesh.Key
 	w.g.Producers(et, func(p mesh.Key) bool {
 		if w.visible(p.Namespace) {
-			w.ans.Producers = append(w.ans.Producers, p.String())
+			producers = append(producers, p)
 		}
 		return true
 	})
-	slices.Sort(w.ans.Producers)
+	slices.SortFunc(producers, mesh.Key.Compare)
+	for _, p := range slices.Compact(producers) { // a source may own the EventType too
+		w.ans.Producers = append(w.ans.Producers, p.String())
+	}
 	w.forward(step{to: &et, ev: &et})
 	return nil
 }
@@ -219,7 +227,7 @@ func (w *walker) forward(s step) {
 	}
 	k := *s.to
 	if !w.visible(k.Namespace) {
-		w.push(h, k)
+		w.push(hiddenHop(h), k)
 		w.emit(EndHidden, false)
 		w.pop()
 		return
@@ -259,6 +267,11 @@ func (w *walker) forward(s step) {
 		w.forward(next)
 	}
 }
+
+// hiddenHop is what a hop into a namespace the caller may not see says: how the visible
+// object before it sends there, nothing of the object itself (its key, filter, dead-letter
+// sink, readiness).
+func hiddenHop(h Hop) Hop { return Hop{Role: h.Role, Index: h.Index, Changes: h.Changes} }
 
 func notReady(r *mesh.Readiness) *mesh.Readiness {
 	if r == nil || r.Status == "True" {
@@ -302,14 +315,14 @@ func (w *walker) onward(k mesh.Key, n Node, ev *mesh.Key) ([]step, string) {
 // consumersOf lists the Triggers (or Subscriptions) reading from a Broker (or channel) that
 // an event can pass, in key order.
 func (w *walker) consumersOf(k mesh.Key, carrier Node, kind mesh.EntityKind, role mesh.EdgeRole, ev *mesh.Key) []step {
-	carrierDLS := deadLetterOf(carrier.Graph)
+	carrierDLS := w.deadLetterOf(carrier.Graph)
 	var steps []step
 	w.g.Referrers(k, func(r mesh.Key) bool {
 		n, ok := w.g.Node(r)
 		if !ok || n.Kind != kind || !reads(n.Graph, role, k) {
 			return true
 		}
-		h := Hop{Role: role, DeadLetterSink: cmp.Or(deadLetterOf(n.Graph), carrierDLS)}
+		h := Hop{Role: role, DeadLetterSink: cmp.Or(w.deadLetterOf(n.Graph), carrierDLS)}
 		if kind == mesh.KindTrigger {
 			m := w.g.Match(r, ev)
 			if m == No {
@@ -421,8 +434,14 @@ func (w *walker) chain(hops []mesh.Edge, reply *mesh.Edge, ev *mesh.Key, at int)
 		h.URI = ed.URI
 		w.push(h, mesh.Key{})
 	case !w.visible(k.Namespace):
-		w.push(h, *k)
+		w.push(hiddenHop(h), *k)
 		w.emit(EndHidden, false)
+		w.pop()
+		return
+	case w.onPath(*k):
+		h.Key = k.String()
+		w.push(h, *k)
+		w.emit(EndCycle, false)
 		w.pop()
 		return
 	case ed.Dangling:
@@ -482,7 +501,7 @@ func (w *walker) senders(k mesh.Key) []Sender {
 			}
 			s := Sender{Key: r.String(), Role: ed.Role}
 			if from := readsFrom(n); from != nil && from.Ref != nil {
-				s.Via = keyOf(from.Ref).String()
+				s.Via = w.shown(*keyOf(from.Ref))
 			}
 			if !slices.Contains(out, s) {
 				out = append(out, s)
@@ -490,7 +509,9 @@ func (w *walker) senders(k mesh.Key) []Sender {
 		}
 		return true
 	})
-	slices.SortFunc(out, func(a, b Sender) int { return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Role, b.Role)) })
+	slices.SortFunc(out, func(a, b Sender) int {
+		return cmp.Or(mesh.MustParseKey(a.Key).Compare(mesh.MustParseKey(b.Key)), cmp.Compare(a.Role, b.Role))
+	})
 	return out
 }
 
@@ -515,7 +536,7 @@ func (w *walker) whoSends(target mesh.Key) error {
 		}
 		w.ans.Senders = append(w.ans.Senders, s)
 	}
-	w.push(Hop{Key: target.String()}, target)
+	w.push(Hop{Key: target.String(), Ready: notReady(n.Graph.Ready)}, target)
 	w.backward(target)
 	w.pop()
 	return nil
@@ -617,7 +638,7 @@ func (w *walker) policiesOf(k mesh.Key, kind mesh.EntityKind) []Policy {
 				}
 			case mesh.RoleFrom:
 				if ed.Ref != nil {
-					pol.From = append(pol.From, keyOf(ed.Ref).String())
+					pol.From = append(pol.From, w.shown(*keyOf(ed.Ref)))
 				} else {
 					pol.From = append(pol.From, "sub:"+ed.Subject)
 				}
@@ -656,63 +677,70 @@ func admitted(policies []Policy, sender string) string {
 // --- what is broken ---
 
 func (w *walker) broken() {
-	add := func(p Problem) bool {
-		if len(w.ans.Broken) >= w.limit {
-			w.ans.Truncated = true
-			return false
-		}
-		w.ans.Broken = append(w.ans.Broken, p)
-		return true
-	}
-	// The objects to look at, in key order: the suspects the graph names, or else every object.
+	// The objects to look at: the suspects the graph names, or else every object.
 	each := w.g.Each
 	if s, ok := w.g.(Suspects); ok {
 		each = s.Suspects
 	}
 	seen := map[mesh.Key]bool{}
-	var keys []mesh.Key
+	var all []found
 	each(func(k mesh.Key) bool {
-		if !seen[k] && w.visible(k.Namespace) {
-			seen[k] = true
-			keys = append(keys, k)
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		n, ok := w.g.Node(k)
+		if !ok {
+			return true
+		}
+		// A sender of another namespace may be one the caller sees: its problem is reported.
+		w.unadmitted(k, n.Kind, func(p found) { all = append(all, p) })
+		if !w.visible(k.Namespace) {
+			return true
+		}
+		add := func(p Problem) { all = append(all, found{Problem: p, key: k}) }
+		for _, ed := range n.Graph.Edges {
+			if ed.Dangling && ed.Ref != nil {
+				ref := keyOf(ed.Ref)
+				add(Problem{Problem: ProblemDangling, Key: k.String(), Role: ed.Role, Ref: w.shown(*ref),
+					Detail: fmt.Sprintf("its %s names %s, which does not exist", ed.Role, w.shown(*ref))})
+			}
+		}
+		if r := notReady(n.Graph.Ready); r != nil {
+			add(Problem{Problem: ProblemNotReady, Key: k.String(), Ready: r, Detail: "Ready is " + r.Status + reason(r)})
+		}
+		if n.Kind == mesh.KindEventType {
+			if p, bad := w.unmatched(k, n); bad {
+				add(p)
+			}
 		}
 		return true
 	})
-	slices.SortFunc(keys, mesh.Key.Compare)
-	for _, k := range keys {
-		if !w.problemsOf(k, add) {
+	// Key order; for one key its dangling edges (in edge order), notReady, unmatched (or its
+	// dangling reference), unadmitted (by target and role).
+	slices.SortStableFunc(all, func(a, b found) int {
+		c := cmp.Or(a.key.Compare(b.key), cmp.Compare(problemRank[a.Problem.Problem], problemRank[b.Problem.Problem]))
+		if c == 0 && a.Problem.Problem == ProblemUnadmitted {
+			c = cmp.Or(a.ref.Compare(b.ref), cmp.Compare(a.Role, b.Role))
+		}
+		return c
+	})
+	for _, p := range all {
+		if len(w.ans.Broken) >= w.limit {
+			w.ans.Truncated = true
 			return
 		}
+		w.ans.Broken = append(w.ans.Broken, p.Problem)
 	}
 }
 
-// problemsOf adds the problems of the object k, until add refuses one.
-func (w *walker) problemsOf(k mesh.Key, add func(Problem) bool) bool {
-	n, ok := w.g.Node(k)
-	if !ok {
-		return true
-	}
-	for _, ed := range n.Graph.Edges {
-		if ed.Dangling && ed.Ref != nil {
-			ref := keyOf(ed.Ref)
-			if !add(Problem{Problem: ProblemDangling, Key: k.String(), Role: ed.Role, Ref: w.shown(*ref),
-				Detail: fmt.Sprintf("its %s names %s, which does not exist", ed.Role, w.shown(*ref))}) {
-				return false
-			}
-		}
-	}
-	if r := notReady(n.Graph.Ready); r != nil {
-		if !add(Problem{Problem: ProblemNotReady, Key: k.String(), Ready: r, Detail: "Ready is " + r.Status + reason(r)}) {
-			return false
-		}
-	}
-	if n.Kind == mesh.KindEventType {
-		if p, bad := w.unmatched(k, n); bad && !add(p) {
-			return false
-		}
-	}
-	return w.unadmitted(k, n.Kind, add)
+// found is a problem with the keys it sorts by: its object's, and (unadmitted) its target's.
+type found struct {
+	Problem
+	key, ref mesh.Key
 }
+
+var problemRank = map[string]int{ProblemDangling: 0, ProblemNotReady: 1, ProblemUnmatched: 2, ProblemUnadmitted: 3}
 
 // shown is a key as the caller may see it.
 func (w *walker) shown(k mesh.Key) string {
@@ -760,21 +788,19 @@ func (w *walker) unmatched(k mesh.Key, n Node) (Problem, bool) {
 	return Problem{Problem: ProblemUnmatched, Key: k.String(), Ref: w.shown(ref), Detail: what}, true
 }
 
-// unadmitted reports the senders to k that the EventPolicies applying to it do not admit.
-func (w *walker) unadmitted(k mesh.Key, kind mesh.EntityKind, add func(Problem) bool) bool {
+// unadmitted reports the senders to k, of the namespaces the caller sees, that the
+// EventPolicies applying to k do not admit.
+func (w *walker) unadmitted(k mesh.Key, kind mesh.EntityKind, add func(found)) {
 	policies := w.policiesOf(k, kind)
 	if len(policies) == 0 {
-		return true
+		return
 	}
 	for _, s := range w.senders(k) {
-		if admitted(policies, s.Key) != No.String() {
+		sender := mesh.MustParseKey(s.Key)
+		if !w.visible(sender.Namespace) || admitted(policies, s.Key) != No.String() {
 			continue
 		}
-		sender := mesh.MustParseKey(s.Key)
-		if !add(Problem{Problem: ProblemUnadmitted, Key: w.shown(sender), Role: s.Role, Ref: k.String(),
-			Detail: fmt.Sprintf("sends to %s, and no EventPolicy that applies there admits it", k)}) {
-			return false
-		}
+		add(found{key: sender, ref: k, Problem: Problem{Problem: ProblemUnadmitted, Key: s.Key, Role: s.Role, Ref: w.shown(k),
+			Detail: fmt.Sprintf("sends to %s, and no EventPolicy that applies there admits it", w.shown(k))}})
 	}
-	return true
 }

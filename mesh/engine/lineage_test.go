@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh/lineage"
+)
+
+// TestLineageGraphEntitiesOnly: the lineage speaks of the mesh's entities. An object the mesh
+// holds no entity for sends nothing and is no EventType's Broker or channel; a sink entity
+// passes nothing on, whatever its spec says (testdata/lineage/entities-only.yaml).
+func TestLineageGraphEntitiesOnly(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("testdata/lineage/entities-only.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objects []map[string]any
+	if err := yaml.Unmarshal(data, &objects); err != nil {
+		t.Fatal(err)
+	}
+	e := New("lineage")
+	for _, o := range objects {
+		if _, err := e.upsert(&unstructured.Unstructured{Object: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := e.LineageGraph()
+	for _, k := range []string{"sources.example.dev/TestSource/a/lone", "messaging.example.dev/TestChannel/a/c"} {
+		if _, ok := g.Node(mesh.MustParseKey(k)); ok {
+			t.Errorf("%s has no entity, but the lineage graph holds it", k)
+		}
+	}
+	if n, ok := g.Node(mesh.MustParseKey("sources.example.dev/TestSource/a/named")); !ok || n.Kind != mesh.KindSink || len(n.Graph.Edges) > 0 {
+		t.Errorf("the named TestSource: %+v (found %v), want a sink without edges", n, ok)
+	}
+
+	broker := mesh.MustParseKey("eventing.knative.dev/Broker/a/b")
+	who, err := lineage.Ask(g, lineage.Query{Target: &broker}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(who.Senders) > 0 {
+		t.Errorf("senders of the Broker: %+v, want none (neither TestSource is an entity that sends)", who.Senders)
+	}
+
+	ends := func(name string) []string {
+		et := mesh.Key{Group: mesh.GroupEventing, Kind: "EventType", Namespace: "a", Name: name}
+		ans, err := lineage.Ask(g, lineage.Query{EventType: &et}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ans.Paths {
+			out = append(out, p.End+" at "+p.Keys[len(p.Keys)-1])
+		}
+		return out
+	}
+	if got, want := ends("to-nothing"), []string{"dangling at messaging.example.dev/TestChannel/a/c"}; !slices.Equal(got, want) {
+		t.Errorf("to-nothing: %q, want %q", got, want)
+	}
+	if got, want := ends("to-b"), []string{"sink at sources.example.dev/TestSource/a/named"}; !slices.Equal(got, want) {
+		t.Errorf("to-b: %q, want %q", got, want)
+	}
+}
