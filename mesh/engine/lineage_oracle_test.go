@@ -519,6 +519,20 @@ func (a *oracleAsk) deadLetter(g mesh.Graph) string {
 	return ""
 }
 
+// deadLetterAt is where failed deliveries to a Sequence step or Parallel branch go: the
+// deadLetterSink edge with its index.
+func (a *oracleAsk) deadLetterAt(g mesh.Graph, index int) string {
+	for _, ed := range g.Edges {
+		if ed.Role == mesh.RoleDeadLetterSink && ed.Index != nil && *ed.Index == index {
+			if ed.Ref != nil {
+				return a.shown(gkKey(ed.Ref))
+			}
+			return ed.URI
+		}
+	}
+	return ""
+}
+
 func edgesOf(g mesh.Graph, role mesh.EdgeRole) []mesh.Edge {
 	var out []mesh.Edge
 	for _, ed := range g.Edges {
@@ -653,8 +667,8 @@ func (a *oracleAsk) forward(hops []lineage.Hop, keys []mesh.Key, h lineage.Hop, 
 			}
 		}
 		var hopsOf []lineage.Hop
-		for i := range steps {
-			hopsOf = append(hopsOf, lineage.Hop{Changes: i > 0})
+		for i, step := range steps {
+			hopsOf = append(hopsOf, lineage.Hop{Changes: i > 0, DeadLetterSink: a.deadLetterAt(n.graph, *step.Index)})
 		}
 		a.flow(hops, keys, steps, hopsOf, reply)
 	case mesh.KindParallel:
@@ -687,7 +701,7 @@ func (a *oracleAsk) forward(hops []lineage.Hop, keys []mesh.Key, h lineage.Hop, 
 					chainHops = slices.Insert(chainHops, 0, lineage.Hop{Match: "maybe"})
 				case mesh.RoleSubscriber:
 					chain = append(chain, ed)
-					chainHops = append(chainHops, lineage.Hop{})
+					chainHops = append(chainHops, lineage.Hop{DeadLetterSink: a.deadLetterAt(n.graph, i)})
 				case mesh.RoleReply:
 					branchReply = &ed
 				}

@@ -175,9 +175,13 @@ func edgeStep(ed mesh.Edge, ev *mesh.Key, changes bool) step {
 
 // deadLetterOf is the object's own dead-letter sink (a key as the caller may see it, or a
 // URI), or "".
-func (w *walker) deadLetterOf(g mesh.Graph) string {
+func (w *walker) deadLetterOf(g mesh.Graph) string { return w.deadLetterAt(g, nil) }
+
+// deadLetterAt is the dead-letter sink of a Sequence step's or Parallel branch's deliveries
+// (index; nil: the object's own).
+func (w *walker) deadLetterAt(g mesh.Graph, index *int) string {
 	for _, ed := range g.Edges {
-		if ed.Role == mesh.RoleDeadLetterSink {
+		if ed.Role == mesh.RoleDeadLetterSink && (index == nil) == (ed.Index == nil) && (index == nil || *index == *ed.Index) {
 			if k := keyOf(ed.Ref); k != nil {
 				return w.shown(*k)
 			}
@@ -384,7 +388,7 @@ func (w *walker) flow(n Node, ev *mesh.Key) {
 				}
 			}
 		}
-		w.chain(chain, reply, ev, 0)
+		w.chain(n.Graph, chain, reply, ev, 0)
 		return
 	}
 	if len(order) == 0 {
@@ -405,13 +409,13 @@ func (w *walker) flow(n Node, ev *mesh.Key) {
 				branchReply = &branches[i][j]
 			}
 		}
-		w.chain(chain, branchReply, ev, 0)
+		w.chain(n.Graph, chain, branchReply, ev, 0)
 	}
 }
 
 // chain walks the hops of a flow in turn (each past the first may carry another event), then
 // the reply, if any, and on from there.
-func (w *walker) chain(hops []mesh.Edge, reply *mesh.Edge, ev *mesh.Key, at int) {
+func (w *walker) chain(flow mesh.Graph, hops []mesh.Edge, reply *mesh.Edge, ev *mesh.Key, at int) {
 	if w.full() {
 		return
 	}
@@ -427,6 +431,9 @@ func (w *walker) chain(hops []mesh.Edge, reply *mesh.Edge, ev *mesh.Key, at int)
 	h := Hop{Role: ed.Role, Index: ed.Index, Changes: at > 0 && hops[at-1].Role == mesh.RoleSubscriber}
 	if ed.Role == mesh.RoleFilter {
 		h.Match = Maybe.String() // a filter service decides at run time
+	}
+	if ed.Role == mesh.RoleSubscriber && ed.Index != nil {
+		h.DeadLetterSink = w.deadLetterAt(flow, ed.Index) // the step's or branch's delivery
 	}
 	k := keyOf(ed.Ref)
 	switch {
@@ -461,7 +468,7 @@ func (w *walker) chain(hops []mesh.Edge, reply *mesh.Edge, ev *mesh.Key, at int)
 	if h.Changes {
 		ev = nil
 	}
-	w.chain(hops, reply, ev, at+1)
+	w.chain(flow, hops, reply, ev, at+1)
 }
 
 // --- who sends, and who may ---
