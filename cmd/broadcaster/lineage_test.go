@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/lineage"
 )
 
@@ -208,4 +210,46 @@ func TestLineageUsage(t *testing.T) {
 	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no such entity: eventing.knative.dev/EventType/shop/no-such-type") {
 		t.Errorf("an unknown EventType: %v", err)
 	}
+}
+
+// FuzzLineageText prints answers whose keys, URIs, filters, subjects and details are arbitrary
+// strings: the text shows no control character raw, stays valid UTF-8, and prints one line per
+// path, sender, policy and problem. The seed corpus is in testdata/fuzz/FuzzLineageText.
+func FuzzLineageText(f *testing.F) {
+	f.Add("shop", "orders", "http://x", `{"type":"t"}`, "system:serviceaccount:shop:*", "a detail")
+	f.Add("ev\x1b]0;title\a", "n\u009b2J\n", "u\r\nforged", "\u202e", "s\x00", "d\x7f\ufffe")
+	f.Fuzz(func(t *testing.T, namespace, name, uri, filter, subject, detail string) {
+		key := mesh.Key{Group: "eventing.knative.dev", Kind: "Broker", Namespace: namespace, Name: name}.String()
+		one := 1
+		filterJSON, _ := json.Marshal(filter)
+		hops := []lineage.Hop{{Key: key}, {Key: key, Role: mesh.EdgeRole(name), Index: &one, Filter: filterJSON, Match: "maybe",
+			DeadLetterSink: uri, Changes: true, Ready: &mesh.Readiness{Status: detail, Reason: detail}}, {URI: uri}, {}}
+		for _, a := range []lineage.Answer{
+			{Query: lineage.Query{EventType: &mesh.Key{Namespace: namespace, Name: name}}, Position: mesh.Position{Epoch: detail},
+				Producers: []string{key, uri}, Paths: []lineage.Path{{Keys: []string{key}, Hops: hops, End: detail}}, Truncated: true},
+			{Query: lineage.Query{Target: &mesh.Key{Namespace: namespace, Name: name}}, Authorization: "policies",
+				Senders:  []lineage.Sender{{Key: key, Role: mesh.EdgeRole(detail), Via: uri, Admitted: "maybe"}},
+				Policies: []lineage.Policy{{Key: key, From: []string{"sub:" + subject, key}, Filter: filterJSON}}},
+			{Query: lineage.Query{Broken: true}, Broken: []lineage.Problem{{Problem: "dangling", Key: key, Detail: detail}}},
+		} {
+			var out bytes.Buffer
+			if err := writeLineageText(&out, a); err != nil {
+				t.Fatal(err)
+			}
+			text := out.String()
+			if raw := rawControls(text); len(raw) > 0 || !utf8.ValidString(text) {
+				t.Fatalf("raw control characters %q (or bytes that are not UTF-8) in:\n%q", raw, text)
+			}
+			want := 1 + len(a.Paths) + len(a.Senders) + len(a.Policies) + len(a.Broken)
+			if a.Producers != nil {
+				want++
+			}
+			if a.Truncated {
+				want++
+			}
+			if n := strings.Count(text, "\n"); n != want {
+				t.Fatalf("%d lines, want %d:\n%s", n, want, text)
+			}
+		}
+	})
 }
