@@ -128,6 +128,7 @@ func BenchmarkApply(b *testing.B) {
 			runtime.KeepAlive(objects) // measured apart from the engine: they are the input
 			emitted := 0
 			b.ReportAllocs()
+			cpu := processCPU()
 			b.ResetTimer()
 			for i := range b.N {
 				k := i % len(changes)
@@ -138,6 +139,8 @@ func BenchmarkApply(b *testing.B) {
 					emitted += len(e.remove(RefOf(changes[k+1])))
 				}
 			}
+			b.StopTimer()
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op") // GC included; load-independent
 			b.ReportMetric(float64(emitted)/float64(b.N), "changes/op")
 			b.ReportMetric(heapPerEntity, "heapB/entity") // ResetTimer would drop it: report last
 			b.ReportMetric(float64(entities), "entities")

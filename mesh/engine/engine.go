@@ -51,6 +51,9 @@ type Engine struct {
 	// Reused by every flush: the entities to render, and the buffer each is written into.
 	dirtyIDs []entityID
 	scratch  []byte
+	// The labels and annotations of the entity being rendered: a Go map costs some 300 bytes
+	// even for one label, and the entity only lives until its JSON is written (render).
+	scratchMaps [2]map[string]string
 }
 
 type nsType struct{ namespace, typ string }
@@ -368,5 +371,5 @@ func (e *Engine) delete(ref ObjectRef) {
 // renderElement is the entity of a Trigger, Subscription or element.
 func (e *Engine) renderElement(ref ObjectRef, m *objectMeta) *mesh.Element {
 	return &mesh.Element{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Group: ref.Group, Kind: ref.Kind,
-		Labels: m.labels.Map(), Annotations: m.annotations.Map(), Graph: e.graphOf(ref)}
+		Labels: e.scratchMap(0, m.labels), Annotations: e.scratchMap(1, m.annotations), Graph: e.graphOf(ref)}
 }

@@ -50,6 +50,8 @@ type Kind struct {
 	upsert func(e *Engine, ref ObjectRef, obj any)
 	remove func(e *Engine, ref ObjectRef)
 	// render is the entity ref stands for; exists false when it does not stand for one now.
+	// render returns the entity of the object (a pointer to its mesh type). Its labels and
+	// annotations are the engine's scratch maps (scratchMap): it is valid until the next render.
 	render func(e *Engine, ref ObjectRef) (entity any, exists bool)
 }
 

@@ -25,8 +25,8 @@ var brokerKind = Kind{
 		if m == nil {
 			return nil, false
 		}
-		return &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: m.labels.Map(),
-			Annotations: m.annotations.Map(), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref]), Graph: e.graphOf(ref)}, true
+		return &mesh.Broker{Namespace: ref.Namespace, Name: ref.Name, UID: m.uid, Labels: e.scratchMap(0, m.labels),
+			Annotations: e.scratchMap(1, m.annotations), ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref]), Graph: e.graphOf(ref)}, true
 	},
 }
 

@@ -18,8 +18,8 @@ var channelRole = Kind{
 			return nil, false
 		}
 		g := e.generics[ref]
-		return &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
-			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
+		return &mesh.Subscribable{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: e.scratchMap(0, g.labels),
+			Annotations: e.scratchMap(1, g.annotations), Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypes: namesOf(e.eventTypesByProvider[ref]), Graph: e.graphOf(ref)}, true
 	},
 }

@@ -41,7 +41,7 @@ var eventTypeKind = Kind{
 		if et == nil {
 			return nil, false
 		}
-		entity := et.entity(ref)
+		entity := et.entity(ref, e.scratchMap(0, et.labels), e.scratchMap(1, et.annotations))
 		entity.Graph = e.graphOf(ref)
 		return &entity, true
 	},
@@ -192,7 +192,8 @@ func (e *Engine) unindexType(et *eventTypeState, typ string) {
 	}
 }
 
-func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
+// entity is the EventType as its entity, with these labels and annotations.
+func (et *eventTypeState) entity(ref ObjectRef, labels, annotations map[string]string) mesh.EventType {
 	consumed := make([]string, 0, et.consumedBy.Len())
 	for _, ids := range et.consumedBy.All() {
 		if strings.IndexByte(ids, '\n') < 0 {
@@ -204,6 +205,6 @@ func (et *eventTypeState) entity(ref ObjectRef) mesh.EventType {
 	slices.Sort(consumed)
 	return mesh.EventType{Namespace: ref.Namespace, Name: ref.Name, Type: et.typ, UID: et.uid,
 		Description: optional(et.description), SchemaURL: optional(et.schemaURL),
-		SchemaData: optional(et.schemaData), Labels: et.labels.Map(), Annotations: et.annotations.Map(),
+		SchemaData: optional(et.schemaData), Labels: labels, Annotations: annotations,
 		Reference: gknn(et.reference), ConsumedBy: slices.Compact(consumed)}
 }

@@ -29,8 +29,8 @@ var sourceRole = Kind{
 			}
 		}
 		slices.Sort(provided)
-		return &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: g.labels.Map(),
-			Annotations: g.annotations.Map(), Group: ref.Group, Kind: ref.Kind,
+		return &mesh.Source{Namespace: ref.Namespace, Name: ref.Name, UID: g.uid, Labels: e.scratchMap(0, g.labels),
+			Annotations: e.scratchMap(1, g.annotations), Group: ref.Group, Kind: ref.Kind,
 			ProvidedEventTypeTypes: orEmpty(types), ProvidedEventTypes: slices.Compact(provided),
 			Sink: gknn(g.sink), Graph: e.graphOf(ref)}, true
 	},

@@ -101,6 +101,26 @@ func pairsOf(m map[string]string, skip string) pairs {
 	return p
 }
 
+// scratchMap is p as the engine's scratch map slot (0: labels, 1: annotations), refilled for
+// each entity rendered: valid until the next render. Like the upstream backend, none is nil
+// (JSON null).
+func (e *Engine) scratchMap(slot int, p pairs) map[string]string {
+	if len(p) == 0 {
+		return nil
+	}
+	m := e.scratchMaps[slot]
+	if m == nil || len(m) > 64 { // an outsized one goes
+		m = make(map[string]string, len(p)/2)
+		e.scratchMaps[slot] = m
+	} else {
+		clear(m)
+	}
+	for i := 0; i < len(p); i += 2 {
+		m[p[i]] = p[i+1]
+	}
+	return m
+}
+
 // Map is the pairs as a map; like the upstream backend, none is nil (JSON null).
 func (p pairs) Map() map[string]string {
 	if len(p) == 0 {

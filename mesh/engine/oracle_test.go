@@ -112,7 +112,7 @@ func rebuild(objs []*unstructured.Unstructured) mesh.EventMesh {
 	}
 	for ref, et := range eventTypes {
 		state := eventTypeState{eventTypeObject: &et}
-		e := state.entity(ref)
+		e := state.entity(ref, et.labels.Map(), et.annotations.Map())
 		e.ConsumedBy = consumedBy[ref]
 		slices.Sort(e.ConsumedBy)
 		e.ConsumedBy = orEmpty(slices.Compact(e.ConsumedBy))
