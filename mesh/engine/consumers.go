@@ -46,6 +46,7 @@ func (e *Engine) upsertConsumer(ref ObjectRef, obj *consumerObject) {
 	}
 	c.consumerObject = obj
 	addRef(e.consumersByProvider, c.provider, c)
+	e.matching.provider(c.provider)
 	if c.subscriber != nil {
 		addRef(e.consumersBySubscriber, *c.subscriber, c)
 	}
@@ -66,6 +67,7 @@ func (e *Engine) deleteConsumer(ref ObjectRef) {
 
 func (e *Engine) unindexConsumer(c *consumerState) {
 	removeRef(e.consumersByProvider, c.provider, c)
+	e.matching.provider(c.provider)
 	if c.subscriber != nil {
 		removeRef(e.consumersBySubscriber, *c.subscriber, c)
 	}

@@ -47,6 +47,7 @@ type Engine struct {
 	tree     *btree.BTreeG[*record]
 	dirty    map[entityID]struct{}
 	suspects map[ObjectRef]int // objects with a suspect record → how many
+	matching matching          // EventTypes nothing takes (lineage)
 
 	// Reused by every flush: the entities to render, and the buffer each is written into.
 	dirtyIDs []entityID
@@ -126,6 +127,7 @@ func New(epoch string) *Engine {
 		tree:                  btree.NewG(32, recordLess),
 		dirty:                 map[entityID]struct{}{},
 		suspects:              map[ObjectRef]int{},
+		matching:              newMatching(),
 	}
 }
 

@@ -186,6 +186,7 @@ func (e *Engine) exists(ref ObjectRef) bool {
 
 // touched re-renders what names ref after ref appeared or went: the edges' dangling flags.
 func (e *Engine) touched(ref ObjectRef) {
+	e.matching.provider(ref) // a Broker or channel that came or went
 	for r := range e.referrers[ref].Keys() {
 		e.markEntitiesOf(r)
 	}

@@ -123,6 +123,7 @@ func (e *Engine) upsertEventType(ref ObjectRef, obj *eventTypeObject) {
 		e.unindexType(et, oldType)
 	}
 	et.eventTypeObject = obj
+	e.matching.eventType(ref)
 	if providerChanged {
 		e.indexProvided(et, obj.reference)
 	}
@@ -153,6 +154,7 @@ func (e *Engine) deleteEventType(ref ObjectRef) {
 		c.targets.Delete(et)
 	}
 	delete(e.eventTypes, ref)
+	e.matching.eventType(ref)
 	e.mark(mesh.KindEventType, ref)
 }
 

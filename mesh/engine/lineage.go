@@ -191,8 +191,9 @@ func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
 			return
 		}
 	}
-	for ref, et := range e.eventTypes {
-		if et.reference != nil && !e.takes(*et.reference, et) && !fn(ref.Key()) {
+	e.matching.refresh(e)
+	for ref := range e.matching.unmatched {
+		if !fn(ref.Key()) {
 			return
 		}
 	}
@@ -207,6 +208,15 @@ func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
 		return true
 	})
 	for _, ns := range namespaces {
+		var policies []*graphPart
+		g.Policies(ns, func(p mesh.Key) bool {
+			if gp := e.graphs[ObjectRef(p)]; gp != nil {
+				policies = append(policies, gp)
+			} else {
+				policies = append(policies, &graphPart{}) // no edges: it applies to every addressable
+			}
+			return true
+		})
 		for _, kind := range []mesh.EntityKind{mesh.KindBroker, mesh.KindSubscribable, mesh.KindSequence, mesh.KindParallel,
 			mesh.KindEventTransform, mesh.KindRequestReply, mesh.KindJobSink, mesh.KindIntegrationSink} {
 			more := true
@@ -214,7 +224,9 @@ func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
 				if r.id.kind != kind || r.id.ref.Namespace != ns {
 					return false
 				}
-				more = fn(r.id.ref.Key())
+				if g.mayRefuse(r.id.ref, policies) {
+					more = fn(r.id.ref.Key())
+				}
 				return more
 			})
 			if !more {
@@ -222,6 +234,101 @@ func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
 			}
 		}
 	}
+}
+
+// mayRefuse reports whether some sender to ref may be one that no EventPolicy applying to it
+// admits: policies apply (their "to" names or selects it, or is empty), none of them admits
+// OIDC subjects (which make every sender a "maybe"), and something sends to it.
+func (g lineageGraph) mayRefuse(ref ObjectRef, policies []*graphPart) bool {
+	applies := false
+	for _, p := range policies {
+		targeted, hit, subjects := false, false, false
+		for _, ed := range p.edges {
+			switch ed.role {
+			case mesh.RoleTo:
+				targeted = true
+				if (ed.ref != nil && *ed.ref == ref) || (ed.ref == nil && len(ed.selector) > 0 && g.Selects(ed.selector, ref.Key())) {
+					hit = true
+				}
+			case mesh.RoleFrom:
+				subjects = subjects || ed.ref == nil
+			}
+		}
+		if hit || !targeted {
+			if subjects {
+				return false
+			}
+			applies = true
+		}
+	}
+	return applies && g.e.referrers[ref].Len() > 0
+}
+
+// matching keeps the EventTypes nothing takes from their Broker or channel, for lineage's
+// broken query. Computing it means a filter evaluation per EventType and consumer of its
+// provider, too much for every ask at 100k EventTypes and too much for every change on a
+// Broker with thousands of them; so changes only mark what they touch (a consumer's provider,
+// an EventType, an object that came or went) and an ask recomputes what is marked. Until the
+// first ask, and when the marks outgrow a bound, everything is recomputed instead.
+type matching struct {
+	stale     bool // recompute everything (nobody asked yet, or too much changed)
+	providers map[ObjectRef]struct{}
+	types     map[ObjectRef]struct{}
+	unmatched map[ObjectRef]struct{}
+}
+
+// maxMarks bounds the marks kept between asks; beyond it the next ask recomputes everything.
+const maxMarks = 4096
+
+func newMatching() matching {
+	return matching{stale: true, providers: map[ObjectRef]struct{}{}, types: map[ObjectRef]struct{}{}, unmatched: map[ObjectRef]struct{}{}}
+}
+
+// provider marks what a consumer change on provider, or provider coming or going, may change.
+func (m *matching) provider(ref ObjectRef) { m.mark(m.providers, ref) }
+
+// eventType marks an EventType that changed, came or went.
+func (m *matching) eventType(ref ObjectRef) { m.mark(m.types, ref) }
+
+func (m *matching) mark(set map[ObjectRef]struct{}, ref ObjectRef) {
+	if m.stale {
+		return
+	}
+	set[ref] = struct{}{}
+	if len(m.providers)+len(m.types) > maxMarks {
+		m.stale = true
+		clear(m.providers)
+		clear(m.types)
+	}
+}
+
+// refresh brings unmatched up to date with the engine.
+func (m *matching) refresh(e *Engine) {
+	check := func(ref ObjectRef) {
+		if et := e.eventTypes[ref]; et != nil && et.reference != nil && !e.takes(*et.reference, et) {
+			m.unmatched[ref] = struct{}{}
+		} else {
+			delete(m.unmatched, ref)
+		}
+	}
+	if m.stale {
+		clear(m.unmatched)
+		for ref := range e.eventTypes {
+			check(ref)
+		}
+		m.stale = false
+		return
+	}
+	for p := range m.providers {
+		for et := range e.eventTypesByProvider[p].Keys() {
+			check(et.ref)
+		}
+	}
+	for ref := range m.types {
+		check(ref)
+	}
+	clear(m.providers)
+	clear(m.types)
 }
 
 // takes reports whether something takes the EventType's events from provider: a Trigger on

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"testing"
@@ -67,5 +69,59 @@ func TestLineageGraphEntitiesOnly(t *testing.T) {
 	}
 	if got, want := ends("to-b"), []string{"sink at sources.example.dev/TestSource/a/named"}; !slices.Equal(got, want) {
 		t.Errorf("to-b: %q, want %q", got, want)
+	}
+}
+
+// The unmatched EventTypes lineage's broken query names are kept incrementally: after any
+// change (objects, deletes, relists, restarts) they equal a computation from scratch.
+func TestMatchingFollowsChanges(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(8) {
+		g := &generator{rnd: newRand(100 + seed)}
+		e := New("m")
+		objects := map[ObjectRef]*unstructured.Unstructured{}
+		for step := range 400 {
+			switch r := g.rnd.IntN(20); {
+			case r == 0 && len(objects) > 0:
+				ref := g.pick(objects)
+				delete(objects, ref)
+				e.remove(ref)
+			case r == 1:
+				var keep []*unstructured.Unstructured
+				for ref, u := range objects {
+					if g.rnd.IntN(3) == 0 {
+						delete(objects, ref)
+					} else {
+						keep = append(keep, u)
+					}
+				}
+				listing := Upserts(keep...)
+				listing.Replace = true
+				e.Apply(listing)
+			case r == 2:
+				e.Restart(fmt.Sprintf("m-%d", step))
+			default:
+				u := g.object()
+				objects[RefOf(u)] = u
+				e.upsert(u)
+			}
+			if g.rnd.IntN(3) > 0 {
+				continue // marks pile up between asks, as they do between a page's questions
+			}
+			e.matching.refresh(e)
+			want := map[ObjectRef]bool{}
+			for ref, et := range e.eventTypes {
+				if et.reference != nil && !e.takes(*et.reference, et) {
+					want[ref] = true
+				}
+			}
+			got := map[ObjectRef]bool{}
+			for ref := range e.matching.unmatched {
+				got[ref] = true
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("seed %d step %d: unmatched %v, from scratch %v", seed, step, got, want)
+			}
+		}
 	}
 }
