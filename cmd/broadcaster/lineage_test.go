@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -252,4 +253,31 @@ func FuzzLineageText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Asked of a running broadcaster (--url, GET /v1/lineage), every question gets the answer the
+// manifests give, but for the position.
+func TestLineageOverURL(t *testing.T) {
+	t.Parallel()
+	base, _ := startRun(t, "../../examples/mesh")
+	for _, q := range [][]string{{"--event-type", "shop/order-paid"}, {"--target", "eventing.knative.dev/Broker/shop/orders"}, {"--broken"}} {
+		local, err := runLineage(t, append([]string{"--manifests", "../../examples/mesh", "-o", "json"}, q...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote, err := runLineage(t, append([]string{"--url", base, "-o", "json"}, q...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b lineage.Answer
+		json.Unmarshal([]byte(local), &a)
+		json.Unmarshal([]byte(remote), &b)
+		a.Position, b.Position = mesh.Position{}, mesh.Position{}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%q: over --url\n%s\nfrom --manifests\n%s", q, remote, local)
+		}
+	}
+	if _, err := runLineage(t, "--url", base, "--event-type", "shop/nothing"); err == nil || !strings.Contains(err.Error(), "404: no such entity") {
+		t.Errorf("an unknown EventType over --url: %v", err)
+	}
 }
