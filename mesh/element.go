@@ -21,6 +21,20 @@ type Graph struct {
 	Edges []Edge `json:"edges,omitempty"`
 }
 
+// GraphPart is the graph part itself. Every entity type embeds Graph, so this is how code that
+// holds any entity reaches its graph part (mesh.Entity).
+func (g *Graph) GraphPart() *Graph { return g }
+
+// Entity is what every entity type is (a pointer to Broker, EventType, Source, Subscribable or
+// Element): keyed, with a graph part, and writing its own JSON.
+type Entity interface {
+	Key() Key
+	GraphPart() *Graph
+	AppendJSON(dst []byte) ([]byte, error)
+}
+
+var _ = []Entity{&Broker{}, &EventType{}, &Source{}, &Subscribable{}, &Element{}}
+
 // IsZero reports whether the graph part is empty (nothing beyond the upstream fields).
 func (g Graph) IsZero() bool { return g.Ready == nil && g.Address == nil && len(g.Edges) == 0 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -33,12 +32,7 @@ func lineageFlags(o *lineageOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster lineage", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
-	fs.StringVar(&o.url, "url", "", "ask a running broadcaster at this base `url` (GET /v1/lineage)")
-	fs.StringVar(&o.token, "token", "", "with --url: the bearer `token` (visible in ps: prefer --token-file or $"+envToken+")")
-	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
-	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
+	o.sourceFlags(fs, "ask a running broadcaster at this base `url` (GET /v1/lineage)")
 	fs.StringVar(&o.eventType, "event-type", "", "where do events of this EventType go (`namespace/name`)")
 	fs.StringVar(&o.target, "target", "", "who sends to this entity and who may (its `key`, group/Kind/namespace/name)")
 	fs.BoolVar(&o.broken, "broken", false, "what is broken: dangling references, objects not ready, unmatched EventTypes, senders no policy admits")
@@ -51,20 +45,7 @@ func lineageFlags(o *lineageOptions) *flag.FlagSet {
 
 // query is the question the flags ask, checked as GET /v1/lineage checks it.
 func (o *lineageOptions) query() (lineage.Query, error) {
-	v := url.Values{}
-	if o.eventType != "" {
-		v.Set("eventType", o.eventType)
-	}
-	if o.target != "" {
-		v.Set("target", o.target)
-	}
-	if o.broken {
-		v.Set("broken", "true")
-	}
-	if o.limit != 0 {
-		v.Set("limit", fmt.Sprint(o.limit))
-	}
-	q, err := lineage.ParseQuery(v)
+	q, err := lineage.ParseQuery(lineage.QueryValues(o.eventType, o.target, o.broken, o.limit))
 	if err != nil {
 		err = errors.New(strings.NewReplacer("eventType=", "--event-type ", "eventType ", "--event-type ", "target=", "--target ",
 			"target:", "--target:", "broken", "--broken", "limit", "--limit").Replace(strings.TrimPrefix(err.Error(), lineage.ErrQuery.Error()+": ")))

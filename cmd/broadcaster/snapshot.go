@@ -47,17 +47,23 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster snapshot", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; the help is the command's
 	fs.Usage = func() {}
-	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
-	fs.StringVar(&o.url, "url", "", "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080)")
-	fs.StringVar(&o.token, "token", "", "with --url: the bearer `token` (visible in ps: prefer --token-file or $"+envToken+")")
-	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
-	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
+	o.sourceFlags(fs, "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080)")
 	fs.StringVar(&o.output, "o", "json", "output `format`: json, yaml, mermaid or dot")
 	fs.StringVar(&o.output, "output", "json", "the same as -o `format`")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this `duration`")
 	fs.BoolVar(&o.whole, "whole", false, "the whole event graph (GET /v1/mesh's mesh: Triggers, Subscriptions, flows, policies, sinks, with their edges), not the upstream model")
 	return fs
+}
+
+// sourceFlags are where the mesh comes from: a manifests directory, a cluster, or a running
+// broadcaster (urlUsage says what of it) and how to reach it.
+func (o *snapshotOptions) sourceFlags(fs *flag.FlagSet, urlUsage string) {
+	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
+	fs.StringVar(&o.url, "url", "", urlUsage)
+	fs.StringVar(&o.token, "token", "", "with --url: the bearer `token` (visible in ps: prefer --token-file or $"+envToken+")")
+	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
+	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
 }
 
 // snapshot prints the mesh once, from a manifests directory, a cluster or a running

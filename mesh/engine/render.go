@@ -133,12 +133,6 @@ func (e *Engine) noteSuspect(r *record, by int) {
 	}
 }
 
-// entityValue is an entity as its kind renders it: a pointer to its mesh type, each of which
-// writes its JSON by hand, byte for byte as json.Marshal would.
-type entityValue interface {
-	AppendJSON(dst []byte) ([]byte, error)
-}
-
 // marshalEntity is json.Marshal(v) and record.upstream, written through scratch (kept between
 // calls, so only the result is allocated). An upstream kind's Graph comes last and is left
 // out when empty, so its entity is written without the Graph, then the Graph's fields
@@ -152,14 +146,14 @@ func marshalEntity(kind mesh.EntityKind, v any, scratch *[]byte) (data []byte, u
 	}()
 	g := graphPartOf(v)
 	if !kind.Upstream() || g == nil || g.IsZero() {
-		if buf, err = v.(entityValue).AppendJSON(buf); err != nil {
+		if buf, err = v.(mesh.Entity).AppendJSON(buf); err != nil {
 			return nil, 0, err
 		}
 		return bytes.Clone(buf), 0, nil
 	}
 	graph := *g
 	*g = mesh.Graph{}
-	buf, err = v.(entityValue).AppendJSON(buf)
+	buf, err = v.(mesh.Entity).AppendJSON(buf)
 	*g = graph
 	if err != nil {
 		return nil, 0, err
@@ -208,19 +202,10 @@ func equalRef(a, b *ObjectRef) bool {
 	return *a == *b
 }
 
-// graphHolder is an entity with a Graph part.
+// graphPartOf is an entity's graph part (nil for a value that is no entity).
 func graphPartOf(v any) *mesh.Graph {
-	switch e := v.(type) {
-	case *mesh.Broker:
-		return &e.Graph
-	case *mesh.EventType:
-		return &e.Graph
-	case *mesh.Source:
-		return &e.Graph
-	case *mesh.Subscribable:
-		return &e.Graph
-	case *mesh.Element:
-		return &e.Graph
+	if e, ok := v.(mesh.Entity); ok {
+		return e.GraphPart()
 	}
 	return nil
 }

@@ -91,17 +91,8 @@ func foreignOf(v any) bool {
 
 // entityNamespace is the namespace of an entity (a pointer to its mesh type).
 func entityNamespace(v any) string {
-	switch e := v.(type) {
-	case *mesh.Broker:
-		return e.Namespace
-	case *mesh.Subscribable:
-		return e.Namespace
-	case *mesh.Source:
-		return e.Namespace
-	case *mesh.EventType:
-		return e.Namespace
-	case *mesh.Element:
-		return e.Namespace
+	if e, ok := v.(mesh.Entity); ok {
+		return e.Key().Namespace
 	}
 	return ""
 }

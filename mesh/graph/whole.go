@@ -47,7 +47,7 @@ func BuildWhole(m mesh.Mesh) Graph {
 		if !ok {
 			return
 		}
-		for _, ed := range graphOf(entity).Edges {
+		for _, ed := range entity.(mesh.Entity).GraphPart().Edges {
 			if ed.Ref == nil || ed.Dangling || ed.Hidden {
 				continue
 			}
@@ -95,21 +95,4 @@ func keyOfID(id string) mesh.Key {
 		}
 	}
 	return mesh.Key{}
-}
-
-// graphOf is an entity's graph part.
-func graphOf(entity any) mesh.Graph {
-	switch e := entity.(type) {
-	case *mesh.Broker:
-		return e.Graph
-	case *mesh.EventType:
-		return e.Graph
-	case *mesh.Source:
-		return e.Graph
-	case *mesh.Subscribable:
-		return e.Graph
-	case *mesh.Element:
-		return e.Graph
-	}
-	return mesh.Graph{}
 }

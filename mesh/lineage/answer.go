@@ -51,20 +51,7 @@ func (q *Query) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	v := url.Values{}
-	if j.EventType != "" {
-		v.Set("eventType", j.EventType)
-	}
-	if j.Target != "" {
-		v.Set("target", j.Target)
-	}
-	if j.Broken {
-		v.Set("broken", "true")
-	}
-	if j.Limit != 0 {
-		v.Set("limit", strconv.Itoa(j.Limit))
-	}
-	parsed, err := ParseQuery(v)
+	parsed, err := ParseQuery(QueryValues(j.EventType, j.Target, j.Broken, j.Limit))
 	if err != nil {
 		return err
 	}
@@ -137,6 +124,25 @@ func ParseQuery(v url.Values) (Query, error) {
 		q.Limit = n
 	}
 	return q, nil
+}
+
+// QueryValues are the parameters of a query given as fields (empty and zero: not given), for
+// ParseQuery to check.
+func QueryValues(eventType, target string, broken bool, limit int) url.Values {
+	v := url.Values{}
+	if eventType != "" {
+		v.Set("eventType", eventType)
+	}
+	if target != "" {
+		v.Set("target", target)
+	}
+	if broken {
+		v.Set("broken", "true")
+	}
+	if limit != 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	return v
 }
 
 // Values is the query as URL parameters (ParseQuery's inverse).
