@@ -281,3 +281,22 @@ func TestLineageOverURL(t *testing.T) {
 		t.Errorf("an unknown EventType over --url: %v", err)
 	}
 }
+
+// snapshot --whole over --url (GET /v1/mesh's mesh) prints what it prints from the manifests.
+func TestSnapshotWholeOverURL(t *testing.T) {
+	t.Parallel()
+	base, _ := startRun(t, "../../examples/mesh")
+	for _, format := range []string{"json", "mermaid"} {
+		local, err := runSnapshot(t, nil, "--manifests", "../../examples/mesh", "--whole", "-o", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote, err := runSnapshot(t, nil, "--url", base, "--whole", "-o", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if remote != local {
+			t.Errorf("-o %s: over --url\n%s\nfrom --manifests\n%s", format, remote, local)
+		}
+	}
+}
