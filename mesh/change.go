@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -185,33 +186,64 @@ type Batch struct {
 }
 
 // Summary says in one line what an update changed, field by field
-// (`consumedBy: [] → ["shipping"]`); it is empty for adds, deletes and updates without
-// Previous.
+// (`consumedBy: [] → ["shipping"]`), down into objects and into lists of objects of the same
+// length (`edges[1].filter[0].exact.type: "a" → "b"`); it is empty for adds, deletes and updates
+// without Previous.
 func (c Change) Summary() string {
 	if c.Op != OpUpdated {
 		return ""
 	}
-	var before, after map[string]json.RawMessage
-	if json.Unmarshal(c.Previous, &before) != nil || json.Unmarshal(c.Entity, &after) != nil {
-		return ""
-	}
-	var names []string
-	for name := range after {
-		names = append(names, name)
-	}
-	for name := range before {
-		if _, ok := after[name]; !ok {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
 	var parts []string
-	for _, name := range names {
-		if !bytes.Equal(before[name], after[name]) {
-			parts = append(parts, fmt.Sprintf("%s: %s → %s", name, short(before[name]), short(after[name])))
+	diffJSON(&parts, "", c.Previous, c.Entity)
+	return strings.Join(parts, "; ")
+}
+
+// diffJSON adds "path: before → after" for each difference of two JSON values: members of
+// objects, and items of lists of objects of the same length, one by one; anything else whole.
+func diffJSON(parts *[]string, path string, before, after json.RawMessage) {
+	if bytes.Equal(before, after) {
+		return
+	}
+	var b, a map[string]json.RawMessage
+	if before != nil && after != nil && json.Unmarshal(before, &b) == nil && json.Unmarshal(after, &a) == nil && b != nil && a != nil {
+		names := slices.Collect(maps.Keys(a))
+		for name := range b {
+			if _, ok := a[name]; !ok {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			diffJSON(parts, join(path, name), b[name], a[name])
+		}
+		return
+	}
+	var bl, al []json.RawMessage
+	if before != nil && after != nil && json.Unmarshal(before, &bl) == nil && json.Unmarshal(after, &al) == nil &&
+		len(bl) == len(al) && len(al) > 0 && objects(bl) && objects(al) {
+		for i := range al {
+			diffJSON(parts, fmt.Sprintf("%s[%d]", path, i), bl[i], al[i])
+		}
+		return
+	}
+	*parts = append(*parts, fmt.Sprintf("%s: %s → %s", path, short(before), short(after)))
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// objects reports whether every item is a JSON object.
+func objects(items []json.RawMessage) bool {
+	for _, it := range items {
+		if t := bytes.TrimSpace(it); len(t) == 0 || t[0] != '{' {
+			return false
 		}
 	}
-	return strings.Join(parts, "; ")
+	return true
 }
 
 func short(v json.RawMessage) string {

@@ -98,11 +98,22 @@ func TestSnapshotEnvelope(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	t.Parallel()
-	c := mesh.Change{Op: mesh.OpUpdated, Previous: []byte(`{"name":"a","consumedBy":[]}`), Entity: []byte(`{"name":"a","consumedBy":["x"]}`)}
-	if got, want := c.Summary(), `consumedBy: [] → ["x"]`; got != want {
-		t.Errorf("Summary() = %q, want %q", got, want)
+	for _, tt := range []struct{ before, after, want string }{
+		{`{"name":"a","consumedBy":[]}`, `{"name":"a","consumedBy":["x"]}`, `consumedBy: [] → ["x"]`},
+		{`{"consumedBy":["a"]}`, `{"consumedBy":["b"]}`, `consumedBy: ["a"] → ["b"]`}, // a list of strings reads best whole
+		{`{"labels":{"a":"1"}}`, `{"labels":{"a":"2","b":"3"}}`, `labels.a: "1" → "2"; labels.b: ∅ → "3"`},
+		{`{"labels":null}`, `{"labels":{"a":"1"}}`, `labels: null → {"a":"1"}`},
+		{`{"edges":[{"role":"broker"},{"role":"subscriber","filter":[{"exact":{"type":"a"}}]}]}`,
+			`{"edges":[{"role":"broker"},{"role":"subscriber","filter":[{"exact":{"type":"b"}}]}]}`, `edges[1].filter[0].exact.type: "a" → "b"`},
+		{`{"edges":[{"role":"broker"}]}`, `{"edges":[{"role":"broker"},{"role":"sink"}]}`, `edges: [{"role":"broker"}] → [{"role":"broker"},{"role":"sink"}]`},
+		{`{"ready":{"status":"True"}}`, `{}`, `ready: {"status":"True"} → ∅`},
+	} {
+		c := mesh.Change{Op: mesh.OpUpdated, Previous: []byte(tt.before), Entity: []byte(tt.after)}
+		if got := c.Summary(); got != tt.want {
+			t.Errorf("Summary() of %s → %s = %q, want %q", tt.before, tt.after, got, tt.want)
+		}
 	}
-	c.Op = mesh.OpAdded
+	c := mesh.Change{Op: mesh.OpAdded, Entity: []byte(`{"name":"a"}`)}
 	if got := c.Summary(); got != "" {
 		t.Errorf("Summary() of an add = %q", got)
 	}
