@@ -202,9 +202,13 @@ func (e *Engine) graphOf(ref ObjectRef) mesh.Graph {
 	out := mesh.Graph{Ready: g.ready, Address: g.address}
 	if len(g.edges) > 0 {
 		out.Edges = make([]mesh.Edge, len(g.edges))
+		refs := make([]mesh.GroupKindNamespacedName, len(g.edges)) // one allocation for every edge's ref
 		for i, ed := range g.edges {
-			edge := mesh.Edge{Role: ed.role, Ref: gknn(ed.ref), URI: ed.uri, Filter: ed.filter, Selector: ed.selector,
-				Subject: ed.subject}
+			edge := mesh.Edge{Role: ed.role, URI: ed.uri, Filter: ed.filter, Selector: ed.selector, Subject: ed.subject}
+			if r := ed.ref; r != nil {
+				refs[i] = mesh.GroupKindNamespacedName{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+				edge.Ref = &refs[i]
+			}
 			if ed.index >= 0 {
 				edge.Index = &ed.index
 			}
