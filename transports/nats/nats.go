@@ -350,9 +350,12 @@ func (p *Publisher) ensureSetUp(ctx context.Context) error {
 
 func (p *Publisher) setUpJetStream(ctx context.Context) error {
 	o := p.opts
-	js, err := jetstream.New(p.nc)
+	// An ack that never comes (a leaf node can drop the first acks to a reply subscription it
+	// has not told its hub about yet) fails its publish after ackTimeout: everything from it is
+	// then published again, instead of the batch waiting for ever.
+	js, err := jetstream.New(p.nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if o.domain != "" {
-		js, err = jetstream.NewWithDomain(p.nc, o.domain)
+		js, err = jetstream.NewWithDomain(p.nc, o.domain, jetstream.WithPublishAsyncTimeout(ackTimeout))
 	}
 	if err != nil {
 		return fmt.Errorf("nats jetstream: %w", err)
@@ -496,6 +499,9 @@ func samePlacement(has, want *jetstream.Placement) bool {
 	}
 	return has != nil && has.Cluster == want.Cluster && slices.Equal(has.Tags, want.Tags)
 }
+
+// ackTimeout bounds the wait for the ack of one asynchronous publish.
+const ackTimeout = 10 * time.Second
 
 // createAttempt bounds one request about a stream or a bucket while setting them up.
 const createAttempt = 3 * time.Second
