@@ -507,11 +507,11 @@ const ackTimeout = 10 * time.Second
 const createAttempt = 3 * time.Second
 
 // answered runs a request about a stream or a bucket, asking again while the server does not
-// answer within createAttempt, until ctx ends. A JetStream cluster (nats-server
-// 2.15.2, seen in test/fleet) may leave concurrent requests creating or updating the same
-// replicated stream unanswered: broadcasters of several clusters starting at once, each
-// setting up the stream and bucket they share. So each attempt first looks whether the stream
-// is as wanted already, and sends no update then.
+// answer within createAttempt, until ctx ends. A JetStream cluster can leave such a request
+// unanswered: seen in test/fleet (nats-server 2.15.2) when broadcasters of several clusters
+// start at once, each setting up the stream and bucket they share, with no error and no reply
+// for 30 s and more. So each attempt first looks whether the stream is as wanted already, and
+// sends no update then.
 func answered[T any](ctx context.Context, request func(context.Context) (T, error)) (T, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, createAttempt)
