@@ -20,29 +20,84 @@ const DefaultSource = "/event-mesh-broadcaster"
 
 const contentTypeJSONUTF = "application/json; charset=utf-8"
 
+// ErrInvalidOption marks an EncoderOption with a value it cannot take.
+var ErrInvalidOption = errors.New("invalid option")
+
 // ErrInvalidEvent marks events that are not valid mesh deltas; errors say which part is wrong.
 var ErrInvalidEvent = errors.New("invalid mesh-delta event")
 
 // Encoder builds mesh-delta events for one source. It is on every transport's hot path, so it
 // assembles the data and the event context directly instead of going through reflection.
 type Encoder struct {
-	source types.URIRef // parsed once
+	base    string       // the configured source, without the cluster
+	source  types.URIRef // the events' source, parsed once
+	cluster string
 }
 
-// NewEncoder returns an encoder whose events carry source (a URI-reference naming the cluster;
-// empty means DefaultSource).
-func NewEncoder(source string) (*Encoder, error) {
+// EncoderOption configures an Encoder. (The codec stays without config/option, so the
+// consumer library compiles no more of this module than the contract and the codec.)
+type EncoderOption func(*Encoder) error
+
+// WithCluster names the cluster the events are about (mesh.CheckCluster says which names
+// are valid): every event carries it in the mesh.ExtensionCluster extension and as the last
+// segment of its source (mesh.ClusterSource).
+func WithCluster(name string) EncoderOption {
+	return func(e *Encoder) error {
+		if err := mesh.CheckCluster(name); err != nil {
+			return fmt.Errorf("%w: cluster %w", ErrInvalidOption, err)
+		}
+		e.cluster = name
+		return nil
+	}
+}
+
+// NewEncoder returns an encoder whose events carry source (a URI-reference naming the
+// broadcaster; empty means DefaultSource). Without WithCluster the events name no cluster.
+func NewEncoder(source string, opts ...EncoderOption) (*Encoder, error) {
 	if source == "" {
 		source = DefaultSource
 	}
 	if err := CheckSource(source); err != nil {
 		return nil, fmt.Errorf("event source %w", err)
 	}
+	e := &Encoder{base: source}
+	for _, opt := range opts {
+		if err := opt(e); err != nil {
+			return nil, err
+		}
+	}
+	u, err := parseSource(mesh.ClusterSource(source, e.cluster))
+	if err != nil {
+		return nil, err
+	}
+	e.source = u
+	return e, nil
+}
+
+func parseSource(source string) (types.URIRef, error) {
 	u, err := url.Parse(source)
 	if err != nil {
-		return nil, fmt.Errorf("event source %q is not a URI-reference: %w", source, err)
+		return types.URIRef{}, fmt.Errorf("event source %q is not a URI-reference: %w", source, err)
 	}
-	return &Encoder{source: types.URIRef{URL: *u}}, nil
+	return types.URIRef{URL: *u}, nil
+}
+
+// Cluster is the cluster the encoder's events name ("" for none). Transports that keep
+// state per broadcaster (MQTT topics, NATS subjects and keys, snapshot envelopes) take it
+// from here, so every carrier names the cluster the events do.
+func (e *Encoder) Cluster() string { return e.cluster }
+
+// sourceOf is the source and cluster of the event of c: the change's own cluster when it
+// names one (a change decoded from another broadcaster's event), else the encoder's.
+func (e *Encoder) sourceOf(c mesh.Change) (types.URIRef, string, error) {
+	if c.Cluster == "" || c.Cluster == e.cluster {
+		return e.source, e.cluster, nil
+	}
+	if err := mesh.CheckCluster(c.Cluster); err != nil {
+		return types.URIRef{}, "", fmt.Errorf("change %s: cluster %w", c.Key, err)
+	}
+	u, err := parseSource(mesh.ClusterSource(e.base, c.Cluster))
+	return u, c.Cluster, err
 }
 
 // Event encodes c.
@@ -51,12 +106,19 @@ func (e *Encoder) Event(c mesh.Change) (event.Event, error) {
 	if err != nil {
 		return event.Event{}, err
 	}
+	source, cluster, err := e.sourceOf(c)
+	if err != nil {
+		return event.Event{}, err
+	}
 	contentType, subject := mesh.ContentTypeJSON, c.Key.String()
 	ev := event.Event{Context: &event.EventContextV1{
-		ID: mesh.EventID(c.Epoch, c.Sequence), Type: mesh.TypeOf(c.Kind, c.Op), Source: e.source,
+		ID: mesh.EventID(c.Epoch, c.Sequence), Type: mesh.TypeOf(c.Kind, c.Op), Source: source,
 		Subject: &subject, DataContentType: &contentType,
 		Extensions: map[string]any{mesh.ExtensionEpoch: c.Epoch, mesh.ExtensionSequence: int32(c.Sequence)},
 	}, DataEncoded: data}
+	if cluster != "" {
+		ev.Context.(*event.EventContextV1).Extensions[mesh.ExtensionCluster] = cluster
+	}
 	return ev, nil
 }
 
@@ -67,17 +129,27 @@ func (e *Encoder) Structured(c mesh.Change) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	source, cluster, err := e.sourceOf(c)
+	if err != nil {
+		return nil, err
+	}
 	key := c.Key.String()
 	b := make([]byte, 0, len(data)+len(key)+len(c.Epoch)*2+256)
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = mesh.AppendJSONString(b, mesh.EventID(c.Epoch, c.Sequence))
 	b = append(b, `,"source":`...)
-	b = mesh.AppendJSONString(b, e.source.String())
+	b = mesh.AppendJSONString(b, source.String())
 	b = append(b, `,"type":"`...)
 	b = append(b, mesh.TypeOf(c.Kind, c.Op)...)
 	b = append(b, `","subject":`...)
 	b = mesh.AppendJSONString(b, key)
-	b = append(b, `,"datacontenttype":"application/json","meshepoch":`...)
+	b = append(b, `,"datacontenttype":"application/json",`...)
+	if cluster != "" {
+		b = append(b, `"meshcluster":`...)
+		b = mesh.AppendJSONString(b, cluster)
+		b = append(b, ',')
+	}
+	b = append(b, `"meshepoch":`...)
 	b = mesh.AppendJSONString(b, c.Epoch)
 	b = append(b, `,"meshseq":`...)
 	b = strconv.AppendUint(b, c.Sequence, 10)
@@ -148,6 +220,15 @@ func Decode(ev event.Event) (mesh.Change, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	var cluster string
+	if _, named := ev.Extensions()[mesh.ExtensionCluster]; named {
+		if cluster, err = extensionString(ev, mesh.ExtensionCluster); err != nil {
+			return fail("%v", err)
+		}
+		if err := mesh.CheckCluster(cluster); err != nil {
+			return fail("extension %s: %v", mesh.ExtensionCluster, err)
+		}
+	}
 	ref, err := mesh.ParseKey(d.Key)
 	switch {
 	case err != nil:
@@ -168,7 +249,7 @@ func Decode(ev event.Event) (mesh.Change, error) {
 	if err := json.Compact(&entity, d.Entity); err != nil {
 		return fail("data.entity: %v", err)
 	}
-	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: ref, Entity: entity.Bytes()}, nil
+	return mesh.Change{Epoch: epoch, Sequence: seq, Kind: kind, Op: op, Key: ref, Entity: entity.Bytes(), Cluster: cluster}, nil
 }
 
 // kindAndOp splits an event type whose kind is unknown.

@@ -28,7 +28,7 @@ func CheckExtensionName(name string) error {
 		return fmt.Errorf("%q is a CloudEvents context attribute, not an extension", name)
 	case name == "data":
 		return fmt.Errorf("%q is reserved by CloudEvents for the event's data", name)
-	case name == mesh.ExtensionEpoch || name == mesh.ExtensionSequence:
+	case name == mesh.ExtensionEpoch || name == mesh.ExtensionSequence || name == mesh.ExtensionCluster:
 		return fmt.Errorf("%q belongs to the mesh contract", name)
 	}
 	return nil

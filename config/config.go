@@ -60,6 +60,10 @@ type Config struct {
 	TLSKeyFile  string
 	// EventSource is the CloudEvents source attribute of mesh deltas.
 	EventSource string
+	// ClusterName names the cluster the broadcaster watches (events.cluster): in every event,
+	// snapshot, MQTT topic and NATS subject, so broadcasters of many clusters share one
+	// broker. Empty: none, the single-cluster wire format.
+	ClusterName string
 	// DeltaLogBytes bounds the change log in memory: GET /v1/deltas and every transport read
 	// from it, so a transport further behind than the log holds gets a declared gap.
 	DeltaLogBytes int64

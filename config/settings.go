@@ -198,6 +198,9 @@ var own = []setting{
 
 	{key: "events.source", flag: "event-source", placeholder: "uri", help: "CloudEvents source attribute of mesh deltas",
 		field: str(func(c *Config) *string { return &c.EventSource })},
+	{key: "events.cluster", flag: "cluster-name", placeholder: "name",
+		help:  "name of this cluster, in every event (meshcluster, source), snapshot, MQTT topic and NATS subject, so broadcasters of many clusters share one broker (letters, digits and -)",
+		field: str(func(c *Config) *string { return &c.ClusterName })},
 
 	{key: "transports.caFile", flag: "ca-file", placeholder: "file", help: "also trust the PEM CA certificates in this file for every transport",
 		field: str(func(c *Config) *string { return &c.CAFile })},
@@ -239,8 +242,12 @@ func bind(d option.Setting) value {
 		return stringValue{p}
 	case *bool:
 		return boolValue{p}
+	case *int:
+		return intValue{p}
+	case *[]string:
+		return stringsValue{p}
 	}
-	panic(fmt.Sprintf("config: setting %s: a field of type %T (want *string or *bool)", d.Key, d.Field))
+	panic(fmt.Sprintf("config: setting %s: a field of type %T (want *string, *bool, *int or *[]string)", d.Key, d.Field))
 }
 
 // byKey finds a setting by its file key.

@@ -163,6 +163,10 @@ type Change struct {
 	// Previous is the JSON before an OpUpdated when the producer knows it; events do not
 	// carry it, so a decoded change has none.
 	Previous json.RawMessage
+	// Cluster is the cluster the change is about, as a decoded event names it
+	// (ExtensionCluster; empty when it names none). The broadcaster's own changes leave it
+	// empty: its encoder names its cluster.
+	Cluster string
 }
 
 func (c Change) String() string {

@@ -111,7 +111,9 @@ const (
 type Snapshot struct {
 	Epoch    string `json:"epoch"`
 	Sequence uint64 `json:"sequence"`
-	Mesh     Mesh   `json:"mesh"`
+	// Cluster names the broadcaster's cluster (events.cluster); empty when it has none.
+	Cluster string `json:"cluster,omitempty"`
+	Mesh    Mesh   `json:"mesh"`
 }
 
 // RawSnapshot is a Snapshot as it was sent: each entity the JSON it was published as. A
@@ -120,6 +122,7 @@ type Snapshot struct {
 type RawSnapshot struct {
 	Epoch    string  `json:"epoch"`
 	Sequence uint64  `json:"sequence"`
+	Cluster  string  `json:"cluster,omitempty"`
 	Mesh     RawMesh `json:"mesh"`
 }
 

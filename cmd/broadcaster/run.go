@@ -77,9 +77,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	}
 	meshHub.Listen(hub.LogChanges(log), countChanges)
 
-	enc, err := codec.NewEncoder(cfg.EventSource)
+	enc, err := newEncoder(cfg)
 	if err != nil {
-		return fmt.Errorf("--event-source: %w", err)
+		return err
 	}
 	deltaLog, err := changelog.New(epoch, changelog.WithMaxChanges(cfg.DeltaLogSize), changelog.WithMaxBytes(cfg.DeltaLogBytes))
 	if err != nil {
@@ -167,6 +167,20 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer, listening fun
 	ln.Close() // when a runnable failed before the server started
 	log.Info("broadcaster stopped")
 	return err
+}
+
+// newEncoder is the encoder of the events: the configured source, and the cluster's name when
+// one is set.
+func newEncoder(cfg config.Config) (*codec.Encoder, error) {
+	var opts []codec.EncoderOption
+	if cfg.ClusterName != "" {
+		opts = append(opts, codec.WithCluster(cfg.ClusterName))
+	}
+	enc, err := codec.NewEncoder(cfg.EventSource, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("events.source or events.cluster: %w", err)
+	}
+	return enc, nil
 }
 
 // authorizer decides who may read the endpoints: in a cluster, Kubernetes tokens (with the

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -117,7 +118,7 @@ type Setting struct {
 	Placeholder string // names the flag's argument in the help ("url", "file")
 	Help        string
 	Secret      bool // never shown: the effective configuration and errors say "(secret)"
-	Field       any  // the field it sets: a *string or a *bool
+	Field       any  // the field it sets: a *string, a *bool, an *int or a *[]string (a list)
 }
 
 // ForSetting is err as a rejection of the setting key ("transports.mqtt.url"): its reason is
@@ -145,8 +146,16 @@ func Incomplete(setting, format string, args ...any) error {
 }
 
 // RedactURL removes what may be a credential from a URL, for logs, errors, metric labels and
-// the effective configuration: its user information and its query.
+// the effective configuration: its user information and its query; each URL of a
+// comma-separated list.
 func RedactURL(rawURL string) string {
+	if strings.Contains(rawURL, ",") { // a list of servers (nats.go takes one)
+		parts := strings.Split(rawURL, ",")
+		for i, p := range parts {
+			parts[i] = RedactURL(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, ",")
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "(unreadable URL)"

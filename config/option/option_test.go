@@ -157,3 +157,12 @@ func TestCredentialsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// Each server of a comma-separated list (nats.go's cluster URLs) loses its credentials.
+func TestRedactURLList(t *testing.T) {
+	t.Parallel()
+	got := option.RedactURL("nats://u:s3cret@a:4222, nats://b:4222?token=abc")
+	if want := "nats://a:4222,nats://b:4222?…"; got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "abc") {
+		t.Errorf("RedactURL = %q, want %q", got, want)
+	}
+}

@@ -20,8 +20,8 @@ type NATS struct {
 	process
 	args  []string // of nats-server, but the port
 	port  int      // 0 until the first start picked one
-	store string
-	log   string // nats-server's log file
+	store string   // "": no JetStream (a leaf node that uses its hub's)
+	log   string   // nats-server's log file
 }
 
 // StartNATS returns the server at NATS_URL, or one of the test's own stopped at the end of
@@ -80,8 +80,11 @@ func (b *NATS) Start() {
 		if b.port == 0 {
 			port = "-1" // any free port
 		}
-		cmd := command(bin, append([]string{"-a", "127.0.0.1", "-p", port, "-js", "-sd", b.store,
-			"--ports_file_dir", portsDir, "-l", b.log}, b.args...)...)
+		args := []string{"-a", "127.0.0.1", "-p", port, "--ports_file_dir", portsDir, "-l", b.log}
+		if b.store != "" {
+			args = append(args, "-js", "-sd", b.store)
+		}
+		cmd := command(bin, append(args, b.args...)...)
 		exited := b.launch(cmd)
 		if address, err := awaitPortsFile(portsDir, exited); err == nil {
 			b.port = address.Port
@@ -96,6 +99,14 @@ func (b *NATS) Start() {
 		}
 		b.kill()
 		time.Sleep(50 * time.Millisecond) // the port of a stopped server may linger a moment
+	}
+}
+
+// Kill ends the server at once (SIGKILL), as a crash or a lost machine does; Start brings it
+// back with its store.
+func (b *NATS) Kill() {
+	if b.cmd != nil {
+		b.kill()
 	}
 }
 

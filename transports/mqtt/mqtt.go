@@ -125,6 +125,16 @@ func WithLogger(l *slog.Logger) Option {
 // connects, and a new leader takes the session over).
 func ClientID(prefix string) string { return "event-mesh-broadcaster:" + prefix }
 
+// ClusterClientID is the default client id of a broadcaster named cluster:
+// ClientID(prefix) + ":" + cluster, so broadcasters of clusters sharing a prefix never take
+// each other's session; ClientID(prefix) without a cluster.
+func ClusterClientID(prefix, cluster string) string {
+	if cluster == "" {
+		return ClientID(prefix)
+	}
+	return ClientID(prefix) + ":" + cluster
+}
+
 // Check says whether New would accept url and opts, without connecting.
 func Check(url string, opts ...Option) error {
 	_, _, err := prepare(url, opts)
@@ -137,7 +147,6 @@ func prepare(url string, opts []Option) (options, *neturl.URL, error) {
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, nil, err
 	}
-	o.clientID = cmp.Or(o.clientID, ClientID(o.topicPrefix))
 	u, err := neturl.Parse(url)
 	if err != nil || u.Host == "" {
 		return o, nil, option.Invalid(fmt.Sprintf("mqtt %q", url), "want mqtt://host:port or mqtts://host:port")
@@ -158,8 +167,11 @@ type Publisher struct {
 	cm     *autopaho.ConnectionManager
 	cancel context.CancelFunc
 	prefix string
-	enc    *codec.Encoder
-	log    *slog.Logger
+	// root is where the entities' topics start: the prefix, then the encoder's cluster as a
+	// level of its own when it names one; status and info are those of the cluster.
+	root, statusTopic, infoTopic string
+	enc                          *codec.Encoder
+	log                          *slog.Logger
 
 	mu         sync.Mutex // one writer at a time: a republish, a sweep and live changes never interleave
 	republish  chan struct{}
@@ -194,8 +206,10 @@ func New(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*
 		password, _ = u.User.Password()
 	}
 	u.User = nil
-	prefix := o.topicPrefix
-	p := &Publisher{prefix: prefix, enc: enc, log: o.log.With("transport", "mqtt", "broker", u.Host),
+	prefix, cluster := o.topicPrefix, enc.Cluster()
+	clientID := cmp.Or(o.clientID, ClusterClientID(prefix, cluster))
+	p := &Publisher{prefix: prefix, enc: enc, root: mesh.MQTTEntityRoot(prefix, cluster),
+		statusTopic: mesh.MQTTClusterStatusTopic(prefix, cluster), infoTopic: mesh.MQTTClusterInfoTopic(prefix, cluster), log: o.log.With("transport", "mqtt", "broker", u.Host),
 		republish: make(chan struct{}, 1), birth: make(chan struct{}, 1), version: version(), latest: o.latest, count: o.count, epoch: o.epoch,
 		acks: newAcks(state.NewInMemory())}
 	will, _ := json.Marshal(mesh.MQTTStatus{State: mesh.StatusOffline, Epoch: o.epoch})
@@ -208,7 +222,7 @@ func New(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*
 		SessionExpiryInterval:         uint32(o.sessionExpiry / time.Second),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
-		WillMessage:                   &paho.WillMessage{Topic: mesh.MQTTStatusTopic(prefix), Payload: will, QoS: 1, Retain: true},
+		WillMessage:                   &paho.WillMessage{Topic: p.statusTopic, Payload: will, QoS: 1, Retain: true},
 		WillProperties:                &paho.WillProperties{ContentType: mesh.ContentTypeJSON}, // plain JSON, not a CloudEvent
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 			n := connections.Add(1)
@@ -227,7 +241,7 @@ func New(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*
 		},
 		OnConnectionDown: func() bool { p.connected.Store(false); return true },
 		OnConnectError:   func(err error) { p.log.Warn("mqtt connection attempt failed", "err", err) },
-		ClientConfig: paho.ClientConfig{ClientID: o.clientID, Session: p.acks,
+		ClientConfig: paho.ClientConfig{ClientID: clientID, Session: p.acks,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){p.received}},
 	}
 	if username != "" {
@@ -272,7 +286,7 @@ func (p *Publisher) statusLoop(ctx context.Context) {
 
 func (p *Publisher) publishStatus(ctx context.Context, state string) error {
 	payload, _ := json.Marshal(mesh.MQTTStatus{State: state, Epoch: p.epoch})
-	topic := mesh.MQTTStatusTopic(p.prefix)
+	topic := p.statusTopic
 	if state == mesh.StatusOnline {
 		if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
 			return err
@@ -288,7 +302,7 @@ func (p *Publisher) publishInfo(ctx context.Context, last mesh.Change) error {
 		info.Entities = p.count()
 	}
 	payload, _ := json.Marshal(info)
-	return p.publish(ctx, mesh.MQTTInfoTopic(p.prefix), payload, true, mesh.ContentTypeJSON)
+	return p.publish(ctx, p.infoTopic, payload, true, mesh.ContentTypeJSON)
 }
 
 // version is the module version the broadcaster was built from.
@@ -320,10 +334,10 @@ func (p *Publisher) republishLoop(ctx context.Context, latest func() []mesh.Chan
 func (p *Publisher) Connected() bool { return p.connected.Load() }
 
 // Filter is the topic filter that matches every entity's topic.
-func (p *Publisher) Filter() string { return p.prefix + "/#" }
+func (p *Publisher) Filter() string { return p.root + "/#" }
 
-// Topic is where the events of an entity go.
-func (p *Publisher) Topic(key mesh.Key) string { return p.prefix + "/" + key.String() }
+// Topic is where the events of an entity go: <prefix>/<key>, or <prefix>/<cluster>/<key>.
+func (p *Publisher) Topic(key mesh.Key) string { return p.root + "/" + key.String() }
 
 // Publish sends changes in order, pipelined, each retried until the broker acknowledges it.
 func (p *Publisher) Publish(ctx context.Context, changes []mesh.Change) error {
@@ -391,7 +405,7 @@ type retainedCollector struct {
 // received is the client's one receive handler (installed by New: autopaho's handler
 // removal races with delivery). It never blocks.
 func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
-	if pr.Packet.Topic == mesh.MQTTStatusTopic(p.prefix) {
+	if pr.Packet.Topic == p.statusTopic {
 		var st mesh.MQTTStatus
 		if json.Unmarshal(pr.Packet.Payload, &st) == nil && st.State != mesh.StatusOnline && st.Epoch != p.epoch && p.connected.Load() {
 			select { // a will of an older incarnation overwrote this one's status: say it again
@@ -406,7 +420,12 @@ func (p *Publisher) received(pr paho.PublishReceived) (bool, error) {
 		rc.once.Do(func() { close(rc.done) })
 		return true, nil
 	}
-	if rc == nil || !pr.Packet.Retain || len(pr.Packet.Payload) == 0 || !strings.HasPrefix(pr.Packet.Topic, p.prefix+"/") {
+	if rc == nil || !pr.Packet.Retain || len(pr.Packet.Payload) == 0 {
+		return true, nil
+	}
+	// Only the topics of this broadcaster's entities: <root>/ and a key of four levels, never
+	// those of other clusters' broadcasters under the same prefix (<prefix>/<cluster>/<key>).
+	if rest, ok := strings.CutPrefix(pr.Packet.Topic, p.root+"/"); !ok || strings.Count(rest, "/") != 3 {
 		return true, nil
 	}
 	rc.mu.Lock()
@@ -441,7 +460,7 @@ func (p *Publisher) sweep(ctx context.Context) error {
 	rc := &retainedCollector{topics: map[string]bool{}, marker: marker, done: make(chan struct{})}
 	p.collecting.Store(rc)
 	defer p.collecting.Store(nil)
-	filter := p.prefix + "/#"
+	filter := p.Filter()
 	// QoS 1, as a late subscriber rebuilding the mesh subscribes: the broker bounds what it
 	// queues for one such subscription, so what arrives here is what such a subscriber receives.
 	if _, err := p.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}, {Topic: marker, QoS: 1}}}); err != nil {

@@ -31,7 +31,7 @@ func (s *Settings) Describe() []option.Setting {
 	return append([]option.Setting{
 		{Key: "transports.mqtt.url", Flag: "mqtt", Placeholder: "url", Help: "publish mesh deltas to this MQTT v5 broker (mqtt://host:1883, mqtts://...)", Field: &s.URL},
 		{Key: "transports.mqtt.topicPrefix", Flag: "mqtt-topic-prefix", Placeholder: "prefix", Help: "MQTT topic prefix", Field: &s.TopicPrefix},
-		{Key: "transports.mqtt.clientID", Flag: "mqtt-client-id", Placeholder: "id", Help: "MQTT client id (default from the topic prefix)", Field: &s.ClientID},
+		{Key: "transports.mqtt.clientID", Flag: "mqtt-client-id", Placeholder: "id", Help: "MQTT client id (default from the topic prefix and events.cluster)", Field: &s.ClientID},
 		{Key: "transports.mqtt.username", Flag: "mqtt-username", Placeholder: "name", Help: "MQTT user name", Field: &s.Username},
 		{Key: "transports.mqtt.password", Secret: true, Help: "MQTT password (prefer passwordFile)", Field: &s.Password},
 		{Key: "transports.mqtt.passwordFile", Flag: "mqtt-password-file", Placeholder: "file", Help: "read the MQTT password from this file", Field: &s.PasswordFile},

@@ -40,6 +40,9 @@ type options struct {
 	tls            *tls.Config
 	latest         func() []mesh.Change
 	log            *slog.Logger
+	domain         string               // the JetStream domain; "": the server's own
+	replicas       int                  // of the stream and the bucket
+	placement      *jetstream.Placement // of the stream and the bucket; nil: the server's choice
 }
 
 // Option configures a Publisher.
@@ -96,6 +99,54 @@ func validBucket(name string) bool {
 // WithMaxAge sets how long the stream keeps events.
 func WithMaxAge(d time.Duration) Option {
 	return func(o *options) (err error) { o.maxAge, err = option.PositiveDuration("nats max age", d); return err }
+}
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
+// WithReplicas keeps n copies of the stream and the KV bucket, each on its own server of a
+// JetStream cluster (1 to MaxReplicas; more than 1 needs a cluster of at least n servers).
+func WithReplicas(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > MaxReplicas {
+			return option.Invalid("nats replicas", "%d: want 1 to %d", n, MaxReplicas)
+		}
+		o.replicas = n
+		return nil
+	}
+}
+
+// WithPlacement places the stream and the KV bucket in the JetStream cluster named cluster
+// (empty: any) on servers carrying every one of tags (none: any).
+func WithPlacement(cluster string, tags []string) Option {
+	return func(o *options) error {
+		if cluster == "" && len(tags) == 0 {
+			return option.Invalid("nats placement", "name a cluster or tags")
+		}
+		if strings.ContainsAny(cluster, " \t.*>") {
+			return option.Invalid("nats placement cluster", "%q: want a cluster name without spaces, dots or wildcards", cluster)
+		}
+		for _, t := range tags {
+			if t == "" || strings.ContainsAny(t, " \t") {
+				return option.Invalid("nats placement tags", "%q: want tags without spaces", t)
+			}
+		}
+		o.placement = &jetstream.Placement{Cluster: cluster, Tags: slices.Clone(tags)}
+		return nil
+	}
+}
+
+// WithDomain sets the stream and the bucket up in the JetStream domain named domain: that of
+// the hub cluster a leaf node joins, when the leaf node has a JetStream of its own or the hub
+// is reached across domains.
+func WithDomain(domain string) Option {
+	return func(o *options) error {
+		if domain == "" || strings.ContainsAny(domain, " \t.*>") {
+			return option.Invalid("nats domain", "%q: want a JetStream domain name without spaces, dots or wildcards", domain)
+		}
+		o.domain = domain
+		return nil
+	}
 }
 
 // WithCredsFile logs in with a NATS credentials file (JWT and NKey seed).
@@ -156,6 +207,7 @@ type Publisher struct {
 	latest    func() []mesh.Change
 	bucket    string
 	prefix    string
+	cluster   string // the encoder's: its token follows the prefix in subjects and starts KV keys
 	enc       *codec.Encoder
 	log       *slog.Logger
 }
@@ -163,16 +215,17 @@ type Publisher struct {
 var _ transports.Reconciler = (*Publisher)(nil)
 
 // Dial connects to url (nats://host:4222 or tls://; user:password@ or a token in the URL
-// work), reconnecting forever afterwards, and unless WithCoreOnly creates or updates the stream
+// work; several servers of a cluster comma-separated, as nats.go takes them), reconnecting
+// forever afterwards, and unless WithCoreOnly creates or updates the stream
 // and the KV bucket within ctx. The Publisher owns the connection.
 // Defaults: DefaultSubjectPrefix, the stream StreamName(prefix) and the bucket
-// BucketName(prefix), DefaultMaxAge, no logging.
+// BucketName(prefix), DefaultMaxAge, one replica placed where the server chooses, no logging.
 func Dial(ctx context.Context, url string, enc *codec.Encoder, opts ...Option) (*Publisher, error) {
 	o, err := prepare(url, opts)
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{prefix: o.subjectPrefix, enc: enc, latest: o.latest, log: o.log.With("transport", "nats"), opts: o,
+	p := &Publisher{prefix: o.subjectPrefix, cluster: enc.Cluster(), enc: enc, latest: o.latest, log: o.log.With("transport", "nats"), opts: o,
 		reconnect: make(chan struct{}, 1)}
 	natsOpts := []nats.Option{
 		nats.Name("event-mesh-broadcaster"),
@@ -297,12 +350,18 @@ func (p *Publisher) ensureSetUp(ctx context.Context) error {
 
 func (p *Publisher) setUpJetStream(ctx context.Context) error {
 	o := p.opts
-	js, err := jetstream.New(p.nc)
+	// An ack that never comes (a leaf node can drop the first acks to a reply subscription it
+	// has not told its hub about yet) fails its publish after ackTimeout: everything from it is
+	// then published again, instead of the batch waiting for ever.
+	js, err := jetstream.New(p.nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if o.domain != "" {
+		js, err = jetstream.NewWithDomain(p.nc, o.domain, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	}
 	if err != nil {
 		return fmt.Errorf("nats jetstream: %w", err)
 	}
 	stream, subjects := o.stream, []string{p.prefix + ".>"}
-	existing, err := js.Stream(ctx, stream)
+	existing, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, stream) })
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 	case err != nil:
@@ -311,23 +370,41 @@ func (p *Publisher) setUpJetStream(ctx context.Context) error {
 		return fmt.Errorf("%w: nats stream %s exists with subjects %q, not %q: it belongs to another broadcaster or application; "+
 			"choose another stream (--nats-stream) or subject prefix", ErrConflict, stream, existing.CachedInfo().Config.Subjects, subjects)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: stream, Subjects: subjects, Storage: jetstream.FileStorage,
-		MaxAge: o.maxAge, Duplicates: 2 * time.Minute,
-		Description: "Knative event mesh deltas (one CloudEvent per entity change)",
-	}); err != nil {
-		return fmt.Errorf("nats stream %s: %w", stream, err)
+	var was *jetstream.StreamConfig
+	if existing != nil {
+		was = &existing.CachedInfo().Config
 	}
+	if err := inSteps(ctx, was, func(placement *jetstream.Placement) error {
+		want := jetstream.StreamConfig{
+			Name: stream, Subjects: subjects, Storage: jetstream.FileStorage,
+			MaxAge: o.maxAge, Duplicates: 2 * time.Minute,
+			Description: "Knative event mesh deltas (one CloudEvent per entity change)",
+			Replicas:    o.replicas, Placement: placement,
+		}
+		_, err := answered(ctx, func(ctx context.Context) (struct{}, error) {
+			if s, err := js.Stream(ctx, stream); err == nil && sameStream(s.CachedInfo().Config, want) {
+				return struct{}{}, nil // as wanted already: no update (see answered)
+			}
+			_, err := js.CreateOrUpdateStream(ctx, want)
+			return struct{}{}, err
+		})
+		return err
+	}, o.placement); err != nil {
+		return p.refused("stream "+stream, was, err)
+	}
+	p.reportUpdate("stream "+stream, was)
 	bucket := o.bucket
 	// The bucket says whose it is, so a broadcaster never sweeps another one's keys.
-	if existing, err := js.KeyValue(ctx, bucket); err == nil {
-		status, err := existing.Status(ctx)
+	var bucketWas *jetstream.StreamConfig
+	if existing, err := answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) }); err == nil {
+		status, err := answered(ctx, existing.Status)
 		if err != nil {
 			return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 		}
 		var description string
 		if s, ok := status.(*jetstream.KeyValueBucketStatus); ok {
 			description = s.StreamInfo().Config.Description
+			bucketWas = &s.StreamInfo().Config
 		}
 		if description != bucketDescription(p.prefix) {
 			return fmt.Errorf("%w: nats kv bucket %s is not the bucket of subject prefix %q (it says %q): choose another bucket (--nats-kv-bucket) or subject prefix",
@@ -336,13 +413,27 @@ func (p *Publisher) setUpJetStream(ctx context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucket, History: 1, Storage: jetstream.FileStorage,
-		Description: bucketDescription(p.prefix),
-	})
-	if err != nil {
-		return fmt.Errorf("nats kv bucket %s: %w", bucket, err)
+	var kv jetstream.KeyValue
+	if err := inSteps(ctx, bucketWas, func(placement *jetstream.Placement) (err error) {
+		kv, err = answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+			if kv, err := js.KeyValue(ctx, bucket); err == nil {
+				if status, err := kv.Status(ctx); err == nil {
+					if s, ok := status.(*jetstream.KeyValueBucketStatus); ok && sameBucket(s.StreamInfo().Config, p.prefix, o.replicas, placement) {
+						return kv, nil // as wanted already: no update (see answered)
+					}
+				}
+			}
+			return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: bucket, History: 1, Storage: jetstream.FileStorage,
+				Description: bucketDescription(p.prefix),
+				Replicas:    o.replicas, Placement: placement,
+			})
+		})
+		return err
+	}, o.placement); err != nil {
+		return p.refused("kv bucket "+bucket, bucketWas, err)
 	}
+	p.reportUpdate("kv bucket "+bucket, bucketWas)
 	p.js, p.kv, p.bucket, p.setUp = js, kv, kv.Bucket(), true
 	return nil
 }
@@ -353,8 +444,140 @@ func bucketDescription(prefix string) string {
 	return "latest mesh-delta event of each entity of subject prefix " + prefix
 }
 
-// ErrConflict means a name the transport needs is taken by something else on the server.
+// ErrConflict means a name the transport needs is taken by something else on the server, or
+// the server refuses to give an existing stream or bucket the settings asked for.
 var ErrConflict = errors.New("conflict on the server")
+
+// The server's refusals to change a stream's replicas and placement in one update, and to
+// change it while an earlier change is under way.
+const (
+	errMoveAndScale         jetstream.ErrorCode = 10123
+	errReconfigurationUnder jetstream.ErrorCode = 10226
+)
+
+// inSteps creates or updates a stream (apply, given the placement to ask for) to placement;
+// when the server will not scale and move an existing one (was) at once, it scales first, in
+// the placement it has, then moves once the scaling is done.
+func inSteps(ctx context.Context, was *jetstream.StreamConfig, apply func(*jetstream.Placement) error, placement *jetstream.Placement) error {
+	err := apply(placement)
+	if was == nil || !isAPIError(err, errMoveAndScale) {
+		return err
+	}
+	if err := apply(was.Placement); err != nil {
+		return err
+	}
+	for {
+		err := apply(placement)
+		if !isAPIError(err, errReconfigurationUnder) {
+			return err
+		}
+		select { // the new replicas are catching up: ask again shortly
+		case <-ctx.Done():
+			return fmt.Errorf("%w (waiting for the scaling to finish before the move)", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// sameStream says whether a stream has the settings the broadcaster sets in want; a placement
+// left unset matches any.
+func sameStream(has, want jetstream.StreamConfig) bool {
+	return slices.Equal(has.Subjects, want.Subjects) && has.Storage == want.Storage && has.MaxAge == want.MaxAge &&
+		has.Duplicates == want.Duplicates && has.Description == want.Description && max(has.Replicas, 1) == max(want.Replicas, 1) &&
+		samePlacement(has.Placement, want.Placement)
+}
+
+// sameBucket says whether a bucket's stream has the settings the broadcaster sets.
+func sameBucket(has jetstream.StreamConfig, prefix string, replicas int, placement *jetstream.Placement) bool {
+	return has.Description == bucketDescription(prefix) && has.MaxMsgsPerSubject == 1 && has.Storage == jetstream.FileStorage &&
+		max(has.Replicas, 1) == max(replicas, 1) && samePlacement(has.Placement, placement)
+}
+
+func samePlacement(has, want *jetstream.Placement) bool {
+	if want == nil {
+		return true
+	}
+	return has != nil && has.Cluster == want.Cluster && slices.Equal(has.Tags, want.Tags)
+}
+
+// ackTimeout bounds the wait for the ack of one asynchronous publish.
+const ackTimeout = 10 * time.Second
+
+// createAttempt bounds one request about a stream or a bucket while setting them up.
+const createAttempt = 3 * time.Second
+
+// answered runs a request about a stream or a bucket, asking again while the server does not
+// answer within createAttempt, until ctx ends. A JetStream cluster can leave such a request
+// unanswered: seen in test/fleet (nats-server 2.15.2) when broadcasters of several clusters
+// start at once, each setting up the stream and bucket they share, with no error and no reply
+// for 30 s and more. So each attempt first looks whether the stream is as wanted already, and
+// sends no update then.
+func answered[T any](ctx context.Context, request func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, createAttempt)
+		v, err := request(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+	}
+}
+
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// refusedCodes are the JetStream API errors that no retry mends: the server will not create
+// or change a stream with these settings (a replica count above the servers of a
+// non-clustered server, a change NATS cannot make in place, a move and a scale at once).
+var refusedCodes = []jetstream.ErrorCode{10052, 10069, 10061, 10074, 10123, 10011, 10133}
+
+// refused explains why the server would not create or update what (a "stream NAME" or a
+// "kv bucket NAME"), existing with the settings was (nil: it did not exist). An error no retry
+// mends is an ErrConflict naming what is and what was asked for.
+func (p *Publisher) refused(what string, was *jetstream.StreamConfig, err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || !slices.Contains(refusedCodes, apiErr.ErrorCode) {
+		return fmt.Errorf("nats %s: %w", what, err)
+	}
+	want := placementOf(p.opts.replicas, p.opts.placement)
+	if was == nil {
+		return fmt.Errorf("%w: nats %s: the server refuses to create it with %s: %w (check transports.nats.replicas and placement against the JetStream cluster)",
+			ErrConflict, what, want, err)
+	}
+	return fmt.Errorf("%w: nats %s exists with %s; the server refuses to change it to %s: %w "+
+		"(NATS changes replicas in place, but not a move and a scale at once, nor the storage; change it by hand, e.g. nats stream edit, "+
+		"or set transports.nats.replicas and placement to what it has)",
+		ErrConflict, what, placementOf(was.Replicas, was.Placement), want, err)
+}
+
+// reportUpdate logs what changed in the replicas or placement of an existing stream or bucket.
+func (p *Publisher) reportUpdate(what string, was *jetstream.StreamConfig) {
+	if was == nil {
+		return
+	}
+	before, after := placementOf(was.Replicas, was.Placement), placementOf(p.opts.replicas, p.opts.placement)
+	if before != after {
+		p.log.Info("nats: updated "+what, "from", before, "to", after)
+	}
+}
+
+// placementOf says where a stream's replicas are ("1 replica", "3 replicas in cluster c1 on
+// servers tagged [ssd]").
+func placementOf(replicas int, placement *jetstream.Placement) string {
+	s := fmt.Sprintf("%d replicas", max(replicas, 1))
+	if replicas <= 1 {
+		s = "1 replica"
+	}
+	if placement != nil && placement.Cluster != "" {
+		s += " in cluster " + placement.Cluster
+	}
+	if placement != nil && len(placement.Tags) > 0 {
+		s += fmt.Sprintf(" on servers tagged %v", placement.Tags)
+	}
+	return s
+}
 
 // StreamName is the default stream of a subject prefix: the prefix in capitals, dots and other
 // characters a stream name cannot hold turned to _ (knative.eventmesh → KNATIVE_EVENTMESH), so
@@ -381,14 +604,16 @@ func Check(url string, opts ...Option) error {
 
 // prepare applies the defaults and opts and checks url: everything Dial checks.
 func prepare(url string, opts []Option) (options, error) {
-	o := options{subjectPrefix: DefaultSubjectPrefix, maxAge: DefaultMaxAge, log: option.Discard()}
+	o := options{subjectPrefix: DefaultSubjectPrefix, maxAge: DefaultMaxAge, replicas: 1, log: option.Discard()}
 	if err := option.Apply(&o, opts...); err != nil {
 		return o, err
 	}
 	o.stream = cmp.Or(o.stream, StreamName(o.subjectPrefix))
 	o.bucket = cmp.Or(o.bucket, BucketName(o.subjectPrefix))
-	if u, err := neturl.Parse(url); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
-		return o, option.Invalid(fmt.Sprintf("nats %q", url), "want nats://host:port or tls://host:port")
+	for _, one := range strings.Split(url, ",") { // every server of a cluster, as nats.go takes them
+		if u, err := neturl.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+			return o, option.Invalid(fmt.Sprintf("nats %q", option.RedactURL(one)), "want nats://host:port or tls://host:port (several comma-separated)")
+		}
 	}
 	return o, nil
 }
@@ -445,7 +670,8 @@ func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 			return err
 		}
 	}
-	lister, err := p.kv.ListKeys(ctx)
+	// Only this broadcaster's keys: broadcasters of other clusters share the bucket.
+	lister, err := p.kv.ListKeysFiltered(ctx, KeyFilter(p.cluster))
 	if err != nil {
 		return err
 	}
@@ -455,7 +681,7 @@ func (p *Publisher) Reconcile(ctx context.Context, republish bool) error {
 	}
 	live := map[string]bool{}
 	for _, c := range p.latest() {
-		live[KeyTokens(c.Key)] = true
+		live[p.kvKey(KeyTokens(c.Key))] = true
 	}
 	deleted := 0
 	for _, k := range stored {
@@ -500,7 +726,7 @@ func (p *Publisher) message(c mesh.Change) (outgoing, error) {
 		return outgoing{}, err
 	}
 	tokens := KeyTokens(c.Key)
-	msg := nats.NewMsg(p.prefix + "." + tokens)
+	msg := nats.NewMsg(ClusterSubjectPrefix(p.prefix, p.cluster) + "." + tokens)
 	msg.Header.Set(jetstream.MsgIDHeader, mesh.EventID(c.Epoch, c.Sequence))
 	msg.Header.Set("Content-Type", mesh.ContentTypeEvent)
 	msg.Data = payload
@@ -569,13 +795,49 @@ func (p *Publisher) publishJetStream(ctx context.Context, out []outgoing) (rejec
 // kvMessage is the KV bucket update of a change: the event under the entity's key, or a
 // delete marker (ADR-8's KV-Operation: DEL).
 func (p *Publisher) kvMessage(o outgoing) *nats.Msg {
-	m := nats.NewMsg("$KV." + p.bucket + "." + o.tokens)
+	m := nats.NewMsg(p.kvSubjectPrefix() + p.bucket + "." + p.kvKey(o.tokens))
 	if o.change.Op == mesh.OpDeleted {
 		m.Header.Set("KV-Operation", "DEL")
 		return m
 	}
 	m.Data = o.msg.Data
 	return m
+}
+
+// kvSubjectPrefix starts the subjects of KV writes: $KV., or through a JetStream domain
+// $JS.<domain>.API.$KV. (which the domain's servers map to $KV., as nats.go's KV does: a leaf
+// node passes no $KV. subject to its hub).
+func (p *Publisher) kvSubjectPrefix() string {
+	if p.opts.domain == "" {
+		return "$KV."
+	}
+	return "$JS." + p.opts.domain + ".API.$KV."
+}
+
+// kvKey is the KV key of an entity's tokens: after the cluster's token when there is one.
+func (p *Publisher) kvKey(tokens string) string {
+	if p.cluster == "" {
+		return tokens
+	}
+	return p.cluster + "." + tokens
+}
+
+// ClusterSubjectPrefix is where the events of cluster go under prefix: <prefix>.<cluster>, or
+// the prefix itself without a cluster. Every broadcaster's stream still captures <prefix>.>.
+func ClusterSubjectPrefix(prefix, cluster string) string {
+	if cluster == "" {
+		return prefix
+	}
+	return prefix + "." + cluster
+}
+
+// KeyFilter selects the KV keys of cluster's entities: <cluster>.*.*.*.*, or without a cluster
+// the keys of four tokens (those of a broadcaster without one).
+func KeyFilter(cluster string) string {
+	if cluster == "" {
+		return "*.*.*.*"
+	}
+	return cluster + ".*.*.*.*"
 }
 
 // retry runs op until it succeeds or ctx ends, each attempt bounded by 5s.

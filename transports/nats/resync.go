@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ServeResync answers requests on ResyncSubject(prefix) with the current snapshot, as
+// ServeResync answers requests on mesh.NATSClusterResyncSubject(prefix, cluster) with the current snapshot, as
 // {"epoch","sequence","mesh"} JSON split into chunks that fit the server's max payload
 // (chunk > 0 overrides the size). Until ready reports true the reply is one message with a
 // Mesh-Error header, never a partial mesh. Replicas share the requests through a queue group.
@@ -21,7 +21,7 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.State,
 		return fmt.Errorf("nats resync: chunk size %d too small", chunk)
 	}
 	var rendered renderedSnapshot
-	sub, err := p.nc.QueueSubscribe(mesh.NATSResyncSubject(p.prefix), "event-mesh-broadcaster", func(m *nats.Msg) {
+	sub, err := p.nc.QueueSubscribe(mesh.NATSClusterResyncSubject(p.prefix, p.cluster), "event-mesh-broadcaster", func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
@@ -35,7 +35,7 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.State,
 		if size == 0 { // the server's limit, known once connected
 			size = max(1024, int(p.nc.MaxPayload())-4096)
 		}
-		if err := p.reply(m.Reply, rendered.of(snapshot()), size); err != nil {
+		if err := p.reply(m.Reply, rendered.of(snapshot(), p.cluster), size); err != nil {
 			p.log.Warn("nats resync: reply failed", "err", err)
 		}
 	})
@@ -46,7 +46,7 @@ func (p *Publisher) ServeResync(ctx context.Context, snapshot func() mesh.State,
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("nats resync: %w", err)
 	}
-	p.log.Info("serving snapshots over NATS", "subject", mesh.NATSResyncSubject(p.prefix))
+	p.log.Info("serving snapshots over NATS", "subject", mesh.NATSClusterResyncSubject(p.prefix, p.cluster))
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
 	return nil
@@ -79,7 +79,7 @@ type snapshotBody struct {
 	data  []byte
 }
 
-func (r *renderedSnapshot) of(s mesh.State) *snapshotBody {
+func (r *renderedSnapshot) of(s mesh.State, cluster string) *snapshotBody {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pos := s.Position()
@@ -87,7 +87,7 @@ func (r *renderedSnapshot) of(s mesh.State) *snapshotBody {
 		return r.last
 	}
 	var body bytes.Buffer
-	head, tail := mesh.SnapshotEnvelope(pos.Epoch, pos.Sequence)
+	head, tail := mesh.ClusterSnapshotEnvelope(cluster, pos.Epoch, pos.Sequence)
 	body.WriteString(head)
 	_ = s.WriteMeshOf(&body, nil) // a bytes.Buffer does not fail
 	body.WriteString(tail)
@@ -103,6 +103,9 @@ func (p *Publisher) reply(to string, s *snapshotBody, chunk int) error {
 		m.Header.Set(mesh.HeaderEpoch, s.epoch)
 		m.Header.Set(mesh.HeaderSequence, strconv.FormatUint(s.seq, 10))
 		m.Header.Set(mesh.HeaderChunk, fmt.Sprintf("%d/%d", i+1, n))
+		if p.cluster != "" {
+			m.Header.Set(mesh.HeaderCluster, p.cluster)
+		}
 		m.Data = data[i*chunk : min(len(data), (i+1)*chunk)]
 		if err := p.nc.PublishMsg(m); err != nil {
 			return err

@@ -297,6 +297,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		w.Header().Set("ETag", etag)
 		w.Header().Set(mesh.HeaderEpoch, pos.Epoch)
 		w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(pos.Sequence, 10))
+		h.setCluster(w.Header())
 		w.Header().Set("Cache-Control", "no-cache")
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
@@ -314,7 +315,7 @@ func (h *Handler) snapshot(withPosition bool) http.HandlerFunc {
 		}
 		prefix, closing := "", ""
 		if withPosition {
-			prefix, closing = mesh.SnapshotEnvelope(pos.Epoch, pos.Sequence)
+			prefix, closing = mesh.ClusterSnapshotEnvelope(h.cluster(), pos.Epoch, pos.Sequence)
 		}
 		body := rendered.body
 		w.Header().Set("Content-Length", strconv.Itoa(len(prefix)+len(body)+len(closing)))
@@ -353,6 +354,21 @@ func (h *Handler) answerLineage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(mesh.HeaderEpoch, ans.Epoch)
 	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(ans.Sequence, 10))
 	_ = json.NewEncoder(w).Encode(ans)
+}
+
+// cluster is the cluster the events name (the encoder's; "" without one or without a log).
+func (h *Handler) cluster() string {
+	if h.encoder == nil {
+		return ""
+	}
+	return h.encoder.Cluster()
+}
+
+// setCluster names the cluster of a snapshot or a batch, when there is one.
+func (h *Handler) setCluster(header http.Header) {
+	if c := h.cluster(); c != "" {
+		header.Set(mesh.HeaderCluster, c)
+	}
 }
 
 // acceptsGzip reads Accept-Encoding (a gzip token without q=0).
@@ -465,6 +481,7 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", mesh.ContentTypeBatch)
 	w.Header().Set(mesh.HeaderEpoch, epoch)
+	h.setCluster(w.Header())
 	w.Header().Set(mesh.HeaderSequence, strconv.FormatUint(end, 10))
 	out := bufio.NewWriterSize(w, 32<<10)
 	out.WriteByte('[')

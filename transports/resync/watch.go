@@ -259,6 +259,7 @@ func (h *Handler) watch(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "text/event-stream")
 	rw.Header().Set("Cache-Control", "no-cache")
 	rw.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	h.setCluster(rw.Header())
 	rw.WriteHeader(http.StatusOK)
 	s := newStream(rw, auth.FromRequest(r), max(30*time.Second, 2*h.heartbeat))
 	if h.ends != nil {
@@ -433,7 +434,7 @@ func (h *Handler) start(s *stream, r *http.Request) bool {
 	snap := h.mesh.Snapshot()
 	pos := snap.Position()
 	s.epoch, s.last = pos.Epoch, pos.Sequence
-	head, tail := mesh.SnapshotEnvelope(s.epoch, s.last)
+	head, tail := mesh.ClusterSnapshotEnvelope(h.cluster(), s.epoch, s.last)
 	fmt.Fprintf(s.out, "event: %s\nid: %s\ndata: %s", mesh.SSESnapshot, mesh.StreamID(s.epoch, s.last), head)
 	s.out.Write(h.renderFor(snap, s.access, true).body)
 	s.out.WriteString(tail + "\n\n")

@@ -6,6 +6,7 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/config"
 	"github.com/event-mesh-broadcaster/broadcaster/config/option"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/source/kube"
 	"github.com/event-mesh-broadcaster/broadcaster/source/manifests"
@@ -74,4 +75,10 @@ var checks = []config.Check{
 		return err
 	}},
 	{Key: "events.source", Err: func(c config.Config) error { _, err := codec.NewEncoder(c.EventSource); return err }},
+	{Key: "events.cluster", Err: func(c config.Config) error {
+		if c.ClusterName == "" {
+			return nil
+		}
+		return mesh.CheckCluster(c.ClusterName)
+	}},
 }

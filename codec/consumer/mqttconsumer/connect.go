@@ -22,6 +22,10 @@ type Stream struct {
 	// Prefix is the broadcaster's topic prefix (its --mqtt-topic-prefix, "knative/eventmesh"
 	// by default): Connect subscribes to <Prefix>/# at QoS 1. Required.
 	Prefix string
+	// Cluster, when set, follows only the broadcaster of that cluster (its events.cluster):
+	// Connect subscribes to <Prefix>/<Cluster>/# instead. Empty follows every broadcaster
+	// under the prefix; each change names its cluster (mesh.Change.Cluster).
+	Cluster string
 	// Entity, when set, receives the retained messages (each entity's latest change, which
 	// the broker sends on subscribing) that are not deletes: the mesh's state rather than
 	// news. Nil: Change receives them too.
@@ -58,7 +62,12 @@ func Connect(ctx context.Context, cfg autopaho.ClientConfig, s Stream) (*autopah
 	case s.Change == nil:
 		return nil, fmt.Errorf("%w: no Change", ErrInvalidStream)
 	}
-	topic := s.Prefix + "/#"
+	if s.Cluster != "" {
+		if err := mesh.CheckCluster(s.Cluster); err != nil {
+			return nil, fmt.Errorf("%w: Cluster %w", ErrInvalidStream, err)
+		}
+	}
+	topic := mesh.MQTTEntityRoot(s.Prefix, s.Cluster) + "/#"
 	up := cfg.OnConnectionUp
 	cfg.OnConnectionUp = func(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 		if up != nil {

@@ -26,6 +26,11 @@ type Stream struct {
 	// Prefix is the broadcaster's subject prefix (its --nats-subject-prefix,
 	// "knative.eventmesh" by default): the changes arrive on <Prefix>.>. Required.
 	Prefix string
+	// Cluster, when set, follows only the broadcaster of that cluster (its events.cluster):
+	// the changes on <Prefix>.<Cluster>.> and the Bucket's keys <Cluster>.>. Empty follows
+	// every broadcaster sharing the prefix and the bucket; each change names its cluster
+	// (mesh.Change.Cluster).
+	Cluster string
 	// Bucket, when set, is the KV bucket of the mesh's latest states (the broadcaster's
 	// --nats-kv-bucket; by default the prefix with dots as underscores, "knative_eventmesh").
 	// Follow lists it into Entity before it passes on any change. Empty: changes only.
@@ -56,6 +61,12 @@ func (e *ListError) Error() string { return fmt.Sprintf("KV bucket %s: %v", e.Bu
 
 func (e *ListError) Unwrap() error { return e.Err }
 
+// shownID names an entity of one cluster: broadcasters of several clusters share a bucket.
+type shownID struct {
+	cluster string
+	id      consumer.EntityID
+}
+
 // held is a change that arrived while the bucket was being listed.
 type held struct {
 	subject string
@@ -75,20 +86,27 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	case s.Bucket != "" && s.Entity == nil:
 		return fmt.Errorf("%w: a Bucket and no Entity", ErrInvalidStream)
 	}
+	subject := s.Prefix + ".>"
+	if s.Cluster != "" {
+		if err := mesh.CheckCluster(s.Cluster); err != nil {
+			return fmt.Errorf("%w: Cluster %w", ErrInvalidStream, err)
+		}
+		subject = s.Prefix + "." + s.Cluster + ".>"
+	}
 	// Changes are taken from the subjects from now on, and held back until the bucket's
 	// entities are listed: then those the bucket already showed are dropped.
 	var mu sync.Mutex
 	var pending []held
-	listing, shown := s.Bucket != "", map[consumer.EntityID]uint64{}
+	listing, shown := s.Bucket != "", map[shownID]uint64{}
 	deliver := func(subject string, c mesh.Change) {
-		if seq, ok := shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}]; ok && c.Sequence <= seq {
+		if seq, ok := shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}]; ok && c.Sequence <= seq {
 			return
 		}
 		if err := s.Change(c); err != nil {
 			s.report(&consumer.MessageError{Source: subject, Err: err})
 		}
 	}
-	sub, err := nc.Subscribe(s.Prefix+".>", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		c, err := codec.DecodeStructured(m.Data)
 		if err != nil {
 			s.report(&consumer.MessageError{Source: m.Subject, Err: err})
@@ -123,7 +141,7 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 }
 
 // list passes every entity of the bucket to s.Entity, noting each one's sequence in shown.
-func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[consumer.EntityID]uint64) error {
+func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint64) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -138,7 +156,11 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[consumer.Enti
 	if err != nil {
 		return err
 	}
-	w, err := kv.WatchAll(lctx, jetstream.IgnoreDeletes())
+	keys := ">"
+	if s.Cluster != "" {
+		keys = s.Cluster + ".>"
+	}
+	w, err := kv.Watch(lctx, keys, jetstream.IgnoreDeletes())
 	if err != nil {
 		return err
 	}
@@ -157,7 +179,7 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[consumer.Enti
 				s.report(&consumer.MessageError{Source: source, Err: err})
 				continue
 			}
-			shown[consumer.EntityID{Kind: c.Kind, Key: c.Key}] = c.Sequence
+			shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}] = c.Sequence
 			if err := s.Entity(c); err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
 			}
