@@ -8,7 +8,8 @@
 #   - staticcheck, pinned, into the user cache (~/.cache/event-mesh-broadcaster/);
 #   - the rest the tests install themselves on first use, into the same cache: the
 #     kube-apiserver and etcd built from pinned Go modules, kustomize, the npm packages of the
-#     Backstage tests, Node.js 22 and a Backstage app made by @backstage/create-app.
+#     Backstage tests (the current and the previous Backstage release line), Node.js 22 and 24
+#     and a Backstage app made by @backstage/create-app.
 # Tests never skip: a missing piece fails the run. Arguments replace ./... as the packages to
 # test (the static checks always cover the whole module).
 set -euo pipefail

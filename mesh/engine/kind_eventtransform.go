@@ -2,6 +2,7 @@ package engine
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
@@ -15,4 +16,14 @@ var eventTransformKind = elementKind(GroupKind{mesh.GroupEventing, "EventTransfo
 			return []edgeSpec{sink}
 		}
 		return nil
-	}, nil)
+	},
+	func(spec map[string]any, _ *unstructured.Unstructured) field.ErrorList {
+		var errs field.ErrorList
+		if spec["jsonata"] == nil { // the one transformation Knative has
+			errs = append(errs, field.Required(field.NewPath("spec", "jsonata"), "an EventTransform has a transformation (jsonata)"))
+		}
+		if spec["reply"] != nil && spec["sink"] == nil {
+			errs = append(errs, field.Required(field.NewPath("spec", "sink"), "spec.reply transforms the sink's replies: it needs a sink"))
+		}
+		return errs
+	})

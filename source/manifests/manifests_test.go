@@ -439,3 +439,67 @@ func TestInvalidObjectKeptOutOthersApplied(t *testing.T) {
 		t.Errorf("log does not name file, line and problem:\n%s", logs)
 	}
 }
+
+// An invalid object of the event graph's kinds (testdata/invalid: each file a valid Broker,
+// then the invalid object on line 6) is reported with its file and line, its kind and name,
+// and the field at fault, and left out: the mesh, with the valid graph of graph.yaml that names
+// it and its own file's Broker, is exactly the mesh without it.
+func TestInvalidGraphObjectsLeftOut(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join("testdata", "invalid", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	graph := read("graph.yaml")
+	// The valid graph alone: every object applied, none reported.
+	alone := newHarness(t, map[string]string{"graph.yaml": graph})
+	if n := alone.hub.Snapshot().Len(); n < 9 || strings.Contains(alone.logs.String(), "invalid") {
+		t.Fatalf("graph.yaml gives %d entities; logs:\n%s", n, alone.logs.String())
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"sequence-without-steps.yaml", "Sequence flow: spec.steps: Required value"},
+		{"sequence-empty-steps.yaml", "Sequence flow: spec.steps: Required value"},
+		{"parallel-branch-without-subscriber.yaml", "Parallel fan: spec.branches[1].subscriber: Required value"},
+		{"requestreply-without-brokerref.yaml", "RequestReply ask: spec.brokerRef: Required value"},
+		{"requestreply-brokerref-without-name.yaml", "RequestReply ask: spec.brokerRef: Required value"},
+		{"eventtransform-without-transformation.yaml", "EventTransform reshape: spec.jsonata: Required value"},
+		{"eventtransform-reply-without-sink.yaml", "EventTransform reshape: spec.sink: Required value"},
+		{"jobsink-without-job.yaml", "JobSink jobs: spec.job: Required value"},
+		{"jobsink-job-not-an-object.yaml", "JobSink jobs: spec.job: Invalid value"},
+		{"integrationsink-without-sink-type.yaml", "IntegrationSink logs: spec: Required value"},
+		{"integrationsink-two-sink-types.yaml", "IntegrationSink logs: spec: Invalid value"},
+		{"eventpolicy-from-without-ref-or-sub.yaml", "EventPolicy senders: spec.from[1]: Required value"},
+		{"eventpolicy-to-ref-without-name.yaml", "EventPolicy senders: spec.to[0].ref.name: Required value"},
+		{"eventpolicy-sub-inner-wildcard.yaml", "EventPolicy senders: spec.from[0].sub: Invalid value"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			bad := read(tc.file)
+			docs := strings.Split(bad, "\n---\n")
+			valid := strings.Join(docs[:len(docs)-1], "\n---\n") + "\n"
+			h := newHarness(t, map[string]string{"graph.yaml": graph, tc.file: bad})
+			without := newHarness(t, map[string]string{"graph.yaml": graph, tc.file: valid})
+			logs := h.logs.String()
+			if strings.Count(logs, "left out") != 1 || !strings.Contains(logs, "/"+tc.file+":6 ") || !strings.Contains(logs, tc.want) {
+				t.Errorf("the log does not name the file and line (%s:6), the object and the field (%q) once:\n%s", tc.file, tc.want, logs)
+			}
+			got, err := h.hub.Snapshot().Mesh()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := without.hub.Snapshot().Mesh()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := without.hub.Snapshot().Len(); n != alone.hub.Snapshot().Len()+1 {
+				t.Errorf("without the invalid object: %d entities, want graph.yaml's and the spare Broker", n)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("the mesh with the invalid object differs from the mesh without it:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}

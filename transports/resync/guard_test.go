@@ -12,7 +12,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -226,25 +229,68 @@ func heapPeak(stop <-chan struct{}) <-chan uint64 {
 	return out
 }
 
+// statusKiB is a field of /proc/self/status in KiB (VmRSS: the resident set now; VmHWM: its
+// peak).
+func statusKiB(t *testing.T, field string) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("%s in /proc/self/status: %v", field, err)
+			}
+			return kib
+		}
+	}
+	t.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+// resetPeakRSS makes the process's peak resident set (VmHWM) its resident set now (Linux's
+// clear_refs), so a later VmHWM is the peak since this call, whatever came before (building
+// the mesh), and returns the resident set now in KiB.
+func resetPeakRSS(t *testing.T) int64 {
+	t.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatalf("resetting the peak RSS: %v", err)
+	}
+	return statusKiB(t, "VmRSS")
+}
+
 // The memory a caller costs does not grow with the change log: 200 watch streams resuming with
-// Last-Event-ID: 0 on a 30,000-entity mesh, none of them reading, hold less than 100 MiB of
-// heap, and so do 200 GET /v1/deltas?since=0 (before: about 8 MiB per watch stream and 3.5 MiB
-// per deltas request, 1.6 GiB and 0.7 GiB); /v1/deltas beyond its cap is refused with a Problem.
+// Last-Event-ID: 0 on a 30,000-entity mesh, none of them reading, raise the process's peak RSS
+// by less than 100 MiB and hold less than 100 MiB of heap, and so do 200 GET
+// /v1/deltas?since=0 (before: peak RSS +1,669 MiB for the watch streams, about 8 MiB each, and
+// +705 MiB for the deltas requests); /v1/deltas beyond its cap is refused with a Problem.
 //
-// The measure runs in a process of its own (this test binary, run again), so no other test's
-// memory counts.
+// The measure runs in a process of its own, so no other test's memory counts, in the heap or
+// in the resident set: this package's tests built again without the race detector, whose
+// shadow memory would count in the resident set (it about doubles it).
 func TestStalledCallersCostAFixedBudget(t *testing.T) {
 	which := os.Getenv(stalledChild)
 	if which == "" {
 		t.Parallel()
+		bin := filepath.Join(t.TempDir(), "resync.test")
+		build := exec.Command("go", "test", "-c", "-o", bin, ".")
+		build.Env = append(os.Environ(), "GOFLAGS=")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building the tests without the race detector: %v\n%s", err, out)
+		}
 		for _, which := range []string{"watch", "deltas"} {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestStalledCallersCostAFixedBudget$", "-test.v", "-test.count=1")
+			cmd := exec.Command(bin, "-test.run=^TestStalledCallersCostAFixedBudget$", "-test.v", "-test.count=1")
 			cmd.Env = append(os.Environ(), stalledChild+"="+which)
 			out, err := cmd.CombinedOutput()
 			for _, line := range strings.Split(string(out), "\n") {
 				if strings.Contains(line, "guard_test.go") {
 					t.Log(strings.TrimSpace(line))
 				}
+			}
+			if usage, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok { // Maxrss is in KiB on Linux
+				t.Logf("the process measuring %s peaked at %.0f MiB RSS in all (the mesh included)", which, float64(usage.Maxrss)/1024)
 			}
 			if err != nil || !strings.Contains(string(out), "--- PASS: TestStalledCallersCostAFixedBudget") {
 				t.Errorf("the process measuring %s failed (%v):\n%s", which, err, tailOf(string(out), 4000))
@@ -299,9 +345,12 @@ func TestStalledCallersCostAFixedBudget(t *testing.T) {
 		t.Fatalf("deltas: %d %s", resp.StatusCode, body)
 	}
 	testkit.Eventually(t, "the warm-up caller gone", 10*time.Second, func() bool { return watchers.Len() == 0 })
-	runtime.GC()
+	// The base: the heap collected and its free pages given back to the system, so the
+	// resident set holds what is live and what the callers add shows in it.
+	debug.FreeOSMemory()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
+	baseRSS := resetPeakRSS(t)
 	stop := make(chan struct{})
 	peak := heapPeak(stop)
 	started := time.Now()
@@ -330,9 +379,13 @@ func TestStalledCallersCostAFixedBudget(t *testing.T) {
 	}
 	close(stop)
 	peaked := int64(<-peak) - int64(base.HeapInuse)
-	t.Logf("%d stalled callers of %s on %d entities (all served in %v): heap +%.1f MiB live (%.0f KiB per caller), +%.1f MiB at the peak",
-		callers, which, entities, time.Since(started).Round(time.Millisecond), float64(held)/(1<<20), float64(held)/1024/callers,
-		float64(peaked)/(1<<20))
+	peakRSS := (statusKiB(t, "VmHWM") - baseRSS) << 10
+	t.Logf("%d stalled callers of %s on %d entities (all served in %v): peak RSS +%.1f MiB (from %.0f MiB); heap +%.1f MiB live (%.0f KiB per caller), +%.1f MiB at the peak",
+		callers, which, entities, time.Since(started).Round(time.Millisecond), float64(peakRSS)/(1<<20), float64(baseRSS)/1024,
+		float64(held)/(1<<20), float64(held)/1024/callers, float64(peaked)/(1<<20))
+	if peakRSS > 100<<20 {
+		t.Errorf("the stalled callers raised the peak RSS by %d MiB; want under 100", peakRSS>>20)
+	}
 	if open() != callers {
 		t.Errorf("%d of them still open after the measure, want %d", open(), callers)
 	}
