@@ -1,6 +1,8 @@
 // Reads catalog.providers.knativeEventMesh.<id> once into typed values, with errors that name
 // the offending key. The keys are the published plugin's (baseUrl, token, schedule), so an app
-// config written for it works unchanged; tokenFile and push are this module's additions.
+// config written for it works unchanged; tokenFile, push, cluster and naming are this module's
+// additions. Each id is one broadcaster (one cluster) and one entity provider; with
+// naming: cluster their entity names cannot collide, which is checked across ids here.
 
 import * as fs from 'node:fs';
 import {
@@ -9,6 +11,7 @@ import {
 } from '@backstage/backend-plugin-api';
 import { Config, readDurationFromConfig } from '@backstage/config';
 import { durationToMilliseconds } from '@backstage/types';
+import { isClusterName } from './mesh';
 
 export const CONFIG_ROOT = 'catalog.providers.knativeEventMesh';
 
@@ -19,7 +22,23 @@ export interface PushSettings {
   maxReconnectDelayMs: number;
   /** A stream that sends nothing, not even its 15 s heartbeat, for this long is dropped and resumed. */
   idleTimeoutMs: number;
+  /**
+   * How often the whole replica is written again as a full mutation while the stream runs, so
+   * that whatever changed in the catalog behind the follower's back (an entity unregistered by
+   * hand, a restored database) is put right without waiting for a resync.
+   */
+  fullMutationIntervalMs: number;
 }
+
+/**
+ * How entities are named. `published`: namespace and name of the Kubernetes object, exactly as
+ * the published plugin names them (the drop-in; one cluster). `cluster`: the cluster's name is
+ * appended to every entity name (entities.ts, entityName), so several clusters' meshes share
+ * one catalog without collisions.
+ */
+export type Naming = 'published' | 'cluster';
+
+export const NAMINGS: readonly Naming[] = ['published', 'cluster'];
 
 export interface ProviderConfig {
   id: string;
@@ -28,6 +47,13 @@ export interface ProviderConfig {
   token: { value: string } | { file: string } | undefined;
   schedule: SchedulerServiceTaskScheduleDefinition;
   push: PushSettings;
+  /**
+   * The broadcaster's cluster name (its events.cluster), if configured: with naming: cluster it
+   * is in every entity name; either way a broadcaster that says it serves another cluster is
+   * refused.
+   */
+  cluster?: string;
+  naming: Naming;
 }
 
 /**
@@ -45,7 +71,14 @@ export const DEFAULT_PUSH: PushSettings = {
   minReconnectDelayMs: 100,
   maxReconnectDelayMs: 5000,
   idleTimeoutMs: 45_000,
+  fullMutationIntervalMs: 10 * 60_000,
 };
+
+/**
+ * With naming: cluster, the longest cluster name: it leaves room for the object's name (cut
+ * and hashed where needed, entities.ts) within Backstage's 63 characters.
+ */
+export const MAX_NAMING_CLUSTER = 52;
 
 export class ProviderConfigError extends Error {
   constructor(key: string, problem: string) {
@@ -60,7 +93,37 @@ export function readProviderConfigs(root: Config): ProviderConfig[] {
   if (!providers) {
     return [];
   }
-  return providers.keys().map((id) => readProviderConfig(id, providers.getConfig(id)));
+  const configs = providers.keys().map((id) => readProviderConfig(id, providers.getConfig(id)));
+  checkFleet(configs);
+  return configs;
+}
+
+/**
+ * What no single provider can check: entity names must not collide across providers. Every
+ * provider names its entities the same way, and with naming: cluster no two share a cluster
+ * name (compared as the catalog compares refs, ignoring case).
+ */
+function checkFleet(configs: ProviderConfig[]): void {
+  const at = (id: string, key: string) => `${CONFIG_ROOT}.${id}.${key}`;
+  const first = configs[0];
+  const clusters = new Map<string, string>();
+  for (const c of configs) {
+    if (c.naming !== first.naming) {
+      throw new ProviderConfigError(
+        at(c.id, 'naming'),
+        `is ${c.naming}, but ${at(first.id, 'naming')} is ${first.naming}: every provider must name entities the same way, or their names can collide`,
+      );
+    }
+    if (c.cluster === undefined) continue;
+    const other = clusters.get(c.cluster.toLowerCase());
+    if (other !== undefined) {
+      throw new ProviderConfigError(
+        at(c.id, 'cluster'),
+        `${JSON.stringify(c.cluster)} is already the cluster of ${at(other, 'cluster')}: each broadcaster is one cluster, and its entities would collide`,
+      );
+    }
+    clusters.set(c.cluster.toLowerCase(), c.id);
+  }
 }
 
 export function readProviderConfig(id: string, config: Config): ProviderConfig {
@@ -114,13 +177,14 @@ export function readProviderConfig(id: string, config: Config): ProviderConfig {
   const push = { ...DEFAULT_PUSH };
   if (config.has('push')) {
     const pushConfig = guarded('push', () => config.getConfig('push'));
-    const delay = (key: 'minReconnectDelay' | 'maxReconnectDelay' | 'idleTimeout') =>
+    const delay = (key: 'minReconnectDelay' | 'maxReconnectDelay' | 'idleTimeout' | 'fullMutationInterval') =>
       pushConfig.has(key)
         ? guarded(`push.${key}`, () => durationToMilliseconds(readDurationFromConfig(pushConfig, { key })))
         : undefined;
     push.minReconnectDelayMs = delay('minReconnectDelay') ?? push.minReconnectDelayMs;
     push.maxReconnectDelayMs = delay('maxReconnectDelay') ?? push.maxReconnectDelayMs;
     push.idleTimeoutMs = delay('idleTimeout') ?? push.idleTimeoutMs;
+    push.fullMutationIntervalMs = delay('fullMutationInterval') ?? push.fullMutationIntervalMs;
     if (push.minReconnectDelayMs <= 0) {
       throw new ProviderConfigError(at('push.minReconnectDelay'), 'must be longer than zero');
     }
@@ -130,9 +194,35 @@ export function readProviderConfig(id: string, config: Config): ProviderConfig {
     if (push.maxReconnectDelayMs < push.minReconnectDelayMs) {
       throw new ProviderConfigError(at('push.maxReconnectDelay'), 'must not be shorter than push.minReconnectDelay');
     }
+    if (push.fullMutationIntervalMs < 1000) {
+      throw new ProviderConfigError(at('push.fullMutationInterval'), 'must be at least 1 s');
+    }
   }
 
-  return { id, baseUrl, token, schedule, push };
+  const cluster = guarded('cluster', () => config.getOptionalString('cluster'));
+  if (cluster !== undefined && !isClusterName(cluster)) {
+    throw new ProviderConfigError(
+      at('cluster'),
+      `want the broadcaster's cluster name (1 to 63 letters, digits and -, starting and ending with a letter or digit), got ${JSON.stringify(cluster)}`,
+    );
+  }
+  const naming = guarded('naming', () => config.getOptionalString('naming')) ?? 'published';
+  if (!NAMINGS.includes(naming as Naming)) {
+    throw new ProviderConfigError(at('naming'), `want ${NAMINGS.join(' or ')}, got ${JSON.stringify(naming)}`);
+  }
+  if (naming === 'cluster') {
+    if (cluster === undefined) {
+      throw new ProviderConfigError(at('cluster'), "naming: cluster needs the cluster's name (the broadcaster's events.cluster)");
+    }
+    if (cluster.length > MAX_NAMING_CLUSTER) {
+      throw new ProviderConfigError(
+        at('cluster'),
+        `with naming: cluster, at most ${MAX_NAMING_CLUSTER} characters (it is part of every entity name, which Backstage limits to 63), got ${cluster.length}`,
+      );
+    }
+  }
+
+  return { id, baseUrl, token, schedule, push, cluster, naming: naming as Naming };
 }
 
 /** The bearer token for the next connection, if any. */

@@ -3,7 +3,12 @@
 // the same order (the catalog hashes entities, so the same order keeps a switch from that plugin
 // from rewriting every entity): EventTypes are APIs of type eventType; Brokers, channels and
 // sources are Components providing them.
+//
+// With naming: cluster (MappingContext.cluster set) the same mapping names every entity
+// <name>.<cluster> instead, so the meshes of several clusters share one catalog: a cluster name
+// has no dot, so the name splits back at its last dot and two clusters never meet on one ref.
 
+import { createHash } from 'node:crypto';
 import {
   ANNOTATION_LOCATION,
   ANNOTATION_ORIGIN_LOCATION,
@@ -24,11 +29,39 @@ export const TYPE_BROKER = 'broker';
 export const SYSTEM = 'knative-event-mesh';
 export const OWNER = 'knative';
 
+/** With naming: cluster, the cluster an entity belongs to. */
+export const ANNOTATION_CLUSTER = 'eventmesh.knative.dev/cluster';
+
+/** Backstage's longest entity name. */
+export const MAX_NAME = 63;
+
 /** What every entity of one provider shares: its id (the lifecycle) and the broadcaster URL. */
 export interface MappingContext {
   providerId: string;
   /** As configured, trailing slash included: the published plugin writes it so. */
   baseUrl: string;
+  /** Set with naming: cluster only: the cluster put into every name. Unset, names are the published plugin's. */
+  cluster?: string;
+}
+
+/**
+ * The Backstage name of a Kubernetes object's name: the name itself, or with a cluster
+ * <name>.<cluster>. Where that is longer than Backstage allows, the name is cut and ends in
+ * the first 8 hex digits of its SHA-256 instead: <prefix>-<hash>.<cluster>, 63 characters.
+ * It depends on nothing but its arguments, so a restart (of either side) names alike.
+ */
+export function entityName(name: string, cluster: string | undefined): string {
+  if (cluster === undefined) {
+    return name;
+  }
+  const whole = `${name}.${cluster}`;
+  if (whole.length <= MAX_NAME) {
+    return whole;
+  }
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
+  const keep = MAX_NAME - cluster.length - hash.length - 2;
+  const prefix = name.slice(0, keep).replace(/[^A-Za-z0-9]+$/, '');
+  return `${prefix}-${hash}.${cluster}`;
 }
 
 function annotationsOf(entity: MeshEntity, ctx: MappingContext): Record<string, string> {
@@ -36,11 +69,21 @@ function annotationsOf(entity: MeshEntity, ctx: MappingContext): Record<string, 
   // Location first, then origin: the order the published plugin's chained assignment leaves.
   annotations[ANNOTATION_LOCATION] = `url:${ctx.baseUrl}`;
   annotations[ANNOTATION_ORIGIN_LOCATION] = `url:${ctx.baseUrl}`;
+  if (ctx.cluster !== undefined) {
+    annotations[ANNOTATION_CLUSTER] = ctx.cluster;
+  }
   return annotations;
 }
 
-function providesApis(provided: string[] | undefined): string[] {
-  return (provided ?? []).map((eventType) => `api:${eventType}`);
+/** The refs of the provided EventTypes, given as <namespace>/<name>. */
+function providesApis(provided: string[] | undefined, ctx: MappingContext): string[] {
+  return (provided ?? []).map((eventType) => {
+    if (ctx.cluster === undefined) {
+      return `api:${eventType}`;
+    }
+    const slash = eventType.indexOf('/');
+    return `api:${eventType.slice(0, slash + 1)}${entityName(eventType.slice(slash + 1), ctx.cluster)}`;
+  });
 }
 
 export function eventTypeEntity(eventType: MeshEventType, ctx: MappingContext): Entity {
@@ -48,15 +91,16 @@ export function eventTypeEntity(eventType: MeshEventType, ctx: MappingContext): 
   if (eventType.schemaURL) {
     links.push({ title: 'View external schema', icon: 'scaffolder', url: eventType.schemaURL });
   }
+  const where = ctx.cluster === undefined ? '' : `${ctx.cluster}/`;
   const metadata: Entity['metadata'] = {
-    name: eventType.name,
+    name: entityName(eventType.name, ctx.cluster),
     namespace: eventType.namespace,
     description: eventType.description,
     labels: eventType.labels || {},
     annotations: annotationsOf(eventType, ctx),
     tags: [],
     links,
-    title: `${eventType.type} - (${eventType.namespace}/${eventType.name})`,
+    title: `${eventType.type} - (${where}${eventType.namespace}/${eventType.name})`,
     consumedBy: eventType.consumedBy ?? [],
   };
   if (metadata.description === undefined) {
@@ -77,22 +121,26 @@ export function eventTypeEntity(eventType: MeshEventType, ctx: MappingContext): 
 }
 
 function componentEntity(entity: MeshEntity, type: string, provided: string[] | undefined, ctx: MappingContext): Entity {
+  const metadata: Entity['metadata'] = {
+    name: entityName(entity.name, ctx.cluster),
+    namespace: entity.namespace,
+    labels: entity.labels || {},
+    annotations: annotationsOf(entity, ctx),
+    tags: [],
+  };
+  if (ctx.cluster !== undefined) {
+    metadata.title = `${entity.name} (${ctx.cluster})`;
+  }
   return {
     apiVersion: 'backstage.io/v1alpha1',
     kind: 'Component',
-    metadata: {
-      name: entity.name,
-      namespace: entity.namespace,
-      labels: entity.labels || {},
-      annotations: annotationsOf(entity, ctx),
-      tags: [],
-    },
+    metadata,
     spec: {
       type,
       lifecycle: ctx.providerId,
       system: SYSTEM,
       owner: OWNER,
-      providesApis: providesApis(provided),
+      providesApis: providesApis(provided, ctx),
     },
   };
 }
@@ -123,12 +171,15 @@ export function backstageEntity(kind: MeshKind, entity: MeshEntity, ctx: Mapping
   }
 }
 
-/** The entity ref a mesh entity maps to: Brokers, channels and sources can share one. */
-export function backstageRef(kind: MeshKind, entity: { namespace: string; name: string }): string {
+/**
+ * The entity ref a mesh entity maps to: Brokers, channels and sources (of one cluster) can
+ * share one. With a cluster (naming: cluster), its name is the cluster's.
+ */
+export function backstageRef(kind: MeshKind, entity: { namespace: string; name: string }, cluster?: string): string {
   return stringifyEntityRef({
     kind: kind === 'eventtype' ? 'API' : 'Component',
     namespace: entity.namespace,
-    name: entity.name,
+    name: entityName(entity.name, cluster),
   });
 }
 

@@ -2,10 +2,14 @@
 // becomes one full mutation, each delta one delta mutation carrying the entity's full state (or
 // its removal). Continuity is checked on the stream's ids; anything it cannot continue from (a
 // new epoch, a gap, a 410, a refused token, a mutation that failed) starts over with a snapshot.
+// Every push.fullMutationInterval the whole replica is written again as one full mutation, so
+// drift in the catalog heals without a new snapshot. Writes to the catalog go one at a time, in
+// the order they were made.
 
 import { LoggerService } from '@backstage/backend-plugin-api';
 import { EntityProviderConnection } from '@backstage/plugin-catalog-node';
-import { ProviderConfig, readToken } from './config';
+import { Entity } from '@backstage/catalog-model';
+import { CONFIG_ROOT, ProviderConfig, readToken } from './config';
 import { MeshProtocolError, MeshSnapshot } from './mesh';
 import { FollowerMetrics } from './metrics';
 import { CatalogChange, MeshReplica } from './replica';
@@ -23,6 +27,17 @@ class Resync extends Error {
   }
 }
 
+/**
+ * The broadcaster names another cluster than the one configured: nothing is written, and it is
+ * asked again (after the longest backoff) in case it is being redeployed.
+ */
+export class ClusterMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ClusterMismatchError';
+  }
+}
+
 export interface FollowerOptions {
   config: ProviderConfig;
   locationKey: string;
@@ -35,13 +50,37 @@ export class MeshFollower {
   private readonly replica: MeshReplica;
   private resume: ResumePoint | undefined;
   private resyncReason: ResyncReason = 'start';
+  /** The cluster the last snapshot named (undefined: a broadcaster without a cluster name). */
+  private streamCluster: string | undefined;
+  /** The catalog writes in flight, chained: each starts when the one before has ended. */
+  private writes: Promise<void> = Promise.resolve();
+  private healTimer: NodeJS.Timeout | undefined;
+  private running: AbortSignal | undefined;
 
   constructor(private readonly options: FollowerOptions) {
-    this.replica = new MeshReplica({ providerId: options.config.id, baseUrl: options.config.baseUrl });
+    const { config } = options;
+    this.replica = new MeshReplica({
+      providerId: config.id,
+      baseUrl: config.baseUrl,
+      ...(config.naming === 'cluster' ? { cluster: config.cluster } : {}),
+    });
   }
 
   /** Follows until signal aborts. Each run starts from a snapshot: another replica may have written since. */
   async run(signal: AbortSignal): Promise<void> {
+    try {
+      this.running = signal;
+      await this.followUntil(signal);
+    } finally {
+      clearTimeout(this.healTimer);
+      this.healTimer = undefined;
+      this.running = undefined;
+      // A periodic full mutation may still be writing: the run owns it.
+      await this.writes;
+    }
+  }
+
+  private async followUntil(signal: AbortSignal): Promise<void> {
     const { logger, config } = this.options;
     this.resume = undefined;
     this.resyncReason = 'start';
@@ -78,6 +117,13 @@ export class MeshFollower {
         }
       } catch (error) {
         if (signal.aborted) break;
+        if (error instanceof ClusterMismatchError) {
+          this.options.metrics.connections.add(1, { result: 'wrong_cluster' });
+          this.resume = undefined;
+          logger.error(`${error.message}; nothing written, asking again in ${config.push.maxReconnectDelayMs} ms`);
+          await sleep(config.push.maxReconnectDelayMs, signal);
+          continue;
+        }
         if (error instanceof Resync) {
           this.startOver(error.reason, error.message);
           resyncStreak++;
@@ -156,20 +202,77 @@ export class MeshFollower {
 
   private async applySnapshot(id: number, snapshot: MeshSnapshot, bytes: number): Promise<void> {
     const started = Date.now();
+    this.checkCluster(snapshot.cluster);
     this.replica.load(snapshot);
+    this.streamCluster = snapshot.cluster;
     const entities = this.replica.allEntities();
+    await this.serial(() => this.writeAll(entities));
+    this.resume = { epoch: snapshot.epoch, id };
+    this.options.metrics.received.add(bytes, { event: 'snapshot' });
+    this.options.logger.info(
+      `Applied snapshot ${snapshot.epoch} #${snapshot.sequence}${snapshot.cluster ? ` of cluster ${snapshot.cluster}` : ''} as a full mutation: ` +
+        `${entities.length} entities (${this.replica.size} in the mesh) in ${Date.now() - started} ms`,
+    );
+  }
+
+  /**
+   * A broadcaster that names its cluster must name the configured one: pointed at another
+   * cluster's broadcaster, this provider would write (and, with naming: cluster, name) that
+   * cluster's entities as its own. One that names none is taken to be the configured cluster.
+   */
+  private checkCluster(served: string | undefined): void {
+    const { config } = this.options;
+    if (config.cluster === undefined || served === undefined || served.toLowerCase() === config.cluster.toLowerCase()) {
+      return;
+    }
+    throw new ClusterMismatchError(
+      `${config.baseUrl} serves cluster ${JSON.stringify(served)}, but ${CONFIG_ROOT}.${config.id}.cluster is ${JSON.stringify(config.cluster)}`,
+    );
+  }
+
+  /** One full mutation of the given entities; on success the next periodic one is due an interval later. */
+  private async writeAll(entities: Entity[]): Promise<void> {
     await this.mutate('full', () =>
       this.options.connection.applyMutation({
         type: 'full',
         entities: entities.map((entity) => ({ entity, locationKey: this.options.locationKey })),
       }),
     );
-    this.resume = { epoch: snapshot.epoch, id };
-    this.options.metrics.received.add(bytes, { event: 'snapshot' });
-    this.options.logger.info(
-      `Applied snapshot ${snapshot.epoch} #${snapshot.sequence} as a full mutation: ` +
-        `${entities.length} entities (${this.replica.size} in the mesh) in ${Date.now() - started} ms`,
-    );
+    this.scheduleHeal();
+  }
+
+  private scheduleHeal(): void {
+    clearTimeout(this.healTimer);
+    if (!this.running || this.running.aborted) return;
+    this.healTimer = setTimeout(() => void this.heal(), this.options.config.push.fullMutationIntervalMs);
+    this.healTimer.unref();
+  }
+
+  /** The periodic full mutation: the replica as it stands, written again. */
+  private async heal(): Promise<void> {
+    const { logger } = this.options;
+    try {
+      await this.serial(async () => {
+        // Only a replica the follower is keeping current (it has applied a snapshot of the
+        // stream it follows) may be written; between streams the next snapshot will be.
+        if (!this.resume || !this.running || this.running.aborted) return;
+        const started = Date.now();
+        const entities = this.replica.allEntities();
+        await this.writeAll(entities);
+        logger.info(`Applied the mesh again as a full mutation (push.fullMutationInterval): ${entities.length} entities in ${Date.now() - started} ms`);
+      });
+    } catch (error) {
+      // Counted as a failed full mutation; the catalog keeps what it had, and the next interval tries again.
+      logger.warn(`Periodic full mutation failed: ${describe(error)}`);
+      this.scheduleHeal();
+    }
+  }
+
+  /** Runs write after every write queued before it; its result is the caller's. */
+  private serial(write: () => Promise<void>): Promise<void> {
+    const next = this.writes.then(write);
+    this.writes = next.catch(() => undefined);
+    return next;
   }
 
   private async applyDelta(event: Extract<WatchEvent, { type: 'delta' }>): Promise<void> {
@@ -183,6 +286,9 @@ export class MeshFollower {
     if (event.id !== this.resume.id + 1 || change.sequence !== event.id) {
       throw new Resync('gap', `delta #${event.id} (meshseq ${change.sequence}) after #${this.resume.id}`);
     }
+    if (change.cluster !== this.streamCluster) {
+      throw new Resync('error', `delta #${event.id} of cluster ${JSON.stringify(change.cluster)} on a stream of cluster ${JSON.stringify(this.streamCluster)}`);
+    }
     if ('skipped' in change) {
       this.replica.skip(change.sequence); // a kind the catalog does not map
       this.resume.id = event.id;
@@ -190,7 +296,7 @@ export class MeshFollower {
       return;
     }
     const catalogChange = this.replica.apply(change);
-    await this.mutate('delta', () => this.applyCatalogChange(catalogChange));
+    await this.serial(() => this.mutate('delta', () => this.applyCatalogChange(catalogChange)));
     this.resume.id = event.id;
     this.options.metrics.received.add(event.bytes, { event: 'delta' });
     this.options.logger.debug(

@@ -82,6 +82,8 @@ export interface EventMesh {
 export interface MeshSnapshot {
   epoch: string;
   sequence: number;
+  /** The broadcaster's cluster name (its events.cluster), when it has one. */
+  cluster?: string;
   mesh: EventMesh;
 }
 
@@ -94,6 +96,8 @@ export interface MeshChange {
   op: ChangeOp;
   epoch: string;
   sequence: number;
+  /** The event's meshcluster extension, when the broadcaster has a cluster name. */
+  cluster?: string;
   entity: MeshEntity;
 }
 
@@ -105,6 +109,7 @@ export interface SkippedChange {
   op: ChangeOp;
   epoch: string;
   sequence: number;
+  cluster?: string;
 }
 
 export class MeshProtocolError extends Error {
@@ -135,6 +140,9 @@ function field<T>(
 const isString = (v: unknown) => typeof v === 'string';
 const isNonEmptyString = (v: unknown) => typeof v === 'string' && v !== '';
 const isSequence = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+/** A cluster name as docs/protocol.md fixes it: 1 to 63 letters, digits and -, alphanumeric at both ends. */
+export const isClusterName = (v: unknown) => typeof v === 'string' && /^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$/.test(v);
+const isOptionalCluster = (v: unknown) => v === undefined || isClusterName(v);
 
 /** Checks one entity of the given kind: the members the mapping reads must have their types. */
 export function parseEntity(kind: MeshKind, value: unknown, where: string): MeshEntity {
@@ -176,6 +184,7 @@ export function parseSnapshot(value: unknown): MeshSnapshot {
   }
   const epoch = field<string>(value, 'epoch', 'snapshot', isNonEmptyString, 'an epoch');
   const sequence = field<number>(value, 'sequence', 'snapshot', isSequence, 'a sequence');
+  const cluster = field<string | undefined>(value, 'cluster', 'snapshot', isOptionalCluster, 'a cluster name');
   const mesh = field<Record<string, unknown>>(value, 'mesh', 'snapshot', isObject, 'an object');
   const lists: Array<[keyof EventMesh, MeshKind]> = [
     ['brokers', 'broker'],
@@ -190,7 +199,9 @@ export function parseSnapshot(value: unknown): MeshSnapshot {
       parseEntity(kind, item, `snapshot.mesh.${list}[${i}]`),
     );
   }
-  return { epoch, sequence, mesh: parsed as EventMesh };
+  const snapshot: MeshSnapshot = { epoch, sequence, mesh: parsed as EventMesh };
+  if (cluster !== undefined) snapshot.cluster = cluster;
+  return snapshot;
 }
 
 /** Checks a `delta` event (a structured mesh-delta CloudEvent) and returns its change. */
@@ -198,6 +209,7 @@ export function parseDelta(value: unknown): MeshChange | SkippedChange {
   if (!isObject(value)) {
     throw new MeshProtocolError(`delta: want a CloudEvent object, got ${JSON.stringify(value)}`);
   }
+  const cluster = field<string | undefined>(value, 'meshcluster', 'delta', isOptionalCluster, 'a cluster name');
   const data = field<Record<string, unknown>>(value, 'data', 'delta', isObject, 'an object');
   const key = field<string>(data, 'key', 'delta.data', isNonEmptyString, 'an entity key');
   const parts = key.split('/');
@@ -214,8 +226,9 @@ export function parseDelta(value: unknown): MeshChange | SkippedChange {
   );
   const epoch = field<string>(data, 'epoch', 'delta.data', isNonEmptyString, 'an epoch');
   const sequence = field<number>(data, 'sequence', 'delta.data', (v) => isSequence(v) && (v as number) > 0, 'a positive sequence');
+  const inCluster = cluster === undefined ? {} : { cluster };
   if (!meshKinds.includes(kindName as MeshKind)) {
-    return { skipped: true, key, kind: kindName, op, epoch, sequence };
+    return { skipped: true, key, kind: kindName, op, epoch, sequence, ...inCluster };
   }
   const kind = kindName as MeshKind;
   const entity = parseEntity(kind, data.entity, 'delta.data.entity');
@@ -224,5 +237,5 @@ export function parseDelta(value: unknown): MeshChange | SkippedChange {
       `delta.data.entity: names ${entity.namespace}/${entity.name}, but the key is ${key}`,
     );
   }
-  return { key, kind, op, epoch, sequence, entity };
+  return { key, kind, op, epoch, sequence, ...inCluster, entity };
 }

@@ -66,7 +66,7 @@ export class MeshReplica {
       const held = this.entities.get(id);
       if (held) {
         this.entities.delete(id);
-        const ref = backstageRef(held.kind, held.entity);
+        const ref = backstageRef(held.kind, held.entity, this.ctx.cluster);
         const ids = this.byRef.get(ref);
         ids?.delete(id);
         if (ids?.size === 0) {
@@ -77,7 +77,7 @@ export class MeshReplica {
       this.put(change.kind, id, change.entity);
     }
     this.sequence = change.sequence;
-    const ref = backstageRef(change.kind, change.entity);
+    const ref = backstageRef(change.kind, change.entity, this.ctx.cluster);
     const entity = this.entityFor(ref);
     return entity ? { upserted: [entity], removed: [] } : { upserted: [], removed: [ref] };
   }
@@ -91,7 +91,7 @@ export class MeshReplica {
     const out: Entity[] = [];
     for (const kind of listingOrder) {
       for (const held of this.entities.values()) {
-        if (held.kind === kind && winners.get(backstageRef(kind, held.entity)) === held) {
+        if (held.kind === kind && winners.get(backstageRef(kind, held.entity, this.ctx.cluster)) === held) {
           out.push(backstageEntity(kind, held.entity, this.ctx));
         }
       }
@@ -111,7 +111,7 @@ export class MeshReplica {
 
   private put(kind: MeshKind, id: string, entity: MeshEntity): void {
     this.entities.set(id, { kind, entity });
-    const ref = backstageRef(kind, entity);
+    const ref = backstageRef(kind, entity, this.ctx.cluster);
     let ids = this.byRef.get(ref);
     if (!ids) {
       ids = new Set();

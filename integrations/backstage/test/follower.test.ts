@@ -9,18 +9,18 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { MeshFollower } from '../src/follower';
-import { DEFAULT_SCHEDULE, ProviderConfig } from '../src/config';
+import { DEFAULT_PUSH, DEFAULT_SCHEDULE, ProviderConfig } from '../src/config';
 import { tempDir, waitFor } from './harness';
 
 const emptyMesh = { brokers: [], eventTypes: [], sources: [], subscribables: [] };
 const broker = (name: string, labels: Record<string, string> | null = null) => ({
   namespace: 'shop', name, uid: '', labels, annotations: null, providedEventTypes: [],
 });
-const snapshot = (epoch: string, id: number, brokers: object[] = []) =>
-  `event: snapshot\nid: ${id}\ndata: ${JSON.stringify({ epoch, sequence: id, mesh: { ...emptyMesh, brokers } })}\n\n`;
-const delta = (epoch: string, id: number, entity: object, op = 'added') =>
+const snapshot = (epoch: string, id: number, brokers: object[] = [], cluster?: string) =>
+  `event: snapshot\nid: ${id}\ndata: ${JSON.stringify({ epoch, sequence: id, cluster, mesh: { ...emptyMesh, brokers } })}\n\n`;
+const delta = (epoch: string, id: number, entity: object, op = 'added', cluster?: string) =>
   `event: delta\nid: ${id}\ndata: ${JSON.stringify({
-    specversion: '1.0', id: `${epoch}-${id}`, type: `dev.knative.eventmesh.broker.${op}`,
+    specversion: '1.0', id: `${epoch}-${id}`, type: `dev.knative.eventmesh.broker.${op}`, meshcluster: cluster,
     data: { key: `eventing.knative.dev/Broker/shop/${(entity as any).name}`, kind: 'broker', op, epoch, sequence: id, entity },
   })}\n\n`;
 
@@ -67,8 +67,27 @@ const quiet: any = { child: () => quiet, info() {}, debug() {}, warn() {}, error
 const counter = { add() {}, record() {} };
 const metrics = { connections: counter, resyncs: counter, mutations: counter, mutationDuration: counter, received: counter };
 
-function follow(baseUrl: string, connection: any, token?: ProviderConfig['token'], idleTimeoutMs = 45_000) {
-  const config: ProviderConfig = { id: 'dev', baseUrl, token, schedule: DEFAULT_SCHEDULE, push: { minReconnectDelayMs: 10, maxReconnectDelayMs: 50, idleTimeoutMs } };
+function follow(
+  baseUrl: string,
+  connection: any,
+  token?: ProviderConfig['token'],
+  idleTimeoutMs = 45_000,
+  overrides: { cluster?: string; naming?: ProviderConfig['naming']; fullMutationIntervalMs?: number } = {},
+) {
+  const config: ProviderConfig = {
+    id: 'dev',
+    baseUrl,
+    token,
+    schedule: DEFAULT_SCHEDULE,
+    push: {
+      minReconnectDelayMs: 10,
+      maxReconnectDelayMs: 50,
+      idleTimeoutMs,
+      fullMutationIntervalMs: overrides.fullMutationIntervalMs ?? DEFAULT_PUSH.fullMutationIntervalMs,
+    },
+    cluster: overrides.cluster,
+    naming: overrides.naming ?? 'published',
+  };
   const follower = new MeshFollower({ config, locationKey: 'knative-event-mesh-provider-dev', connection, logger: quiet, metrics: metrics as any });
   const abort = new AbortController();
   const done = follower.run(abort.signal);
@@ -214,4 +233,82 @@ test('a 410 to a fresh request is retried with backoff, not at once', async () =
   await server.stop();
   assert.ok(server.seen.length <= 40, `${server.seen.length} requests in a second`);
   assert.equal(rec.mutations.length, 0);
+});
+
+test('naming: cluster names every entity and ref for the cluster the broadcaster serves', async () => {
+  const orders = { ...broker('orders'), providedEventTypes: ['shop/order-created'] };
+  const server = await scriptedServer([
+    { body: snapshot('e1', 1, [orders], 'east') + delta('e1', 2, broker('refunds'), 'added', 'east') + delta('e1', 3, broker('refunds'), 'deleted', 'east'), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, undefined, 45_000, { cluster: 'east', naming: 'cluster' });
+  await waitFor('the snapshot and two deltas', async () => (rec.mutations.length >= 3 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  const [full, added, removed] = rec.mutations;
+  const entity = full.entities[0].entity;
+  assert.equal(entity.metadata.name, 'orders.east');
+  assert.equal(entity.metadata.namespace, 'shop');
+  assert.equal(entity.metadata.title, 'orders (east)');
+  assert.equal(entity.metadata.annotations['eventmesh.knative.dev/cluster'], 'east');
+  assert.deepEqual(entity.spec.providesApis, ['api:shop/order-created.east']);
+  assert.equal(added.added[0].entity.metadata.name, 'refunds.east');
+  assert.deepEqual(removed.removed, [{ entityRef: 'component:shop/refunds.east', locationKey: 'knative-event-mesh-provider-dev' }]);
+});
+
+test('a broadcaster naming no cluster is taken to be the configured one', async () => {
+  const server = await scriptedServer([{ body: snapshot('e1', 1, [broker('orders')]), end: false }]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, undefined, 45_000, { cluster: 'east', naming: 'cluster' });
+  await waitFor('the snapshot', async () => (rec.mutations.length >= 1 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.equal(rec.mutations[0].entities[0].entity.metadata.name, 'orders.east');
+});
+
+test('a broadcaster of another cluster than the configured one: nothing written, asked again', async (t) => {
+  for (const naming of ['cluster', 'published'] as const) {
+    await t.test(naming, async () => {
+      const server = await scriptedServer([{ body: snapshot('e1', 1, [broker('orders')], 'west'), end: false }]);
+      const rec = recorder();
+      const f = follow(server.url, rec.connection, undefined, 45_000, { cluster: 'east', naming });
+      await waitFor('a second request', async () => (server.seen.length >= 2 ? true : undefined), 5000, 20);
+      await f.stop();
+      await server.stop();
+      assert.equal(rec.mutations.length, 0);
+      assert.ok(server.seen.every((s) => s.lastEventId === undefined), 'every one a fresh snapshot');
+    });
+  }
+});
+
+test('a delta of another cluster than its stream: a fresh snapshot', async () => {
+  const server = await scriptedServer([
+    { body: snapshot('e1', 1, [], 'east') + delta('e1', 2, broker('a'), 'added', 'west') },
+    { body: snapshot('e1', 2, [], 'east'), end: false },
+  ]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, undefined, 45_000, { cluster: 'east', naming: 'cluster' });
+  await waitFor('two snapshots', async () => (rec.mutations.length >= 2 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.deepEqual(rec.mutations.map((m) => m.type), ['full', 'full']);
+  assert.equal(server.seen[1].lastEventId, undefined);
+});
+
+test('every push.fullMutationInterval the replica is written again, on the same stream', async () => {
+  const server = await scriptedServer([{ body: snapshot('e1', 1, [broker('a')]) + delta('e1', 2, broker('b')), end: false }]);
+  const rec = recorder();
+  const f = follow(server.url, rec.connection, undefined, 45_000, { fullMutationIntervalMs: 100 });
+  await waitFor('two periodic full mutations', async () => (rec.mutations.length >= 4 ? true : undefined), 5000, 20);
+  await f.stop();
+  await server.stop();
+  assert.deepEqual(rec.mutations.slice(0, 4).map((m) => m.type), ['full', 'delta', 'full', 'full']);
+  for (const m of rec.mutations.slice(2)) {
+    assert.equal(m.type, 'full');
+    assert.deepEqual(m.entities.map((e: any) => e.entity.metadata.name), ['a', 'b'], 'the replica as it stands, delta included');
+  }
+  assert.equal(server.seen.length, 1, 'no new stream, no snapshot');
+  const after = rec.mutations.length;
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(rec.mutations.length, after, 'nothing is written once the follower has stopped');
 });

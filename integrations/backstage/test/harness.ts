@@ -66,6 +66,8 @@ export class Broadcaster {
   private constructor(
     readonly dir: string,
     readonly port: number,
+    /** Flags beyond --manifests and --listen (e.g. --cluster-name), kept across restarts. */
+    readonly args: string[],
   ) {}
 
   get url(): string {
@@ -73,13 +75,13 @@ export class Broadcaster {
   }
 
   static async start(dir: string, extraArgs: string[] = []): Promise<Broadcaster> {
-    const b = new Broadcaster(dir, await freePort());
-    await b.launch(extraArgs);
+    const b = new Broadcaster(dir, await freePort(), extraArgs);
+    await b.launch();
     return b;
   }
 
-  async launch(extraArgs: string[] = []): Promise<void> {
-    const child = spawn(requireEnv('BROADCASTER_BIN'), ['--manifests', this.dir, '--listen', `127.0.0.1:${this.port}`, ...extraArgs], {
+  async launch(): Promise<void> {
+    const child = spawn(requireEnv('BROADCASTER_BIN'), ['--manifests', this.dir, '--listen', `127.0.0.1:${this.port}`, ...this.args], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
@@ -383,6 +385,8 @@ export interface CatalogOptions {
   processingIntervalSeconds?: number;
   /** Extra provider config (push settings, schedule). */
   providerConfig?: any;
+  /** Instead of one provider (providerId, baseUrl, providerConfig): every provider's config by id. */
+  providers?: Record<string, any>;
   consumers?: boolean;
   pollSeconds?: number;
   /** catalog.stitchingStrategy.pollingInterval (the catalog's default is 1 s). */
@@ -410,7 +414,7 @@ export async function startCatalog(options: CatalogOptions): Promise<Catalog> {
           processingInterval: { seconds: options.processingIntervalSeconds ?? 3 },
           ...(options.stitchingPollMs ? { stitchingStrategy: { pollingInterval: { milliseconds: options.stitchingPollMs } } } : {}),
           providers: {
-            knativeEventMesh: { [id]: { baseUrl: options.baseUrl, ...(options.providerConfig ?? {}) } },
+            knativeEventMesh: options.providers ?? { [id]: { baseUrl: options.baseUrl, ...(options.providerConfig ?? {}) } },
           },
         },
       },

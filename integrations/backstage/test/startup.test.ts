@@ -14,3 +14,21 @@ test('a bad baseUrl fails the backend start, naming the key', async () => {
     },
   );
 });
+
+test('two providers of one cluster fail the backend start, naming the key', async () => {
+  await assert.rejects(
+    startCatalog({
+      plugin: 'push',
+      baseUrl: '',
+      providers: {
+        east: { baseUrl: 'http://127.0.0.1:1', cluster: 'east', naming: 'cluster' },
+        west: { baseUrl: 'http://127.0.0.1:2', cluster: 'east', naming: 'cluster' },
+      },
+      database: databaseConfig('sqlite', 'startup-fleet'),
+    }),
+    (error: Error) => {
+      assert.match(String(error.stack ?? error), /catalog\.providers\.knativeEventMesh\.west\.cluster: "east" is already the cluster of catalog\.providers\.knativeEventMesh\.east\.cluster/);
+      return true;
+    },
+  );
+});

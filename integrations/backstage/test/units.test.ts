@@ -10,6 +10,8 @@ import { readServerSentEvents, ServerSentEvent } from '../src/sse';
 import { parseDelta, parseSnapshot } from '../src/mesh';
 import { readProviderConfigs } from '../src/config';
 import { MeshReplica } from '../src/replica';
+import { backstageEntity, backstageRef, entityName } from '../src/entities';
+import { createHash } from 'node:crypto';
 import { eventId } from '../src/watch';
 import { tempDir } from './harness';
 
@@ -91,7 +93,9 @@ test('configuration: what is read, and errors naming the key', async (t) => {
     assert.equal(c.id, 'dev');
     assert.equal(c.baseUrl, 'http://b:8080/');
     assert.equal(c.token, undefined);
-    assert.deepEqual(c.push, { minReconnectDelayMs: 100, maxReconnectDelayMs: 5000, idleTimeoutMs: 45000 });
+    assert.deepEqual(c.push, { minReconnectDelayMs: 100, maxReconnectDelayMs: 5000, idleTimeoutMs: 45000, fullMutationIntervalMs: 600000 });
+    assert.equal(c.naming, 'published');
+    assert.equal(c.cluster, undefined);
     assert.deepEqual(c.schedule.timeout, { minutes: 10 });
   });
   await t.test('none configured', () => assert.deepEqual(readProviderConfigs(new ConfigReader({})), []));
@@ -104,11 +108,10 @@ test('configuration: what is read, and errors naming the key', async (t) => {
   fs.writeFileSync(file, 'abc\n');
   await t.test('a token file', () => assert.deepEqual(read({ baseUrl: 'http://b', tokenFile: file })[0].token, { file }));
   await t.test('push settings', () =>
-    assert.deepEqual(read({ baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 1 }, maxReconnectDelay: { seconds: 30 }, idleTimeout: { minutes: 1 } } })[0].push, {
-      minReconnectDelayMs: 1000,
-      maxReconnectDelayMs: 30000,
-      idleTimeoutMs: 60000,
-    }),
+    assert.deepEqual(
+      read({ baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 1 }, maxReconnectDelay: { seconds: 30 }, idleTimeout: { minutes: 1 }, fullMutationInterval: { minutes: 2 } } })[0].push,
+      { minReconnectDelayMs: 1000, maxReconnectDelayMs: 30000, idleTimeoutMs: 60000, fullMutationIntervalMs: 120000 },
+    ),
   );
   const errors: Array<{ name: string; provider: object; error: RegExp }> = [
     { name: 'no baseUrl', provider: {}, error: /^catalog\.providers\.knativeEventMesh\.dev\.baseUrl: / },
@@ -122,10 +125,95 @@ test('configuration: what is read, and errors naming the key', async (t) => {
     { name: 'max below min', provider: { baseUrl: 'http://b', push: { minReconnectDelay: { seconds: 2 }, maxReconnectDelay: { seconds: 1 } } }, error: /knativeEventMesh\.dev\.push\.maxReconnectDelay: must not be shorter/ },
     { name: 'idle timeout below the heartbeat', provider: { baseUrl: 'http://b', push: { idleTimeout: { seconds: 5 } } }, error: /knativeEventMesh\.dev\.push\.idleTimeout: must be at least 20 s/ },
     { name: 'bad duration', provider: { baseUrl: 'http://b', push: { minReconnectDelay: { lightyears: 2 } } }, error: /knativeEventMesh\.dev\.push\.minReconnectDelay: / },
+    { name: 'full mutations too often', provider: { baseUrl: 'http://b', push: { fullMutationInterval: { milliseconds: 500 } } }, error: /knativeEventMesh\.dev\.push\.fullMutationInterval: must be at least 1 s/ },
+    { name: 'naming: cluster without a cluster', provider: { baseUrl: 'http://b', naming: 'cluster' }, error: /^catalog\.providers\.knativeEventMesh\.dev\.cluster: naming: cluster needs the cluster's name/ },
+    { name: 'an unknown naming', provider: { baseUrl: 'http://b', naming: 'Cluster' }, error: /knativeEventMesh\.dev\.naming: want published or cluster, got "Cluster"/ },
+    { name: 'a cluster that is no cluster name', provider: { baseUrl: 'http://b', cluster: 'east.1' }, error: /knativeEventMesh\.dev\.cluster: want the broadcaster's cluster name .*got "east\.1"/ },
+    { name: 'a cluster ending in -', provider: { baseUrl: 'http://b', cluster: 'east-' }, error: /knativeEventMesh\.dev\.cluster: want the broadcaster's cluster name/ },
+    { name: 'a cluster too long to name entities by', provider: { baseUrl: 'http://b', cluster: 'c'.repeat(53), naming: 'cluster' }, error: /knativeEventMesh\.dev\.cluster: with naming: cluster, at most 52 characters/ },
   ];
   for (const e of errors) {
     await t.test(e.name, () => assert.throws(() => read(e.provider), { message: e.error }));
   }
+  await t.test('a cluster and naming', () => {
+    const [c] = read({ baseUrl: 'http://b', cluster: 'east-1', naming: 'cluster' });
+    assert.equal(c.cluster, 'east-1');
+    assert.equal(c.naming, 'cluster');
+    assert.equal(read({ baseUrl: 'http://b', cluster: 'c'.repeat(63) })[0].cluster?.length, 63, 'any cluster name without naming: cluster');
+  });
+});
+
+test('configuration of a fleet: one provider per cluster, names that cannot collide', async (t) => {
+  const read = (providers: object) => readProviderConfigs(new ConfigReader({ catalog: { providers: { knativeEventMesh: providers } } }));
+  await t.test('three clusters', () => {
+    const configs = read({
+      east: { baseUrl: 'http://east', cluster: 'east', naming: 'cluster' },
+      west: { baseUrl: 'http://west', cluster: 'west', naming: 'cluster' },
+      north: { baseUrl: 'http://north', cluster: 'north', naming: 'cluster' },
+    });
+    assert.deepEqual(configs.map((c) => [c.id, c.cluster, c.naming]), [['east', 'east', 'cluster'], ['west', 'west', 'cluster'], ['north', 'north', 'cluster']]);
+  });
+  await t.test('several providers named as the published plugin does (as before)', () => {
+    assert.equal(read({ dev: { baseUrl: 'http://a' }, prod: { baseUrl: 'http://b' } }).length, 2);
+  });
+  const errors: Array<{ name: string; providers: object; error: RegExp }> = [
+    {
+      name: 'one cluster twice',
+      providers: { a: { baseUrl: 'http://a', cluster: 'east', naming: 'cluster' }, b: { baseUrl: 'http://b', cluster: 'east', naming: 'cluster' } },
+      error: /^catalog\.providers\.knativeEventMesh\.b\.cluster: "east" is already the cluster of catalog\.providers\.knativeEventMesh\.a\.cluster/,
+    },
+    {
+      name: 'one cluster twice, in other case (refs ignore case)',
+      providers: { a: { baseUrl: 'http://a', cluster: 'east' }, b: { baseUrl: 'http://b', cluster: 'East' } },
+      error: /knativeEventMesh\.b\.cluster: "East" is already the cluster of catalog\.providers\.knativeEventMesh\.a\.cluster/,
+    },
+    {
+      name: 'mixed naming',
+      providers: { a: { baseUrl: 'http://a', cluster: 'east', naming: 'cluster' }, b: { baseUrl: 'http://b' } },
+      error: /^catalog\.providers\.knativeEventMesh\.b\.naming: is published, but catalog\.providers\.knativeEventMesh\.a\.naming is cluster/,
+    },
+  ];
+  for (const e of errors) {
+    await t.test(e.name, () => assert.throws(() => read(e.providers), { message: e.error }));
+  }
+});
+
+test('entity names with naming: cluster', async (t) => {
+  const long = 'a-very-long-event-type-name-generated-by-a-source-controller-0123456789';
+  const cases: Array<{ name: string; object: string; cluster: string | undefined; want: string }> = [
+    { name: 'published naming: the name', object: 'orders', cluster: undefined, want: 'orders' },
+    { name: 'the cluster after a dot', object: 'orders', cluster: 'east', want: 'orders.east' },
+    { name: 'a dotted name keeps its dots', object: 'order.created', cluster: 'east', want: 'order.created.east' },
+    { name: 'exactly 63', object: 'o'.repeat(58), cluster: 'east', want: `${'o'.repeat(58)}.east` },
+    { name: 'longer: cut, hashed', object: long, cluster: 'east', want: `${long.slice(0, 49)}-${createHash('sha256').update(long).digest('hex').slice(0, 8)}.east` },
+    { name: 'a cut ending in - loses it', object: `${'o'.repeat(48)}-${'x'.repeat(20)}`, cluster: 'east', want: `${'o'.repeat(48)}-${createHash('sha256').update(`${'o'.repeat(48)}-${'x'.repeat(20)}`).digest('hex').slice(0, 8)}.east` },
+    { name: 'the longest cluster', object: 'orders-of-the-day', cluster: 'c'.repeat(52), want: `o-${createHash('sha256').update('orders-of-the-day').digest('hex').slice(0, 8)}.${'c'.repeat(52)}` },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const got = entityName(c.object, c.cluster);
+      assert.equal(got, c.want);
+      assert.ok(got.length <= 63 && /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/.test(got), `${got} is a valid Backstage name`);
+    });
+  }
+  await t.test('the same name in three clusters: three refs', () => {
+    const refs = ['east', 'west', 'north'].map((cluster) => backstageRef('broker', { namespace: 'shop', name: 'orders' }, cluster));
+    assert.deepEqual(refs, ['component:shop/orders.east', 'component:shop/orders.west', 'component:shop/orders.north']);
+  });
+  await t.test('an EventType: name, title, annotation, the Broker providing it', () => {
+    const ctx = { providerId: 'east', baseUrl: 'http://b', cluster: 'east' };
+    const api = backstageEntity('eventtype', { namespace: 'shop', name: 'order-created', type: 'com.example.order.created', uid: '', labels: null, annotations: { a: 'b' }, consumedBy: [] }, ctx);
+    assert.equal(api.metadata.name, 'order-created.east');
+    assert.equal(api.metadata.title, 'com.example.order.created - (east/shop/order-created)');
+    assert.deepEqual(api.metadata.annotations, {
+      a: 'b',
+      'backstage.io/managed-by-location': 'url:http://b',
+      'backstage.io/managed-by-origin-location': 'url:http://b',
+      'eventmesh.knative.dev/cluster': 'east',
+    });
+    const orders = backstageEntity('broker', { namespace: 'shop', name: 'orders', uid: '', labels: null, annotations: null, providedEventTypes: ['shop/order-created', `shop/${long}`] }, ctx);
+    assert.deepEqual(orders.spec!.providesApis, ['api:shop/order-created.east', `api:shop/${entityName(long, 'east')}`]);
+  });
 });
 
 test('the in-memory mesh: collisions, deletes, the full listing', async (t) => {
