@@ -175,13 +175,26 @@ func (e *Engine) markEntitiesOf(ref ObjectRef) {
 }
 
 // exists reports whether the engine holds the object ref.
-func (e *Engine) exists(ref ObjectRef) bool {
-	switch {
-	case e.brokers[ref] != nil, e.eventTypes[ref] != nil, e.consumers[ref] != nil, e.elements[ref] != nil,
-		e.generics[ref] != nil:
-		return true
+func (e *Engine) exists(ref ObjectRef) bool { return e.metaOf(ref) != nil }
+
+// metaOf is what the engine keeps of an object's metadata; nil when it holds no such object.
+func (e *Engine) metaOf(ref ObjectRef) *objectMeta {
+	if m := e.brokers[ref]; m != nil {
+		return m
 	}
-	return false
+	if et := e.eventTypes[ref]; et != nil {
+		return &et.objectMeta
+	}
+	if c := e.consumers[ref]; c != nil {
+		return &c.objectMeta
+	}
+	if m := e.elements[ref]; m != nil {
+		return m
+	}
+	if g := e.generics[ref]; g != nil {
+		return &g.objectMeta
+	}
+	return nil
 }
 
 // touched re-renders what names ref after ref appeared or went: the edges' dangling flags.

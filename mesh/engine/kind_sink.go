@@ -13,12 +13,17 @@ var sinkRole = Kind{
 	Entity:    mesh.KindSink,
 	HasEntity: true,
 	render: func(e *Engine, ref ObjectRef) (any, bool) {
-		g := e.generics[ref]
-		if g == nil || e.referrers[ref].Len() == 0 || e.isChannel(ref) || e.isSource(ref) {
+		if !e.isSink(ref) {
 			return nil, false
 		}
-		el := e.renderElement(ref, &g.objectMeta)
+		el := e.renderElement(ref, &e.generics[ref].objectMeta)
 		el.Edges = nil
 		return el, true
 	},
+}
+
+// isSink reports whether ref is a sink: an undeclared kind's object that an edge names and
+// that is neither a channel nor a source.
+func (e *Engine) isSink(ref ObjectRef) bool {
+	return e.generics[ref] != nil && e.referrers[ref].Len() > 0 && !e.isChannel(ref) && !e.isSource(ref)
 }

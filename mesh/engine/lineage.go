@@ -40,9 +40,9 @@ func (g lineageGraph) Node(k mesh.Key) (lineage.Node, bool) {
 			n.Kind = mesh.KindSubscribable
 		case e.isSource(ref):
 			n.Kind = mesh.KindSource
-		case e.referrers[ref].Len() == 0:
-			// Neither channel nor source, and no edge names it: the mesh holds no entity for
-			// it (kind_sink.go), so the lineage, which speaks of entities, knows it not.
+		case !e.isSink(ref):
+			// The mesh holds no entity for it (kind_sink.go), so the lineage, which speaks
+			// of entities, knows it not.
 			return lineage.Node{}, false
 		}
 	default:
@@ -140,7 +140,8 @@ func (g lineageGraph) Selects(selector json.RawMessage, k mesh.Key) bool {
 	if err != nil {
 		return false
 	}
-	return s.Matches(pairLabels(g.e.metaOf(ObjectRef(k)).labels))
+	m := g.e.metaOf(ObjectRef(k))
+	return m != nil && s.Matches(pairLabels(m.labels))
 }
 
 // pairLabels reads labels kept as pairs for a label selector.
@@ -161,23 +162,6 @@ func (p pairLabels) Lookup(label string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// metaOf is what the engine keeps of an object's metadata (empty when it holds none).
-func (e *Engine) metaOf(ref ObjectRef) *objectMeta {
-	switch {
-	case e.brokers[ref] != nil:
-		return e.brokers[ref]
-	case e.eventTypes[ref] != nil:
-		return &e.eventTypes[ref].objectMeta
-	case e.consumers[ref] != nil:
-		return &e.consumers[ref].objectMeta
-	case e.elements[ref] != nil:
-		return e.elements[ref]
-	case e.generics[ref] != nil:
-		return &e.generics[ref].objectMeta
-	}
-	return &objectMeta{}
 }
 
 // Suspects names the objects that may be broken without looking at every object: those with a
