@@ -116,6 +116,13 @@ func (w *walker) push(h Hop, k mesh.Key) {
 	w.on = append(w.on, k)
 }
 
+// endWith ends the current path with one more hop: emits it, ending with end.
+func (w *walker) endWith(h Hop, k mesh.Key, end string, reversed bool) {
+	w.push(h, k)
+	w.emit(end, reversed)
+	w.pop()
+}
+
 func (w *walker) pop() {
 	w.hops = w.hops[:len(w.hops)-1]
 	w.on = w.on[:len(w.on)-1]
@@ -224,31 +231,23 @@ func (w *walker) forward(s step) {
 	h := s.hop
 	if s.to == nil {
 		h.URI = s.uri
-		w.push(h, mesh.Key{})
-		w.emit(EndURI, false)
-		w.pop()
+		w.endWith(h, mesh.Key{}, EndURI, false)
 		return
 	}
 	k := *s.to
 	if !w.visible(k.Namespace) {
-		w.push(hiddenHop(h), k)
-		w.emit(EndHidden, false)
-		w.pop()
+		w.endWith(hiddenHop(h), k, EndHidden, false)
 		return
 	}
 	h.Key = k.String()
 	if w.onPath(k) {
-		w.push(h, k)
-		w.emit(EndCycle, false)
-		w.pop()
+		w.endWith(h, k, EndCycle, false)
 		return
 	}
 	n, ok := w.g.Node(k)
 	if !ok {
 		h.Dangling = true
-		w.push(h, k)
-		w.emit(EndDangling, false)
-		w.pop()
+		w.endWith(h, k, EndDangling, false)
 		return
 	}
 	h.Ready = notReady(n.Graph.Ready)
@@ -441,21 +440,15 @@ func (w *walker) chain(flow mesh.Graph, hops []mesh.Edge, reply *mesh.Edge, ev *
 		h.URI = ed.URI
 		w.push(h, mesh.Key{})
 	case !w.visible(k.Namespace):
-		w.push(hiddenHop(h), *k)
-		w.emit(EndHidden, false)
-		w.pop()
+		w.endWith(hiddenHop(h), *k, EndHidden, false)
 		return
 	case w.onPath(*k):
 		h.Key = k.String()
-		w.push(h, *k)
-		w.emit(EndCycle, false)
-		w.pop()
+		w.endWith(h, *k, EndCycle, false)
 		return
 	case ed.Dangling:
 		h.Key, h.Dangling = k.String(), true
-		w.push(h, *k)
-		w.emit(EndDangling, false)
-		w.pop()
+		w.endWith(h, *k, EndDangling, false)
 		return
 	default:
 		h.Key = k.String()
@@ -585,24 +578,18 @@ func (w *walker) upstream(from mesh.Key, h Hop) {
 	next := Hop{}
 	switch {
 	case !w.visible(from.Namespace):
-		w.push(next, from)
-		w.emit(EndHidden, true)
-		w.pop()
+		w.endWith(next, from, EndHidden, true)
 		return
 	case w.onPath(from):
 		next.Key = from.String()
-		w.push(next, from)
-		w.emit(EndCycle, true)
-		w.pop()
+		w.endWith(next, from, EndCycle, true)
 		return
 	}
 	next.Key = from.String()
 	n, ok := w.g.Node(from)
 	if !ok {
 		next.Dangling = true
-		w.push(next, from)
-		w.emit(EndDangling, true)
-		w.pop()
+		w.endWith(next, from, EndDangling, true)
 		return
 	}
 	next.Ready = notReady(n.Graph.Ready)
