@@ -90,27 +90,19 @@ func TestReplicasOption(t *testing.T) {
 
 // replicasOf is the replica count of n's stream and of its bucket.
 func replicasOf(t *testing.T, url string, n names) [2]int {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, n.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := js.Stream(ctx, "KV_"+n.bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return [2]int{s.CachedInfo().Config.Replicas, b.CachedInfo().Config.Replicas}
+	return [2]int{streamInfo(t, url, n.stream).Config.Replicas, streamInfo(t, url, "KV_"+n.bucket).Config.Replicas}
 }
 
+// leaderOf is the server leading a stream ("" outside a cluster).
 func leaderOf(t *testing.T, url, stream string) string {
+	if info := streamInfo(t, url, stream); info.Cluster != nil {
+		return info.Cluster.Leader
+	}
+	return ""
+}
+
+// streamInfo is what the server says of a stream.
+func streamInfo(t *testing.T, url, stream string) *jetstream.StreamInfo {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -124,8 +116,5 @@ func leaderOf(t *testing.T, url, stream string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.CachedInfo().Cluster == nil {
-		return ""
-	}
-	return s.CachedInfo().Cluster.Leader
+	return s.CachedInfo()
 }
