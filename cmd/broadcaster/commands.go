@@ -81,17 +81,20 @@ func commands() []command {
 		{
 			name:    "snapshot",
 			summary: "print the mesh once, as JSON, YAML, a Mermaid graph or DOT",
-			usage:   "broadcaster snapshot (--manifests DIR | --kubeconfig FILE | --url URL) [--whole] [-o json|yaml|mermaid|dot] [flags]",
+			usage:   "broadcaster snapshot (--manifests DIR | --kubeconfig FILE | --url [NAME=]URL...) [--whole] [-o json|yaml|mermaid|dot] [flags]",
 			about: "Prints the mesh once: from a directory of manifests (read once, no server), from a cluster\n" +
 				"(its initial listing), or from a running broadcaster's GET /v1/getEventMesh. JSON is that\n" +
 				"endpoint's document; Mermaid and DOT draw sources, brokers and channels → event types →\n" +
 				"consumers, by namespace. --whole prints the whole event graph instead (GET /v1/mesh's mesh:\n" +
 				"Triggers, Subscriptions, flows, policies and sinks too, each edge drawn with its role).\n" +
+				"Several --url print a fleet: JSON {\"clusters\": {name: mesh}}, one picture with each\n" +
+				"cluster's namespaces apart; each broadcaster is named by its events.cluster or NAME=.\n" +
 				"The token comes from --token-file, --token or $BROADCASTER_TOKEN.",
 			examples: []string{
 				"broadcaster snapshot --manifests examples/mesh -o mermaid",
 				"broadcaster snapshot --manifests examples/mesh --whole -o dot | dot -Tsvg > graph.svg",
 				"broadcaster snapshot --url http://127.0.0.1:8080 --token-file token -o dot | dot -Tsvg > mesh.svg",
+				"broadcaster snapshot --url http://east:8080 --url http://west:8080 -o mermaid",
 			},
 			flags: func(w io.Writer) { writeFlagSet(w, snapshotFlags(&snapshotOptions{})) },
 			run: func(ctx context.Context, args []string, cio commandIO) error {

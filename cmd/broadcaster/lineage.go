@@ -69,6 +69,9 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err := o.validate(fs.Args()); err != nil {
 		return fmt.Errorf("%w: lineage: %w", errUsage, err)
 	}
+	if len(o.broadcasters) > 1 {
+		return fmt.Errorf("%w: lineage: a question is about one cluster: give one --url", errUsage)
+	}
 	if out != "text" && out != "json" && out != "mermaid" && out != "dot" {
 		return fmt.Errorf("%w: lineage: -o %q: want text, json, mermaid or dot", errUsage, out)
 	}
@@ -97,7 +100,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		}
 		from = "--kubeconfig " + o.kubeconfig + " (" + host + ")"
 	default:
-		raw, err := askBroadcaster(ctx, "lineage", o.snapshotOptions, getenv, mesh.PathLineage, q.Values())
+		raw, _, err := askBroadcaster(ctx, "lineage", o.snapshotOptions, getenv, mesh.PathLineage, q.Values())
 		if err != nil {
 			return err
 		}

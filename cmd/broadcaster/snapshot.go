@@ -33,11 +33,14 @@ import (
 
 // snapshotOptions are the flags of `broadcaster snapshot`.
 type snapshotOptions struct {
-	manifests, kubeconfig, url string
-	token, tokenFile, caFile   string
-	output                     string
-	timeout                    time.Duration
-	whole                      bool
+	manifests, kubeconfig    string
+	urls                     []string         // every --url as given
+	broadcasters             []broadcasterURL // the --url values, checked
+	url, cluster             string           // the one broadcaster asked: its URL, its name if given
+	token, tokenFile, caFile string
+	output                   string
+	timeout                  time.Duration
+	whole                    bool
 }
 
 // envToken is where `snapshot --url` finds a bearer token when no flag gives one.
@@ -47,7 +50,8 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster snapshot", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; the help is the command's
 	fs.Usage = func() {}
-	o.sourceFlags(fs, "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080)")
+	o.sourceFlags(fs, "read the mesh from a running broadcaster at this base `url` (http://127.0.0.1:8080); "+
+		"repeat it for a fleet (each NAME=URL, or the broadcaster's events.cluster names it)")
 	fs.StringVar(&o.output, "o", "json", "output `format`: json, yaml, mermaid or dot")
 	fs.StringVar(&o.output, "output", "json", "the same as -o `format`")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this `duration`")
@@ -60,7 +64,7 @@ func snapshotFlags(o *snapshotOptions) *flag.FlagSet {
 func (o *snapshotOptions) sourceFlags(fs *flag.FlagSet, urlUsage string) {
 	fs.StringVar(&o.manifests, "manifests", "", "read the mesh from this `dir`ectory of manifests (read once; no server)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read the mesh from the cluster of this kubeconfig `file` (its initial listing)")
-	fs.StringVar(&o.url, "url", "", urlUsage)
+	fs.Func("url", urlUsage, func(v string) error { o.urls = append(o.urls, v); return nil })
 	fs.StringVar(&o.token, "token", "", "with --url: the bearer `token` (visible in ps: prefer --token-file or $"+envToken+")")
 	fs.StringVar(&o.tokenFile, "token-file", "", "with --url: read the bearer token from this `file`")
 	fs.StringVar(&o.caFile, "ca-file", "", "with --url: also trust these PEM CA certificates (`file`) for https")
@@ -85,6 +89,13 @@ func snapshot(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	if len(o.broadcasters) > 1 {
+		meshes, err := meshesOfBroadcasters(ctx, o, getenv)
+		if err != nil {
+			return err
+		}
+		return writeFleetSnapshot(stdout, meshes, o.output, o.whole)
+	}
 	var raw []byte // the EventMesh JSON
 	var err error
 	switch {
@@ -100,7 +111,7 @@ func snapshot(ctx context.Context, args []string, getenv func(string) string, st
 	case o.kubeconfig != "":
 		raw, err = meshOfCluster(ctx, o.kubeconfig, log, o.whole)
 	default:
-		raw, err = meshOfBroadcaster(ctx, o, getenv)
+		raw, _, err = meshOfBroadcaster(ctx, o, getenv)
 	}
 	if err != nil {
 		return err
@@ -110,7 +121,7 @@ func snapshot(ctx context.Context, args []string, getenv func(string) string, st
 
 func (o *snapshotOptions) validate(rest []string) error {
 	given := 0
-	for _, s := range []string{o.manifests, o.kubeconfig, o.url} {
+	for _, s := range []string{o.manifests, o.kubeconfig, strings.Join(o.urls, ",")} {
 		if s != "" {
 			given++
 		}
@@ -119,21 +130,26 @@ func (o *snapshotOptions) validate(rest []string) error {
 	case len(rest) > 0:
 		return fmt.Errorf("unexpected arguments %q", strings.Join(rest, " "))
 	case given != 1:
-		return errors.New("give exactly one of --manifests DIR, --kubeconfig FILE, --url URL")
+		return errors.New("give exactly one of --manifests DIR, --kubeconfig FILE, --url URL (repeatable)")
 	case o.output != "json" && o.output != "yaml" && o.output != "mermaid" && o.output != "dot":
 		return fmt.Errorf("-o %q: want json, yaml, mermaid or dot", o.output)
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout %v: want a positive duration", o.timeout)
-	case o.url == "" && (o.token != "" || o.tokenFile != "" || o.caFile != ""):
+	case len(o.urls) == 0 && (o.token != "" || o.tokenFile != "" || o.caFile != ""):
 		return errors.New("--token, --token-file and --ca-file go with --url")
 	case o.token != "" && o.tokenFile != "":
 		return errors.New("give --token or --token-file, not both")
 	}
-	if o.url != "" {
-		u, err := url.Parse(o.url)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--url %q: want http(s)://host:port", o.url)
+	o.broadcasters = nil
+	for _, v := range o.urls {
+		b, err := parseBroadcasterURL(v)
+		if err != nil {
+			return err
 		}
+		o.broadcasters = append(o.broadcasters, b)
+	}
+	if len(o.broadcasters) == 1 {
+		o.url, o.cluster = o.broadcasters[0].url, o.broadcasters[0].cluster
 	}
 	if o.kubeconfig != "" {
 		if _, err := os.Stat(o.kubeconfig); err != nil {
@@ -218,43 +234,55 @@ func clusterSource(command, kubeconfig string, log *slog.Logger) (source.Source,
 }
 
 // meshOfBroadcaster reads GET /v1/getEventMesh (with --whole: GET /v1/mesh's mesh), asking
-// again while the broadcaster is loading.
-func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(string) string) ([]byte, error) {
-	if !o.whole {
-		return askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathGetEventMesh, nil)
+// again while the broadcaster is loading, and the cluster it is of (its Mesh-Cluster header,
+// else the name --url gave it; a name that contradicts the header is an error).
+func meshOfBroadcaster(ctx context.Context, o snapshotOptions, getenv func(string) string) (raw []byte, cluster string, err error) {
+	path := mesh.PathGetEventMesh
+	if o.whole {
+		path = mesh.PathMesh
 	}
-	raw, err := askBroadcaster(ctx, "snapshot", o, getenv, mesh.PathMesh, nil)
+	raw, header, err := askBroadcaster(ctx, "snapshot", o, getenv, path, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	cluster = header.Get(mesh.HeaderCluster)
+	switch {
+	case cluster == "":
+		cluster = o.cluster
+	case o.cluster != "" && cluster != o.cluster:
+		return nil, "", fmt.Errorf("snapshot: --url %s=%s: the broadcaster there is of cluster %q", o.cluster, o.url, cluster)
+	}
+	if !o.whole {
+		return raw, cluster, nil
 	}
 	var s struct {
 		Mesh json.RawMessage `json:"mesh"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil || len(s.Mesh) == 0 {
-		return nil, fmt.Errorf("snapshot: --url %s: %s has no mesh", o.url, mesh.PathMesh)
+		return nil, "", fmt.Errorf("snapshot: --url %s: %s has no mesh", o.url, mesh.PathMesh)
 	}
-	return s.Mesh, nil
+	return s.Mesh, cluster, nil
 }
 
 // askBroadcaster GETs path?query from the broadcaster at --url for command, asking again while
-// it is loading, and returns the JSON answer.
-func askBroadcaster(ctx context.Context, command string, o snapshotOptions, getenv func(string) string, path string, query url.Values) ([]byte, error) {
+// it is loading, and returns the JSON answer and its header.
+func askBroadcaster(ctx context.Context, command string, o snapshotOptions, getenv func(string) string, path string, query url.Values) ([]byte, http.Header, error) {
 	token, err := o.bearerToken(getenv)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", errUsage, command, err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", errUsage, command, err)
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: --ca-file: %w", errUsage, command, err)
+			return nil, nil, fmt.Errorf("%w: %s: --ca-file: %w", errUsage, command, err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: %s: --ca-file %s: no PEM certificate in it", errUsage, command, o.caFile)
+			return nil, nil, fmt.Errorf("%w: %s: --ca-file %s: no PEM certificate in it", errUsage, command, o.caFile)
 		}
 		tlsConfig.RootCAs = pool
 	}
@@ -270,35 +298,35 @@ func askBroadcaster(ctx context.Context, command string, o snapshotOptions, gete
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: --url %s: %w", errUsage, command, o.url, err)
+			return nil, nil, fmt.Errorf("%w: %s: --url %s: %w", errUsage, command, o.url, err)
 		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("%s: --url %s: %w", command, o.url, err)
+			return nil, nil, fmt.Errorf("%s: --url %s: %w", command, o.url, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%s: --url %s: reading the answer: %w", command, o.url, err)
+			return nil, nil, fmt.Errorf("%s: --url %s: reading the answer: %w", command, o.url, err)
 		}
 		var problem mesh.Problem
 		_ = json.Unmarshal(body, &problem) // error answers carry one; its absence leaves it empty
 		switch resp.StatusCode {
 		case http.StatusOK:
 			if !json.Valid(body) {
-				return nil, fmt.Errorf("%s: --url %s: %s is not JSON", command, o.url, endpoint)
+				return nil, nil, fmt.Errorf("%s: --url %s: %s is not JSON", command, o.url, endpoint)
 			}
-			return body, nil
+			return body, resp.Header, nil
 		case http.StatusUnauthorized:
 			if token == "" {
-				return nil, fmt.Errorf("%s: --url %s: 401: the broadcaster wants a bearer token: give --token-file, --token or $%s", command, o.url, envToken)
+				return nil, nil, fmt.Errorf("%s: --url %s: 401: the broadcaster wants a bearer token: give --token-file, --token or $%s", command, o.url, envToken)
 			}
-			return nil, fmt.Errorf("%s: --url %s: 401: the broadcaster refused the token (%s)", command, o.url, problem.Error)
+			return nil, nil, fmt.Errorf("%s: --url %s: 401: the broadcaster refused the token (%s)", command, o.url, problem.Error)
 		case http.StatusForbidden:
-			return nil, fmt.Errorf("%s: --url %s: 403: the token may see no namespace of the mesh (%s)", command, o.url, problem.Error)
+			return nil, nil, fmt.Errorf("%s: --url %s: 403: the token may see no namespace of the mesh (%s)", command, o.url, problem.Error)
 		case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 			wait := time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -306,14 +334,14 @@ func askBroadcaster(ctx context.Context, command string, o snapshotOptions, gete
 			}
 			select {
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%s: --url %s: still %d (%s) when time ran out: %w", command, o.url, resp.StatusCode, problem.Error, ctx.Err())
+				return nil, nil, fmt.Errorf("%s: --url %s: still %d (%s) when time ran out: %w", command, o.url, resp.StatusCode, problem.Error, ctx.Err())
 			case <-time.After(wait):
 			}
 		default:
 			if problem.Error != "" {
-				return nil, fmt.Errorf("%s: --url %s: %d: %s", command, o.url, resp.StatusCode, problem.Error)
+				return nil, nil, fmt.Errorf("%s: --url %s: %d: %s", command, o.url, resp.StatusCode, problem.Error)
 			}
-			return nil, fmt.Errorf("%s: --url %s: %s answered %d %s", command, o.url, endpoint, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 512)])))
+			return nil, nil, fmt.Errorf("%s: --url %s: %s answered %d %s", command, o.url, endpoint, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 512)])))
 		}
 	}
 }
@@ -363,9 +391,5 @@ func writeSnapshot(w io.Writer, raw []byte, format string, whole bool) error {
 	if whole {
 		g = graph.BuildWhole(m)
 	}
-	pw := printable.NewWriter(w) // names with control characters show them escaped
-	if format == "dot" {
-		return g.WriteDOT(pw)
-	}
-	return g.WriteMermaid(pw)
+	return writePicture(w, g, format)
 }

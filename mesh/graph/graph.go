@@ -43,6 +43,9 @@ type Node struct {
 	// "consumer:<Backstage id>" for consumers.
 	ID   string `json:"id"`
 	Kind Kind   `json:"kind"`
+	// Cluster is the cluster of the node in a merged picture (Merge); empty otherwise and for
+	// consumers.
+	Cluster string `json:"cluster,omitempty"`
 	// Namespace is empty for consumers (Backstage ids are not namespaced).
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
@@ -60,8 +63,18 @@ type Edge struct {
 // Namespace is the nodes of one namespace: sources, Brokers, channels, then EventTypes, each
 // by name (then group and kind).
 type Namespace struct {
-	Name  string `json:"name"`
-	Nodes []Node `json:"nodes"`
+	// Cluster is the namespace's cluster in a merged picture (Merge); empty otherwise.
+	Cluster string `json:"cluster,omitempty"`
+	Name    string `json:"name"`
+	Nodes   []Node `json:"nodes"`
+}
+
+// title is how a picture names the namespace.
+func (ns Namespace) title() string {
+	if ns.Cluster != "" {
+		return "cluster " + ns.Cluster + ", namespace " + ns.Name
+	}
+	return "namespace " + ns.Name
 }
 
 // Graph is the whole picture.

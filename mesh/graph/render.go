@@ -78,7 +78,7 @@ func (g Graph) WriteMermaid(w io.Writer) error {
 		fmt.Fprintf(bw, "    %s%s%s%s:::%s\n", id[n.ID], shape[0], strings.Join(parts, "<br/>"), shape[1], class)
 	}
 	for i, ns := range g.Namespaces {
-		fmt.Fprintf(bw, "  subgraph ns%d[\"%s\"]\n", i, MermaidText(shorten("namespace "+ns.Name)))
+		fmt.Fprintf(bw, "  subgraph ns%d[\"%s\"]\n", i, MermaidText(shorten(ns.title())))
 		for _, n := range ns.Nodes {
 			node(n)
 		}
@@ -158,7 +158,7 @@ func (g Graph) WriteDOT(w io.Writer) error {
 			`"`+DOTText(strings.ToValidUTF8(n.ID, "\uFFFD"))+`"`, shape)
 	}
 	for i, ns := range g.Namespaces {
-		fmt.Fprintf(bw, "  subgraph cluster_%d {\n    label=\"%s\";\n    style=rounded;\n", i, DOTText(shorten("namespace "+ns.Name)))
+		fmt.Fprintf(bw, "  subgraph cluster_%d {\n    label=\"%s\";\n    style=rounded;\n", i, DOTText(shorten(ns.title())))
 		for _, n := range ns.Nodes {
 			node(n)
 		}
