@@ -17,6 +17,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page/fleet"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/tlsfiles"
 )
 
 // pageOptions are the flags of `broadcaster page`.
@@ -25,6 +26,8 @@ type pageOptions struct {
 	listen         string
 	tokenFile      string
 	caFile         string
+	certFile       string
+	keyFile        string
 	allowedHosts   []string
 	connectTimeout time.Duration
 }
@@ -40,6 +43,8 @@ func pageFlags(o *pageOptions) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8090", "serve the page on this `address`")
 	fs.StringVar(&o.tokenFile, "token-file", "", "send the bearer token in this `file` to every broadcaster (default $"+envToken+"; without one the page asks)")
 	fs.StringVar(&o.caFile, "ca-file", "", "also trust the PEM CA certificates in this `file` for https broadcasters")
+	fs.StringVar(&o.certFile, "tls-cert-file", "", "serve HTTPS (and HTTP/2: one connection for every cluster's stream) with the PEM certificate in this `file` (with --tls-key-file)")
+	fs.StringVar(&o.keyFile, "tls-key-file", "", "the PEM private key `file` of --tls-cert-file")
 	fs.Func("allowed-hosts", "also serve these Host `names` (comma-separated; loopback names and IP addresses always are, against DNS rebinding)", func(v string) error {
 		o.allowedHosts = appendList(o.allowedHosts, v)
 		return nil
@@ -87,6 +92,20 @@ func pageCommand(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return fmt.Errorf("page: --listen: %w", err)
 	}
+	scheme := "http"
+	if o.certFile != "" {
+		cert, err := tlsfiles.Load(o.certFile, o.keyFile, tlsfiles.WithLogger(log))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("%w: page: --tls-cert-file: %w", errUsage, err)
+		}
+		cfg := cert.Config()
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+		ln, scheme = tls.NewListener(ln, cfg), "https"
+	} else if len(clusters) > plainHTTPClusters {
+		log.Warn("a browser opens at most 6 HTTP/1.1 connections to one address and every cluster's watch stream holds one: "+
+			"serve HTTPS (--tls-cert-file), so that they share one HTTP/2 connection", "clusters", len(clusters), "at most", plainHTTPClusters)
+	}
 	srv := &http.Server{
 		Handler:           resync.AllowHosts(o.allowedHosts, handler),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -97,25 +116,20 @@ func pageCommand(ctx context.Context, args []string, getenv func(string) string,
 	for _, c := range clusters {
 		names = append(names, c.Name+" ("+c.URL.Redacted()+")")
 	}
-	log.Info("serving the page", "url", "http://"+ln.Addr().String()+"/", "clusters", strings.Join(names, ", "))
+	log.Info("serving the page", "url", scheme+"://"+ln.Addr().String()+"/", "clusters", strings.Join(names, ", "))
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
+	if err := serve(ctx, srv, ln); err != nil {
 		return fmt.Errorf("page: %w", err)
-	case <-ctx.Done():
 	}
-	stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if err := srv.Shutdown(stopCtx); err != nil {
-		srv.Close()
-	}
-	<-served
 	return nil
 }
+
+// plainHTTPClusters is the most clusters a page served over plain HTTP follows without
+// queueing: a browser opens 6 HTTP/1.1 connections to one address, each watch stream holds
+// one, and one stays for snapshots and lineage questions.
+const plainHTTPClusters = 5
 
 // check validates the flags before anything is contacted and returns the broadcasters.
 func (o *pageOptions) check(rest []string) ([]fleet.Target, error) {
@@ -126,6 +140,8 @@ func (o *pageOptions) check(rest []string) ([]fleet.Target, error) {
 		return nil, errors.New("give at least one --url (a broadcaster's base URL, or NAME=URL)")
 	case o.connectTimeout <= 0:
 		return nil, fmt.Errorf("--connect-timeout %v: want > 0", o.connectTimeout)
+	case (o.certFile == "") != (o.keyFile == ""):
+		return nil, errors.New("--tls-cert-file and --tls-key-file: give both or neither")
 	}
 	var targets []fleet.Target
 	var errs []error

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/brokers"
 )
 
 // namedBroadcaster answers GET /v1/mesh like a broadcaster of cluster name (none when empty),
@@ -48,6 +50,8 @@ func TestPageCommandErrors(t *testing.T) {
 		{"one name twice", []string{"page", "--url", east, "--url", "east=" + anonymous}, exitUsage, []string{east, "east=" + anonymous, `both cluster "east"`}},
 		{"a token file missing", []string{"page", "--url", east, "--token-file", noToken}, exitUsage, []string{"--token-file", noToken}},
 		{"bad timeout", []string{"page", "--url", east, "--connect-timeout", "0s"}, exitUsage, []string{"--connect-timeout"}},
+		{"a certificate without its key", []string{"page", "--url", east, "--tls-cert-file", noToken}, exitUsage, []string{"--tls-cert-file and --tls-key-file"}},
+		{"a certificate missing", []string{"page", "--url", "east=" + east, "--tls-cert-file", noToken, "--tls-key-file", noToken, "--listen", "127.0.0.1:0"}, exitUsage, []string{"--tls-cert-file", noToken}},
 		{"arguments", []string{"page", "--url", east, "extra"}, exitUsage, []string{`unexpected arguments "extra"`}},
 		{"never answers", []string{"page", "--url", "http://127.0.0.1:1", "--connect-timeout", "300ms"}, exitFailure, []string{"http://127.0.0.1:1", "--connect-timeout 300ms"}},
 	} {
@@ -120,5 +124,56 @@ func TestPageCommandServes(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "clusters=\"east ("+east+"), west ("+unnamed+")\"") {
 		t.Errorf("the log does not say what is served:\n%s", stderr.String())
+	}
+}
+
+// Over https both ways: an https broadcaster trusted through --ca-file, and the page served
+// with --tls-cert-file over HTTP/2, so that every cluster's watch stream shares one connection.
+func TestPageCommandTLS(t *testing.T) {
+	t.Parallel()
+	certs := brokers.NewTLS(t)
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(mesh.HeaderCluster, "east")
+		io.WriteString(w, `{}`)
+	}))
+	upstream.TLS = certs.Server
+	upstream.StartTLS()
+	defer upstream.Close()
+	dir := t.TempDir()
+	files := map[string][]byte{"ca.pem": certs.CAPEM, "cert.pem": certs.CertPEM, "key.pem": certs.KeyPEM}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan string, 1)
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- pageCommand(ctx, []string{"--url", upstream.URL, "--ca-file", filepath.Join(dir, "ca.pem"), "--listen", "127.0.0.1:0",
+			"--tls-cert-file", filepath.Join(dir, "cert.pem"), "--tls-key-file", filepath.Join(dir, "key.pem")}, noEnv, &stderr,
+			func(addr string) { addrs <- addr })
+	}()
+	var base string
+	select {
+	case addr := <-addrs:
+		base = "https://" + addr
+	case err := <-done:
+		t.Fatalf("page: %v\n%s", err, stderr.String())
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(), ForceAttemptHTTP2: true}}
+	resp, err := client.Get(base + "/clusters/east/v1/mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Errorf("GET /clusters/east/v1/mesh: %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("after the stop: %v", err)
 	}
 }
