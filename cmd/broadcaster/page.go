@@ -81,6 +81,8 @@ func pageCommand(ctx context.Context, args []string, getenv func(string) string,
 	switch {
 	case errors.Is(err, fleet.ErrNoName), errors.Is(err, fleet.ErrDuplicate):
 		return fmt.Errorf("%w: page: --url: %w", errUsage, err)
+	case errors.Is(err, fleet.ErrUnauthorized):
+		return fmt.Errorf("page: --url: %w: give --token-file or $%s", err, envToken)
 	case err != nil:
 		return fmt.Errorf("page: --url: %w (--connect-timeout %v)", err, o.connectTimeout)
 	}

@@ -450,8 +450,7 @@
   // A node's id is its kind and key ("broker:KEY"), after its cluster in a merged view
   // ("east/broker:KEY"): the same object in two clusters is two boxes.
   function nodeOf(r, kind, ns, key, name, detail) {
-    return { id: r.prefix + kind + ':' + key, kind, ns, name, detail: detail || '',
-      text: (name + ' ' + (detail || '') + ' ' + ns + (r.cluster ? ' ' + r.cluster : '')).toLowerCase() };
+    return { id: r.prefix + kind + ':' + key, kind, ns, name, detail: detail || '', text: (name + ' ' + (detail || '') + ' ' + ns).toLowerCase() };
   }
 
   // keyOfID and kindOfID read a node id; neither a cluster nor a kind holds ':'.

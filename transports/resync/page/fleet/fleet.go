@@ -17,8 +17,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page"
 )
 
-// Sentinel errors of Parse and Discover; each is wrapped with the URLs it concerns. All three
-// are the caller's to fix (a usage error), unlike a broadcaster that never answered.
+// Sentinel errors of Parse and Discover; each is wrapped with the URLs it concerns. The first
+// three are the caller's to fix (a usage error), unlike a broadcaster that never answered.
 var (
 	// ErrBadURL: a URL is not http(s)://host[:port][/path], or its NAME= is not a cluster name.
 	ErrBadURL = errors.New("not a broadcaster URL")
@@ -26,6 +26,8 @@ var (
 	ErrNoName = errors.New("no cluster name")
 	// ErrDuplicate: two broadcasters have the same cluster name.
 	ErrDuplicate = errors.New("two broadcasters with one cluster name")
+	// ErrUnauthorized: a broadcaster asked for its name wants a (different) bearer token.
+	ErrUnauthorized = errors.New("the broadcaster wants a bearer token it accepts")
 )
 
 // Cluster is one broadcaster of the fleet: the cluster it serves and its base URL.
@@ -151,7 +153,7 @@ func clusterName(ctx context.Context, t Target, o options) (string, error) {
 			}
 			return name, nil
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
-			return "", fmt.Errorf("%q: GET %s answered %d: give a token the broadcaster accepts (--token-file or $BROADCASTER_TOKEN)", t.Spec, mesh.PathMesh, status)
+			return "", fmt.Errorf("%w: %q: GET %s answered %d", ErrUnauthorized, t.Spec, mesh.PathMesh, status)
 		case err == nil && status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests:
 			return "", fmt.Errorf("%q: GET %s answered %d", t.Spec, mesh.PathMesh, status)
 		case err != nil:

@@ -31,15 +31,23 @@ type fakeBroadcaster struct {
 	asked    []string // "path?query Authorization"
 	notReady atomic.Int32
 	release  chan struct{}
+	token    string // wanted, when not empty (set before it serves)
 }
 
-func newFake(t *testing.T, name string) *fakeBroadcaster {
+func newFake(t *testing.T, name string) *fakeBroadcaster { return newGuardedFake(t, name, "") }
+
+// newGuardedFake is newFake answering 401 to a request without Authorization: Bearer token.
+func newGuardedFake(t *testing.T, name, token string) *fakeBroadcaster {
 	t.Helper()
-	f := &fakeBroadcaster{release: make(chan struct{})}
+	f := &fakeBroadcaster{release: make(chan struct{}), token: token}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.asked = append(f.asked, r.URL.RequestURI()+" "+r.Header.Get("Authorization"))
 		f.mu.Unlock()
+		if f.token != "" && r.Header.Get("Authorization") != "Bearer "+f.token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		if name != "" {
 			w.Header().Set(mesh.HeaderCluster, name)
 		}
@@ -123,13 +131,18 @@ func TestDiscover(t *testing.T) {
 	slow := newFake(t, "north")
 	slow.notReady.Store(3) // answers 503 three times first
 	otherEast := newFake(t, "east")
+	guarded := newGuardedFake(t, "south", "right")
 	for _, tc := range []struct {
 		name    string
 		specs   []string
+		token   string
 		want    []string
 		wantErr error
 		naming  []string // what the error must name
 	}{
+		{name: "with the token", specs: []string{guarded.URL}, token: "right", want: []string{"south"}},
+		{name: "without the token", specs: []string{guarded.URL}, wantErr: fleet.ErrUnauthorized, naming: []string{guarded.URL, "401"}},
+		{name: "a wrong token", specs: []string{guarded.URL}, token: "wrong", wantErr: fleet.ErrUnauthorized, naming: []string{guarded.URL}},
 		{name: "learned", specs: []string{east.URL, west.URL}, want: []string{"east", "west"}},
 		{name: "given wins and is not asked", specs: []string{"south=" + anonymous.URL, west.URL}, want: []string{"south", "west"}},
 		{name: "not ready at first", specs: []string{slow.URL}, want: []string{"north"}},
@@ -140,7 +153,7 @@ func TestDiscover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			got, err := fleet.Discover(ctx, targets(t, tc.specs...), fleet.WithRetryInterval(10*time.Millisecond))
+			got, err := fleet.Discover(ctx, targets(t, tc.specs...), fleet.WithRetryInterval(10*time.Millisecond), fleet.WithToken(tc.token))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err %v, want %v", err, tc.wantErr)
