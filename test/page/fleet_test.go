@@ -166,8 +166,10 @@ func TestPageMergesClusters(t *testing.T) {
 	refundTo := func(cluster, consumer string) string {
 		return fmt.Sprintf(`!!document.querySelector('#graph svg.edges path[data-from="%[1]s/eventtype:eventing.knative.dev/EventType/payments/refund-issued"][data-to="%[1]s/consumer:%[2]s"]')`, cluster, consumer)
 	}
+	start := time.Now()
 	edit(t, dirs["west"], "billing-v2")
 	waitFor(t, ctx, "west's edit on the page", 30*time.Second, refundTo("west", "billing-v2"))
+	t.Logf("manifest edit in one of three clusters → drawn through broadcaster page: %v", time.Since(start).Round(time.Millisecond))
 	for _, name := range names {
 		sameClusterGraph(t, ctx, name, base(name))
 	}
@@ -177,9 +179,10 @@ func TestPageMergesClusters(t *testing.T) {
 
 	// North killed: it says it is reconnecting, its sections stay drawn, the others stay live.
 	procs["north"].kill(t)
-	waitFor(t, ctx, "north reconnecting", 30*time.Second, clusterState("north")+` !== 'live' &&
+	down := waitFor(t, ctx, "north reconnecting", 30*time.Second, clusterState("north")+` !== 'live' &&
 		document.querySelector('#cluster-list li[data-cluster="north"] .state').textContent.includes('reconnecting') &&
 		document.body.dataset.state !== 'live' && document.getElementById('status').textContent.includes('north reconnecting')`)
+	t.Logf("broadcaster killed → its cluster shown reconnecting: %v", down.Round(time.Millisecond))
 	if got := eval[string](t, ctx, clusterState("east")+` + ' ' + `+clusterState("west")); got != "live live" {
 		t.Errorf("east and west: %s, want live live", got)
 	}
@@ -194,8 +197,9 @@ func TestPageMergesClusters(t *testing.T) {
 	// North started again on its address, its manifests edited meanwhile: the page heals.
 	edit(t, dirs["north"], "billing-v2")
 	procs["north"] = launch(t, addrs["north"], "/readyz", "--manifests", dirs["north"], "--listen", addrs["north"], "--cluster-name", "north")
-	waitFor(t, ctx, "north live again", 60*time.Second, clusterState("north")+` === 'live' && document.body.dataset.state === 'live'`)
+	healed := waitFor(t, ctx, "north live again", 60*time.Second, clusterState("north")+` === 'live' && document.body.dataset.state === 'live'`)
 	sameClusterGraph(t, ctx, "north", base("north"))
+	t.Logf("broadcaster ready again → its cluster live on the page: %v (the page's backoff after failures is up to 5 s)", healed.Round(time.Millisecond))
 	if n := eval[int](t, ctx, `document.querySelectorAll('#graph section.ns.stale').length`); n != 0 {
 		t.Errorf("%d sections still drawn as stale", n)
 	}
