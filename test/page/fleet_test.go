@@ -124,7 +124,8 @@ func clusterState(cluster string) string {
 // TestPageMergesClusters runs three broadcasters of the same manifests (so each has a Broker
 // shop/orders) as clusters east, west and north behind `broadcaster page`, which learns their
 // names from them. The page draws three distinct copies of every box, each cluster's graph
-// exactly as its broadcaster serves it, under sections titled with both names; a manifest
+// exactly as its broadcaster serves it, under sections titled with both names, the search and
+// the filters applying to every cluster; a manifest
 // edit in one cluster shows in that cluster only; with one broadcaster killed the others stay
 // live (and follow edits) while that cluster says it is reconnecting, and once it is started
 // again the page heals to its mesh; a box clicked asks its own cluster's GET /v1/lineage.
@@ -161,6 +162,18 @@ func TestPageMergesClusters(t *testing.T) {
 		t.Errorf("namespace shop is listed %d times, want once for every cluster", n)
 	}
 	screenshot(t, ctx, "page-fleet.png")
+
+	// The search and the namespace filter apply to every cluster; a cluster can be unticked.
+	eval[bool](t, ctx, `(() => { const s = document.getElementById('search'); s.value = 'pager'; s.dispatchEvent(new Event('input')); return true; })()`)
+	waitFor(t, ctx, "the search in every cluster", 10*time.Second, `[...document.querySelectorAll('#graph .node.match')].map((n) => n.dataset.id).sort().join() ===
+		'east/consumer:pager-duty-bridge,north/consumer:pager-duty-bridge,west/consumer:pager-duty-bridge'`)
+	eval[bool](t, ctx, `(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input'));
+		document.querySelector('#ns-list input[data-ns="ops"]').click(); document.querySelector('#cluster-list input[data-cluster="north"]').click(); return true; })()`)
+	waitFor(t, ctx, "ops and north hidden", 10*time.Second, `!document.querySelector('section.ns[data-ns="ops"]') &&
+		!document.querySelector('section.ns[data-cluster="north"]') && document.querySelectorAll('section.ns[data-ns="shop"]').length === 2`)
+	eval[bool](t, ctx, `(() => { document.querySelector('#ns-list input[data-ns="ops"]').click(); document.querySelector('#cluster-list input[data-cluster="north"]').click(); return true; })()`)
+	waitFor(t, ctx, "ops and north shown again", 10*time.Second, `document.querySelectorAll('section.ns[data-ns="ops"]').length === 3 &&
+		document.querySelectorAll('section.ns[data-cluster="north"]').length === 3`)
 
 	// An edit in west shows in west's sections only.
 	refundTo := func(cluster, consumer string) string {
