@@ -32,6 +32,8 @@ func TestHelp(t *testing.T) {
 		{"help", []string{"help", "help"}},
 		{"snapshot", []string{"help", "snapshot"}},
 		{"snapshot", []string{"snapshot", "--help"}},
+		{"page", []string{"help", "page"}},
+		{"page", []string{"page", "--help"}},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

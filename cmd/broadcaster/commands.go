@@ -121,6 +121,25 @@ func commands() []command {
 			},
 		},
 		{
+			name:    "page",
+			summary: "serve one live page over several broadcasters (a merged view of their clusters)",
+			usage:   "broadcaster page --url [NAME=]URL --url [NAME=]URL ... [--listen ADDR] [flags]",
+			about: "Serves the live page at GET / over several broadcasters, one per cluster: each section is a\n" +
+				"namespace of a cluster (\"east · shop\"), every cluster followed on its own, so one broadcaster\n" +
+				"down never blanks the others. Each cluster's read endpoints (getEventMesh, mesh, deltas,\n" +
+				"watch, lineage) are proxied under /clusters/<name>/v1/. A cluster's name is NAME= or, without\n" +
+				"it, the broadcaster's own (--cluster-name, its Mesh-Cluster header), asked at the start.\n" +
+				"The token for the broadcasters comes from --token-file or $BROADCASTER_TOKEN.",
+			examples: []string{
+				"broadcaster page --url http://east.mesh:8080 --url http://west.mesh:8080",
+				"broadcaster page --url dev=http://127.0.0.1:8080 --url prod=https://mesh.example --ca-file ca.pem --token-file token",
+			},
+			flags: func(w io.Writer) { writeFlagSet(w, pageFlags(&pageOptions{})) },
+			run: func(ctx context.Context, args []string, cio commandIO) error {
+				return pageCommand(ctx, args, cio.getenv, cio.stderr, nil)
+			},
+		},
+		{
 			name:    "check-config",
 			summary: "print the effective configuration and where each value comes from",
 			usage:   "broadcaster check-config [flags]",

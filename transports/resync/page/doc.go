@@ -4,7 +4,9 @@
 // Backstage consumers, by namespace), with namespace filters and a search box. A box clicked or
 // a question picked asks GET /v1/lineage (where an EventType's events go, who sends to an
 // entity and who may, what is broken), draws the answer in a side panel, highlights what lies
-// on it on the graph and asks again after the watch stream's changes.
+// on it on the graph and asks again after the watch stream's changes. Given a list of
+// clusters (WithClusters, as transports/resync/page/fleet serves it) it is a merged view: one
+// replica per cluster, each from clusters/<name>/v1/ beside the page.
 //
 // It lives beside transports/resync because it is a client of those endpoints and nothing
 // else: it imports nothing of the server, holds no state and needs no token itself (the page

@@ -77,3 +77,25 @@ func TestHandler(t *testing.T) {
 		t.Errorf("with its ETag: %d, want 304", again.StatusCode)
 	}
 }
+
+// The list of clusters is a data block: empty for a broadcaster's own page, the names for a
+// merged view; the policy is the same for both.
+func TestDocumentClusters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts []page.Option
+		want string
+	}{
+		{name: "a broadcaster's page", want: `[]`},
+		{name: "a merged view", opts: []page.Option{page.WithClusters("east", "west")}, want: `["east","west"]`},
+	} {
+		doc, csp := page.Document(tc.opts...)
+		if block := `<script type="application/json" id="clusters">` + tc.want + `</script>`; !strings.Contains(string(doc), block) {
+			t.Errorf("%s: no %s in the document", tc.name, block)
+		}
+		if _, plain := page.Document(); csp != plain {
+			t.Errorf("%s: the policy changed: %s", tc.name, csp)
+		}
+	}
+}

@@ -5,37 +5,67 @@
 // new snapshot) and draws the graph of mesh/graph: per namespace, sources → Brokers and
 // channels → EventTypes → Backstage consumers. fetch streams rather than EventSource, so the
 // bearer token can go in the Authorization header.
+//
+// Served with a list of clusters (`broadcaster page`, transports/resync/page/fleet), it is a
+// merged view: one replica per cluster, each followed on its own from clusters/<name>/v1/...
+// (its own epoch, sequence, reconnects and resyncs), its namespaces drawn as sections of
+// their own ("east · shop") whose node ids carry the cluster ("east/broker:KEY"), and lineage
+// questions asked of the cluster of the entity picked. Without a list it follows v1/... and
+// draws exactly as a single broadcaster's page.
 (() => {
   const TOKEN_KEY = 'event-mesh-broadcaster-token';
   const COLUMN_LIMIT = 150; // nodes drawn per column of a namespace before "show more"
   const OPEN_LIMIT = 400; // namespaces open by themselves while the nodes to draw stay under this
   const $ = (id) => document.getElementById(id);
 
-  // ---- The replica ----
+  // ---- The replicas ----
 
-  const state = {
-    epoch: '',
-    seq: 0,
-    entities: new Map(), // kind + '\n' + key → entity JSON
-    byNS: new Map(), // namespace → {source, broker, subscribable, eventtype: Map key → entity}
-  };
+  // The clusters of a merged view ([] on a broadcaster's own page): a data block, not run.
+  const clusters = JSON.parse(document.getElementById('clusters').textContent);
+  const fleet = clusters.length > 0;
+  // Page-wide counters; on a broadcaster's own page its one replica counts here too.
   const stats = { snapshots: 0, resyncs: 0, catchUps: 0, deltas: 0, connects: 0, renders: 0, lastRenderMs: 0, maxRenderMs: 0, lastReason: '' };
+
+  // A replica of one broadcaster's mesh, followed from base + 'v1/...'.
+  function newReplica(cluster) {
+    return {
+      cluster, // '' on a broadcaster's own page
+      base: cluster ? 'clusters/' + encodeURIComponent(cluster) + '/' : '',
+      prefix: cluster ? cluster + '/' : '', // of its node ids: "east/broker:KEY"
+      epoch: '',
+      seq: 0,
+      entities: new Map(), // kind + '\n' + key → entity JSON
+      byNS: new Map(), // namespace → {source, broker, subscribable, eventtype: Map key → entity}
+      stats: cluster ? { snapshots: 0, resyncs: 0, catchUps: 0, deltas: 0, connects: 0, lastReason: '' } : stats,
+      status: { state: 'loading', text: 'connecting…' },
+      statusLine: null, // its line in the list of clusters (a merged view)
+      controller: null,
+    };
+  }
+  const replicas = fleet ? clusters.map(newReplica) : [newReplica('')];
+  const replicaOf = new Map(replicas.map((r) => [r.cluster, r]));
+  const state = replicas[0]; // a broadcaster's own page: its one replica
+  // A section is a namespace of a replica: its id is the namespace on a broadcaster's own
+  // page, "CLUSTER NAMESPACE" in a merged view (neither name holds a space).
+  const sectionID = (r, ns) => (r.cluster ? r.cluster + ' ' + ns : ns);
   const view = {
     search: '',
     nsFilter: '',
-    hidden: new Set(), // namespaces unticked
-    userOpen: new Map(), // namespace → open, as the user left it
-    more: new Map(), // namespace → nodes per column shown
-    sections: new Map(), // namespace → {el, open, drawn, …}: what is on screen
-    graphs: new Map(), // namespace → {g, v}: its graph and what the search keeps of it
-    dirty: new Set(), // namespaces to draw again
+    hidden: new Set(), // namespaces unticked (in every cluster)
+    hiddenClusters: new Set(), // clusters unticked
+    userOpen: new Map(), // section → open, as the user left it
+    more: new Map(), // section → nodes per column shown
+    sections: new Map(), // section → {el, open, drawn, cluster, …}: what is on screen
+    graphs: new Map(), // section → {g, v}: its graph and what the search keeps of it
+    dirty: new Set(), // sections to draw again
     allDirty: true,
     changed: new Set(), // node ids changed since the last render (they flash)
-    focus: null, // the namespace whose header the keyboard toggled
+    focus: null, // the section whose header the keyboard toggled
   };
   // The lineage asked for (GET /v1/lineage): the question, its last answer, and what of the
   // graph lies on it.
   const lineage = {
+    cluster: '', // whose GET /v1/lineage is asked (a merged view: the cluster of what was picked)
     query: '', // the query string asked: "eventType=NS%2FNAME", "target=KEY" or "broken=true"; '' for none
     picked: '', // the entity key asked about
     answer: null,
@@ -54,7 +84,7 @@
     first: 0,
     applied: false, // the graph carries lineage classes
   };
-  window.meshPage = { state, stats, view, lineage };
+  window.meshPage = { state, stats, view, lineage, replicas };
 
   function keyOf(kind, e) {
     if (kind === 'broker') return 'eventing.knative.dev/Broker/' + e.namespace + '/' + e.name;
@@ -69,65 +99,70 @@
   const drawnKinds = entityKinds.filter((k) => k.upstream);
   const graphKind = Object.fromEntries(drawnKinds.map((k) => [k.name, k.title.toLowerCase()]));
 
-  function bucket(ns) {
-    let b = state.byNS.get(ns);
+  function bucket(r, ns) {
+    let b = r.byNS.get(ns);
     if (!b) {
       b = { source: new Map(), broker: new Map(), subscribable: new Map(), eventtype: new Map() };
-      state.byNS.set(ns, b);
+      r.byNS.set(ns, b);
     }
     return b;
   }
 
-  function touch(e) {
-    view.dirty.add(e.namespace);
-    for (const p of e.providedEventTypes || []) view.dirty.add(p.slice(0, p.indexOf('/')));
-    if (e.reference) view.dirty.add(e.reference.namespace);
+  function touch(r, e) {
+    view.dirty.add(sectionID(r, e.namespace));
+    for (const p of e.providedEventTypes || []) view.dirty.add(sectionID(r, p.slice(0, p.indexOf('/'))));
+    if (e.reference) view.dirty.add(sectionID(r, e.reference.namespace));
   }
 
-  function put(kind, key, e) {
+  function put(r, kind, key, e) {
     if (!Object.hasOwn(graphKind, kind)) return;
-    const old = state.entities.get(kind + '\n' + key);
-    if (old) remove(kind, key);
-    state.entities.set(kind + '\n' + key, e);
-    bucket(e.namespace)[kind].set(key, e);
-    touch(e);
-    view.changed.add(graphKind[kind] + ':' + key);
+    const old = r.entities.get(kind + '\n' + key);
+    if (old) remove(r, kind, key);
+    r.entities.set(kind + '\n' + key, e);
+    bucket(r, e.namespace)[kind].set(key, e);
+    touch(r, e);
+    view.changed.add(r.prefix + graphKind[kind] + ':' + key);
   }
 
-  function remove(kind, key) {
+  function remove(r, kind, key) {
     if (!Object.hasOwn(graphKind, kind)) return;
-    const old = state.entities.get(kind + '\n' + key);
+    const old = r.entities.get(kind + '\n' + key);
     if (!old) return;
-    state.entities.delete(kind + '\n' + key);
-    const b = state.byNS.get(old.namespace);
+    r.entities.delete(kind + '\n' + key);
+    const b = r.byNS.get(old.namespace);
     if (b) {
       b[kind].delete(key);
-      if (!b.source.size && !b.broker.size && !b.subscribable.size && !b.eventtype.size) state.byNS.delete(old.namespace);
+      if (!b.source.size && !b.broker.size && !b.subscribable.size && !b.eventtype.size) r.byNS.delete(old.namespace);
     }
-    touch(old);
+    touch(r, old);
   }
 
-  function loadMesh(m) {
-    state.entities.clear();
-    state.byNS.clear();
+  // clear empties a replica (a new snapshot or epoch follows): every section of it is drawn again.
+  function clear(r) {
+    r.entities.clear();
+    r.byNS.clear();
+    view.allDirty = true;
+  }
+
+  function loadMesh(r, m) {
+    clear(r);
     for (const { list, name: kind } of drawnKinds) {
       for (const e of m[list] || []) {
         const key = keyOf(kind, e);
-        state.entities.set(kind + '\n' + key, e);
-        bucket(e.namespace)[kind].set(key, e);
+        r.entities.set(kind + '\n' + key, e);
+        bucket(r, e.namespace)[kind].set(key, e);
       }
     }
-    view.allDirty = true;
-    lineageStale();
+    lineageStale(r);
     scheduleRender();
   }
 
-  function apply(d) {
-    lineageStale(); // any kind: a Trigger's filter edited changes a lineage, not the graph drawn
-    if (d.op === 'deleted') remove(d.kind, d.key);
-    else put(d.kind, d.key, d.entity);
-    state.seq = d.sequence;
-    stats.deltas++;
+  function apply(r, d) {
+    lineageStale(r); // any kind: a Trigger's filter edited changes a lineage, not the graph drawn
+    if (d.op === 'deleted') remove(r, d.kind, d.key);
+    else put(r, d.kind, d.key, d.entity);
+    r.seq = d.sequence;
+    r.stats.deltas++;
   }
 
   // ---- Talking to the broadcaster ----
@@ -140,7 +175,6 @@
     }
   }
 
-  let controller = null;
   let tokenWaiters = []; // the stream and a lineage question may both wait for a token
 
   const sleep = (ms, signal) =>
@@ -149,9 +183,49 @@
       if (signal) signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
     });
 
-  function setState(s, text) {
-    document.body.dataset.state = s;
-    if (text !== undefined) $('status').textContent = text;
+  // setState says how the following of replica r goes: 'loading', 'live', 'error' (retrying)
+  // or 'unauthorized'. On a broadcaster's own page that is the page's state; in a merged view
+  // each cluster has its status line, and the page's state sums them up.
+  function setState(r, s, text) {
+    const was = r.status.state;
+    r.status.state = s;
+    if (text !== undefined) r.status.text = text;
+    if (!fleet) {
+      document.body.dataset.state = s;
+      if (text !== undefined) $('status').textContent = text;
+      return;
+    }
+    if (was !== s) {
+      for (const sec of view.sections.values()) if (sec.cluster === r.cluster) sec.el.classList.toggle('stale', s !== 'live');
+    }
+    showClusterStatus(r);
+    showFleetStatus();
+  }
+
+  // showClusterStatus writes a cluster's status line: live with its size and position, or
+  // what it waits for.
+  function showClusterStatus(r) {
+    const li = r.statusLine;
+    if (!li) return;
+    const s = r.status.state;
+    li.dataset.state = s;
+    li.querySelector('.state').textContent = s === 'live'
+      ? `live · ${r.entities.size} entities · #${r.seq}`
+      : s === 'error' ? 'reconnecting: ' + r.status.text : r.status.text;
+    li.title = r.status.text;
+  }
+
+  // showFleetStatus sums the clusters up in the header: the page is live when every cluster is.
+  function showFleetStatus() {
+    const states = replicas.map((r) => r.status.state);
+    const live = states.filter((s) => s === 'live').length;
+    document.body.dataset.state = states.includes('unauthorized') ? 'unauthorized'
+      : live === replicas.length ? 'live' : states.includes('error') ? 'error' : 'loading';
+    let entities = 0;
+    for (const r of replicas) entities += r.entities.size;
+    const down = replicas.filter((r) => r.status.state !== 'live').map((r) => r.cluster);
+    $('status').textContent = `${live} of ${plural(replicas.length, 'cluster', 'clusters')} live` +
+      (down.length ? ' (' + down.join(', ') + ' reconnecting)' : '') + ` · ${entities} entities`;
   }
 
   function headers(extra) {
@@ -162,8 +236,8 @@
   }
 
   // askToken shows the token form and resolves when one is given.
-  function askToken(why) {
-    setState('unauthorized', why);
+  function askToken(r, why) {
+    setState(r, 'unauthorized', why);
     $('login-why').textContent = why;
     $('login').hidden = false;
     $('token').focus();
@@ -178,21 +252,23 @@
     }
   }
 
-  // request GETs path, asking for a token on 401 and 403 and waiting out 503 and 429. Paths are
-  // relative to the page, so a broadcaster behind a proxy's path prefix works too.
-  async function request(path, extra, signal) {
+  // request GETs path of replica rep's broadcaster, asking for a token on 401 and 403 and
+  // waiting out 503 and 429. Paths are relative to the page, so a broadcaster behind a proxy's
+  // path prefix works too.
+  async function request(rep, path, extra, signal) {
     for (;;) {
-      const r = await fetch(path, { headers: headers(extra), signal, cache: 'no-store' });
+      const r = await fetch(rep.base + path, { headers: headers(extra), signal, cache: 'no-store' });
       if (r.status === 401 || r.status === 403) {
         const had = !!sessionStorage.getItem(TOKEN_KEY);
         const why = await problem(r);
-        await askToken(r.status === 403 ? 'This token may see no namespace of the mesh (403). Give another.'
-          : had ? 'The broadcaster refused the token (401)' + (why ? ': ' + why : '') + '.' : 'The broadcaster wants a bearer token.');
+        const who = rep.cluster ? 'The broadcaster of ' + rep.cluster : 'The broadcaster';
+        await askToken(rep, r.status === 403 ? 'This token may see no namespace of the mesh' + (rep.cluster ? ' of ' + rep.cluster : '') + ' (403). Give another.'
+          : had ? who + ' refused the token (401)' + (why ? ': ' + why : '') + '.' : who + ' wants a bearer token.');
         continue;
       }
       if (r.status === 503 || r.status === 429) {
         const wait = Number(r.headers.get('Retry-After')) || 1;
-        setState('loading', 'the broadcaster is not ready (' + r.status + '); asking again in ' + wait + ' s');
+        setState(rep, 'loading', 'the broadcaster is not ready (' + r.status + '); asking again in ' + wait + ' s');
         if (r.body) r.body.cancel();
         await sleep(wait * 1000, signal);
         if (signal.aborted) throw new DOMException('aborted', 'AbortError');
@@ -202,68 +278,66 @@
     }
   }
 
-  async function loadSnapshot(signal) {
-    const r = await request('v1/getEventMesh', { Accept: 'application/json' }, signal);
+  async function loadSnapshot(rep, signal) {
+    const r = await request(rep, 'v1/getEventMesh', { Accept: 'application/json' }, signal);
     if (r.status === 410) throw new Resync('410 from /v1/getEventMesh');
     if (!r.ok) throw new Error('GET /v1/getEventMesh answered ' + r.status + ' ' + (await problem(r)));
     const m = await r.json();
-    state.epoch = r.headers.get('Mesh-Epoch') || '';
-    state.seq = Number(r.headers.get('Mesh-Sequence') || 0);
-    stats.snapshots++;
-    loadMesh(m);
+    rep.epoch = r.headers.get('Mesh-Epoch') || '';
+    rep.seq = Number(r.headers.get('Mesh-Sequence') || 0);
+    rep.stats.snapshots++;
+    loadMesh(rep, m);
   }
 
   // catchUp fills a gap before sequence upTo from GET /v1/deltas; anything else than a 200
   // (a 410 when the log no longer holds it) means a new snapshot.
-  async function catchUp(upTo, signal) {
-    const q = '?epoch=' + encodeURIComponent(state.epoch) + '&since=' + state.seq;
-    const r = await request('v1/deltas' + q, { Accept: 'application/cloudevents-batch+json' }, signal);
+  async function catchUp(rep, upTo, signal) {
+    const q = '?epoch=' + encodeURIComponent(rep.epoch) + '&since=' + rep.seq;
+    const r = await request(rep, 'v1/deltas' + q, { Accept: 'application/cloudevents-batch+json' }, signal);
     if (!r.ok) throw new Resync('GET /v1/deltas answered ' + r.status);
-    stats.catchUps++;
+    rep.stats.catchUps++;
     for (const ce of await r.json()) {
       const d = ce.data;
-      if (d.epoch !== state.epoch || d.sequence !== state.seq + 1 || d.sequence >= upTo) break;
-      apply(d);
+      if (d.epoch !== rep.epoch || d.sequence !== rep.seq + 1 || d.sequence >= upTo) break;
+      apply(rep, d);
     }
   }
 
-  async function onDelta(ce, signal) {
+  async function onDelta(rep, ce, signal) {
     const d = ce.data;
-    if (d.epoch !== state.epoch) {
+    if (d.epoch !== rep.epoch) {
       if (d.sequence !== 1) throw new Resync('a delta of another epoch');
       // A new epoch opens with the whole mesh from meshseq 1: rebuild from the stream.
-      state.entities.clear();
-      state.byNS.clear();
-      view.allDirty = true;
-      state.epoch = d.epoch;
-      state.seq = 0;
+      clear(rep);
+      rep.epoch = d.epoch;
+      rep.seq = 0;
     }
-    if (d.sequence <= state.seq) return; // a duplicate, or already in the snapshot
-    if (d.sequence > state.seq + 1) {
-      await catchUp(d.sequence, signal);
-      if (d.sequence !== state.seq + 1) throw new Resync('a gap GET /v1/deltas did not fill');
+    if (d.sequence <= rep.seq) return; // a duplicate, or already in the snapshot
+    if (d.sequence > rep.seq + 1) {
+      await catchUp(rep, d.sequence, signal);
+      if (d.sequence !== rep.seq + 1) throw new Resync('a gap GET /v1/deltas did not fill');
     }
-    apply(d);
+    apply(rep, d);
   }
 
-  async function onEvent(ev, signal) {
+  async function onEvent(rep, ev, signal) {
     switch (ev.type) {
       case 'snapshot': {
         const s = JSON.parse(ev.data);
-        state.epoch = s.epoch;
-        state.seq = s.sequence;
-        stats.snapshots++;
-        loadMesh(s.mesh);
+        rep.epoch = s.epoch;
+        rep.seq = s.sequence;
+        rep.stats.snapshots++;
+        loadMesh(rep, s.mesh);
         break;
       }
       case 'delta':
-        await onDelta(JSON.parse(ev.data), signal);
+        await onDelta(rep, JSON.parse(ev.data), signal);
         break;
       case 'position': {
         const p = JSON.parse(ev.data);
-        if (p.epoch === state.epoch && p.sequence > state.seq) {
-          state.seq = p.sequence;
-          lineageStale(); // a change elsewhere may cut or open a path through a hidden namespace
+        if (p.epoch === rep.epoch && p.sequence > rep.seq) {
+          rep.seq = p.sequence;
+          lineageStale(rep); // a change elsewhere may cut or open a path through a hidden namespace
         }
         break;
       }
@@ -317,62 +391,73 @@
     }
   }
 
-  async function watch(signal) {
-    const q = '?epoch=' + encodeURIComponent(state.epoch);
+  async function watch(rep, signal) {
+    const q = '?epoch=' + encodeURIComponent(rep.epoch);
     // The id names the epoch ("<epoch>-<sequence>"); application/json asks for status codes
     // (503 while loading or beyond the caps) rather than a held or `busy` stream.
-    const headers = { Accept: 'text/event-stream, application/json', 'Last-Event-ID': state.epoch + '-' + state.seq };
-    const r = await request('v1/watch' + q, headers, signal);
+    const headers = { Accept: 'text/event-stream, application/json', 'Last-Event-ID': rep.epoch + '-' + rep.seq };
+    const r = await request(rep, 'v1/watch' + q, headers, signal);
     if (r.status === 410) throw new Resync('410 from /v1/watch');
     if (!r.ok) throw new Error('GET /v1/watch answered ' + r.status + ' ' + (await problem(r)));
-    stats.connects++;
-    setState('live');
+    rep.stats.connects++;
+    setState(rep, 'live');
     scheduleRender();
-    await readSSE(r.body, (ev) => onEvent(ev, signal));
+    await readSSE(r.body, (ev) => onEvent(rep, ev, signal));
   }
 
-  async function follow() {
+  // follow keeps replica rep by the resync algorithm, for as long as the page is open; each
+  // replica of a merged view has its own loop, so one broadcaster down stops no other.
+  async function follow(rep) {
     let failures = 0;
     for (;;) {
-      controller = new AbortController();
-      const signal = controller.signal;
+      rep.controller = new AbortController();
+      const signal = rep.controller.signal;
       try {
-        if (!state.epoch) {
-          setState('loading', 'loading the mesh…');
-          await loadSnapshot(signal);
+        if (!rep.epoch) {
+          setState(rep, 'loading', 'loading the mesh…');
+          await loadSnapshot(rep, signal);
         }
-        await watch(signal);
+        await watch(rep, signal);
         failures = 0; // ended cleanly: reconnect at once, resuming
       } catch (e) {
         if (e instanceof Resync) {
-          stats.resyncs++;
-          stats.lastReason = e.message;
-          state.epoch = '';
-          state.seq = 0;
+          rep.stats.resyncs++;
+          rep.stats.lastReason = e.message;
+          rep.epoch = '';
+          rep.seq = 0;
           continue;
         }
         if (e instanceof Reconnect) {
-          stats.lastReason = e.message;
-          setState('loading', e.message + '; reconnecting');
+          rep.stats.lastReason = e.message;
+          setState(rep, 'loading', e.message + '; reconnecting');
           await sleep(e.wait);
           continue;
         }
         if (signal.aborted) continue; // a restart asked for (a token forgotten)
         failures++;
-        stats.lastReason = String(e && e.message ? e.message : e);
-        setState('error', stats.lastReason + ' (retrying)');
+        rep.stats.lastReason = String(e && e.message ? e.message : e);
+        setState(rep, 'error', rep.stats.lastReason + ' (retrying)');
         const backoff = Math.min(5000, 100 * 2 ** failures);
         await sleep(backoff / 2 + Math.random() * backoff / 2);
       } finally {
-        controller.abort(); // a stream left behind (a resync) is closed, not leaked
+        rep.controller.abort(); // a stream left behind (a resync) is closed, not leaked
       }
     }
   }
 
   // ---- The graph of a namespace (the rules of mesh/graph.Build) ----
 
-  function node(kind, ns, key, name, detail) {
-    return { id: kind + ':' + key, kind, ns, name, detail: detail || '', text: (name + ' ' + (detail || '') + ' ' + ns).toLowerCase() };
+  // A node's id is its kind and key ("broker:KEY"), after its cluster in a merged view
+  // ("east/broker:KEY"): the same object in two clusters is two boxes.
+  function nodeOf(r, kind, ns, key, name, detail) {
+    return { id: r.prefix + kind + ':' + key, kind, ns, name, detail: detail || '', text: (name + ' ' + (detail || '') + ' ' + ns).toLowerCase() };
+  }
+
+  // keyOfID and kindOfID read a node id; neither a cluster nor a kind holds ':'.
+  const keyOfID = (id) => id.slice(id.indexOf(':') + 1);
+  function kindOfID(id) {
+    const head = id.slice(0, id.indexOf(':'));
+    return head.slice(head.indexOf('/') + 1);
   }
 
   function eventTypeKey(nsName) {
@@ -380,15 +465,16 @@
     return 'eventing.knative.dev/EventType/' + nsName.slice(0, i) + '/' + nsName.slice(i + 1);
   }
 
-  function sectionGraph(ns) {
-    const b = state.byNS.get(ns);
+  function sectionGraph(r, ns) {
+    const b = r.byNS.get(ns);
+    const node = (...args) => nodeOf(r, ...args);
     const nodes = new Map();
     const edges = [];
     const add = (n) => { if (!nodes.has(n.id)) nodes.set(n.id, n); return nodes.get(n.id); };
     const provides = (from, provided) => {
       for (const p of provided || []) {
         if (p.slice(0, p.indexOf('/')) !== ns) continue; // drawn in that namespace
-        const to = 'eventtype:' + eventTypeKey(p);
+        const to = r.prefix + 'eventtype:' + eventTypeKey(p);
         if (b.eventtype.has(eventTypeKey(p))) edges.push({ from, to, kind: 'provides' });
       }
     };
@@ -400,31 +486,31 @@
       if (!e.sink) continue;
       const k = e.sink.group + '/' + e.sink.kind + '/' + e.sink.namespace + '/' + e.sink.name;
       for (const [kind, entityKind] of [['broker', 'broker'], ['channel', 'subscribable']]) {
-        const target = state.entities.get(entityKind + '\n' + k);
+        const target = r.entities.get(entityKind + '\n' + k);
         if (!target) continue;
         const n = add(node(kind, target.namespace, k, target.name, kind === 'channel' ? target.kind : ''));
         if (target.namespace !== ns) n.foreign = true; // a sink in another namespace, drawn here too
-        edges.push({ from: 'source:' + key, to: n.id, kind: 'sink' });
+        edges.push({ from: r.prefix + 'source:' + key, to: n.id, kind: 'sink' });
       }
     }
     for (const [key, e] of b.eventtype) {
-      const r = e.reference;
-      if (r && r.namespace !== ns) { // a provider in another namespace, drawn here too
-        const k = r.group + '/' + r.kind + '/' + r.namespace + '/' + r.name;
+      const ref = e.reference;
+      if (ref && ref.namespace !== ns) { // a provider in another namespace, drawn here too
+        const k = ref.group + '/' + ref.kind + '/' + ref.namespace + '/' + ref.name;
         const nsName = ns + '/' + e.name;
-        const broker = state.entities.get('broker\n' + k);
-        const channel = state.entities.get('subscribable\n' + k);
+        const broker = r.entities.get('broker\n' + k);
+        const channel = r.entities.get('subscribable\n' + k);
         for (const [p, kind] of [[broker, 'broker'], [channel, 'channel']]) {
           if (p && (p.providedEventTypes || []).includes(nsName)) {
-            const n = add(node(kind, r.namespace, k, p.name, p.kind));
+            const n = add(node(kind, ref.namespace, k, p.name, p.kind));
             n.foreign = true;
-            edges.push({ from: n.id, to: 'eventtype:' + key, kind: 'provides' });
+            edges.push({ from: n.id, to: r.prefix + 'eventtype:' + key, kind: 'provides' });
           }
         }
       }
       for (const c of e.consumedBy || []) {
         add(node('consumer', '', c, c));
-        edges.push({ from: 'eventtype:' + key, to: 'consumer:' + c, kind: 'consumes' });
+        edges.push({ from: r.prefix + 'eventtype:' + key, to: r.prefix + 'consumer:' + c, kind: 'consumes' });
       }
     }
     return { nodes, edges };
@@ -442,12 +528,13 @@
       keep = new Set();
       for (const n of g.nodes.values()) if (n.text.includes(q)) { matched.add(n.id); keep.add(n.id); }
       const touched = new Set();
+      const isEventType = (id) => g.nodes.get(id).kind === 'eventtype';
       for (const e of g.edges) {
-        if (matched.has(e.from) && e.to.startsWith('eventtype:')) touched.add(e.to);
-        if (matched.has(e.to) && e.from.startsWith('eventtype:')) touched.add(e.from);
+        if (matched.has(e.from) && isEventType(e.to)) touched.add(e.to);
+        if (matched.has(e.to) && isEventType(e.from)) touched.add(e.from);
         if (matched.has(e.from) && e.kind === 'sink') keep.add(e.to);
       }
-      for (const id of matched) if (id.startsWith('eventtype:')) touched.add(id);
+      for (const id of matched) if (isEventType(id)) touched.add(id);
       for (const e of g.edges) if (touched.has(e.from) || touched.has(e.to)) { keep.add(e.from); keep.add(e.to); }
     }
     const cols = [[], [], [], []];
@@ -505,18 +592,23 @@
 
   const titles = ['Sources', 'Brokers & channels', 'Event types', 'Consumers'];
 
-  function buildSection(ns, g, v, open) {
+  function buildSection({ sid, r, ns, g, v }, open) {
     const sec = el('section', 'ns' + (open ? ' open' : ''));
     sec.dataset.ns = ns;
     const h = el('h2');
+    if (r.cluster) {
+      sec.dataset.cluster = r.cluster;
+      if (r.status.state !== 'live') sec.classList.add('stale');
+      h.append(el('span', 'cluster', r.cluster), el('span', 'sep', '·'));
+    }
     h.append(el('span', 'name', ns), el('span', 'summary', summary(g) + (view.search ? ' — ' + v.keep.size + ' shown' : '')));
     h.tabIndex = 0; // a button for keyboards and screen readers too
     h.setAttribute('role', 'button');
     h.setAttribute('aria-expanded', String(open));
     const toggle = () => {
-      view.focus = ns; // the header is drawn again: keep the keyboard on it
-      view.userOpen.set(ns, !open);
-      view.dirty.add(ns);
+      view.focus = sid; // the header is drawn again: keep the keyboard on it
+      view.userOpen.set(sid, !open);
+      view.dirty.add(sid);
       scheduleRender();
     };
     h.addEventListener('click', toggle);
@@ -527,9 +619,9 @@
       }
     });
     sec.append(h);
-    if (!open) return { el: sec, drawn: null };
+    if (!open) return { el: sec, drawn: null, cluster: r.cluster };
     const body = el('div', 'body');
-    const limit = view.more.get(ns) || COLUMN_LIMIT;
+    const limit = view.more.get(sid) || COLUMN_LIMIT;
     const drawn = new Map();
     v.cols.forEach((col, i) => {
       const c = el('div', 'col');
@@ -548,8 +640,8 @@
         const more = el('button', 'more', 'show ' + Math.min(col.length - limit, limit) + ' more of ' + (col.length - limit));
         more.type = 'button';
         more.addEventListener('click', () => {
-          view.more.set(ns, limit * 2);
-          view.dirty.add(ns);
+          view.more.set(sid, limit * 2);
+          view.dirty.add(sid);
           scheduleRender();
         });
         c.append(more);
@@ -561,7 +653,7 @@
     body.prepend(svg);
     sec.append(body);
     const edges = g.edges.filter((e) => drawn.has(e.from) && drawn.has(e.to));
-    return { el: sec, drawn, svg, body, edges };
+    return { el: sec, drawn, svg, body, edges, cluster: r.cluster };
   }
 
   // drawEdges draws a built section's edges once it is laid out.
@@ -584,25 +676,32 @@
       p.dataset.from = e.from;
       p.dataset.to = e.to;
       p.dataset.kind = e.kind;
+      if (kindOfID(e.from) === 'source') p.classList.add('from-source');
       paths.push(p);
     }
     s.svg.replaceChildren(...paths);
   }
 
-  function renderNamespaceList(namespaces) {
+  // renderNamespaceList lists the namespaces of every cluster shown, each once, with how many
+  // entities it holds in all of them.
+  function renderNamespaceList(namespaces, shownReplicas) {
     const list = $('ns-list');
     const f = view.nsFilter;
     const items = [];
     for (const ns of namespaces) {
       if (f && !ns.toLowerCase().includes(f)) continue;
-      const b = state.byNS.get(ns);
+      let count = 0;
+      for (const r of shownReplicas) {
+        const b = r.byNS.get(ns);
+        if (b) count += b.source.size + b.broker.size + b.subscribable.size + b.eventtype.size;
+      }
       const li = el('li');
       const label = el('label');
       const box = el('input');
       box.type = 'checkbox';
       box.checked = !view.hidden.has(ns);
       box.dataset.ns = ns;
-      label.append(box, el('span', 'name', ns), el('span', 'count', String(b.source.size + b.broker.size + b.subscribable.size + b.eventtype.size)));
+      label.append(box, el('span', 'name', ns), el('span', 'count', String(count)));
       li.append(label);
       items.push(li);
     }
@@ -611,22 +710,29 @@
 
   function render() {
     const t0 = performance.now();
-    const namespaces = [...state.byNS.keys()].sort();
+    const shownReplicas = replicas.filter((r) => !view.hiddenClusters.has(r.cluster));
+    const names = new Set();
+    for (const r of replicas) for (const ns of r.byNS.keys()) names.add(ns);
+    const namespaces = [...names].sort();
     const q = view.search;
     const all = view.allDirty;
-    renderNamespaceList(namespaces);
-    const shown = namespaces.filter((ns) => !view.hidden.has(ns));
-    // Graphs of the shown namespaces: each is small, so all are filtered to decide what opens.
+    renderNamespaceList(namespaces, shownReplicas);
+    // The shown sections: by cluster (in the order given), then namespace.
+    const shown = [];
+    for (const r of shownReplicas) {
+      for (const ns of [...r.byNS.keys()].sort()) if (!view.hidden.has(ns)) shown.push({ sid: sectionID(r, ns), r, ns });
+    }
+    // Graphs of the shown sections: each is small, so all are filtered to decide what opens.
     const parts = [];
     let total = 0;
     const graphs = new Map();
-    for (const ns of shown) {
-      let part = view.graphs.get(ns);
-      if (all || !part || view.dirty.has(ns)) { // only what changed is built again
-        const g = sectionGraph(ns);
-        part = { ns, g, v: visible(g, q) };
+    for (const { sid, r, ns } of shown) {
+      let part = view.graphs.get(sid);
+      if (all || !part || view.dirty.has(sid)) { // only what changed is built again
+        const g = sectionGraph(r, ns);
+        part = { sid, r, ns, g, v: visible(g, q) };
       }
-      graphs.set(ns, part);
+      graphs.set(sid, part);
       if (q && part.v.keep.size === 0) continue;
       parts.push(part);
       total += part.v.keep.size;
@@ -637,19 +743,21 @@
     const children = [];
     const built = [];
     const sections = new Map();
-    for (const { ns, g, v } of parts) {
-      const open = view.userOpen.has(ns) ? view.userOpen.get(ns) : autoOpen;
-      let s = view.sections.get(ns);
-      if (all || !s || s.open !== open || view.dirty.has(ns)) {
-        s = buildSection(ns, g, v, open);
+    for (const part of parts) {
+      const sid = part.sid;
+      const open = view.userOpen.has(sid) ? view.userOpen.get(sid) : autoOpen;
+      let s = view.sections.get(sid);
+      if (all || !s || s.open !== open || view.dirty.has(sid)) {
+        s = buildSection(part, open);
         s.open = open;
         built.push(s);
       }
-      sections.set(ns, s);
+      sections.set(sid, s);
       children.push(s.el);
     }
     if (!children.length) {
-      const why = !state.epoch ? 'Loading…' : !namespaces.length ? 'The mesh is empty.' : !shown.length ? 'No namespace selected.' : 'Nothing matches “' + q + '”.';
+      const why = !replicas.some((r) => r.epoch) ? 'Loading…' : !namespaces.length ? 'The mesh is empty.'
+        : !shownReplicas.length ? 'No cluster selected.' : !shown.length ? 'No namespace selected.' : 'Nothing matches “' + q + '”.';
       children.push(el('p', 'empty', why));
     }
     main.replaceChildren(...children);
@@ -667,10 +775,20 @@
     stats.renders++;
     stats.lastRenderMs = Math.round(performance.now() - t0);
     stats.maxRenderMs = Math.max(stats.maxRenderMs, stats.lastRenderMs);
-    document.body.dataset.epoch = state.epoch;
-    document.body.dataset.seq = String(state.seq);
-    document.body.dataset.entities = String(state.entities.size);
-    if (document.body.dataset.state === 'live') {
+    if (fleet) {
+      let entities = 0;
+      for (const r of replicas) {
+        entities += r.entities.size;
+        showClusterStatus(r);
+      }
+      document.body.dataset.entities = String(entities);
+      showFleetStatus();
+    } else {
+      document.body.dataset.epoch = state.epoch;
+      document.body.dataset.seq = String(state.seq);
+      document.body.dataset.entities = String(state.entities.size);
+    }
+    if (!fleet && document.body.dataset.state === 'live') {
       let drawn = 0;
       for (const s of sections.values()) drawn += s.drawn ? s.drawn.size : 0;
       const found = q ? ` · ${total} match “${q}”` : '';
@@ -714,13 +832,16 @@
     return new URLSearchParams({ target: key }).toString();
   }
 
-  function pick(query, key) {
+  // pick asks query (about entity key, if any) of cluster's broadcaster ('' on a broadcaster's
+  // own page); an empty query closes the panel.
+  function pick(query, key, cluster) {
     clearTimeout(lineage.timer);
     lineage.timer = 0;
     if (lineage.controller) lineage.controller.abort();
     lineage.controller = null;
     lineage.asks++; // an answer still on its way is for the previous question
     lineage.query = query;
+    lineage.cluster = query ? cluster || '' : '';
     lineage.picked = query ? key || '' : '';
     lineage.answer = null;
     lineage.problems = [];
@@ -732,10 +853,10 @@
     if (query) askLineage();
   }
 
-  // lineageStale asks the question again once changes pause (LINEAGE_QUIET), or at the latest
-  // LINEAGE_MAX_WAIT after the first of them.
-  function lineageStale() {
-    if (!lineage.query) return;
+  // lineageStale asks the question again once changes of replica r pause (LINEAGE_QUIET), or
+  // at the latest LINEAGE_MAX_WAIT after the first of them; changes of other clusters leave it.
+  function lineageStale(r) {
+    if (!lineage.query || r.cluster !== lineage.cluster) return;
     const now = performance.now();
     if (lineage.timer) clearTimeout(lineage.timer);
     else lineage.first = now;
@@ -751,7 +872,9 @@
   const BROKEN_QUERY = 'broken=true&limit=1000'; // the first 1,000: marks, not the whole list
 
   async function ask(query, signal) {
-    const r = await request('v1/lineage?' + query, { Accept: 'application/json' }, signal);
+    const rep = replicaOf.get(lineage.cluster);
+    if (!rep) return { answer: null, state: 'error', why: 'no cluster ' + lineage.cluster };
+    const r = await request(rep, 'v1/lineage?' + query, { Accept: 'application/json' }, signal);
     if (r.ok) return { answer: await r.json(), state: 'shown', why: '' };
     const said = await problem(r);
     if (r.status === 404) return { answer: null, state: 'missing', why: said };
@@ -837,24 +960,25 @@
     lineage.on = on;
   }
 
-  // applyLineage marks the graph: what lies on the lineage highlighted, the rest dimmed.
+  // applyLineage marks the graph: what lies on the lineage highlighted (in a merged view, in
+  // the sections of the cluster asked only), the rest dimmed.
   function applyLineage() {
     const on = lineage.on;
     document.body.classList.toggle('lineage-active', !!on);
     if (!on && !lineage.applied) return; // nothing to clear
     lineage.applied = !!on;
-    const keyOfID = (id) => id.slice(id.indexOf(':') + 1);
     for (const s of view.sections.values()) {
       if (!s.drawn) continue;
+      const mine = !!on && s.cluster === lineage.cluster;
       for (const [id, d] of s.drawn) {
-        const entity = !id.startsWith('consumer:'); // a Backstage id, not an object
+        const entity = mine && kindOfID(id) !== 'consumer'; // a Backstage id, not an object
         const key = keyOfID(id);
-        d.classList.toggle('on-lineage', !!on && entity && on.has(key));
-        d.classList.toggle('broken', !!on && entity && lineage.broken.has(key));
-        d.classList.toggle('picked', !!on && entity && key === lineage.picked);
+        d.classList.toggle('on-lineage', entity && on.has(key));
+        d.classList.toggle('broken', entity && lineage.broken.has(key));
+        d.classList.toggle('picked', entity && key === lineage.picked);
       }
       for (const p of s.svg.children) {
-        p.classList.toggle('on-lineage', !!on && lineage.pairs.has(keyOfID(p.dataset.from) + '\n' + keyOfID(p.dataset.to)));
+        p.classList.toggle('on-lineage', mine && lineage.pairs.has(keyOfID(p.dataset.from) + '\n' + keyOfID(p.dataset.to)));
       }
     }
   }
@@ -935,6 +1059,7 @@
       redrawAll(); // the graph got narrower or wider: its boxes moved
     }
     aside.dataset.query = lineage.query;
+    aside.dataset.cluster = lineage.cluster;
     const a = lineage.answer;
     aside.dataset.sequence = a ? String(a.sequence) : '';
     syncPicker();
@@ -943,8 +1068,8 @@
       return;
     }
     const q = new URLSearchParams(lineage.query);
-    $('lineage-title').textContent = q.has('broken') ? 'What is broken'
-      : q.has('eventType') ? 'Where events of EventType ' + q.get('eventType') + ' go' : 'Who sends to ' + describe(q.get('target')) + ', and who may';
+    $('lineage-title').textContent = (lineage.cluster ? lineage.cluster + ' · ' : '') + (q.has('broken') ? 'What is broken'
+      : q.has('eventType') ? 'Where events of EventType ' + q.get('eventType') + ' go' : 'Who sends to ' + describe(q.get('target')) + ', and who may');
     const status = {
       loading: 'asking…',
       missing: (lineage.picked ? describe(lineage.picked) : 'It') + ' does not exist now, or is in a namespace you may not see. Shown again when it appears.',
@@ -1017,27 +1142,37 @@
 
   const pickerKinds = [['eventtype', 'Event types'], ['broker', 'Brokers'], ['subscribable', 'Channels'], ['source', 'Sources']];
 
-  // fillPicker lists the entities of the replica when the picker is about to open, if the
+  // A picker option's value is the query, after its cluster in a merged view ("east:QUERY";
+  // neither a cluster name nor an encoded query holds ':').
+  const pickValue = (cluster, query) => (cluster && query ? cluster + ':' + query : query);
+  function option(text, cluster, query, key) {
+    const o = new Option(text, pickValue(cluster, query));
+    o.dataset.cluster = cluster;
+    o.dataset.query = query;
+    o.dataset.key = key;
+    return o;
+  }
+
+  // fillPicker lists the entities of the replicas when the picker is about to open, if a
   // replica changed since it last did.
   let pickerFilled = '';
   function fillPicker() {
-    const at = state.epoch + '-' + state.seq;
+    const at = replicas.map((r) => r.epoch + '-' + r.seq).join(' ');
     if (at === pickerFilled) return;
     pickerFilled = at;
-    const opts = [new Option('none', ''), new Option('what is broken', 'broken=true')];
-    for (const [kind, title] of pickerKinds) {
-      const keys = [];
-      for (const id of state.entities.keys()) if (id.startsWith(kind + '\n')) keys.push(id.slice(kind.length + 1));
-      if (!keys.length) continue;
-      keys.sort();
-      const group = document.createElement('optgroup');
-      group.label = title;
-      for (const key of keys) {
-        const o = new Option(describe(key), questionFor(key));
-        o.dataset.key = key;
-        group.append(o);
+    const opts = [new Option('none', '')];
+    for (const r of replicas) opts.push(option((r.cluster ? r.cluster + ': ' : '') + 'what is broken', r.cluster, 'broken=true', ''));
+    for (const r of replicas) {
+      for (const [kind, title] of pickerKinds) {
+        const keys = [];
+        for (const id of r.entities.keys()) if (id.startsWith(kind + '\n')) keys.push(id.slice(kind.length + 1));
+        if (!keys.length) continue;
+        keys.sort();
+        const group = document.createElement('optgroup');
+        group.label = (r.cluster ? r.cluster + ' · ' : '') + title;
+        for (const key of keys) group.append(option(describe(key), r.cluster, questionFor(key), key));
+        opts.push(group);
       }
-      opts.push(group);
     }
     $('lineage-pick').replaceChildren(...opts);
     syncPicker();
@@ -1046,12 +1181,12 @@
   // syncPicker shows the question asked in the picker, adding it when the list lacks it.
   function syncPicker() {
     const sel = $('lineage-pick');
-    if (![...sel.options].some((o) => o.value === lineage.query)) {
-      const o = new Option(lineage.picked ? describe(lineage.picked) : lineage.query, lineage.query);
-      o.dataset.key = lineage.picked;
-      sel.append(o);
+    const value = pickValue(lineage.cluster, lineage.query);
+    if (![...sel.options].some((o) => o.value === value)) {
+      const text = lineage.picked ? describe(lineage.picked) : lineage.query;
+      sel.append(option((lineage.cluster ? lineage.cluster + ': ' : '') + text, lineage.cluster, lineage.query, lineage.picked));
     }
-    sel.value = lineage.query;
+    sel.value = value;
   }
 
   // ---- Controls ----
@@ -1063,15 +1198,17 @@
     sessionStorage.setItem(TOKEN_KEY, token);
     $('token').value = '';
     $('login').hidden = true;
-    setState('loading', 'connecting…');
+    for (const r of replicas) if (r.status.state === 'unauthorized') setState(r, 'loading', 'connecting…');
     const waiters = tokenWaiters;
     tokenWaiters = [];
     for (const w of waiters) w();
   });
   $('forget').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    state.epoch = '';
-    if (controller) controller.abort();
+    for (const r of replicas) {
+      r.epoch = '';
+      if (r.controller) r.controller.abort();
+    }
     scheduleRender();
   });
   let searchTimer = 0;
@@ -1091,15 +1228,17 @@
     const ns = ev.target.dataset.ns;
     if (ev.target.checked) view.hidden.delete(ns);
     else view.hidden.add(ns);
-    view.dirty.add(ns);
+    for (const r of replicas) view.dirty.add(sectionID(r, ns));
     scheduleRender();
   });
   const setAll = (hide) => {
     const f = view.nsFilter;
-    for (const ns of state.byNS.keys()) {
-      if (f && !ns.toLowerCase().includes(f)) continue;
-      if (hide) view.hidden.add(ns);
-      else view.hidden.delete(ns);
+    for (const r of replicas) {
+      for (const ns of r.byNS.keys()) {
+        if (f && !ns.toLowerCase().includes(f)) continue;
+        if (hide) view.hidden.add(ns);
+        else view.hidden.delete(ns);
+      }
     }
     view.allDirty = true;
     scheduleRender();
@@ -1116,20 +1255,49 @@
   $('lineage-pick').addEventListener('mousedown', fillPicker);
   $('lineage-pick').addEventListener('change', (ev) => {
     const o = ev.target.selectedOptions[0];
-    pick(ev.target.value, o ? o.dataset.key : '');
+    if (!o || !o.value) pick('', '', '');
+    else pick(o.dataset.query ?? o.value, o.dataset.key || '', o.dataset.cluster ?? replicas[0].cluster); // the document's own option has no data
   });
-  $('lineage-close').addEventListener('click', () => pick('', ''));
-  // A click on a box of the graph, or on an object of the lineage, asks about it.
+  $('lineage-close').addEventListener('click', () => pick('', '', ''));
+  // A click on a box of the graph, or on an object of the lineage, asks about it (of the
+  // cluster it is in).
   $('graph').addEventListener('click', (ev) => {
     const d = ev.target.closest('.node[data-id]');
-    if (!d || d.dataset.id.startsWith('consumer:')) return;
-    const key = d.dataset.id.slice(d.dataset.id.indexOf(':') + 1);
-    pick(questionFor(key), key);
+    if (!d || kindOfID(d.dataset.id) === 'consumer') return;
+    const key = keyOfID(d.dataset.id);
+    pick(questionFor(key), key, d.closest('section.ns').dataset.cluster || '');
   });
   $('lineage-body').addEventListener('click', (ev) => {
     const b = ev.target.closest('button[data-key]');
-    if (b) pick(questionFor(b.dataset.key), b.dataset.key);
+    if (b) pick(questionFor(b.dataset.key), b.dataset.key, lineage.cluster);
   });
 
-  follow();
+  // A merged view lists its clusters, each with a tick box and its status line.
+  if (fleet) {
+    $('clusters-nav').hidden = false;
+    for (const r of replicas) {
+      const li = el('li');
+      li.dataset.cluster = r.cluster;
+      const label = el('label');
+      const box = el('input');
+      box.type = 'checkbox';
+      box.checked = true;
+      box.dataset.cluster = r.cluster;
+      label.append(box, el('span', 'name', r.cluster));
+      li.append(label, el('span', 'state'));
+      r.statusLine = li;
+      showClusterStatus(r);
+    }
+    $('cluster-list').replaceChildren(...replicas.map((r) => r.statusLine));
+    $('cluster-list').addEventListener('change', (ev) => {
+      const c = ev.target.dataset.cluster;
+      if (ev.target.checked) view.hiddenClusters.delete(c);
+      else view.hiddenClusters.add(c);
+      view.allDirty = true;
+      scheduleRender();
+    });
+    showFleetStatus();
+  }
+
+  for (const r of replicas) follow(r);
 })();
