@@ -7,15 +7,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"slices"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/graph"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page/fleet"
 )
 
 // broadcasterURL is one --url of a command that may follow a fleet: a broadcaster's base URL
@@ -32,23 +31,13 @@ func (b broadcasterURL) String() string {
 	return b.cluster + "=" + b.url
 }
 
-// parseBroadcasterURL reads URL or NAME=URL. A URL's scheme comes before any '=' of its
-// query, so a name is what precedes the first '=' when it holds no ':' or '/'.
+// parseBroadcasterURL reads URL or NAME=URL, as `broadcaster page` does.
 func parseBroadcasterURL(v string) (broadcasterURL, error) {
-	var b broadcasterURL
-	raw := v
-	if name, rest, ok := strings.Cut(v, "="); ok && !strings.ContainsAny(name, ":/") {
-		if err := mesh.CheckCluster(name); err != nil {
-			return b, fmt.Errorf("--url %q: the cluster name %w", v, err)
-		}
-		b.cluster, raw = name, rest
+	t, err := fleet.Parse(v)
+	if err != nil {
+		return broadcasterURL{}, fmt.Errorf("--url: %w", err)
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return b, fmt.Errorf("--url %q: want http(s)://host:port, or NAME=http(s)://host:port to name its cluster", v)
-	}
-	b.url = raw
-	return b, nil
+	return broadcasterURL{cluster: t.Name, url: t.URL.String()}, nil
 }
 
 // meshesOfBroadcasters reads the mesh of every --url at once, by cluster name. Each

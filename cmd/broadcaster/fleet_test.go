@@ -98,8 +98,8 @@ func TestSnapshotOfAFleet(t *testing.T) {
 		{"twice", []string{"--url", east, "--url", east}, true, []string{"--url " + east + " and --url " + east, `cluster "east"`}},
 		{"named twice", []string{"--url", east, "--url", "east=" + unnamed}, true, []string{`cluster "east"`}},
 		{"misnamed", []string{"--url", east, "--url", "north=" + west}, false, []string{"--url north=" + west, `of cluster "west"`}},
-		{"bad name", []string{"--url", "no_such=" + east}, true, []string{`--url "no_such=` + east, "cluster name"}},
-		{"bad URL", []string{"--url", east, "--url", "east=ftp://x"}, true, []string{`--url "east=ftp://x"`, "NAME=http(s)"}},
+		{"bad name", []string{"--url", "no_such=" + east}, true, []string{`"no_such=` + east, "--url", "cluster name"}},
+		{"bad URL", []string{"--url", east, "--url", "east=ftp://x"}, true, []string{"--url", `"east=ftp://x"`, "after NAME="}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := runSnapshot(t, nil, tt.args...)
