@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -104,6 +105,23 @@ func TestSinkDownLongerThanTheLog(t *testing.T) {
 	}
 }
 
+// sequenceOf is the sequence of the broadcaster's mesh (GET /v1/mesh).
+func sequenceOf(t testing.TB, base string) uint64 {
+	t.Helper()
+	resp, err := http.Get(base + mesh.PathMesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Sequence uint64 `json:"sequence"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("GET %s: %v", mesh.PathMesh, err)
+	}
+	return s.Sequence
+}
+
 // scrape reads /metrics as series → value.
 func scrape(t testing.TB, base string) map[string]float64 {
 	t.Helper()
@@ -140,7 +158,11 @@ func TestBrokersHangWithASmallLog(t *testing.T) {
 	mqttBroker.Pause()
 	natsServer.Pause()
 	for round := range 6 {
+		// Each round awaited, so the file watcher cannot fold the rounds into one read: the
+		// changes must outnumber what the log and the transports' in-flight windows hold.
+		before := sequenceOf(t, base)
 		churn(t, dir, round)
+		testkit.Eventually(t, fmt.Sprintf("churn round %d in the mesh", round), 20*time.Second, func() bool { return sequenceOf(t, base) > before })
 	}
 	if err := os.Remove(filepath.Join(dir, "sources", "heartbeat.yaml")); err != nil {
 		t.Fatal(err)
