@@ -65,11 +65,14 @@ func commands() []command {
 		{
 			name:    "tail",
 			summary: "follow a broadcaster, an MQTT broker or NATS and print each change",
-			usage:   "broadcaster tail (--watch URL | --mqtt URL | --nats URL) [flags]",
+			usage:   "broadcaster tail (--watch [NAME=]URL... | --mqtt URL | --nats URL) [--cluster NAME] [flags]",
 			about: "Prints each entity change as it happens: from a broadcaster's GET /v1/watch (after its\n" +
-				"snapshot), from the retained messages and live topics of an MQTT broker, or from NATS.",
+				"snapshot), from the retained messages and live topics of an MQTT broker, or from NATS.\n" +
+				"Several --watch follow a fleet at once; a shared broker shows every cluster under the\n" +
+				"prefix. Lines of a named cluster carry its name; --cluster keeps only some.",
 			examples: []string{
 				"broadcaster tail --watch http://127.0.0.1:8080",
+				"broadcaster tail --watch http://east:8080 --watch http://west:8080",
 				"broadcaster tail --mqtt mqtt://127.0.0.1:1883 --output json",
 				"broadcaster tail --nats nats://127.0.0.1:4222",
 			},

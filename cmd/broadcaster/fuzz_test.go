@@ -10,11 +10,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// FuzzTail feeds tail's printer an entity whose key, description and epoch are arbitrary
-// strings: the text format shows no control character of the input raw and prints one line per
+// FuzzTail feeds tail's printer an entity whose key, description, epoch and cluster (the
+// epoch's string again: a broadcaster's own snapshot names it unchecked) are arbitrary strings: the text format shows no control character of the input raw and prints one line per
 // entity or change; JSON and YAML documents read back to the same strings. The seed corpus is
 // in testdata/fuzz/FuzzTail.
 func FuzzTail(f *testing.F) {
@@ -25,19 +26,19 @@ func FuzzTail(f *testing.F) {
 		before, _ := json.Marshal(map[string]any{"name": name, "description": "before"})
 		after, _ := json.Marshal(map[string]any{"name": name, "description": description})
 		changes := []mesh.Change{
-			{Epoch: epoch, Sequence: 1, Kind: mesh.KindSource, Op: mesh.OpAdded, Key: key, Entity: before},
-			{Epoch: epoch, Sequence: 2, Kind: mesh.KindSource, Op: mesh.OpUpdated, Key: key, Entity: after},
+			{Epoch: epoch, Sequence: 1, Kind: mesh.KindSource, Op: mesh.OpAdded, Key: key, Entity: before, Cluster: epoch},
+			{Epoch: epoch, Sequence: 2, Kind: mesh.KindSource, Op: mesh.OpUpdated, Key: key, Entity: after, Cluster: epoch},
 		}
 		// An API server holds valid UTF-8 only; what JSON makes of other bytes is what is compared.
 		var want struct{ Description, Key string }
 		_ = json.Unmarshal(after, &want)
 		keyJSON, _ := json.Marshal(key.String())
 		_ = json.Unmarshal(keyJSON, &want.Key)
-		snapshot := mesh.Snapshot{Epoch: epoch, Sequence: 1}
+		snapshot := mesh.Snapshot{Epoch: epoch, Sequence: 1, Cluster: epoch}
 		snapshot.Mesh.Sources = nil
 		for _, format := range []string{"text", "json", "yaml"} {
 			var out bytes.Buffer
-			p := &printer{out: &out, format: format, keep: func(mesh.EntityKind, mesh.Key) bool { return true },
+			p := &printer{out: &out, format: format, keep: func(consumer.FleetEntityID) bool { return true },
 				now: func() time.Time { return time.Unix(0, 0) }, timestamps: true}
 			p.snapshot(snapshot)
 			for _, c := range changes {

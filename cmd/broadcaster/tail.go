@@ -20,6 +20,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	natsgo "github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/event-mesh-broadcaster/broadcaster/cmd/broadcaster/printable"
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
@@ -30,11 +31,15 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/mqtt"
 	"github.com/event-mesh-broadcaster/broadcaster/transports/nats"
+	"github.com/event-mesh-broadcaster/broadcaster/transports/resync/page/fleet"
 )
 
 // tailOptions are the flags of `broadcaster tail`.
 type tailOptions struct {
-	watch, mqtt, nats      string
+	watches                []string         // every --watch as given
+	watched                []broadcasterURL // the --watch values, checked: base URLs
+	mqtt, nats             string
+	clusters               []string // --cluster
 	mqttPrefix             string
 	natsPrefix, natsBucket string
 	tokenFile              string
@@ -49,11 +54,9 @@ type tailOptions struct {
 	token, password        string // from the files or the environment
 	getenv                 func(string) string
 	stderr                 io.Writer
-	reachedOnce            bool // the destination answered once: later failures are retried
-	reachedMu              sync.Mutex
 	kindFilter, nsFilter   map[string]bool
+	clusterFilter          map[string]bool
 	tlsConfig              *tls.Config
-	watchBase              string
 }
 
 // tailFlags binds the flags of `broadcaster tail` to o.
@@ -61,7 +64,11 @@ func tailFlags(o *tailOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("broadcaster tail", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&o.watch, "watch", "", "follow a broadcaster's GET /v1/watch at this base `url` (http://127.0.0.1:8080)")
+	fs.Func("watch", "follow a broadcaster's GET /v1/watch at this base `url` (http://127.0.0.1:8080); repeat it for a fleet "+
+		"(each NAME=URL, or the broadcaster's events.cluster names it)", func(v string) error {
+		o.watches = append(o.watches, v)
+		return nil
+	})
 	fs.StringVar(&o.mqtt, "mqtt", "", "follow this MQTT broker `url` (mqtt://, mqtts://)")
 	fs.StringVar(&o.nats, "nats", "", "follow this NATS server `url` (nats://, tls://): the KV bucket's entities, then the changes")
 	fs.StringVar(&o.mqttPrefix, "mqtt-topic-prefix", mqtt.DefaultTopicPrefix, "MQTT topic `prefix`")
@@ -76,6 +83,10 @@ func tailFlags(o *tailOptions) *flag.FlagSet {
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials `file`")
 	fs.Func("namespace", "show only entities of this `namespace` (repeatable, or comma-separated)", func(v string) error {
 		o.namespaces = appendList(o.namespaces, v)
+		return nil
+	})
+	fs.Func("cluster", "show only entities of this `cluster` (its events.cluster; repeatable, or comma-separated)", func(v string) error {
+		o.clusters = appendList(o.clusters, v)
 		return nil
 	})
 	fs.Func("kind", "show only entities of this `kind`: "+entityKindNames()+" (repeatable, or comma-separated)", func(v string) error {
@@ -117,7 +128,7 @@ func tail(ctx context.Context, args []string, getenv func(string) string, stdout
 	color := o.color == "always" || (o.color == "auto" && isTerminal && getenv("NO_COLOR") == "")
 	p := &printer{out: stdout, format: o.output, color: color, timestamps: o.timestamps, keep: o.keep, now: time.Now}
 	switch {
-	case o.watch != "":
+	case len(o.watched) > 0:
 		return tailWatch(ctx, o, p)
 	case o.mqtt != "":
 		return tailMQTT(ctx, o, p)
@@ -131,7 +142,7 @@ var errUsage = errors.New("usage")
 // check validates the flags before anything is contacted.
 func (o *tailOptions) check() error {
 	sources := 0
-	for _, s := range []string{o.watch, o.mqtt, o.nats} {
+	for _, s := range []string{strings.Join(o.watches, ","), o.mqtt, o.nats} {
 		if s != "" {
 			sources++
 		}
@@ -148,7 +159,13 @@ func (o *tailOptions) check() error {
 	if o.connectTimeout <= 0 {
 		return fmt.Errorf("--connect-timeout %v: want > 0", o.connectTimeout)
 	}
-	o.kindFilter, o.nsFilter = map[string]bool{}, map[string]bool{}
+	o.kindFilter, o.nsFilter, o.clusterFilter = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, c := range o.clusters {
+		if err := mesh.CheckCluster(c); err != nil {
+			return fmt.Errorf("--cluster: %w", err)
+		}
+		o.clusterFilter[c] = true
+	}
 	for _, k := range o.kinds {
 		kind, err := mesh.ParseEntityKind(strings.ToLower(k))
 		if err != nil {
@@ -164,8 +181,20 @@ func (o *tailOptions) check() error {
 	}
 	var err error
 	switch {
-	case o.watch != "":
-		o.watchBase, err = watchBase(o.watch)
+	case len(o.watches) > 0:
+		o.watched = nil
+		for _, v := range o.watches {
+			var b broadcasterURL
+			if b, err = watchBase(v); err != nil {
+				return err
+			}
+			for _, other := range o.watched {
+				if other.url == b.url {
+					return fmt.Errorf("--watch %s: given twice", b.url)
+				}
+			}
+			o.watched = append(o.watched, b)
+		}
 	case o.mqtt != "":
 		err = checkURL("--mqtt", o.mqtt, "mqtt", "mqtts", "tls", "ws", "wss")
 	default:
@@ -174,17 +203,17 @@ func (o *tailOptions) check() error {
 	return err
 }
 
-// watchBase accepts a broadcaster's base URL, or the URL of one of its /v1 endpoints.
-func watchBase(raw string) (string, error) {
-	if err := checkURL("--watch", raw, "http", "https"); err != nil {
-		return "", err
+// watchBase accepts a broadcaster's base URL, or the URL of one of its /v1 endpoints, after
+// NAME= to name its cluster (as `broadcaster page` reads its --url).
+func watchBase(v string) (broadcasterURL, error) {
+	t, err := fleet.Parse(v)
+	if err != nil {
+		return broadcasterURL{}, fmt.Errorf("--watch: %w", err)
 	}
-	u, _ := url.Parse(raw)
 	for _, p := range []string{mesh.PathWatch, mesh.PathGetEventMesh, mesh.PathDeltas, mesh.PathMesh} {
-		u.Path = strings.TrimSuffix(u.Path, p)
+		t.URL.Path = strings.TrimSuffix(t.URL.Path, p)
 	}
-	u.RawQuery = ""
-	return strings.TrimSuffix(u.String(), "/"), nil
+	return broadcasterURL{cluster: t.Name, url: strings.TrimSuffix(t.URL.String(), "/")}, nil
 }
 
 func checkURL(flagName, raw string, schemes ...string) error {
@@ -243,37 +272,33 @@ func (o *tailOptions) readSecrets() error {
 	return nil
 }
 
-// keep applies the --namespace and --kind filters.
-func (o *tailOptions) keep(kind mesh.EntityKind, key mesh.Key) bool {
-	return (len(o.kindFilter) == 0 || o.kindFilter[kind.String()]) && (len(o.nsFilter) == 0 || o.nsFilter[key.Namespace])
+// keep applies the --cluster, --namespace and --kind filters.
+func (o *tailOptions) keep(id consumer.FleetEntityID) bool {
+	return (len(o.kindFilter) == 0 || o.kindFilter[id.Kind.String()]) && (len(o.nsFilter) == 0 || o.nsFilter[id.Key.Namespace]) &&
+		(len(o.clusterFilter) == 0 || o.clusterFilter[id.Cluster])
 }
 
-// reached notes that the destination answered; it reports whether it had before.
-func (o *tailOptions) reached() bool {
-	o.reachedMu.Lock()
-	defer o.reachedMu.Unlock()
-	before := o.reachedOnce
-	o.reachedOnce = true
-	return before
-}
-
-func (o *tailOptions) hasReached() bool {
-	o.reachedMu.Lock()
-	defer o.reachedMu.Unlock()
-	return o.reachedOnce
+// streamCluster is the cluster to ask an MQTT or NATS stream for: with one --cluster, only its
+// messages travel; with several, all do and keep drops the others.
+func (o *tailOptions) streamCluster() string {
+	if len(o.clusterFilter) == 1 {
+		return o.clusters[0]
+	}
+	return ""
 }
 
 // printer writes the entities and the changes. It remembers each entity's last state, so an
-// update can say what changed even when the carrier sends only the new state.
+// update can say what changed even when the carrier sends only the new state. Entities are
+// keyed by cluster too: a fleet's clusters may all hold a shop/orders Broker.
 type printer struct {
 	mu         sync.Mutex
 	out        io.Writer
 	format     string // text, json or yaml
 	color      bool
 	timestamps bool
-	keep       func(mesh.EntityKind, mesh.Key) bool
+	keep       func(consumer.FleetEntityID) bool
 	now        func() time.Time
-	last       map[consumer.EntityID]json.RawMessage
+	last       map[consumer.FleetEntityID]json.RawMessage
 }
 
 const (
@@ -284,35 +309,51 @@ const (
 	ansiRed    = "\x1b[31m"
 )
 
-// snapshot prints a whole mesh: a header, then each entity the filters keep.
+// snapshot prints a whole mesh of one cluster: a header, then each entity the filters keep.
 func (p *printer) snapshot(s mesh.Snapshot) {
 	r := consumer.NewReplica(nil)
 	r.Load(s)
 	entities := r.Entities()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.last = map[consumer.EntityID]json.RawMessage{}
-	ids := make([]consumer.EntityID, 0, len(entities))
-	for id, data := range entities {
-		p.last[id] = data
-		if p.keep(id.Kind, id.Key) {
-			ids = append(ids, id)
+	if p.last == nil {
+		p.last = map[consumer.FleetEntityID]json.RawMessage{}
+	}
+	for id := range p.last {
+		if id.Cluster == s.Cluster {
+			delete(p.last, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b consumer.EntityID) int {
+	ids := make([]consumer.FleetEntityID, 0, len(entities))
+	for id, data := range entities {
+		fid := consumer.FleetEntityID{Cluster: s.Cluster, EntityID: id}
+		p.last[fid] = data
+		if p.keep(fid) {
+			ids = append(ids, fid)
+		}
+	}
+	slices.SortFunc(ids, func(a, b consumer.FleetEntityID) int {
 		if a.Kind != b.Kind {
 			return int(a.Kind) - int(b.Kind)
 		}
 		return strings.Compare(a.Key.String(), b.Key.String())
 	})
 	if p.format == "text" {
-		fmt.Fprintf(p.out, "%s%ssnapshot: epoch %s, sequence %d, %d entities (%d shown)%s\n", p.stamp(), p.paint(ansiDim),
+		of := ""
+		if s.Cluster != "" {
+			of = " of cluster " + printable.String(s.Cluster)
+		}
+		fmt.Fprintf(p.out, "%s%ssnapshot%s: epoch %s, sequence %d, %d entities (%d shown)%s\n", p.stamp(), p.paint(ansiDim), of,
 			printable.String(s.Epoch), s.Sequence, len(entities), len(ids), p.paint(ansiReset))
 	} else {
-		p.document(map[string]any{"snapshot": map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}})
+		doc := map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}
+		if s.Cluster != "" {
+			doc["cluster"] = s.Cluster
+		}
+		p.document(map[string]any{"snapshot": doc})
 	}
 	for _, id := range ids {
-		p.entityLocked(id.Kind, id.Key, entities[id])
+		p.entityLocked(id, entities[id.EntityID])
 	}
 }
 
@@ -325,29 +366,42 @@ func entityKindNames() string {
 	return strings.Join(names, ", ")
 }
 
-// entity prints one entity of a mesh's state (a KV entry, a retained message). Entities of
-// kinds this version does not know are not shown.
-func (p *printer) entity(kind mesh.EntityKind, key mesh.Key, data json.RawMessage) {
-	if !kind.Known() {
+// entity prints one entity of a mesh's state (a KV entry, a retained message): c.Entity of
+// c.Cluster. Entities of kinds this version does not know are not shown.
+func (p *printer) entity(c mesh.Change) {
+	if !c.Kind.Known() {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.last == nil {
-		p.last = map[consumer.EntityID]json.RawMessage{}
+		p.last = map[consumer.FleetEntityID]json.RawMessage{}
 	}
-	p.last[consumer.EntityID{Kind: kind, Key: key}] = data
-	if p.keep(kind, key) {
-		p.entityLocked(kind, key, data)
+	id := consumer.FleetEntityID{Cluster: c.Cluster, EntityID: consumer.EntityID{Kind: c.Kind, Key: c.Key}}
+	p.last[id] = c.Entity
+	if p.keep(id) {
+		p.entityLocked(id, c.Entity)
 	}
 }
 
-func (p *printer) entityLocked(kind mesh.EntityKind, key mesh.Key, data json.RawMessage) {
+func (p *printer) entityLocked(id consumer.FleetEntityID, data json.RawMessage) {
 	if p.format != "text" {
-		p.document(map[string]any{"kind": kind.String(), "key": key.String(), "entity": data})
+		doc := map[string]any{"kind": id.Kind.String(), "key": id.Key.String(), "entity": data}
+		if id.Cluster != "" {
+			doc["cluster"] = id.Cluster
+		}
+		p.document(doc)
 		return
 	}
-	fmt.Fprintf(p.out, "%s  %-12s %s\n", p.stamp(), kind, printable.String(key.String()))
+	fmt.Fprintf(p.out, "%s  %s%-12s %s\n", p.stamp(), clusterColumn(id.Cluster), id.Kind, printable.String(id.Key.String()))
+}
+
+// clusterColumn names the cluster of a line, when the broadcaster has a name.
+func clusterColumn(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return "[" + printable.String(cluster) + "] "
 }
 
 func (p *printer) change(c mesh.Change) {
@@ -357,28 +411,32 @@ func (p *printer) change(c mesh.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.last == nil {
-		p.last = map[consumer.EntityID]json.RawMessage{}
+		p.last = map[consumer.FleetEntityID]json.RawMessage{}
 	}
-	k := consumer.EntityID{Kind: c.Kind, Key: c.Key}
+	id := consumer.FleetEntityID{Cluster: c.Cluster, EntityID: consumer.EntityID{Kind: c.Kind, Key: c.Key}}
 	if c.Op == mesh.OpUpdated && c.Previous == nil {
-		c.Previous = p.last[k]
+		c.Previous = p.last[id]
 	}
 	if c.Op == mesh.OpDeleted {
-		delete(p.last, k)
+		delete(p.last, id)
 	} else {
-		p.last[k] = c.Entity
+		p.last[id] = c.Entity
 	}
-	if !p.keep(c.Kind, c.Key) {
+	if !p.keep(id) {
 		return
 	}
 	if p.format != "text" {
-		p.document(map[string]any{"key": c.Key.String(), "kind": c.Kind.String(), "op": c.Op.String(),
-			"epoch": c.Epoch, "sequence": c.Sequence, "entity": c.Entity})
+		doc := map[string]any{"key": c.Key.String(), "kind": c.Kind.String(), "op": c.Op.String(),
+			"epoch": c.Epoch, "sequence": c.Sequence, "entity": c.Entity}
+		if c.Cluster != "" {
+			doc["cluster"] = c.Cluster
+		}
+		p.document(doc)
 		return
 	}
 	colour := map[mesh.Op]string{mesh.OpAdded: ansiGreen, mesh.OpUpdated: ansiYellow, mesh.OpDeleted: ansiRed}[c.Op]
-	line := fmt.Sprintf("%s%s#%-6d%s %s%-12s %-7s%s %s", p.stamp(), p.paint(ansiDim), c.Sequence, p.paint(ansiReset),
-		p.paint(colour), c.Kind, c.Op, p.paint(ansiReset), printable.String(c.Key.String()))
+	line := fmt.Sprintf("%s%s#%-6d%s %s%s%-12s %-7s%s %s", p.stamp(), p.paint(ansiDim), c.Sequence, p.paint(ansiReset),
+		clusterColumn(c.Cluster), p.paint(colour), c.Kind, c.Op, p.paint(ansiReset), printable.String(c.Key.String()))
 	if s := c.Summary(); s != "" {
 		line += "  " + p.paint(ansiDim) + printable.String(s) + p.paint(ansiReset)
 	}
@@ -421,47 +479,99 @@ func (p *printer) paint(code string) string {
 	return ""
 }
 
-// payload prints a structured-mode event; empty payloads (MQTT clearing a topic) are skipped.
-func (p *printer) payload(data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	c, err := codec.DecodeStructured(data)
-	if err != nil {
-		return err
-	}
-	p.change(c)
-	return nil
-}
-
 // unreachable is the error of a destination that never answered within the connect timeout.
 func unreachable(what string, timeout time.Duration, err error) error {
 	return fmt.Errorf("tail: cannot reach %s within %v: %w", what, timeout, err)
 }
 
+// tailWatch follows every --watch at once; the first broadcaster that fails for good (a token
+// refused, never reached at the start, another's cluster name) ends the tail.
 func tailWatch(ctx context.Context, o *tailOptions, p *printer) error {
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.tlsConfig,
 		DialContext:           (&net.Dialer{Timeout: o.connectTimeout}).DialContext,
 		ResponseHeaderTimeout: o.connectTimeout}}
+	names := &clusterNames{of: map[string]broadcasterURL{}}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, b := range o.watched {
+		g.Go(func() error { return watchOne(ctx, o, p, client, b, names) })
+	}
+	return g.Wait()
+}
+
+// clusterNames notes which --watch is which cluster: two broadcasters of one name (or both
+// without one) would mix their entities in one column.
+type clusterNames struct {
+	mu sync.Mutex
+	of map[string]broadcasterURL
+}
+
+// claim names b's stream: the cluster its snapshot says, else the NAME= of its --watch.
+func (n *clusterNames) claim(b broadcasterURL, said string) (string, error) {
+	name := said
+	switch {
+	case name == "":
+		name = b.cluster
+	case b.cluster != "" && said != b.cluster:
+		return "", fmt.Errorf("tail: --watch %s: the broadcaster there is of cluster %q", b, said)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if other, taken := n.of[name]; taken && other != b {
+		if name == "" {
+			return "", fmt.Errorf("tail: --watch %s and --watch %s have no cluster name (events.cluster), so their entities "+
+				"cannot be told apart: name them, --watch NAME=URL", other, b)
+		}
+		return "", fmt.Errorf("tail: --watch %s and --watch %s are both cluster %q", other, b, name)
+	}
+	n.of[name] = b
+	return name, nil
+}
+
+func watchOne(ctx context.Context, o *tailOptions, p *printer, client *http.Client, b broadcasterURL, names *clusterNames) error {
 	var first error
+	var cluster string
+	reached := false // Follow calls back on this goroutine
 	start := time.Now()
-	err := consumer.Follow(ctx, o.watchBase, o.token, client, consumer.Stream{
-		Snapshot: func(s mesh.Snapshot) error { o.reached(); p.snapshot(s); return nil },
-		Delta:    p.payload,
+	err := consumer.Follow(ctx, b.url, o.token, client, consumer.Stream{
+		Snapshot: func(s mesh.Snapshot) error {
+			reached = true
+			if s.Cluster, first = names.claim(b, s.Cluster); first != nil {
+				return first
+			}
+			cluster = s.Cluster
+			p.snapshot(s)
+			return nil
+		},
+		Delta: func(payload []byte) error {
+			if len(payload) == 0 {
+				return nil
+			}
+			c, err := codec.DecodeStructured(payload)
+			if err != nil {
+				return err
+			}
+			if c.Cluster == "" {
+				c.Cluster = cluster // the NAME= of an unnamed broadcaster
+			}
+			p.change(c)
+			return nil
+		},
 		OnError: func(err error) bool {
 			var status consumer.ErrStatus
-			if errors.As(err, &status) && (status.Code == http.StatusUnauthorized || status.Code == http.StatusForbidden) {
-				first = fmt.Errorf("tail: %s answered %d: the token (--token-file, $BROADCASTER_TOKEN) is missing or not allowed", o.watchBase, status.Code)
+			switch {
+			case first != nil:
+				return false
+			case errors.As(err, &status) && (status.Code == http.StatusUnauthorized || status.Code == http.StatusForbidden):
+				first = fmt.Errorf("tail: %s answered %d: the token (--token-file, $BROADCASTER_TOKEN) is missing or not allowed", b.url, status.Code)
 				return false // a token problem does not fix itself
-			}
-			if !o.hasReached() {
+			case !reached:
 				if time.Since(start) < o.connectTimeout {
 					return true // not up yet (refused, 503): try again until the timeout
 				}
-				first = unreachable(o.watchBase, o.connectTimeout, err)
+				first = unreachable(b.url, o.connectTimeout, err)
 				return false
 			}
-			fmt.Fprintf(o.stderr, "tail: %v; reconnecting\n", err)
+			fmt.Fprintf(o.stderr, "tail: %s: %v; reconnecting\n", b.url, err)
 			return true
 		},
 	})
@@ -471,7 +581,7 @@ func tailWatch(ctx context.Context, o *tailOptions, p *printer) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return nil
 	}
-	return fmt.Errorf("tail: %w", err)
+	return fmt.Errorf("tail: %s: %w", b.url, err)
 }
 
 func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
@@ -490,8 +600,8 @@ func tailMQTT(ctx context.Context, o *tailOptions, p *printer) error {
 		cfg.ConnectPassword = []byte(password)
 	}
 	// A retained message is an entity of the mesh's state, a live one a change.
-	cm, err := mqttconsumer.Connect(ctx, cfg, mqttconsumer.Stream{Prefix: o.mqttPrefix,
-		Entity: func(c mesh.Change) error { p.entity(c.Kind, c.Key, c.Entity); return nil },
+	cm, err := mqttconsumer.Connect(ctx, cfg, mqttconsumer.Stream{Prefix: o.mqttPrefix, Cluster: o.streamCluster(),
+		Entity: func(c mesh.Change) error { p.entity(c); return nil },
 		Change: func(c mesh.Change) error { p.change(c); return nil },
 		OnError: func(err error) {
 			var bad *consumer.MessageError
@@ -545,8 +655,8 @@ func tailNATS(ctx context.Context, o *tailOptions, p *printer) error {
 	if bucket == "" {
 		bucket = nats.BucketName(o.natsPrefix)
 	}
-	err = natsconsumer.Follow(ctx, nc, natsconsumer.Stream{Prefix: o.natsPrefix, Bucket: bucket, ListTimeout: o.connectTimeout,
-		Entity: func(c mesh.Change) error { p.entity(c.Kind, c.Key, c.Entity); return nil },
+	err = natsconsumer.Follow(ctx, nc, natsconsumer.Stream{Prefix: o.natsPrefix, Cluster: o.streamCluster(), Bucket: bucket, ListTimeout: o.connectTimeout,
+		Entity: func(c mesh.Change) error { p.entity(c); return nil },
 		Change: func(c mesh.Change) error { p.change(c); return nil },
 		OnError: func(err error) {
 			var list *natsconsumer.ListError
