@@ -8,6 +8,7 @@ import (
 
 	"github.com/event-mesh-broadcaster/broadcaster/codec"
 	"github.com/event-mesh-broadcaster/broadcaster/codec/consumer"
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/changelog"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/engine"
 	"github.com/event-mesh-broadcaster/broadcaster/mesh/hub"
@@ -43,15 +44,48 @@ func ExampleReplica_Watch() {
 	// com.example.payments.chargeback is consumed by [audit-log]
 }
 
+// A merged view of a fleet over HTTP: one replica per cluster, each following its own
+// broadcaster's GET /v1/watch, the same Broker in two clusters two entities.
+func ExampleFleet_Watch() {
+	east, stopEast := startBroadcaster("../../examples/mesh", codec.WithCluster("east"))
+	defer stopEast()
+	west, stopWest := startBroadcaster("../../examples/mesh", codec.WithCluster("west"))
+	defer stopWest()
+	broadcasters := map[string]string{"east": east, "west": west} // cluster → its broadcaster
+
+	fleet := consumer.HTTPFleet(broadcasters, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for cluster, baseURL := range broadcasters {
+		go fleet.Watch(ctx, cluster, baseURL, "", nil)
+	}
+	for _, cluster := range []string{"east", "west"} {
+		r, _ := fleet.Replica(cluster)
+		<-r.Loaded()
+	}
+
+	orders := mesh.Key{Group: mesh.GroupEventing, Kind: "Broker", Namespace: "shop", Name: "orders"}
+	entities := fleet.Entities()
+	for _, cluster := range fleet.Clusters() {
+		_, ok := entities[consumer.FleetEntityID{Cluster: cluster, EntityID: consumer.EntityID{Kind: mesh.KindBroker, Key: orders}}]
+		fmt.Println(cluster, "has", orders, ok)
+	}
+	fmt.Println(len(entities), "entities in all")
+	// Output:
+	// east has eventing.knative.dev/Broker/shop/orders true
+	// west has eventing.knative.dev/Broker/shop/orders true
+	// 82 entities in all
+}
+
 // startBroadcaster serves the resync endpoints of a broadcaster watching the manifests in dir,
-// once they are loaded; stop shuts it down.
-func startBroadcaster(dir string) (baseURL string, stop func()) {
+// once they are loaded; stop shuts it down. opts name its cluster.
+func startBroadcaster(dir string, opts ...codec.EncoderOption) (baseURL string, stop func()) {
 	src, err := manifests.New(dir)
 	if err != nil {
 		panic(err)
 	}
 	meshHub := testkit.Must(hub.New(engine.New("example"), src.Listed))
-	enc, _ := codec.NewEncoder("")
+	enc, _ := codec.NewEncoder("", opts...)
 	deltas, _ := changelog.New("example")
 	watchers, _ := resync.NewWatchers(enc, resync.WithWatchBuffer(64))
 	meshHub.Listen(deltas.Append)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 
@@ -122,6 +123,44 @@ func (f *Fleet) Resync(ctx context.Context, clusters ...string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Watch follows GET /v1/watch of cluster's broadcaster at baseURL into the cluster's replica
+// until ctx ends, as Replica.Watch does (run one per cluster, each in its own goroutine). A
+// snapshot or a change of another cluster ends it with ErrOtherCluster, leaving the replica as
+// it was: baseURL is another cluster's broadcaster.
+func (f *Fleet) Watch(ctx context.Context, cluster, baseURL, token string, client *http.Client) error {
+	r, err := f.Replica(cluster)
+	if err != nil {
+		return err
+	}
+	other := func(what, of string) error {
+		return fmt.Errorf("%w: %s follows cluster %q, its %s is of %q", ErrOtherCluster, baseURL, cluster, what, of)
+	}
+	epoch, seq := r.Position()
+	return Follow(ctx, baseURL, token, client, Stream{
+		Epoch:    epoch,
+		Sequence: seq,
+		Snapshot: func(s mesh.Snapshot) error {
+			if s.Cluster != cluster {
+				return other("snapshot", s.Cluster)
+			}
+			r.Load(s)
+			return nil
+		},
+		Delta: func(payload []byte) error {
+			c, err := codec.DecodeStructured(payload)
+			if err != nil {
+				return err
+			}
+			if c.Cluster != cluster {
+				return other("change", c.Cluster)
+			}
+			return r.Apply(ctx, c)
+		},
+		Position: func(epoch string, seq uint64) error { r.Advance(epoch, seq); return nil },
+		OnError:  func(err error) bool { return !errors.Is(err, ErrOtherCluster) },
+	})
 }
 
 // Clusters are the clusters the fleet holds a replica of, sorted.
