@@ -254,6 +254,14 @@ func proxy(c Cluster, o options) *httputil.ReverseProxy {
 				pr.Out.Header.Set("Authorization", "Bearer "+o.token)
 			}
 		},
+		// A NAME= given on the command line is not asked at start; the answers say whose they
+		// are, and another cluster's are not passed on under this one's name.
+		ModifyResponse: func(resp *http.Response) error {
+			if said := resp.Header.Get(mesh.HeaderCluster); said != "" && said != c.Name {
+				return fmt.Errorf("%w: it serves cluster %q", errOtherCluster, said)
+			}
+			return nil
+		},
 		Transport:     o.transport,
 		FlushInterval: -1, // a watch stream: every write reaches the page at once
 		ErrorLog:      slog.NewLogLogger(o.log.Handler(), slog.LevelWarn),
@@ -261,11 +269,19 @@ func proxy(c Cluster, o options) *httputil.ReverseProxy {
 			if r.Context().Err() != nil {
 				return // the page went away
 			}
-			o.log.Warn("a broadcaster did not answer", "cluster", c.Name, "url", c.URL.String(), "path", r.URL.Path, "err", err)
+			if errors.Is(err, errOtherCluster) {
+				o.log.Warn("a broadcaster is another cluster's", "cluster", c.Name, "url", c.URL.Redacted(), "err", err)
+				writeProblem(w, http.StatusBadGateway, fmt.Sprintf("cluster %s: the broadcaster at %s is another cluster's: %v", c.Name, c.URL.Redacted(), err))
+				return
+			}
+			o.log.Warn("a broadcaster did not answer", "cluster", c.Name, "url", c.URL.Redacted(), "path", r.URL.Path, "err", err)
 			writeProblem(w, http.StatusBadGateway, fmt.Sprintf("cluster %s: the broadcaster at %s did not answer: %v", c.Name, c.URL.Redacted(), err))
 		},
 	}
 }
+
+// errOtherCluster: a broadcaster answered for another cluster than the one it is served as.
+var errOtherCluster = errors.New("the answer names another cluster")
 
 func writeProblem(w http.ResponseWriter, status int, why string) {
 	w.Header().Set("Content-Type", mesh.ContentTypeJSON)

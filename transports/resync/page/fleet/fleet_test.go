@@ -235,7 +235,7 @@ func serveFleet(t *testing.T, clusters []fleet.Cluster, opts ...fleet.Option) *h
 func clustersOf(t *testing.T, named map[string]string) []fleet.Cluster {
 	t.Helper()
 	var out []fleet.Cluster
-	for _, name := range []string{"east", "west", "down"} {
+	for _, name := range []string{"east", "west", "down", "north"} {
 		if u, ok := named[name]; ok {
 			tg := targets(t, name+"="+u)[0]
 			out = append(out, fleet.Cluster{Name: tg.Name, URL: tg.URL})
@@ -247,7 +247,8 @@ func clustersOf(t *testing.T, named map[string]string) []fleet.Cluster {
 func TestHandlerForwardsOnlyTheReadEndpoints(t *testing.T) {
 	t.Parallel()
 	east, west := newFake(t, "east"), newFake(t, "west")
-	srv := serveFleet(t, clustersOf(t, map[string]string{"east": east.URL, "west": west.URL, "down": "http://127.0.0.1:1"}), fleet.WithToken("fleet-token"))
+	srv := serveFleet(t, clustersOf(t, map[string]string{"east": east.URL, "west": west.URL, "down": "http://127.0.0.1:1",
+		"north": west.URL}), fleet.WithToken("fleet-token")) // north=<west's URL>: named wrong on the command line
 	for _, tc := range []struct {
 		name, method, path string
 		status             int
@@ -265,6 +266,7 @@ func TestHandlerForwardsOnlyTheReadEndpoints(t *testing.T) {
 		{name: "unknown cluster", path: "/clusters/south/v1/mesh", status: 404, problem: `no cluster "south"`},
 		{name: "not GET", method: http.MethodPost, path: "/clusters/east/v1/mesh", status: 405},
 		{name: "down", path: "/clusters/down/v1/getEventMesh", status: 502, problem: "cluster down: the broadcaster at http://127.0.0.1:1 did not answer"},
+		{name: "another cluster's", path: "/clusters/north/v1/getEventMesh", status: 502, problem: `is another cluster's: the answer names another cluster: it serves cluster "west"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var before int
