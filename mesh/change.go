@@ -46,24 +46,27 @@ type entityKindInfo struct {
 	list     string // the JSON list of a snapshot's mesh
 	title    string // for people: logs, tail, the page
 	upstream bool   // a list of the upstream backend's GET /v1/getEventMesh
+	// enforces: Knative checks EventPolicies on what is sent to objects of the kind (its
+	// addressables); other receivers (a Service) check nothing of them.
+	enforces bool
 }
 
 // entityKinds is indexed by EntityKind. It is never written to.
 var entityKinds = [...]entityKindInfo{
-	KindBroker:          {"broker", "brokers", "Broker", true},
-	KindEventType:       {"eventtype", "eventTypes", "EventType", true},
-	KindSource:          {"source", "sources", "source", true},
-	KindSubscribable:    {"subscribable", "subscribables", "channel", true},
-	KindTrigger:         {"trigger", "triggers", "Trigger", false},
-	KindSubscription:    {"subscription", "subscriptions", "Subscription", false},
-	KindSequence:        {"sequence", "sequences", "Sequence", false},
-	KindParallel:        {"parallel", "parallels", "Parallel", false},
-	KindEventTransform:  {"eventtransform", "eventTransforms", "EventTransform", false},
-	KindRequestReply:    {"requestreply", "requestReplies", "RequestReply", false},
-	KindEventPolicy:     {"eventpolicy", "eventPolicies", "EventPolicy", false},
-	KindJobSink:         {"jobsink", "jobSinks", "JobSink", false},
-	KindIntegrationSink: {"integrationsink", "integrationSinks", "IntegrationSink", false},
-	KindSink:            {"sink", "sinks", "sink", false},
+	KindBroker:          {"broker", "brokers", "Broker", true, true},
+	KindEventType:       {"eventtype", "eventTypes", "EventType", true, false},
+	KindSource:          {"source", "sources", "source", true, false},
+	KindSubscribable:    {"subscribable", "subscribables", "channel", true, true},
+	KindTrigger:         {"trigger", "triggers", "Trigger", false, false},
+	KindSubscription:    {"subscription", "subscriptions", "Subscription", false, false},
+	KindSequence:        {"sequence", "sequences", "Sequence", false, true},
+	KindParallel:        {"parallel", "parallels", "Parallel", false, true},
+	KindEventTransform:  {"eventtransform", "eventTransforms", "EventTransform", false, true},
+	KindRequestReply:    {"requestreply", "requestReplies", "RequestReply", false, true},
+	KindEventPolicy:     {"eventpolicy", "eventPolicies", "EventPolicy", false, false},
+	KindJobSink:         {"jobsink", "jobSinks", "JobSink", false, true},
+	KindIntegrationSink: {"integrationsink", "integrationSinks", "IntegrationSink", false, true},
+	KindSink:            {"sink", "sinks", "sink", false, false},
 }
 
 // EntityKinds lists every entity kind, in the order of the mesh's JSON lists.
@@ -101,6 +104,10 @@ func (k EntityKind) Title() string { return entityKinds[k].title }
 
 // Upstream reports whether the kind is one of the upstream backend's lists.
 func (k EntityKind) Upstream() bool { return entityKinds[k].upstream }
+
+// EnforcesPolicies reports whether Knative checks EventPolicies on what is sent to objects of
+// the kind (Brokers, channels, flows, EventTransforms, RequestReplies, Knative's sinks).
+func (k EntityKind) EnforcesPolicies() bool { return k.Known() && entityKinds[k].enforces }
 
 // ErrUnknownKind marks an entity kind this version does not know: a newer broadcaster's.
 // Consumers skip such changes (their sequence still counts).

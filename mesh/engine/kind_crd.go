@@ -10,6 +10,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
+// KindCRDObject is the Kubernetes kind of CustomResourceDefinitions.
+const KindCRDObject = "CustomResourceDefinition"
+
 // CustomResourceDefinitions say which kinds are channels and sources (their labels), which
 // event types a source kind provides (an annotation), and how to watch a kind.
 var crdKind = Kind{

@@ -7,6 +7,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
+// KindSubscriptionObject is the Kubernetes kind of Subscriptions.
+const KindSubscriptionObject = "Subscription"
+
 // Subscriptions consume every EventType their channel provides, for their subscriber
 // (consumers.go holds the rule they share with Triggers).
 // The entity is the edge from the channel to the subscriber, where replies go, and where

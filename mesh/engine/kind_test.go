@@ -1,6 +1,13 @@
 package engine
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -121,4 +128,87 @@ func nameOf(k *Kind) string {
 func object(apiVersion, kind, namespace, name string) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": apiVersion, "kind": kind,
 		"metadata": map[string]any{"name": name, "namespace": namespace}}}
+}
+
+// TestKindsAreNamedByTheirDeclarationOnly walks the module's code (tests aside) and checks
+// that adding a kind is its declaration plus its tests: no source, hub, transport, command or
+// other part of the engine names a declared Kubernetes kind (its Kind as a string) but the
+// kind's own kind_<name>.go, and the entities of the event graph that only pass events on are
+// named (mesh.Kind<X>) by their declaration, the contract that fixes their wire form (package
+// mesh) and the lineage walk that says how events pass through them, nothing else.
+func TestKindsAreNamedByTheirDeclarationOnly(t *testing.T) {
+	root := filepath.Join("..", "..")
+	byKind := map[string]string{} // Kind → its declaration's file, once seen
+	for _, k := range Kinds() {
+		if k.GroupKind != (GroupKind{}) {
+			byKind[k.GroupKind.Kind] = ""
+		}
+	}
+	relaying := map[string]bool{}
+	for _, k := range mesh.EntityKinds() {
+		if !k.Upstream() && k != mesh.KindEventPolicy && k != mesh.KindSink {
+			relaying["Kind"+k.Title()] = true
+		}
+	}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			// Test harnesses (test/, testkit-like packages) write fixtures of every kind.
+			name := d.Name()
+			if name == "testdata" || name == "node_modules" || strings.HasPrefix(name, ".") && rel != "." ||
+				filepath.ToSlash(rel) == "test" || strings.HasSuffix(name, "test") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		dir := filepath.ToSlash(filepath.Dir(rel))
+		if dir == "mesh" {
+			return nil // the contract: the wire names and titles of every kind
+		}
+		declaration := dir == "mesh/engine" && strings.HasPrefix(filepath.Base(path), "kind_")
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.BasicLit:
+				kind, err := strconv.Unquote(n.Value)
+				if n.Kind != token.STRING || err != nil {
+					return true
+				}
+				if file, declared := byKind[kind]; declared {
+					switch {
+					case !declaration:
+						t.Errorf("%s names the kind %q: only its declaration may", fset.Position(n.Pos()), kind)
+					case file != "" && file != path:
+						t.Errorf("%s and %s both name the kind %q: one file declares a kind", file, fset.Position(n.Pos()), kind)
+					default:
+						byKind[kind] = path
+					}
+				}
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "mesh" && relaying[n.Sel.Name] && !declaration && dir != "mesh/lineage" {
+					t.Errorf("%s names mesh.%s: only its declaration, the contract and the lineage walk may", fset.Position(n.Pos()), n.Sel.Name)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, file := range byKind {
+		if file == "" {
+			t.Errorf("no declaration names the kind %q: is the walk looking at the module?", kind)
+		}
+	}
 }

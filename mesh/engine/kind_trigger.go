@@ -9,6 +9,9 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
+// KindTriggerObject is the Kubernetes kind of Triggers.
+const KindTriggerObject = "Trigger"
+
 // Triggers consume from their Broker the EventTypes their filter can match, for their
 // subscriber (consumers.go holds the rule they share with Subscriptions). The entity is the
 // edge from the Broker (spec.broker, or spec.brokerRef in another namespace) to the

@@ -201,8 +201,10 @@ func (g lineageGraph) Suspects(fn func(mesh.Key) bool) {
 			}
 			return true
 		})
-		for _, kind := range []mesh.EntityKind{mesh.KindBroker, mesh.KindSubscribable, mesh.KindSequence, mesh.KindParallel,
-			mesh.KindEventTransform, mesh.KindRequestReply, mesh.KindJobSink, mesh.KindIntegrationSink} {
+		for _, kind := range mesh.EntityKinds() {
+			if !kind.EnforcesPolicies() {
+				continue
+			}
 			more := true
 			e.tree.AscendGreaterOrEqual(&record{id: entityID{kind, ObjectRef{Namespace: ns}}}, func(r *record) bool {
 				if r.id.kind != kind || r.id.ref.Namespace != ns {
@@ -322,7 +324,7 @@ func (e *Engine) takes(provider ObjectRef, et *eventTypeState) bool {
 		return false
 	}
 	for c := range e.consumersByProvider[provider].Keys() {
-		if c.ref.Kind != "Trigger" || c.filter.eval(et.attrs) != no {
+		if c.ref.Kind != KindTriggerObject || c.filter.eval(et.attrs) != no {
 			return true
 		}
 	}

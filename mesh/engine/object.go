@@ -17,10 +17,6 @@ const (
 	GroupMessaging = "messaging.knative.dev"
 	GroupCRD       = "apiextensions.k8s.io"
 
-	KindTriggerObject      = "Trigger"
-	KindSubscriptionObject = "Subscription"
-	KindCRDObject          = "CustomResourceDefinition"
-
 	LabelBackstageID    = "backstage.io/kubernetes-id"
 	LabelSubscribable   = "messaging.knative.dev/subscribable"
 	LabelSource         = "duck.knative.dev/source"

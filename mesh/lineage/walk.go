@@ -598,21 +598,10 @@ func (w *walker) upstream(from mesh.Key, h Hop) {
 	w.backward(from)
 }
 
-// enforces reports whether objects of kind check EventPolicies: Knative's addressables do;
-// what else receives events (a Service) checks nothing of them.
-func enforces(kind mesh.EntityKind) bool {
-	switch kind {
-	case mesh.KindBroker, mesh.KindSubscribable, mesh.KindSequence, mesh.KindParallel, mesh.KindEventTransform,
-		mesh.KindRequestReply, mesh.KindJobSink, mesh.KindIntegrationSink:
-		return true
-	}
-	return false
-}
-
 // policiesOf lists the EventPolicies that apply to k: those of its namespace whose "to" names
 // it, picks it by selector, or is empty (every addressable of the namespace).
 func (w *walker) policiesOf(k mesh.Key, kind mesh.EntityKind) []Policy {
-	if !enforces(kind) {
+	if !kind.EnforcesPolicies() {
 		return nil
 	}
 	var out []Policy

@@ -37,7 +37,7 @@ func (e *SyntaxError) Error() string {
 // clusterScoped lists the kinds that keep an empty namespace; others default to "default",
 // as kubectl apply does.
 var clusterScoped = map[string]bool{
-	"CustomResourceDefinition": true, "Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	engine.KindCRDObject: true, "Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
 }
 
 // InvalidObjects lists the objects of a stream that were left out, each with its line; the
@@ -178,7 +178,7 @@ func object(v any, line int) (Object, *SyntaxError) {
 			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: metadata.%s: %v", kind, name, f, err)}
 		}
 	}
-	if spec, _ := m["spec"].(map[string]any); kind == "CustomResourceDefinition" && strings.HasPrefix(apiVersion, "apiextensions.k8s.io/") {
+	if spec, _ := m["spec"].(map[string]any); kind == engine.KindCRDObject && strings.HasPrefix(apiVersion, "apiextensions.k8s.io/") {
 		if problems := checkCRDNames(spec); len(problems) > 0 {
 			return Object{}, &SyntaxError{line, fmt.Sprintf("%s %s: %s", kind, name, strings.Join(problems, "; "))}
 		}
