@@ -50,9 +50,12 @@ func StartEmbeddedNATSTLS(t testing.TB, c TLS) *NATS {
 // (--user U --pass P, or --auth TOKEN).
 func StartEmbeddedNATSWithAuth(t testing.TB, authArgs ...string) *NATS { return startNATS(t, authArgs) }
 
-func startNATS(t testing.TB, args []string) *NATS {
+func startNATS(t testing.TB, args []string) *NATS { return startNATSOn(t, 0, args) }
+
+// startNATSOn starts a server on port (0: any free port).
+func startNATSOn(t testing.TB, port int, args []string) *NATS {
 	t.Helper()
-	b := &NATS{process: process{t: t}, args: args, store: t.TempDir()}
+	b := &NATS{process: process{t: t}, args: args, store: t.TempDir(), port: port}
 	b.log = filepath.Join(t.TempDir(), "nats-server.log")
 	b.Start()
 	t.Cleanup(func() {

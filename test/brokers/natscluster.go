@@ -3,9 +3,11 @@ package brokers
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,8 @@ type NATSCluster struct {
 func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	t.Helper()
 	c := &NATSCluster{Name: "fleet", t: t, dir: t.TempDir()}
-	routePorts, leafPorts := freePorts(t, n), freePorts(t, n)
+	ports := freePorts(t, 3*n)
+	clientPorts, routePorts, leafPorts := ports[:n], ports[n:2*n], ports[2*n:]
 	c.leafPorts = leafPorts
 	for i := range n {
 		var routes []string
@@ -55,7 +58,7 @@ jetstream { domain: %s }
 cluster { name: %s, listen: "127.0.0.1:%d", routes: [%s] }
 leafnodes { listen: "127.0.0.1:%d" }
 `, name, name, Domain, c.Name, routePorts[i], quoteAll(routes), leafPorts[i])
-		c.Nodes = append(c.Nodes, startNATS(t, []string{"-c", c.write(name+".conf", conf)}))
+		c.Nodes = append(c.Nodes, startNATSOn(t, clientPorts[i], []string{"-c", c.write(name+".conf", conf)}))
 	}
 	c.AwaitJetStream(c.URL(), 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
@@ -182,21 +185,44 @@ func quoteAll(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-// freePorts are n loopback ports free a moment ago (the servers bind them a little later).
+// freePorts are n distinct loopback ports free a moment ago (the servers bind them a little
+// later, and bind them again when restarted), chosen below the kernel's ephemeral range: an
+// outgoing connection or another test's listener on port 0 takes ports of that range, and on
+// a busy machine one took a port between this choice and the bind (a node that never started).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	low := ephemeralLow()
+	seen := map[int]bool{}
 	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no %d free ports below %d", n, low)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
+		p := 10000 + rand.IntN(low-10000)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
 		ln.Close()
+		ports = append(ports, p)
 	}
 	return ports
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's default when it
+// cannot be read).
+func ephemeralLow() int {
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(data)); len(fields) == 2 {
+			if v, err := strconv.Atoi(fields[0]); err == nil && v > 11000 {
+				low = v
+			}
+		}
+	}
+	return low
 }
