@@ -19,8 +19,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -537,23 +542,21 @@ func TestRBACGrantsTheDeclaredKinds(t *testing.T) {
 	}
 }
 
-// deploy/secured, the component of the secured-cluster recipe, builds over deploy/ in an
-// overlay: the Deployment sends to the Broker it adds (--sink-ref, a valid reference), the
-// sink's Role grants the broadcaster's ServiceAccount exactly a TokenRequest for itself and
-// get/watch of that Broker, both by name, and the EventPolicy lets that identity post to it.
-func TestSecuredComponent(t *testing.T) {
-	t.Parallel()
+// buildWithComponent is `kustomize build` of an overlay that lists deploy/ as a resource and
+// deploy/<component> as a component, as docs/cluster.md tells an operator to write it.
+func buildWithComponent(t *testing.T, component string) []*unstructured.Unstructured {
+	t.Helper()
 	overlay := t.TempDir()
 	absDeploy, err := filepath.Abs(deployDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := filepath.Rel(overlay, absDeploy)
+	base, err := filepath.Rel(overlay, absDeploy) // kustomize takes no absolute bases
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"),
-		[]byte("resources: ["+base+"]\ncomponents: ["+base+"/secured]\n"), 0o644); err != nil {
+		[]byte("resources: ["+base+"]\ncomponents: ["+base+"/"+component+"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	kustomize := testkit.GoInstall(t, "sigs.k8s.io/kustomize/kustomize/v5", kustomizeVersion)
@@ -562,9 +565,21 @@ func TestSecuredComponent(t *testing.T) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kustomize build of deploy with deploy/secured: %v\n%s", err, stderr.String())
+		t.Fatalf("kustomize build of deploy with deploy/%s: %v\n%s", component, err, stderr.String())
 	}
-	objs := decodeAll(t, "secured output", out)
+	return decodeAll(t, "deploy with deploy/"+component, out)
+}
+
+// deploy/secured, the component of the secured-cluster recipe, builds over deploy/ in an
+// overlay: the Deployment sends to the Broker it adds (--sink-ref, a valid reference), the
+// sink's Role grants the broadcaster's ServiceAccount exactly a TokenRequest for itself and
+// get/watch of that Broker, both by name, and the EventPolicy lets that identity post to it.
+// Its Knative objects are of kinds and versions the pinned Knative CRDs serve, with no field
+// they would drop.
+func TestSecuredComponent(t *testing.T) {
+	t.Parallel()
+	objs := buildWithComponent(t, "secured")
+	checkKnativeSchemas(t, objs)
 
 	var deployment appsv1.Deployment
 	find(t, objs, "Deployment", "event-mesh-broadcaster", &deployment)
@@ -623,5 +638,168 @@ func TestSecuredComponent(t *testing.T) {
 	if len(policy.Spec.To) != 1 || policy.Spec.To[0].Ref.Kind != "Broker" || policy.Spec.To[0].Ref.Name != ref.Name ||
 		len(policy.Spec.From) != 1 || policy.Spec.From[0].Sub != identity {
 		t.Errorf("the EventPolicy %+v does not let %s post to the Broker %s", policy.Spec, identity, ref.Name)
+	}
+}
+
+// deploy/secured/sinkbinding, the SinkBinding variant of the secured-cluster recipe, builds over
+// deploy/ in an overlay into deploy/'s objects and exactly three more: the Broker of
+// deploy/secured, a SinkBinding of the Deployment to it, and an EventPolicy that lets the
+// binding (by reference, so Knative admits the OIDC identity it gives the binding) post to it.
+// The Deployment keeps no --sink-ref (with K_SINK it is refused) and no Role is added. Its
+// Knative objects are of kinds and versions the pinned Knative CRDs serve, with no field they
+// would drop.
+func TestSecuredSinkBindingComponent(t *testing.T) {
+	t.Parallel()
+	objs := buildWithComponent(t, "secured/sinkbinding")
+	checkKnativeSchemas(t, objs)
+
+	var want []string
+	for _, r := range readKustomization(t).Resources {
+		for _, o := range readObjects(t, filepath.Join(deployDir, r)) {
+			want = append(want, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+		}
+	}
+	want = append(want, "Broker/"+namespace+"/event-mesh", "SinkBinding/"+namespace+"/event-mesh-broadcaster",
+		"EventPolicy/"+namespace+"/event-mesh-broadcaster-binding")
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+	}
+	if !sameSet(got, want) {
+		t.Errorf("kustomize built %q, want deploy/'s objects and the Broker, SinkBinding and EventPolicy %q", got, want)
+	}
+
+	var deployment appsv1.Deployment
+	find(t, objs, "Deployment", "event-mesh-broadcaster", &deployment)
+	for _, a := range deployment.Spec.Template.Spec.Containers[0].Args {
+		if strings.HasPrefix(a, "--sink") {
+			t.Errorf("the Deployment has %s: a SinkBinding's K_SINK and a sink of its own are refused together", a)
+		}
+	}
+
+	// The Broker is deploy/secured's own, object for object.
+	brokerOf := func(objs []*unstructured.Unstructured) *unstructured.Unstructured {
+		for _, o := range objs {
+			if o.GetKind() == "Broker" {
+				return o
+			}
+		}
+		t.Fatal("no Broker")
+		return nil
+	}
+	broker, securedBroker := brokerOf(objs), brokerOf(buildWithComponent(t, "secured"))
+	if !reflect.DeepEqual(broker.Object, securedBroker.Object) {
+		t.Errorf("the Broker %v differs from deploy/secured's %v", broker.Object, securedBroker.Object)
+	}
+
+	type ref struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Name       string `json:"name"`
+		Namespace  string `json:"namespace"`
+	}
+	var binding struct {
+		APIVersion string `json:"apiVersion"`
+		Metadata   struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Spec struct {
+			Subject ref `json:"subject"`
+			Sink    struct {
+				Ref ref `json:"ref"`
+			} `json:"sink"`
+		} `json:"spec"`
+	}
+	find(t, objs, "SinkBinding", "event-mesh-broadcaster", &binding)
+	if s := binding.Spec.Subject; binding.APIVersion != "sources.knative.dev/v1" || s.APIVersion != "apps/v1" || s.Kind != "Deployment" ||
+		s.Name != deployment.Name || cmpOr(s.Namespace, binding.Metadata.Namespace) != deployment.Namespace {
+		t.Errorf("the %s SinkBinding in %q binds %+v, want the Deployment %s/%s", binding.APIVersion, binding.Metadata.Namespace, s, deployment.Namespace, deployment.Name)
+	}
+	if s := binding.Spec.Sink.Ref; s.APIVersion != "eventing.knative.dev/v1" || s.Kind != "Broker" || s.Name != broker.GetName() ||
+		cmpOr(s.Namespace, binding.Metadata.Namespace) != broker.GetNamespace() {
+		t.Errorf("the SinkBinding sinks into %+v, want the Broker %s/%s", s, broker.GetNamespace(), broker.GetName())
+	}
+
+	var policy struct {
+		Metadata struct {
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Spec struct {
+			To []struct {
+				Ref ref `json:"ref"`
+			} `json:"to"`
+			From []struct {
+				Ref ref    `json:"ref"`
+				Sub string `json:"sub"`
+			} `json:"from"`
+		} `json:"spec"`
+	}
+	find(t, objs, "EventPolicy", "event-mesh-broadcaster-binding", &policy)
+	to := []ref{{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: broker.GetName()}}
+	from := ref{APIVersion: binding.APIVersion, Kind: "SinkBinding", Name: binding.Metadata.Name}
+	var tos []ref
+	for _, e := range policy.Spec.To {
+		tos = append(tos, e.Ref)
+	}
+	if policy.Metadata.Namespace != broker.GetNamespace() || !reflect.DeepEqual(tos, to) { // a policy's targets are in its namespace
+		t.Errorf("the EventPolicy in %q applies to %+v, want exactly the Broker %s/%s", policy.Metadata.Namespace, tos, broker.GetNamespace(), broker.GetName())
+	}
+	if len(policy.Spec.From) != 1 || policy.Spec.From[0].Sub != "" ||
+		cmpOr(policy.Spec.From[0].Ref.Namespace, policy.Metadata.Namespace) != binding.Metadata.Namespace ||
+		!reflect.DeepEqual(policy.Spec.From[0].Ref, ref{APIVersion: from.APIVersion, Kind: from.Kind, Name: from.Name, Namespace: policy.Spec.From[0].Ref.Namespace}) {
+		t.Errorf("the EventPolicy admits %+v, want exactly the SinkBinding %s/%s by reference", policy.Spec.From, binding.Metadata.Namespace, binding.Metadata.Name)
+	}
+}
+
+// checkKnativeSchemas checks every object of a Knative API group in objs against the pinned
+// Knative CRDs: its kind must be served at its version, and it may have no field that the
+// version's schema does not know. The API server prunes such a field without a word, so a
+// misspelt `from:` would leave an EventPolicy that admits no one.
+func checkKnativeSchemas(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	crds, err := kube.KnativeCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type version struct{ group, version, kind string }
+	schemas := map[version]*apiextensionsv1.JSONSchemaProps{}
+	groups := map[string]bool{}
+	for _, crd := range crds {
+		groups[crd.Spec.Group] = true
+		for _, v := range crd.Spec.Versions {
+			if v.Served && v.Schema != nil {
+				schemas[version{crd.Spec.Group, v.Name, crd.Spec.Names.Kind}] = v.Schema.OpenAPIV3Schema
+			}
+		}
+	}
+	for _, o := range objs {
+		gv, err := schema.ParseGroupVersion(o.GetAPIVersion())
+		if err != nil {
+			t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
+			continue
+		}
+		if !groups[gv.Group] {
+			continue
+		}
+		what := o.GetAPIVersion() + " " + o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+		v1Schema := schemas[version{gv.Group, gv.Version, o.GetKind()}]
+		if v1Schema == nil {
+			t.Errorf("%s: no pinned Knative CRD serves this kind at this version with a schema", what)
+			continue
+		}
+		var internal apiextensions.JSONSchemaProps
+		if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v1Schema, &internal, nil); err != nil {
+			t.Fatalf("%s: the CRD's schema: %v", what, err)
+		}
+		structural, err := structuralschema.NewStructural(&internal)
+		if err != nil {
+			t.Fatalf("%s: the CRD's schema is not structural: %v", what, err)
+		}
+		pruned := pruning.PruneWithOptions(o.DeepCopy().Object, structural, true,
+			structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
+		if len(pruned) > 0 {
+			t.Errorf("%s has fields the pinned CRD does not know, which the API server drops: %q", what, pruned)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,20 +33,23 @@ func edit(t *testing.T, dir, file, old, new string) {
 func number(v any) int { f, _ := v.(float64); return int(f) }
 
 // (a) A broadcaster without leader election restarts into a new epoch whose opening covers the
-// sequence the EventSource last saw, while an EventType changed: the EventSource reconnects by
-// itself with only Last-Event-ID and ends with the new epoch's exact mesh (a resume into the
-// new epoch would keep the stale EventType).
+// sequence the EventSource last saw, while an EventType, a Trigger and a sink changed: the
+// EventSource reconnects by itself with only Last-Event-ID and ends with the new epoch's exact
+// mesh, every list of it (a resume into the new epoch would keep the stale entities, and so
+// would a client that kept only the upstream lists: the Trigger and the sink are not in them).
 func TestEventSourceAcrossARestartIntoANewEpoch(t *testing.T) {
 	t.Parallel()
 	dir := testkit.CopyDir(t, "../../examples/mesh")
 	addr := freeAddr(t)
 	first := startBroadcaster(t, dir, addr)
-	es := startClient(t, "eventsource.mjs", first.base)
+	es := startEventSource(t, first.base)
 	before := es.exact(t, first.base, 60*time.Second)
 
 	first.stop(t)
 	es.wait(t, "the EventSource to notice the stop", 0, 30*time.Second, func(l map[string]any) bool { return l["what"] == "error" })
 	edit(t, dir, "shop/eventtypes.yaml", "description: A customer placed an order", "description: A customer placed an order (edited while no broadcaster ran)")
+	edit(t, dir, "flows/fulfilment.yaml", "attributes: {type: com.example.shop.order.paid}", "attributes: {type: com.example.shop.order.settled}")
+	edit(t, dir, "shop/services.yaml", "labels: {app.kubernetes.io/part-of: platform}", "labels: {app.kubernetes.io/part-of: observability}")
 	second := startBroadcaster(t, dir, addr)
 	testkit.Eventually(t, "the restarted broadcaster to load", 60*time.Second, second.ready)
 	after, _ := getMesh(t, second.base)
@@ -53,15 +57,38 @@ func TestEventSourceAcrossARestartIntoANewEpoch(t *testing.T) {
 		t.Fatalf("precondition: the restart opened epoch %s at %d after %s at %d; the new epoch's log must cover the old last id",
 			after.Epoch, after.Sequence, before.Epoch, before.Sequence)
 	}
+	const (
+		eventType = "eventtype|eventing.knative.dev/EventType/shop/order-created"
+		trigger   = "trigger|eventing.knative.dev/Trigger/shop/fulfil-paid-orders"
+		sink      = "sink|serving.knative.dev/Service/shop/metrics-exporter"
+	)
+	if changed := changedEntities(before, after, eventType, trigger, sink); len(changed) != 3 {
+		t.Fatalf("precondition: of %s, %s and %s only %q changed across the restart", eventType, trigger, sink, changed)
+	}
 	es.exact(t, second.base, 60*time.Second)
 
-	// And it follows live changes in the new epoch.
+	// And it follows live changes in the new epoch, of upstream and other kinds alike.
 	edit(t, dir, "shop/eventtypes.yaml", "(edited while no broadcaster ran)", "(edited again, live)")
-	testkit.Eventually(t, "the live edit", 30*time.Second, func() bool { m, _ := getMesh(t, second.base); return m.Sequence > after.Sequence })
+	edit(t, dir, "flows/fulfilment.yaml", "com.example.shop.order.settled", "com.example.shop.order.captured")
+	testkit.Eventually(t, "the live edits", 30*time.Second, func() bool {
+		m, _ := getMesh(t, second.base)
+		return len(changedEntities(after, m, eventType, trigger)) == 2
+	})
 	es.exact(t, second.base, 60*time.Second)
 	if l := es.last(); number(l["opens"]) < 2 {
 		t.Errorf("the EventSource opened %v streams; the restart needs a reconnect", l["opens"])
 	}
+}
+
+// changedEntities is those of keys that both meshes hold and that differ between them.
+func changedEntities(was, is servedMesh, keys ...string) []string {
+	var changed []string
+	for _, k := range keys {
+		if was.Entities[k] != nil && is.Entities[k] != nil && !reflect.DeepEqual(was.Entities[k], is.Entities[k]) {
+			changed = append(changed, k)
+		}
+	}
+	return changed
 }
 
 // writeMesh writes namespaces × brokers Brokers, each with types EventTypes referencing it.
@@ -97,7 +124,7 @@ func TestEventSourceWhileTheMeshLoads(t *testing.T) {
 	dir := writeMesh(t, namespaces, brokers, types)
 	started := time.Now()
 	b := startBroadcaster(t, dir, freeAddr(t))
-	es := startClient(t, "eventsource.mjs", b.base)
+	es := startEventSource(t, b.base)
 	es.wait(t, "the EventSource to open", 0, 60*time.Second, func(l map[string]any) bool { return l["what"] == "open" })
 	opened := time.Since(started)
 	if b.ready() {
@@ -129,7 +156,7 @@ func TestEventSourceBeyondTheWatcherCap(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the first watch: %d", resp.StatusCode)
 	}
-	es := startClient(t, "eventsource.mjs", b.base)
+	es := startEventSource(t, b.base)
 	es.wait(t, "a busy answer", 0, 60*time.Second, func(l map[string]any) bool { return l["what"] == "busy" })
 	edit(t, dir, "shop/eventtypes.yaml", "description: A customer placed an order", "description: A customer placed an order (edited while the EventSource waited)")
 	es.wait(t, "a second busy answer (it came back by itself)", 0, 60*time.Second, func(l map[string]any) bool { return l["what"] == "busy" && number(l["busy"]) >= 2 })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -12,12 +13,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
@@ -116,16 +119,21 @@ func (b *broadcaster) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// servedMesh is GET /v1/mesh as the clients keep it: "<kind>|<key>" → the entity's JSON.
+// servedMesh is GET /v1/mesh as the clients keep it: "<kind>|<key>" → the entity's JSON as
+// served, for every entity of every kind (the event kind name of mesh/change.go's table).
 type servedMesh struct {
 	Epoch    string
 	Sequence uint64
 	Entities map[string]any
 }
 
+// getMesh reads GET /v1/mesh whole: mesh.Snapshot names each entity's kind and key, and the
+// entity is the JSON the broadcaster sent (mesh.RawSnapshot), not a re-encoding of it, so a
+// member the client lost or altered shows. A list the decoded snapshot does not account for
+// fails the test: the comparison would not see it.
 func getMesh(t *testing.T, base string) (servedMesh, bool) {
 	t.Helper()
-	resp, err := http.Get(base + "/v1/mesh")
+	resp, err := http.Get(base + mesh.PathMesh)
 	if err != nil {
 		return servedMesh{}, false
 	}
@@ -133,28 +141,49 @@ func getMesh(t *testing.T, base string) (servedMesh, bool) {
 	if resp.StatusCode != http.StatusOK {
 		return servedMesh{}, false
 	}
-	var snap struct {
-		Epoch    string                      `json:"epoch"`
-		Sequence uint64                      `json:"sequence"`
-		Mesh     map[string][]map[string]any `json:"mesh"`
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return servedMesh{}, false
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+	var snap mesh.Snapshot
+	var raw mesh.RawSnapshot
+	if err := json.Unmarshal(body, &snap); err != nil {
+		t.Fatalf("GET /v1/mesh: %v", err)
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
 		t.Fatalf("GET /v1/mesh: %v", err)
 	}
 	m := servedMesh{Epoch: snap.Epoch, Sequence: snap.Sequence, Entities: map[string]any{}}
-	for list, kind := range map[string]string{"brokers": "broker", "eventTypes": "eventtype", "sources": "source", "subscribables": "subscribable"} {
-		for _, e := range snap.Mesh[list] {
-			group, k := fmt.Sprint(e["group"]), fmt.Sprint(e["kind"])
-			switch list {
-			case "brokers":
-				group, k = "eventing.knative.dev", "Broker"
-			case "eventTypes":
-				group, k = "eventing.knative.dev", "EventType"
-			}
-			m.Entities[fmt.Sprintf("%s|%s/%s/%s/%s", kind, group, k, e["namespace"], e["name"])] = e
+	index := map[mesh.EntityKind]int{}
+	snap.Mesh.Each(func(kind mesh.EntityKind, key mesh.Key, _ any) {
+		list := raw.Mesh[kind.List()]
+		if index[kind] >= len(list) {
+			t.Fatalf("GET /v1/mesh: the list %s decodes to more entities than it holds", kind.List())
+		}
+		var entity any
+		if err := json.Unmarshal(list[index[kind]], &entity); err != nil {
+			t.Fatalf("GET /v1/mesh: %s %s: %v", kind, key, err)
+		}
+		index[kind]++
+		m.Entities[kind.String()+"|"+key.String()] = entity
+	})
+	for name, list := range raw.Mesh {
+		kind, known := listKind(name)
+		if !known || index[kind] != len(list) {
+			t.Fatalf("GET /v1/mesh: the list %s holds %d entities, of which mesh.Snapshot names %d", name, len(list), index[kind])
 		}
 	}
 	return m, true
+}
+
+// listKind is the entity kind whose snapshot list is named name.
+func listKind(name string) (mesh.EntityKind, bool) {
+	for _, k := range mesh.EntityKinds() {
+		if k.List() == name {
+			return k, true
+		}
+	}
+	return mesh.KindUnknown, false
 }
 
 // nodeJS is Node.js 22 from the npm registry (the suite's pinned node-linux-<cpu> package; the
@@ -249,6 +278,22 @@ func startClient(t *testing.T, name string, args ...string) *client {
 	return c
 }
 
+// startEventSource runs eventsource.mjs on base once its kind table is this version's
+// (mesh/change.go): every kind a broadcaster of this version sends, the script keeps.
+func startEventSource(t *testing.T, base string) *client {
+	t.Helper()
+	es := startClient(t, "eventsource.mjs", base)
+	line, _ := es.wait(t, "the EventSource's kind table", 0, 30*time.Second, func(l map[string]any) bool { return l["what"] == "kinds" })
+	want := map[string]any{}
+	for _, k := range mesh.EntityKinds() {
+		want[k.String()] = k.List()
+	}
+	if !reflect.DeepEqual(line["kinds"], want) {
+		t.Fatalf("eventsource.mjs keeps the kinds %v; this version's are %v", line["kinds"], want)
+	}
+	return es
+}
+
 // wait returns the first line from index from on that ok accepts, failing the test after
 // timeout.
 func (c *client) wait(t *testing.T, what string, from int, timeout time.Duration, ok func(map[string]any) bool) (map[string]any, int) {
@@ -312,7 +357,7 @@ func (c *client) send(t *testing.T, line string) {
 }
 
 // exact waits until the EventSource's mesh is GET /v1/mesh's: same epoch, same sequence, the
-// same entities, byte for byte as JSON values. It returns the mesh.
+// same entities of every kind, equal as JSON values. It returns the mesh.
 func (c *client) exact(t *testing.T, base string, timeout time.Duration) servedMesh {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -333,18 +378,26 @@ func (c *client) exact(t *testing.T, base string, timeout time.Duration) servedM
 				return want
 			}
 			got, _ := dump["dump"].(map[string]any)
-			for k, v := range want.Entities {
-				if !reflect.DeepEqual(got[k], v) {
-					last = fmt.Sprintf("at %s-%d the client holds %s as %v, the server %v", want.Epoch, want.Sequence, k, got[k], v)
-					break
-				}
-			}
-			if len(got) != len(want.Entities) {
-				last += fmt.Sprintf("; the client holds %d entities, the server %d", len(got), len(want.Entities))
-			}
+			last = fmt.Sprintf("at %s-%d %s; the client holds %d entities, the server %d",
+				want.Epoch, want.Sequence, firstDifference(got, want.Entities), len(got), len(want.Entities))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("the EventSource never held the served mesh: %s\nthe client said:\n%s", last, c.said())
 	return servedMesh{}
+}
+
+// firstDifference names one entity that got and want do not hold alike.
+func firstDifference(got, want map[string]any) string {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !reflect.DeepEqual(got[k], want[k]) {
+			return fmt.Sprintf("the client holds %s as %v, the server %v", k, got[k], want[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, served := want[k]; !served {
+			return fmt.Sprintf("the client holds %s, which the server does not serve", k)
+		}
+	}
+	return "the meshes do not differ"
 }
