@@ -40,6 +40,11 @@ type Stream struct {
 	// Entity receives each entity of Bucket: the change that gave it its latest state.
 	// Required with Bucket.
 	Entity func(mesh.Change) error
+	// Listed, when set, is called once Bucket has been listed whole, every entry taken by
+	// Entity, before Change receives anything (a replica places its listing then:
+	// consumer.Fleet.Listed). A listing that failed or skipped an entry is not whole: Listed
+	// is not called, and what was listed stays unplaced.
+	Listed func()
 	// Change receives every change published once Follow has subscribed, in order, except
 	// those the listing already showed (the same entity at the same or a later sequence).
 	// Required.
@@ -125,8 +130,11 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	}
 	defer sub.Unsubscribe()
 	if s.Bucket != "" {
-		if err := s.list(ctx, nc, shown); err != nil {
+		whole, err := s.list(ctx, nc, shown)
+		if err != nil {
 			s.report(&ListError{Bucket: s.Bucket, Err: err})
+		} else if whole && s.Listed != nil {
+			s.Listed()
 		}
 		mu.Lock()
 		listing = false
@@ -140,11 +148,12 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	return ctx.Err()
 }
 
-// list passes every entity of the bucket to s.Entity, noting each one's sequence in shown.
-func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint64) error {
+// list passes every entity of the bucket to s.Entity, noting each one's sequence in shown;
+// whole is false when an entry was skipped.
+func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint64) (whole bool, err error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	timeout := s.ListTimeout
 	if timeout <= 0 {
@@ -154,7 +163,7 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	defer cancel()
 	kv, err := js.KeyValue(lctx, s.Bucket)
 	if err != nil {
-		return err
+		return false, err
 	}
 	keys := ">"
 	if s.Cluster != "" {
@@ -162,26 +171,29 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	}
 	w, err := kv.Watch(lctx, keys, jetstream.IgnoreDeletes())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer w.Stop()
+	whole = true
 	for {
 		select {
 		case <-lctx.Done():
-			return lctx.Err()
+			return false, lctx.Err()
 		case entry := <-w.Updates():
 			if entry == nil {
-				return nil // every entity listed
+				return whole, nil // every entity listed
 			}
 			source := "KV " + entry.Key()
 			c, err := codec.DecodeStructured(entry.Value())
 			if err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
+				whole = false
 				continue
 			}
 			shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}] = c.Sequence
 			if err := s.Entity(c); err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
+				whole = false
 			}
 		}
 	}

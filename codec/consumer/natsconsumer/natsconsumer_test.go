@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,5 +232,87 @@ func TestFollowRejectsIncompleteStreams(t *testing.T) {
 		if err := natsconsumer.Follow(context.Background(), nil, s); !errors.Is(err, natsconsumer.ErrInvalidStream) {
 			t.Errorf("Follow(%+v): %v", s, err)
 		}
+	}
+}
+
+// A fleet's cold start from the shared bucket: every cluster's entries go to its replica,
+// which Listed places at the highest sequence its entries show, so each cluster's next change
+// applies in order with no snapshot (nobody answers snapshot requests here). A listing that
+// skipped an entry is not placed: Listed is not called.
+func TestFollowIntoAFleet(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	for _, tc := range []struct {
+		name       string
+		bad        bool // a KV entry that does not decode
+		wantListed bool
+	}{
+		{"whole listing", false, true},
+		{"an entry skipped", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := rand.Int32()
+			prefix, bucket := fmt.Sprintf("test.l%d.mesh", n), fmt.Sprintf("test_l%d", n)
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+			put := func(cluster string, c mesh.Change) {
+				t.Helper()
+				enc, err := codec.NewEncoder("", codec.WithCluster(cluster))
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := enc.Structured(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := kv.Put(ctx, cluster+".broker.ns."+c.Key.Name, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("east", testkit.BrokerChange(3, mesh.OpAdded, "a"))
+			put("east", testkit.BrokerChange(5, mesh.OpUpdated, "b"))
+			put("west", testkit.BrokerChange(2, mesh.OpAdded, "a"))
+			if tc.bad {
+				kv.Put(ctx, "west.broker.ns.bad", []byte("not an event"))
+			}
+
+			fleet := consumer.NewFleet(natsconsumer.ClusterSnapshots(nc, prefix))
+			var r testkit.ChangeRecorder
+			fctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			var listed atomic.Bool
+			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.OnError,
+				Entity: fleet.Hold,
+				Listed: func() { listed.Store(true); fleet.Listed() },
+				Change: func(c mesh.Change) error { return fleet.Apply(fctx, c) }})
+			testkit.Eventually(t, "the listing", 10*time.Second, func() bool { return len(fleet.Entities()) == 3 })
+			if !tc.wantListed {
+				time.Sleep(100 * time.Millisecond) // Listed would come right after the last entry
+				if want := (map[string]mesh.Position{"east": {}, "west": {}}); listed.Load() || !reflect.DeepEqual(fleet.Positions(), want) {
+					t.Fatalf("a listing with an entry skipped was placed: listed %v, positions %v", listed.Load(), fleet.Positions())
+				}
+				return
+			}
+			want := map[string]mesh.Position{"east": {Epoch: "ep", Sequence: 5}, "west": {Epoch: "ep", Sequence: 2}}
+			testkit.Eventually(t, "the listing placed", 10*time.Second, func() bool { return reflect.DeepEqual(fleet.Positions(), want) })
+			enc, _ := codec.NewEncoder("", codec.WithCluster("west"))
+			next, _ := enc.Structured(testkit.BrokerChange(3, mesh.OpAdded, "c"))
+			nc.Publish(prefix+".west.broker.ns.c", next)
+			testkit.Eventually(t, "west's next change", 10*time.Second, func() bool { return len(fleet.Entities()) == 4 })
+			for _, c := range fleet.Clusters() {
+				if rep, _ := fleet.Replica(c); rep.Resyncs() != 0 {
+					t.Errorf("cluster %s took %d snapshots", c, rep.Resyncs())
+				}
+			}
+			if _, errs := r.Lines(); len(errs) > 0 {
+				t.Errorf("errors: %v", errs)
+			}
+		})
 	}
 }
