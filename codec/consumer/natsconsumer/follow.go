@@ -15,7 +15,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// DefaultListTimeout bounds the listing of a KV bucket when Stream.ListTimeout is zero.
+// DefaultListTimeout bounds the wait for a KV bucket (finding it, then each of its entries)
+// when Stream.ListTimeout is zero.
 const DefaultListTimeout = 10 * time.Second
 
 // ErrInvalidStream means a Stream lacks what Follow needs.
@@ -35,7 +36,9 @@ type Stream struct {
 	// --nats-kv-bucket; by default the prefix with dots as underscores, "knative_eventmesh").
 	// Follow lists it into Entity before it passes on any change. Empty: changes only.
 	Bucket string
-	// ListTimeout bounds the listing of Bucket (zero: DefaultListTimeout).
+	// ListTimeout bounds the wait for Bucket: to find it and start listing it, then for each
+	// next entry (zero: DefaultListTimeout). It does not bound the whole listing, whose time
+	// grows with the bucket: 500,000 entities take tens of seconds (docs/benchmarks.md).
 	ListTimeout time.Duration
 	// Entity receives each entity of Bucket: the change that gave it its latest state.
 	// Required with Bucket.
@@ -46,8 +49,8 @@ type Stream struct {
 	// is not called, and what was listed stays unplaced.
 	Listed func()
 	// Change receives every change published once Follow has subscribed, in order, except
-	// those the listing already showed (the same entity at the same or a later sequence).
-	// Required.
+	// those the listing already showed (the same entity at the same or a later sequence of
+	// the same epoch). Required.
 	Change func(mesh.Change) error
 	// OnError, when set, hears what Follow skipped and went on without: a message or a KV
 	// entry that is not a mesh-delta event or that Entity or Change refused (a
@@ -66,10 +69,16 @@ func (e *ListError) Error() string { return fmt.Sprintf("KV bucket %s: %v", e.Bu
 
 func (e *ListError) Unwrap() error { return e.Err }
 
-// shownID names an entity of one cluster: broadcasters of several clusters share a bucket.
+// shownID names an entity of one cluster in one epoch: broadcasters of several clusters share
+// a bucket, and a listed sequence says nothing about another epoch's (a broadcaster that
+// restarted numbers from 1 again).
 type shownID struct {
-	cluster string
-	id      consumer.EntityID
+	cluster, epoch string
+	id             consumer.EntityID
+}
+
+func shownOf(c mesh.Change) shownID {
+	return shownID{c.Cluster, c.Epoch, consumer.EntityID{Kind: c.Kind, Key: c.Key}}
 }
 
 // held is a change that arrived while the bucket was being listed.
@@ -104,7 +113,7 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	var pending []held
 	listing, shown := s.Bucket != "", map[shownID]uint64{}
 	deliver := func(subject string, c mesh.Change) {
-		if seq, ok := shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}]; ok && c.Sequence <= seq {
+		if seq, ok := shown[shownOf(c)]; ok && c.Sequence <= seq {
 			return
 		}
 		if err := s.Change(c); err != nil {
@@ -159,9 +168,9 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	if timeout <= 0 {
 		timeout = DefaultListTimeout
 	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
+	setUp, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	kv, err := js.KeyValue(lctx, s.Bucket)
+	kv, err := js.KeyValue(setUp, s.Bucket)
 	if err != nil {
 		return false, err
 	}
@@ -169,20 +178,29 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	if s.Cluster != "" {
 		keys = s.Cluster + ".>"
 	}
-	w, err := kv.Watch(lctx, keys, jetstream.IgnoreDeletes())
+	w, err := kv.Watch(setUp, keys, jetstream.IgnoreDeletes())
 	if err != nil {
 		return false, err
 	}
 	defer w.Stop()
+	idle := time.NewTimer(timeout)
+	defer idle.Stop()
+	epochs := map[string]string{} // one copy of each epoch's name for every shown entity
 	whole = true
 	for {
 		select {
-		case <-lctx.Done():
-			return false, lctx.Err()
-		case entry := <-w.Updates():
-			if entry == nil {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-idle.C:
+			return false, fmt.Errorf("no entry for %v: %w", timeout, context.DeadlineExceeded)
+		case entry, open := <-w.Updates():
+			switch {
+			case !open:
+				return false, errors.New("the watch ended before the listing did")
+			case entry == nil:
 				return whole, nil // every entity listed
 			}
+			idle.Reset(timeout)
 			source := "KV " + entry.Key()
 			c, err := codec.DecodeStructured(entry.Value())
 			if err != nil {
@@ -190,7 +208,12 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 				whole = false
 				continue
 			}
-			shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}] = c.Sequence
+			if epoch, ok := epochs[c.Epoch]; ok {
+				c.Epoch = epoch
+			} else {
+				epochs[c.Epoch] = c.Epoch
+			}
+			shown[shownOf(c)] = c.Sequence
 			if err := s.Entity(c); err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
 				whole = false

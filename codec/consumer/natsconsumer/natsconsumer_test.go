@@ -150,12 +150,16 @@ func TestFollowListsThenChanges(t *testing.T) {
 	})
 	nc.Publish(prefix+".broker.ns.c", testkit.Structured(t, testkit.BrokerChange(7, mesh.OpAdded, "c")))
 	nc.Publish(prefix+".broker.ns.c", []byte("{"))
-	testkit.Eventually(t, "a later change", 10*time.Second, func() bool {
+	// The broadcaster restarted: a new epoch numbers from 1, below what the listing showed.
+	reopened := testkit.BrokerChange(2, mesh.OpAdded, "b")
+	reopened.Epoch = "ep2"
+	nc.Publish(prefix+".broker.ns.b", testkit.Structured(t, reopened))
+	testkit.Eventually(t, "later changes", 10*time.Second, func() bool {
 		got, errs := r.Lines()
-		return len(got) == 4 && len(errs) == 2
+		return len(got) == 5 && len(errs) == 2
 	})
 	got, errs := r.Lines()
-	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added"}
+	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added", "change b 2 added"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
 	}
@@ -314,5 +318,43 @@ func TestFollowIntoAFleet(t *testing.T) {
 				t.Errorf("errors: %v", errs)
 			}
 		})
+	}
+}
+
+// ListTimeout bounds the wait for each entry, not the whole listing: a listing that takes
+// longer than it in all, entry after entry, is whole.
+func TestFollowListTimeoutIsPerEntry(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	n := rand.Int32()
+	prefix, bucket := fmt.Sprintf("test.t%d.mesh", n), fmt.Sprintf("test_t%d", n)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+	const entries, timeout, perEntry = 20, 300 * time.Millisecond, 30 * time.Millisecond // 600 ms in all
+	for i := range entries {
+		name := fmt.Sprint("b", i)
+		if _, err := kv.Put(ctx, "broker.ns."+name, testkit.Structured(t, testkit.BrokerChange(uint64(i+1), mesh.OpAdded, name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r testkit.ChangeRecorder
+	entity := r.Note("entity")
+	var listed atomic.Bool
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, ListTimeout: timeout, OnError: r.OnError,
+		Entity: func(c mesh.Change) error { time.Sleep(perEntry); return entity(c) },
+		Listed: func() { listed.Store(true) },
+		Change: r.Note("change")})
+	testkit.Eventually(t, "the listing to end", 10*time.Second, func() bool {
+		_, errs := r.Lines()
+		return listed.Load() || len(errs) > 0
+	})
+	if got, errs := r.Lines(); len(got) != entries || len(errs) > 0 || !listed.Load() {
+		t.Fatalf("%d entities listed, listed %v, errors %v", len(got), listed.Load(), errs)
 	}
 }
