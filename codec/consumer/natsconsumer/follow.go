@@ -168,17 +168,24 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	if timeout <= 0 {
 		timeout = DefaultListTimeout
 	}
-	setUp, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	kv, err := js.KeyValue(setUp, s.Bucket)
+	// The watch lives as long as the context it was made with, so that context lasts the
+	// whole listing; a timer bounds finding the bucket and starting the watch.
+	listing, stop := context.WithCancel(ctx)
+	defer stop()
+	late := time.AfterFunc(timeout, stop)
+	kv, err := js.KeyValue(listing, s.Bucket)
 	if err != nil {
+		late.Stop()
 		return false, err
 	}
 	keys := ">"
 	if s.Cluster != "" {
 		keys = s.Cluster + ".>"
 	}
-	w, err := kv.Watch(setUp, keys, jetstream.IgnoreDeletes())
+	w, err := kv.Watch(listing, keys, jetstream.IgnoreDeletes())
+	if !late.Stop() && ctx.Err() == nil {
+		return false, fmt.Errorf("the listing did not start within %v: %w", timeout, context.DeadlineExceeded)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -336,7 +336,8 @@ func TestFollowListTimeoutIsPerEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
-	const entries, timeout, perEntry = 20, 300 * time.Millisecond, 30 * time.Millisecond // 600 ms in all
+	// More entries than the watch buffers, so that they keep coming after the timeout.
+	const entries, timeout, perEntry = 1000, 300 * time.Millisecond, time.Millisecond // over a second in all
 	for i := range entries {
 		name := fmt.Sprint("b", i)
 		if _, err := kv.Put(ctx, "broker.ns."+name, testkit.Structured(t, testkit.BrokerChange(uint64(i+1), mesh.OpAdded, name))); err != nil {
