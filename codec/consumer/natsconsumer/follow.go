@@ -182,21 +182,20 @@ func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint6
 	listing, stop := context.WithCancel(ctx)
 	defer stop()
 	late := time.AfterFunc(timeout, stop)
-	kv, err := js.KeyValue(listing, s.Bucket)
-	if err != nil {
-		late.Stop()
-		return false, err
-	}
 	keys := ">"
 	if s.Cluster != "" {
 		keys = s.Cluster + ".>"
 	}
-	w, err := kv.Watch(listing, keys, jetstream.IgnoreDeletes())
+	var w jetstream.KeyWatcher
+	kv, err := js.KeyValue(listing, s.Bucket)
+	if err == nil {
+		w, err = kv.Watch(listing, keys, jetstream.IgnoreDeletes())
+	}
 	if !late.Stop() && ctx.Err() == nil {
-		return false, fmt.Errorf("the listing did not start within %v: %w", timeout, context.DeadlineExceeded)
+		err = fmt.Errorf("the listing did not start within %v: %w", timeout, context.DeadlineExceeded)
 	}
 	if err != nil {
-		return false, err
+		return false, err // a watch made meanwhile ends with listing
 	}
 	defer w.Stop()
 	idle := time.NewTimer(timeout)
