@@ -88,6 +88,27 @@ func (f *Fleet) Apply(ctx context.Context, c mesh.Change) error {
 	return r.Apply(ctx, c)
 }
 
+// Hold takes c, an entity's latest state from a bucket every cluster writes (a NATS KV
+// bucket's entry), into the replica of its cluster, as Replica.Hold does; Listed places them.
+func (f *Fleet) Hold(c mesh.Change) error {
+	r, err := f.Replica(c.Cluster)
+	if err != nil {
+		return err
+	}
+	r.Hold(c)
+	return nil
+}
+
+// Listed ends a listing of latest states (Hold): each cluster's replica takes its position,
+// as Replica.Listed does. A consumer's cold start from the shared KV bucket:
+// natsconsumer.Follow with Entity Fleet.Hold, Listed Fleet.Listed and Change Fleet.Apply.
+func (f *Fleet) Listed() {
+	for _, c := range f.Clusters() {
+		r, _ := f.Replica(c)
+		r.Listed()
+	}
+}
+
 // ApplyEvent decodes and applies a mesh-delta CloudEvent.
 func (f *Fleet) ApplyEvent(ctx context.Context, ev event.Event) error {
 	c, err := codec.Decode(ev)

@@ -65,3 +65,28 @@ func TestFleetKeepsClustersApart(t *testing.T) {
 		t.Fatalf("snapshots taken: east %d, west %d", snaps["east"].calls, snaps["west"].calls)
 	}
 }
+
+// A fleet's listing goes to each cluster's replica, and each one is placed on its own.
+func TestFleetPlacesAListingPerCluster(t *testing.T) {
+	t.Parallel()
+	f := NewFleet(func(cluster string) (Snapshotter, error) {
+		return &scriptedSnapshots{answers: []mesh.Snapshot{inCluster(cluster, snapshot("s", 1))}}, nil
+	})
+	for _, c := range []mesh.Change{
+		ofCluster("east", change("e1", 4, mesh.OpAdded, "orders")),
+		ofCluster("west", change("w1", 2, mesh.OpAdded, "orders")),
+		ofCluster("east", change("e1", 6, mesh.OpAdded, "returns")),
+	} {
+		if err := f.Hold(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Listed()
+	want := map[string]mesh.Position{"east": {Epoch: "e1", Sequence: 6}, "west": {Epoch: "w1", Sequence: 2}}
+	if got := f.Positions(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("positions %v, want %v", got, want)
+	}
+	if n := len(f.Entities()); n != 3 {
+		t.Fatalf("%d entities, want 3", n)
+	}
+}

@@ -33,7 +33,16 @@ type Replica struct {
 	entities map[EntityID]json.RawMessage
 	resyncs  int
 	catchUps int
-	loaded   chan struct{} // closed by the first snapshot loaded
+	loaded   chan struct{} // closed by the first whole mesh: a snapshot, or a listing placed
+	listing  listing       // the latest states held while cold (Hold), until Listed
+}
+
+// listing is what a cold replica learnt from the latest states it holds: the epoch they share
+// and the highest sequence among them.
+type listing struct {
+	epoch string
+	seq   uint64
+	mixed bool // states of more than one epoch: no position can be given to them
 }
 
 // NewReplica returns an empty replica that resyncs from snapshots.
@@ -159,15 +168,61 @@ func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
 func (r *Replica) load(s mesh.Snapshot) {
 	r.entities = entitiesOf(s.Mesh)
 	r.epoch, r.seq = s.Epoch, s.Sequence
+	r.listing = listing{}
 	r.resyncs++
-	if r.resyncs == 1 {
+	r.markLoaded()
+}
+
+func (r *Replica) markLoaded() {
+	select {
+	case <-r.loaded:
+	default:
 		close(r.loaded)
 	}
 }
 
-// Loaded is closed once the replica holds a whole mesh (its first snapshot), for consumers
-// that must not answer from an empty replica.
+// Loaded is closed once the replica holds a whole mesh (its first snapshot, or a listing of
+// latest states placed by Listed), for consumers that must not answer from an empty replica.
 func (r *Replica) Loaded() <-chan struct{} { return r.loaded }
+
+// Hold takes c as an entity's latest state, as a NATS KV bucket's entry or an MQTT retained
+// message holds it (natsconsumer.Follow's Entity), into a cold replica: one that has no
+// position yet. Listed then places what it holds. A replica with a position ignores it: its
+// changes bring everything after that position. A deleted state (which a listing does not
+// show) is ignored; a state of a kind this version does not know counts for Listed only.
+func (r *Replica) Hold(c mesh.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.epoch != "" || c.Op == mesh.OpDeleted {
+		return
+	}
+	switch {
+	case r.listing.epoch == "":
+		r.listing.epoch = c.Epoch
+	case r.listing.epoch != c.Epoch:
+		r.listing.mixed = true
+	}
+	r.listing.seq = max(r.listing.seq, c.Sequence)
+	if c.Kind.Known() {
+		r.entities[EntityID{c.Kind, c.Key}] = c.Entity
+	}
+}
+
+// Listed ends a listing of latest states (Hold). A broadcaster writes its bucket in meshseq
+// order, so a whole listing of one epoch is its mesh as of the highest sequence shown (the
+// deletes after it included): the replica takes that position, and the changes after it
+// apply in order. States of two epochs (listed while a new epoch was being written) cannot be
+// placed: the replica keeps them without a position, and its first change resyncs it.
+func (r *Replica) Listed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.epoch != "" || r.listing.epoch == "" || r.listing.mixed {
+		return
+	}
+	r.epoch, r.seq = r.listing.epoch, r.listing.seq
+	r.listing = listing{}
+	r.markLoaded()
+}
 
 // Resync takes a snapshot now (a consumer's cold start).
 func (r *Replica) Resync(ctx context.Context) error {

@@ -121,3 +121,78 @@ func TestHTTPSnapshots(t *testing.T) {
 		t.Fatalf("error %v does not say %s", err, want)
 	}
 }
+
+// A cold replica holds a listing of latest states and, once it is listed, stands at the
+// highest sequence of their epoch: the next change applies in order. A listing of two epochs
+// has no position (the first change resyncs); a replica with a position ignores states.
+func TestReplicaPlacesAListing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		before    *mesh.Change // applied before the listing
+		states    []mesh.Change
+		wantEpoch string
+		wantSeq   uint64
+		wantNames []string // after the listing
+		next      mesh.Change
+		wantAfter []string // after next
+		resyncs   int
+	}{
+		{name: "one epoch",
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 7, mesh.OpUpdated, "b"), unknownKind("A", 9), change("A", 5, mesh.OpAdded, "c")},
+			wantEpoch: "A", wantSeq: 9, wantNames: []string{"a", "b", "c"},
+			next: change("A", 10, mesh.OpDeleted, "a"), wantAfter: []string{"b", "c"}},
+		{name: "a deleted state is no entity",
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 4, mesh.OpDeleted, "b")},
+			wantEpoch: "A", wantSeq: 3, wantNames: []string{"a"},
+			next: change("A", 4, mesh.OpDeleted, "b"), wantAfter: []string{"a"}},
+		{name: "two epochs: no position",
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("B", 1, mesh.OpAdded, "b")},
+			wantNames: []string{"a", "b"},
+			next:      change("B", 2, mesh.OpAdded, "c"), wantAfter: []string{"x"}, resyncs: 1},
+		{name: "a replica with a position ignores states",
+			before:    ptr(change("B", 1, mesh.OpAdded, "c")),
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a")},
+			wantEpoch: "B", wantSeq: 2, wantNames: []string{"x"}, // the snapshot taken for the change
+			next: change("B", 3, mesh.OpAdded, "y"), wantAfter: []string{"x", "y"}, resyncs: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := NewReplica(&scriptedSnapshots{answers: []mesh.Snapshot{snapshot("B", 2, "x")}})
+			if tc.before != nil {
+				if err := r.Apply(ctx, *tc.before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range tc.states {
+				r.Hold(c)
+			}
+			r.Listed()
+			if epoch, seq := r.Position(); epoch != tc.wantEpoch || seq != tc.wantSeq {
+				t.Fatalf("listed at %s-%d, want %s-%d", epoch, seq, tc.wantEpoch, tc.wantSeq)
+			}
+			select {
+			case <-r.Loaded():
+				if tc.wantEpoch == "" {
+					t.Fatal("loaded without a position")
+				}
+			default:
+				if tc.wantEpoch != "" {
+					t.Fatal("not loaded at a position")
+				}
+			}
+			if got := names(t, r); !reflect.DeepEqual(got, tc.wantNames) {
+				t.Fatalf("listed %v, want %v", got, tc.wantNames)
+			}
+			if err := r.Apply(ctx, tc.next); err != nil {
+				t.Fatal(err)
+			}
+			if got := names(t, r); !reflect.DeepEqual(got, tc.wantAfter) || r.Resyncs() != tc.resyncs {
+				t.Fatalf("after %s-%d: %v after %d resyncs, want %v after %d", tc.next.Epoch, tc.next.Sequence, got, r.Resyncs(), tc.wantAfter, tc.resyncs)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -15,7 +15,8 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
 )
 
-// DefaultListTimeout bounds the listing of a KV bucket when Stream.ListTimeout is zero.
+// DefaultListTimeout bounds the wait for a KV bucket (finding it, then each of its entries)
+// when Stream.ListTimeout is zero.
 const DefaultListTimeout = 10 * time.Second
 
 // ErrInvalidStream means a Stream lacks what Follow needs.
@@ -35,14 +36,23 @@ type Stream struct {
 	// --nats-kv-bucket; by default the prefix with dots as underscores, "knative_eventmesh").
 	// Follow lists it into Entity before it passes on any change. Empty: changes only.
 	Bucket string
-	// ListTimeout bounds the listing of Bucket (zero: DefaultListTimeout).
+	// ListTimeout bounds the wait for Bucket: to find it and start listing it, then for each
+	// next entry (zero: DefaultListTimeout). It does not bound the whole listing, whose time
+	// grows with the bucket: 500,000 entities take tens of seconds (docs/benchmarks.md).
 	ListTimeout time.Duration
 	// Entity receives each entity of Bucket: the change that gave it its latest state.
 	// Required with Bucket.
 	Entity func(mesh.Change) error
+	// Listed, when set, is called once Bucket has been listed whole, every entry taken by
+	// Entity, before Change receives anything (a replica places its listing then:
+	// consumer.Fleet.Listed). A listing that failed or skipped an entry is not whole: Listed
+	// is not called, and what was listed stays unplaced.
+	Listed func()
 	// Change receives every change published once Follow has subscribed, in order, except
-	// those the listing already showed (the same entity at the same or a later sequence).
-	// Required.
+	// those the listing already showed (the same entity at the same or a later sequence of
+	// the same epoch) among the changes read before the listing ended: a copy that comes
+	// later (a publish retried, a route slower than the bucket's) is passed on, and a
+	// consumer.Replica drops it by its sequence. Required.
 	Change func(mesh.Change) error
 	// OnError, when set, hears what Follow skipped and went on without: a message or a KV
 	// entry that is not a mesh-delta event or that Entity or Change refused (a
@@ -61,10 +71,16 @@ func (e *ListError) Error() string { return fmt.Sprintf("KV bucket %s: %v", e.Bu
 
 func (e *ListError) Unwrap() error { return e.Err }
 
-// shownID names an entity of one cluster: broadcasters of several clusters share a bucket.
+// shownID names an entity of one cluster in one epoch: broadcasters of several clusters share
+// a bucket, and a listed sequence says nothing about another epoch's (a broadcaster that
+// restarted numbers from 1 again).
 type shownID struct {
-	cluster string
-	id      consumer.EntityID
+	cluster, epoch string
+	id             consumer.EntityID
+}
+
+func shownOf(c mesh.Change) shownID {
+	return shownID{c.Cluster, c.Epoch, consumer.EntityID{Kind: c.Kind, Key: c.Key}}
 }
 
 // held is a change that arrived while the bucket was being listed.
@@ -99,7 +115,7 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	var pending []held
 	listing, shown := s.Bucket != "", map[shownID]uint64{}
 	deliver := func(subject string, c mesh.Change) {
-		if seq, ok := shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}]; ok && c.Sequence <= seq {
+		if seq, ok := shown[shownOf(c)]; ok && c.Sequence <= seq {
 			return
 		}
 		if err := s.Change(c); err != nil {
@@ -125,8 +141,11 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 	}
 	defer sub.Unsubscribe()
 	if s.Bucket != "" {
-		if err := s.list(ctx, nc, shown); err != nil {
+		whole, err := s.list(ctx, nc, shown)
+		if err != nil {
 			s.report(&ListError{Bucket: s.Bucket, Err: err})
+		} else if whole && s.Listed != nil {
+			s.Listed()
 		}
 		mu.Lock()
 		listing = false
@@ -135,53 +154,84 @@ func Follow(ctx context.Context, nc *nats.Conn, s Stream) error {
 		}
 		pending = nil
 		mu.Unlock()
+		// What the listing showed filters only the changes read before it ended (a change's
+		// message comes before its KV entry); once those are handled (nats.go's barrier runs
+		// after every message already read), it is let go: at 500,000 entities it weighed half
+		// as much as a Fleet of them.
+		if err := nc.Barrier(func() { mu.Lock(); shown = nil; mu.Unlock() }); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	return ctx.Err()
 }
 
-// list passes every entity of the bucket to s.Entity, noting each one's sequence in shown.
-func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint64) error {
+// list passes every entity of the bucket to s.Entity, noting each one's sequence in shown;
+// whole is false when an entry was skipped.
+func (s Stream) list(ctx context.Context, nc *nats.Conn, shown map[shownID]uint64) (whole bool, err error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	timeout := s.ListTimeout
 	if timeout <= 0 {
 		timeout = DefaultListTimeout
 	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	kv, err := js.KeyValue(lctx, s.Bucket)
-	if err != nil {
-		return err
-	}
+	// The watch lives as long as the context it was made with, so that context lasts the
+	// whole listing; a timer bounds finding the bucket and starting the watch.
+	listing, stop := context.WithCancel(ctx)
+	defer stop()
+	late := time.AfterFunc(timeout, stop)
 	keys := ">"
 	if s.Cluster != "" {
 		keys = s.Cluster + ".>"
 	}
-	w, err := kv.Watch(lctx, keys, jetstream.IgnoreDeletes())
+	var w jetstream.KeyWatcher
+	kv, err := js.KeyValue(listing, s.Bucket)
+	if err == nil {
+		w, err = kv.Watch(listing, keys, jetstream.IgnoreDeletes())
+	}
+	if !late.Stop() && ctx.Err() == nil {
+		err = fmt.Errorf("the listing did not start within %v: %w", timeout, context.DeadlineExceeded)
+	}
 	if err != nil {
-		return err
+		return false, err // a watch made meanwhile ends with listing
 	}
 	defer w.Stop()
+	idle := time.NewTimer(timeout)
+	defer idle.Stop()
+	epochs := map[string]string{} // one copy of each epoch's name for every shown entity
+	whole = true
 	for {
 		select {
-		case <-lctx.Done():
-			return lctx.Err()
-		case entry := <-w.Updates():
-			if entry == nil {
-				return nil // every entity listed
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-idle.C:
+			return false, fmt.Errorf("no entry for %v: %w", timeout, context.DeadlineExceeded)
+		case entry, open := <-w.Updates():
+			switch {
+			case !open:
+				return false, errors.New("the watch ended before the listing did")
+			case entry == nil:
+				return whole, nil // every entity listed
 			}
+			idle.Reset(timeout)
 			source := "KV " + entry.Key()
 			c, err := codec.DecodeStructured(entry.Value())
 			if err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
+				whole = false
 				continue
 			}
-			shown[shownID{c.Cluster, consumer.EntityID{Kind: c.Kind, Key: c.Key}}] = c.Sequence
+			if epoch, ok := epochs[c.Epoch]; ok {
+				c.Epoch = epoch
+			} else {
+				epochs[c.Epoch] = c.Epoch
+			}
+			shown[shownOf(c)] = c.Sequence
 			if err := s.Entity(c); err != nil {
 				s.report(&consumer.MessageError{Source: source, Err: err})
+				whole = false
 			}
 		}
 	}

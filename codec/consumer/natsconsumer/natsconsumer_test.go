@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,12 +151,27 @@ func TestFollowListsThenChanges(t *testing.T) {
 	})
 	nc.Publish(prefix+".broker.ns.c", testkit.Structured(t, testkit.BrokerChange(7, mesh.OpAdded, "c")))
 	nc.Publish(prefix+".broker.ns.c", []byte("{"))
-	testkit.Eventually(t, "a later change", 10*time.Second, func() bool {
+	// The broadcaster restarted: a new epoch numbers from 1, below what the listing showed.
+	reopened := testkit.BrokerChange(2, mesh.OpAdded, "b")
+	reopened.Epoch = "ep2"
+	nc.Publish(prefix+".broker.ns.b", testkit.Structured(t, reopened))
+	testkit.Eventually(t, "later changes", 10*time.Second, func() bool {
 		got, errs := r.Lines()
-		return len(got) == 4 && len(errs) == 2
+		return len(got) == 5 && len(errs) == 2
+	})
+	// A copy that comes once the listing has ended is passed on: Follow lets go of what the
+	// listing showed after the changes read before its end (a Replica drops the copy by its
+	// sequence). Sent again until it comes through: it is dropped until then.
+	copied := testkit.Structured(t, testkit.BrokerChange(5, mesh.OpUpdated, "b"))
+	testkit.Eventually(t, "a copy after the listing", 10*time.Second, func() bool {
+		nc.Publish(prefix+".broker.ns.b", copied)
+		nc.Flush()
+		got, _ := r.Lines()
+		return slices.Contains(got, "change b 5 updated")
 	})
 	got, errs := r.Lines()
-	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added"}
+	got = slices.DeleteFunc(got, func(l string) bool { return l == "change b 5 updated" })
+	want := []string{"entity a 3 added", "entity b 5 updated", "change a 6 deleted", "change c 7 added", "change b 2 added"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
 	}
@@ -231,5 +248,126 @@ func TestFollowRejectsIncompleteStreams(t *testing.T) {
 		if err := natsconsumer.Follow(context.Background(), nil, s); !errors.Is(err, natsconsumer.ErrInvalidStream) {
 			t.Errorf("Follow(%+v): %v", s, err)
 		}
+	}
+}
+
+// A fleet's cold start from the shared bucket: every cluster's entries go to its replica,
+// which Listed places at the highest sequence its entries show, so each cluster's next change
+// applies in order with no snapshot (nobody answers snapshot requests here). A listing that
+// skipped an entry is not placed: Listed is not called.
+func TestFollowIntoAFleet(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	for _, tc := range []struct {
+		name       string
+		bad        bool // a KV entry that does not decode
+		wantListed bool
+	}{
+		{"whole listing", false, true},
+		{"an entry skipped", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := rand.Int32()
+			prefix, bucket := fmt.Sprintf("test.l%d.mesh", n), fmt.Sprintf("test_l%d", n)
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+			put := func(cluster string, c mesh.Change) {
+				t.Helper()
+				enc, err := codec.NewEncoder("", codec.WithCluster(cluster))
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := enc.Structured(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := kv.Put(ctx, cluster+".broker.ns."+c.Key.Name, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("east", testkit.BrokerChange(3, mesh.OpAdded, "a"))
+			put("east", testkit.BrokerChange(5, mesh.OpUpdated, "b"))
+			put("west", testkit.BrokerChange(2, mesh.OpAdded, "a"))
+			if tc.bad {
+				kv.Put(ctx, "west.broker.ns.bad", []byte("not an event"))
+			}
+
+			fleet := consumer.NewFleet(natsconsumer.ClusterSnapshots(nc, prefix))
+			var r testkit.ChangeRecorder
+			fctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			var listed atomic.Bool
+			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.OnError,
+				Entity: fleet.Hold,
+				Listed: func() { listed.Store(true); fleet.Listed() },
+				Change: func(c mesh.Change) error { return fleet.Apply(fctx, c) }})
+			testkit.Eventually(t, "the listing", 10*time.Second, func() bool { return len(fleet.Entities()) == 3 })
+			if !tc.wantListed {
+				time.Sleep(100 * time.Millisecond) // Listed would come right after the last entry
+				if want := (map[string]mesh.Position{"east": {}, "west": {}}); listed.Load() || !reflect.DeepEqual(fleet.Positions(), want) {
+					t.Fatalf("a listing with an entry skipped was placed: listed %v, positions %v", listed.Load(), fleet.Positions())
+				}
+				return
+			}
+			want := map[string]mesh.Position{"east": {Epoch: "ep", Sequence: 5}, "west": {Epoch: "ep", Sequence: 2}}
+			testkit.Eventually(t, "the listing placed", 10*time.Second, func() bool { return reflect.DeepEqual(fleet.Positions(), want) })
+			enc, _ := codec.NewEncoder("", codec.WithCluster("west"))
+			next, _ := enc.Structured(testkit.BrokerChange(3, mesh.OpAdded, "c"))
+			nc.Publish(prefix+".west.broker.ns.c", next)
+			testkit.Eventually(t, "west's next change", 10*time.Second, func() bool { return len(fleet.Entities()) == 4 })
+			for _, c := range fleet.Clusters() {
+				if rep, _ := fleet.Replica(c); rep.Resyncs() != 0 {
+					t.Errorf("cluster %s took %d snapshots", c, rep.Resyncs())
+				}
+			}
+			if _, errs := r.Lines(); len(errs) > 0 {
+				t.Errorf("errors: %v", errs)
+			}
+		})
+	}
+}
+
+// ListTimeout bounds the wait for each entry, not the whole listing: a listing that takes
+// longer than it in all, entry after entry, is whole.
+func TestFollowListTimeoutIsPerEntry(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	n := rand.Int32()
+	prefix, bucket := fmt.Sprintf("test.t%d.mesh", n), fmt.Sprintf("test_t%d", n)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+	// More entries than the watch buffers, so that they keep coming after the timeout.
+	const entries, timeout, perEntry = 1000, 300 * time.Millisecond, time.Millisecond // over a second in all
+	for i := range entries {
+		name := fmt.Sprint("b", i)
+		if _, err := kv.Put(ctx, "broker.ns."+name, testkit.Structured(t, testkit.BrokerChange(uint64(i+1), mesh.OpAdded, name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r testkit.ChangeRecorder
+	entity := r.Note("entity")
+	var listed atomic.Bool
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, ListTimeout: timeout, OnError: r.OnError,
+		Entity: func(c mesh.Change) error { time.Sleep(perEntry); return entity(c) },
+		Listed: func() { listed.Store(true) },
+		Change: r.Note("change")})
+	testkit.Eventually(t, "the listing to end", 10*time.Second, func() bool {
+		_, errs := r.Lines()
+		return listed.Load() || len(errs) > 0
+	})
+	if got, errs := r.Lines(); len(got) != entries || len(errs) > 0 || !listed.Load() {
+		t.Fatalf("%d entities listed, listed %v, errors %v", len(got), listed.Load(), errs)
 	}
 }

@@ -22,6 +22,15 @@ func Snapshots(nc *nats.Conn, subject string) consumer.Snapshotter {
 	return snapshots{nc: nc, subject: subject}
 }
 
+// ClusterSnapshots gives consumer.NewFleet the snapshots of each cluster's broadcaster over
+// NATS request-reply (mesh.NATSClusterResyncSubject of prefix, the broadcasters' shared
+// --nats-subject-prefix), so a fleet of replicas needs nothing but the connection.
+func ClusterSnapshots(nc *nats.Conn, prefix string) func(cluster string) (consumer.Snapshotter, error) {
+	return func(cluster string) (consumer.Snapshotter, error) {
+		return Snapshots(nc, mesh.NATSClusterResyncSubject(prefix, cluster)), nil
+	}
+}
+
 type snapshots struct {
 	nc      *nats.Conn
 	subject string
