@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,11 @@ type Replica struct {
 	catchUps int
 	loaded   chan struct{} // closed by the first whole mesh: a snapshot, or a listing placed
 	listing  listing       // the latest states held while cold (Hold), until Listed
+	// placed: the position came from a listing (Listed), which no snapshot has confirmed. A
+	// listing can lack a state whose write a broadcaster retried after a later one (a lost
+	// acknowledgement); the change then arrives at or before the position, where a replica
+	// placed by a snapshot would drop it as seen.
+	placed bool
 }
 
 // listing is what a cold replica learnt from the latest states it holds: the epoch they share
@@ -59,6 +65,10 @@ func (r *Replica) Apply(ctx context.Context, c mesh.Change) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.Epoch == r.epoch && c.Sequence <= r.seq {
+		if r.placed && !r.holds(c) {
+			// A state the listing lacked, or one a later change replaced: a snapshot tells.
+			return r.resync(ctx, c)
+		}
 		return nil // a duplicate (at-least-once delivery) or already in the snapshot
 	}
 	if c.Epoch == r.epoch && c.Sequence > r.seq+1 && r.catchUp(ctx, c) {
@@ -165,10 +175,22 @@ func (r *Replica) resync(ctx context.Context, c mesh.Change) error {
 	return nil
 }
 
+// holds reports whether the replica is as c leaves its entity: deleted, or with c's state.
+func (r *Replica) holds(c mesh.Change) bool {
+	if !c.Kind.Known() {
+		return true // not kept
+	}
+	state, ok := r.entities[EntityID{c.Kind, c.Key}]
+	if c.Op == mesh.OpDeleted {
+		return !ok
+	}
+	return ok && bytes.Equal(state, c.Entity)
+}
+
 func (r *Replica) load(s mesh.Snapshot) {
 	r.entities = entitiesOf(s.Mesh)
 	r.epoch, r.seq = s.Epoch, s.Sequence
-	r.listing = listing{}
+	r.listing, r.placed = listing{}, false
 	r.resyncs++
 	r.markLoaded()
 }
@@ -211,7 +233,9 @@ func (r *Replica) Hold(c mesh.Change) {
 // Listed ends a listing of latest states (Hold). A broadcaster writes its bucket in meshseq
 // order, so a whole listing of one epoch is its mesh as of the highest sequence shown (the
 // deletes after it included): the replica takes that position, and the changes after it
-// apply in order. States of two epochs (listed while a new epoch was being written) cannot be
+// apply in order. Until a snapshot confirms it, a change at or before that position that the
+// replica does not already show (a state whose write was retried after a later one) takes a
+// snapshot instead of being dropped. States of two epochs (listed while a new epoch was being written) cannot be
 // placed: the replica keeps them without a position, and its first change resyncs it.
 func (r *Replica) Listed() {
 	r.mu.Lock()
@@ -220,7 +244,7 @@ func (r *Replica) Listed() {
 		return
 	}
 	r.epoch, r.seq = r.listing.epoch, r.listing.seq
-	r.listing = listing{}
+	r.listing, r.placed = listing{}, true
 	r.markLoaded()
 }
 

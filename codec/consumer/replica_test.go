@@ -138,6 +138,7 @@ func TestReplicaPlacesAListing(t *testing.T) {
 		next      mesh.Change
 		wantAfter []string // after next
 		resyncs   int
+		snap      *mesh.Snapshot // what a resync gets (default B-2 with x)
 	}{
 		{name: "one epoch",
 			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 7, mesh.OpUpdated, "b"), unknownKind("A", 9), change("A", 5, mesh.OpAdded, "c")},
@@ -151,6 +152,20 @@ func TestReplicaPlacesAListing(t *testing.T) {
 			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("B", 1, mesh.OpAdded, "b")},
 			wantNames: []string{"a", "b"},
 			next:      change("B", 2, mesh.OpAdded, "c"), wantAfter: []string{"x"}, resyncs: 1},
+		{name: "a duplicate of a listed state is dropped",
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 9, mesh.OpAdded, "b")},
+			wantEpoch: "A", wantSeq: 9, wantNames: []string{"a", "b"},
+			next: change("A", 9, mesh.OpAdded, "b"), wantAfter: []string{"a", "b"}},
+		{name: "a state the listing lacked takes a snapshot", // c-8's write retried after b-9's
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 9, mesh.OpAdded, "b")},
+			wantEpoch: "A", wantSeq: 9, wantNames: []string{"a", "b"},
+			next: change("A", 8, mesh.OpAdded, "c"), wantAfter: []string{"a", "b", "c"}, resyncs: 1,
+			snap: ptr(snapshot("A", 9, "a", "b", "c"))},
+		{name: "a delete the listing lacked takes a snapshot",
+			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a"), change("A", 9, mesh.OpAdded, "b")},
+			wantEpoch: "A", wantSeq: 9, wantNames: []string{"a", "b"},
+			next: change("A", 5, mesh.OpDeleted, "a"), wantAfter: []string{"b"}, resyncs: 1,
+			snap: ptr(snapshot("A", 9, "b"))},
 		{name: "a replica with a position ignores states",
 			before:    ptr(change("B", 1, mesh.OpAdded, "c")),
 			states:    []mesh.Change{change("A", 3, mesh.OpAdded, "a")},
@@ -159,7 +174,11 @@ func TestReplicaPlacesAListing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := NewReplica(&scriptedSnapshots{answers: []mesh.Snapshot{snapshot("B", 2, "x")}})
+			snap := snapshot("B", 2, "x")
+			if tc.snap != nil {
+				snap = *tc.snap
+			}
+			r := NewReplica(&scriptedSnapshots{answers: []mesh.Snapshot{snap}})
 			if tc.before != nil {
 				if err := r.Apply(ctx, *tc.before); err != nil {
 					t.Fatal(err)
