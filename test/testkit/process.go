@@ -114,7 +114,7 @@ func StartProcess(t testing.TB, name string, cmd *exec.Cmd) *Process {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("%s logs:\n%s", name, p.Logs())
+			t.Logf("%s (pid %d) logs:\n%s", name, cmd.Process.Pid, p.Logs())
 		}
 	})
 	return p
