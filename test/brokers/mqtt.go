@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // MQTT is an MQTT v5 broker for one test.
@@ -105,7 +107,7 @@ func (b *MQTT) Start() {
 	}
 }
 
-var mqttBrokerBinary = binary("github.com/event-mesh-broadcaster/broadcaster/test/brokers/mqttbroker", "mqttbroker")
+var mqttBrokerBinary = testkit.NewBinary("github.com/event-mesh-broadcaster/broadcaster/test/brokers/mqttbroker", "mqttbroker").Build
 
 func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()

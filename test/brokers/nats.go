@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 // NATS is a NATS server with JetStream for one test.
@@ -154,4 +156,4 @@ func awaitPortsFile(dir string, exited <-chan struct{}) (*net.TCPAddr, error) {
 }
 
 // nats-server is a tool of this module (go.mod), so its version is pinned there.
-var natsServerBinary = binary("github.com/nats-io/nats-server/v2", "nats-server")
+var natsServerBinary = testkit.NewBinary("github.com/nats-io/nats-server/v2", "nats-server").Build

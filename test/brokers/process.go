@@ -1,11 +1,8 @@
 package brokers
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,20 +74,4 @@ func (p *process) Stop() {
 	case <-time.After(5 * time.Second):
 		p.kill()
 	}
-}
-
-// binary builds a main package once per test process (the Go build cache makes later
-// processes fast).
-func binary(pkg, name string) func() (string, error) {
-	return sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", name)
-		if err != nil {
-			return "", err
-		}
-		bin := filepath.Join(dir, name)
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
-		}
-		return bin, nil
-	})
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -219,7 +218,7 @@ func BenchmarkInitialSync(b *testing.B) {
 
 // measureSync runs the broadcaster once against the populated cluster and reports its numbers.
 func measureSync(b *testing.B, cfg *rest.Config, binary, kubeconfig, token string, n int) {
-	addr := freeAddr(b)
+	addr := testkit.FreeAddr(b)
 	logs := &testkit.Buffer{}
 	cmd := exec.Command(binary, "--kubeconfig", kubeconfig, "--listen", addr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -748,15 +747,6 @@ func fastClient(b testing.TB, cfg *rest.Config) dynamic.Interface {
 		b.Fatal(err)
 	}
 	return client
-}
-
-func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type fetched struct {

@@ -157,7 +157,7 @@ type benchProcess struct {
 
 func startBench(b *testing.B, binary string, args ...string) *benchProcess {
 	p := &benchProcess{logs: &testkit.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, append(args, "--listen", freeAddr(b))...)
+	p.cmd = exec.Command(binary, append(args, "--listen", testkit.FreeAddr(b))...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.Env = append(os.Environ(), "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")
 	if err := p.cmd.Start(); err != nil {

@@ -66,7 +66,7 @@ func TestFailoverKeepsOneSequenceSpace(t *testing.T) {
 	procs := []*process{start(), start(), start()}
 	leaderOf := func(ps []*process, line string) *process {
 		for _, p := range ps {
-			if strings.Contains(p.logs.String(), line) {
+			if strings.Contains(p.Logs(), line) {
 				return p
 			}
 		}
@@ -95,31 +95,31 @@ func TestFailoverKeepsOneSequenceSpace(t *testing.T) {
 
 	time.Sleep(time.Second)
 	t.Log("SIGKILL the leader")
-	first.signal(syscall.SIGKILL)
-	<-first.exited
+	first.Signal(syscall.SIGKILL)
+	<-first.Exited()
 	rest := without(procs, first)
 	testkit.Eventually(t, "a second leader", 60*time.Second, func() bool { return leaderOf(rest, "leading:") != nil })
 	second := leaderOf(rest, "leading:")
-	if !strings.Contains(second.logs.String(), "did not hand over") {
-		t.Errorf("the second leader took over a killed one without noticing:\n%s", second.logs.String())
+	if !strings.Contains(second.Logs(), "did not hand over") {
+		t.Errorf("the second leader took over a killed one without noticing:\n%s", second.Logs())
 	}
 	time.Sleep(time.Second)
 
 	t.Log("SIGTERM the second leader")
-	second.signal(syscall.SIGTERM)
-	<-second.exited
+	second.Signal(syscall.SIGTERM)
+	<-second.Exited()
 	third := without(rest, second)[0]
 	testkit.Eventually(t, "a third leader", 60*time.Second, func() bool { return leaderOf([]*process{third}, "leading:") != nil })
-	if !strings.Contains(third.logs.String(), "after a clean handover") {
-		t.Errorf("a stopped leader did not hand over cleanly:\n%s", third.logs.String())
+	if !strings.Contains(third.Logs(), "after a clean handover") {
+		t.Errorf("a stopped leader did not hand over cleanly:\n%s", third.Logs())
 	}
 
 	t.Log("restart the replicas one by one")
 	live := []*process{third, start(), start()}
 	waitServing(live...)
 	for i, p := range live {
-		p.signal(syscall.SIGTERM)
-		<-p.exited
+		p.Signal(syscall.SIGTERM)
+		<-p.Exited()
 		live[i] = start()
 		waitServing(live...)
 	}
@@ -226,7 +226,7 @@ func (r *replicaSet) pick() consumer.Catcher {
 	var live []*process
 	for _, p := range r.procs {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 		default:
 			live = append(live, p)
 		}

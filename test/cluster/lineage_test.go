@@ -31,7 +31,7 @@ func TestLineageCommandOnTheCluster(t *testing.T) {
 	ask := func(args ...string) lineage.Answer {
 		t.Helper()
 		var out, stderr bytes.Buffer
-		cmd := exec.Command(broadcasterBinary(t), append([]string{"lineage", "--kubeconfig", kubeconfig, "-o", "json"}, args...)...)
+		cmd := exec.Command(broadcasterBinary.Path(t), append([]string{"lineage", "--kubeconfig", kubeconfig, "-o", "json"}, args...)...)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("lineage %q: %v\n%s", args, err, stderr.String())

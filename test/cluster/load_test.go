@@ -58,7 +58,7 @@ func TestAccessHoldsUnderLoad(t *testing.T) {
 		"--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "250ms")
 	testkit.Eventually(t, "the broadcaster to lead a whole mesh", 2*time.Minute, func() bool {
 		status, _, _ := p.get("/readyz", "")
-		return status == http.StatusOK && strings.Contains(p.logs.String(), "leading:")
+		return status == http.StatusOK && strings.Contains(p.Logs(), "leading:")
 	})
 	lease := func() (holder string, transitions int32) {
 		l, err := admin.CoordinationV1().Leases("default").Get(context.Background(), config.DefaultLeaseName, metav1.GetOptions{})
@@ -143,7 +143,7 @@ func TestAccessHoldsUnderLoad(t *testing.T) {
 	if limit := 2 * 2 * callers; accessReviews > limit {
 		t.Errorf("%d SubjectAccessReviews for %d callers on %d namespaces (at most %d)", accessReviews, callers, namespaces, limit)
 	}
-	if h, tr := lease(); h != holder || tr != transitions || strings.Contains(p.logs.String(), "lost the lease") {
+	if h, tr := lease(); h != holder || tr != transitions || strings.Contains(p.Logs(), "lost the lease") {
 		t.Errorf("the Lease changed hands under load: %s (%d transitions), was %s (%d)", h, tr, holder, transitions)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -646,72 +644,27 @@ func tryStreamInfo(url, name string) (*jetstream.StreamInfo, error) {
 }
 
 // broadcasterBinary is cmd/broadcaster, built once per run.
-var broadcasterBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "fleet-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "broadcaster")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/broadcaster").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the broadcaster: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var broadcasterBinary = testkit.NewBinary(testkit.BroadcasterPackage, "broadcaster")
 
 // broadcaster is one run of the binary for one cluster.
 type broadcaster struct {
+	*testkit.Process
 	cluster, dir, base string
-	cmd                *exec.Cmd
-	logs               *testkit.Buffer
-	exited             chan error
 }
 
 // startBroadcaster runs the binary for cluster on the manifests in dir until the end of the
 // test.
 func startBroadcaster(t *testing.T, cluster, dir string, extra ...string) *broadcaster {
 	t.Helper()
-	bin, err := broadcasterBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	b := &broadcaster{cluster: cluster, dir: dir, base: "http://" + addr, logs: &testkit.Buffer{}, exited: make(chan error, 1)}
-	b.cmd = exec.Command(bin, append([]string{"--manifests", dir, "--listen", addr, "--cluster-name", cluster}, extra...)...)
-	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { b.exited <- b.cmd.Wait() }()
-	t.Cleanup(func() {
-		b.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-b.exited:
-		case <-time.After(20 * time.Second):
-			b.cmd.Process.Kill()
-			<-b.exited
-		}
-		if t.Failed() {
-			t.Logf("broadcaster %s logs:\n%s", cluster, b.logs.String())
-		}
-	})
-	return b
+	addr := testkit.FreeAddr(t)
+	cmd := exec.Command(broadcasterBinary.Path(t), append([]string{"--manifests", dir, "--listen", addr, "--cluster-name", cluster}, extra...)...)
+	return &broadcaster{Process: testkit.StartProcess(t, "broadcaster "+cluster, cmd), cluster: cluster, dir: dir, base: "http://" + addr}
 }
 
 func (b *broadcaster) ready(t *testing.T) bool {
 	t.Helper()
-	select {
-	case err := <-b.exited:
-		b.exited <- err
-		t.Fatalf("broadcaster %s exited: %v\n%s", b.cluster, err, b.logs.String())
-	default:
-	}
-	resp, err := http.Get(b.base + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	b.Running()
+	return testkit.HTTPOK(b.base + "/readyz")
 }
 
 // snapshot is the broadcaster's GET /v1/mesh, which must name its cluster.
@@ -730,14 +683,4 @@ func (b *broadcaster) snapshot(t *testing.T) mesh.Snapshot {
 		t.Fatalf("%s: GET /v1/mesh names cluster %q (header %q)", b.cluster, s.Cluster, resp.Header.Get(mesh.HeaderCluster))
 	}
 	return s
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

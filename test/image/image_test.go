@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/mesh"
+	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
 const (
@@ -245,7 +245,7 @@ func runImage(t *testing.T, c *containers, ref string) {
 	if err := os.CopyFS(meshDir, os.DirFS(filepath.Join(repoRoot, "examples", "mesh"))); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t) // the container uses the host's network
 	began := time.Now()
 	id := strings.TrimSpace(c.mustPodman("run", "--detach",
 		"--network", "host", "--read-only", "--cap-drop", "all",
@@ -317,18 +317,6 @@ func describe(resp *http.Response, err error) string {
 		return err.Error()
 	}
 	return resp.Status
-}
-
-// freeAddr is a loopback address with a port nothing listens on (the container uses the
-// host's network).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func sameSet(a, b []string) bool {

@@ -2,14 +2,10 @@ package page_test
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,85 +14,31 @@ import (
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
 
-var (
-	binDir   string
-	build    sync.Once
-	binPath  string
-	buildErr error
-)
+// broadcasterBinary is cmd/broadcaster, built once per run: the page is tested as it ships.
+var broadcasterBinary = testkit.NewBinary(testkit.BroadcasterPackage, "broadcaster")
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "broadcaster-page-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	broadcasterBinary.Remove()
 	os.Exit(code)
 }
 
-// broadcasterBinary builds cmd/broadcaster once per run: the page is tested as it ships.
-func broadcasterBinary(t testing.TB) string {
+// launch runs the broadcaster binary with args until the test ends (or Kill), and returns once
+// GET ready on addr answers 200.
+func launch(t testing.TB, addr, ready string, args ...string) *testkit.Process {
 	t.Helper()
-	build.Do(func() {
-		binPath = filepath.Join(binDir, "broadcaster")
-		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/broadcaster").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("%w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building the broadcaster: %v", buildErr)
-	}
-	return binPath
+	p := testkit.StartProcess(t, strings.Join(args, " "), exec.Command(broadcasterBinary.Path(t), args...))
+	p.AwaitHTTP("http://" + addr + ready)
+	return p
 }
 
 // startBroadcaster runs the broadcaster binary on dir until the test ends and returns its
 // base URL once /readyz answers 200.
 func startBroadcaster(t testing.TB, dir string, extra ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	logs := &testkit.Buffer{}
-	cmd := exec.Command(broadcasterBinary(t), append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives a test binary that dies
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("broadcaster logs:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	testkit.Eventually(t, "the broadcaster to be ready", 60*time.Second, func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("the broadcaster exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return base
+	addr := testkit.FreeAddr(t)
+	launch(t, addr, "/readyz", append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
+	return "http://" + addr
 }
 
 // chromium is Debian's chromium package: missing, the test fails (it never skips).

@@ -3,86 +3,15 @@ package page_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/event-mesh-broadcaster/broadcaster/test/testkit"
 )
-
-// process is a broadcaster binary run by a test, which the test may kill and start again.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan error
-	logs   *testkit.Buffer
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// launch runs the broadcaster binary with args until the test ends (or kill), and returns once
-// GET ready on addr answers 200.
-func launch(t testing.TB, addr, ready string, args ...string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(broadcasterBinary(t), args...), exited: make(chan error, 1), logs: &testkit.Buffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(10 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", strings.Join(args, " "), p.logs.String())
-		}
-	})
-	testkit.Eventually(t, strings.Join(args, " ")+" to answer", 60*time.Second, func() bool {
-		select {
-		case err := <-p.exited:
-			t.Fatalf("%s exited: %v\n%s", strings.Join(args, " "), err, p.logs.String())
-		default:
-		}
-		resp, err := http.Get("http://" + addr + ready)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
-}
-
-// kill ends the process at once (SIGKILL): no shutdown event, its streams cut.
-func (p *process) kill(t testing.TB) {
-	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-p.exited
-}
 
 // clusterGraph is what the page draws in the sections of cluster, with the cluster taken off
 // the node ids: comparable with mesh/graph's graph of that cluster's broadcaster.
@@ -132,15 +61,15 @@ func clusterState(cluster string) string {
 func TestPageMergesClusters(t *testing.T) {
 	t.Parallel()
 	names := []string{"east", "west", "north"}
-	dirs, addrs, procs := map[string]string{}, map[string]string{}, map[string]*process{}
+	dirs, addrs, procs := map[string]string{}, map[string]string{}, map[string]*testkit.Process{}
 	var urls []string
 	for _, name := range names {
-		dirs[name], addrs[name] = testkit.CopyDir(t, "../../examples/mesh"), freeAddr(t)
+		dirs[name], addrs[name] = testkit.CopyDir(t, "../../examples/mesh"), testkit.FreeAddr(t)
 		procs[name] = launch(t, addrs[name], "/readyz", "--manifests", dirs[name], "--listen", addrs[name], "--cluster-name", name)
 		urls = append(urls, "--url", "http://"+addrs[name])
 	}
 	base := func(name string) string { return "http://" + addrs[name] }
-	pageAddr := freeAddr(t)
+	pageAddr := testkit.FreeAddr(t)
 	launch(t, pageAddr, "/", append([]string{"page", "--listen", pageAddr}, urls...)...)
 
 	ctx := browser(t)
@@ -191,7 +120,7 @@ func TestPageMergesClusters(t *testing.T) {
 	}
 
 	// North killed: it says it is reconnecting, its sections stay drawn, the others stay live.
-	procs["north"].kill(t)
+	procs["north"].Kill()
 	down := waitFor(t, ctx, "north reconnecting", 30*time.Second, clusterState("north")+` !== 'live' &&
 		document.querySelector('#cluster-list li[data-cluster="north"] .state').textContent.includes('reconnecting') &&
 		document.body.dataset.state !== 'live' && document.getElementById('status').textContent.includes('north reconnecting')`)

@@ -40,7 +40,7 @@ func number(v any) int { f, _ := v.(float64); return int(f) }
 func TestEventSourceAcrossARestartIntoANewEpoch(t *testing.T) {
 	t.Parallel()
 	dir := testkit.CopyDir(t, "../../examples/mesh")
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	first := startBroadcaster(t, dir, addr)
 	es := startEventSource(t, first.base)
 	before := es.exact(t, first.base, 60*time.Second)
@@ -123,7 +123,7 @@ func TestEventSourceWhileTheMeshLoads(t *testing.T) {
 	const namespaces, brokers, types = 100, 10, 29 // 30,000 entities
 	dir := writeMesh(t, namespaces, brokers, types)
 	started := time.Now()
-	b := startBroadcaster(t, dir, freeAddr(t))
+	b := startBroadcaster(t, dir, testkit.FreeAddr(t))
 	es := startEventSource(t, b.base)
 	es.wait(t, "the EventSource to open", 0, 60*time.Second, func(l map[string]any) bool { return l["what"] == "open" })
 	opened := time.Since(started)
@@ -146,7 +146,7 @@ func TestEventSourceWhileTheMeshLoads(t *testing.T) {
 func TestEventSourceBeyondTheWatcherCap(t *testing.T) {
 	t.Parallel()
 	dir := testkit.CopyDir(t, "../../examples/mesh")
-	b := startBroadcaster(t, dir, freeAddr(t), "--max-watchers", "1")
+	b := startBroadcaster(t, dir, testkit.FreeAddr(t), "--max-watchers", "1")
 	testkit.Eventually(t, "the broadcaster to load", 60*time.Second, b.ready)
 	resp, err := http.Get(b.base + "/v1/watch") // takes the one stream
 	if err != nil {

@@ -25,66 +25,23 @@ import (
 )
 
 // broadcasterBinary is cmd/broadcaster, built once per run: the clients meet it as it ships.
-var broadcasterBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "stockclients-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "broadcaster")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/broadcaster").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the broadcaster: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-// freeAddr is a loopback address nobody listens on (a restarted broadcaster takes it again).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+var broadcasterBinary = testkit.NewBinary(testkit.BroadcasterPackage, "broadcaster")
 
 // broadcaster is one run of the binary.
 type broadcaster struct {
-	base   string
-	cmd    *exec.Cmd
-	logs   *testkit.Buffer
-	exited chan error
+	*testkit.Process
+	base string
 }
 
 // startBroadcaster runs the binary on the manifests in dir, serving on addr, until stop or the
 // end of the test; it returns once the address takes connections (the mesh may still load).
 func startBroadcaster(t *testing.T, dir, addr string, extra ...string) *broadcaster {
 	t.Helper()
-	bin, err := broadcasterBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broadcaster{base: "http://" + addr, logs: &testkit.Buffer{}, exited: make(chan error, 1)}
-	b.cmd = exec.Command(bin, append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
-	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { b.exited <- b.cmd.Wait() }()
-	t.Cleanup(func() {
-		b.stop(t)
-		if t.Failed() {
-			t.Logf("broadcaster logs:\n%s", b.logs.String())
-		}
-	})
+	cmd := exec.Command(broadcasterBinary.Path(t), append([]string{"--manifests", dir, "--listen", addr}, extra...)...)
+	b := &broadcaster{Process: testkit.StartProcess(t, "the broadcaster", cmd), base: "http://" + addr}
+	t.Cleanup(func() { b.stop(t) })
 	testkit.Eventually(t, "the broadcaster to listen", 60*time.Second, func() bool {
-		select {
-		case err := <-b.exited:
-			b.exited <- err
-			t.Fatalf("the broadcaster exited: %v\n%s", err, b.logs.String())
-		default:
-		}
+		b.Running()
 		conn, err := net.Dial("tcp", addr)
 		if err == nil {
 			conn.Close()
@@ -96,28 +53,12 @@ func startBroadcaster(t *testing.T, dir, addr string, extra ...string) *broadcas
 
 // stop ends the broadcaster as a rollout does (SIGTERM) and waits for it.
 func (b *broadcaster) stop(t *testing.T) {
-	if b.cmd.ProcessState != nil {
-		return
-	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-b.exited:
-		b.exited <- err
-	case <-time.After(20 * time.Second):
-		b.cmd.Process.Kill()
-		b.exited <- <-b.exited
-		t.Errorf("the broadcaster did not stop on SIGTERM within 20 s")
+	if !b.Stop() {
+		t.Errorf("the broadcaster did not stop on SIGTERM within %v", testkit.StopGrace)
 	}
 }
 
-func (b *broadcaster) ready() bool {
-	resp, err := http.Get(b.base + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
+func (b *broadcaster) ready() bool { return testkit.HTTPOK(b.base + "/readyz") }
 
 // servedMesh is GET /v1/mesh as the clients keep it: "<kind>|<key>" → the entity's JSON as
 // served, for every entity of every kind (the event kind name of mesh/change.go's table).

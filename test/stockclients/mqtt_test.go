@@ -34,7 +34,7 @@ func mosquitto(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("the stock MQTT broker is Debian's mosquitto package (apt-get install mosquitto): %v", err)
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\n", port, host)), 0o644); err != nil {
@@ -80,7 +80,7 @@ func TestCloudEventsSDKDecodesEveryMQTTMessage(t *testing.T) {
 
 	dir := testkit.CopyDir(t, "../../examples/mesh")
 	args := []string{"--mqtt", broker, "--mqtt-topic-prefix", prefix}
-	first := startBroadcaster(t, dir, freeAddr(t), args...)
+	first := startBroadcaster(t, dir, testkit.FreeAddr(t), args...)
 	testkit.Eventually(t, "the broadcaster to load", 60*time.Second, first.ready)
 	m, _ := getMesh(t, first.base)
 	sub.wait(t, "the info topic at the mesh's sequence", 0, 60*time.Second, func(l map[string]any) bool {
@@ -99,7 +99,7 @@ func TestCloudEventsSDKDecodesEveryMQTTMessage(t *testing.T) {
 	// A restart: the offline status, a new epoch (its opening, a sweep and its markers) and online.
 	first.stop(t)
 	restart := len(sub.all())
-	second := startBroadcaster(t, dir, freeAddr(t), args...)
+	second := startBroadcaster(t, dir, testkit.FreeAddr(t), args...)
 	testkit.Eventually(t, "the restarted broadcaster to load", 60*time.Second, second.ready)
 	m2, _ := getMesh(t, second.base)
 	sub.wait(t, "the restarted broadcaster's sweep marker", restart, 60*time.Second, func(l map[string]any) bool {
@@ -164,10 +164,10 @@ func TestSweepCountIsWhatASubscriberReceives(t *testing.T) {
 	broker := mosquitto(t)
 	prefix := randomPrefix(t)
 	dir := writeMesh(t, 15, 101, 0) // 1,515 Brokers
-	b := startBroadcaster(t, dir, freeAddr(t), "--mqtt", broker, "--mqtt-topic-prefix", prefix)
+	b := startBroadcaster(t, dir, testkit.FreeAddr(t), "--mqtt", broker, "--mqtt-topic-prefix", prefix)
 	var warned []string
 	testkit.Eventually(t, "the sweep's warning", 2*time.Minute, func() bool {
-		warned = sentOf.FindStringSubmatch(b.logs.String())
+		warned = sentOf.FindStringSubmatch(b.Logs())
 		return warned != nil
 	})
 	if warned[2] != strconv.Itoa(entities) {

@@ -58,7 +58,7 @@ func TestNATSCLIReadsTheKVBucket(t *testing.T) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	prefix, bucket := "stock.n"+hex.EncodeToString(b)+".eventmesh", "stock_n"+hex.EncodeToString(b)
-	br := startBroadcaster(t, testkit.CopyDir(t, "../../examples/mesh"), freeAddr(t),
+	br := startBroadcaster(t, testkit.CopyDir(t, "../../examples/mesh"), testkit.FreeAddr(t),
 		"--nats", server.URL, "--nats-subject-prefix", prefix, "--nats-kv-bucket", bucket)
 	testkit.Eventually(t, "the broadcaster to load", 60*time.Second, br.ready)
 	entities := wholeMesh(t, br.base)
