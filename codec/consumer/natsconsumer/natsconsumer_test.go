@@ -98,6 +98,23 @@ func TestSnapshots(t *testing.T) {
 	}
 }
 
+// testBucket makes a KV bucket of its own for a test (deleted at its end), and a subject prefix
+// of the same tag.
+func testBucket(t *testing.T, nc *nats.Conn, tag string) (prefix string, kv jetstream.KeyValue) {
+	t.Helper()
+	n := rand.Int32()
+	prefix, bucket := fmt.Sprintf("test.%s%d.mesh", tag, n), fmt.Sprintf("test_%s%d", tag, n)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
+	return prefix, kv
+}
+
 // follow runs Follow until the end of the test.
 func follow(t *testing.T, nc *nats.Conn, s natsconsumer.Stream) {
 	t.Helper()
@@ -117,16 +134,9 @@ func follow(t *testing.T, nc *nats.Conn, s natsconsumer.Stream) {
 func TestFollowListsThenChanges(t *testing.T) {
 	t.Parallel()
 	nc := connect(t)
-	n := rand.Int32()
-	prefix, bucket := fmt.Sprintf("test.f%d.mesh", n), fmt.Sprintf("test_f%d", n)
-	js, _ := jetstream.New(nc)
+	prefix, kv := testBucket(t, nc, "f")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
 	kv.Put(ctx, "broker.ns.a", testkit.Structured(t, testkit.BrokerChange(3, mesh.OpAdded, "a")))
 	kv.Put(ctx, "broker.ns.b", testkit.Structured(t, testkit.BrokerChange(5, mesh.OpUpdated, "b")))
 	kv.Put(ctx, "broker.ns.bad", []byte("not an event"))
@@ -134,7 +144,7 @@ func TestFollowListsThenChanges(t *testing.T) {
 	var r testkit.ChangeRecorder
 	entity := r.Note("entity")
 	published := false
-	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.OnError, Change: r.Note("change"),
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: kv.Bucket(), OnError: r.OnError, Change: r.Note("change"),
 		Entity: func(c mesh.Change) error {
 			if !published { // changes that arrive during the listing wait for it
 				published = true
@@ -267,16 +277,9 @@ func TestFollowIntoAFleet(t *testing.T) {
 		{"an entry skipped", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := rand.Int32()
-			prefix, bucket := fmt.Sprintf("test.l%d.mesh", n), fmt.Sprintf("test_l%d", n)
-			js, _ := jetstream.New(nc)
+			prefix, kv := testBucket(t, nc, "l")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
 			put := func(cluster string, c mesh.Change) {
 				t.Helper()
 				enc, err := codec.NewEncoder("", codec.WithCluster(cluster))
@@ -303,7 +306,7 @@ func TestFollowIntoAFleet(t *testing.T) {
 			fctx, stop := context.WithCancel(context.Background())
 			defer stop()
 			var listed atomic.Bool
-			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, OnError: r.OnError,
+			follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: kv.Bucket(), OnError: r.OnError,
 				Entity: fleet.Hold,
 				Listed: func() { listed.Store(true); fleet.Listed() },
 				Change: func(c mesh.Change) error { return fleet.Apply(fctx, c) }})
@@ -338,16 +341,9 @@ func TestFollowIntoAFleet(t *testing.T) {
 func TestFollowListTimeoutIsPerEntry(t *testing.T) {
 	t.Parallel()
 	nc := connect(t)
-	n := rand.Int32()
-	prefix, bucket := fmt.Sprintf("test.t%d.mesh", n), fmt.Sprintf("test_t%d", n)
-	js, _ := jetstream.New(nc)
+	prefix, kv := testBucket(t, nc, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { js.DeleteKeyValue(context.Background(), bucket) })
 	// More entries than the watch buffers, so that they keep coming after the timeout.
 	const entries, timeout, perEntry = 1000, 300 * time.Millisecond, time.Millisecond // over a second in all
 	for i := range entries {
@@ -359,7 +355,7 @@ func TestFollowListTimeoutIsPerEntry(t *testing.T) {
 	var r testkit.ChangeRecorder
 	entity := r.Note("entity")
 	var listed atomic.Bool
-	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: bucket, ListTimeout: timeout, OnError: r.OnError,
+	follow(t, nc, natsconsumer.Stream{Prefix: prefix, Bucket: kv.Bucket(), ListTimeout: timeout, OnError: r.OnError,
 		Entity: func(c mesh.Change) error { time.Sleep(perEntry); return entity(c) },
 		Listed: func() { listed.Store(true) },
 		Change: r.Note("change")})
