@@ -369,30 +369,36 @@ func leafKeys(prefix string, m map[string]any) []string {
 	return keys
 }
 
+// reference is a Knative reference as the manifests write it.
+type reference struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	Namespace  string `json:"namespace"`
+}
+
+// sinkBinding is what the tests read of a SinkBinding.
+type sinkBinding struct {
+	APIVersion string `json:"apiVersion"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Subject reference `json:"subject"`
+		Sink    struct {
+			Ref reference `json:"ref"`
+		} `json:"sink"`
+	} `json:"spec"`
+}
+
 // examples/sinkbinding.yaml binds the Deployment of deploy/ to the Broker it defines.
 func TestSinkBindingExample(t *testing.T) {
 	t.Parallel()
 	objs := readObjects(t, filepath.Join(repoRoot, "examples", "sinkbinding.yaml"))
 	var deployment appsv1.Deployment
 	find(t, readObjects(t, filepath.Join(deployDir, "deployment.yaml")), "Deployment", "event-mesh-broadcaster", &deployment)
-	type ref struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Name       string `json:"name"`
-		Namespace  string `json:"namespace"`
-	}
-	var binding struct {
-		APIVersion string `json:"apiVersion"`
-		Metadata   struct {
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-		Spec struct {
-			Subject ref `json:"subject"`
-			Sink    struct {
-				Ref ref `json:"ref"`
-			} `json:"sink"`
-		} `json:"spec"`
-	}
+	var binding sinkBinding
 	find(t, objs, "SinkBinding", "event-mesh-broadcaster", &binding)
 	if binding.APIVersion != "sources.knative.dev/v1" {
 		t.Errorf("SinkBinding apiVersion %q, want sources.knative.dev/v1", binding.APIVersion)
@@ -692,25 +698,7 @@ func TestSecuredSinkBindingComponent(t *testing.T) {
 		t.Errorf("the Broker %v differs from deploy/secured's %v", broker.Object, securedBroker.Object)
 	}
 
-	type ref struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Name       string `json:"name"`
-		Namespace  string `json:"namespace"`
-	}
-	var binding struct {
-		APIVersion string `json:"apiVersion"`
-		Metadata   struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-		Spec struct {
-			Subject ref `json:"subject"`
-			Sink    struct {
-				Ref ref `json:"ref"`
-			} `json:"sink"`
-		} `json:"spec"`
-	}
+	var binding sinkBinding
 	find(t, objs, "SinkBinding", "event-mesh-broadcaster", &binding)
 	if s := binding.Spec.Subject; binding.APIVersion != "sources.knative.dev/v1" || s.APIVersion != "apps/v1" || s.Kind != "Deployment" ||
 		s.Name != deployment.Name || cmpOr(s.Namespace, binding.Metadata.Namespace) != deployment.Namespace {
@@ -727,18 +715,18 @@ func TestSecuredSinkBindingComponent(t *testing.T) {
 		} `json:"metadata"`
 		Spec struct {
 			To []struct {
-				Ref ref `json:"ref"`
+				Ref reference `json:"ref"`
 			} `json:"to"`
 			From []struct {
-				Ref ref    `json:"ref"`
-				Sub string `json:"sub"`
+				Ref reference `json:"ref"`
+				Sub string    `json:"sub"`
 			} `json:"from"`
 		} `json:"spec"`
 	}
 	find(t, objs, "EventPolicy", "event-mesh-broadcaster-binding", &policy)
-	to := []ref{{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: broker.GetName()}}
-	from := ref{APIVersion: binding.APIVersion, Kind: "SinkBinding", Name: binding.Metadata.Name}
-	var tos []ref
+	to := []reference{{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: broker.GetName()}}
+	from := reference{APIVersion: binding.APIVersion, Kind: "SinkBinding", Name: binding.Metadata.Name}
+	var tos []reference
 	for _, e := range policy.Spec.To {
 		tos = append(tos, e.Ref)
 	}
@@ -747,7 +735,7 @@ func TestSecuredSinkBindingComponent(t *testing.T) {
 	}
 	if len(policy.Spec.From) != 1 || policy.Spec.From[0].Sub != "" ||
 		cmpOr(policy.Spec.From[0].Ref.Namespace, policy.Metadata.Namespace) != binding.Metadata.Namespace ||
-		!reflect.DeepEqual(policy.Spec.From[0].Ref, ref{APIVersion: from.APIVersion, Kind: from.Kind, Name: from.Name, Namespace: policy.Spec.From[0].Ref.Namespace}) {
+		!reflect.DeepEqual(policy.Spec.From[0].Ref, reference{APIVersion: from.APIVersion, Kind: from.Kind, Name: from.Name, Namespace: policy.Spec.From[0].Ref.Namespace}) {
 		t.Errorf("the EventPolicy admits %+v, want exactly the SinkBinding %s/%s by reference", policy.Spec.From, binding.Metadata.Namespace, binding.Metadata.Name)
 	}
 }
