@@ -502,18 +502,11 @@ func (f *follower) resyncs() map[string]int {
 	return out
 }
 
-// readBucket is the bucket's entities by cluster: (kind, key) → the entity, decoded.
+// readBucket is the bucket's entities by cluster: (kind, key) → the entity, decoded. Each
+// entry must be under its cluster's key.
 func readBucket(t *testing.T, url string) map[string]map[string]any {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, bucket)
+	entries, err := testkit.KVChanges(url, bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,21 +514,10 @@ func readBucket(t *testing.T, url string) map[string]map[string]any {
 	for _, c := range clusters {
 		out[c] = map[string]any{}
 	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k := range lister.Keys() {
-		entry, err := kv.Get(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := codec.DecodeStructured(entry.Value())
-		if err != nil {
-			t.Fatalf("KV %s: %v", k, err)
-		}
-		if k != c.Cluster+"."+natspub.KeyTokens(c.Key) {
-			t.Fatalf("KV key %s holds %s of cluster %q", k, c.Key, c.Cluster)
+	for _, e := range entries {
+		c := e.Change
+		if e.Key != c.Cluster+"."+natspub.KeyTokens(c.Key) {
+			t.Fatalf("KV key %s holds %s of cluster %q", e.Key, c.Key, c.Cluster)
 		}
 		var v any
 		if err := json.Unmarshal(c.Entity, &v); err != nil {

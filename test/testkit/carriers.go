@@ -137,6 +137,26 @@ func (r *Retained) Equals(want map[string]string) bool {
 // KVEntities reads a NATS KV bucket of entity states as a late consumer would: key → entity
 // JSON of each entry's event.
 func KVEntities(url, bucket string) (map[string]string, error) {
+	entries, err := KVChanges(url, bucket)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Change.Key.String()] = string(e.Change.Entity)
+	}
+	return out, nil
+}
+
+// KVEntry is an entry of a KV bucket: its key and the change it holds, decoded.
+type KVEntry struct {
+	Key    string
+	Change mesh.Change
+}
+
+// KVChanges lists the entries of a KV bucket that are not deleted, each decoded; an entry that
+// is not a mesh-delta event is an error naming its key.
+func KVChanges(url, bucket string) ([]KVEntry, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, err
@@ -157,7 +177,7 @@ func KVEntities(url, bucket string) (map[string]string, error) {
 		return nil, err
 	}
 	defer w.Stop()
-	out := map[string]string{}
+	var out []KVEntry
 	for entry := range w.Updates() {
 		if entry == nil { // the current values are all in
 			return out, nil
@@ -166,7 +186,7 @@ func KVEntities(url, bucket string) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kv %s: %w", entry.Key(), err)
 		}
-		out[c.Key.String()] = string(c.Entity)
+		out = append(out, KVEntry{Key: entry.Key(), Change: c})
 	}
 	return out, ctx.Err()
 }

@@ -56,32 +56,15 @@ func TestClustersShareAPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, n.bucket)
+	entries, err := testkit.KVChanges(srv.URL, n.bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]map[string]string{"east": {}, "west": {}}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k := range lister.Keys() {
-		entry, err := kv.Get(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := codec.DecodeStructured(entry.Value())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if k != c.Cluster+"."+natspub.KeyTokens(c.Key) {
-			t.Fatalf("kv key %q holds %s of cluster %q", k, c.Key, c.Cluster)
+	for _, e := range entries {
+		c := e.Change
+		if e.Key != c.Cluster+"."+natspub.KeyTokens(c.Key) {
+			t.Fatalf("kv key %q holds %s of cluster %q", e.Key, c.Key, c.Cluster)
 		}
 		got[c.Cluster][c.Key.String()] = string(c.Entity)
 	}
@@ -91,6 +74,12 @@ func TestClustersShareAPrefix(t *testing.T) {
 
 	// The stream holds both clusters' events, each on its cluster's subjects and in its
 	// cluster's order.
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
 	cons, err := js.OrderedConsumer(ctx, n.stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
