@@ -208,32 +208,9 @@ func (g *generator) lineageObject() *unstructured.Unstructured {
 		}
 		o = map[string]any{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventPolicy", "metadata": g.meta(ns, name), "spec": spec}
 	case 8:
-		steps := make([]any, 1+g.rnd.IntN(3))
-		for i := range steps {
-			steps[i] = g.destination()
-		}
-		spec := map[string]any{"steps": steps}
-		if g.chance(60) {
-			spec["reply"] = g.destination()
-		}
-		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence", "metadata": g.meta(ns, name), "spec": spec}
+		o = g.sequence(ns, name, flowOdds{parts: 3, reply: 60})
 	default:
-		branches := make([]any, 1+g.rnd.IntN(3))
-		for i := range branches {
-			b := map[string]any{"subscriber": g.destination()}
-			if g.chance(40) {
-				b["filter"] = g.destination()
-			}
-			if g.chance(30) {
-				b["reply"] = g.destination()
-			}
-			branches[i] = b
-		}
-		spec := map[string]any{"branches": branches}
-		if g.chance(50) {
-			spec["reply"] = g.destination()
-		}
-		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Parallel", "metadata": g.meta(ns, name), "spec": spec}
+		o = g.parallel(ns, name, flowOdds{parts: 3, branchReply: 30, reply: 50})
 	}
 	if g.chance(30) {
 		o["status"] = g.status(ns, name)

@@ -292,39 +292,9 @@ func (g *generator) object() *unstructured.Unstructured {
 	case 8, 11:
 		o = map[string]any{"apiVersion": g.one("v1", "serving.knative.dev/v1"), "kind": "Service", "metadata": g.meta(ns, name)}
 	case 12:
-		steps := make([]any, 1+g.rnd.IntN(3))
-		for i := range steps {
-			step := g.destination()
-			if g.chance(30) {
-				step["delivery"] = g.delivery()
-			}
-			steps[i] = step
-		}
-		spec := map[string]any{"steps": steps}
-		if g.chance(50) {
-			spec["reply"] = g.destination()
-		}
-		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence", "metadata": g.meta(ns, name), "spec": spec}
+		o = g.sequence(ns, name, flowOdds{parts: 3, delivery: 30, reply: 50})
 	case 13:
-		branches := make([]any, 1+g.rnd.IntN(2))
-		for i := range branches {
-			b := map[string]any{"subscriber": g.destination()}
-			if g.chance(40) {
-				b["filter"] = g.destination()
-			}
-			if g.chance(40) {
-				b["reply"] = g.destination()
-			}
-			if g.chance(30) {
-				b["delivery"] = g.delivery()
-			}
-			branches[i] = b
-		}
-		spec := map[string]any{"branches": branches}
-		if g.chance(50) {
-			spec["reply"] = g.destination()
-		}
-		o = map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Parallel", "metadata": g.meta(ns, name), "spec": spec}
+		o = g.parallel(ns, name, flowOdds{parts: 2, branchReply: 40, delivery: 30, reply: 50})
 	case 14:
 		spec := map[string]any{"jsonata": map[string]any{"expression": "{'type': 'x'}"}}
 		if g.chance(70) {
@@ -380,6 +350,51 @@ func (g *generator) status(ns, name string) map[string]any {
 }
 
 // destination is a Knative Destination: a ref to something addressable, a URI, or both.
+// flowOdds shape a random Sequence or Parallel: up to parts steps or branches, and the
+// percent chances of a step's or branch's delivery, a branch's reply and the flow's reply.
+type flowOdds struct{ parts, delivery, branchReply, reply int }
+
+// sequence is a random Sequence. A zero chance draws nothing, so generators that never ask
+// for a part keep their random stream.
+func (g *generator) sequence(ns, name string, odds flowOdds) map[string]any {
+	steps := make([]any, 1+g.rnd.IntN(odds.parts))
+	for i := range steps {
+		step := g.destination()
+		if odds.delivery > 0 && g.chance(odds.delivery) {
+			step["delivery"] = g.delivery()
+		}
+		steps[i] = step
+	}
+	spec := map[string]any{"steps": steps}
+	if g.chance(odds.reply) {
+		spec["reply"] = g.destination()
+	}
+	return map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Sequence", "metadata": g.meta(ns, name), "spec": spec}
+}
+
+// parallel is a random Parallel (a branch's filter: two times in five).
+func (g *generator) parallel(ns, name string, odds flowOdds) map[string]any {
+	branches := make([]any, 1+g.rnd.IntN(odds.parts))
+	for i := range branches {
+		b := map[string]any{"subscriber": g.destination()}
+		if g.chance(40) {
+			b["filter"] = g.destination()
+		}
+		if g.chance(odds.branchReply) {
+			b["reply"] = g.destination()
+		}
+		if odds.delivery > 0 && g.chance(odds.delivery) {
+			b["delivery"] = g.delivery()
+		}
+		branches[i] = b
+	}
+	spec := map[string]any{"branches": branches}
+	if g.chance(odds.reply) {
+		spec["reply"] = g.destination()
+	}
+	return map[string]any{"apiVersion": "flows.knative.dev/v1", "kind": "Parallel", "metadata": g.meta(ns, name), "spec": spec}
+}
+
 func (g *generator) destination() map[string]any {
 	d := map[string]any{}
 	if g.chance(80) {
