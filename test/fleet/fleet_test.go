@@ -533,17 +533,9 @@ func readBucket(t *testing.T, url string) map[string]map[string]any {
 func entitiesOf(t *testing.T, m mesh.Mesh) map[string]any {
 	t.Helper()
 	out := map[string]any{}
-	m.Each(func(kind mesh.EntityKind, key mesh.Key, e any) {
-		raw, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatal(err)
-		}
-		out[kind.String()+"|"+key.String()] = v
-	})
+	for id, v := range entitiesByID(t, m) {
+		out[id.Kind.String()+"|"+id.Key.String()] = v
+	}
 	return out
 }
 
