@@ -203,9 +203,13 @@ func (o *tailOptions) check() error {
 	return err
 }
 
-// watchBase accepts a broadcaster's base URL, or the URL of one of its /v1 endpoints, after
-// NAME= to name its cluster (as `broadcaster page` reads its --url).
+// watchBase accepts a broadcaster's base URL, or the URL of one of its /v1 endpoints (its
+// query dropped: the stream is resumed by tail itself), after NAME= to name its cluster (as
+// `broadcaster page` reads its --url).
 func watchBase(v string) (broadcasterURL, error) {
+	if i := strings.IndexAny(v, "?#"); i >= 0 {
+		v = v[:i]
+	}
 	t, err := fleet.Parse(v)
 	if err != nil {
 		return broadcasterURL{}, fmt.Errorf("--watch: %w", err)

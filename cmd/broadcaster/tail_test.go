@@ -38,7 +38,7 @@ func TestTailWatchText(t *testing.T) {
 	t.Parallel()
 	dir := testkit.CopyDir(t, "../../examples/mesh")
 	base, _ := startRun(t, dir)
-	out := startTail(t, nil, false, "--watch", base+"/v1/watch", "--color", "always") // a full endpoint URL works too
+	out := startTail(t, nil, false, "--watch", base+"/v1/watch?epoch=old", "--color", "always") // a full endpoint URL works too, its query dropped
 	testkit.Eventually(t, "the snapshot and its entities", 10*time.Second, func() bool {
 		return strings.Contains(out.String(), "snapshot: epoch ") && strings.Contains(out.String(), fmt.Sprintf("%d entities (%d shown)", exampleEntities, exampleEntities)) &&
 			strings.Contains(out.String(), "  broker       eventing.knative.dev/Broker/payments/default\n")
