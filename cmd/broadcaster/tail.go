@@ -320,9 +320,7 @@ func (p *printer) snapshot(s mesh.Snapshot) {
 	entities := r.Entities()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[consumer.FleetEntityID]json.RawMessage{}
-	}
+	p.remember()
 	for id := range p.last {
 		if id.Cluster == s.Cluster {
 			delete(p.last, id)
@@ -350,11 +348,7 @@ func (p *printer) snapshot(s mesh.Snapshot) {
 		fmt.Fprintf(p.out, "%s%ssnapshot%s: epoch %s, sequence %d, %d entities (%d shown)%s\n", p.stamp(), p.paint(ansiDim), of,
 			printable.String(s.Epoch), s.Sequence, len(entities), len(ids), p.paint(ansiReset))
 	} else {
-		doc := map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}
-		if s.Cluster != "" {
-			doc["cluster"] = s.Cluster
-		}
-		p.document(map[string]any{"snapshot": doc})
+		p.document(map[string]any{"snapshot": inCluster(map[string]any{"epoch": s.Epoch, "sequence": s.Sequence, "entities": len(entities)}, s.Cluster)})
 	}
 	for _, id := range ids {
 		p.entityLocked(id, entities[id.EntityID])
@@ -378,9 +372,7 @@ func (p *printer) entity(c mesh.Change) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[consumer.FleetEntityID]json.RawMessage{}
-	}
+	p.remember()
 	id := consumer.FleetEntityID{Cluster: c.Cluster, EntityID: consumer.EntityID{Kind: c.Kind, Key: c.Key}}
 	p.last[id] = c.Entity
 	if p.keep(id) {
@@ -390,14 +382,25 @@ func (p *printer) entity(c mesh.Change) {
 
 func (p *printer) entityLocked(id consumer.FleetEntityID, data json.RawMessage) {
 	if p.format != "text" {
-		doc := map[string]any{"kind": id.Kind.String(), "key": id.Key.String(), "entity": data}
-		if id.Cluster != "" {
-			doc["cluster"] = id.Cluster
-		}
-		p.document(doc)
+		p.document(inCluster(map[string]any{"kind": id.Kind.String(), "key": id.Key.String(), "entity": data}, id.Cluster))
 		return
 	}
 	fmt.Fprintf(p.out, "%s  %s%-12s %s\n", p.stamp(), clusterColumn(id.Cluster), id.Kind, printable.String(id.Key.String()))
+}
+
+// remember makes the map of last states on first use (the caller holds p.mu).
+func (p *printer) remember() {
+	if p.last == nil {
+		p.last = map[consumer.FleetEntityID]json.RawMessage{}
+	}
+}
+
+// inCluster adds the cluster to a JSON or YAML document, when the broadcaster has a name.
+func inCluster(doc map[string]any, cluster string) map[string]any {
+	if cluster != "" {
+		doc["cluster"] = cluster
+	}
+	return doc
 }
 
 // clusterColumn names the cluster of a line, when the broadcaster has a name.
@@ -414,9 +417,7 @@ func (p *printer) change(c mesh.Change) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[consumer.FleetEntityID]json.RawMessage{}
-	}
+	p.remember()
 	id := consumer.FleetEntityID{Cluster: c.Cluster, EntityID: consumer.EntityID{Kind: c.Kind, Key: c.Key}}
 	if c.Op == mesh.OpUpdated && c.Previous == nil {
 		c.Previous = p.last[id]
@@ -430,12 +431,8 @@ func (p *printer) change(c mesh.Change) {
 		return
 	}
 	if p.format != "text" {
-		doc := map[string]any{"key": c.Key.String(), "kind": c.Kind.String(), "op": c.Op.String(),
-			"epoch": c.Epoch, "sequence": c.Sequence, "entity": c.Entity}
-		if c.Cluster != "" {
-			doc["cluster"] = c.Cluster
-		}
-		p.document(doc)
+		p.document(inCluster(map[string]any{"key": c.Key.String(), "kind": c.Kind.String(), "op": c.Op.String(),
+			"epoch": c.Epoch, "sequence": c.Sequence, "entity": c.Entity}, c.Cluster))
 		return
 	}
 	colour := map[mesh.Op]string{mesh.OpAdded: ansiGreen, mesh.OpUpdated: ansiYellow, mesh.OpDeleted: ansiRed}[c.Op]
