@@ -287,6 +287,10 @@ func askBroadcaster(ctx context.Context, command string, o snapshotOptions, gete
 		tlsConfig.RootCAs = pool
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
+	// A client of one call: nothing is left open behind it, not even a connection dialled for
+	// a request that was cancelled (a fleet's other broadcasters when one fails), which the
+	// broadcaster would wait for when it shuts down.
+	defer client.CloseIdleConnections()
 	base := strings.TrimSuffix(o.url, "/")
 	for _, p := range []string{mesh.PathGetEventMesh, mesh.PathMesh, mesh.PathLineage} { // a whole endpoint URL works too
 		base = strings.TrimSuffix(base, p)
